@@ -1,0 +1,92 @@
+//! Command-line arguments (clap derive). Help texts carry an example for every command.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Clarion: tool-using assistants described in one TOML file.
+#[derive(Debug, Parser)]
+#[command(name = "clarion", version, about, long_about = None)]
+#[command(
+    after_help = "Exit codes: 0 success, 1 problems found, 2 usage or configuration error.\n\
+Docs: docs/flow-format.md (the flow file), docs/diagnostics.md (every diagnostic code)."
+)]
+pub struct Cli {
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check flow files and report every problem, rustc-style.
+    #[command(
+        after_help = "Examples:\n  clarion validate flows/\n  clarion validate flows/personal-finance.toml --format json\n  clarion validate flows/ --deny-warnings"
+    )]
+    Validate(ValidateArgs),
+    /// Print the flow file's JSON Schema (draft-07), for editors and tools.
+    #[command(after_help = "Example:\n  clarion schema > schemas/flow.schema.json")]
+    Schema(SchemaArgs),
+    /// Print the assistant definition for a model provider, as JSON.
+    #[command(
+        after_help = "Examples:\n  clarion export flows/personal-finance.toml --format chat-completions\n  clarion export flows/personal-finance.toml --format assistants --slot risk_tolerance=low"
+    )]
+    Export(ExportArgs),
+}
+
+/// `clarion validate`.
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Flow files, or directories to search for `*.toml` flow files.
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// Output format: `human` code frames, or `json` (one object per diagnostic per line).
+    #[arg(long, value_enum, default_value_t = DiagnosticFormat::Human)]
+    pub format: DiagnosticFormat,
+    /// Treat warnings as errors (exit 1 when there are any).
+    #[arg(long)]
+    pub deny_warnings: bool,
+}
+
+/// How diagnostics are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DiagnosticFormat {
+    /// Code frames with a caret under the problem.
+    Human,
+    /// JSON Lines: one object per diagnostic (see docs/diagnostics.md for the shape).
+    Json,
+}
+
+/// `clarion schema`.
+#[derive(Debug, Args)]
+pub struct SchemaArgs {}
+
+/// `clarion export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The flow file.
+    #[arg(value_name = "FLOW")]
+    pub flow: PathBuf,
+    /// The provider format.
+    #[arg(long, value_enum)]
+    pub format: ProviderFormat,
+    /// A slot value for rendering the instructions, as NAME=VALUE (VALUE is JSON if it
+    /// parses as JSON, else a string). Repeatable.
+    #[arg(long = "slot", value_name = "NAME=VALUE")]
+    pub slots: Vec<String>,
+    /// A metadata value for rendering the instructions, as KEY=VALUE. Repeatable.
+    #[arg(long = "metadata", value_name = "KEY=VALUE")]
+    pub metadata: Vec<String>,
+}
+
+/// Provider formats for `clarion export`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProviderFormat {
+    /// OpenAI Chat Completions and compatible servers (Ollama, vLLM, llama.cpp…).
+    ChatCompletions,
+    /// OpenAI Responses API.
+    Responses,
+    /// The Assistants API's `POST /v1/assistants` body.
+    Assistants,
+}

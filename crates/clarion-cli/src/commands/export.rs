@@ -1,0 +1,83 @@
+//! `clarion export`: the assistant definition for a provider, as pretty JSON on stdout.
+//! Diagnostics (warnings, or the errors that stop the export) go to stderr.
+
+use clarion_engine::diagnostic::render;
+use clarion_engine::export::{ExportFormat, export};
+use clarion_engine::flow::load_file;
+use serde_json::{Map, Value};
+
+use crate::args::{ExportArgs, ProviderFormat};
+use crate::error::CliError;
+use crate::exit::Exit;
+use crate::output;
+
+pub fn run(args: &ExportArgs) -> Result<Exit, CliError> {
+    if !args.flow.is_file() {
+        return Err(CliError::MissingFlow(args.flow.clone()));
+    }
+    let slots = pairs(&args.slots, "--slot", true)?;
+    let metadata = pairs(&args.metadata, "--metadata", false)?;
+    let report = load_file(&args.flow);
+    let styled = output::stderr_styled();
+    for diagnostic in &report.diagnostics {
+        output::err(&format!(
+            "{}\n\n",
+            render::human(diagnostic, &report.source, styled)
+        ));
+    }
+    let Some(flow) = report.flow else {
+        output::error_line(&format!(
+            "cannot export {}: it has {} error(s)",
+            args.flow.display(),
+            report
+                .diagnostics
+                .iter()
+                .filter(|d| d.severity() == clarion_engine::diagnostic::Severity::Error)
+                .count()
+        ));
+        return Ok(Exit::Problems);
+    };
+    for name in slots.keys() {
+        if !flow.slots.contains_key(name) {
+            return Err(CliError::UnknownSlot(name.clone()));
+        }
+    }
+    let format = match args.format {
+        ProviderFormat::ChatCompletions => ExportFormat::ChatCompletions,
+        ProviderFormat::Responses => ExportFormat::Responses,
+        ProviderFormat::Assistants => ExportFormat::Assistants,
+    };
+    match export(&flow, format, &slots, &metadata) {
+        Ok(body) => {
+            let text = serde_json::to_string_pretty(&body).unwrap_or_default();
+            output::out(&format!("{text}\n"));
+            Ok(Exit::Success)
+        }
+        Err(error) => {
+            output::error_line(&format!(
+                "{error}; pass the slots it prints with --slot NAME=VALUE"
+            ));
+            Ok(Exit::Problems)
+        }
+    }
+}
+
+/// Parses `NAME=VALUE` pairs; with `json`, a VALUE that parses as JSON is used as such.
+fn pairs(items: &[String], flag: &'static str, json: bool) -> Result<Map<String, Value>, CliError> {
+    let mut map = Map::new();
+    for item in items {
+        let Some((name, value)) = item.split_once('=') else {
+            return Err(CliError::BadPair {
+                flag,
+                item: item.clone(),
+            });
+        };
+        let value = if json {
+            serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.to_owned()))
+        } else {
+            Value::String(value.to_owned())
+        };
+        map.insert(name.to_owned(), value);
+    }
+    Ok(map)
+}

@@ -1,0 +1,27 @@
+//! Errors that stop a command before it can do its job (exit code 2).
+
+use std::path::PathBuf;
+
+use crate::discover::DiscoverError;
+
+/// A usage or configuration error, printed as one `error:` line.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// Finding flow files failed.
+    #[error(transparent)]
+    Discover(#[from] DiscoverError),
+    /// The flow file given does not exist.
+    #[error("no such flow file: {}", .0.display())]
+    MissingFlow(PathBuf),
+    /// A `NAME=VALUE` argument without `=`.
+    #[error("{flag} {item}: expected NAME=VALUE")]
+    BadPair {
+        /// The flag, e.g. `--slot`.
+        flag: &'static str,
+        /// What was given.
+        item: String,
+    },
+    /// `--slot` naming a slot the flow does not declare.
+    #[error("--slot {0}: the flow declares no slot `{0}`")]
+    UnknownSlot(String),
+}

@@ -1,0 +1,33 @@
+//! `clarion`: validate, export and (soon) run conversational flows.
+//!
+//! The binary is thin on purpose: argument parsing ([`args`]), one module per subcommand
+//! under [`commands`], and exit codes in one place ([`exit`]). Everything a library user
+//! could want lives in `clarion-engine`.
+
+mod args;
+mod commands;
+mod discover;
+mod error;
+mod exit;
+mod output;
+
+use clap::Parser;
+
+use crate::args::{Cli, Command};
+use crate::exit::Exit;
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Validate(args) => commands::validate::run(&args),
+        Command::Schema(args) => Ok(commands::schema::run(&args)),
+        Command::Export(args) => commands::export::run(&args),
+    };
+    match result {
+        Ok(exit) => exit.into(),
+        Err(error) => {
+            output::error_line(&error.to_string());
+            Exit::Usage.into()
+        }
+    }
+}

@@ -1,0 +1,259 @@
+//! Every problem `clarion validate` can report, one variant each.
+//!
+//! The variant's `Display` is the one-line message; [`DiagnosticKind::code`] is its stable
+//! code. Codes never change meaning once released: tools and CI scripts match on them, and
+//! `docs/diagnostics.md` lists them. Errors are `E…`, warnings `W…`; a warning never stops a
+//! flow from loading unless the caller asks for `--deny-warnings`.
+
+use thiserror::Error;
+
+/// How serious a diagnostic is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// The flow works, but probably not the way its author meant.
+    Warning,
+    /// The flow cannot be loaded.
+    Error,
+}
+
+/// What went wrong, with the names involved. `Display` is the diagnostic's message.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum DiagnosticKind {
+    /// The file could not be read, or is not UTF-8.
+    #[error("cannot read the flow file: {reason}")]
+    Unreadable {
+        /// Why, as the operating system or decoder said it.
+        reason: String,
+    },
+    /// TOML syntax error.
+    #[error("invalid TOML: {message}")]
+    TomlSyntax {
+        /// The parser's message.
+        message: String,
+    },
+    /// The same key or table is defined twice.
+    #[error("`{key}` is defined more than once")]
+    DuplicateKey {
+        /// The dotted key.
+        key: String,
+    },
+    /// A key that the flow format does not know, usually a typo.
+    #[error("unknown key `{key}` in {table}")]
+    UnknownKey {
+        /// The key as written.
+        key: String,
+        /// Where it was found, e.g. `[tools.lookup]`.
+        table: String,
+    },
+    /// A value of the wrong TOML type.
+    #[error("`{key}` must be {expected}, found {found}")]
+    WrongType {
+        /// The dotted key.
+        key: String,
+        /// The expected type, in words.
+        expected: String,
+        /// The type written, in words.
+        found: String,
+    },
+    /// A required key is absent.
+    #[error("missing key `{key}` in {table}")]
+    MissingKey {
+        /// The missing key.
+        key: String,
+        /// The table that needs it.
+        table: String,
+    },
+    /// A value of the right type that is not allowed (out of range, not one of the options…).
+    #[error("invalid value for `{key}`: {reason}")]
+    InvalidValue {
+        /// The dotted key.
+        key: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A tool with nothing to run it.
+    #[error("tool `{tool}` has no executor")]
+    NoExecutor {
+        /// The tool's name.
+        tool: String,
+    },
+    /// A tool with more than one way to run it.
+    #[error("tool `{tool}` has more than one executor: {found}")]
+    MultipleExecutors {
+        /// The tool's name.
+        tool: String,
+        /// The executors found, e.g. "`builtin` and `http`".
+        found: String,
+    },
+    /// A parameter or slot schema that is not valid JSON Schema.
+    #[error("invalid JSON Schema for {owner}: {reason}")]
+    InvalidSchema {
+        /// e.g. "parameter `goal_amount` of tool `plan`".
+        owner: String,
+        /// The meta-schema's complaint.
+        reason: String,
+    },
+    /// A reference to a slot that is not declared under `[slots]`.
+    #[error("slot `{slot}` is not declared")]
+    UndeclaredSlot {
+        /// The slot name used.
+        slot: String,
+    },
+    /// A parameter remembered into a slot of another type.
+    #[error("parameter `{param}` has type {param_type} but slot `{slot}` has type {slot_type}")]
+    SlotTypeConflict {
+        /// The parameter.
+        param: String,
+        /// The slot.
+        slot: String,
+        /// The parameter's JSON Schema type(s).
+        param_type: String,
+        /// The slot's JSON Schema type(s).
+        slot_type: String,
+    },
+    /// A template that does not compile.
+    #[error("{what} is not a valid template: {message}")]
+    TemplateSyntax {
+        /// Which template, e.g. "`inject`".
+        what: String,
+        /// MiniJinja's message.
+        message: String,
+    },
+    /// A `when` or `set` expression that does not compile.
+    #[error("{what} is not a valid expression: {message}")]
+    ExpressionSyntax {
+        /// Which expression, e.g. "`when`".
+        what: String,
+        /// MiniJinja's message.
+        message: String,
+    },
+    /// A template or expression that uses a name not in its scope.
+    #[error("`{name}` is not defined here")]
+    UndefinedName {
+        /// The name as used, e.g. `args.goal` or `reslt`.
+        name: String,
+    },
+    /// `{{ env.NAME }}` for a variable the tool does not allow-list.
+    #[error("environment variable `{var}` is not allow-listed for tool `{tool}`")]
+    EnvNotAllowed {
+        /// The variable.
+        var: String,
+        /// The tool whose template reads it.
+        tool: String,
+    },
+    /// A tool name providers reject.
+    #[error("tool name `{name}` is not accepted by model providers")]
+    InvalidToolName {
+        /// The name.
+        name: String,
+    },
+    /// A parameter or slot name that templates and providers cannot use.
+    #[error("{kind} name `{name}` is not valid")]
+    InvalidName {
+        /// "parameter" or "slot".
+        kind: &'static str,
+        /// The name.
+        name: String,
+    },
+    /// A `$ref` that points at a file that cannot be used.
+    #[error("cannot use schema file `{path}`: {reason}")]
+    SchemaRef {
+        /// The path as written.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// `strict = true` on a tool whose schemas use keywords strict mode does not support.
+    #[error("tool `{tool}` asks for strict mode, but {reason}")]
+    StrictUnsupported {
+        /// The tool.
+        tool: String,
+        /// Which keyword, where.
+        reason: String,
+    },
+    /// A required parameter with no question to ask when it is missing.
+    #[error("required parameter `{param}` has no `ask`")]
+    MissingAsk {
+        /// The parameter.
+        param: String,
+    },
+    /// A slot that nothing reads or writes.
+    #[error("slot `{slot}` is never used")]
+    UnusedSlot {
+        /// The slot.
+        slot: String,
+    },
+    /// A tool with no description: the model chooses tools by their descriptions.
+    #[error("tool `{tool}` has no description")]
+    MissingToolDescription {
+        /// The tool.
+        tool: String,
+    },
+    /// A parameter with no description: the model fills arguments by their descriptions.
+    #[error("parameter `{param}` of tool `{tool}` has no description")]
+    MissingParamDescription {
+        /// The tool.
+        tool: String,
+        /// The parameter.
+        param: String,
+    },
+    /// `ask` on an optional parameter, which is never asked for.
+    #[error("optional parameter `{param}` has an `ask` that is never used")]
+    AskOnOptional {
+        /// The parameter.
+        param: String,
+    },
+    /// An `after` rule with neither `inject` nor `set`.
+    #[error("this `after` rule of tool `{tool}` does nothing")]
+    EmptyAfterRule {
+        /// The tool.
+        tool: String,
+    },
+}
+
+impl DiagnosticKind {
+    /// The stable code, e.g. `E004`.
+    #[must_use]
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Unreadable { .. } => "E001",
+            Self::TomlSyntax { .. } => "E002",
+            Self::DuplicateKey { .. } => "E003",
+            Self::UnknownKey { .. } => "E004",
+            Self::WrongType { .. } => "E005",
+            Self::MissingKey { .. } => "E006",
+            Self::InvalidValue { .. } => "E007",
+            Self::NoExecutor { .. } => "E008",
+            Self::MultipleExecutors { .. } => "E009",
+            Self::InvalidSchema { .. } => "E010",
+            Self::UndeclaredSlot { .. } => "E011",
+            Self::SlotTypeConflict { .. } => "E012",
+            Self::TemplateSyntax { .. } => "E013",
+            Self::ExpressionSyntax { .. } => "E014",
+            Self::UndefinedName { .. } => "E015",
+            Self::EnvNotAllowed { .. } => "E016",
+            Self::InvalidToolName { .. } => "E017",
+            Self::InvalidName { .. } => "E018",
+            Self::SchemaRef { .. } => "E019",
+            Self::StrictUnsupported { .. } => "E020",
+            Self::MissingAsk { .. } => "W001",
+            Self::UnusedSlot { .. } => "W002",
+            Self::MissingToolDescription { .. } => "W003",
+            Self::MissingParamDescription { .. } => "W004",
+            Self::AskOnOptional { .. } => "W005",
+            Self::EmptyAfterRule { .. } => "W006",
+        }
+    }
+
+    /// Whether this is an error or a warning (read off the code).
+    #[must_use]
+    pub fn severity(&self) -> Severity {
+        if self.code().starts_with('W') {
+            Severity::Warning
+        } else {
+            Severity::Error
+        }
+    }
+}

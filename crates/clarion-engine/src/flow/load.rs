@@ -1,0 +1,340 @@
+//! Loading a flow file: bytes in, a [`Flow`] or every diagnostic out.
+//!
+//! The pipeline is one straight line: decode → parse TOML (recovering, so several syntax
+//! errors show at once) → convert to JSON with a span for every node → structural checks
+//! against the flow format's JSON Schema → deserialize into [`FlowFile`] → semantic checks
+//! → build the [`Flow`]. Nothing here panics on any input; a file that cannot be read, a
+//! 10 MB file, deeply nested tables and invalid UTF-8 all end as diagnostics.
+
+use std::path::{Path, PathBuf};
+
+use indexmap::IndexMap;
+use toml::de::DeTable;
+
+use super::check::{self, Checker, params};
+use super::model::{Executor, Flow, Limits, Param, Slot, Tool, parse_duration};
+use super::spans::{self, pointer};
+use super::spec::FlowFile;
+use super::structure;
+use crate::diagnostic::{self, Diagnostic, DiagnosticKind, Severity};
+use crate::source::SourceFile;
+
+/// Flow files larger than this are refused unread: no hand-written flow comes close.
+pub const MAX_FILE_BYTES: usize = 8 * 1024 * 1024;
+
+/// The outcome of loading one file: its text, everything found, and the flow if there
+/// were no errors.
+#[derive(Debug)]
+pub struct LoadReport {
+    /// The file's text (for rendering diagnostics).
+    pub source: SourceFile,
+    /// Errors and warnings, sorted by position.
+    pub diagnostics: Vec<Diagnostic>,
+    /// The flow, when there were no errors.
+    pub flow: Option<Flow>,
+}
+
+impl LoadReport {
+    /// Number of errors.
+    #[must_use]
+    pub fn error_count(&self) -> usize {
+        self.count(Severity::Error)
+    }
+
+    /// Number of warnings.
+    #[must_use]
+    pub fn warning_count(&self) -> usize {
+        self.count(Severity::Warning)
+    }
+
+    fn count(&self, severity: Severity) -> usize {
+        self.diagnostics
+            .iter()
+            .filter(|d| d.severity() == severity)
+            .count()
+    }
+
+    /// The flow, or this report as the error.
+    pub fn into_result(self) -> Result<Flow, LoadError> {
+        match self.flow {
+            Some(flow) => Ok(flow),
+            None => Err(LoadError {
+                report: Box::new(self),
+            }),
+        }
+    }
+}
+
+/// A flow that failed to load; holds the full report.
+#[derive(Debug, thiserror::Error)]
+#[error("{} has {} error(s); run `clarion validate` on it for details", .report.source.path().display(), .report.error_count())]
+pub struct LoadError {
+    /// What was found.
+    pub report: Box<LoadReport>,
+}
+
+/// Loads the flow file at `path`.
+#[must_use]
+pub fn load_file(path: &Path) -> LoadReport {
+    let base_dir = path.parent().map(Path::to_path_buf);
+    let size = std::fs::metadata(path).map_or(0, |m| m.len());
+    if size > MAX_FILE_BYTES as u64 {
+        return unreadable(
+            path,
+            format!("it is {size} bytes; flow files are limited to {MAX_FILE_BYTES}"),
+        );
+    }
+    match std::fs::read(path) {
+        Ok(bytes) => load_bytes(path, &bytes, base_dir.as_deref()),
+        Err(error) => unreadable(path, error.to_string()),
+    }
+}
+
+/// Loads a flow from bytes; `path` names it in diagnostics and `base_dir` resolves `$ref`.
+#[must_use]
+pub fn load_bytes(path: impl Into<PathBuf>, bytes: &[u8], base_dir: Option<&Path>) -> LoadReport {
+    let path = path.into();
+    if bytes.len() > MAX_FILE_BYTES {
+        return unreadable(
+            &path,
+            format!(
+                "it is {} bytes; flow files are limited to {MAX_FILE_BYTES}",
+                bytes.len()
+            ),
+        );
+    }
+    match std::str::from_utf8(bytes) {
+        Ok(text) => load_str(path, text, base_dir),
+        Err(error) => {
+            let source = SourceFile::new(path, String::from_utf8_lossy(bytes).into_owned());
+            let at = error.valid_up_to();
+            let diagnostic = Diagnostic::new(
+                DiagnosticKind::Unreadable {
+                    reason: format!("it is not valid UTF-8 (byte {at})"),
+                },
+                Some(at..at + 1),
+            )
+            .with_help("save the file as UTF-8");
+            LoadReport {
+                source,
+                diagnostics: vec![diagnostic],
+                flow: None,
+            }
+        }
+    }
+}
+
+fn unreadable(path: &Path, reason: String) -> LoadReport {
+    LoadReport {
+        source: SourceFile::new(path, String::new()),
+        diagnostics: vec![Diagnostic::new(DiagnosticKind::Unreadable { reason }, None)],
+        flow: None,
+    }
+}
+
+/// Loads a flow from text; `path` names it in diagnostics and `base_dir` resolves `$ref`.
+#[must_use]
+pub fn load_str(path: impl Into<PathBuf>, text: &str, base_dir: Option<&Path>) -> LoadReport {
+    let source = SourceFile::new(path, text);
+    let (diagnostics, flow) = check_source(&source, base_dir);
+    LoadReport {
+        source,
+        diagnostics,
+        flow,
+    }
+}
+
+fn check_source(source: &SourceFile, base_dir: Option<&Path>) -> (Vec<Diagnostic>, Option<Flow>) {
+    let (root, errors) = DeTable::parse_recoverable(source.text());
+    if !errors.is_empty() {
+        let mut diagnostics: Vec<Diagnostic> = errors.iter().map(|e| syntax(source, e)).collect();
+        diagnostic::sort(&mut diagnostics);
+        return (diagnostics, None);
+    }
+    let (mut document, spans, unrepresentable) = spans::to_json(&root);
+    let mut diagnostics: Vec<Diagnostic> = unrepresentable
+        .into_iter()
+        .map(|bad| {
+            Diagnostic::new(
+                DiagnosticKind::InvalidValue {
+                    key: structure::key_name(&bad.pointer),
+                    reason: "`nan` and `inf` have no JSON equivalent".to_owned(),
+                },
+                Some(bad.span),
+            )
+            .with_help("use a finite number")
+        })
+        .collect();
+    let (structural, broken) = structure::check(&mut document, &spans);
+    diagnostics.extend(structural);
+    let file: FlowFile = match serde_json::from_value(document) {
+        Ok(file) => file,
+        Err(error) => {
+            // The structural pass should make this unreachable; say so plainly if not.
+            diagnostics.push(Diagnostic::new(
+                DiagnosticKind::InvalidValue {
+                    key: "(file)".to_owned(),
+                    reason: error.to_string(),
+                },
+                None,
+            ));
+            diagnostic::sort(&mut diagnostics);
+            return (diagnostics, None);
+        }
+    };
+    let mut checker = Checker {
+        file: &file,
+        spans: &spans,
+        source,
+        broken: &broken,
+        base_dir,
+        diagnostics: Vec::new(),
+        resolved_refs: params::ResolvedRefs::new(),
+    };
+    check::run(&mut checker);
+    let limits = limits(&mut checker);
+    let resolved_refs = std::mem::take(&mut checker.resolved_refs);
+    diagnostics.append(&mut checker.diagnostics);
+    diagnostic::sort(&mut diagnostics);
+    let failed = diagnostics.iter().any(|d| d.severity() == Severity::Error);
+    let flow = match (failed, limits) {
+        (false, Some(limits)) => Some(build(file, limits, &resolved_refs, source.path())),
+        _ => None,
+    };
+    (diagnostics, flow)
+}
+
+/// A TOML syntax error as a diagnostic; duplicate keys get their own code.
+fn syntax(source: &SourceFile, error: &toml::de::Error) -> Diagnostic {
+    let message = error.message().trim().to_owned();
+    let span = error.span().map(|s| source.clamp(&s));
+    if let Some(rest) = message.strip_prefix("duplicate key") {
+        let key = rest.trim().trim_matches('`').to_owned();
+        let key = if key.is_empty() {
+            span.as_ref()
+                .and_then(|s| source.text().get(s.clone()))
+                .unwrap_or("key")
+                .trim()
+                .to_owned()
+        } else {
+            key
+        };
+        return Diagnostic::new(DiagnosticKind::DuplicateKey { key }, span)
+            .with_label("defined again here")
+            .with_help("TOML allows each key and table once; merge the two definitions");
+    }
+    Diagnostic::new(DiagnosticKind::TomlSyntax { message }, span)
+        .with_help("see https://toml.io/en/v1.0.0 for TOML syntax")
+}
+
+/// Parses durations (their pattern was checked; this catches overflow).
+fn limits(checker: &mut Checker<'_>) -> Option<Limits> {
+    let mut ok = true;
+    let mut duration = |checker: &mut Checker<'_>, at: &str, text: &str| {
+        let parsed = parse_duration(text);
+        if parsed.is_none() && !checker.broken.covers(at) {
+            ok = false;
+            checker.report(Diagnostic::new(
+                DiagnosticKind::InvalidValue {
+                    key: structure::key_name(at),
+                    reason: "the duration is too long".to_owned(),
+                },
+                checker.value(at),
+            ));
+        }
+        parsed.unwrap_or_default()
+    };
+    let spec = &checker.file.limits;
+    let limits = Limits {
+        max_steps: spec.max_steps,
+        tool_timeout: duration(checker, "/limits/tool_timeout", &spec.tool_timeout.clone()),
+        max_consecutive_failures: spec.max_consecutive_failures,
+        requires_action_timeout: duration(
+            checker,
+            "/limits/requires_action_timeout",
+            &spec.requires_action_timeout.clone(),
+        ),
+    };
+    for (name, tool) in &checker.file.tools {
+        let timeout = tool
+            .http
+            .as_ref()
+            .and_then(|h| h.timeout.clone().map(|t| (t, "http")))
+            .or_else(|| {
+                tool.command
+                    .as_ref()
+                    .and_then(|c| c.timeout.clone().map(|t| (t, "command")))
+            });
+        if let Some((text, table)) = timeout {
+            duration(checker, &pointer(&["tools", name, table, "timeout"]), &text);
+        }
+    }
+    ok.then_some(limits)
+}
+
+fn build(file: FlowFile, limits: Limits, refs: &params::ResolvedRefs, path: &Path) -> Flow {
+    let slots = file
+        .slots
+        .iter()
+        .map(|(name, spec)| {
+            let slot = Slot {
+                name: name.clone(),
+                description: spec.description.clone(),
+                schema: params::slot_schema(spec),
+            };
+            (name.clone(), slot)
+        })
+        .collect();
+    let tools = file
+        .tools
+        .into_iter()
+        .map(|(name, spec)| {
+            let executor = match (spec.builtin, spec.http, spec.command) {
+                (Some(builtin), _, _) => Executor::Builtin(builtin),
+                (_, Some(http), _) => Executor::Http(http),
+                (_, _, Some(command)) => Executor::Command(command),
+                _ => Executor::Client,
+            };
+            let params: IndexMap<String, Param> = spec
+                .params
+                .iter()
+                .map(|(param, p)| {
+                    let from_ref = refs.get(&pointer(&["tools", &name, "params", param]));
+                    let schema = params::model_schema(p, from_ref);
+                    let value = Param {
+                        name: param.clone(),
+                        description: schema
+                            .get("description")
+                            .and_then(|d| d.as_str())
+                            .map(ToOwned::to_owned),
+                        required: params::is_required(p),
+                        ask: p.ask.clone(),
+                        slot: p.slot.clone(),
+                        schema,
+                    };
+                    (param.clone(), value)
+                })
+                .collect();
+            let tool = Tool {
+                name: name.clone(),
+                description: spec.description,
+                executor,
+                strict: spec.strict,
+                params,
+                after: spec.after,
+                on_error: spec.on_error,
+            };
+            (name, tool)
+        })
+        .collect();
+    Flow {
+        name: file.flow.name,
+        description: file.flow.description,
+        version: file.flow.version,
+        path: Some(path.to_path_buf()),
+        assistant: file.assistant,
+        limits,
+        slots,
+        tools,
+    }
+}

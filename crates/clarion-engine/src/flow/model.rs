@@ -1,0 +1,156 @@
+//! The validated flow: what the rest of Clarion works with.
+//!
+//! A [`Flow`] only exists once every check has passed, so its invariants hold without
+//! re-checking: each tool has exactly one [`Executor`], every parameter schema is valid
+//! JSON Schema with `$ref` files inlined, durations are parsed, and every name a template
+//! uses is in scope. The run engine, the exporters and the CLI read it; none of them sees
+//! the raw TOML.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use indexmap::IndexMap;
+use serde_json::Value;
+
+pub use super::spec::{
+    AfterRule, AssistantSpec, CommandSpec, HttpBody, HttpMethod, HttpSpec, OnError, ToolChoice,
+};
+
+/// A loaded, validated flow.
+#[derive(Debug, Clone)]
+pub struct Flow {
+    /// `flow.name`.
+    pub name: String,
+    /// `flow.description`.
+    pub description: Option<String>,
+    /// `flow.version`.
+    pub version: Option<String>,
+    /// The file it was loaded from, if any.
+    pub path: Option<PathBuf>,
+    /// The model and its instructions.
+    pub assistant: AssistantSpec,
+    /// Bounds on one run.
+    pub limits: Limits,
+    /// Declared slots, in file order.
+    pub slots: IndexMap<String, Slot>,
+    /// Declared tools, in file order.
+    pub tools: IndexMap<String, Tool>,
+}
+
+/// `[limits]`, with durations parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Model requests allowed in one run.
+    pub max_steps: u32,
+    /// Default timeout of one tool call.
+    pub tool_timeout: Duration,
+    /// Consecutive tool failures after which a run fails.
+    pub max_consecutive_failures: u32,
+    /// How long a run may wait for client tool outputs.
+    pub requires_action_timeout: Duration,
+}
+
+/// A typed fact remembered across turns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Slot {
+    /// The slot's name.
+    pub name: String,
+    /// What the fact is.
+    pub description: Option<String>,
+    /// The JSON Schema a value must satisfy (includes `description`).
+    pub schema: Value,
+}
+
+/// A tool the model may call.
+#[derive(Debug, Clone)]
+pub struct Tool {
+    /// The name the model sees.
+    pub name: String,
+    /// What the tool does.
+    pub description: Option<String>,
+    /// How it runs.
+    pub executor: Executor,
+    /// Strict mode: `Some(true)` demanded, `Some(false)` refused, `None` when possible.
+    pub strict: Option<bool>,
+    /// Parameters in declaration order (the order questions are asked in).
+    pub params: IndexMap<String, Param>,
+    /// Rules evaluated after a successful call.
+    pub after: Vec<AfterRule>,
+    /// Context for the model when the tool fails.
+    pub on_error: Option<OnError>,
+}
+
+/// How a tool runs.
+#[derive(Debug, Clone)]
+pub enum Executor {
+    /// A built-in Rust function, by name.
+    Builtin(String),
+    /// An HTTP API.
+    Http(HttpSpec),
+    /// A local program.
+    Command(CommandSpec),
+    /// The embedding application.
+    Client,
+}
+
+impl Executor {
+    /// The executor's key in the flow file.
+    #[must_use]
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Builtin(_) => "builtin",
+            Self::Http(_) => "http",
+            Self::Command(_) => "command",
+            Self::Client => "client",
+        }
+    }
+}
+
+/// One tool parameter.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Param {
+    /// The parameter's name.
+    pub name: String,
+    /// What it means (also inside `schema`).
+    pub description: Option<String>,
+    /// Whether the call needs it.
+    pub required: bool,
+    /// The question for the user when it is missing.
+    pub ask: Option<String>,
+    /// The slot it is prefilled from and remembered into.
+    pub slot: Option<String>,
+    /// The JSON Schema the model sees, `$ref` inlined, Clarion's keys removed.
+    pub schema: Value,
+}
+
+/// Parses a duration such as `"30s"`, `"500ms"`, `"2m"` or `"1h"`.
+#[must_use]
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let split = text.find(|c: char| !c.is_ascii_digit())?;
+    let (digits, unit) = text.split_at(split);
+    let n: u64 = digits.parse().ok()?;
+    match unit {
+        "ms" => Some(Duration::from_millis(n)),
+        "s" => Some(Duration::from_secs(n)),
+        "m" => n.checked_mul(60).map(Duration::from_secs),
+        "h" => n.checked_mul(3600).map(Duration::from_secs),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_in_every_unit() {
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("30s"), Some(Duration::from_secs(30)));
+        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("10"), None);
+        assert_eq!(parse_duration("5d"), None);
+        assert_eq!(parse_duration("s"), None);
+        assert_eq!(parse_duration(&format!("{}h", u64::MAX)), None);
+    }
+}

@@ -1,0 +1,339 @@
+//! The flow file as written: plain serde types, one per TOML table.
+//!
+//! These types are the single source of truth for the format. `schemars` turns them (and
+//! their doc comments) into `schemas/flow.schema.json`, which editors use for completion and
+//! which the loader itself validates every file against, so the editor and
+//! `clarion validate` can never disagree about what a key means. Semantic rules that a JSON
+//! Schema cannot express (exactly one executor, names in templates, slot types) live in
+//! `flow::check`.
+
+use indexmap::IndexMap;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::keywords::SchemaKeywords;
+
+/// A Clarion flow: one assistant, its tools, and the facts it remembers.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "Clarion flow")]
+pub struct FlowFile {
+    /// What this flow is.
+    pub flow: FlowMeta,
+    /// The model and how it should behave.
+    pub assistant: AssistantSpec,
+    /// Bounds on one run.
+    #[serde(default)]
+    pub limits: LimitsSpec,
+    /// Typed facts remembered across turns, by name.
+    #[serde(default)]
+    pub slots: IndexMap<String, SlotSpec>,
+    /// The tools the model may call, by name (the name the model sees).
+    #[serde(default)]
+    pub tools: IndexMap<String, ToolSpec>,
+}
+
+/// `[flow]`: identification.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FlowMeta {
+    /// A short, unique name, e.g. `personal-finance`.
+    #[schemars(length(min = 1, max = 64))]
+    pub name: String,
+    /// One sentence about what the assistant does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The flow's own version, free-form (e.g. `1.2.0`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+}
+
+/// `[assistant]`: the model and its instructions.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AssistantSpec {
+    /// The model name sent to the provider, e.g. `gpt-4.1-mini` or `qwen2.5-coder:1.5b`.
+    #[schemars(length(min = 1))]
+    pub model: String,
+    /// The system instructions: a MiniJinja template over `slots` and `metadata`, rendered
+    /// before every model request.
+    pub instructions: String,
+    /// Sampling temperature.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 2.0))]
+    pub temperature: Option<f64>,
+    /// Nucleus sampling mass.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub top_p: Option<f64>,
+    /// Upper bound on tokens the model may produce per turn.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_output_tokens: Option<u32>,
+    /// Seed for providers that support deterministic sampling.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<i64>,
+    /// Whether the model may call several tools in one turn (default: provider default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parallel_tool_calls: Option<bool>,
+    /// Whether the model must, may or must not call tools.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_choice: Option<ToolChoice>,
+}
+
+/// `tool_choice` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ToolChoice {
+    /// The model decides.
+    Auto,
+    /// The model must call a tool.
+    Required,
+    /// The model must not call tools.
+    None,
+}
+
+/// `[limits]`: bounds on one run.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSpec {
+    /// Model requests allowed in one run before it ends as `incomplete`.
+    #[serde(default = "default_max_steps")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub max_steps: u32,
+    /// How long one tool call may take, e.g. `"30s"`, `"500ms"`, `"2m"`.
+    #[serde(default = "default_tool_timeout")]
+    #[schemars(regex(pattern = r"^[0-9]+(ms|s|m|h)$"))]
+    pub tool_timeout: String,
+    /// Tool failures in a row after which the run fails.
+    #[serde(default = "default_max_consecutive_failures")]
+    #[schemars(range(min = 1, max = 100))]
+    pub max_consecutive_failures: u32,
+    /// How long a run may wait in `requires_action` for client tool outputs.
+    #[serde(default = "default_requires_action_timeout")]
+    #[schemars(regex(pattern = r"^[0-9]+(ms|s|m|h)$"))]
+    pub requires_action_timeout: String,
+}
+
+fn default_max_steps() -> u32 {
+    10
+}
+fn default_tool_timeout() -> String {
+    "30s".to_owned()
+}
+fn default_max_consecutive_failures() -> u32 {
+    3
+}
+fn default_requires_action_timeout() -> String {
+    "10m".to_owned()
+}
+
+impl Default for LimitsSpec {
+    fn default() -> Self {
+        Self {
+            max_steps: default_max_steps(),
+            tool_timeout: default_tool_timeout(),
+            max_consecutive_failures: default_max_consecutive_failures(),
+            requires_action_timeout: default_requires_action_timeout(),
+        }
+    }
+}
+
+/// `[slots.NAME]`: a typed fact remembered across turns. Any JSON Schema keyword is allowed
+/// besides `description`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct SlotSpec {
+    /// What the fact is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The JSON Schema keywords that constrain the value.
+    #[serde(flatten)]
+    pub schema: SchemaKeywords,
+}
+
+/// `[tools.NAME]`: a tool the model may call.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ToolSpec {
+    /// What the tool does; the model decides when to call it from this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Run a built-in Rust function, e.g. `finance.savings_timeline`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub builtin: Option<String>,
+    /// Call an HTTP API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpSpec>,
+    /// Run a local program.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<CommandSpec>,
+    /// The embedding application runs the tool; the run stops in `requires_action`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<bool>,
+    /// Provider strict mode for this tool's schema: `true` demands it, `false` turns it
+    /// off; unset uses it whenever the schemas allow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strict: Option<bool>,
+    /// The tool's parameters, in the order questions are asked.
+    #[serde(default)]
+    pub params: IndexMap<String, ParamSpec>,
+    /// Rules evaluated after a successful call, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub after: Vec<AfterRule>,
+    /// What to tell the model when the tool fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_error: Option<OnError>,
+}
+
+/// `[tools.NAME.params.PARAM]`: one parameter. Any JSON Schema keyword is allowed besides
+/// the Clarion keys below; they never reach the model except `description`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct ParamSpec {
+    /// What the parameter means; the model reads it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Whether the call needs it (default `true`). An array here is JSON Schema's
+    /// `required` for an object-typed parameter, and the parameter itself stays required.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub required: Option<Required>,
+    /// The question put to the user when the parameter is missing (a template over `args`
+    /// and `slots`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ask: Option<String>,
+    /// Prefill from, and remember into, this slot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slot: Option<String>,
+    /// Take the whole schema from a JSON file, relative to the flow file.
+    #[serde(default, rename = "$ref", skip_serializing_if = "Option::is_none")]
+    pub schema_ref: Option<String>,
+    /// The JSON Schema keywords that constrain the value.
+    #[serde(flatten)]
+    pub schema: SchemaKeywords,
+}
+
+/// A parameter's `required`: Clarion's flag, or JSON Schema's list for object parameters.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Required {
+    /// Whether the parameter is required.
+    Flag(bool),
+    /// Required properties of an object-typed parameter.
+    Properties(Vec<String>),
+}
+
+/// `[[tools.NAME.after]]`: evaluated after the tool returns, in order.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AfterRule {
+    /// A MiniJinja expression over `args`, `result` and `slots`; the rule applies when it
+    /// is true. Unset: always.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when: Option<String>,
+    /// A template rendered into a context message the model sees next.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inject: Option<String>,
+    /// Slot assignments: slot name → expression over `args`, `result` and `slots`.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub set: IndexMap<String, String>,
+}
+
+/// `[tools.NAME.on_error]`: context for the model when the tool fails.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OnError {
+    /// A template over `args`, `error` (`error.kind`, `error.message`) and `slots`.
+    pub inject: String,
+}
+
+/// `[tools.NAME.http]`: call an HTTP API.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSpec {
+    /// HTTP method.
+    #[serde(default)]
+    pub method: HttpMethod,
+    /// URL template over `args` and `env`; values in path segments are percent-encoded.
+    pub url: String,
+    /// Header templates over `args` and `env`.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub headers: IndexMap<String, String>,
+    /// Where the arguments go: `query` (default for GET and DELETE), `json` (default for
+    /// the others), or `none` (only the URL template uses them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<HttpBody>,
+    /// A JSON pointer into the response that becomes the tool's result, e.g. `/data/0`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^(/.*)?$"))]
+    pub result_pointer: Option<String>,
+    /// Timeout for this tool, overriding `limits.tool_timeout`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]+(ms|s|m|h)$"))]
+    pub timeout: Option<String>,
+    /// Largest response body accepted, in bytes (default 1 MiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_response_bytes: Option<u64>,
+    /// Retries after a failure; only idempotent methods are retried.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 10))]
+    pub retries: Option<u32>,
+    /// Environment variables the templates may read as `env.NAME` (for secrets).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<String>,
+    /// Allow private, loopback and link-local addresses (refused by default).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_private_network: bool,
+}
+
+/// HTTP methods an HTTP tool may use.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum HttpMethod {
+    /// GET.
+    #[default]
+    Get,
+    /// POST.
+    Post,
+    /// PUT.
+    Put,
+    /// PATCH.
+    Patch,
+    /// DELETE.
+    Delete,
+}
+
+/// Where an HTTP tool puts its arguments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum HttpBody {
+    /// As query parameters.
+    Query,
+    /// As a JSON object body.
+    Json,
+    /// Nowhere but the URL template.
+    None,
+}
+
+/// `[tools.NAME.command]`: run a local program. Arguments arrive as JSON on stdin; the
+/// result is the JSON it prints on stdout.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CommandSpec {
+    /// The program and its arguments. Never run through a shell.
+    #[schemars(length(min = 1))]
+    pub argv: Vec<String>,
+    /// Working directory, relative to the flow file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<String>,
+    /// Timeout for this tool, overriding `limits.tool_timeout`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]+(ms|s|m|h)$"))]
+    pub timeout: Option<String>,
+    /// Largest stdout accepted, in bytes (default 1 MiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_output_bytes: Option<u64>,
+    /// Environment variables passed through; everything else is cleared.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<String>,
+}

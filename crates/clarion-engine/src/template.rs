@@ -1,0 +1,139 @@
+//! The template language: MiniJinja, configured once for the whole engine.
+//!
+//! Flows use templates in instructions, questions, injected context and HTTP requests, and
+//! expressions in `when` and `set`. Every one of them is compiled at load time and every
+//! name it reads is checked against its [`Scope`], so a typo such as `slots.risk_tolerence`
+//! is a diagnostic, never an empty string in front of a user. At render time undefined
+//! values are *semi-strict*: `{% if slots.goal %}` on an unset slot is simply false, but
+//! printing it is an error.
+
+use std::collections::HashSet;
+use std::sync::OnceLock;
+
+use minijinja::{Environment, UndefinedBehavior};
+
+/// The shared environment (no loader: templates cannot include files).
+#[must_use]
+pub fn environment() -> &'static Environment<'static> {
+    static ENV: OnceLock<Environment<'static>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::SemiStrict);
+        env
+    })
+}
+
+/// Where a template or expression appears, which decides the names it may read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// `assistant.instructions`: `slots`, `metadata`.
+    Instructions,
+    /// A parameter's `ask`: `args` (those known so far), `slots`.
+    Ask,
+    /// `after` rules (`when`, `inject`, `set`): `args`, `result`, `slots`.
+    After,
+    /// `on_error.inject`: `args`, `error`, `slots`.
+    OnError,
+    /// HTTP tool URL and headers: `args`, `env`.
+    Http,
+}
+
+impl Scope {
+    /// The top-level names in scope.
+    #[must_use]
+    pub fn roots(self) -> &'static [&'static str] {
+        match self {
+            Self::Instructions => &["slots", "metadata"],
+            Self::Ask => &["args", "slots"],
+            Self::After => &["args", "result", "slots"],
+            Self::OnError => &["args", "error", "slots"],
+            Self::Http => &["args", "env"],
+        }
+    }
+}
+
+/// Fields of `error` in `on_error` templates.
+pub const ERROR_FIELDS: &[&str] = &["kind", "message"];
+
+/// Global functions MiniJinja provides; reading them is not an undefined name.
+const GLOBALS: &[&str] = &[
+    "range",
+    "dict",
+    "namespace",
+    "debug",
+    "lipsum",
+    "cycler",
+    "joiner",
+];
+
+/// Compiles a template and returns the names it reads from its context, as dotted paths
+/// (`slots.goal`, `args`).
+pub fn template_names(source: &str) -> Result<HashSet<String>, minijinja::Error> {
+    let template = environment().template_from_str(source)?;
+    Ok(without_globals(template.undeclared_variables(true)))
+}
+
+/// Compiles an expression and returns the names it reads.
+pub fn expression_names(source: &str) -> Result<HashSet<String>, minijinja::Error> {
+    let expression = environment().compile_expression(source)?;
+    Ok(without_globals(expression.undeclared_variables(true)))
+}
+
+fn without_globals(mut names: HashSet<String>) -> HashSet<String> {
+    names.retain(|name| !GLOBALS.contains(&name.split('.').next().unwrap_or_default()));
+    names
+}
+
+/// Renders `assistant.instructions` with the thread's slots and metadata.
+pub fn render_instructions(
+    source: &str,
+    slots: &serde_json::Map<String, serde_json::Value>,
+    metadata: &serde_json::Map<String, serde_json::Value>,
+) -> Result<String, minijinja::Error> {
+    let context = minijinja::context! {
+        slots => minijinja::Value::from(minijinja::value::Serde(slots)),
+        metadata => minijinja::Value::from(minijinja::value::Serde(metadata)),
+    };
+    environment().render_str(source, context)
+}
+
+/// A render error in one line: MiniJinja's detail, and the line it happened on.
+#[must_use]
+pub fn describe(error: &minijinja::Error) -> String {
+    let detail = error
+        .detail()
+        .map_or_else(|| error.kind().to_string(), ToOwned::to_owned);
+    match error.line() {
+        Some(line) => format!("{detail} (line {line} of the template)"),
+        None => detail,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_reported_with_their_attribute() {
+        let names = template_names("{{ slots.goal }} {% for x in range(3) %}{{ x }}{% endfor %}")
+            .unwrap_or_default();
+        assert_eq!(names, HashSet::from(["slots.goal".to_owned()]));
+        let names = expression_names("not result.attainable and args.a > 0").unwrap_or_default();
+        assert!(names.contains("result.attainable") && names.contains("args.a"));
+    }
+
+    #[test]
+    fn syntax_errors_are_errors() {
+        assert!(template_names("{{ oops").is_err());
+        assert!(expression_names("a +").is_err());
+    }
+
+    #[test]
+    fn unset_values_are_false_in_conditions_but_cannot_be_printed() {
+        let env = environment();
+        let ctx = minijinja::context! { slots => minijinja::context! {} };
+        let rendered = env.render_str("{% if slots.x %}yes{% else %}no{% endif %}", &ctx);
+        assert_eq!(rendered.ok().as_deref(), Some("no"));
+        assert!(env.render_str("{{ slots.x }}", &ctx).is_err());
+    }
+}

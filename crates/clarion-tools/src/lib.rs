@@ -1,0 +1,1 @@
+//! Tool executors for Clarion flows: built-in, HTTP and command tools (coming next).
