@@ -19,6 +19,15 @@ pub fn environment() -> &'static Environment<'static> {
     ENV.get_or_init(|| {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::SemiStrict);
+        // Block tags (`{% if %}`) on their own line leave no blank line behind: prompts
+        // are written with one condition per line.
+        if let Ok(syntax) = minijinja::syntax::SyntaxConfig::builder()
+            .trim_blocks(true)
+            .lstrip_blocks(true)
+            .build()
+        {
+            env.set_syntax(syntax);
+        }
         env
     })
 }
@@ -84,7 +93,8 @@ fn without_globals(mut names: HashSet<String>) -> HashSet<String> {
     names
 }
 
-/// Renders `assistant.instructions` with the thread's slots and metadata.
+/// Renders `assistant.instructions` with the thread's slots and metadata, without leading
+/// or trailing whitespace.
 pub fn render_instructions(
     source: &str,
     slots: &serde_json::Map<String, serde_json::Value>,
@@ -94,7 +104,9 @@ pub fn render_instructions(
         slots => minijinja::Value::from(minijinja::value::Serde(slots)),
         metadata => minijinja::Value::from(minijinja::value::Serde(metadata)),
     };
-    environment().render_str(source, context)
+    environment()
+        .render_str(source, context)
+        .map(|text| text.trim().to_owned())
 }
 
 /// A render error in one line: MiniJinja's detail, and the line it happened on.
@@ -126,6 +138,14 @@ mod tests {
     fn syntax_errors_are_errors() {
         assert!(template_names("{{ oops").is_err());
         assert!(expression_names("a +").is_err());
+    }
+
+    #[test]
+    fn block_tags_leave_no_blank_lines() {
+        let slots = serde_json::Map::from_iter([("a".to_owned(), serde_json::json!("x"))]);
+        let source = "Line one.\n{% if slots.a %}\nA is {{ slots.a }}.\n{% endif %}\n{% if slots.b %}\nB.\n{% endif %}\nEnd.\n";
+        let rendered = render_instructions(source, &slots, &serde_json::Map::new());
+        assert_eq!(rendered.ok().as_deref(), Some("Line one.\nA is x.\nEnd."));
     }
 
     #[test]

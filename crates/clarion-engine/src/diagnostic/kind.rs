@@ -257,3 +257,241 @@ impl DiagnosticKind {
         }
     }
 }
+
+/// One test per variant, pinning its code, severity and exact message (just does this for
+/// its compile errors): changing a message is a deliberate act, visible in review.
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    macro_rules! message {
+        ($name:ident, $kind:expr, $code:literal, $text:literal) => {
+            #[test]
+            fn $name() {
+                let kind = $kind;
+                assert_eq!(kind.code(), $code);
+                assert_eq!(kind.to_string(), $text);
+                let expected = if $code.starts_with('W') {
+                    Severity::Warning
+                } else {
+                    Severity::Error
+                };
+                assert_eq!(kind.severity(), expected);
+            }
+        };
+    }
+
+    fn s(text: &str) -> String {
+        text.to_owned()
+    }
+
+    message!(
+        unreadable,
+        DiagnosticKind::Unreadable {
+            reason: s("no such file")
+        },
+        "E001",
+        "cannot read the flow file: no such file"
+    );
+    message!(
+        toml_syntax,
+        DiagnosticKind::TomlSyntax {
+            message: s("expected `=`")
+        },
+        "E002",
+        "invalid TOML: expected `=`"
+    );
+    message!(
+        duplicate_key,
+        DiagnosticKind::DuplicateKey {
+            key: s("tools.plan")
+        },
+        "E003",
+        "`tools.plan` is defined more than once"
+    );
+    message!(
+        unknown_key,
+        DiagnosticKind::UnknownKey {
+            key: s("minimun"),
+            table: s("[tools.plan.params.goal]")
+        },
+        "E004",
+        "unknown key `minimun` in [tools.plan.params.goal]"
+    );
+    message!(
+        wrong_type,
+        DiagnosticKind::WrongType {
+            key: s("limits.max_steps"),
+            expected: s("an integer"),
+            found: s("a string")
+        },
+        "E005",
+        "`limits.max_steps` must be an integer, found a string"
+    );
+    message!(
+        missing_key,
+        DiagnosticKind::MissingKey {
+            key: s("model"),
+            table: s("[assistant]")
+        },
+        "E006",
+        "missing key `model` in [assistant]"
+    );
+    message!(
+        invalid_value,
+        DiagnosticKind::InvalidValue {
+            key: s("assistant.temperature"),
+            reason: s("3 is greater than the maximum of 2.0")
+        },
+        "E007",
+        "invalid value for `assistant.temperature`: 3 is greater than the maximum of 2.0"
+    );
+    message!(
+        no_executor,
+        DiagnosticKind::NoExecutor { tool: s("plan") },
+        "E008",
+        "tool `plan` has no executor"
+    );
+    message!(
+        multiple_executors,
+        DiagnosticKind::MultipleExecutors {
+            tool: s("plan"),
+            found: s("`builtin` and `client`")
+        },
+        "E009",
+        "tool `plan` has more than one executor: `builtin` and `client`"
+    );
+    message!(
+        invalid_schema,
+        DiagnosticKind::InvalidSchema {
+            owner: s("slot `risk`"),
+            reason: s("`minimum`: \"x\" is not of type \"number\"")
+        },
+        "E010",
+        "invalid JSON Schema for slot `risk`: `minimum`: \"x\" is not of type \"number\""
+    );
+    message!(
+        undeclared_slot,
+        DiagnosticKind::UndeclaredSlot { slot: s("risk") },
+        "E011",
+        "slot `risk` is not declared"
+    );
+    message!(
+        slot_type_conflict,
+        DiagnosticKind::SlotTypeConflict {
+            param: s("goal"),
+            slot: s("name"),
+            param_type: s("number"),
+            slot_type: s("string")
+        },
+        "E012",
+        "parameter `goal` has type number but slot `name` has type string"
+    );
+    message!(
+        template_syntax,
+        DiagnosticKind::TemplateSyntax {
+            what: s("`inject`"),
+            message: s("unexpected `}`")
+        },
+        "E013",
+        "`inject` is not a valid template: unexpected `}`"
+    );
+    message!(
+        expression_syntax,
+        DiagnosticKind::ExpressionSyntax {
+            what: s("`when`"),
+            message: s("unexpected end of input")
+        },
+        "E014",
+        "`when` is not a valid expression: unexpected end of input"
+    );
+    message!(
+        undefined_name,
+        DiagnosticKind::UndefinedName {
+            name: s("args.gaol")
+        },
+        "E015",
+        "`args.gaol` is not defined here"
+    );
+    message!(
+        env_not_allowed,
+        DiagnosticKind::EnvNotAllowed {
+            var: s("TOKEN"),
+            tool: s("lookup")
+        },
+        "E016",
+        "environment variable `TOKEN` is not allow-listed for tool `lookup`"
+    );
+    message!(
+        invalid_tool_name,
+        DiagnosticKind::InvalidToolName { name: s("a.b") },
+        "E017",
+        "tool name `a.b` is not accepted by model providers"
+    );
+    message!(
+        invalid_name,
+        DiagnosticKind::InvalidName {
+            kind: "slot",
+            name: s("1x")
+        },
+        "E018",
+        "slot name `1x` is not valid"
+    );
+    message!(
+        schema_ref,
+        DiagnosticKind::SchemaRef {
+            path: s("money.json"),
+            reason: s("no such file")
+        },
+        "E019",
+        "cannot use schema file `money.json`: no such file"
+    );
+    message!(
+        strict_unsupported,
+        DiagnosticKind::StrictUnsupported {
+            tool: s("plan"),
+            reason: s("parameter `a` uses `minLength`, which strict mode does not support")
+        },
+        "E020",
+        "tool `plan` asks for strict mode, but parameter `a` uses `minLength`, which strict mode does not support"
+    );
+    message!(
+        missing_ask,
+        DiagnosticKind::MissingAsk { param: s("goal") },
+        "W001",
+        "required parameter `goal` has no `ask`"
+    );
+    message!(
+        unused_slot,
+        DiagnosticKind::UnusedSlot { slot: s("risk") },
+        "W002",
+        "slot `risk` is never used"
+    );
+    message!(
+        missing_tool_description,
+        DiagnosticKind::MissingToolDescription { tool: s("plan") },
+        "W003",
+        "tool `plan` has no description"
+    );
+    message!(
+        missing_param_description,
+        DiagnosticKind::MissingParamDescription {
+            tool: s("plan"),
+            param: s("goal")
+        },
+        "W004",
+        "parameter `goal` of tool `plan` has no description"
+    );
+    message!(
+        ask_on_optional,
+        DiagnosticKind::AskOnOptional { param: s("note") },
+        "W005",
+        "optional parameter `note` has an `ask` that is never used"
+    );
+    message!(
+        empty_after_rule,
+        DiagnosticKind::EmptyAfterRule { tool: s("plan") },
+        "W006",
+        "this `after` rule of tool `plan` does nothing"
+    );
+}
