@@ -20,11 +20,19 @@
 //! assert_eq!(flow.name, "hello");
 //! ```
 
+pub mod clock;
 pub mod diagnostic;
+pub mod events;
 pub mod export;
 pub mod flow;
+pub mod ids;
+pub mod provider;
+pub mod run;
 pub mod source;
+pub mod store;
 pub mod suggest;
 pub mod template;
+pub mod thread;
+pub mod tool;
 
 pub use flow::Flow;

@@ -93,6 +93,12 @@ fn without_globals(mut names: HashSet<String>) -> HashSet<String> {
     names
 }
 
+/// Any serializable value as a template value.
+#[must_use]
+pub fn to_value<T: serde::Serialize>(value: &T) -> minijinja::Value {
+    minijinja::Value::from(minijinja::value::Serde(value))
+}
+
 /// Renders `assistant.instructions` with the thread's slots and metadata, without leading
 /// or trailing whitespace.
 pub fn render_instructions(
@@ -101,8 +107,8 @@ pub fn render_instructions(
     metadata: &serde_json::Map<String, serde_json::Value>,
 ) -> Result<String, minijinja::Error> {
     let context = minijinja::context! {
-        slots => minijinja::Value::from(minijinja::value::Serde(slots)),
-        metadata => minijinja::Value::from(minijinja::value::Serde(metadata)),
+        slots => to_value(slots),
+        metadata => to_value(metadata),
     };
     environment()
         .render_str(source, context)

@@ -25,7 +25,7 @@ fn example_flows_export_unchanged() {
             report
                 .diagnostics
                 .iter()
-                .map(|d| d.message())
+                .map(clarion_engine::diagnostic::Diagnostic::message)
                 .collect::<Vec<_>>()
         );
         let flow = report.flow.unwrap_or_else(|| panic!("{name} did not load"));

@@ -1,0 +1,153 @@
+//! The typed event stream of a run, for the CLI, transcripts and embedding applications.
+//!
+//! Events describe what happened in the order it happened; they are not the state (the
+//! thread and run are). A sink must be cheap and must not fail: the engine never waits on
+//! a slow consumer for correctness.
+
+use std::sync::Mutex;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::run::RunStatus;
+
+/// Something that happened during a run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// The run changed status.
+    Status {
+        /// The run.
+        run_id: String,
+        /// Its new status.
+        status: RunStatus,
+    },
+    /// A piece of assistant text, as the model streams it.
+    TextDelta {
+        /// The text.
+        text: String,
+    },
+    /// The model asked for a tool call.
+    ToolCalled {
+        /// The call.
+        call_id: String,
+        /// The tool.
+        name: String,
+        /// The arguments as the model wrote them.
+        arguments: String,
+    },
+    /// A tool started running.
+    ToolStarted {
+        /// The call.
+        call_id: String,
+        /// The tool.
+        name: String,
+        /// The arguments it runs with (after slots and the pending call filled them in).
+        arguments: Value,
+    },
+    /// A tool call got its output.
+    ToolFinished {
+        /// The call.
+        call_id: String,
+        /// The tool.
+        name: String,
+        /// `ok`, `error`, `needs_input`, `cancelled` or `expired`.
+        status: crate::thread::OutputStatus,
+        /// The output the model reads.
+        content: String,
+    },
+    /// The user was asked for missing parameters.
+    QuestionAsked {
+        /// The call that needs them.
+        call_id: String,
+        /// The tool.
+        tool: String,
+        /// The parameters asked for.
+        params: Vec<String>,
+        /// The question.
+        text: String,
+    },
+    /// A rule injected context for the model.
+    ContextInjected {
+        /// The tool whose rule fired.
+        tool: String,
+        /// The text.
+        text: String,
+    },
+    /// A slot got a value.
+    SlotSet {
+        /// The slot.
+        name: String,
+        /// Its value.
+        value: Value,
+    },
+    /// A pending call was dropped because the model went elsewhere.
+    PendingAbandoned {
+        /// The call that was waiting.
+        call_id: String,
+        /// Its tool.
+        tool: String,
+    },
+    /// An `after`/`on_error` rule could not be applied (its template failed at run time, or
+    /// a `set` value did not fit its slot); the run goes on without it.
+    RuleSkipped {
+        /// The tool.
+        tool: String,
+        /// Why.
+        reason: String,
+    },
+    /// The assistant replied.
+    AssistantMessage {
+        /// The reply.
+        text: String,
+    },
+}
+
+/// Receives events.
+pub trait EventSink: Send + Sync {
+    /// Handles one event.
+    fn emit(&self, event: &Event);
+}
+
+/// Discards every event.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoEvents;
+
+impl EventSink for NoEvents {
+    fn emit(&self, _event: &Event) {}
+}
+
+/// Keeps every event, for tests and transcripts.
+#[derive(Debug, Default)]
+pub struct EventLog(Mutex<Vec<Event>>);
+
+impl EventLog {
+    /// A new, empty log.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Everything recorded so far.
+    #[must_use]
+    pub fn events(&self) -> Vec<Event> {
+        self.0.lock().map(|e| e.clone()).unwrap_or_default()
+    }
+
+    /// Takes the recorded events, leaving the log empty.
+    #[must_use]
+    pub fn take(&self) -> Vec<Event> {
+        self.0
+            .lock()
+            .map(|mut e| std::mem::take(&mut *e))
+            .unwrap_or_default()
+    }
+}
+
+impl EventSink for EventLog {
+    fn emit(&self, event: &Event) {
+        if let Ok(mut events) = self.0.lock() {
+            events.push(event.clone());
+        }
+    }
+}

@@ -1,0 +1,236 @@
+//! Preparing one tool call: from the model's raw arguments to arguments a tool can run
+//! with, or a precise reason why not.
+//!
+//! The order of sources is the user's intent: what the model passed now wins, then what a
+//! pending call already knew, then remembered slots. Every problem with the arguments is
+//! reported at once, so the model can fix them all in one more turn; a required parameter
+//! that is still missing is not an error but a question for the user.
+
+use std::collections::HashMap;
+
+use serde_json::{Map, Value};
+
+use crate::flow::{Flow, Tool};
+use crate::suggest;
+use crate::thread::{PendingCall, ToolCall};
+use crate::tool::ToolError;
+
+/// Compiled JSON Schema validators for every parameter and slot of a flow, built once.
+pub struct Validators {
+    params: HashMap<(String, String), jsonschema::Validator>,
+    slots: HashMap<String, jsonschema::Validator>,
+}
+
+impl std::fmt::Debug for Validators {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Validators")
+            .field("params", &self.params.len())
+            .field("slots", &self.slots.len())
+            .finish()
+    }
+}
+
+impl Validators {
+    /// Compiles every schema of `flow` (the loader has meta-validated them, so a schema
+    /// that still fails to compile accepts anything rather than blocking the run).
+    #[must_use]
+    pub fn new(flow: &Flow) -> Self {
+        let mut params = HashMap::new();
+        for tool in flow.tools.values() {
+            for param in tool.params.values() {
+                if let Ok(validator) = jsonschema::validator_for(&param.schema) {
+                    params.insert((tool.name.clone(), param.name.clone()), validator);
+                }
+            }
+        }
+        let slots = flow
+            .slots
+            .values()
+            .filter_map(|slot| {
+                Some((
+                    slot.name.clone(),
+                    jsonschema::validator_for(&slot.schema).ok()?,
+                ))
+            })
+            .collect();
+        Self { params, slots }
+    }
+
+    /// Every problem with `value` as parameter `param` of `tool`.
+    #[must_use]
+    pub fn param_problems(&self, tool: &str, param: &str, value: &Value) -> Vec<String> {
+        self.params
+            .get(&(tool.to_owned(), param.to_owned()))
+            .map(|v| {
+                v.iter_errors(value)
+                    .map(|e| {
+                        let at = e.instance_path().as_str().to_owned();
+                        format!("`{param}{at}`: {e}")
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Whether `value` fits slot `slot`.
+    #[must_use]
+    pub fn slot_accepts(&self, slot: &str, value: &Value) -> bool {
+        self.slots.get(slot).is_none_or(|v| v.is_valid(value))
+    }
+}
+
+/// What a call is ready for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Prepared {
+    /// It cannot run; the model reads why.
+    Rejected(ToolError),
+    /// Required parameters are missing; the user will be asked.
+    NeedsInput {
+        /// Validated arguments known so far.
+        args: Map<String, Value>,
+        /// Missing parameters in declaration order.
+        missing: Vec<String>,
+    },
+    /// It can run.
+    Ready {
+        /// Validated, complete arguments.
+        args: Map<String, Value>,
+    },
+}
+
+/// Prepares `call`. `pending` is the thread's pending call when it is for the same tool.
+#[must_use]
+pub fn prepare(
+    flow: &Flow,
+    validators: &Validators,
+    call: &ToolCall,
+    slots: &Map<String, Value>,
+    pending: Option<&PendingCall>,
+) -> Prepared {
+    let Some(tool) = flow.tools.get(&call.name) else {
+        let names: Vec<&str> = flow.tools.keys().map(String::as_str).collect();
+        let hint = suggest::closest(&call.name, names.iter().copied())
+            .map_or_else(String::new, |near| format!("; did you mean `{near}`?"));
+        return Prepared::Rejected(ToolError::new(
+            "unknown_tool",
+            format!(
+                "there is no tool `{}`{hint} (tools: {})",
+                call.name,
+                names.join(", ")
+            ),
+        ));
+    };
+    let mut args = match parse_arguments(&call.arguments) {
+        Ok(args) => args,
+        Err(message) => return Prepared::Rejected(ToolError::new("invalid_arguments", message)),
+    };
+    let mut problems: Vec<String> = args
+        .keys()
+        .filter(|name| !tool.params.contains_key(*name))
+        .map(|name| {
+            format!(
+                "`{name}` is not a parameter of `{}` (parameters: {})",
+                tool.name,
+                param_list(tool)
+            )
+        })
+        .collect();
+    fill(tool, validators, &mut args, slots, pending);
+    for (name, value) in &args {
+        if tool.params.contains_key(name) {
+            problems.extend(validators.param_problems(&tool.name, name, value));
+        }
+    }
+    if !problems.is_empty() {
+        return Prepared::Rejected(ToolError::new("invalid_arguments", problems.join("; ")));
+    }
+    let missing: Vec<String> = tool
+        .params
+        .values()
+        .filter(|p| p.required && !args.contains_key(&p.name))
+        .map(|p| p.name.clone())
+        .collect();
+    if missing.is_empty() {
+        Prepared::Ready { args }
+    } else {
+        Prepared::NeedsInput { args, missing }
+    }
+}
+
+/// Parses the model's arguments: a JSON object, where `null` means "not given" (strict mode
+/// makes optional parameters nullable). An empty string is an empty object.
+fn parse_arguments(raw: &str) -> Result<Map<String, Value>, String> {
+    if raw.trim().is_empty() {
+        return Ok(Map::new());
+    }
+    match serde_json::from_str::<Value>(raw) {
+        Ok(Value::Object(mut args)) => {
+            args.retain(|_, v| !v.is_null());
+            Ok(args)
+        }
+        Ok(other) => Err(format!(
+            "arguments must be a JSON object, not {}",
+            match other {
+                Value::Array(_) => "an array",
+                Value::String(_) => "a string",
+                Value::Number(_) => "a number",
+                Value::Bool(_) => "a boolean",
+                _ => "null",
+            }
+        )),
+        Err(error) => Err(format!("arguments are not valid JSON ({error})")),
+    }
+}
+
+/// Fills parameters the model left out: from the pending call, then from slots, each only
+/// when the value fits the parameter.
+fn fill(
+    tool: &Tool,
+    validators: &Validators,
+    args: &mut Map<String, Value>,
+    slots: &Map<String, Value>,
+    pending: Option<&PendingCall>,
+) {
+    for param in tool.params.values() {
+        if args.contains_key(&param.name) {
+            continue;
+        }
+        let from_pending = pending.and_then(|p| p.known.get(&param.name));
+        let from_slot = param.slot.as_ref().and_then(|s| slots.get(s));
+        let value = [from_pending, from_slot].into_iter().flatten().find(|v| {
+            validators
+                .param_problems(&tool.name, &param.name, v)
+                .is_empty()
+        });
+        if let Some(value) = value {
+            args.insert(param.name.clone(), value.clone());
+        }
+    }
+}
+
+fn param_list(tool: &Tool) -> String {
+    tool.params
+        .keys()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arguments_parse_leniently_but_not_loosely() {
+        assert_eq!(parse_arguments(""), Ok(Map::new()));
+        let args = parse_arguments(r#"{"a": 1, "b": null}"#).unwrap_or_default();
+        assert_eq!(args.len(), 1, "null means not given");
+        assert_eq!(
+            parse_arguments("[1]"),
+            Err("arguments must be a JSON object, not an array".into())
+        );
+        assert!(
+            parse_arguments("{oops").is_err_and(|e| e.starts_with("arguments are not valid JSON"))
+        );
+    }
+}

@@ -1,0 +1,1115 @@
+//! The engine: drives runs over threads, with no recursion and no hand-written branching
+//! per tool.
+//!
+//! One run is a loop of *steps*. Each step renders the instructions, checks the protocol
+//! invariant, asks the model for its next turn, and then either finishes (text) or plays
+//! the turn's tool calls: every call is prepared (see [`super::call`]), the ready ones run
+//! concurrently under the flow's timeout, and every call gets exactly one output, in call
+//! order, before anything else is appended. A step ends with one store commit, so a crash
+//! loses at most the step in flight and never leaves half of one behind.
+//!
+//! A turn ends the run early in three ways: a question for missing parameters (the run
+//! completes, waiting for the user), client tools (the run waits in `requires_action`
+//! until [`Engine::submit_tool_outputs`]), or too many tool failures in a row (the run
+//! fails). Cancellation is checked between steps and raced against the model and the
+//! tools; a cancelled call still gets an output.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+use tokio::sync::watch;
+
+use super::call::{Prepared, Validators, prepare};
+use super::rules::{self, RuleEffects};
+use super::{Ask, LastError, Run, RunStatus, StagedTurn, protocol};
+use crate::clock::{Clock, SystemClock};
+use crate::events::{Event, EventSink};
+use crate::flow::{Executor, Flow, Tool};
+use crate::ids::new_id;
+use crate::provider::{Model, ModelRequest, ModelTurn};
+use crate::store::{Step, ThreadStore};
+use crate::template;
+use crate::thread::{
+    Message, MessageKind, Metadata, OutputStatus, PendingCall, Thread, ToolCall, content_value,
+};
+use crate::tool::{ToolError, ToolExecutor, ToolRequest};
+
+use super::error::EngineError;
+
+/// One client tool output, as submitted by the embedding application.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolOutputSubmission {
+    /// The call answered.
+    pub call_id: String,
+    /// The output (JSON text, or any string).
+    pub output: String,
+}
+
+/// Runs conversations for one flow.
+pub struct Engine {
+    flow: Arc<Flow>,
+    validators: Validators,
+    model: Arc<dyn Model>,
+    tools: Arc<dyn ToolExecutor>,
+    store: Arc<dyn ThreadStore>,
+    clock: Arc<dyn Clock>,
+    /// Cancellation signals of the runs this engine is driving right now.
+    driving: Mutex<HashMap<String, watch::Sender<bool>>>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("flow", &self.flow.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How a turn ended.
+enum TurnEnd {
+    /// Ask the model again.
+    Continue,
+    /// The run reached this status (the turn did the bookkeeping).
+    Stop(RunStatus),
+}
+
+impl Engine {
+    /// An engine for `flow` with its model, tool executor and store.
+    pub fn new(
+        flow: Arc<Flow>,
+        model: Arc<dyn Model>,
+        tools: Arc<dyn ToolExecutor>,
+        store: Arc<dyn ThreadStore>,
+    ) -> Self {
+        Self {
+            validators: Validators::new(&flow),
+            flow,
+            model,
+            tools,
+            store,
+            clock: Arc::new(SystemClock),
+            driving: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Uses `clock` instead of the system clock (tests move time without sleeping).
+    #[must_use]
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The flow this engine runs.
+    #[must_use]
+    pub fn flow(&self) -> &Flow {
+        &self.flow
+    }
+
+    /// The store.
+    #[must_use]
+    pub fn store(&self) -> &Arc<dyn ThreadStore> {
+        &self.store
+    }
+
+    /// Creates an empty thread.
+    pub fn create_thread(&self, metadata: Metadata) -> Result<Thread, EngineError> {
+        let thread = Thread::new(
+            new_id("thread"),
+            self.flow.name.clone(),
+            self.clock.now_ms(),
+            metadata,
+        );
+        self.store.insert_thread(&thread)?;
+        Ok(thread)
+    }
+
+    /// A thread, after expiring a `requires_action` run that waited too long.
+    pub fn thread(&self, thread_id: &str) -> Result<Thread, EngineError> {
+        let thread = self.store.thread(thread_id)?;
+        if let Some(run_id) = &thread.active_run {
+            self.run_status(run_id)?;
+            return Ok(self.store.thread(thread_id)?);
+        }
+        Ok(thread)
+    }
+
+    /// A run, after expiring it if it waited too long in `requires_action`.
+    pub fn run_status(&self, run_id: &str) -> Result<Run, EngineError> {
+        let run = self.store.run(run_id)?;
+        let due = run.status == RunStatus::RequiresAction
+            && run.expires_at.is_some_and(|at| self.clock.now_ms() >= at);
+        if due && self.claim(&run.id).is_ok() {
+            let result = self.expire(run);
+            self.release(run_id);
+            return result;
+        }
+        Ok(run)
+    }
+
+    /// Appends the user's message. Fails while a run holds the thread.
+    pub fn add_message(&self, thread_id: &str, text: &str) -> Result<Message, EngineError> {
+        if text.trim().is_empty() {
+            return Err(EngineError::EmptyMessage);
+        }
+        let thread = self.thread(thread_id)?;
+        self.check_flow(&thread)?;
+        let message = Message {
+            id: new_id("msg"),
+            run_id: None,
+            created_at: self.clock.now_ms(),
+            kind: MessageKind::User {
+                text: text.to_owned(),
+            },
+        };
+        self.store.add_user_message(thread_id, &message)?;
+        Ok(message)
+    }
+
+    /// Sets metadata on a thread (limits as in the Assistants API; nothing changes on error).
+    pub fn update_metadata(
+        &self,
+        thread_id: &str,
+        pairs: Vec<(String, String)>,
+    ) -> Result<Thread, EngineError> {
+        let mut thread = self.store.thread(thread_id)?;
+        thread.metadata.merge(pairs)?;
+        self.store.commit(Step {
+            thread: &thread,
+            appended: &[],
+            run: None,
+        })?;
+        Ok(thread)
+    }
+
+    /// Creates a queued run and locks the thread for it.
+    pub fn create_run(&self, thread_id: &str) -> Result<Run, EngineError> {
+        let thread = self.thread(thread_id)?;
+        self.check_flow(&thread)?;
+        let run = Run::new(new_id("run"), thread_id.to_owned(), self.clock.now_ms());
+        self.store.begin_run(&run)?;
+        Ok(run)
+    }
+
+    /// Creates a run and drives it until it completes, fails, or waits in
+    /// `requires_action`.
+    pub async fn run(&self, thread_id: &str, events: &dyn EventSink) -> Result<Run, EngineError> {
+        let run = self.create_run(thread_id)?;
+        self.drive_run(&run.id, events).await
+    }
+
+    /// Drives a queued run (created with [`Engine::create_run`]).
+    pub async fn drive_run(
+        &self,
+        run_id: &str,
+        events: &dyn EventSink,
+    ) -> Result<Run, EngineError> {
+        let cancel = self.claim(run_id)?;
+        let result = self.drive_claimed(run_id, cancel, events).await;
+        self.release(run_id);
+        result
+    }
+
+    async fn drive_claimed(
+        &self,
+        run_id: &str,
+        cancel: watch::Receiver<bool>,
+        events: &dyn EventSink,
+    ) -> Result<Run, EngineError> {
+        let mut run = self.store.run(run_id)?;
+        if run.status != RunStatus::Queued {
+            return Err(EngineError::RunNotActive {
+                run_id: run.id,
+                status: run.status,
+            });
+        }
+        let mut thread = self.store.thread(&run.thread_id)?;
+        Self::set_status(&mut run, RunStatus::InProgress, events);
+        run.started_at = Some(self.clock.now_ms());
+        self.store.commit(Step {
+            thread: &thread,
+            appended: &[],
+            run: Some(&run),
+        })?;
+        self.drive(&mut thread, &mut run, cancel, events).await?;
+        Ok(run)
+    }
+
+    /// Submits the outputs of the client tool calls a run is waiting for — all of them,
+    /// each once — and drives the run on. A missing, extra or duplicate id changes nothing.
+    pub async fn submit_tool_outputs(
+        &self,
+        run_id: &str,
+        outputs: Vec<ToolOutputSubmission>,
+        events: &dyn EventSink,
+    ) -> Result<Run, EngineError> {
+        let cancel = self.claim(run_id)?;
+        let result = self.submit_claimed(run_id, outputs, cancel, events).await;
+        self.release(run_id);
+        result
+    }
+
+    async fn submit_claimed(
+        &self,
+        run_id: &str,
+        outputs: Vec<ToolOutputSubmission>,
+        cancel: watch::Receiver<bool>,
+        events: &dyn EventSink,
+    ) -> Result<Run, EngineError> {
+        let mut run = self.store.run(run_id)?;
+        if run.status == RunStatus::RequiresAction
+            && run.expires_at.is_some_and(|at| self.clock.now_ms() >= at)
+        {
+            run = self.expire(run)?;
+        }
+        if run.status != RunStatus::RequiresAction {
+            return Err(EngineError::NotRequiresAction {
+                run_id: run.id,
+                status: run.status,
+            });
+        }
+        let expected: Vec<&str> = run.required_action.iter().map(|c| c.id.as_str()).collect();
+        let mut seen = HashSet::new();
+        for output in &outputs {
+            if !expected.contains(&output.call_id.as_str()) {
+                return Err(EngineError::UnknownToolCall(output.call_id.clone()));
+            }
+            if !seen.insert(output.call_id.as_str()) {
+                return Err(EngineError::DuplicateToolOutput(output.call_id.clone()));
+            }
+        }
+        let missing: Vec<String> = expected
+            .iter()
+            .filter(|id| !seen.contains(*id))
+            .map(|id| (*id).to_owned())
+            .collect();
+        if !missing.is_empty() {
+            return Err(EngineError::MissingToolOutputs(missing));
+        }
+        let mut thread = self.store.thread(&run.thread_id)?;
+        let mark = thread.messages.len();
+        let mut staged = run.staged.take().unwrap_or_default();
+        let calls = std::mem::take(&mut run.required_action);
+        for call in &calls {
+            let Some(submitted) = outputs.iter().find(|o| o.call_id == call.id) else {
+                continue;
+            };
+            let content = submitted.output.clone();
+            let result = content_value(&content);
+            let output = self.output_message(&run, call, OutputStatus::Ok, content, events);
+            staged.outputs.push(output);
+            if let Some(tool) = self.flow.tools.get(&call.name) {
+                let args = prepared_args(&self.flow, &self.validators, call, &thread.slots);
+                let effects = rules::after(
+                    tool,
+                    &self.validators,
+                    &args,
+                    &result,
+                    &mut thread.slots,
+                    events,
+                );
+                self.stage_contexts(&run, tool, effects, &mut staged, events);
+            }
+        }
+        run.consecutive_failures = 0;
+        run.expires_at = None;
+        Self::set_status(&mut run, RunStatus::InProgress, events);
+        match self.land_turn(&mut thread, &mut run, staged, events) {
+            TurnEnd::Stop(status) => {
+                self.finish(&mut thread, &mut run, status, mark, events)?;
+            }
+            TurnEnd::Continue => {
+                self.store.commit(Step {
+                    thread: &thread,
+                    appended: &thread.messages[mark..],
+                    run: Some(&run),
+                })?;
+                self.drive(&mut thread, &mut run, cancel, events).await?;
+            }
+        }
+        Ok(run)
+    }
+
+    /// Cancels a run. A run being driven stops at its next safe point (its open calls get
+    /// `cancelled` outputs); a queued or waiting run is cancelled at once.
+    pub fn cancel(&self, run_id: &str, events: &dyn EventSink) -> Result<Run, EngineError> {
+        let run = self.run_status(run_id)?;
+        if run.status.is_terminal() {
+            return Err(EngineError::RunNotActive {
+                run_id: run.id,
+                status: run.status,
+            });
+        }
+        if let Ok(driving) = self.driving.lock()
+            && let Some(signal) = driving.get(run_id)
+        {
+            signal.send_replace(true);
+            let mut run = run;
+            if run.status != RunStatus::Cancelling && run.status.can_become(RunStatus::Cancelling) {
+                run.status = RunStatus::Cancelling;
+            }
+            return Ok(run);
+        }
+        self.claim(run_id)?;
+        let result = self.cancel_now(run, events);
+        self.release(run_id);
+        result
+    }
+
+    /// Marks runs interrupted by a crash (left `queued`, `in_progress` or `cancelling` in
+    /// the store) as failed and unlocks their threads. Call once at startup, before any
+    /// run is driven. Runs waiting in `requires_action` survive: they are resting, not
+    /// interrupted.
+    pub fn recover(&self) -> Result<Vec<Run>, EngineError> {
+        let mut recovered = Vec::new();
+        for thread_id in self.store.thread_ids(usize::MAX)? {
+            let mut thread = self.store.thread(&thread_id)?;
+            let Some(run_id) = thread.active_run.clone() else {
+                continue;
+            };
+            let mut run = self.store.run(&run_id)?;
+            if !matches!(
+                run.status,
+                RunStatus::Queued | RunStatus::InProgress | RunStatus::Cancelling
+            ) {
+                continue;
+            }
+            run.status = RunStatus::Failed;
+            run.last_error = Some(LastError {
+                code: "interrupted".to_owned(),
+                message: "the process stopped during this run; the unfinished step was discarded. \
+                          Start a new run to retry."
+                    .to_owned(),
+            });
+            run.completed_at = Some(self.clock.now_ms());
+            thread.active_run = None;
+            self.store.commit(Step {
+                thread: &thread,
+                appended: &[],
+                run: Some(&run),
+            })?;
+            recovered.push(run);
+        }
+        Ok(recovered)
+    }
+
+    // ---- the loop -----------------------------------------------------------------------
+
+    async fn drive(
+        &self,
+        thread: &mut Thread,
+        run: &mut Run,
+        mut cancel: watch::Receiver<bool>,
+        events: &dyn EventSink,
+    ) -> Result<(), EngineError> {
+        loop {
+            let mark = thread.messages.len();
+            if *cancel.borrow() {
+                return self.finish_cancelled(thread, run, mark, &[], events);
+            }
+            if run.steps >= self.flow.limits.max_steps {
+                return self.finish(thread, run, RunStatus::Incomplete, mark, events);
+            }
+            let instructions = match self.instructions(thread) {
+                Ok(text) => text,
+                Err(message) => {
+                    return self.fail(thread, run, "instructions", message, mark, events);
+                }
+            };
+            if let Err(violation) = protocol::check(&thread.messages) {
+                let message =
+                    format!("refusing to send a broken history to the model: {violation}");
+                return self.fail(thread, run, "protocol_violation", message, mark, events);
+            }
+            run.steps += 1;
+            let first_turn = run.steps == 1;
+            let request = ModelRequest {
+                flow: &self.flow,
+                instructions: &instructions,
+                messages: &thread.messages,
+            };
+            let response = tokio::select! {
+                response = self.model.respond(request, events) => response,
+                () = cancelled(&mut cancel) => return self.finish_cancelled(thread, run, mark, &[], events),
+            };
+            let response = match response {
+                Ok(response) => response,
+                Err(error) => {
+                    let message = format!("the model failed: {error}");
+                    return self.fail(
+                        thread,
+                        run,
+                        &format!("model_{}", error.code),
+                        message,
+                        mark,
+                        events,
+                    );
+                }
+            };
+            run.usage.add(response.usage);
+            let (text, calls) = match response.turn {
+                ModelTurn::ToolCalls { text, calls } if !calls.is_empty() => (text, calls),
+                ModelTurn::ToolCalls { text, .. } => (text, Vec::new()),
+                ModelTurn::Text(text) => (Some(text), Vec::new()),
+            };
+            if calls.is_empty() {
+                if first_turn {
+                    Self::abandon_pending(thread, events);
+                }
+                let text = text.unwrap_or_default();
+                events.emit(&Event::AssistantMessage { text: text.clone() });
+                let message = self.message(run, MessageKind::Assistant { text });
+                thread.messages.push(message);
+                return self.finish(thread, run, RunStatus::Completed, mark, events);
+            }
+            let calls = Self::normalize_ids(thread, calls);
+            for call in &calls {
+                events.emit(&Event::ToolCalled {
+                    call_id: call.id.clone(),
+                    name: call.name.clone(),
+                    arguments: call.arguments.clone(),
+                });
+            }
+            let message = self.message(
+                run,
+                MessageKind::ToolCalls {
+                    text,
+                    calls: calls.clone(),
+                },
+            );
+            thread.messages.push(message);
+            let pending = if first_turn {
+                thread.pending.take()
+            } else {
+                None
+            };
+            match self
+                .play_turn(thread, run, &calls, pending, &mut cancel, events)
+                .await
+            {
+                TurnEnd::Continue => {
+                    self.store.commit(Step {
+                        thread,
+                        appended: &thread.messages[mark..],
+                        run: Some(run),
+                    })?;
+                }
+                TurnEnd::Stop(RunStatus::RequiresAction) => {
+                    self.store.commit(Step {
+                        thread,
+                        appended: &thread.messages[mark..],
+                        run: Some(run),
+                    })?;
+                    return Ok(());
+                }
+                TurnEnd::Stop(RunStatus::Cancelled) => {
+                    return self.finish_cancelled(thread, run, mark, &[], events);
+                }
+                TurnEnd::Stop(status) => return self.finish(thread, run, status, mark, events),
+            }
+        }
+    }
+
+    /// Plays one turn of tool calls.
+    async fn play_turn(
+        &self,
+        thread: &mut Thread,
+        run: &mut Run,
+        calls: &[ToolCall],
+        pending: Option<PendingCall>,
+        cancel: &mut watch::Receiver<bool>,
+        events: &dyn EventSink,
+    ) -> TurnEnd {
+        // The pending call's known arguments go to the first call of the same tool.
+        let mut pending = pending;
+        let mut prepared = Vec::with_capacity(calls.len());
+        for call in calls {
+            let matching = pending.as_ref().is_some_and(|p| p.tool == call.name);
+            let for_call = if matching { pending.take() } else { None };
+            let result = prepare(
+                &self.flow,
+                &self.validators,
+                call,
+                &thread.slots,
+                for_call.as_ref(),
+            );
+            if let Prepared::Ready { args } | Prepared::NeedsInput { args, .. } = &result {
+                self.remember(thread, &call.name, args, events);
+            }
+            prepared.push(result);
+        }
+        if let Some(abandoned) = pending {
+            events.emit(&Event::PendingAbandoned {
+                call_id: abandoned.call_id,
+                tool: abandoned.tool,
+            });
+        }
+
+        // Run the ready server-side calls concurrently; client calls wait for the app.
+        let runnable: Vec<(usize, &Tool, &Map<String, Value>)> = prepared
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| match p {
+                Prepared::Ready { args } => {
+                    let tool = self.flow.tools.get(&calls[i].name)?;
+                    (!matches!(tool.executor, Executor::Client)).then_some((i, tool, args))
+                }
+                _ => None,
+            })
+            .collect();
+        let executions = runnable
+            .iter()
+            .map(|(i, tool, args)| self.execute(tool, &calls[*i], args, events));
+        let results = tokio::select! {
+            results = futures_util::future::join_all(executions) => results,
+            () = cancelled(cancel) => {
+                self.answer_cancelled(thread, run, calls, events);
+                return TurnEnd::Stop(RunStatus::Cancelled);
+            }
+        };
+        let mut results: HashMap<usize, Result<Value, ToolError>> =
+            runnable.iter().map(|(i, _, _)| *i).zip(results).collect();
+
+        let mut staged = StagedTurn::default();
+        let mut waiting: Vec<ToolCall> = Vec::new();
+        for (i, (call, prepared)) in calls.iter().zip(prepared).enumerate() {
+            let tool = self.flow.tools.get(&call.name);
+            let (status, content) = match prepared {
+                Prepared::Rejected(error) => (OutputStatus::Error, error.to_output().to_string()),
+                Prepared::NeedsInput { args, missing } => {
+                    let content = serde_json::json!({
+                        "status": "needs_input",
+                        "missing": missing,
+                        "note": "The user has been asked for these; their answer comes as the next user message.",
+                    });
+                    staged.asks.push(Ask {
+                        call_id: call.id.clone(),
+                        tool: call.name.clone(),
+                        args,
+                        missing,
+                    });
+                    (OutputStatus::NeedsInput, content.to_string())
+                }
+                Prepared::Ready { args } => match (tool, results.remove(&i)) {
+                    (Some(tool), Some(Ok(result))) => {
+                        run.consecutive_failures = 0;
+                        let effects = rules::after(
+                            tool,
+                            &self.validators,
+                            &args,
+                            &result,
+                            &mut thread.slots,
+                            events,
+                        );
+                        self.stage_contexts(run, tool, effects, &mut staged, events);
+                        (OutputStatus::Ok, result.to_string())
+                    }
+                    (Some(tool), Some(Err(error))) => {
+                        run.consecutive_failures += 1;
+                        let effects = rules::on_error(tool, &args, &error, &thread.slots, events);
+                        self.stage_contexts(run, tool, effects, &mut staged, events);
+                        (OutputStatus::Error, error.to_output().to_string())
+                    }
+                    _ => {
+                        waiting.push(call.clone());
+                        continue;
+                    }
+                },
+            };
+            let output = self.output_message(run, call, status, content, events);
+            staged.outputs.push(output);
+        }
+        if waiting.is_empty() {
+            return self.land_turn(thread, run, staged, events);
+        }
+        run.required_action = waiting;
+        run.staged = Some(staged);
+        let timeout =
+            i64::try_from(self.flow.limits.requires_action_timeout.as_millis()).unwrap_or(i64::MAX);
+        run.expires_at = Some(self.clock.now_ms().saturating_add(timeout));
+        Self::set_status(run, RunStatus::RequiresAction, events);
+        TurnEnd::Stop(RunStatus::RequiresAction)
+    }
+
+    /// Appends a finished turn to the thread — outputs in call order, then injected
+    /// context, then the question if any call needs input — and decides what comes next.
+    fn land_turn(
+        &self,
+        thread: &mut Thread,
+        run: &mut Run,
+        staged: StagedTurn,
+        events: &dyn EventSink,
+    ) -> TurnEnd {
+        let StagedTurn {
+            mut outputs,
+            contexts,
+            asks,
+        } = staged;
+        let order = last_call_order(thread);
+        outputs.sort_by_key(|m| match &m.kind {
+            MessageKind::ToolOutput { call_id, .. } => {
+                order.get(call_id.as_str()).copied().unwrap_or(usize::MAX)
+            }
+            _ => usize::MAX,
+        });
+        thread.messages.extend(outputs);
+        thread.messages.extend(contexts);
+        if let Some(first) = asks.first() {
+            let mut texts = Vec::new();
+            let mut params = Vec::new();
+            for ask in &asks {
+                if let Some(tool) = self.flow.tools.get(&ask.tool) {
+                    texts.push(rules::question(
+                        tool,
+                        &ask.args,
+                        &ask.missing,
+                        &thread.slots,
+                    ));
+                    params.extend(ask.missing.iter().cloned());
+                }
+            }
+            let text = texts.join(" ");
+            events.emit(&Event::QuestionAsked {
+                call_id: first.call_id.clone(),
+                tool: first.tool.clone(),
+                params: params.clone(),
+                text: text.clone(),
+            });
+            let question = self.message(
+                run,
+                MessageKind::Question {
+                    call_id: first.call_id.clone(),
+                    tool: first.tool.clone(),
+                    params,
+                    text,
+                },
+            );
+            thread.messages.push(question);
+            thread.pending = Some(PendingCall {
+                call_id: first.call_id.clone(),
+                tool: first.tool.clone(),
+                known: first.args.clone(),
+                missing: first.missing.clone(),
+            });
+            return TurnEnd::Stop(RunStatus::Completed);
+        }
+        if run.consecutive_failures >= self.flow.limits.max_consecutive_failures {
+            run.last_error = Some(LastError {
+                code: "tool_failures".to_owned(),
+                message: format!(
+                    "{} tool calls failed in a row (the flow allows {}); see the tool outputs for each error",
+                    run.consecutive_failures, self.flow.limits.max_consecutive_failures
+                ),
+            });
+            return TurnEnd::Stop(RunStatus::Failed);
+        }
+        TurnEnd::Continue
+    }
+
+    async fn execute(
+        &self,
+        tool: &Tool,
+        call: &ToolCall,
+        args: &Map<String, Value>,
+        events: &dyn EventSink,
+    ) -> Result<Value, ToolError> {
+        events.emit(&Event::ToolStarted {
+            call_id: call.id.clone(),
+            name: call.name.clone(),
+            arguments: Value::Object(args.clone()),
+        });
+        let timeout = tool_timeout(&self.flow, tool);
+        let request = ToolRequest {
+            flow: &self.flow,
+            tool,
+            call_id: &call.id,
+            arguments: args,
+        };
+        match tokio::time::timeout(timeout, self.tools.execute(request)).await {
+            Ok(result) => result,
+            Err(_) => Err(ToolError::new(
+                "timeout",
+                format!(
+                    "`{}` did not finish within {}",
+                    tool.name,
+                    humanize(timeout)
+                ),
+            )),
+        }
+    }
+
+    // ---- bookkeeping --------------------------------------------------------------------
+
+    fn instructions(&self, thread: &Thread) -> Result<String, String> {
+        let metadata: Map<String, Value> = thread
+            .metadata
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect();
+        template::render_instructions(&self.flow.assistant.instructions, &thread.slots, &metadata)
+            .map_err(|e| {
+                format!(
+                    "the instructions failed to render: {}",
+                    template::describe(&e)
+                )
+            })
+    }
+
+    fn check_flow(&self, thread: &Thread) -> Result<(), EngineError> {
+        if thread.flow == self.flow.name {
+            Ok(())
+        } else {
+            Err(EngineError::WrongFlow {
+                thread_id: thread.id.clone(),
+                thread_flow: thread.flow.clone(),
+                flow: self.flow.name.clone(),
+            })
+        }
+    }
+
+    /// Remembers validated arguments into their slots.
+    fn remember(
+        &self,
+        thread: &mut Thread,
+        tool: &str,
+        args: &Map<String, Value>,
+        events: &dyn EventSink,
+    ) {
+        let Some(tool) = self.flow.tools.get(tool) else {
+            return;
+        };
+        for param in tool.params.values() {
+            let (Some(slot), Some(value)) = (&param.slot, args.get(&param.name)) else {
+                continue;
+            };
+            if thread.slots.get(slot) != Some(value) && self.validators.slot_accepts(slot, value) {
+                thread.slots.insert(slot.clone(), value.clone());
+                events.emit(&Event::SlotSet {
+                    name: slot.clone(),
+                    value: value.clone(),
+                });
+            }
+        }
+    }
+
+    fn abandon_pending(thread: &mut Thread, events: &dyn EventSink) {
+        if let Some(pending) = thread.pending.take() {
+            events.emit(&Event::PendingAbandoned {
+                call_id: pending.call_id,
+                tool: pending.tool,
+            });
+        }
+    }
+
+    /// Gives calls fresh ids when the model's are empty or already used in the thread, so
+    /// pairing never depends on a model's id hygiene.
+    fn normalize_ids(thread: &Thread, calls: Vec<ToolCall>) -> Vec<ToolCall> {
+        let mut used: HashSet<String> = thread
+            .messages
+            .iter()
+            .flat_map(|m| match &m.kind {
+                MessageKind::ToolCalls { calls, .. } => {
+                    calls.iter().map(|c| c.id.clone()).collect()
+                }
+                _ => Vec::new(),
+            })
+            .collect();
+        calls
+            .into_iter()
+            .map(|mut call| {
+                if call.id.is_empty() || used.contains(&call.id) {
+                    call.id = new_id("call");
+                }
+                used.insert(call.id.clone());
+                call
+            })
+            .collect()
+    }
+
+    fn message(&self, run: &Run, kind: MessageKind) -> Message {
+        Message {
+            id: new_id("msg"),
+            run_id: Some(run.id.clone()),
+            created_at: self.clock.now_ms(),
+            kind,
+        }
+    }
+
+    fn output_message(
+        &self,
+        run: &Run,
+        call: &ToolCall,
+        status: OutputStatus,
+        content: String,
+        events: &dyn EventSink,
+    ) -> Message {
+        events.emit(&Event::ToolFinished {
+            call_id: call.id.clone(),
+            name: call.name.clone(),
+            status,
+            content: content.clone(),
+        });
+        self.message(
+            run,
+            MessageKind::ToolOutput {
+                call_id: call.id.clone(),
+                name: call.name.clone(),
+                status,
+                content,
+            },
+        )
+    }
+
+    fn stage_contexts(
+        &self,
+        run: &Run,
+        tool: &Tool,
+        effects: RuleEffects,
+        staged: &mut StagedTurn,
+        events: &dyn EventSink,
+    ) {
+        for text in effects.contexts {
+            events.emit(&Event::ContextInjected {
+                tool: tool.name.clone(),
+                text: text.clone(),
+            });
+            staged.contexts.push(self.message(
+                run,
+                MessageKind::Context {
+                    tool: tool.name.clone(),
+                    text,
+                },
+            ));
+        }
+    }
+
+    fn set_status(run: &mut Run, status: RunStatus, events: &dyn EventSink) {
+        // The engine only asks for legal transitions; a refusal here is a bug, and the
+        // status is left as it was rather than forced.
+        if run.status.transition(status).is_ok() {
+            events.emit(&Event::Status {
+                run_id: run.id.clone(),
+                status,
+            });
+        } else {
+            debug_assert!(false, "illegal transition {:?} → {status:?}", run.status);
+        }
+    }
+
+    /// Ends a run: status, time, the thread's lock, one commit.
+    fn finish(
+        &self,
+        thread: &mut Thread,
+        run: &mut Run,
+        status: RunStatus,
+        mark: usize,
+        events: &dyn EventSink,
+    ) -> Result<(), EngineError> {
+        if status == RunStatus::Cancelled && run.status != RunStatus::Cancelling {
+            Self::set_status(run, RunStatus::Cancelling, events);
+        }
+        Self::set_status(run, status, events);
+        run.completed_at = Some(self.clock.now_ms());
+        run.required_action.clear();
+        run.staged = None;
+        run.expires_at = None;
+        thread.active_run = None;
+        self.store.commit(Step {
+            thread,
+            appended: &thread.messages[mark..],
+            run: Some(run),
+        })?;
+        Ok(())
+    }
+
+    fn fail(
+        &self,
+        thread: &mut Thread,
+        run: &mut Run,
+        code: &str,
+        message: String,
+        mark: usize,
+        events: &dyn EventSink,
+    ) -> Result<(), EngineError> {
+        run.last_error = Some(LastError {
+            code: code.to_owned(),
+            message,
+        });
+        self.finish(thread, run, RunStatus::Failed, mark, events)
+    }
+
+    fn finish_cancelled(
+        &self,
+        thread: &mut Thread,
+        run: &mut Run,
+        mark: usize,
+        calls: &[ToolCall],
+        events: &dyn EventSink,
+    ) -> Result<(), EngineError> {
+        if !calls.is_empty() {
+            self.answer_cancelled(thread, run, calls, events);
+        }
+        self.finish(thread, run, RunStatus::Cancelled, mark, events)
+    }
+
+    /// Every call of a cancelled turn gets a `cancelled` output (results that did arrive
+    /// are dropped: the user asked to stop).
+    fn answer_cancelled(
+        &self,
+        thread: &mut Thread,
+        run: &Run,
+        calls: &[ToolCall],
+        events: &dyn EventSink,
+    ) {
+        for call in calls {
+            let content = ToolError::new(
+                "cancelled",
+                "the run was cancelled before this call finished",
+            )
+            .to_output()
+            .to_string();
+            let output = self.output_message(run, call, OutputStatus::Cancelled, content, events);
+            thread.messages.push(output);
+        }
+    }
+
+    /// Cancels a run nobody is driving (queued or in `requires_action`).
+    fn cancel_now(&self, mut run: Run, events: &dyn EventSink) -> Result<Run, EngineError> {
+        let mut thread = self.store.thread(&run.thread_id)?;
+        let mark = thread.messages.len();
+        Self::set_status(&mut run, RunStatus::Cancelling, events);
+        if let Some(mut staged) = run.staged.take() {
+            for call in std::mem::take(&mut run.required_action) {
+                let content = ToolError::new(
+                    "cancelled",
+                    "the run was cancelled before the client submitted this output",
+                )
+                .to_output()
+                .to_string();
+                staged.outputs.push(self.output_message(
+                    &run,
+                    &call,
+                    OutputStatus::Cancelled,
+                    content,
+                    events,
+                ));
+            }
+            staged.asks.clear();
+            self.land_turn(&mut thread, &mut run, staged, events);
+        }
+        self.finish(&mut thread, &mut run, RunStatus::Cancelled, mark, events)?;
+        Ok(run)
+    }
+
+    /// Expires a run that waited too long in `requires_action`.
+    fn expire(&self, mut run: Run) -> Result<Run, EngineError> {
+        let events = crate::events::NoEvents;
+        let mut thread = self.store.thread(&run.thread_id)?;
+        let mark = thread.messages.len();
+        let mut staged = run.staged.take().unwrap_or_default();
+        for call in std::mem::take(&mut run.required_action) {
+            let content =
+                ToolError::new("expired", "the client did not submit this output in time")
+                    .to_output()
+                    .to_string();
+            staged.outputs.push(self.output_message(
+                &run,
+                &call,
+                OutputStatus::Expired,
+                content,
+                &events,
+            ));
+        }
+        staged.asks.clear();
+        self.land_turn(&mut thread, &mut run, staged, &events);
+        run.last_error = Some(LastError {
+            code: "expired".to_owned(),
+            message: format!(
+                "no tool outputs were submitted within {}",
+                humanize(self.flow.limits.requires_action_timeout)
+            ),
+        });
+        self.finish(&mut thread, &mut run, RunStatus::Expired, mark, &events)?;
+        Ok(run)
+    }
+
+    /// Marks a run as being driven by this engine; fails if it already is.
+    fn claim(&self, run_id: &str) -> Result<watch::Receiver<bool>, EngineError> {
+        let mut driving = self
+            .driving
+            .lock()
+            .map_err(|_| EngineError::RunBusy(run_id.to_owned()))?;
+        if driving.contains_key(run_id) {
+            return Err(EngineError::RunBusy(run_id.to_owned()));
+        }
+        let (sender, receiver) = watch::channel(false);
+        driving.insert(run_id.to_owned(), sender);
+        Ok(receiver)
+    }
+
+    fn release(&self, run_id: &str) {
+        if let Ok(mut driving) = self.driving.lock() {
+            driving.remove(run_id);
+        }
+    }
+}
+
+/// Resolves when the run is cancelled (never, if the signal is dropped).
+async fn cancelled(cancel: &mut watch::Receiver<bool>) {
+    if cancel.wait_for(|c| *c).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Call id → position in the thread's last tool-call message.
+fn last_call_order(thread: &Thread) -> HashMap<&str, usize> {
+    thread
+        .messages
+        .iter()
+        .rev()
+        .find_map(|m| match &m.kind {
+            MessageKind::ToolCalls { calls, .. } => Some(
+                calls
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| (c.id.as_str(), i))
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
+/// The arguments of a client call as prepared (for its `after` rules).
+fn prepared_args(
+    flow: &Flow,
+    validators: &Validators,
+    call: &ToolCall,
+    slots: &Map<String, Value>,
+) -> Map<String, Value> {
+    match prepare(flow, validators, call, slots, None) {
+        Prepared::Ready { args } | Prepared::NeedsInput { args, .. } => args,
+        Prepared::Rejected(_) => Map::new(),
+    }
+}
+
+fn tool_timeout(flow: &Flow, tool: &Tool) -> Duration {
+    let specific = match &tool.executor {
+        Executor::Http(http) => http.timeout.as_deref(),
+        Executor::Command(command) => command.timeout.as_deref(),
+        Executor::Builtin(_) | Executor::Client => None,
+    };
+    specific
+        .and_then(crate::flow::model::parse_duration)
+        .unwrap_or(flow.limits.tool_timeout)
+}
+
+fn humanize(duration: Duration) -> String {
+    let ms = duration.as_millis();
+    if ms.is_multiple_of(1000) {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
+    }
+}

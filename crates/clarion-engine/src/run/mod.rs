@@ -1,0 +1,134 @@
+//! Runs: one pass of the engine over a thread after a user message.
+//!
+//! - [`status`]: the state machine;
+//! - [`engine`]: the loop that drives a run (model → tool calls → outputs → model…);
+//! - [`call`]: preparing one tool call (arguments, slots, pending call, validation);
+//! - [`rules`]: `after` and `on_error` rules, slots set and context injected;
+//! - [`protocol`]: the check that every tool call has exactly one output;
+//! - [`error`]: what can go wrong, for callers.
+
+pub mod call;
+pub mod engine;
+pub mod error;
+pub mod protocol;
+pub mod rules;
+pub mod status;
+
+use serde::{Deserialize, Serialize};
+
+pub use engine::{Engine, ToolOutputSubmission};
+pub use error::EngineError;
+pub use status::{ALL_STATUSES, IllegalTransition, RunStatus};
+
+use crate::thread::ToolCall;
+
+/// Tokens used by a run, summed over its model requests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    /// Prompt tokens.
+    pub prompt_tokens: u64,
+    /// Completion tokens.
+    pub completion_tokens: u64,
+}
+
+impl Usage {
+    /// Adds another request's usage.
+    pub fn add(&mut self, other: Usage) {
+        self.prompt_tokens += other.prompt_tokens;
+        self.completion_tokens += other.completion_tokens;
+    }
+
+    /// Prompt plus completion tokens.
+    #[must_use]
+    pub fn total(&self) -> u64 {
+        self.prompt_tokens + self.completion_tokens
+    }
+}
+
+/// Why a run failed, in a form an API can return.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastError {
+    /// A stable code: `model_error`, `tool_failures`, `protocol_violation`, `interrupted`,
+    /// `instructions`.
+    pub code: String,
+    /// What happened, for people.
+    pub message: String,
+}
+
+/// One run of the engine over a thread.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Run {
+    /// `run_…`.
+    pub id: String,
+    /// The thread it runs on.
+    pub thread_id: String,
+    /// Where it is.
+    pub status: RunStatus,
+    /// Model requests made so far.
+    pub steps: u32,
+    /// Tokens used.
+    pub usage: Usage,
+    /// Why it failed, if it did.
+    pub last_error: Option<LastError>,
+    /// Client tool calls waiting for outputs (in `requires_action`).
+    pub required_action: Vec<ToolCall>,
+    /// Tool failures in a row (reset by a success).
+    pub consecutive_failures: u32,
+    /// When it was created (ms since the epoch).
+    pub created_at: i64,
+    /// When it started.
+    pub started_at: Option<i64>,
+    /// When it reached a terminal status.
+    pub completed_at: Option<i64>,
+    /// When a `requires_action` wait expires.
+    pub expires_at: Option<i64>,
+    /// While in `requires_action`: the turn's outputs and effects that wait for the client's
+    /// outputs, so the whole turn lands in the thread at once, in call order.
+    pub staged: Option<StagedTurn>,
+}
+
+/// The part of a turn already done while client tools are outstanding.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StagedTurn {
+    /// Outputs of the calls that are done.
+    pub outputs: Vec<crate::thread::Message>,
+    /// Context injected by their rules.
+    pub contexts: Vec<crate::thread::Message>,
+    /// Calls that need the user's input.
+    pub asks: Vec<Ask>,
+}
+
+/// A call waiting for the user's answers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Ask {
+    /// The call.
+    pub call_id: String,
+    /// The tool.
+    pub tool: String,
+    /// Validated arguments known so far.
+    pub args: serde_json::Map<String, serde_json::Value>,
+    /// Missing parameters in declaration order.
+    pub missing: Vec<String>,
+}
+
+impl Run {
+    /// A queued run.
+    #[must_use]
+    pub fn new(id: String, thread_id: String, created_at: i64) -> Self {
+        Self {
+            id,
+            thread_id,
+            status: RunStatus::Queued,
+            steps: 0,
+            usage: Usage::default(),
+            last_error: None,
+            required_action: Vec::new(),
+            consecutive_failures: 0,
+            created_at,
+            started_at: None,
+            completed_at: None,
+            expires_at: None,
+            staged: None,
+        }
+    }
+}

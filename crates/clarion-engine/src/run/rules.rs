@@ -1,0 +1,169 @@
+//! `after` and `on_error` rules, and the questions asked for missing parameters.
+//!
+//! Rules were compiled and name-checked at load time, so what can still go wrong is data:
+//! a result without the field a template prints, a `set` value that does not fit its slot.
+//! Such a rule is skipped with a `RuleSkipped` event — the run goes on, and the flow's
+//! author sees exactly which rule did not apply and why.
+
+use serde_json::{Map, Value};
+
+use super::call::Validators;
+use crate::events::{Event, EventSink};
+use crate::flow::Tool;
+use crate::flow::check::params::suggested_question;
+use crate::template::{describe, environment, to_value};
+use crate::tool::ToolError;
+
+/// What the rules of one call produced.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct RuleEffects {
+    /// Context messages to inject, in rule order.
+    pub contexts: Vec<String>,
+}
+
+/// Applies `tool`'s `after` rules for a successful call, updating `slots` in place.
+pub fn after(
+    tool: &Tool,
+    validators: &Validators,
+    args: &Map<String, Value>,
+    result: &Value,
+    slots: &mut Map<String, Value>,
+    events: &dyn EventSink,
+) -> RuleEffects {
+    let mut effects = RuleEffects::default();
+    let skip = |reason: String| {
+        events.emit(&Event::RuleSkipped {
+            tool: tool.name.clone(),
+            reason,
+        });
+    };
+    for (i, rule) in tool.after.iter().enumerate() {
+        let number = i + 1;
+        let context = minijinja::context! {
+            args => to_value(args),
+            result => to_value(result),
+            slots => to_value(&*slots),
+        };
+        if let Some(when) = &rule.when {
+            let applies = environment()
+                .compile_expression(when)
+                .and_then(|e| e.eval(context.clone()));
+            match applies {
+                Ok(value) if value.is_true() => {}
+                Ok(_) => continue,
+                Err(error) => {
+                    skip(format!(
+                        "after rule #{number}: `when` failed: {}",
+                        describe(&error)
+                    ));
+                    continue;
+                }
+            }
+        }
+        for (slot, expression) in &rule.set {
+            let value = environment()
+                .compile_expression(expression)
+                .and_then(|e| e.eval(context.clone()));
+            match value {
+                Ok(value) if value.is_undefined() => {
+                    skip(format!(
+                        "after rule #{number}: `{expression}` is undefined, slot `{slot}` left unchanged"
+                    ));
+                }
+                Ok(value) => match serde_json::to_value(&value) {
+                    Ok(json) if validators.slot_accepts(slot, &json) => {
+                        if slots.get(slot) != Some(&json) {
+                            slots.insert(slot.clone(), json.clone());
+                            events.emit(&Event::SlotSet {
+                                name: slot.clone(),
+                                value: json,
+                            });
+                        }
+                    }
+                    Ok(json) => skip(format!(
+                        "after rule #{number}: {json} does not fit slot `{slot}`, left unchanged"
+                    )),
+                    Err(error) => skip(format!(
+                        "after rule #{number}: cannot store `{expression}`: {error}"
+                    )),
+                },
+                Err(error) => skip(format!(
+                    "after rule #{number}: `{expression}` failed: {}",
+                    describe(&error)
+                )),
+            }
+        }
+        if let Some(inject) = &rule.inject {
+            match environment().render_str(inject, context) {
+                Ok(text) if !text.trim().is_empty() => {
+                    effects.contexts.push(text.trim().to_owned())
+                }
+                Ok(_) => {}
+                Err(error) => skip(format!(
+                    "after rule #{number}: `inject` failed: {}",
+                    describe(&error)
+                )),
+            }
+        }
+    }
+    effects
+}
+
+/// Applies `tool`'s `on_error` rule for a failed call.
+pub fn on_error(
+    tool: &Tool,
+    args: &Map<String, Value>,
+    error: &ToolError,
+    slots: &Map<String, Value>,
+    events: &dyn EventSink,
+) -> RuleEffects {
+    let mut effects = RuleEffects::default();
+    if let Some(rule) = &tool.on_error {
+        let context = minijinja::context! {
+            args => to_value(args),
+            error => minijinja::context! { kind => error.kind, message => error.message.clone() },
+            slots => to_value(slots),
+        };
+        match environment().render_str(&rule.inject, context) {
+            Ok(text) if !text.trim().is_empty() => effects.contexts.push(text.trim().to_owned()),
+            Ok(_) => {}
+            Err(error) => events.emit(&Event::RuleSkipped {
+                tool: tool.name.clone(),
+                reason: format!("`on_error.inject` failed: {}", describe(&error)),
+            }),
+        }
+    }
+    effects
+}
+
+/// The question for `missing` parameters of `tool`: each parameter's `ask`, rendered with
+/// the known arguments and slots, in declaration order; a parameter without `ask` (or
+/// whose `ask` fails to render) gets a question built from its description.
+#[must_use]
+pub fn question(
+    tool: &Tool,
+    args: &Map<String, Value>,
+    missing: &[String],
+    slots: &Map<String, Value>,
+) -> String {
+    let context = minijinja::context! {
+        args => to_value(args),
+        slots => to_value(slots),
+    };
+    let mut questions = Vec::new();
+    for name in missing {
+        let Some(param) = tool.params.get(name) else {
+            continue;
+        };
+        let rendered = param
+            .ask
+            .as_ref()
+            .and_then(|ask| environment().render_str(ask, context.clone()).ok())
+            .map(|text| text.trim().to_owned())
+            .filter(|text| !text.is_empty());
+        questions.push(
+            rendered.unwrap_or_else(|| suggested_question(name, param.description.as_deref())),
+        );
+    }
+    questions.join(" ")
+}

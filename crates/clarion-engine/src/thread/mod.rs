@@ -1,0 +1,66 @@
+//! Threads: one conversation's messages, slots, metadata and pending call.
+//!
+//! A thread is plain data. The engine changes it only inside a run, a step at a time, and
+//! the store saves each step atomically, so a thread read from the store is always one the
+//! engine could have left: never a tool call without its output, never half a step.
+
+mod message;
+mod metadata;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+pub use message::{Message, MessageKind, OutputStatus, ToolCall, content_value};
+pub use metadata::{MAX_KEY_CHARS, MAX_KEYS, MAX_VALUE_CHARS, Metadata, MetadataError};
+
+/// A conversation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Thread {
+    /// `thread_…`.
+    pub id: String,
+    /// The flow it runs (`flow.name`).
+    pub flow: String,
+    /// Milliseconds since the Unix epoch.
+    pub created_at: i64,
+    /// Every message, oldest first.
+    pub messages: Vec<Message>,
+    /// Slot values remembered across turns.
+    pub slots: Map<String, Value>,
+    /// String metadata for the embedding application.
+    pub metadata: Metadata,
+    /// A tool call waiting for the user's answers.
+    pub pending: Option<PendingCall>,
+    /// The run holding the thread's lock, if one is active.
+    pub active_run: Option<String>,
+}
+
+/// A call that could not run because required parameters were missing. Its known
+/// arguments fill the same tool's next call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PendingCall {
+    /// The call that was answered with `needs_input`.
+    pub call_id: String,
+    /// The tool.
+    pub tool: String,
+    /// Arguments already known (validated).
+    pub known: Map<String, Value>,
+    /// Parameters still missing, in declaration order.
+    pub missing: Vec<String>,
+}
+
+impl Thread {
+    /// A new, empty thread for `flow`.
+    #[must_use]
+    pub fn new(id: String, flow: String, created_at: i64, metadata: Metadata) -> Self {
+        Self {
+            id,
+            flow,
+            created_at,
+            messages: Vec::new(),
+            slots: Map::new(),
+            metadata,
+            pending: None,
+            active_run: None,
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! Tool execution, as the engine sees it: one trait, no concrete tools.
+//!
+//! `clarion-tools` implements [`ToolExecutor`] for built-in, HTTP and command tools; tests
+//! implement it with closures. The engine applies the timeout around the call, so an
+//! executor that hangs cannot hang a run, and turns every failure into a structured output
+//! the model can read.
+
+use serde_json::{Map, Value};
+
+use crate::flow::{Flow, Tool};
+use crate::provider::BoxFuture;
+
+/// One call to execute.
+#[derive(Debug, Clone, Copy)]
+pub struct ToolRequest<'a> {
+    /// The flow the tool belongs to.
+    pub flow: &'a Flow,
+    /// The tool.
+    pub tool: &'a Tool,
+    /// The call's id.
+    pub call_id: &'a str,
+    /// Validated arguments.
+    pub arguments: &'a Map<String, Value>,
+}
+
+/// How a tool failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ToolError {
+    /// A stable code the model and `on_error` rules can read: `failed`, `timeout`,
+    /// `invalid_output`, `unavailable`, `refused`, `unknown_tool`, `invalid_arguments`.
+    pub kind: &'static str,
+    /// What happened, with secrets redacted.
+    pub message: String,
+}
+
+impl ToolError {
+    /// An error of `kind`.
+    #[must_use]
+    pub fn new(kind: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// The JSON the model reads as the call's output.
+    #[must_use]
+    pub fn to_output(&self) -> Value {
+        serde_json::json!({ "error": { "kind": self.kind, "message": self.message } })
+    }
+}
+
+/// Runs tools.
+pub trait ToolExecutor: Send + Sync {
+    /// Runs one call and returns its JSON result.
+    fn execute<'a>(&'a self, request: ToolRequest<'a>) -> BoxFuture<'a, Result<Value, ToolError>>;
+}
+
+/// An executor built from a closure, for tests and small embeddings.
+pub struct FnExecutor<F>(pub F);
+
+impl<F> ToolExecutor for FnExecutor<F>
+where
+    F: Fn(&Tool, &Map<String, Value>) -> Result<Value, ToolError> + Send + Sync,
+{
+    fn execute<'a>(&'a self, request: ToolRequest<'a>) -> BoxFuture<'a, Result<Value, ToolError>> {
+        let result = (self.0)(request.tool, request.arguments);
+        Box::pin(async move { result })
+    }
+}

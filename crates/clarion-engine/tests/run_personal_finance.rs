@@ -1,0 +1,498 @@
+//! The article's cases, each as a conversation through the engine with a scripted model
+//! over flows/personal-finance.toml. Every test also checks the protocol invariant.
+
+mod support;
+
+use std::sync::Arc;
+
+use clarion_engine::events::{Event, EventLog, NoEvents};
+use clarion_engine::provider::scripted::ScriptedTurn;
+use clarion_engine::run::RunStatus;
+use clarion_engine::thread::{MessageKind, OutputStatus};
+use clarion_engine::tool::{FnExecutor, ToolError};
+use serde_json::json;
+use support::*;
+
+#[tokio::test]
+async fn missing_parameters_are_asked_in_one_question_and_the_answer_completes_the_call() {
+    let h = finance_harness(vec![
+        ScriptedTurn::call("calculate_savings_timeline", r#"{"goal_amount": 50000}"#),
+        ScriptedTurn::call(
+            "calculate_savings_timeline",
+            r#"{"monthly_income": 5000, "monthly_savings": 1000}"#,
+        )
+        .expecting_user("5000"),
+        ScriptedTurn::text("About 4.2 years."),
+    ]);
+    let thread = h.thread();
+    h.engine
+        .add_message(&thread.id, "How long will it take me to save for a house?")
+        .ok();
+    let events = EventLog::new();
+    let run = h
+        .engine
+        .run(&thread.id, &events)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(run.status, RunStatus::Completed);
+    let thread = h.reload(&thread);
+    assert_protocol(&thread);
+    // Both questions, in declaration order, in one assistant message.
+    assert_eq!(
+        last_text(&thread),
+        "What is your net monthly income? How much do you plan to save each month?"
+    );
+    let pending = thread
+        .pending
+        .clone()
+        .unwrap_or_else(|| panic!("no pending call"));
+    assert_eq!(pending.missing, ["monthly_income", "monthly_savings"]);
+    assert_eq!(pending.known["goal_amount"], json!(50000));
+    assert_eq!(
+        thread.slots["goal_amount"],
+        json!(50000),
+        "known values are remembered"
+    );
+    assert!(
+        events
+            .events()
+            .iter()
+            .any(|e| matches!(e, Event::QuestionAsked { params, .. } if params.len() == 2))
+    );
+    assert_eq!(outputs(&thread)[0].1, OutputStatus::NeedsInput);
+
+    h.engine
+        .add_message(&thread.id, "I earn 5000 a month and can save 1000")
+        .ok();
+    let run = h
+        .engine
+        .run(&thread.id, &NoEvents)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(run.status, RunStatus::Completed);
+    let thread = h.reload(&thread);
+    assert_protocol(&thread);
+    assert!(
+        thread.pending.is_none(),
+        "the answer completed the pending call"
+    );
+    let (_, status, result) = outputs(&thread)
+        .pop()
+        .unwrap_or_else(|| panic!("no output"));
+    assert_eq!(status, OutputStatus::Ok);
+    assert_eq!(
+        result["months"],
+        json!(50.0),
+        "goal 50000 came from the pending call"
+    );
+    assert_eq!(
+        contexts(&thread),
+        ["The user's savings plan indicates a 4.2-year timeline (50.0 months)."]
+    );
+    assert_eq!(last_text(&thread), "About 4.2 years.");
+    assert_eq!(h.model.remaining(), 0);
+}
+
+#[tokio::test]
+async fn an_unrealistic_goal_injects_guidance() {
+    let h = finance_harness(vec![
+        ScriptedTurn::call(
+            "calculate_savings_timeline",
+            r#"{"goal_amount": 2000000, "monthly_income": 3000, "monthly_savings": 100}"#,
+        ),
+        ScriptedTurn::text("That would take too long; let's adjust."),
+    ]);
+    let thread = h.thread();
+    h.engine
+        .add_message(&thread.id, "I want to save two million with 100 a month")
+        .ok();
+    h.engine
+        .run(&thread.id, &NoEvents)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let thread = h.reload(&thread);
+    assert_protocol(&thread);
+    let injected = contexts(&thread);
+    assert_eq!(
+        injected.len(),
+        1,
+        "only the unrealistic-goal rule fires: {injected:?}"
+    );
+    assert!(injected[0].starts_with("The goal is out of reach with this plan: saving $100 of a $3000 income would take 1666.7 years."));
+}
+
+#[tokio::test]
+async fn budget_analysis_chains_into_the_savings_timeline_through_a_slot() {
+    let h = finance_harness(vec![
+        ScriptedTurn::call(
+            "analyze_budget",
+            r#"{"monthly_income": 6000, "monthly_expenses": 4000}"#,
+        ),
+        ScriptedTurn::call("calculate_savings_timeline", r#"{"goal_amount": 24000}"#),
+        ScriptedTurn::text("Two years."),
+    ]);
+    let thread = h.thread();
+    h.engine
+        .add_message(&thread.id, "Here is my budget; how long to save 24k?")
+        .ok();
+    let run = h
+        .engine
+        .run(&thread.id, &NoEvents)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(run.status, RunStatus::Completed);
+    assert_eq!(run.steps, 3);
+    let thread = h.reload(&thread);
+    assert_protocol(&thread);
+    assert_eq!(
+        thread.slots["monthly_savings"],
+        json!(1200.0),
+        "set by the budget's after rule"
+    );
+    let timeline = &outputs(&thread)[1].2;
+    assert_eq!(
+        timeline["months"],
+        json!(20.0),
+        "24000 / 1200, income and savings from slots"
+    );
+    assert!(contexts(&thread)[0].contains("$1200.0 per month"));
+}
+
+#[tokio::test]
+async fn a_tool_failure_becomes_an_output_with_on_error_context_and_the_run_goes_on() {
+    let executor = FnExecutor(
+        |_: &clarion_engine::flow::Tool, _: &serde_json::Map<String, serde_json::Value>| {
+            Err(ToolError::new("failed", "division by zero"))
+        },
+    );
+    let h = harness(
+        personal_finance(),
+        Arc::new(executor),
+        vec![
+            ScriptedTurn::call(
+                "calculate_savings_timeline",
+                r#"{"goal_amount": 1000, "monthly_income": 100, "monthly_savings": 10}"#,
+            ),
+            ScriptedTurn::text("Sorry, could you restate the numbers?"),
+        ],
+    );
+    let thread = h.thread();
+    h.engine.add_message(&thread.id, "plan it").ok();
+    let run = h
+        .engine
+        .run(&thread.id, &NoEvents)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(run.status, RunStatus::Completed);
+    let thread = h.reload(&thread);
+    assert_protocol(&thread);
+    let (_, status, content) = &outputs(&thread)[0];
+    assert_eq!(*status, OutputStatus::Error);
+    assert_eq!(
+        content,
+        &json!({"error": {"kind": "failed", "message": "division by zero"}})
+    );
+    assert_eq!(
+        contexts(&thread),
+        [
+            "The savings calculation failed (division by zero). Apologise briefly and ask the user to restate the numbers."
+        ]
+    );
+}
+
+#[tokio::test]
+async fn too_many_failures_in_a_row_fail_the_run_and_the_thread_stays_usable() {
+    let executor = FnExecutor(
+        |_: &clarion_engine::flow::Tool, _: &serde_json::Map<String, serde_json::Value>| {
+            Err(ToolError::new("failed", "backend down"))
+        },
+    );
+    let call = r#"{"monthly_income": 100, "monthly_expenses": 50}"#;
+    let h = harness(
+        personal_finance(),
+        Arc::new(executor),
+        vec![
+            ScriptedTurn::call("analyze_budget", call),
+            ScriptedTurn::call("analyze_budget", call),
+            ScriptedTurn::text("recovered"),
+        ],
+    );
+    let thread = h.thread();
+    h.engine.add_message(&thread.id, "budget please").ok();
+    let run = h
+        .engine
+        .run(&thread.id, &NoEvents)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(run.status, RunStatus::Failed);
+    let error = run.last_error.unwrap_or_else(|| panic!("no last_error"));
+    assert_eq!(error.code, "tool_failures");
+    assert_eq!(
+        error.message,
+        "2 tool calls failed in a row (the flow allows 2); see the tool outputs for each error"
+    );
+    let thread = h.reload(&thread);
+    assert_protocol(&thread);
+    assert!(
+        thread.active_run.is_none(),
+        "a failed run releases the thread"
+    );
+    h.engine
+        .add_message(&thread.id, "try again later")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let run = h
+        .engine
+        .run(&thread.id, &NoEvents)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(run.status, RunStatus::Completed);
+}
+
+#[tokio::test]
+async fn the_user_changing_their_mind_mid_clarification() {
+    // A new goal: the model calls the same tool with a different goal; it wins over the
+    // pending call's, and the slot is overwritten.
+    let h = finance_harness(vec![
+        ScriptedTurn::call(
+            "calculate_savings_timeline",
+            r#"{"goal_amount": 50000, "monthly_income": 4000}"#,
+        ),
+        ScriptedTurn::call(
+            "calculate_savings_timeline",
+            r#"{"goal_amount": 80000, "monthly_savings": 2000}"#,
+        ),
+        ScriptedTurn::text("40 months."),
+    ]);
+    let thread = h.thread();
+    h.engine.add_message(&thread.id, "save 50k").ok();
+    h.engine.run(&thread.id, &NoEvents).await.ok();
+    h.engine
+        .add_message(&thread.id, "actually make it 80k, saving 2000 a month")
+        .ok();
+    h.engine.run(&thread.id, &NoEvents).await.ok();
+    let thread = h.reload(&thread);
+    assert_protocol(&thread);
+    assert_eq!(thread.slots["goal_amount"], json!(80000));
+    assert_eq!(
+        outputs(&thread).last().map(|o| o.2["months"].clone()),
+        Some(json!(40.0))
+    );
+
+    // "Cancel that": the model answers in text, and the pending call is abandoned, loudly.
+    let h = finance_harness(vec![
+        ScriptedTurn::call("calculate_savings_timeline", r#"{"goal_amount": 50000}"#),
+        ScriptedTurn::text("No problem, cancelled."),
+    ]);
+    let thread = h.thread();
+    h.engine.add_message(&thread.id, "save 50k").ok();
+    h.engine.run(&thread.id, &NoEvents).await.ok();
+    h.engine.add_message(&thread.id, "cancel that").ok();
+    let events = EventLog::new();
+    h.engine.run(&thread.id, &events).await.ok();
+    let thread = h.reload(&thread);
+    assert!(thread.pending.is_none());
+    assert!(events.events().iter().any(|e| matches!(e, Event::PendingAbandoned { tool, .. } if tool == "calculate_savings_timeline")));
+
+    // A corrected value for a different tool: the pending call is abandoned, the slot
+    // keeps what the user said before, and the new call runs.
+    let h = finance_harness(vec![
+        ScriptedTurn::call(
+            "calculate_savings_timeline",
+            r#"{"goal_amount": 50000, "monthly_income": 4000}"#,
+        ),
+        ScriptedTurn::call(
+            "analyze_budget",
+            r#"{"monthly_income": 4500, "monthly_expenses": 3000}"#,
+        ),
+        ScriptedTurn::text("done"),
+    ]);
+    let thread = h.thread();
+    h.engine
+        .add_message(&thread.id, "save 50k, I earn 4000")
+        .ok();
+    h.engine.run(&thread.id, &NoEvents).await.ok();
+    h.engine
+        .add_message(&thread.id, "sorry, I earn 4500; check my budget instead")
+        .ok();
+    let events = EventLog::new();
+    h.engine.run(&thread.id, &events).await.ok();
+    let thread = h.reload(&thread);
+    assert_protocol(&thread);
+    assert!(thread.pending.is_none());
+    assert_eq!(
+        thread.slots["monthly_income"],
+        json!(4500),
+        "the corrected value overwrites the slot"
+    );
+    assert_eq!(thread.slots["goal_amount"], json!(50000));
+    assert!(
+        events
+            .events()
+            .iter()
+            .any(|e| matches!(e, Event::PendingAbandoned { .. }))
+    );
+}
+
+#[tokio::test]
+async fn parallel_calls_all_get_outputs_in_call_order_and_incomplete_ones_ask() {
+    let h = finance_harness(vec![ScriptedTurn::calls(&[
+        (
+            "analyze_budget",
+            r#"{"monthly_income": 5000, "monthly_expenses": 4500}"#,
+        ),
+        ("calculate_loan_payment", r#"{"principal": 200000}"#),
+        (
+            "calculate_savings_timeline",
+            r#"{"goal_amount": 10000, "monthly_income": 5000, "monthly_savings": 500}"#,
+        ),
+    ])]);
+    let thread = h.thread();
+    h.engine
+        .add_message(&thread.id, "budget, loan and savings please")
+        .ok();
+    let run = h
+        .engine
+        .run(&thread.id, &NoEvents)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(run.status, RunStatus::Completed);
+    let thread = h.reload(&thread);
+    assert_protocol(&thread);
+    let outputs = outputs(&thread);
+    let names: Vec<&str> = outputs.iter().map(|o| o.0.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "analyze_budget",
+            "calculate_loan_payment",
+            "calculate_savings_timeline"
+        ]
+    );
+    let statuses: Vec<OutputStatus> = outputs.iter().map(|o| o.1).collect();
+    assert_eq!(
+        statuses,
+        [OutputStatus::Ok, OutputStatus::NeedsInput, OutputStatus::Ok]
+    );
+    assert_eq!(
+        last_text(&thread),
+        "What is the annual interest rate? Over how many years?"
+    );
+    assert_eq!(
+        thread.pending.as_ref().map(|p| p.tool.as_str()),
+        Some("calculate_loan_payment")
+    );
+    // Contexts come after all outputs: the budget's two rules and the timeline's one.
+    let kinds: Vec<&str> = thread
+        .messages
+        .iter()
+        .map(|m| match &m.kind {
+            MessageKind::User { .. } => "user",
+            MessageKind::ToolCalls { .. } => "calls",
+            MessageKind::ToolOutput { .. } => "output",
+            MessageKind::Context { .. } => "context",
+            MessageKind::Question { .. } => "question",
+            MessageKind::Assistant { .. } => "assistant",
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "user", "calls", "output", "output", "output", "context", "context", "context",
+            "question"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn invalid_arguments_are_all_reported_so_the_model_can_correct_itself() {
+    let h = finance_harness(vec![
+        ScriptedTurn::call(
+            "calculate_savings_timeline",
+            r#"{"goal_amount": -5, "monthly_income": "lots", "bogus": 1}"#,
+        ),
+        ScriptedTurn::call("calculate_savings_timeline", "not json"),
+        ScriptedTurn::call("no_such_tool", "{}"),
+        ScriptedTurn::call("calculate_savings_timeline", "[1, 2]"),
+        ScriptedTurn::text("Let me ask you properly."),
+    ]);
+    let thread = h.thread();
+    h.engine.add_message(&thread.id, "go").ok();
+    let run = h
+        .engine
+        .run(&thread.id, &NoEvents)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(run.status, RunStatus::Completed);
+    let thread = h.reload(&thread);
+    assert_protocol(&thread);
+    let outputs = outputs(&thread);
+    assert!(outputs.iter().all(|o| o.1 == OutputStatus::Error));
+    let message = |i: usize| {
+        outputs[i].2["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(outputs[0].2["error"]["kind"], "invalid_arguments");
+    assert!(
+        message(0).contains("`bogus` is not a parameter of `calculate_savings_timeline`"),
+        "{}",
+        message(0)
+    );
+    assert!(
+        message(0).contains("`goal_amount`: -5 is less than or equal to the minimum of 0"),
+        "{}",
+        message(0)
+    );
+    assert!(
+        message(0).contains("`monthly_income`: \"lots\" is not of type \"number\""),
+        "{}",
+        message(0)
+    );
+    assert!(message(1).starts_with("arguments are not valid JSON"));
+    assert_eq!(outputs[2].2["error"]["kind"], "unknown_tool");
+    assert_eq!(message(3), "arguments must be a JSON object, not an array");
+    assert!(thread.slots.is_empty(), "nothing invalid is remembered");
+}
+
+#[tokio::test]
+async fn the_step_limit_ends_the_run_as_incomplete_with_every_call_answered() {
+    let call = r#"{"monthly_income": 5000, "monthly_expenses": 1000}"#;
+    let h = finance_harness(
+        (0..8)
+            .map(|_| ScriptedTurn::call("analyze_budget", call))
+            .collect(),
+    );
+    let thread = h.thread();
+    h.engine.add_message(&thread.id, "loop forever").ok();
+    let run = h
+        .engine
+        .run(&thread.id, &NoEvents)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(run.status, RunStatus::Incomplete);
+    assert_eq!(run.steps, 8, "max_steps in the flow");
+    let thread = h.reload(&thread);
+    assert_protocol(&thread);
+    assert!(thread.active_run.is_none());
+}
+
+#[tokio::test]
+async fn a_model_error_fails_the_run_with_its_reason() {
+    let h = finance_harness(vec![]);
+    let thread = h.thread();
+    h.engine.add_message(&thread.id, "hello").ok();
+    let run = h
+        .engine
+        .run(&thread.id, &NoEvents)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(run.status, RunStatus::Failed);
+    let error = run.last_error.unwrap_or_else(|| panic!("no last_error"));
+    assert_eq!(error.code, "model_script_exhausted");
+    assert_eq!(
+        error.message,
+        "the model failed: the script has no turn left for model request #1"
+    );
+    assert!(h.reload(&thread).active_run.is_none());
+}
