@@ -405,52 +405,15 @@ impl Engine {
     ) -> Result<(), EngineError> {
         loop {
             let mark = thread.messages.len();
-            if *cancel.borrow() {
-                return self.finish_cancelled(thread, run, mark, &[], events);
-            }
-            if run.steps >= self.flow.limits.max_steps {
-                return self.finish(thread, run, RunStatus::Incomplete, mark, events);
-            }
-            let instructions = match self.instructions(thread) {
-                Ok(text) => text,
-                Err(message) => {
-                    return self.fail(thread, run, "instructions", message, mark, events);
-                }
+            let Some(turn) = self
+                .ask_model(thread, run, &mut cancel, mark, events)
+                .await?
+            else {
+                return Ok(());
             };
-            if let Err(violation) = protocol::check(&thread.messages) {
-                let message =
-                    format!("refusing to send a broken history to the model: {violation}");
-                return self.fail(thread, run, "protocol_violation", message, mark, events);
-            }
-            run.steps += 1;
             let first_turn = run.steps == 1;
-            let request = ModelRequest {
-                flow: &self.flow,
-                instructions: &instructions,
-                messages: &thread.messages,
-            };
-            let response = tokio::select! {
-                response = self.model.respond(request, events) => response,
-                () = cancelled(&mut cancel) => return self.finish_cancelled(thread, run, mark, &[], events),
-            };
-            let response = match response {
-                Ok(response) => response,
-                Err(error) => {
-                    let message = format!("the model failed: {error}");
-                    return self.fail(
-                        thread,
-                        run,
-                        &format!("model_{}", error.code),
-                        message,
-                        mark,
-                        events,
-                    );
-                }
-            };
-            run.usage.add(response.usage);
-            let (text, calls) = match response.turn {
-                ModelTurn::ToolCalls { text, calls } if !calls.is_empty() => (text, calls),
-                ModelTurn::ToolCalls { text, .. } => (text, Vec::new()),
+            let (text, calls) = match turn {
+                ModelTurn::ToolCalls { text, calls } => (text, calls),
                 ModelTurn::Text(text) => (Some(text), Vec::new()),
             };
             if calls.is_empty() {
@@ -503,10 +466,71 @@ impl Engine {
                     })?;
                     return Ok(());
                 }
-                TurnEnd::Stop(RunStatus::Cancelled) => {
-                    return self.finish_cancelled(thread, run, mark, &[], events);
-                }
                 TurnEnd::Stop(status) => return self.finish(thread, run, status, mark, events),
+            }
+        }
+    }
+
+    /// One model request, after the checks every request needs. `None` when the run
+    /// ended instead (cancelled, step limit, broken instructions or history, model error),
+    /// with the bookkeeping done.
+    async fn ask_model(
+        &self,
+        thread: &mut Thread,
+        run: &mut Run,
+        cancel: &mut watch::Receiver<bool>,
+        mark: usize,
+        events: &dyn EventSink,
+    ) -> Result<Option<ModelTurn>, EngineError> {
+        if *cancel.borrow() {
+            self.finish(thread, run, RunStatus::Cancelled, mark, events)?;
+            return Ok(None);
+        }
+        if run.steps >= self.flow.limits.max_steps {
+            self.finish(thread, run, RunStatus::Incomplete, mark, events)?;
+            return Ok(None);
+        }
+        let instructions = match self.instructions(thread) {
+            Ok(text) => text,
+            Err(message) => {
+                self.fail(thread, run, "instructions", message, mark, events)?;
+                return Ok(None);
+            }
+        };
+        if let Err(violation) = protocol::check(&thread.messages) {
+            let message = format!("refusing to send a broken history to the model: {violation}");
+            self.fail(thread, run, "protocol_violation", message, mark, events)?;
+            return Ok(None);
+        }
+        run.steps += 1;
+        let request = ModelRequest {
+            flow: &self.flow,
+            instructions: &instructions,
+            messages: &thread.messages,
+        };
+        let response = tokio::select! {
+            response = self.model.respond(request, events) => response,
+            () = cancelled(cancel) => {
+                self.finish(thread, run, RunStatus::Cancelled, mark, events)?;
+                return Ok(None);
+            }
+        };
+        match response {
+            Ok(response) => {
+                run.usage.add(response.usage);
+                Ok(Some(response.turn))
+            }
+            Err(error) => {
+                let message = format!("the model failed: {error}");
+                self.fail(
+                    thread,
+                    run,
+                    &format!("model_{}", error.code),
+                    message,
+                    mark,
+                    events,
+                )?;
+                Ok(None)
             }
         }
     }
@@ -521,30 +545,7 @@ impl Engine {
         cancel: &mut watch::Receiver<bool>,
         events: &dyn EventSink,
     ) -> TurnEnd {
-        // The pending call's known arguments go to the first call of the same tool.
-        let mut pending = pending;
-        let mut prepared = Vec::with_capacity(calls.len());
-        for call in calls {
-            let matching = pending.as_ref().is_some_and(|p| p.tool == call.name);
-            let for_call = if matching { pending.take() } else { None };
-            let result = prepare(
-                &self.flow,
-                &self.validators,
-                call,
-                &thread.slots,
-                for_call.as_ref(),
-            );
-            if let Prepared::Ready { args } | Prepared::NeedsInput { args, .. } = &result {
-                self.remember(thread, &call.name, args, events);
-            }
-            prepared.push(result);
-        }
-        if let Some(abandoned) = pending {
-            events.emit(&Event::PendingAbandoned {
-                call_id: abandoned.call_id,
-                tool: abandoned.tool,
-            });
-        }
+        let prepared = self.prepare_calls(thread, calls, pending, events);
 
         // Run the ready server-side calls concurrently; client calls wait for the app.
         let runnable: Vec<(usize, &Tool, &Map<String, Value>)> = prepared
@@ -630,6 +631,41 @@ impl Engine {
         run.expires_at = Some(self.clock.now_ms().saturating_add(timeout));
         Self::set_status(run, RunStatus::RequiresAction, events);
         TurnEnd::Stop(RunStatus::RequiresAction)
+    }
+
+    /// Prepares every call of a turn and remembers validated arguments into slots. The
+    /// pending call's known arguments go to the first call of the same tool; a pending
+    /// call no call takes is abandoned, loudly.
+    fn prepare_calls(
+        &self,
+        thread: &mut Thread,
+        calls: &[ToolCall],
+        mut pending: Option<PendingCall>,
+        events: &dyn EventSink,
+    ) -> Vec<Prepared> {
+        let mut prepared = Vec::with_capacity(calls.len());
+        for call in calls {
+            let matching = pending.as_ref().is_some_and(|p| p.tool == call.name);
+            let for_call = if matching { pending.take() } else { None };
+            let result = prepare(
+                &self.flow,
+                &self.validators,
+                call,
+                &thread.slots,
+                for_call.as_ref(),
+            );
+            if let Prepared::Ready { args } | Prepared::NeedsInput { args, .. } = &result {
+                self.remember(thread, &call.name, args, events);
+            }
+            prepared.push(result);
+        }
+        if let Some(abandoned) = pending {
+            events.emit(&Event::PendingAbandoned {
+                call_id: abandoned.call_id,
+                tool: abandoned.tool,
+            });
+        }
+        prepared
     }
 
     /// Appends a finished turn to the thread — outputs in call order, then injected
@@ -937,20 +973,6 @@ impl Engine {
             message,
         });
         self.finish(thread, run, RunStatus::Failed, mark, events)
-    }
-
-    fn finish_cancelled(
-        &self,
-        thread: &mut Thread,
-        run: &mut Run,
-        mark: usize,
-        calls: &[ToolCall],
-        events: &dyn EventSink,
-    ) -> Result<(), EngineError> {
-        if !calls.is_empty() {
-            self.answer_cancelled(thread, run, calls, events);
-        }
-        self.finish(thread, run, RunStatus::Cancelled, mark, events)
     }
 
     /// Every call of a cancelled turn gets a `cancelled` output (results that did arrive

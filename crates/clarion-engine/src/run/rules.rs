@@ -96,7 +96,7 @@ pub fn after(
         if let Some(inject) = &rule.inject {
             match environment().render_str(inject, context) {
                 Ok(text) if !text.trim().is_empty() => {
-                    effects.contexts.push(text.trim().to_owned())
+                    effects.contexts.push(text.trim().to_owned());
                 }
                 Ok(_) => {}
                 Err(error) => skip(format!(
@@ -125,7 +125,9 @@ pub fn on_error(
             slots => to_value(slots),
         };
         match environment().render_str(&rule.inject, context) {
-            Ok(text) if !text.trim().is_empty() => effects.contexts.push(text.trim().to_owned()),
+            Ok(text) if !text.trim().is_empty() => {
+                effects.contexts.push(text.trim().to_owned());
+            }
             Ok(_) => {}
             Err(error) => events.emit(&Event::RuleSkipped {
                 tool: tool.name.clone(),

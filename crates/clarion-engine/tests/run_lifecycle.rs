@@ -1,0 +1,474 @@
+//! Client tools and `requires_action`, bad submissions, cancellation, expiry, and the
+//! thread lock — the run lifecycle beyond the happy path.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use clarion_engine::clock::ManualClock;
+use clarion_engine::events::{Event, EventLog, NoEvents};
+use clarion_engine::provider::scripted::{ScriptedModel, ScriptedTurn};
+use clarion_engine::run::{Engine, EngineError, RunStatus, ToolOutputSubmission};
+use clarion_engine::store::{MemoryStore, StoreError, ThreadStore};
+use clarion_engine::thread::{Metadata, MetadataError, OutputStatus};
+use clarion_engine::tool::{FnExecutor, ToolError, ToolExecutor, ToolRequest};
+use serde_json::{Value, json};
+use support::*;
+
+const TRAVEL: &str = r#"
+[flow]
+name = "travel"
+[assistant]
+model = "m"
+instructions = "Book trips."
+[limits]
+requires_action_timeout = "10m"
+tool_timeout = "200ms"
+[slots.destination]
+type = "string"
+description = "Where to."
+[tools.search]
+description = "Search flights."
+builtin = "test.search"
+[tools.search.params.destination]
+type = "string"
+description = "Airport code."
+ask = "Where to?"
+slot = "destination"
+[tools.book]
+description = "Book a flight (the app asks the user to confirm)."
+client = true
+[tools.book.params.flight]
+type = "string"
+description = "Flight number."
+ask = "Which flight?"
+[[tools.book.after]]
+when = "result.confirmed"
+inject = "Booked {{ args.flight }}: confirmation {{ result.code }}."
+[tools.slow]
+description = "Takes forever."
+builtin = "test.slow"
+"#;
+
+fn travel_tools() -> Arc<dyn ToolExecutor> {
+    Arc::new(FnExecutor(
+        |tool: &clarion_engine::flow::Tool, args: &serde_json::Map<String, Value>| match tool
+            .name
+            .as_str()
+        {
+            "search" => Ok(
+                json!({ "flights": [format!("TP{}", args["destination"].as_str().unwrap_or_default().len())] }),
+            ),
+            _ => Err(ToolError::new("failed", "unexpected tool")),
+        },
+    ))
+}
+
+fn travel(turns: Vec<ScriptedTurn>) -> Harness {
+    harness(flow_from(TRAVEL), travel_tools(), turns)
+}
+
+async fn waiting_for_client(h: &Harness) -> (String, String, Vec<String>) {
+    let thread = h.thread();
+    h.engine
+        .add_message(&thread.id, "book TP1 and search LIS")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let run = h
+        .engine
+        .run(&thread.id, &NoEvents)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(run.status, RunStatus::RequiresAction);
+    let ids = run.required_action.iter().map(|c| c.id.clone()).collect();
+    (thread.id, run.id, ids)
+}
+
+fn submit(call_id: &str, output: &str) -> ToolOutputSubmission {
+    ToolOutputSubmission {
+        call_id: call_id.to_owned(),
+        output: output.to_owned(),
+    }
+}
+
+#[tokio::test]
+async fn client_tools_wait_in_requires_action_and_the_turn_lands_in_call_order() {
+    let h = travel(vec![
+        ScriptedTurn::calls(&[
+            ("book", r#"{"flight": "TP1"}"#),
+            ("search", r#"{"destination": "LIS"}"#),
+        ]),
+        ScriptedTurn::text("Booked, and here are flights to Lisbon."),
+    ]);
+    let (thread_id, run_id, ids) = waiting_for_client(&h).await;
+    assert_eq!(
+        ids.len(),
+        1,
+        "only the client call waits; search already ran"
+    );
+    let thread = h.store.thread(&thread_id).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        outputs(&thread).is_empty(),
+        "nothing of the turn lands until the client answers"
+    );
+    assert_eq!(
+        thread.active_run.as_deref(),
+        Some(run_id.as_str()),
+        "the thread stays locked"
+    );
+    assert!(matches!(
+        h.engine.add_message(&thread_id, "hello?"),
+        Err(EngineError::Store(StoreError::Locked { .. }))
+    ));
+
+    let events = EventLog::new();
+    let run = h
+        .engine
+        .submit_tool_outputs(
+            &run_id,
+            vec![submit(&ids[0], r#"{"confirmed": true, "code": "XYZ9"}"#)],
+            &events,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(run.status, RunStatus::Completed);
+    let thread = h.store.thread(&thread_id).unwrap_or_else(|e| panic!("{e}"));
+    assert_protocol(&thread);
+    let names: Vec<String> = outputs(&thread).into_iter().map(|o| o.0).collect();
+    assert_eq!(
+        names,
+        ["book", "search"],
+        "outputs in the model's call order"
+    );
+    assert_eq!(contexts(&thread), ["Booked TP1: confirmation XYZ9."]);
+    assert_eq!(
+        last_text(&thread),
+        "Booked, and here are flights to Lisbon."
+    );
+    assert!(thread.active_run.is_none());
+}
+
+#[tokio::test]
+async fn bad_submissions_are_refused_and_change_nothing() {
+    let h = travel(vec![ScriptedTurn::calls(&[
+        ("book", r#"{"flight": "TP1"}"#),
+        ("book", r#"{"flight": "TP2"}"#),
+    ])]);
+    let (thread_id, run_id, ids) = waiting_for_client(&h).await;
+    let before = h.store.thread(&thread_id).unwrap_or_else(|e| panic!("{e}"));
+    let cases = vec![
+        (
+            vec![submit(&ids[0], "{}")],
+            EngineError::MissingToolOutputs(vec![ids[1].clone()]),
+        ),
+        (
+            vec![
+                submit(&ids[0], "{}"),
+                submit(&ids[1], "{}"),
+                submit("call_nope", "{}"),
+            ],
+            EngineError::UnknownToolCall("call_nope".to_owned()),
+        ),
+        (
+            vec![
+                submit(&ids[0], "{}"),
+                submit(&ids[0], "{}"),
+                submit(&ids[1], "{}"),
+            ],
+            EngineError::DuplicateToolOutput(ids[0].clone()),
+        ),
+        (vec![], EngineError::MissingToolOutputs(ids.clone())),
+    ];
+    for (outputs, expected) in cases {
+        let result = h
+            .engine
+            .submit_tool_outputs(&run_id, outputs, &NoEvents)
+            .await;
+        assert_eq!(result, Err(expected));
+        assert_eq!(
+            h.store.thread(&thread_id).ok(),
+            Some(before.clone()),
+            "a refused submission changes nothing"
+        );
+        assert_eq!(
+            h.store.run(&run_id).map(|r| r.status),
+            Ok(RunStatus::RequiresAction)
+        );
+    }
+    // Outputs for a run that is not waiting are refused too.
+    let done = travel(vec![ScriptedTurn::text("hi")]);
+    let thread = done.thread();
+    done.engine.add_message(&thread.id, "hi").ok();
+    let run = done
+        .engine
+        .run(&thread.id, &NoEvents)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        done.engine
+            .submit_tool_outputs(&run.id, vec![], &NoEvents)
+            .await,
+        Err(EngineError::NotRequiresAction {
+            run_id: run.id.clone(),
+            status: RunStatus::Completed
+        })
+    );
+}
+
+#[tokio::test]
+async fn requires_action_expires_and_every_open_call_is_answered() {
+    let clock = Arc::new(ManualClock::new(1_000_000));
+    let model = Arc::new(ScriptedModel::new(vec![ScriptedTurn::calls(&[
+        ("book", r#"{"flight": "TP1"}"#),
+        ("search", r#"{"destination": "LIS"}"#),
+    ])]));
+    let store = Arc::new(MemoryStore::new());
+    let engine = Engine::new(flow_from(TRAVEL), model, travel_tools(), store.clone())
+        .with_clock(clock.clone());
+    let thread = engine
+        .create_thread(Metadata::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    engine.add_message(&thread.id, "book it").ok();
+    let run = engine
+        .run(&thread.id, &NoEvents)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        run.expires_at,
+        Some(1_000_000 + 600_000),
+        "10 minutes from now"
+    );
+    clock.advance(Duration::from_secs(599));
+    assert_eq!(
+        engine.run_status(&run.id).map(|r| r.status),
+        Ok(RunStatus::RequiresAction)
+    );
+    clock.advance(Duration::from_secs(1));
+    let expired = engine.run_status(&run.id).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(expired.status, RunStatus::Expired);
+    assert_eq!(
+        expired.last_error.map(|e| e.code),
+        Some("expired".to_owned())
+    );
+    let thread = store.thread(&thread.id).unwrap_or_else(|e| panic!("{e}"));
+    assert_protocol(&thread);
+    let statuses: Vec<OutputStatus> = outputs(&thread).into_iter().map(|o| o.1).collect();
+    assert_eq!(statuses, [OutputStatus::Expired, OutputStatus::Ok]);
+    assert!(
+        thread.active_run.is_none(),
+        "an expired run releases the thread"
+    );
+    let late = engine.submit_tool_outputs(&run.id, vec![], &NoEvents).await;
+    assert_eq!(
+        late,
+        Err(EngineError::NotRequiresAction {
+            run_id: run.id.clone(),
+            status: RunStatus::Expired
+        })
+    );
+}
+
+#[tokio::test]
+async fn cancelling_a_waiting_run_answers_its_calls() {
+    let h = travel(vec![
+        ScriptedTurn::call("book", r#"{"flight": "TP1"}"#),
+        ScriptedTurn::text("ok"),
+    ]);
+    let (thread_id, run_id, _) = waiting_for_client(&h).await;
+    let events = EventLog::new();
+    let run = h
+        .engine
+        .cancel(&run_id, &events)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(run.status, RunStatus::Cancelled);
+    let statuses: Vec<RunStatus> = events
+        .events()
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Status { status, .. } => Some(status),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        statuses,
+        [RunStatus::Cancelling, RunStatus::Cancelled],
+        "through cancelling"
+    );
+    let thread = h.store.thread(&thread_id).unwrap_or_else(|e| panic!("{e}"));
+    assert_protocol(&thread);
+    assert_eq!(outputs(&thread)[0].1, OutputStatus::Cancelled);
+    assert_eq!(
+        h.engine.cancel(&run_id, &NoEvents),
+        Err(EngineError::RunNotActive {
+            run_id: run_id.clone(),
+            status: RunStatus::Cancelled
+        })
+    );
+    h.engine
+        .add_message(&thread_id, "never mind")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let next = h
+        .engine
+        .run(&thread_id, &NoEvents)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(next.status, RunStatus::Completed);
+}
+
+#[tokio::test]
+async fn cancelling_a_queued_run_releases_the_thread() {
+    let h = travel(vec![]);
+    let thread = h.thread();
+    h.engine.add_message(&thread.id, "hi").ok();
+    let run = h
+        .engine
+        .create_run(&thread.id)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(matches!(
+        h.engine.create_run(&thread.id),
+        Err(EngineError::Store(StoreError::Locked { .. }))
+    ));
+    let run = h
+        .engine
+        .cancel(&run.id, &NoEvents)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(run.status, RunStatus::Cancelled);
+    assert!(h.reload(&thread).active_run.is_none());
+}
+
+/// An executor that never finishes: cancellation must still answer its call.
+struct Hangs;
+
+impl ToolExecutor for Hangs {
+    fn execute<'a>(
+        &'a self,
+        _request: ToolRequest<'a>,
+    ) -> clarion_engine::provider::BoxFuture<'a, Result<Value, ToolError>> {
+        Box::pin(std::future::pending())
+    }
+}
+
+#[tokio::test]
+async fn cancelling_a_run_mid_tool_answers_the_call_and_stops() {
+    let flow = flow_from(&TRAVEL.replace("tool_timeout = \"200ms\"", "tool_timeout = \"1h\""));
+    let h = Arc::new(harness(
+        flow,
+        Arc::new(Hangs),
+        vec![
+            ScriptedTurn::call("slow", "{}"),
+            ScriptedTurn::text("never"),
+        ],
+    ));
+    let thread = h.thread();
+    h.engine.add_message(&thread.id, "go slow").ok();
+    let run = h
+        .engine
+        .create_run(&thread.id)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let driver = {
+        let h = h.clone();
+        let run_id = run.id.clone();
+        tokio::spawn(async move { h.engine.drive_run(&run_id, &NoEvents).await })
+    };
+    // Wait until the tool is running.
+    for _ in 0..200 {
+        if h.store.run(&run.id).map(|r| r.status) == Ok(RunStatus::InProgress) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let cancelling = h
+        .engine
+        .cancel(&run.id, &NoEvents)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cancelling.status, RunStatus::Cancelling);
+    let finished = tokio::time::timeout(Duration::from_secs(5), driver)
+        .await
+        .unwrap_or_else(|_| panic!("cancel did not stop the run"))
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(finished.status, RunStatus::Cancelled);
+    let thread = h.reload(&thread);
+    assert_protocol(&thread);
+    assert_eq!(outputs(&thread)[0].1, OutputStatus::Cancelled);
+    assert_eq!(h.model.remaining(), 1, "no model request after the cancel");
+}
+
+#[tokio::test]
+async fn a_tool_that_hangs_times_out_with_a_structured_error() {
+    let h = harness(
+        flow_from(TRAVEL),
+        Arc::new(Hangs),
+        vec![
+            ScriptedTurn::call("slow", "{}"),
+            ScriptedTurn::text("it timed out"),
+        ],
+    );
+    let thread = h.thread();
+    h.engine.add_message(&thread.id, "go slow").ok();
+    let run = h
+        .engine
+        .run(&thread.id, &NoEvents)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(run.status, RunStatus::Completed);
+    let thread = h.reload(&thread);
+    let (_, status, content) = &outputs(&thread)[0];
+    assert_eq!(*status, OutputStatus::Error);
+    assert_eq!(
+        content,
+        &json!({"error": {"kind": "timeout", "message": "`slow` did not finish within 200ms"}})
+    );
+}
+
+#[tokio::test]
+async fn metadata_limits_are_enforced_through_the_engine() {
+    let h = travel(vec![]);
+    let thread = h.thread();
+    let pairs = (0..17).map(|i| (format!("k{i}"), "v".to_owned())).collect();
+    assert_eq!(
+        h.engine.update_metadata(&thread.id, pairs),
+        Err(EngineError::Metadata(MetadataError::TooManyKeys(17)))
+    );
+    assert!(h.reload(&thread).metadata.is_empty(), "nothing stored");
+    let ok = h
+        .engine
+        .update_metadata(&thread.id, vec![("channel".into(), "web".into())]);
+    assert_eq!(
+        ok.map(|t| t.metadata.get("channel").map(str::to_owned)),
+        Ok(Some("web".to_owned()))
+    );
+    assert_eq!(
+        h.engine.add_message(&thread.id, "   "),
+        Err(EngineError::EmptyMessage)
+    );
+}
+
+#[tokio::test]
+async fn slots_fill_missing_arguments_on_later_turns() {
+    let h = travel(vec![
+        ScriptedTurn::call("search", r#"{"destination": "LIS"}"#),
+        ScriptedTurn::text("found"),
+        ScriptedTurn::call("search", "{}"),
+        ScriptedTurn::text("found again"),
+    ]);
+    let thread = h.thread();
+    h.engine.add_message(&thread.id, "flights to Lisbon").ok();
+    h.engine.run(&thread.id, &NoEvents).await.ok();
+    h.engine.add_message(&thread.id, "search again").ok();
+    let run = h
+        .engine
+        .run(&thread.id, &NoEvents)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(run.status, RunStatus::Completed);
+    let thread = h.reload(&thread);
+    assert_protocol(&thread);
+    let statuses: Vec<OutputStatus> = outputs(&thread).into_iter().map(|o| o.1).collect();
+    assert_eq!(
+        statuses,
+        [OutputStatus::Ok, OutputStatus::Ok],
+        "the slot answered what the model left out"
+    );
+}
