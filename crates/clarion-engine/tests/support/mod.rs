@@ -27,7 +27,11 @@ pub fn personal_finance() -> Arc<Flow> {
 
 pub fn flow_from(text: &str) -> Arc<Flow> {
     let report = clarion_engine::flow::load_str("test.toml", text, None);
-    let messages: Vec<String> = report.diagnostics.iter().map(|d| d.message()).collect();
+    let messages: Vec<String> = report
+        .diagnostics
+        .iter()
+        .map(clarion_engine::diagnostic::Diagnostic::message)
+        .collect();
     Arc::new(
         report
             .into_result()
