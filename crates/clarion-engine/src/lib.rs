@@ -4,20 +4,52 @@
 //! - [`diagnostic`]: located, coded problems and their rendering;
 //! - [`export`]: assistant definitions for Chat Completions, Responses and Assistants;
 //! - [`template`]: the MiniJinja environment and template scopes;
-//! - [`source`]: file text and line/column arithmetic.
+//! - [`source`]: file text and line/column arithmetic;
+//! - [`thread`]: conversations (messages, slots, metadata, the pending call);
+//! - [`run`]: runs, their state machine, and the [`Engine`](run::Engine) that drives them;
+//! - [`provider`]: the [`Model`](provider::Model) trait and a scripted model;
+//! - [`tool`]: the [`ToolExecutor`](tool::ToolExecutor) trait;
+//! - [`store`]: the [`ThreadStore`](store::ThreadStore) trait and its stores;
+//! - [`events`]: the typed event stream of a run.
+//!
+//! Embedding Clarion takes a flow, a model, tool executors and a store; then a thread, a
+//! message and a run. Here the model is scripted and the one tool is a closure:
 //!
 //! ```
-//! let text = r#"
-//! [flow]
-//! name = "hello"
-//! [assistant]
-//! model = "gpt-4.1-mini"
-//! instructions = "Be brief."
-//! "#;
-//! let report = clarion_engine::flow::load_str("hello.toml", text, None);
-//! assert_eq!(report.error_count(), 0);
-//! let flow = report.into_result().expect("valid flow");
-//! assert_eq!(flow.name, "hello");
+//! use std::sync::Arc;
+//! use clarion_engine::{events::EventLog, flow, run::{Engine, RunStatus}, store::MemoryStore};
+//! use clarion_engine::provider::scripted::{ScriptedModel, ScriptedTurn};
+//! use clarion_engine::{thread::Metadata, tool::FnExecutor};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let flow = flow::load_str("weather.toml", r#"
+//!     [flow]
+//!     name = "weather"
+//!     [assistant]
+//!     model = "gpt-4.1-mini"
+//!     instructions = "Answer weather questions with the tool."
+//!     [tools.forecast]
+//!     description = "Tomorrow's forecast for a city."
+//!     builtin = "weather.forecast"
+//!     [tools.forecast.params.city]
+//!     type = "string"
+//!     description = "City name."
+//!     ask = "Which city?"
+//! "#, None).into_result()?;
+//! let model = ScriptedModel::new([ScriptedTurn::call("forecast", r#"{"city": "Lisbon"}"#),
+//!                                 ScriptedTurn::text("Sunny, 24 °C.")]);
+//! let tools = FnExecutor(|_: &flow::Tool, _: &serde_json::Map<_, _>| Ok(serde_json::json!({"sky": "sunny"})));
+//! let engine = Engine::new(Arc::new(flow), Arc::new(model), Arc::new(tools), Arc::new(MemoryStore::new()));
+//!
+//! let thread = engine.create_thread(Metadata::default())?;
+//! engine.add_message(&thread.id, "Weather in Lisbon tomorrow?")?;
+//! let events = EventLog::new();
+//! let run = engine.run(&thread.id, &events).await?;
+//! assert_eq!(run.status, RunStatus::Completed);
+//! assert_eq!(engine.thread(&thread.id)?.messages.last().and_then(|m| m.text()), Some("Sunny, 24 °C."));
+//! # Ok(())
+//! # }
 //! ```
 
 pub mod clock;

@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 use tokio::sync::watch;
+use tracing::Instrument as _;
 
 use super::call::{Prepared, Validators, prepare};
 use super::rules::{self, RuleEffects};
@@ -206,7 +207,11 @@ impl Engine {
         events: &dyn EventSink,
     ) -> Result<Run, EngineError> {
         let cancel = self.claim(run_id)?;
-        let result = self.drive_claimed(run_id, cancel, events).await;
+        let span = tracing::info_span!("run", run_id, flow = %self.flow.name);
+        let result = self
+            .drive_claimed(run_id, cancel, events)
+            .instrument(span)
+            .await;
         self.release(run_id);
         result
     }
@@ -762,7 +767,10 @@ impl Engine {
             call_id: &call.id,
             arguments: args,
         };
-        match tokio::time::timeout(timeout, self.tools.execute(request)).await {
+        // Argument values can be personal data: spans carry names only.
+        let span = tracing::debug_span!("tool", call_id = %call.id, name = %tool.name);
+        let execution = tokio::time::timeout(timeout, self.tools.execute(request)).instrument(span);
+        let result = match execution.await {
             Ok(result) => result,
             Err(_) => Err(ToolError::new(
                 "timeout",
@@ -772,7 +780,11 @@ impl Engine {
                     humanize(timeout)
                 ),
             )),
+        };
+        if let Err(error) = &result {
+            tracing::warn!(call_id = %call.id, tool = %tool.name, kind = error.kind, "tool failed: {}", error.message);
         }
+        result
     }
 
     // ---- bookkeeping --------------------------------------------------------------------
@@ -924,6 +936,7 @@ impl Engine {
         // The engine only asks for legal transitions; a refusal here is a bug, and the
         // status is left as it was rather than forced.
         if run.status.transition(status).is_ok() {
+            tracing::debug!(run_id = %run.id, status = status.as_str(), "run status");
             events.emit(&Event::Status {
                 run_id: run.id.clone(),
                 status,
