@@ -3,9 +3,11 @@
 //! Flows use templates in instructions, questions, injected context and HTTP requests, and
 //! expressions in `when` and `set`. Every one of them is compiled at load time and every
 //! name it reads is checked against its [`Scope`], so a typo such as `slots.risk_tolerence`
-//! is a diagnostic, never an empty string in front of a user. At render time undefined
-//! values are *semi-strict*: `{% if slots.goal %}` on an unset slot is simply false, but
-//! printing it is an error.
+//! is a diagnostic, never an empty string in front of a user. Because names are checked
+//! statically, rendering can be forgiving about *values*: an unset slot, metadata key or
+//! optional argument is false in a condition, compares unequal to everything and prints as
+//! nothing (MiniJinja's chainable undefined). A prompt must never fail a run because an
+//! optional fact is not known yet.
 
 use std::collections::HashSet;
 use std::sync::OnceLock;
@@ -18,7 +20,7 @@ pub fn environment() -> &'static Environment<'static> {
     static ENV: OnceLock<Environment<'static>> = OnceLock::new();
     ENV.get_or_init(|| {
         let mut env = Environment::new();
-        env.set_undefined_behavior(UndefinedBehavior::SemiStrict);
+        env.set_undefined_behavior(UndefinedBehavior::Chainable);
         // Block tags (`{% if %}`) on their own line leave no blank line behind: prompts
         // are written with one condition per line.
         if let Ok(syntax) = minijinja::syntax::SyntaxConfig::builder()
@@ -155,11 +157,23 @@ mod tests {
     }
 
     #[test]
-    fn unset_values_are_false_in_conditions_but_cannot_be_printed() {
+    fn unset_values_are_false_unequal_and_print_as_nothing() {
         let env = environment();
-        let ctx = minijinja::context! { slots => minijinja::context! {} };
-        let rendered = env.render_str("{% if slots.x %}yes{% else %}no{% endif %}", &ctx);
-        assert_eq!(rendered.ok().as_deref(), Some("no"));
-        assert!(env.render_str("{{ slots.x }}", &ctx).is_err());
+        let ctx = minijinja::context! { slots => minijinja::context! {}, metadata => minijinja::context! {} };
+        for (source, expected) in [
+            ("{% if slots.x %}yes{% else %}no{% endif %}", "no"),
+            (
+                "{% if metadata.channel == 'chat' %}chat{% else %}other{% endif %}",
+                "other",
+            ),
+            ("{% if slots.trip.date %}dated{% endif %}", ""),
+            ("[{{ slots.x }}]", "[]"),
+        ] {
+            assert_eq!(
+                env.render_str(source, &ctx).ok().as_deref(),
+                Some(expected),
+                "{source}"
+            );
+        }
     }
 }

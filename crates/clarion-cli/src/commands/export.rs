@@ -54,9 +54,7 @@ pub fn run(args: &ExportArgs) -> Result<Exit, CliError> {
             Ok(Exit::Success)
         }
         Err(error) => {
-            output::error_line(&format!(
-                "{error}; pass the slots it prints with --slot NAME=VALUE"
-            ));
+            output::error_line(&format!("{error}"));
             Ok(Exit::Problems)
         }
     }

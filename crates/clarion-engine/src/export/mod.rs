@@ -5,6 +5,12 @@
 //! body. Each tool's parameters become one JSON Schema object (`type: object`,
 //! `properties`, `required`, `additionalProperties: false`). Clarion's own keys (`ask`,
 //! `slot`, `$ref`) never reach the model: it sees descriptions and schemas only.
+//!
+//! A required parameter that Clarion can obtain itself — it has an `ask`, or a `slot` to
+//! fill it from — is *optional to the model*. The model should pass what the user said and
+//! leave out what they did not; Clarion then fills it from the slot or asks the flow's
+//! question. Marking it required would push the model to invent a value (and in strict
+//! mode force it to). Only required parameters with neither stay required for the model.
 
 pub mod strict;
 
@@ -59,7 +65,7 @@ fn raw_parameters(tool: &Tool) -> Value {
     let required: Vec<Value> = tool
         .params
         .values()
-        .filter(|p| p.required)
+        .filter(|p| required_from_model(p))
         .map(|p| Value::String(p.name.clone()))
         .collect();
     json!({
@@ -68,6 +74,13 @@ fn raw_parameters(tool: &Tool) -> Value {
         "required": required,
         "additionalProperties": false,
     })
+}
+
+/// Whether the model must supply `param`: required, and Clarion has no way to get it
+/// otherwise (no `ask`, no `slot`).
+#[must_use]
+pub fn required_from_model(param: &crate::flow::Param) -> bool {
+    param.required && param.ask.is_none() && param.slot.is_none()
 }
 
 fn function(tool: &Tool) -> Map<String, Value> {
