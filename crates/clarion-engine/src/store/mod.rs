@@ -9,11 +9,13 @@
 //! the embedded default for the CLI and the server.
 
 pub mod memory;
+pub mod sqlite;
 
 use crate::run::Run;
 use crate::thread::{Message, Thread};
 
 pub use memory::MemoryStore;
+pub use sqlite::SqliteStore;
 
 /// What a store can fail with.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
