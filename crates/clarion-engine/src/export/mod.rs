@@ -103,6 +103,13 @@ pub fn export(
 ) -> Result<Value, ExportError> {
     let instructions = template::render_instructions(&flow.assistant.instructions, slots, metadata)
         .map_err(|e| ExportError::Instructions(template::describe(&e)))?;
+    Ok(Value::Object(definition(flow, format, instructions)))
+}
+
+/// The assistant definition with already-rendered `instructions`. Providers start every
+/// request from this, so what `clarion export` prints is exactly what a model receives.
+#[must_use]
+pub fn definition(flow: &Flow, format: ExportFormat, instructions: String) -> Map<String, Value> {
     let assistant = &flow.assistant;
     let has_tools = !flow.tools.is_empty();
     let mut body = Map::new();
@@ -187,5 +194,5 @@ pub fn export(
             body.insert("metadata".to_owned(), Value::Object(meta));
         }
     }
-    Ok(Value::Object(body))
+    body
 }

@@ -3,10 +3,20 @@
 //! [`Model`] has one job — given the rendered instructions, the thread's messages and the
 //! flow's tools, return the model's next turn: text, or tool calls. Providers translate
 //! Clarion's messages into their wire format (Chat Completions, Responses…) and back;
-//! the engine never sees a wire format. [`scripted`] plays the model's side from a list of
-//! turns, for tests and scenarios.
+//! the engine never sees a wire format.
+//!
+//! - [`chat_completions`] and [`responses`]: the two OpenAI protocols, over [`http`] with
+//!   [`config`] (base URL, keys, retries) and [`sse`] for streaming;
+//! - [`scripted`]: plays the model's side from a list of turns, for tests and scenarios;
+//! - [`replay`]: records any model's exchanges to a file and replays them offline.
 
+pub mod chat_completions;
+pub mod config;
+pub mod http;
+pub mod replay;
+pub mod responses;
 pub mod scripted;
+pub mod sse;
 
 use std::future::Future;
 use std::pin::Pin;

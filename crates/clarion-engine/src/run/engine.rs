@@ -525,6 +525,16 @@ impl Engine {
                 run.usage.add(response.usage);
                 Ok(Some(response.turn))
             }
+            // A turn cut short by the token limit or a content filter ends the run as
+            // incomplete, as the Assistants API did: nothing is wrong with the thread.
+            Err(error) if matches!(error.code, "length" | "content_filter") => {
+                run.last_error = Some(LastError {
+                    code: error.code.to_owned(),
+                    message: error.message.clone(),
+                });
+                self.finish(thread, run, RunStatus::Incomplete, mark, events)?;
+                Ok(None)
+            }
             Err(error) => {
                 let message = format!("the model failed: {error}");
                 self.fail(

@@ -1,0 +1,229 @@
+//! Where a provider lives and how to talk to it: base URL, credentials, timeouts, retries.
+//!
+//! One [`ProviderConfig`] covers every server that speaks the OpenAI protocols: OpenAI
+//! itself (bearer key), Azure OpenAI (deployment path, `api-version` query, `api-key`
+//! header), and local servers such as Ollama, vLLM and llama.cpp (no key). Secrets are held
+//! in [`Secret`], whose `Debug` never shows the value, and are redacted from every error.
+
+use std::time::Duration;
+
+/// A credential. Its `Debug` output is `Secret(***)`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    #[must_use]
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The value, for the one place that sends it.
+    #[must_use]
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// How the key is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthStyle {
+    /// `Authorization: Bearer KEY` (OpenAI, OpenRouter, vLLM, Groq…).
+    Bearer,
+    /// `api-key: KEY` (Azure OpenAI).
+    ApiKeyHeader,
+}
+
+/// The role injected context takes in the history sent to the model.
+///
+/// OpenAI accepts `system` messages anywhere, and Clarion's injected context is guidance
+/// from the application, not words of the user, so `system` is the default. Some chat
+/// templates of local models accept a system message only at the start; for those,
+/// `User` sends context as a user message prefixed with `[context]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContextRole {
+    /// A `system` message (Chat Completions) or a `system` input item (Responses).
+    System,
+    /// A `user` message starting with `[context] `.
+    User,
+}
+
+/// Everything needed to reach one provider.
+#[derive(Debug, Clone)]
+pub struct ProviderConfig {
+    /// e.g. `https://api.openai.com/v1` or `http://127.0.0.1:11434/v1`; endpoint paths
+    /// (`/chat/completions`, `/responses`) are appended.
+    pub base_url: String,
+    /// The key, if the server needs one.
+    pub api_key: Option<Secret>,
+    /// How the key is sent.
+    pub auth: AuthStyle,
+    /// Query parameters for every request (Azure's `api-version`).
+    pub query: Vec<(String, String)>,
+    /// Extra headers for every request.
+    pub headers: Vec<(String, String)>,
+    /// Overrides the flow's `assistant.model` (e.g. `clarion chat --model`).
+    pub model: Option<String>,
+    /// Stream responses (server-sent events).
+    pub stream: bool,
+    /// The role of injected context.
+    pub context_role: ContextRole,
+    /// Send `max_tokens` instead of `max_completion_tokens` (older servers).
+    pub legacy_max_tokens: bool,
+    /// Time to establish a connection.
+    pub connect_timeout: Duration,
+    /// Time for a whole request (for streams: the whole stream).
+    pub request_timeout: Duration,
+    /// Retries after 429, 5xx, timeouts and connection failures.
+    pub max_retries: u32,
+    /// First backoff delay; doubled on each retry, with jitter.
+    pub backoff_base: Duration,
+    /// Longest backoff delay.
+    pub backoff_cap: Duration,
+    /// Longest `Retry-After` honoured; a server asking for more is given up on.
+    pub retry_after_cap: Duration,
+}
+
+/// OpenAI's public endpoint.
+pub const OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
+
+impl ProviderConfig {
+    /// A provider at `base_url`, with defaults for everything else.
+    #[must_use]
+    pub fn new(base_url: impl Into<String>) -> Self {
+        Self {
+            base_url: base_url.into(),
+            api_key: None,
+            auth: AuthStyle::Bearer,
+            query: Vec::new(),
+            headers: Vec::new(),
+            model: None,
+            stream: false,
+            context_role: ContextRole::System,
+            legacy_max_tokens: false,
+            connect_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(120),
+            max_retries: 3,
+            backoff_base: Duration::from_millis(500),
+            backoff_cap: Duration::from_secs(8),
+            retry_after_cap: Duration::from_secs(60),
+        }
+    }
+
+    /// OpenAI or any compatible server, from `OPENAI_BASE_URL` (default OpenAI's) and
+    /// `OPENAI_API_KEY`.
+    #[must_use]
+    pub fn from_env() -> Self {
+        let base_url = std::env::var("OPENAI_BASE_URL")
+            .ok()
+            .filter(|v| !v.trim().is_empty())
+            .unwrap_or_else(|| OPENAI_BASE_URL.to_owned());
+        let mut config = Self::new(base_url);
+        config.api_key = std::env::var("OPENAI_API_KEY")
+            .ok()
+            .filter(|v| !v.is_empty())
+            .map(Secret::new);
+        config
+    }
+
+    /// Azure OpenAI: `https://RESOURCE.openai.azure.com`, a deployment, an API version.
+    #[must_use]
+    pub fn azure(endpoint: &str, deployment: &str, api_version: &str, api_key: Secret) -> Self {
+        let base = format!(
+            "{}/openai/deployments/{deployment}",
+            endpoint.trim_end_matches('/')
+        );
+        let mut config = Self::new(base);
+        config.api_key = Some(api_key);
+        config.auth = AuthStyle::ApiKeyHeader;
+        config
+            .query
+            .push(("api-version".to_owned(), api_version.to_owned()));
+        config
+    }
+
+    /// The URL of an endpoint such as `chat/completions`.
+    #[must_use]
+    pub fn url(&self, endpoint: &str) -> String {
+        format!("{}/{endpoint}", self.base_url.trim_end_matches('/'))
+    }
+
+    /// Replaces every secret in `text` with `***`, and anything shaped like an OpenAI key.
+    #[must_use]
+    pub fn redact(&self, text: &str) -> String {
+        let mut out = text.to_owned();
+        if let Some(key) = &self.api_key
+            && !key.expose().is_empty()
+        {
+            out = out.replace(key.expose(), "***");
+        }
+        redact_key_shapes(&out)
+    }
+}
+
+/// Masks `sk-…` tokens (OpenAI echoes partial keys in 401 messages).
+fn redact_key_shapes(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("sk-") {
+        out.push_str(&rest[..at]);
+        let tail = &rest[at + 3..];
+        let len = tail
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '*'))
+            .unwrap_or(tail.len());
+        if len >= 8 {
+            out.push_str("sk-***");
+        } else {
+            out.push_str(&rest[at..at + 3 + len]);
+        }
+        rest = &tail[len..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_never_show() {
+        let mut config = ProviderConfig::new("http://x");
+        config.api_key = Some(Secret::new("hunter2-very-secret"));
+        assert_eq!(format!("{:?}", config.api_key), "Some(Secret(***))");
+        assert_eq!(
+            config.redact("key hunter2-very-secret rejected"),
+            "key *** rejected"
+        );
+        assert_eq!(
+            config.redact("Incorrect API key provided: sk-proj-abcd1234********wxyz."),
+            "Incorrect API key provided: sk-***."
+        );
+        assert_eq!(config.redact("task-sk-12"), "task-sk-12");
+    }
+
+    #[test]
+    fn azure_uses_the_deployment_path_and_api_key_header() {
+        let config = ProviderConfig::azure(
+            "https://r.openai.azure.com/",
+            "gpt4",
+            "2024-10-21",
+            Secret::new("k"),
+        );
+        assert_eq!(
+            config.url("chat/completions"),
+            "https://r.openai.azure.com/openai/deployments/gpt4/chat/completions"
+        );
+        assert_eq!(config.auth, AuthStyle::ApiKeyHeader);
+        assert_eq!(
+            config.query,
+            [("api-version".to_owned(), "2024-10-21".to_owned())]
+        );
+    }
+}
