@@ -205,8 +205,10 @@ impl SqliteStore {
         );
         let opening = || format!("opening {name}");
         conn.busy_timeout(BUSY_TIMEOUT).context(opening)?;
-        // `journal_mode` answers with the mode in force ("memory" for an in-memory store).
-        // The first statement that reads the file is also where "not a database" shows.
+        // The first statement that reads the file, so also where "not a database" shows.
+        // It answers with the mode in force: "memory" in memory, and a file system that
+        // cannot do WAL keeps a rollback journal, slower for concurrent readers but just as
+        // atomic, so the answer is not an error.
         conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get::<_, String>(0))
             .context(opening)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
