@@ -334,6 +334,7 @@ fn build(file: FlowFile, limits: Limits, refs: &params::ResolvedRefs, path: &Pat
         path: Some(path.to_path_buf()),
         assistant: file.assistant,
         limits,
+        provider: file.provider,
         slots,
         tools,
     }

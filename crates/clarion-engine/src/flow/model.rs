@@ -13,6 +13,7 @@ use indexmap::IndexMap;
 use serde_json::Value;
 
 pub use super::spec::{
+    AzureSpec, ContextRoleSpec, ProviderApi, ProviderSpec,
     AfterRule, AssistantSpec, CommandSpec, HttpBody, HttpMethod, HttpSpec, OnError, ToolChoice,
 };
 
@@ -31,6 +32,8 @@ pub struct Flow {
     pub assistant: AssistantSpec,
     /// Bounds on one run.
     pub limits: Limits,
+    /// The model server, if the flow names one.
+    pub provider: Option<ProviderSpec>,
     /// Declared slots, in file order.
     pub slots: IndexMap<String, Slot>,
     /// Declared tools, in file order.

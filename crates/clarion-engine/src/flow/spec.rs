@@ -25,6 +25,10 @@ pub struct FlowFile {
     /// Bounds on one run.
     #[serde(default)]
     pub limits: LimitsSpec,
+    /// Which model server to talk to (CLI flags override it; without it, the environment's
+    /// `OPENAI_BASE_URL` / `OPENAI_API_KEY`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<ProviderSpec>,
     /// Typed facts remembered across turns, by name.
     #[serde(default)]
     pub slots: IndexMap<String, SlotSpec>,
@@ -91,6 +95,79 @@ pub enum ToolChoice {
     Required,
     /// The model must not call tools.
     None,
+}
+
+/// `[provider]`: the model server. The key itself never appears in a flow: `api_key_env`
+/// names the environment variable that holds it.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderSpec {
+    /// The protocol: `chat-completions` (default; OpenAI, Azure, Ollama, vLLM, llama.cpp…)
+    /// or `responses` (the OpenAI Responses API).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api: Option<ProviderApi>,
+    /// The server's base URL, e.g. `http://127.0.0.1:11434/v1`. For Azure, the resource
+    /// endpoint, e.g. `https://NAME.openai.azure.com`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^https?://"))]
+    pub base_url: Option<String>,
+    /// The environment variable holding the API key (default `OPENAI_API_KEY`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]*$"))]
+    pub api_key_env: Option<String>,
+    /// Azure OpenAI: the deployment and API version (the key goes in an `api-key` header).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub azure: Option<AzureSpec>,
+    /// Stream responses (default `true`: text appears as it is generated).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<bool>,
+    /// The role of injected context: `system` (default) or `user` (for local models whose
+    /// chat template accepts a system message only at the start).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_role: Option<ContextRoleSpec>,
+    /// Send `max_tokens` instead of `max_completion_tokens` (older servers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub legacy_max_tokens: Option<bool>,
+    /// Total time for one model request, e.g. `"120s"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]+(ms|s|m|h)$"))]
+    pub timeout: Option<String>,
+    /// Retries after 429, 5xx, timeouts and connection failures (default 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 10))]
+    pub max_retries: Option<u32>,
+}
+
+/// `provider.api` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProviderApi {
+    /// `POST /chat/completions`.
+    ChatCompletions,
+    /// `POST /responses`.
+    Responses,
+}
+
+/// `provider.context_role` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ContextRoleSpec {
+    /// A system message.
+    System,
+    /// A user message starting with `[context]`.
+    User,
+}
+
+/// `[provider.azure]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AzureSpec {
+    /// The deployment name.
+    #[schemars(length(min = 1))]
+    pub deployment: String,
+    /// The API version, e.g. `2024-10-21`.
+    #[schemars(length(min = 1))]
+    pub api_version: String,
 }
 
 /// `[limits]`: bounds on one run.

@@ -411,7 +411,7 @@ pub fn toml_type(value: &Value) -> &'static str {
 fn is_record(segments: &[&str]) -> bool {
     matches!(
         segments,
-        [] | ["flow" | "assistant" | "limits"]
+        [] | ["flow" | "assistant" | "limits" | "provider"]
             | ["slots" | "tools", _]
             | ["tools", _, "params" | "after", _]
             | ["tools", _, "on_error" | "http" | "command"]

@@ -8,7 +8,8 @@
 //! - [`chat_completions`] and [`responses`]: the two OpenAI protocols, over [`http`] with
 //!   [`config`] (base URL, keys, retries) and [`sse`] for streaming;
 //! - [`scripted`]: plays the model's side from a list of turns, for tests and scenarios;
-//! - [`replay`]: records any model's exchanges to a file and replays them offline.
+//! - [`replay`]: records any model's exchanges to a file and replays them offline;
+//! - [`select`]: picks the server for a flow (flags, then `[provider]`, then environment).
 
 pub mod chat_completions;
 pub mod config;
@@ -16,6 +17,7 @@ pub mod http;
 pub mod replay;
 pub mod responses;
 pub mod scripted;
+pub mod select;
 pub mod sse;
 
 use std::future::Future;
