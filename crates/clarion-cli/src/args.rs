@@ -9,7 +9,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[command(name = "clarion", version, about, long_about = None)]
 #[command(
     after_help = "Exit codes: 0 success, 1 problems found, 2 usage or configuration error.\n\
-Docs: docs/flow-format.md (the flow file), docs/diagnostics.md (every diagnostic code)."
+Docs: docs/flow-format.md (the flow file), docs/diagnostics.md (every diagnostic code),\n\
+docs/testing.md (scenarios and `clarion test`)."
 )]
 pub struct Cli {
     /// The command to run.
@@ -33,6 +34,11 @@ pub enum Command {
         after_help = "Examples:\n  clarion export flows/personal-finance.toml --format chat-completions\n  clarion export flows/personal-finance.toml --format assistants --slot risk_tolerance=low"
     )]
     Export(ExportArgs),
+    /// Play conversation scenarios and compare their transcripts with snapshots.
+    #[command(
+        after_help = "Examples:\n  clarion test\n  clarion test flows/personal-finance -k parallel\n  clarion test --review\n  CI=true clarion test --junit target/scenarios.xml\n\nNew and changed transcripts are written as .snap.new beside the .snap (never when CI is set).\nDocs: docs/testing.md."
+    )]
+    Test(TestArgs),
 }
 
 /// `clarion validate`.
@@ -60,7 +66,31 @@ pub enum DiagnosticFormat {
 
 /// `clarion schema`.
 #[derive(Debug, Args)]
-pub struct SchemaArgs {}
+pub struct SchemaArgs {
+    /// Print the scenario file's schema instead of the flow file's.
+    #[arg(long)]
+    pub scenario: bool,
+}
+
+/// `clarion test`.
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// Scenario files, or folders to search for `scenarios/*.toml` [default: flows/].
+    #[arg(value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// Only scenarios whose file name or path contains NAME (repeatable: any of them).
+    #[arg(short = 'k', long = "filter", value_name = "NAME")]
+    pub filter: Vec<String>,
+    /// Write new and changed transcripts to their `.snap` files: they pass.
+    #[arg(long, conflicts_with = "review")]
+    pub accept: bool,
+    /// Show each new or changed transcript and ask: accept, reject or skip.
+    #[arg(long)]
+    pub review: bool,
+    /// Also write a `JUnit` XML report to FILE (for CI systems).
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+}
 
 /// `clarion export`.
 #[derive(Debug, Args)]

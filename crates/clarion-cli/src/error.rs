@@ -21,6 +21,15 @@ pub enum CliError {
         /// What was given.
         item: String,
     },
+    /// Finding scenario files failed.
+    #[error(transparent)]
+    Scenarios(#[from] clarion_engine::testing::DiscoverError),
+    /// No scenario to run.
+    #[error("{0}")]
+    NoScenarios(String),
+    /// The runtime could not start, or a report could not be written.
+    #[error("{0}")]
+    Io(String),
     /// `--slot` naming a slot the flow does not declare.
     #[error("--slot {0}: the flow declares no slot `{0}`")]
     UnknownSlot(String),

@@ -22,6 +22,7 @@ fn main() -> std::process::ExitCode {
         Command::Validate(args) => commands::validate::run(&args),
         Command::Schema(args) => Ok(commands::schema::run(&args)),
         Command::Export(args) => commands::export::run(&args),
+        Command::Test(args) => commands::test::run(&args),
     };
     match result {
         Ok(exit) => exit.into(),

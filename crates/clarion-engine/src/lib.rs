@@ -10,7 +10,10 @@
 //! - [`provider`]: the [`Model`](provider::Model) trait and a scripted model;
 //! - [`tool`]: the [`ToolExecutor`](tool::ToolExecutor) trait;
 //! - [`store`]: the [`ThreadStore`](store::ThreadStore) trait and its stores;
-//! - [`events`]: the typed event stream of a run.
+//! - [`events`]: the typed event stream of a run;
+//! - [`scenario`]: conversation scenarios — scripted turns, mocks, expectations;
+//! - [`transcript`]: conversations rendered deterministically, for review and snapshots;
+//! - [`testing`]: the harness that plays scenarios and checks their snapshots.
 //!
 //! Embedding Clarion takes a flow, a model, tool executors and a store; then a thread, a
 //! message and a run. Here the model is scripted and the one tool is a closure:
@@ -60,11 +63,14 @@ pub mod flow;
 pub mod ids;
 pub mod provider;
 pub mod run;
+pub mod scenario;
 pub mod source;
 pub mod store;
 pub mod suggest;
 pub mod template;
+pub mod testing;
 pub mod thread;
 pub mod tool;
+pub mod transcript;
 
 pub use flow::Flow;

@@ -2,4 +2,5 @@
 
 pub mod export;
 pub mod schema;
+pub mod test;
 pub mod validate;

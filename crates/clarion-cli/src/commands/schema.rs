@@ -1,10 +1,15 @@
-//! `clarion schema`: the flow format's JSON Schema on stdout.
+//! `clarion schema`: the flow format's JSON Schema on stdout (`--scenario`: the scenario
+//! format's).
 
 use crate::args::SchemaArgs;
 use crate::exit::Exit;
 use crate::output;
 
-pub fn run(_args: &SchemaArgs) -> Exit {
+pub fn run(args: &SchemaArgs) -> Exit {
+    if args.scenario {
+        output::out(&clarion_engine::scenario::schema::scenario_schema_text());
+        return Exit::Success;
+    }
     output::out(&clarion_engine::flow::schema::flow_schema_text());
     Exit::Success
 }

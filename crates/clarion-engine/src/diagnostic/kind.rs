@@ -173,6 +173,118 @@ pub enum DiagnosticKind {
         /// Which keyword, where.
         reason: String,
     },
+    /// A scenario file that cannot be read, or is not UTF-8.
+    #[error("cannot read the scenario file: {reason}")]
+    ScenarioUnreadable {
+        /// Why.
+        reason: String,
+    },
+    /// A scenario whose flow cannot be found or does not load.
+    #[error("cannot use flow `{path}`: {reason}")]
+    ScenarioFlow {
+        /// The flow's path.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// A scenario naming a tool its flow does not have.
+    #[error("flow `{flow}` has no tool `{tool}`")]
+    UnknownTool {
+        /// The tool as written.
+        tool: String,
+        /// The flow's name.
+        flow: String,
+    },
+    /// A scenario naming a parameter the tool does not have.
+    #[error("`{param}` is not a parameter of {owner}")]
+    UnknownParam {
+        /// The parameter as written.
+        param: String,
+        /// e.g. "tool `plan`".
+        owner: String,
+    },
+    /// A mock for a tool that no model step calls.
+    #[error("the mock for `{tool}` is never used")]
+    UnusedMock {
+        /// The tool.
+        tool: String,
+    },
+    /// The engine asked the model for more steps than the turn scripts.
+    #[error(
+        "turn {turn} runs out of model steps: the conversation needs more than the {scripted} scripted"
+    )]
+    ScriptExhausted {
+        /// The turn, counting from 1.
+        turn: usize,
+        /// Steps the turn scripts.
+        scripted: usize,
+    },
+    /// Model steps the conversation never reached.
+    #[error("turn {turn} scripts {unused} model step(s) the conversation never reaches")]
+    ScriptUnused {
+        /// The turn, counting from 1.
+        turn: usize,
+        /// Steps left over.
+        unused: usize,
+    },
+    /// Two keys that exclude each other.
+    #[error("`{first}` and `{second}` cannot be used together")]
+    ConflictingKeys {
+        /// One key.
+        first: String,
+        /// The other.
+        second: String,
+    },
+    /// An entry that needs one of several keys and has none.
+    #[error("{what} needs {choices}")]
+    MissingChoice {
+        /// e.g. "this model step".
+        what: String,
+        /// e.g. "`text`, `call` or `calls`".
+        choices: String,
+    },
+    /// A mock for a client tool, whose output comes from the app.
+    #[error("`{tool}` is a client tool: its output comes from the app, not from a mock")]
+    ClientToolMocked {
+        /// The tool.
+        tool: String,
+    },
+    /// A submitted output for a tool that is not a client tool.
+    #[error("`{tool}` is not a client tool: the app cannot submit its output")]
+    NotClientTool {
+        /// The tool.
+        tool: String,
+    },
+    /// A tool call with neither a mock nor an executor to run it.
+    #[error("`{tool}` is called but has no mock, and no tool executor was given to run it")]
+    Unmocked {
+        /// The tool.
+        tool: String,
+    },
+    /// Client tool outputs that do not match what the run waits for.
+    #[error("turn {turn}: {reason}")]
+    SubmitMismatch {
+        /// The turn, counting from 1.
+        turn: usize,
+        /// What does not match.
+        reason: String,
+    },
+    /// The engine refused a turn.
+    #[error("turn {turn} cannot be played: {message}")]
+    TurnRefused {
+        /// The turn, counting from 1.
+        turn: usize,
+        /// The engine's error.
+        message: String,
+    },
+    /// A `[turns.expect]` assertion that did not hold.
+    #[error("`{expectation}` expectation failed: {detail}")]
+    ExpectationFailed {
+        /// The expectation's key, e.g. `tool_called`.
+        expectation: String,
+        /// What happened instead.
+        detail: String,
+    },
     /// A required parameter with no question to ask when it is missing.
     #[error("required parameter `{param}` has no `ask`")]
     MissingAsk {
@@ -244,6 +356,21 @@ impl DiagnosticKind {
             Self::MissingParamDescription { .. } => "W004",
             Self::AskOnOptional { .. } => "W005",
             Self::EmptyAfterRule { .. } => "W006",
+            Self::ScenarioUnreadable { .. } => "S001",
+            Self::ScenarioFlow { .. } => "S002",
+            Self::UnknownTool { .. } => "S003",
+            Self::UnknownParam { .. } => "S004",
+            Self::UnusedMock { .. } => "S005",
+            Self::ScriptExhausted { .. } => "S006",
+            Self::ScriptUnused { .. } => "S007",
+            Self::ConflictingKeys { .. } => "S008",
+            Self::MissingChoice { .. } => "S009",
+            Self::ClientToolMocked { .. } => "S010",
+            Self::NotClientTool { .. } => "S011",
+            Self::Unmocked { .. } => "S012",
+            Self::SubmitMismatch { .. } => "S013",
+            Self::TurnRefused { .. } => "S014",
+            Self::ExpectationFailed { .. } => "S015",
         }
     }
 
@@ -454,6 +581,127 @@ mod tests {
         },
         "E020",
         "tool `plan` asks for strict mode, but parameter `a` uses `minLength`, which strict mode does not support"
+    );
+    message!(
+        scenario_unreadable,
+        DiagnosticKind::ScenarioUnreadable {
+            reason: s("no such file")
+        },
+        "S001",
+        "cannot read the scenario file: no such file"
+    );
+    message!(
+        scenario_flow,
+        DiagnosticKind::ScenarioFlow {
+            path: s("../../plan.toml"),
+            reason: s("no such file")
+        },
+        "S002",
+        "cannot use flow `../../plan.toml`: no such file"
+    );
+    message!(
+        unknown_tool,
+        DiagnosticKind::UnknownTool {
+            tool: s("calculate"),
+            flow: s("personal-finance")
+        },
+        "S003",
+        "flow `personal-finance` has no tool `calculate`"
+    );
+    message!(
+        unknown_param,
+        DiagnosticKind::UnknownParam {
+            param: s("goal"),
+            owner: s("tool `plan`")
+        },
+        "S004",
+        "`goal` is not a parameter of tool `plan`"
+    );
+    message!(
+        unused_mock,
+        DiagnosticKind::UnusedMock { tool: s("plan") },
+        "S005",
+        "the mock for `plan` is never used"
+    );
+    message!(
+        script_exhausted,
+        DiagnosticKind::ScriptExhausted {
+            turn: 2,
+            scripted: 1
+        },
+        "S006",
+        "turn 2 runs out of model steps: the conversation needs more than the 1 scripted"
+    );
+    message!(
+        script_unused,
+        DiagnosticKind::ScriptUnused { turn: 1, unused: 2 },
+        "S007",
+        "turn 1 scripts 2 model step(s) the conversation never reaches"
+    );
+    message!(
+        conflicting_keys,
+        DiagnosticKind::ConflictingKeys {
+            first: s("call"),
+            second: s("calls")
+        },
+        "S008",
+        "`call` and `calls` cannot be used together"
+    );
+    message!(
+        missing_choice,
+        DiagnosticKind::MissingChoice {
+            what: s("this model step"),
+            choices: s("`text`, `call` or `calls`")
+        },
+        "S009",
+        "this model step needs `text`, `call` or `calls`"
+    );
+    message!(
+        client_tool_mocked,
+        DiagnosticKind::ClientToolMocked {
+            tool: s("book_flight")
+        },
+        "S010",
+        "`book_flight` is a client tool: its output comes from the app, not from a mock"
+    );
+    message!(
+        not_client_tool,
+        DiagnosticKind::NotClientTool { tool: s("plan") },
+        "S011",
+        "`plan` is not a client tool: the app cannot submit its output"
+    );
+    message!(
+        unmocked,
+        DiagnosticKind::Unmocked { tool: s("plan") },
+        "S012",
+        "`plan` is called but has no mock, and no tool executor was given to run it"
+    );
+    message!(
+        submit_mismatch,
+        DiagnosticKind::SubmitMismatch {
+            turn: 3,
+            reason: s("the run waits for the output of `book_flight`, but the turn submits none")
+        },
+        "S013",
+        "turn 3: the run waits for the output of `book_flight`, but the turn submits none"
+    );
+    message!(
+        turn_refused,
+        DiagnosticKind::TurnRefused {
+            turn: 2,
+            message: s("the thread is busy")
+        },
+        "S014",
+        "turn 2 cannot be played: the thread is busy"
+    );
+    message!(
+        expectation_failed,
+        DiagnosticKind::ExpectationFailed {
+            expectation: s("run_status"),
+            detail: s("the run ended `failed`")
+        },
+        "S015",
+        "`run_status` expectation failed: the run ended `failed`"
     );
     message!(
         missing_ask,

@@ -41,7 +41,7 @@ pub fn flow_schema() -> &'static Value {
 /// TOML has no null, so `Option<T>` means "may be absent", never "may be null": drop the
 /// null alternatives schemars adds, keeping `$ref`s wrapped in `allOf` so their
 /// descriptions survive in draft-07.
-fn strip_null(node: &mut Value) {
+pub(crate) fn strip_null(node: &mut Value) {
     match node {
         Value::Object(map) => {
             if let Some(Value::Array(types)) = map.get_mut("type") {

@@ -1,0 +1,341 @@
+//! Testing conversations from `cargo test`: run scenario files, compare their transcripts
+//! with snapshots, and fail with located errors and a diff.
+//!
+//! ```no_run
+//! // tests/scenarios.rs
+//! #[test]
+//! fn scenarios() {
+//!     clarion_engine::testing::assert_scenarios("flows");
+//! }
+//! ```
+//!
+//! [`assert_scenarios`] plays every scenario under a folder (see [`scenario_files`]) and
+//! panics once, listing every failure: problems in a scenario file, expectations that did
+//! not hold, transcripts that differ from their snapshot. New and changed snapshots are
+//! written as `.snap.new` beside the `.snap` for `clarion test --review` or
+//! `cargo insta review`; with `CI` set nothing is ever written ([`UpdateMode::from_env`]).
+//!
+//! Calls without a mock go to the executor given with [`Runner::with_executor`] (e.g. the
+//! real built-in tools); without one, every call must be mocked. The same [`Runner`] is
+//! what `clarion test` uses.
+
+mod diff;
+mod discover;
+mod snapshot;
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub use diff::unified_diff;
+pub use discover::{DiscoverError, scenario_files};
+pub use snapshot::{Snapshot, SnapshotState, UpdateMode, is_ci, pending_path};
+
+use crate::diagnostic::{Diagnostic, render};
+use crate::scenario::{self, FlowCache};
+use crate::source::SourceFile;
+use crate::tool::ToolExecutor;
+
+/// Plays scenarios; shares loaded flows between them.
+#[derive(Default)]
+pub struct Runner {
+    flows: FlowCache,
+    executor: Option<Arc<dyn ToolExecutor>>,
+}
+
+impl std::fmt::Debug for Runner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runner")
+            .field("executor", &self.executor.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Runner {
+    /// A runner without a tool executor: every call must be mocked.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Calls no mock answers go to `executor`.
+    #[must_use]
+    pub fn with_executor(mut self, executor: Arc<dyn ToolExecutor>) -> Self {
+        self.executor = Some(executor);
+        self
+    }
+
+    /// Loads and plays the scenario at `path`.
+    pub async fn run(&self, path: &Path) -> Outcome {
+        let report = scenario::load_file(path, &self.flows);
+        let name = path.file_stem().map_or_else(
+            || "scenario".to_owned(),
+            |s| s.to_string_lossy().into_owned(),
+        );
+        let mut outcome = Outcome {
+            path: path.to_path_buf(),
+            title: name.clone(),
+            name,
+            description: None,
+            source: report.source,
+            problems: report.diagnostics,
+            failures: Vec::new(),
+            transcript: String::new(),
+        };
+        if let Some(scenario) = report.scenario {
+            outcome.title.clone_from(&scenario.title);
+            outcome.description.clone_from(&scenario.description);
+            let played = scenario::play(&scenario, self.executor.clone()).await;
+            outcome.problems = played.problems;
+            outcome.failures = played.failures;
+            outcome.transcript = played.transcript;
+        }
+        outcome
+    }
+
+    /// Plays the scenario at `path` and panics unless it passes (see [`assert_scenarios`]).
+    pub fn assert(&self, path: impl AsRef<Path>) {
+        self.assert_all(&[path.as_ref().to_path_buf()]);
+    }
+
+    /// Plays every scenario under `paths` and panics once, listing every failure.
+    pub fn assert_all(&self, paths: &[PathBuf]) {
+        let files = scenario_files(paths).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!files.is_empty(), "no scenario files found in {paths:?}");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap_or_else(|e| panic!("cannot start a runtime: {e}"));
+        let mode = UpdateMode::from_env();
+        let mut failed = Vec::new();
+        for file in &files {
+            let outcome = runtime.block_on(self.run(file));
+            let check = outcome.check_snapshot(mode);
+            if !outcome.passed(&check) {
+                failed.push(outcome.failure_report(&check, false));
+            }
+        }
+        assert!(
+            failed.is_empty(),
+            "{} of {} scenario(s) failed:\n\n{}",
+            failed.len(),
+            files.len(),
+            failed.join("\n")
+        );
+    }
+}
+
+/// Plays every scenario under `path` (a folder, or one scenario file) without a tool
+/// executor, and panics once, listing every failure.
+pub fn assert_scenarios(path: impl AsRef<Path>) {
+    Runner::new().assert(path);
+}
+
+/// A played scenario.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// The scenario file.
+    pub path: PathBuf,
+    /// The file's stem (the snapshot's name).
+    pub name: String,
+    /// `scenario.name`, or the file's stem.
+    pub title: String,
+    /// `scenario.description`.
+    pub description: Option<String>,
+    /// The scenario's text, for rendering its diagnostics.
+    pub source: SourceFile,
+    /// Why the scenario could not be played to the end (bad file, script ran out…).
+    pub problems: Vec<Diagnostic>,
+    /// Expectations that did not hold.
+    pub failures: Vec<Diagnostic>,
+    /// The transcript (partial when there are problems, empty if nothing ran).
+    pub transcript: String,
+}
+
+/// What comparing with the snapshot found, and what was written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotCheck {
+    /// How the transcript compares; `None` when the scenario has problems (a partial
+    /// transcript is never compared or written).
+    pub state: Option<SnapshotState>,
+    /// The file written, if any (`.snap` when accepted, `.snap.new` when pending).
+    pub written: Option<PathBuf>,
+    /// Whether a new or changed transcript was accepted into the `.snap`.
+    pub accepted: bool,
+    /// A snapshot file that could not be read or written.
+    pub error: Option<String>,
+}
+
+impl Outcome {
+    /// `scenarios/snapshots/NAME.snap` beside the scenario.
+    #[must_use]
+    pub fn snapshot_path(&self) -> PathBuf {
+        self.path
+            .parent()
+            .unwrap_or(Path::new(""))
+            .join("snapshots")
+            .join(format!("{}.snap", self.name))
+    }
+
+    /// This run's snapshot.
+    #[must_use]
+    pub fn snapshot(&self) -> Snapshot {
+        let description = match &self.description {
+            Some(text) if self.title != self.name => {
+                Some(format!("{}: {}", self.title, text.trim()))
+            }
+            Some(text) => Some(text.trim().to_owned()),
+            None if self.title != self.name => Some(self.title.clone()),
+            None => None,
+        };
+        Snapshot {
+            source: source_name(&self.path),
+            description,
+            body: self.transcript.clone(),
+        }
+    }
+
+    /// Compares the transcript with the snapshot on disk and writes what `mode` allows: a
+    /// match removes a stale `.snap.new`; a new or changed transcript is written to
+    /// `.snap.new` ([`UpdateMode::Pending`]) or `.snap` ([`UpdateMode::Accept`]).
+    #[must_use]
+    pub fn check_snapshot(&self, mode: UpdateMode) -> SnapshotCheck {
+        let mut check = SnapshotCheck {
+            state: None,
+            written: None,
+            accepted: false,
+            error: None,
+        };
+        if !self.problems.is_empty() {
+            return check;
+        }
+        let path = self.snapshot_path();
+        let new = self.snapshot();
+        let state = match Snapshot::read(&path) {
+            Ok(Some(old)) if old.same_body(&new) => SnapshotState::Matches,
+            Ok(Some(old)) => SnapshotState::Changed { old: old.body },
+            Ok(None) => SnapshotState::New,
+            Err(error) => {
+                check.error = Some(format!("cannot read {}: {error}", path.display()));
+                return check;
+            }
+        };
+        let pending = pending_path(&path);
+        let written = match (&state, mode) {
+            (_, UpdateMode::Never) => Ok(None),
+            (SnapshotState::Matches, _) => {
+                if pending.exists() {
+                    let _ = std::fs::remove_file(&pending);
+                }
+                Ok(None)
+            }
+            (_, UpdateMode::Accept) => {
+                if pending.exists() {
+                    let _ = std::fs::remove_file(&pending);
+                }
+                check.accepted = true;
+                new.write(&path).map(|()| Some(path.clone()))
+            }
+            (_, UpdateMode::Pending) => new.write(&pending).map(|()| Some(pending.clone())),
+        };
+        match written {
+            Ok(written) => check.written = written,
+            Err(error) => {
+                check.accepted = false;
+                check.error = Some(format!(
+                    "cannot write a snapshot beside {}: {error}",
+                    path.display()
+                ));
+            }
+        }
+        check.state = Some(state);
+        check
+    }
+
+    /// Whether the scenario passed: it played to the end, every expectation held, and the
+    /// transcript matches its snapshot (or was just accepted as it).
+    #[must_use]
+    pub fn passed(&self, check: &SnapshotCheck) -> bool {
+        self.problems.is_empty()
+            && self.failures.is_empty()
+            && check.error.is_none()
+            && (check.state == Some(SnapshotState::Matches) || check.accepted)
+    }
+
+    /// The problems and failed expectations as code frames.
+    #[must_use]
+    pub fn diagnostics(&self, styled: bool) -> String {
+        let mut text = String::new();
+        for diagnostic in self.problems.iter().chain(&self.failures) {
+            text.push_str(&render::human(diagnostic, &self.source, styled));
+            text.push_str("\n\n");
+        }
+        text
+    }
+
+    /// Everything about a failed scenario: its diagnostics, the transcript so far when it
+    /// stopped early, the diff with its snapshot, and what was written.
+    #[must_use]
+    pub fn failure_report(&self, check: &SnapshotCheck, styled: bool) -> String {
+        let mut text = format!("scenario {}\n", self.path.display());
+        text.push_str(&self.diagnostics(styled));
+        if !self.problems.is_empty() && !self.transcript.is_empty() {
+            text.push_str("the conversation so far:\n");
+            for line in self.transcript.lines() {
+                text.push_str("  | ");
+                text.push_str(line);
+                text.push('\n');
+            }
+            text.push('\n');
+        }
+        if let Some(error) = &check.error {
+            text.push_str(error);
+            text.push('\n');
+        }
+        match &check.state {
+            Some(SnapshotState::Changed { old }) if !check.accepted => {
+                let _ = writeln!(
+                    text,
+                    "the transcript differs from {}:",
+                    self.snapshot_path().display()
+                );
+                text.push_str(&unified_diff(old, &self.transcript, styled));
+            }
+            Some(SnapshotState::New) if !check.accepted => {
+                let _ = writeln!(
+                    text,
+                    "no snapshot yet ({}); this run's transcript:",
+                    self.snapshot_path().display()
+                );
+                text.push_str(&unified_diff("", &self.transcript, styled));
+            }
+            _ => {}
+        }
+        if let Some(written) = check.written.as_ref().filter(|_| !check.accepted) {
+            let _ = writeln!(
+                text,
+                "written to {}; review it with `clarion test --review` (or `cargo insta review`)",
+                written.display()
+            );
+        }
+        text
+    }
+}
+
+/// The scenario's path relative to its repository's root (the nearest folder above it
+/// with a `.git`), with `/` separators, so snapshot headers do not depend on where tests
+/// run from.
+fn source_name(path: &Path) -> String {
+    let absolute = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+    let relative = absolute
+        .ancestors()
+        .skip(1)
+        .find(|dir| dir.join(".git").exists())
+        .and_then(|root| absolute.strip_prefix(root).ok())
+        .unwrap_or(path);
+    relative
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy())
+        .collect::<Vec<_>>()
+        .join("/")
+}
