@@ -323,6 +323,24 @@ pub enum DiagnosticKind {
         /// The tool.
         tool: String,
     },
+    /// `builtin = "…"` names a function the built-in catalog does not have (checked only
+    /// when the loader is given a catalog).
+    #[error("unknown built-in `{name}`")]
+    UnknownBuiltin {
+        /// The name as written.
+        name: String,
+    },
+    /// A tool's parameters do not fit the built-in function it names.
+    #[error("tool `{tool}` does not match built-in `{builtin}`: {reason}")]
+    BuiltinMismatch {
+        /// The tool.
+        tool: String,
+        /// The built-in's name.
+        builtin: String,
+        /// What does not fit, e.g. "parameter `years` is a number here, but the built-in
+        /// takes an integer".
+        reason: String,
+    },
 }
 
 impl DiagnosticKind {
@@ -350,6 +368,8 @@ impl DiagnosticKind {
             Self::InvalidName { .. } => "E018",
             Self::SchemaRef { .. } => "E019",
             Self::StrictUnsupported { .. } => "E020",
+            Self::UnknownBuiltin { .. } => "E021",
+            Self::BuiltinMismatch { .. } => "E022",
             Self::MissingAsk { .. } => "W001",
             Self::UnusedSlot { .. } => "W002",
             Self::MissingToolDescription { .. } => "W003",
@@ -741,5 +761,23 @@ mod tests {
         DiagnosticKind::EmptyAfterRule { tool: s("plan") },
         "W006",
         "this `after` rule of tool `plan` does nothing"
+    );
+    message!(
+        unknown_builtin,
+        DiagnosticKind::UnknownBuiltin {
+            name: s("finance.savings_timelin")
+        },
+        "E021",
+        "unknown built-in `finance.savings_timelin`"
+    );
+    message!(
+        builtin_mismatch,
+        DiagnosticKind::BuiltinMismatch {
+            tool: s("loan"),
+            builtin: s("finance.loan_payment"),
+            reason: s("parameter `years` is a number here, but the built-in takes an integer")
+        },
+        "E022",
+        "tool `loan` does not match built-in `finance.loan_payment`: parameter `years` is a number here, but the built-in takes an integer"
     );
 }

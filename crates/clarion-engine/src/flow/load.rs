@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use indexmap::IndexMap;
 use toml::de::DeTable;
 
+use super::catalog::LoadOptions;
 use super::check::{self, Checker, params};
 use super::model::{Executor, Flow, Limits, Param, Slot, Tool, parse_duration};
 use super::spans::{self, pointer};
@@ -76,6 +77,12 @@ pub struct LoadError {
 /// Loads the flow file at `path`.
 #[must_use]
 pub fn load_file(path: &Path) -> LoadReport {
+    load_file_with(path, &LoadOptions::default())
+}
+
+/// Loads the flow file at `path`, with `options` (e.g. the built-ins to check against).
+#[must_use]
+pub fn load_file_with(path: &Path, options: &LoadOptions<'_>) -> LoadReport {
     let base_dir = path.parent().map(Path::to_path_buf);
     let size = std::fs::metadata(path).map_or(0, |m| m.len());
     if size > MAX_FILE_BYTES as u64 {
@@ -85,7 +92,7 @@ pub fn load_file(path: &Path) -> LoadReport {
         );
     }
     match std::fs::read(path) {
-        Ok(bytes) => load_bytes(path, &bytes, base_dir.as_deref()),
+        Ok(bytes) => load_bytes_with(path, &bytes, base_dir.as_deref(), options),
         Err(error) => unreadable(path, error.to_string()),
     }
 }
@@ -93,6 +100,17 @@ pub fn load_file(path: &Path) -> LoadReport {
 /// Loads a flow from bytes; `path` names it in diagnostics and `base_dir` resolves `$ref`.
 #[must_use]
 pub fn load_bytes(path: impl Into<PathBuf>, bytes: &[u8], base_dir: Option<&Path>) -> LoadReport {
+    load_bytes_with(path, bytes, base_dir, &LoadOptions::default())
+}
+
+/// [`load_bytes`] with `options`.
+#[must_use]
+pub fn load_bytes_with(
+    path: impl Into<PathBuf>,
+    bytes: &[u8],
+    base_dir: Option<&Path>,
+    options: &LoadOptions<'_>,
+) -> LoadReport {
     let path = path.into();
     if bytes.len() > MAX_FILE_BYTES {
         return unreadable(
@@ -104,7 +122,7 @@ pub fn load_bytes(path: impl Into<PathBuf>, bytes: &[u8], base_dir: Option<&Path
         );
     }
     match std::str::from_utf8(bytes) {
-        Ok(text) => load_str(path, text, base_dir),
+        Ok(text) => load_str_with(path, text, base_dir, options),
         Err(error) => {
             let source = SourceFile::new(path, String::from_utf8_lossy(bytes).into_owned());
             let at = error.valid_up_to();
@@ -135,8 +153,19 @@ fn unreadable(path: &Path, reason: String) -> LoadReport {
 /// Loads a flow from text; `path` names it in diagnostics and `base_dir` resolves `$ref`.
 #[must_use]
 pub fn load_str(path: impl Into<PathBuf>, text: &str, base_dir: Option<&Path>) -> LoadReport {
+    load_str_with(path, text, base_dir, &LoadOptions::default())
+}
+
+/// [`load_str`] with `options`.
+#[must_use]
+pub fn load_str_with(
+    path: impl Into<PathBuf>,
+    text: &str,
+    base_dir: Option<&Path>,
+    options: &LoadOptions<'_>,
+) -> LoadReport {
     let source = SourceFile::new(path, text);
-    let (diagnostics, flow) = check_source(&source, base_dir);
+    let (diagnostics, flow) = check_source(&source, base_dir, options);
     LoadReport {
         source,
         diagnostics,
@@ -144,7 +173,11 @@ pub fn load_str(path: impl Into<PathBuf>, text: &str, base_dir: Option<&Path>) -
     }
 }
 
-fn check_source(source: &SourceFile, base_dir: Option<&Path>) -> (Vec<Diagnostic>, Option<Flow>) {
+fn check_source(
+    source: &SourceFile,
+    base_dir: Option<&Path>,
+    options: &LoadOptions<'_>,
+) -> (Vec<Diagnostic>, Option<Flow>) {
     let (root, errors) = DeTable::parse_recoverable(source.text());
     if !errors.is_empty() {
         let mut diagnostics: Vec<Diagnostic> = errors.iter().map(|e| syntax(source, e)).collect();
@@ -190,6 +223,7 @@ fn check_source(source: &SourceFile, base_dir: Option<&Path>) -> (Vec<Diagnostic
         base_dir,
         diagnostics: Vec::new(),
         resolved_refs: params::ResolvedRefs::new(),
+        builtins: options.builtins,
     };
     check::run(&mut checker);
     let limits = limits(&mut checker);

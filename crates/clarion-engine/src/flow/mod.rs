@@ -7,8 +7,10 @@
 //! - [`structure`]: structural checks against the format's schema;
 //! - [`check`]: semantic checks;
 //! - [`load`]: the pipeline that ties them together;
+//! - [`catalog`]: the built-ins a loader may check `builtin` names against;
 //! - [`model`]: the validated [`Flow`] everything else uses.
 
+pub mod catalog;
 pub mod check;
 pub mod keywords;
 pub mod load;
@@ -18,5 +20,9 @@ pub mod spans;
 pub mod spec;
 pub mod structure;
 
-pub use load::{LoadError, LoadReport, MAX_FILE_BYTES, load_bytes, load_file, load_str};
+pub use catalog::{BuiltinCatalog, LoadOptions};
+pub use load::{
+    LoadError, LoadReport, MAX_FILE_BYTES, load_bytes, load_bytes_with, load_file, load_file_with,
+    load_str, load_str_with,
+};
 pub use model::{Executor, Flow, Limits, Param, Slot, Tool};

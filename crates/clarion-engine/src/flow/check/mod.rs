@@ -4,9 +4,11 @@
 //! [`names`] (what providers and templates accept), [`executors`] (exactly one per tool),
 //! [`params`] (parameter and slot schemas, `$ref` files, slot links, questions),
 //! [`templates`] (every template and expression compiles and reads only names in scope),
+//! [`builtins`] (tools match the built-in functions they name, when a catalog is given),
 //! and [`lints`] (warnings: things that work but are probably not meant). Every check
 //! reports through [`Checker::report`] and skips parts the structural pass marked broken.
 
+pub mod builtins;
 pub mod executors;
 pub mod lints;
 pub mod names;
@@ -38,6 +40,8 @@ pub struct Checker<'a> {
     pub diagnostics: Vec<Diagnostic>,
     /// Schemas read from `$ref` files, for building the flow.
     pub resolved_refs: params::ResolvedRefs,
+    /// The built-ins `builtin` names are checked against, if any.
+    pub builtins: Option<&'a dyn super::catalog::BuiltinCatalog>,
 }
 
 impl Checker<'_> {
@@ -111,6 +115,7 @@ pub fn run(checker: &mut Checker<'_>) {
     names::check(checker);
     executors::check(checker);
     params::check(checker);
+    builtins::check(checker);
     templates::check(checker);
     lints::check(checker);
 }

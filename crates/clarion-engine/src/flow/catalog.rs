@@ -1,0 +1,37 @@
+//! Built-in tools as the loader sees them: names and parameter schemas, nothing else.
+//!
+//! The engine runs no concrete tool, so it cannot know which built-ins exist or what they
+//! take. Whoever does (`clarion-tools`, or an embedding application with its own Rust
+//! functions) describes them through [`BuiltinCatalog`] and passes it in [`LoadOptions`].
+//! The loader then reports an unknown `builtin` name (`E021`) and a tool whose parameters
+//! do not fit the function's (`E022`) at load time, where the author can fix them, instead
+//! of as a failed call in front of a user. Without a catalog, `builtin` names are not
+//! checked: [`load_file`](super::load_file) and friends behave exactly as before.
+
+use serde_json::Value;
+
+/// The built-in functions available to flows.
+pub trait BuiltinCatalog {
+    /// Every built-in's name, e.g. `finance.savings_timeline`.
+    fn names(&self) -> Vec<String>;
+
+    /// The JSON Schema of a built-in's arguments — an object schema whose `properties` are
+    /// its parameters and whose `required` lists those it cannot run without — or `None`
+    /// when there is no built-in of that name.
+    fn describe(&self, name: &str) -> Option<Value>;
+}
+
+/// How to load a flow.
+#[derive(Clone, Copy, Default)]
+pub struct LoadOptions<'a> {
+    /// The built-ins `builtin = "…"` may name; `None` leaves those names unchecked.
+    pub builtins: Option<&'a dyn BuiltinCatalog>,
+}
+
+impl std::fmt::Debug for LoadOptions<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadOptions")
+            .field("builtins", &self.builtins.map(BuiltinCatalog::names))
+            .finish()
+    }
+}
