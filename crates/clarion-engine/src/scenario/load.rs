@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use toml::de::DeTable;
 
@@ -65,11 +65,15 @@ impl ScenarioReport {
     }
 }
 
-/// Flows loaded once and shared by every scenario that uses them.
+/// Flows loaded once and shared by every scenario that uses them, even when scenarios
+/// load concurrently: the first asks, the others wait for its answer.
 #[derive(Debug, Default)]
 pub struct FlowCache {
-    flows: Mutex<HashMap<PathBuf, Result<Arc<Flow>, String>>>,
+    flows: Mutex<HashMap<PathBuf, Arc<OnceLock<Loaded>>>>,
 }
+
+/// A flow, or why it cannot be used.
+type Loaded = Result<Arc<Flow>, String>;
 
 impl FlowCache {
     /// An empty cache.
@@ -81,27 +85,25 @@ impl FlowCache {
     /// The flow at `path`, loaded on first use; the error says why it cannot be used.
     pub fn load(&self, path: &Path) -> Result<Arc<Flow>, String> {
         let key = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
-        if let Ok(flows) = self.flows.lock()
-            && let Some(found) = flows.get(&key)
-        {
-            return found.clone();
-        }
-        let loaded = if path.is_file() {
-            let report = flow::load_file(path);
-            let errors = report.error_count();
-            report.into_result().map(Arc::new).map_err(|_| {
-                format!(
-                    "it has {errors} error(s); run `clarion validate {}`",
-                    path.display()
-                )
-            })
-        } else {
-            Err("no such file".to_owned())
+        let cell = match self.flows.lock() {
+            Ok(mut flows) => Arc::clone(flows.entry(key).or_default()),
+            Err(_) => Arc::new(OnceLock::new()),
         };
-        if let Ok(mut flows) = self.flows.lock() {
-            flows.insert(key, loaded.clone());
+        cell.get_or_init(|| Self::load_uncached(path)).clone()
+    }
+
+    fn load_uncached(path: &Path) -> Loaded {
+        if !path.is_file() {
+            return Err("no such file".to_owned());
         }
-        loaded
+        let report = flow::load_file(path);
+        let errors = report.error_count();
+        report.into_result().map(Arc::new).map_err(|_| {
+            format!(
+                "it has {errors} error(s); run `clarion validate {}`",
+                path.display()
+            )
+        })
     }
 }
 

@@ -1,0 +1,292 @@
+//! `clarion test` end to end: real processes, real files, the exit codes and files CI
+//! relies on.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Runs `clarion` in `dir`, with CI unset unless `env` sets it.
+fn clarion_in(dir: &Path, args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_clarion"));
+    command
+        .args(args)
+        .current_dir(dir)
+        .env_remove("CI")
+        .env_remove("TF_BUILD")
+        .env_remove("INSTA_UPDATE")
+        .env_remove("CLICOLOR_FORCE")
+        .env_remove("NO_COLOR");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    });
+    command.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = command
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run clarion: {e}"));
+    if let (Some(text), Some(mut input)) = (stdin, child.stdin.take()) {
+        use std::io::Write as _;
+        input
+            .write_all(text.as_bytes())
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    child
+        .wait_with_output()
+        .unwrap_or_else(|e| panic!("cannot run clarion: {e}"))
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn last_line(output: &Output) -> String {
+    stdout(output).lines().last().unwrap_or_default().to_owned()
+}
+
+const SCENARIO: &str = r#"[mocks.calculate_savings_timeline]
+result = { months = 20, years = 1.7, attainable = true }
+
+[[turns]]
+user = "How long to save $10,000 at $500 a month? I earn $3,000."
+
+[[turns.model]]
+call = "calculate_savings_timeline"
+args = { goal_amount = 10000, monthly_income = 3000, monthly_savings = 500 }
+
+[[turns.model]]
+text = "About 20 months."
+
+[turns.expect]
+context_injected = "1.7-year timeline"
+"#;
+
+/// A project with the personal-finance flow and one scenario, `plan.toml`.
+fn project() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let flows = dir.path().join("flows");
+    std::fs::create_dir_all(flows.join("pf/scenarios")).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::copy(
+        workspace().join("flows/personal-finance.toml"),
+        flows.join("pf.toml"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    write(&dir, "flows/pf/scenarios/plan.toml", SCENARIO);
+    dir
+}
+
+fn write(dir: &tempfile::TempDir, path: &str, text: &str) {
+    std::fs::write(dir.path().join(path), text).unwrap_or_else(|e| panic!("{e}"));
+}
+
+fn snapshot(dir: &tempfile::TempDir) -> PathBuf {
+    dir.path().join("flows/pf/scenarios/snapshots/plan.snap")
+}
+
+fn pending(dir: &tempfile::TempDir) -> PathBuf {
+    dir.path()
+        .join("flows/pf/scenarios/snapshots/plan.snap.new")
+}
+
+#[test]
+fn the_example_scenarios_pass_and_the_summary_is_the_last_line() {
+    let output = clarion_in(&workspace(), &["test"], &[("CI", "true")], None);
+    assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
+    let last = last_line(&output);
+    let (passed, failed) = last
+        .split_once(" passed, ")
+        .unwrap_or_else(|| panic!("no summary line: {last}"));
+    assert!(passed.parse::<usize>().is_ok_and(|n| n >= 16), "{last}");
+    assert_eq!(failed, "0 failed");
+}
+
+#[test]
+fn a_new_scenario_fails_and_writes_a_pending_snapshot_then_accept_makes_it_pass() {
+    let dir = project();
+    let output = clarion_in(dir.path(), &["test"], &[], None);
+    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+    let text = stdout(&output);
+    assert!(
+        text.contains("NEW      flows/pf/scenarios/plan.toml"),
+        "{text}"
+    );
+    assert!(text.contains("+assistant: About 20 months."), "{text}");
+    assert_eq!(last_line(&output), "0 passed, 1 failed");
+    assert!(pending(&dir).is_file(), "a .snap.new is written");
+    assert!(!snapshot(&dir).exists());
+
+    let output = clarion_in(dir.path(), &["test", "--accept"], &[], None);
+    assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
+    assert_eq!(last_line(&output), "1 passed, 0 failed");
+    let written = std::fs::read_to_string(snapshot(&dir)).unwrap_or_default();
+    assert!(
+        written.starts_with("---\nsource: ")
+            && written.contains("\n---\nuser: How long to save $10,000"),
+        "insta's format: {written}"
+    );
+    assert!(
+        !pending(&dir).exists(),
+        "accepting removes the pending file"
+    );
+
+    let output = clarion_in(dir.path(), &["test"], &[], None);
+    assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
+}
+
+#[test]
+fn with_ci_set_nothing_is_ever_written() {
+    let dir = project();
+    for args in [&["test"][..], &["test", "--accept"], &["test", "--review"]] {
+        let output = clarion_in(dir.path(), args, &[("CI", "true")], Some("a\n"));
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "{args:?}: {}",
+            stdout(&output)
+        );
+        assert!(
+            !pending(&dir).exists() && !snapshot(&dir).exists(),
+            "{args:?} wrote a snapshot"
+        );
+    }
+}
+
+#[test]
+fn a_changed_transcript_shows_a_unified_diff_and_fails() {
+    let dir = project();
+    let output = clarion_in(dir.path(), &["test", "--accept"], &[], None);
+    assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
+    write(
+        &dir,
+        "flows/pf/scenarios/plan.toml",
+        &SCENARIO.replace("About 20 months.", "Twenty months."),
+    );
+    let output = clarion_in(dir.path(), &["test"], &[], None);
+    assert_eq!(output.status.code(), Some(1));
+    let text = stdout(&output);
+    assert!(
+        text.contains("CHANGED  flows/pf/scenarios/plan.toml"),
+        "{text}"
+    );
+    assert!(
+        text.contains("-assistant: About 20 months.\n+assistant: Twenty months."),
+        "{text}"
+    );
+    assert!(
+        !text.contains("\u{1b}["),
+        "no colour when stdout is not a terminal"
+    );
+    assert!(pending(&dir).is_file());
+}
+
+#[test]
+fn review_accepts_rejects_or_skips_each_snapshot() {
+    let dir = project();
+    let output = clarion_in(dir.path(), &["test", "--review"], &[], Some("r\n"));
+    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+    assert!(stdout(&output).contains("accept (a), reject (r) or skip (s)?"));
+    assert!(
+        !pending(&dir).exists() && !snapshot(&dir).exists(),
+        "rejected"
+    );
+
+    let output = clarion_in(dir.path(), &["test", "--review"], &[], Some("s\n"));
+    assert_eq!(output.status.code(), Some(1));
+    assert!(pending(&dir).is_file(), "skipped: left for later");
+
+    let output = clarion_in(dir.path(), &["test", "--review"], &[], Some("a\n"));
+    assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
+    assert!(
+        snapshot(&dir).is_file() && !pending(&dir).exists(),
+        "accepted"
+    );
+}
+
+#[test]
+fn junit_reports_every_scenario_and_the_filter_selects_by_name() {
+    let dir = project();
+    write(
+        &dir,
+        "flows/pf/scenarios/other.toml",
+        &SCENARIO.replace("1.7-year", "9.9-year"),
+    );
+    let output = clarion_in(
+        dir.path(),
+        &["test", "--junit", "report.xml"],
+        &[("CI", "1")],
+        None,
+    );
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(last_line(&output), "0 passed, 2 failed");
+    let xml = std::fs::read_to_string(dir.path().join("report.xml")).unwrap_or_default();
+    assert!(
+        xml.contains("<testsuite name=\"pf\" tests=\"2\" failures=\"2\""),
+        "{xml}"
+    );
+    assert!(
+        xml.contains("<failure message=\"`context_injected` expectation failed:"),
+        "{xml}"
+    );
+    assert!(
+        xml.contains("<failure message=\"no snapshot yet\">"),
+        "{xml}"
+    );
+
+    let output = clarion_in(dir.path(), &["test", "-k", "plan"], &[("CI", "1")], None);
+    assert_eq!(last_line(&output), "0 passed, 1 failed");
+    let output = clarion_in(dir.path(), &["test", "-k", "nothing"], &[], None);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("no scenario matches `-k nothing`"));
+}
+
+#[test]
+fn a_bad_scenario_is_a_located_error() {
+    let dir = project();
+    write(
+        &dir,
+        "flows/pf/scenarios/plan.toml",
+        &SCENARIO.replace(
+            "call = \"calculate_savings_timeline\"",
+            "call = \"calculate_savings\"",
+        ),
+    );
+    let output = clarion_in(dir.path(), &["test"], &[], None);
+    assert_eq!(output.status.code(), Some(1));
+    let text = stdout(&output);
+    assert!(
+        text.contains("ERROR    flows/pf/scenarios/plan.toml"),
+        "{text}"
+    );
+    assert!(
+        text.contains("error[S003]: flow `personal-finance` has no tool `calculate_savings`"),
+        "{text}"
+    );
+    assert!(text.contains("flows/pf/scenarios/plan.toml:8:8"), "{text}");
+    assert!(
+        text.contains("help: did you mean `calculate_savings_timeline`?"),
+        "{text}"
+    );
+}
+
+#[test]
+fn no_scenarios_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let output = clarion_in(dir.path(), &["test", "."], &[], None);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("no scenario files found in ."));
+}
+
+#[test]
+fn schema_scenario_prints_the_checked_in_schema() {
+    let output = clarion_in(&workspace(), &["schema", "--scenario"], &[], None);
+    assert_eq!(output.status.code(), Some(0));
+    let checked_in = std::fs::read_to_string(workspace().join("schemas/scenario.schema.json"))
+        .unwrap_or_default();
+    assert_eq!(stdout(&output), checked_in);
+}
