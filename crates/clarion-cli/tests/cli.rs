@@ -235,3 +235,24 @@ fn help_has_an_example_for_every_command() {
     let version = clarion(&["--version"]);
     assert!(stdout(&version).starts_with("clarion "));
 }
+
+#[test]
+fn validate_and_export_check_builtins_against_the_shipped_ones() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let text = "[flow]\nname = \"loan\"\n[assistant]\nmodel = \"m\"\ninstructions = \"Hi\"\n[tools.pay]\ndescription = \"Loan payment.\"\nbuiltin = \"finance.loan_paymnt\"\n";
+    let path = flow_file(&dir, "loan.toml", text);
+    let output = clarion(&["validate", &path]);
+    assert_eq!(output.status.code(), Some(1));
+    let shown = stdout(&output);
+    assert!(
+        shown.contains("error[E021]: unknown built-in `finance.loan_paymnt`"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("help: did you mean `finance.loan_payment`?"),
+        "{shown}"
+    );
+    let export = clarion(&["export", &path, "--format", "chat-completions"]);
+    assert_eq!(export.status.code(), Some(1));
+    assert!(stderr(&export).contains("error[E021]"));
+}

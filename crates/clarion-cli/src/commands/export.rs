@@ -3,7 +3,8 @@
 
 use clarion_engine::diagnostic::render;
 use clarion_engine::export::{ExportFormat, export};
-use clarion_engine::flow::load_file;
+use clarion_engine::flow::{LoadOptions, load_file_with};
+use clarion_tools::BuiltinRegistry;
 use serde_json::{Map, Value};
 
 use crate::args::{ExportArgs, ProviderFormat};
@@ -17,7 +18,13 @@ pub fn run(args: &ExportArgs) -> Result<Exit, CliError> {
     }
     let slots = pairs(&args.slots, "--slot", true)?;
     let metadata = pairs(&args.metadata, "--metadata", false)?;
-    let report = load_file(&args.flow);
+    let builtins = BuiltinRegistry::standard();
+    let report = load_file_with(
+        &args.flow,
+        &LoadOptions {
+            builtins: Some(&builtins),
+        },
+    );
     let styled = output::stderr_styled();
     for diagnostic in &report.diagnostics {
         output::err(&format!(

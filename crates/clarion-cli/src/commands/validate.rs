@@ -1,7 +1,8 @@
 //! `clarion validate`: every problem in every file, then a summary line.
 
 use clarion_engine::diagnostic::render;
-use clarion_engine::flow::{LoadReport, load_file};
+use clarion_engine::flow::{LoadOptions, LoadReport, load_file_with};
+use clarion_tools::BuiltinRegistry;
 
 use crate::args::{DiagnosticFormat, ValidateArgs};
 use crate::discover::flow_files;
@@ -12,8 +13,13 @@ pub fn run(args: &ValidateArgs) -> Result<Exit, crate::error::CliError> {
     let files = flow_files(&args.paths)?;
     let styled = output::stdout_styled();
     let (mut errors, mut warnings, mut failing_files) = (0, 0, 0);
+    // `builtin` names and parameters are checked against the built-ins Clarion ships.
+    let builtins = BuiltinRegistry::standard();
+    let options = LoadOptions {
+        builtins: Some(&builtins),
+    };
     for file in &files {
-        let report = load_file(file);
+        let report = load_file_with(file, &options);
         print_report(&report, args.format, styled);
         errors += report.error_count();
         warnings += report.warning_count();
