@@ -290,3 +290,52 @@ fn schema_scenario_prints_the_checked_in_schema() {
         .unwrap_or_default();
     assert_eq!(stdout(&output), checked_in);
 }
+
+#[test]
+fn unmocked_builtins_run_for_real_but_http_tools_need_a_mock() {
+    let dir = project();
+    write(
+        &dir,
+        "flows/pf/scenarios/plan.toml",
+        &SCENARIO.replace(
+            "[mocks.calculate_savings_timeline]\nresult = { months = 20, years = 1.7, attainable = true }\n",
+            "",
+        ),
+    );
+    let output = clarion_in(dir.path(), &["test"], &[("CI", "true")], None);
+    let text = stdout(&output);
+    assert!(
+        text.contains("NEW      flows/pf/scenarios/plan.toml"),
+        "{text}"
+    );
+    assert!(
+        text.contains("+  ← ok {\"months\": 20"),
+        "the built-in ran: {text}"
+    );
+
+    std::fs::create_dir_all(dir.path().join("flows/tb/scenarios"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    std::fs::copy(
+        workspace().join("flows/travel-booking.toml"),
+        dir.path().join("flows/tb.toml"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    write(
+        &dir,
+        "flows/tb/scenarios/search.toml",
+        "[[turns]]\nuser = \"LIS to JFK on 2025-07-01, one adult\"\n[[turns.model]]\ncall = \"search_flights\"\nargs = { origin = \"LIS\", destination = \"JFK\", departure_date = \"2025-07-01\", adults = 1 }\n[[turns.model]]\ntext = \"Here.\"\n",
+    );
+    let output = clarion_in(
+        dir.path(),
+        &["test", "-k", "search"],
+        &[("CI", "true")],
+        None,
+    );
+    let text = stdout(&output);
+    assert!(
+        text.contains(
+            "error[S012]: `search_flights` is called but has no mock: HTTP tools always need one"
+        ),
+        "{text}"
+    );
+}

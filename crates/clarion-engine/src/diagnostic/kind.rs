@@ -255,11 +255,13 @@ pub enum DiagnosticKind {
         /// The tool.
         tool: String,
     },
-    /// A tool call with neither a mock nor an executor to run it.
-    #[error("`{tool}` is called but has no mock, and no tool executor was given to run it")]
+    /// A tool call with no mock, that nothing else may run.
+    #[error("`{tool}` is called but has no mock: {reason}")]
     Unmocked {
         /// The tool.
         tool: String,
+        /// Why it cannot run without one.
+        reason: String,
     },
     /// Client tool outputs that do not match what the run waits for.
     #[error("turn {turn}: {reason}")]
@@ -692,9 +694,12 @@ mod tests {
     );
     message!(
         unmocked,
-        DiagnosticKind::Unmocked { tool: s("plan") },
+        DiagnosticKind::Unmocked {
+            tool: s("plan"),
+            reason: s("no tool executor was given to run it")
+        },
         "S012",
-        "`plan` is called but has no mock, and no tool executor was given to run it"
+        "`plan` is called but has no mock: no tool executor was given to run it"
     );
     message!(
         submit_mismatch,

@@ -15,7 +15,7 @@ use super::spec::ScenarioFile;
 use super::{check, structure};
 use crate::diagnostic::{self, Diagnostic, DiagnosticKind, Severity};
 use crate::flow::spans::{self, SpanIndex};
-use crate::flow::{self, Flow};
+use crate::flow::{self, BuiltinCatalog, Flow, LoadOptions};
 use crate::source::SourceFile;
 
 /// Scenario files larger than this are refused unread.
@@ -67,9 +67,18 @@ impl ScenarioReport {
 
 /// Flows loaded once and shared by every scenario that uses them, even when scenarios
 /// load concurrently: the first asks, the others wait for its answer.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct FlowCache {
     flows: Mutex<HashMap<PathBuf, Arc<OnceLock<Loaded>>>>,
+    builtins: Option<Arc<dyn BuiltinCatalog + Send + Sync>>,
+}
+
+impl std::fmt::Debug for FlowCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FlowCache")
+            .field("builtins", &self.builtins.as_ref().map(|b| b.names()))
+            .finish_non_exhaustive()
+    }
 }
 
 /// A flow, or why it cannot be used.
@@ -82,6 +91,14 @@ impl FlowCache {
         Self::default()
     }
 
+    /// Checks `builtin = "…"` names and parameters against `builtins` when loading flows
+    /// (as `clarion validate` does).
+    #[must_use]
+    pub fn with_builtins(mut self, builtins: Arc<dyn BuiltinCatalog + Send + Sync>) -> Self {
+        self.builtins = Some(builtins);
+        self
+    }
+
     /// The flow at `path`, loaded on first use; the error says why it cannot be used.
     pub fn load(&self, path: &Path) -> Result<Arc<Flow>, String> {
         let key = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
@@ -89,14 +106,17 @@ impl FlowCache {
             Ok(mut flows) => Arc::clone(flows.entry(key).or_default()),
             Err(_) => Arc::new(OnceLock::new()),
         };
-        cell.get_or_init(|| Self::load_uncached(path)).clone()
+        cell.get_or_init(|| self.load_uncached(path)).clone()
     }
 
-    fn load_uncached(path: &Path) -> Loaded {
+    fn load_uncached(&self, path: &Path) -> Loaded {
         if !path.is_file() {
             return Err("no such file".to_owned());
         }
-        let report = flow::load_file(path);
+        let options = LoadOptions {
+            builtins: self.builtins.as_deref().map(|b| b as &dyn BuiltinCatalog),
+        };
+        let report = flow::load_file_with(path, &options);
         let errors = report.error_count();
         report.into_result().map(Arc::new).map_err(|_| {
             format!(

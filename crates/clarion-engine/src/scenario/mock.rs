@@ -84,7 +84,8 @@ impl MockExecutor {
         Self::default()
     }
 
-    /// Calls no mock answers go to `executor`.
+    /// Calls no mock answers go to `executor` — except HTTP tools': a transcript must never
+    /// depend on a remote service, so they always need a mock.
     #[must_use]
     pub fn with_fallback(mut self, executor: Arc<dyn ToolExecutor>) -> Self {
         self.fallback = Some(executor);
@@ -101,8 +102,8 @@ impl MockExecutor {
         self.by_call.insert(call_id.to_owned(), outcome);
     }
 
-    /// Ids of the calls so far that had neither a mock nor a fallback to run them (they
-    /// failed as `unavailable`).
+    /// Ids of the calls so far that had no mock and nothing else could run (they failed as
+    /// `unavailable`): no fallback, or an HTTP tool.
     #[must_use]
     pub fn misses(&self) -> Vec<String> {
         self.misses.lock().map(|m| m.clone()).unwrap_or_default()
@@ -131,7 +132,8 @@ impl ToolExecutor for MockExecutor {
                 ),
             )),
             None => {
-                if let Some(fallback) = &self.fallback {
+                let remote = matches!(request.tool.executor, Executor::Http(_));
+                if let Some(fallback) = self.fallback.as_ref().filter(|_| !remote) {
                     return fallback.execute(request);
                 }
                 if let Ok(mut misses) = self.misses.lock() {
@@ -139,10 +141,7 @@ impl ToolExecutor for MockExecutor {
                 }
                 Err(ToolError::new(
                     "unavailable",
-                    format!(
-                        "no mock for `{}` and no executor to run it",
-                        request.tool.name
-                    ),
+                    format!("no mock for `{}`", request.tool.name),
                 ))
             }
         };

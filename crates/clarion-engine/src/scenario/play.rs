@@ -18,6 +18,7 @@ use super::spec::SubmitSpec;
 use super::step_calls;
 use crate::diagnostic::{Diagnostic, DiagnosticKind};
 use crate::events::{Event, EventLog};
+use crate::flow::Executor;
 use crate::provider::ModelTurn;
 use crate::provider::scripted::{ScriptedModel, ScriptedTurn};
 use crate::run::{Engine, EngineError, Run, RunStatus, ToolOutputSubmission};
@@ -179,13 +180,28 @@ impl Player<'_> {
         }
         if let Some(id) = self.mocks.misses().first() {
             let (tool, at) = self.calls.get(id).cloned().unwrap_or_default();
-            return Err(Box::new(Diagnostic::new(
-                DiagnosticKind::Unmocked { tool: tool.clone() },
-                scenario.spans.value_span(&at),
-            )
-            .with_help(format!(
-                "add `[mocks.{tool}]` with `result = {{ … }}`, or give this call its own `result`"
-            ))));
+            let remote = scenario
+                .flow
+                .tools
+                .get(&tool)
+                .is_some_and(|t| matches!(t.executor, Executor::Http(_)));
+            let reason = if remote {
+                "HTTP tools always need one in scenarios, so a transcript never depends on a remote service"
+            } else {
+                "no tool executor was given to run it"
+            };
+            return Err(Box::new(
+                Diagnostic::new(
+                    DiagnosticKind::Unmocked {
+                        tool: tool.clone(),
+                        reason: reason.to_owned(),
+                    },
+                    scenario.spans.value_span(&at),
+                )
+                .with_help(format!(
+                    "add `[mocks.{tool}]` with `result = {{ … }}`, or give this call its own `result`"
+                )),
+            ));
         }
         if let Some(problem) = script_problem(scenario, i, scripted, self.model.remaining(), &run) {
             return Err(Box::new(problem));

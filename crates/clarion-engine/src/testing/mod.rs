@@ -32,6 +32,7 @@ pub use discover::{DiscoverError, scenario_files};
 pub use snapshot::{Snapshot, SnapshotState, UpdateMode, is_ci, pending_path};
 
 use crate::diagnostic::{Diagnostic, render};
+use crate::flow::BuiltinCatalog;
 use crate::scenario::{self, FlowCache};
 use crate::source::SourceFile;
 use crate::tool::ToolExecutor;
@@ -58,7 +59,16 @@ impl Runner {
         Self::default()
     }
 
-    /// Calls no mock answers go to `executor`.
+    /// Checks flows' `builtin = "…"` names and parameters against `builtins` (as
+    /// `clarion validate` does).
+    #[must_use]
+    pub fn with_builtins(mut self, builtins: Arc<dyn BuiltinCatalog + Send + Sync>) -> Self {
+        self.flows = std::mem::take(&mut self.flows).with_builtins(builtins);
+        self
+    }
+
+    /// Calls no mock answers go to `executor` (HTTP tools excepted: they always need a
+    /// mock, so a transcript never depends on a remote service).
     #[must_use]
     pub fn with_executor(mut self, executor: Arc<dyn ToolExecutor>) -> Self {
         self.executor = Some(executor);

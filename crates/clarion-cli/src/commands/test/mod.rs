@@ -17,6 +17,8 @@ use clarion_engine::testing::{
     Outcome, Runner, SnapshotCheck, SnapshotState, UpdateMode, is_ci, scenario_files,
 };
 
+use clarion_tools::{BuiltinRegistry, ClarionTools};
+
 use crate::args::TestArgs;
 use crate::error::CliError;
 use crate::exit::Exit;
@@ -103,7 +105,12 @@ fn play_all(files: Vec<PathBuf>, mode: UpdateMode) -> std::result::Result<Vec<Re
         .enable_time()
         .build()
         .map_err(|e| CliError::Io(format!("cannot start the runtime: {e}")))?;
-    let runner = Arc::new(Runner::new());
+    // Unmocked built-in and command tools run for real; HTTP tools always need a mock.
+    let runner = Arc::new(
+        Runner::new()
+            .with_builtins(Arc::new(BuiltinRegistry::standard()))
+            .with_executor(Arc::new(ClarionTools::new())),
+    );
     runtime.block_on(async move {
         let tasks: Vec<_> = files
             .into_iter()
