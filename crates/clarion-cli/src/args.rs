@@ -39,6 +39,49 @@ pub enum Command {
         after_help = "Examples:\n  clarion test\n  clarion test flows/personal-finance -k parallel\n  clarion test --review\n  CI=true clarion test --junit target/scenarios.xml\n\nNew and changed transcripts are written as .snap.new beside the .snap (never when CI is set).\nDocs: docs/testing.md."
     )]
     Test(TestArgs),
+    /// Talk to a flow: a conversation in the terminal (or over pipes), stored and resumable.
+    #[command(
+        after_help = "Examples:\n  clarion chat flows/personal-finance.toml\n  clarion chat flows/personal-finance.toml --thread thread_3f…  # resume\n  echo 'How long to save $12,000 at $1,000 a month?' | clarion chat flows/personal-finance.toml\n  clarion chat flows/travel-booking.toml --base-url http://127.0.0.1:11434/v1 --model qwen2.5:1.5b\n\nIn the conversation: /slots, /metadata, /reset, /transcript FILE, /help; Ctrl-C cancels a run, Ctrl-D exits.\nThe provider comes from --base-url/--api/--model, then the flow's [provider], then OPENAI_BASE_URL and OPENAI_API_KEY."
+    )]
+    Chat(ChatArgs),
+}
+
+/// `clarion chat`.
+#[derive(Debug, Args)]
+pub struct ChatArgs {
+    /// The flow file.
+    #[arg(value_name = "FLOW")]
+    pub flow: PathBuf,
+    /// Continue a stored thread instead of starting a new one.
+    #[arg(long, value_name = "ID")]
+    pub thread: Option<String>,
+    /// The thread store (SQLite).
+    #[arg(long, value_name = "PATH", default_value = ".clarion/threads.db")]
+    pub store: PathBuf,
+    /// The provider's base URL (overrides the flow's `[provider]` and `OPENAI_BASE_URL`).
+    #[arg(long, value_name = "URL")]
+    pub base_url: Option<String>,
+    /// The protocol.
+    #[arg(long, value_enum)]
+    pub api: Option<ApiArg>,
+    /// The model name (overrides the flow's `assistant.model`).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Wait for whole responses instead of streaming them.
+    #[arg(long)]
+    pub no_stream: bool,
+    /// Show tool arguments, results and injected context in full.
+    #[arg(long, short)]
+    pub verbose: bool,
+}
+
+/// `--api` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ApiArg {
+    /// OpenAI Chat Completions and compatible servers.
+    ChatCompletions,
+    /// OpenAI Responses API.
+    Responses,
 }
 
 /// `clarion validate`.

@@ -30,6 +30,20 @@ pub enum CliError {
     /// The runtime could not start, or a report could not be written.
     #[error("{0}")]
     Io(String),
+    /// The thread store cannot be opened.
+    #[error("cannot open the thread store {path}: {reason}")]
+    Store {
+        /// The store's path.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// `--thread` naming a thread the store does not hold.
+    #[error("no thread `{0}` in {1}; start a new conversation without --thread")]
+    UnknownThread(String, PathBuf),
+    /// The provider cannot be set up, or cannot be reached.
+    #[error("{0}")]
+    Provider(String),
     /// `--slot` naming a slot the flow does not declare.
     #[error("--slot {0}: the flow declares no slot `{0}`")]
     UnknownSlot(String),

@@ -1,4 +1,4 @@
-//! `clarion`: validate, export and (soon) run conversational flows.
+//! `clarion`: validate, export, test and run conversational flows.
 //!
 //! The binary is thin on purpose: argument parsing ([`args`]), one module per subcommand
 //! under [`commands`], and exit codes in one place ([`exit`]). Everything a library user
@@ -23,6 +23,7 @@ fn main() -> std::process::ExitCode {
         Command::Schema(args) => Ok(commands::schema::run(&args)),
         Command::Export(args) => commands::export::run(&args),
         Command::Test(args) => commands::test::run(&args),
+        Command::Chat(args) => commands::chat::run(&args),
     };
     match result {
         Ok(exit) => exit.into(),

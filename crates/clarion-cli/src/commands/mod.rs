@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod chat;
 pub mod export;
 pub mod schema;
 pub mod test;
