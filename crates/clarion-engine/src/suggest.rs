@@ -9,10 +9,14 @@ where
     candidates
         .into_iter()
         .map(|c| {
-            (
-                strsim::jaro_winkler(&word.to_lowercase(), &c.to_lowercase()),
-                c,
-            )
+            let (word, candidate) = (word.to_lowercase(), c.to_lowercase());
+            let score = strsim::jaro_winkler(&word, &candidate);
+            // Jaro-Winkler misses one swap or slip in a short word (`aks`, `ulr`).
+            if strsim::osa_distance(&word, &candidate) == 1 {
+                (score.max(0.9), c)
+            } else {
+                (score, c)
+            }
         })
         .filter(|(score, _)| *score > 0.8)
         .max_by(|a, b| a.0.total_cmp(&b.0))
@@ -40,6 +44,7 @@ mod tests {
         assert_eq!(closest("minimun", keys), Some("minimum"));
         assert_eq!(closest("descripton", keys), Some("description"));
         assert_eq!(closest("zzz", keys), None);
+        assert_eq!(closest("aks", ["ask", "slot"]), Some("ask"));
     }
 
     #[test]

@@ -27,9 +27,29 @@ impl Broken {
     /// Whether `at` or one of its ancestors is broken.
     #[must_use]
     pub fn covers(&self, at: &str) -> bool {
+        // Look up `at` and each ancestor: checks run per tool and parameter, so a scan of
+        // every broken part would make a large file with many mistakes quadratic.
+        let mut at = at;
+        loop {
+            if self.0.contains(at) {
+                return true;
+            }
+            match at.rfind('/') {
+                Some(cut) => at = &at[..cut],
+                None => return false,
+            }
+        }
+    }
+
+    /// Whether a key directly inside the table at `at` is broken: it may misspell a key
+    /// whose absence a later check would otherwise report.
+    #[must_use]
+    pub fn has_broken_key(&self, at: &str) -> bool {
+        let table = format!("{at}/");
         self.0
-            .iter()
-            .any(|b| at == b || (at.starts_with(b.as_str()) && at[b.len()..].starts_with('/')))
+            .range(table.clone()..)
+            .take_while(|b| b.starts_with(&table))
+            .any(|b| !b[table.len()..].contains('/'))
     }
 
     fn insert(&mut self, at: String) {
@@ -44,7 +64,9 @@ pub fn check(document: &mut Value, spans: &SpanIndex) -> (Vec<Diagnostic>, Broke
     let mut diagnostics = Vec::new();
     let mut repairs: Vec<String> = Vec::new();
     if let Some(validator) = validator {
-        for error in validator.iter_errors(document) {
+        let errors: Vec<_> = validator.iter_errors(document).collect();
+        let misspelt = misspelt_keys(&errors);
+        for error in &errors {
             let at = error.instance_path().as_str().to_owned();
             match error.kind() {
                 ValidationErrorKind::AdditionalProperties { unexpected } => {
@@ -56,7 +78,10 @@ pub fn check(document: &mut Value, spans: &SpanIndex) -> (Vec<Diagnostic>, Broke
                 }
                 ValidationErrorKind::Required { property } => {
                     let key = property.as_str().unwrap_or_default().to_owned();
-                    diagnostics.push(missing_key(&at, &key, spans));
+                    // `nme = …` already says "did you mean `name`?"; don't also say it is missing.
+                    if !misspelt.contains(&(at.clone(), key.clone())) {
+                        diagnostics.push(missing_key(&at, &key, spans));
+                    }
                     repairs.push(format!("{at}/{}", escape(&key)));
                 }
                 kind => {
@@ -78,6 +103,23 @@ pub fn check(document: &mut Value, spans: &SpanIndex) -> (Vec<Diagnostic>, Broke
     }
     ensure_required(document);
     (diagnostics, broken)
+}
+
+/// (table, key) for every unknown key that looks like a typo of a key its table accepts.
+fn misspelt_keys(errors: &[jsonschema::ValidationError<'_>]) -> Vec<(String, String)> {
+    let mut misspelt = Vec::new();
+    for error in errors {
+        if let ValidationErrorKind::AdditionalProperties { unexpected } = error.kind() {
+            let at = error.instance_path().as_str();
+            let accepted = keys_at(at);
+            for key in unexpected {
+                if let Some(near) = suggest::closest(key, accepted.iter().map(String::as_str)) {
+                    misspelt.push((at.to_owned(), near.to_owned()));
+                }
+            }
+        }
+    }
+    misspelt
 }
 
 fn validator() -> Option<&'static jsonschema::Validator> {
@@ -229,7 +271,12 @@ fn bad_value(
                     .filter(|t| *t != "null")
                     .collect(),
             };
-            wrong_type(expected)
+            let diagnostic = wrong_type(expected);
+            if instance.is_object() && holds_tables(at) {
+                // `[tools.x.after]` for `[[tools.x.after]]`: one bracket short.
+                return diagnostic.with_help(format!("write each entry as `[[{key}]]`"));
+            }
+            diagnostic
         }
         ValidationErrorKind::AnyOf { .. } | ValidationErrorKind::OneOfNotValid { .. } => {
             if let Some(options) = branch_constants(at) {
@@ -305,6 +352,15 @@ fn property_schema(at: &str) -> Option<&'static Value> {
     let root = flow_schema();
     let node = schema_at(root, parent)?.get("properties")?.get(&last)?;
     resolve(root, node)
+}
+
+/// Whether the key at `at` is an array of tables.
+fn holds_tables(at: &str) -> bool {
+    property_schema(at)
+        .and_then(|node| node.get("items"))
+        .and_then(|items| resolve(flow_schema(), items))
+        .and_then(|items| items.get("type"))
+        .is_some_and(|t| t == "object")
 }
 
 /// When the key at `at` only accepts constants (an enum written as `oneOf` of `const`s),
@@ -518,5 +574,8 @@ mod tests {
         broken.insert("/tools/a".to_owned());
         assert!(broken.covers("/tools/a/params/x"));
         assert!(!broken.covers("/tools/ab"));
+        assert!(!broken.covers("/tools"));
+        assert!(broken.has_broken_key("/tools"));
+        assert!(!broken.has_broken_key("/tools/a"));
     }
 }

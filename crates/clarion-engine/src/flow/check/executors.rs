@@ -31,6 +31,8 @@ pub(super) fn check(checker: &mut Checker<'_>) {
         }
         match found.as_slice() {
             [_] => {}
+            // A broken key may be a misspelt `builtin`; the typo is reported already.
+            [] if checker.broken.has_broken_key(&at) => {}
             [] => checker.report(
                 Diagnostic::new(
                     DiagnosticKind::NoExecutor { tool: tool.clone() },

@@ -11,7 +11,8 @@ pub(super) fn check(checker: &mut Checker<'_>) {
         if checker.broken.covers(&at) {
             continue;
         }
-        if !checker.broken.covers(&format!("{at}/description"))
+        // A broken key may be a misspelt `description`; the typo is reported already.
+        if !checker.broken.has_broken_key(&at)
             && spec
                 .description
                 .as_deref()
@@ -29,7 +30,7 @@ pub(super) fn check(checker: &mut Checker<'_>) {
         for (param, param_spec) in &spec.params {
             let param_at = pointer(&["tools", tool, "params", param]);
             if checker.broken.covers(&param_at)
-                || checker.broken.covers(&format!("{param_at}/description"))
+                || checker.broken.has_broken_key(&param_at)
                 || param_spec.schema_ref.is_some()
             {
                 continue;
@@ -54,7 +55,7 @@ pub(super) fn check(checker: &mut Checker<'_>) {
         }
         for (i, rule) in spec.after.iter().enumerate() {
             let rule_at = pointer(&["tools", tool, "after", &i.to_string()]);
-            if checker.broken.covers(&rule_at) {
+            if checker.broken.covers(&rule_at) || checker.broken.has_broken_key(&rule_at) {
                 continue;
             }
             if rule.inject.is_none() && rule.set.is_empty() {

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use jsonschema::error::ValidationErrorKind;
 use serde_json::Value;
 
 use super::Checker;
@@ -98,18 +99,33 @@ pub(super) fn check(checker: &mut Checker<'_>) {
                 } else {
                     format!("{at}{keyword_at}")
                 };
+                let tool_table = table_name(&pointer(&["tools", tool]));
+                // Strict mode needs closed objects: the fix for `additionalProperties` (written
+                // or implied by an object without `properties`) is to close it, not remove it.
+                let (reason, fix) = if keyword == "additionalProperties" {
+                    (
+                        format!("parameter `{param}` allows properties it does not list, which strict mode does not support"),
+                        "list every property under `properties` and set `additionalProperties = false`".to_owned(),
+                    )
+                } else {
+                    (
+                        format!(
+                            "parameter `{param}` uses `{keyword}`, which strict mode does not support"
+                        ),
+                        format!("remove `{keyword}`"),
+                    )
+                };
                 checker.report(
                     Diagnostic::new(
                         DiagnosticKind::StrictUnsupported {
                             tool: tool.clone(),
-                            reason: format!("parameter `{param}` uses `{keyword}`, which strict mode does not support"),
+                            reason,
                         },
                         checker.key(&format!("{where_}/{keyword}")),
                     )
                     .with_label("not supported in strict mode")
                     .with_help(format!(
-                        "remove `{keyword}`, or drop `strict = true` from {} to let Clarion choose",
-                        table_name(&pointer(&["tools", tool]))
+                        "{fix}, or drop `strict = true` from {tool_table} to let Clarion choose"
                     )),
                 );
             }
@@ -261,7 +277,23 @@ fn meta_validate(
     let mut seen = std::collections::HashSet::new();
     let errors: Vec<(String, String)> = validator
         .iter_errors(schema)
-        .map(|e| (e.instance_path().as_str().to_owned(), e.to_string()))
+        .map(|e| {
+            let path = e.instance_path().as_str().to_owned();
+            // The meta-schema's own wording ("not valid under any of the schemas listed in
+            // the 'anyOf' keyword") says nothing about what `type` accepts.
+            let message = if path.ends_with("/type")
+                && matches!(e.kind(), ValidationErrorKind::AnyOf { .. })
+            {
+                format!(
+                    "{} is not a JSON Schema type (\"string\", \"number\", \"integer\", \
+                     \"boolean\", \"object\", \"array\", \"null\") or a list of distinct types",
+                    e.instance()
+                )
+            } else {
+                e.to_string()
+            };
+            (path, message)
+        })
         .collect();
     for (path, message) in errors {
         if !seen.insert(path.clone()) {
@@ -320,6 +352,10 @@ fn slot_link(checker: &mut Checker<'_>, at: &str, param: &str, spec: &ParamSpec,
     let Some(slot) = &spec.slot else { return };
     let slot_at = format!("{at}/slot");
     let Some(slot_spec) = checker.file.slots.get(slot) else {
+        // A broken `[slots]` was dropped whole; its names are unknown, not undeclared.
+        if checker.broken.covers("/slots") {
+            return;
+        }
         let declared: Vec<&str> = checker.file.slots.keys().map(String::as_str).collect();
         let help = match suggest::closest(slot, declared.iter().copied()) {
             Some(near) => format!("did you mean `{near}`?"),
@@ -364,7 +400,8 @@ fn slot_link(checker: &mut Checker<'_>, at: &str, param: &str, spec: &ParamSpec,
 
 fn questions(checker: &mut Checker<'_>, at: &str, param: &str, spec: &ParamSpec, schema: &Value) {
     let required = is_required(spec);
-    if required && spec.ask.is_none() && !checker.broken.covers(&format!("{at}/ask")) {
+    // A broken key may be a misspelt `ask`; the typo is reported already.
+    if required && spec.ask.is_none() && !checker.broken.has_broken_key(at) {
         let description = schema.get("description").and_then(Value::as_str);
         checker.report(
             Diagnostic::new(

@@ -155,12 +155,24 @@ fn check_site(checker: &mut Checker<'_>, site: &Site<'_>) {
                     message,
                 },
             };
-            let help = match site.form {
-                Form::Template => {
-                    "templates use MiniJinja (Jinja2) syntax: `{{ slots.name }}`, `{% if … %}…{% endif %}`"
+            let bare = site
+                .text
+                .trim()
+                .strip_prefix("{{")
+                .and_then(|t| t.strip_suffix("}}"))
+                .map(str::trim);
+            let help = match (site.form, bare) {
+                (Form::Template, _) => {
+                    "templates use MiniJinja (Jinja2) syntax: `{{ slots.name }}`, \
+                     `{% if … %}…{% endif %}`"
+                        .to_owned()
                 }
-                Form::Expression => {
+                (Form::Expression, Some(bare)) => {
+                    format!("write the expression without `{{{{ }}}}`: `{bare}`")
+                }
+                (Form::Expression, None) => {
                     "an expression is what goes inside `{{ … }}`, e.g. `not result.attainable`"
+                        .to_owned()
                 }
             };
             checker.report(Diagnostic::new(kind, span).with_help(help));
@@ -207,26 +219,10 @@ fn check_name(checker: &mut Checker<'_>, site: &Site<'_>, name: &str) {
             undeclared_slot(checker, field, span);
         }
         "args" => {
-            let Some((tool, spec)) = site.tool else {
-                return;
-            };
-            if !spec.params.contains_key(field) {
-                let params: Vec<&str> = spec.params.keys().map(String::as_str).collect();
-                let help = match suggest::closest(field, params.iter().copied()) {
-                    Some(near) => format!("did you mean `args.{near}`?"),
-                    None => format!("tool `{tool}` has parameters {}", suggest::list(&params)),
-                };
-                let span = checker.find_in_string(&site.at, site.text, &format!("args.{field}"));
-                checker.report(
-                    Diagnostic::new(
-                        DiagnosticKind::UndefinedName {
-                            name: format!("args.{field}"),
-                        },
-                        span,
-                    )
-                    .with_label(format!("`{tool}` has no parameter `{field}`"))
-                    .with_help(help),
-                );
+            if let Some((tool, spec)) = site.tool
+                && !spec.params.contains_key(field)
+            {
+                undefined_arg(checker, site, tool, spec, field);
             }
         }
         "error" if !ERROR_FIELDS.contains(&field) => {
@@ -246,12 +242,16 @@ fn check_name(checker: &mut Checker<'_>, site: &Site<'_>, name: &str) {
             let Some((tool, spec)) = site.tool else {
                 return;
             };
+            // A broken allow-list was dropped; what it would allow is unknown.
+            let env_broken = checker
+                .broken
+                .covers(&pointer(&["tools", tool, "http", "env"]));
             let allowed = spec
                 .http
                 .as_ref()
                 .map(|h| h.env.as_slice())
                 .unwrap_or_default();
-            if !allowed.iter().any(|v| v == field) {
+            if !env_broken && !allowed.iter().any(|v| v == field) {
                 let span = checker.find_in_string(&site.at, site.text, &format!("env.{field}"));
                 checker.report(
                     Diagnostic::new(
@@ -273,7 +273,41 @@ fn check_name(checker: &mut Checker<'_>, site: &Site<'_>, name: &str) {
     }
 }
 
+fn undefined_arg(
+    checker: &mut Checker<'_>,
+    site: &Site<'_>,
+    tool: &str,
+    spec: &ToolSpec,
+    field: &str,
+) {
+    // A broken `params` table was dropped whole; its names are unknown, not missing.
+    if checker.broken.covers(&pointer(&["tools", tool, "params"])) {
+        return;
+    }
+    let params: Vec<&str> = spec.params.keys().map(String::as_str).collect();
+    let help = match suggest::closest(field, params.iter().copied()) {
+        Some(near) => format!("did you mean `args.{near}`?"),
+        None if params.is_empty() => format!("tool `{tool}` has no parameters"),
+        None => format!("tool `{tool}` has parameters {}", suggest::list(&params)),
+    };
+    let span = checker.find_in_string(&site.at, site.text, &format!("args.{field}"));
+    checker.report(
+        Diagnostic::new(
+            DiagnosticKind::UndefinedName {
+                name: format!("args.{field}"),
+            },
+            span,
+        )
+        .with_label(format!("`{tool}` has no parameter `{field}`"))
+        .with_help(help),
+    );
+}
+
 fn undeclared_slot(checker: &mut Checker<'_>, slot: &str, span: Option<std::ops::Range<usize>>) {
+    // A broken `[slots]` was dropped whole; its names are unknown, not undeclared.
+    if checker.broken.covers("/slots") {
+        return;
+    }
     let declared: Vec<&str> = checker.file.slots.keys().map(String::as_str).collect();
     let help = match suggest::closest(slot, declared.iter().copied()) {
         Some(near) => format!("did you mean `{near}`?"),
