@@ -36,7 +36,7 @@ pub enum Command {
     Export(ExportArgs),
     /// Play conversation scenarios and compare their transcripts with snapshots.
     #[command(
-        after_help = "Examples:\n  clarion test\n  clarion test flows/personal-finance -k parallel\n  clarion test --review\n  CI=true clarion test --junit target/scenarios.xml\n\nNew and changed transcripts are written as .snap.new beside the .snap (never when CI is set).\nDocs: docs/testing.md."
+        after_help = "Examples:\n  clarion test\n  clarion test flows/personal-finance -k parallel\n  clarion test --review\n  CI=true clarion test --junit target/scenarios.xml\n  clarion test --live --record -k booking\n\nNew and changed transcripts are written as .snap.new beside the .snap (never when CI is set).\nDocs: docs/testing.md."
     )]
     Test(TestArgs),
     /// Talk to a flow: a conversation in the terminal (or over pipes), stored and resumable.
@@ -117,6 +117,10 @@ pub struct SchemaArgs {
 
 /// `clarion test`.
 #[derive(Debug, Args)]
+#[allow(
+    clippy::struct_excessive_bools,
+    reason = "each is an independent command-line flag"
+)]
 pub struct TestArgs {
     /// Scenario files, or folders to search for `scenarios/*.toml` [default: flows/].
     #[arg(value_name = "PATH")]
@@ -133,6 +137,17 @@ pub struct TestArgs {
     /// Also write a `JUnit` XML report to FILE (for CI systems).
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
+    /// Play the user's turns against the flow's real provider instead of the script; only
+    /// expectations are checked (transcripts are printed, not compared).
+    #[arg(long, conflicts_with_all = ["replay", "accept", "review"])]
+    pub live: bool,
+    /// With --live: record every model exchange to `scenarios/recordings/NAME.jsonl`.
+    #[arg(long, requires = "live")]
+    pub record: bool,
+    /// Play the recordings made with `--live --record`, offline; only expectations are
+    /// checked.
+    #[arg(long, conflicts_with_all = ["accept", "review"])]
+    pub replay: bool,
 }
 
 /// `clarion export`.

@@ -339,3 +339,23 @@ fn unmocked_builtins_run_for_real_but_http_tools_need_a_mock() {
         "{text}"
     );
 }
+
+#[test]
+fn replay_needs_a_recording_and_record_needs_live() {
+    let dir = project();
+    let output = clarion_in(dir.path(), &["test", "--replay"], &[], None);
+    assert_eq!(output.status.code(), Some(1));
+    let text = stdout(&output);
+    assert!(
+        text.contains("error[S016]: cannot use the model: cannot read the recording"),
+        "{text}"
+    );
+    assert!(!pending(&dir).exists(), "replayed runs write no snapshot");
+
+    let output = clarion_in(dir.path(), &["test", "--record"], &[], None);
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "clap refuses --record without --live"
+    );
+}

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use clarion_engine::diagnostic::render;
-use clarion_engine::testing::Runner;
+use clarion_engine::testing::{ModelMode, Runner};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -96,7 +96,16 @@ fn play(path: &Path) -> (String, Vec<&'static str>) {
         .enable_time()
         .build()
         .unwrap_or_else(|e| panic!("{e}"));
-    let outcome = runtime.block_on(Runner::new().run(path));
+    // `replay_*` fixtures are played as `clarion test --replay` plays them.
+    let replay = path
+        .file_name()
+        .is_some_and(|n| n.to_string_lossy().starts_with("replay_"));
+    let runner = if replay {
+        Runner::new().with_model_mode(ModelMode::Replay)
+    } else {
+        Runner::new()
+    };
+    let outcome = runtime.block_on(runner.run(path));
     let diagnostics: Vec<_> = outcome.problems.iter().chain(&outcome.failures).collect();
     let codes = diagnostics.iter().map(|d| d.code()).collect();
     let rendered = diagnostics

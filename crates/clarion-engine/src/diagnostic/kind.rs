@@ -279,6 +279,12 @@ pub enum DiagnosticKind {
         /// The engine's error.
         message: String,
     },
+    /// The model a live or replayed scenario needs cannot be used.
+    #[error("cannot use the model: {reason}")]
+    ModelUnavailable {
+        /// Why.
+        reason: String,
+    },
     /// A `[turns.expect]` assertion that did not hold.
     #[error("`{expectation}` expectation failed: {detail}")]
     ExpectationFailed {
@@ -393,6 +399,7 @@ impl DiagnosticKind {
             Self::SubmitMismatch { .. } => "S013",
             Self::TurnRefused { .. } => "S014",
             Self::ExpectationFailed { .. } => "S015",
+            Self::ModelUnavailable { .. } => "S016",
         }
     }
 
@@ -727,6 +734,14 @@ mod tests {
         },
         "S015",
         "`run_status` expectation failed: the run ended `failed`"
+    );
+    message!(
+        model_unavailable,
+        DiagnosticKind::ModelUnavailable {
+            reason: s("no recording at scenarios/recordings/plan.jsonl")
+        },
+        "S016",
+        "cannot use the model: no recording at scenarios/recordings/plan.jsonl"
     );
     message!(
         missing_ask,

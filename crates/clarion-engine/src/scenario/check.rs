@@ -1,8 +1,8 @@
 //! Checks of a structurally valid scenario against its flow: every tool, parameter and
-//! slot it names exists, each mock and call says one thing, client tools are answered by
-//! the app and not mocked, and every mock is used.
+//! slot it names exists, each mock and call says one thing, and client tools are answered
+//! by the app and not mocked. (Whether every mock is used depends on the script, so
+//! [`super::play`] checks it.)
 
-use std::collections::HashSet;
 use std::ops::Range;
 
 use serde_json::{Map, Value};
@@ -29,10 +29,9 @@ pub fn run(file: &ScenarioFile, flow: &Flow, spans: &SpanIndex) -> Vec<Diagnosti
         diagnostics: Vec::new(),
     };
     checker.mocks(file);
-    let mut called = HashSet::new();
     for (i, turn) in file.turns.iter().enumerate() {
         for (j, step) in turn.model.iter().enumerate() {
-            checker.step(step, &format!("/turns/{i}/model/{j}"), &mut called);
+            checker.step(step, &format!("/turns/{i}/model/{j}"));
         }
         for (k, submit) in turn.submit.iter().enumerate() {
             let at = format!("/turns/{i}/submit/{k}/tool");
@@ -54,19 +53,6 @@ pub fn run(file: &ScenarioFile, flow: &Flow, spans: &SpanIndex) -> Vec<Diagnosti
         }
         if let Some(expect) = &turn.expect {
             checker.expect(expect, &format!("/turns/{i}/expect"));
-        }
-    }
-    for tool in file.mocks.keys() {
-        if flow.tools.contains_key(tool) && !called.contains(tool.as_str()) {
-            let diagnostic = Diagnostic::new(
-                DiagnosticKind::UnusedMock { tool: tool.clone() },
-                spans.key_span(&format!("/mocks/{}", escape(tool))),
-            )
-            .with_label("no model step calls this tool")
-            .with_help(format!(
-                "remove the mock, or add a step that calls it: `call = \"{tool}\"`"
-            ));
-            checker.diagnostics.push(diagnostic);
         }
     }
     checker.diagnostics
@@ -94,7 +80,7 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn step(&mut self, step: &StepSpec, at: &str, called: &mut HashSet<String>) {
+    fn step(&mut self, step: &StepSpec, at: &str) {
         let has_call_keys = step.args.is_some()
             || step.arguments.is_some()
             || step.result.is_some()
@@ -151,7 +137,6 @@ impl<'a> Checker<'a> {
             return;
         }
         for (call, call_at, tool_at) in step_calls(step, at) {
-            called.insert(call.tool.to_owned());
             let Some(tool) = self.tool(call.tool, &tool_at) else {
                 continue;
             };

@@ -19,8 +19,9 @@ use super::step_calls;
 use crate::diagnostic::{Diagnostic, DiagnosticKind};
 use crate::events::{Event, EventLog};
 use crate::flow::Executor;
-use crate::provider::ModelTurn;
+use crate::flow::spans::escape;
 use crate::provider::scripted::{ScriptedModel, ScriptedTurn};
+use crate::provider::{Model, ModelTurn};
 use crate::run::{Engine, EngineError, Run, RunStatus, ToolOutputSubmission};
 use crate::store::MemoryStore;
 use crate::thread::{Metadata, ToolCall};
@@ -40,19 +41,46 @@ pub struct Played {
     pub failures: Vec<Diagnostic>,
 }
 
-/// Plays `scenario`. Calls no mock answers go to `executor`; without one, every call must
-/// be mocked.
+/// Plays `scenario` with its scripted model steps. Calls no mock answers go to `executor`
+/// (HTTP tools excepted); without one, every call must be mocked.
 pub async fn play(scenario: &Scenario, executor: Option<Arc<dyn ToolExecutor>>) -> Played {
+    play_with(scenario, executor, None).await
+}
+
+/// Plays `scenario` against `model` instead of its script (a live provider, or a replayed
+/// recording): the user's turns, tool mocks (per tool; a step's own outcome belongs to a
+/// scripted call), submissions and expectations are the scenario's, the model's answers
+/// are whatever the model says. With `model` `None`, the scripted steps are the model.
+pub async fn play_with(
+    scenario: &Scenario,
+    executor: Option<Arc<dyn ToolExecutor>>,
+    model: Option<Arc<dyn Model>>,
+) -> Played {
+    if model.is_none() {
+        let unused = unused_mocks(scenario);
+        if !unused.is_empty() {
+            return Played {
+                problems: unused,
+                ..Played::default()
+            };
+        }
+    }
     let Script {
         turns,
         mocks,
         calls,
     } = script(scenario, executor);
     let mocks = Arc::new(mocks);
-    let model = Arc::new(ScriptedModel::new([]));
+    let (scripted, model): (Option<Arc<ScriptedModel>>, Arc<dyn Model>) = if let Some(model) = model
+    {
+        (None, model)
+    } else {
+        let script = Arc::new(ScriptedModel::new([]));
+        (Some(Arc::clone(&script)), script)
+    };
     let engine = Engine::new(
         Arc::clone(&scenario.flow),
-        Arc::clone(&model) as _,
+        model,
         Arc::clone(&mocks) as _,
         Arc::new(MemoryStore::new()),
     );
@@ -84,7 +112,7 @@ pub async fn play(scenario: &Scenario, executor: Option<Arc<dyn ToolExecutor>>) 
     let mut session = Player {
         scenario,
         engine,
-        model,
+        script: scripted,
         mocks,
         calls,
         thread_id: thread.id,
@@ -107,7 +135,8 @@ pub async fn play(scenario: &Scenario, executor: Option<Arc<dyn ToolExecutor>>) 
 struct Player<'a> {
     scenario: &'a Scenario,
     engine: Engine,
-    model: Arc<ScriptedModel>,
+    /// The scripted model, unless a real or replayed model plays the scenario.
+    script: Option<Arc<ScriptedModel>>,
     mocks: Arc<MockExecutor>,
     /// Call id → (tool, JSON pointer of the tool's name in the file).
     calls: HashMap<String, (String, String)>,
@@ -127,7 +156,9 @@ impl Player<'_> {
         let turn = &scenario.file.turns[i];
         let at = format!("/turns/{i}");
         let scripted = steps.len();
-        self.model.push(steps);
+        if let Some(script) = &self.script {
+            script.push(steps);
+        }
         self.transcript.user(&turn.user);
         let log = EventLog::new();
         let refused = |error: EngineError| {
@@ -178,32 +209,13 @@ impl Player<'_> {
                 .with_help(run_note(&run)),
             ));
         }
-        if let Some(id) = self.mocks.misses().first() {
-            let (tool, at) = self.calls.get(id).cloned().unwrap_or_default();
-            let remote = scenario
-                .flow
-                .tools
-                .get(&tool)
-                .is_some_and(|t| matches!(t.executor, Executor::Http(_)));
-            let reason = if remote {
-                "HTTP tools always need one in scenarios, so a transcript never depends on a remote service"
-            } else {
-                "no tool executor was given to run it"
-            };
-            return Err(Box::new(
-                Diagnostic::new(
-                    DiagnosticKind::Unmocked {
-                        tool: tool.clone(),
-                        reason: reason.to_owned(),
-                    },
-                    scenario.spans.value_span(&at),
-                )
-                .with_help(format!(
-                    "add `[mocks.{tool}]` with `result = {{ … }}`, or give this call its own `result`"
-                )),
-            ));
+        if let Some(problem) = self.unmocked() {
+            return Err(problem);
         }
-        if let Some(problem) = script_problem(scenario, i, scripted, self.model.remaining(), &run) {
+        let remaining = self.script.as_ref().map(|s| s.remaining());
+        if let Some(problem) =
+            remaining.and_then(|left| script_problem(scenario, i, scripted, left, &run))
+        {
             return Err(Box::new(problem));
         }
         Ok(turn.expect.as_ref().map_or_else(Vec::new, |spec| {
@@ -215,6 +227,39 @@ impl Player<'_> {
                 &format!("{at}/expect"),
             )
         }))
+    }
+
+    /// A call that had no mock and nothing else could run, as a problem.
+    fn unmocked(&self) -> Option<Box<Diagnostic>> {
+        let scenario = self.scenario;
+        let misses = self.mocks.misses();
+        let id = misses.first()?;
+        let (tool, at) = self.calls.get(id).cloned().unwrap_or_default();
+        let remote = scenario
+            .flow
+            .tools
+            .get(&tool)
+            .is_some_and(|t| matches!(t.executor, Executor::Http(_)));
+        let reason = if remote {
+            "HTTP tools always need one in scenarios, so a transcript never depends on a remote service"
+        } else {
+            "no tool executor was given to run it"
+        };
+        Some(Box::new(
+            Diagnostic::new(
+                DiagnosticKind::Unmocked {
+                    tool: tool.clone(),
+                    reason: reason.to_owned(),
+                },
+                // A live model's calls are not in the file.
+                Some(at.as_str())
+                    .filter(|at| !at.is_empty())
+                    .and_then(|at| scenario.spans.value_span(at)),
+            )
+            .with_help(format!(
+                "add `[mocks.{tool}]` with `result = {{ … }}`, or give this call its own `result`"
+            )),
+        ))
     }
 
     /// The outputs for every client call `run` waits for, from the turn's next
@@ -317,6 +362,35 @@ fn script_problem(
         return Some(diagnostic);
     }
     None
+}
+
+/// Mocks for tools no scripted step calls (a live model may call anything, so live and
+/// replayed runs do not check this).
+fn unused_mocks(scenario: &Scenario) -> Vec<Diagnostic> {
+    let called: Vec<&str> = scenario
+        .file
+        .turns
+        .iter()
+        .flat_map(|turn| &turn.model)
+        .flat_map(|step| step_calls(step, ""))
+        .map(|(call, _, _)| call.tool)
+        .collect();
+    scenario
+        .file
+        .mocks
+        .keys()
+        .filter(|tool| !called.contains(&tool.as_str()))
+        .map(|tool| {
+            Diagnostic::new(
+                DiagnosticKind::UnusedMock { tool: tool.clone() },
+                scenario.spans.key_span(&format!("/mocks/{}", escape(tool))),
+            )
+            .with_label("no model step calls this tool")
+            .with_help(format!(
+                "remove the mock, or add a step that calls it: `call = \"{tool}\"`"
+            ))
+        })
+        .collect()
 }
 
 /// Why a run stopped, for help lines.

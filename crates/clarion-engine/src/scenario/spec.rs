@@ -117,8 +117,9 @@ pub struct TurnSpec {
     #[schemars(length(min = 1))]
     pub user: String,
     /// What the model does, one entry per model request, in order: a reply (`text`), or
-    /// tool calls (`call` or `calls`).
-    #[schemars(length(min = 1))]
+    /// tool calls (`call` or `calls`). Needed by scripted runs; a live or replayed run
+    /// ignores it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub model: Vec<StepSpec>,
     /// Outputs the app submits for client tools, in order, when the run waits for them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -31,17 +31,41 @@ pub use diff::unified_diff;
 pub use discover::{DiscoverError, scenario_files};
 pub use snapshot::{Snapshot, SnapshotState, UpdateMode, is_ci, pending_path};
 
-use crate::diagnostic::{Diagnostic, render};
+use crate::diagnostic::{Diagnostic, DiagnosticKind, render};
+use crate::events::EventSink;
 use crate::flow::BuiltinCatalog;
+use crate::provider::replay::{RecordingModel, ReplayModel};
+use crate::provider::select::{self, ProviderOverrides};
+use crate::provider::{BoxFuture, Model, ModelError, ModelRequest, ModelResponse};
+use crate::scenario::Scenario;
 use crate::scenario::{self, FlowCache};
 use crate::source::SourceFile;
 use crate::tool::ToolExecutor;
+
+/// Where the model's answers come from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ModelMode {
+    /// The scenario's `[[turns.model]]` steps; transcripts are compared with snapshots.
+    #[default]
+    Scripted,
+    /// The flow's real provider (its `[provider]` table and the environment, as for
+    /// `clarion run`): the same user turns, mocks and submissions, but the model answers
+    /// for real. Only expectations are checked; with `record`, every exchange is written to
+    /// the scenario's recording ([`recording_path`]) for offline replay.
+    Live {
+        /// Write the recording.
+        record: bool,
+    },
+    /// The scenario's recording, offline and deterministic. Only expectations are checked.
+    Replay,
+}
 
 /// Plays scenarios; shares loaded flows between them.
 #[derive(Default)]
 pub struct Runner {
     flows: FlowCache,
     executor: Option<Arc<dyn ToolExecutor>>,
+    mode: ModelMode,
 }
 
 impl std::fmt::Debug for Runner {
@@ -75,6 +99,13 @@ impl Runner {
         self
     }
 
+    /// Plays scenarios with `mode`'s model instead of their scripts.
+    #[must_use]
+    pub fn with_model_mode(mut self, mode: ModelMode) -> Self {
+        self.mode = mode;
+        self
+    }
+
     /// Loads and plays the scenario at `path`.
     pub async fn run(&self, path: &Path) -> Outcome {
         let report = scenario::load_file(path, &self.flows);
@@ -91,16 +122,69 @@ impl Runner {
             problems: report.diagnostics,
             failures: Vec::new(),
             transcript: String::new(),
+            compared: self.mode == ModelMode::Scripted,
         };
         if let Some(scenario) = report.scenario {
             outcome.title.clone_from(&scenario.title);
             outcome.description.clone_from(&scenario.description);
-            let played = scenario::play(&scenario, self.executor.clone()).await;
+            let model = match self.model(&scenario) {
+                Ok(model) => model,
+                Err(diagnostic) => {
+                    outcome.problems.push(*diagnostic);
+                    return outcome;
+                }
+            };
+            let played = scenario::play::play_with(&scenario, self.executor.clone(), model).await;
             outcome.problems = played.problems;
             outcome.failures = played.failures;
             outcome.transcript = played.transcript;
         }
         outcome
+    }
+
+    /// The model `mode` asks for, `None` for the script.
+    fn model(&self, scenario: &Scenario) -> Result<Option<Arc<dyn Model>>, Box<Diagnostic>> {
+        let unavailable = |error: ModelError, help: &str| {
+            Box::new(
+                Diagnostic::new(
+                    DiagnosticKind::ModelUnavailable {
+                        reason: error.message,
+                    },
+                    None,
+                )
+                .with_help(help),
+            )
+        };
+        let recording = recording_path(&scenario.path);
+        match self.mode {
+            ModelMode::Scripted => Ok(None),
+            ModelMode::Replay => ReplayModel::open(&recording)
+                .map(|m| Some(Arc::new(m) as Arc<dyn Model>))
+                .map_err(|e| {
+                    unavailable(
+                        e,
+                        "record one with `clarion test --live --record`, against a real provider",
+                    )
+                }),
+            ModelMode::Live { record } => {
+                let help = "set the flow's [provider] table, or OPENAI_BASE_URL and OPENAI_API_KEY";
+                let model = select::model_for(&scenario.flow, &ProviderOverrides::default())
+                    .map_err(|e| unavailable(e, help))?;
+                if !record {
+                    return Ok(Some(model));
+                }
+                let key_env = scenario
+                    .flow
+                    .provider
+                    .as_ref()
+                    .and_then(|p| p.api_key_env.clone())
+                    .unwrap_or_else(|| "OPENAI_API_KEY".to_owned());
+                let secrets = std::env::var(key_env).into_iter().collect();
+                RecordingModel::new(Shared(model), recording, secrets)
+                    .map(|m| Some(Arc::new(m) as Arc<dyn Model>))
+                    .map_err(|e| unavailable(e, "check that the scenario's folder is writable"))
+            }
+        }
     }
 
     /// Plays the scenario at `path` and panics unless it passes (see [`assert_scenarios`]).
@@ -135,6 +219,31 @@ impl Runner {
     }
 }
 
+/// `scenarios/recordings/NAME.jsonl` beside the scenario `NAME.toml`: what
+/// [`ModelMode::Live`] records and [`ModelMode::Replay`] plays.
+#[must_use]
+pub fn recording_path(scenario: &Path) -> PathBuf {
+    let name = scenario.file_stem().unwrap_or_default().to_string_lossy();
+    scenario
+        .parent()
+        .unwrap_or(Path::new(""))
+        .join("recordings")
+        .join(format!("{name}.jsonl"))
+}
+
+/// A shared model, as a model (the recorder owns what it wraps).
+struct Shared(Arc<dyn Model>);
+
+impl Model for Shared {
+    fn respond<'a>(
+        &'a self,
+        request: ModelRequest<'a>,
+        events: &'a dyn EventSink,
+    ) -> BoxFuture<'a, Result<ModelResponse, ModelError>> {
+        self.0.respond(request, events)
+    }
+}
+
 /// Plays every scenario under `path` (a folder, or one scenario file) without a tool
 /// executor, and panics once, listing every failure.
 pub fn assert_scenarios(path: impl AsRef<Path>) {
@@ -160,6 +269,9 @@ pub struct Outcome {
     pub failures: Vec<Diagnostic>,
     /// The transcript (partial when there are problems, empty if nothing ran).
     pub transcript: String,
+    /// Whether the transcript is compared with the snapshot (scripted runs only: a live or
+    /// replayed model's conversation is checked by its expectations).
+    pub compared: bool,
 }
 
 /// What comparing with the snapshot found, and what was written.
@@ -216,7 +328,7 @@ impl Outcome {
             accepted: false,
             error: None,
         };
-        if !self.problems.is_empty() {
+        if !self.problems.is_empty() || !self.compared {
             return check;
         }
         let path = self.snapshot_path();
@@ -266,10 +378,9 @@ impl Outcome {
     /// transcript matches its snapshot (or was just accepted as it).
     #[must_use]
     pub fn passed(&self, check: &SnapshotCheck) -> bool {
-        self.problems.is_empty()
-            && self.failures.is_empty()
-            && check.error.is_none()
-            && (check.state == Some(SnapshotState::Matches) || check.accepted)
+        let snapshot_ok =
+            !self.compared || check.state == Some(SnapshotState::Matches) || check.accepted;
+        self.problems.is_empty() && self.failures.is_empty() && check.error.is_none() && snapshot_ok
     }
 
     /// The problems and failed expectations as code frames.
@@ -289,8 +400,12 @@ impl Outcome {
     pub fn failure_report(&self, check: &SnapshotCheck, styled: bool) -> String {
         let mut text = format!("scenario {}\n", self.path.display());
         text.push_str(&self.diagnostics(styled));
-        if !self.problems.is_empty() && !self.transcript.is_empty() {
-            text.push_str("the conversation so far:\n");
+        if (!self.problems.is_empty() || !self.compared) && !self.transcript.is_empty() {
+            text.push_str(if self.problems.is_empty() {
+                "the conversation:\n"
+            } else {
+                "the conversation so far:\n"
+            });
             for line in self.transcript.lines() {
                 text.push_str("  | ");
                 text.push_str(line);

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clarion_engine::testing::{
-    Outcome, Runner, SnapshotCheck, SnapshotState, UpdateMode, is_ci, scenario_files,
+    ModelMode, Outcome, Runner, SnapshotCheck, SnapshotState, UpdateMode, is_ci, scenario_files,
 };
 
 use clarion_tools::{BuiltinRegistry, ClarionTools};
@@ -81,7 +81,16 @@ pub fn run(args: &TestArgs) -> std::result::Result<Exit, CliError> {
             styled,
         ));
     }
-    let mut results = play_all(files, mode)?;
+    let model = if args.live {
+        ModelMode::Live {
+            record: args.record,
+        }
+    } else if args.replay {
+        ModelMode::Replay
+    } else {
+        ModelMode::Scripted
+    };
+    let mut results = play_all(files, mode, model)?;
     if args.review && !ci {
         review::review(&mut results, styled);
     }
@@ -100,7 +109,11 @@ pub fn run(args: &TestArgs) -> std::result::Result<Exit, CliError> {
 }
 
 /// Plays every file concurrently and checks its snapshot; results in input order.
-fn play_all(files: Vec<PathBuf>, mode: UpdateMode) -> std::result::Result<Vec<Result>, CliError> {
+fn play_all(
+    files: Vec<PathBuf>,
+    mode: UpdateMode,
+    model: ModelMode,
+) -> std::result::Result<Vec<Result>, CliError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_time()
         .build()
@@ -109,7 +122,8 @@ fn play_all(files: Vec<PathBuf>, mode: UpdateMode) -> std::result::Result<Vec<Re
     let runner = Arc::new(
         Runner::new()
             .with_builtins(Arc::new(BuiltinRegistry::standard()))
-            .with_executor(Arc::new(ClarionTools::new())),
+            .with_executor(Arc::new(ClarionTools::new()))
+            .with_model_mode(model),
     );
     runtime.block_on(async move {
         let tasks: Vec<_> = files
@@ -149,6 +163,17 @@ fn print_results(results: &[Result], styled: bool) {
             paint(&format!("{word:<8}"), colour, styled),
             result.outcome.path.display()
         );
+    }
+    // A live or replayed conversation is worth reading even when its expectations held.
+    for result in results.iter().filter(|r| r.passed() && !r.outcome.compared) {
+        let _ = writeln!(
+            text,
+            "\nthe conversation of {}:",
+            result.outcome.path.display()
+        );
+        for line in result.outcome.transcript.lines() {
+            let _ = writeln!(text, "  | {line}");
+        }
     }
     let failures: Vec<&Result> = results.iter().filter(|r| !r.passed()).collect();
     if !failures.is_empty() {
@@ -190,6 +215,9 @@ fn status(result: &Result) -> (&'static str, anstyle::AnsiColor) {
     }
     if !outcome.failures.is_empty() {
         return ("FAILED", Red);
+    }
+    if !outcome.compared {
+        return ("ok", Green);
     }
     match (&result.check.state, result.check.accepted) {
         (Some(SnapshotState::Matches), _) => ("ok", Green),
