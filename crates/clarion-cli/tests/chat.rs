@@ -112,8 +112,7 @@ async fn a_piped_conversation_is_stored_and_resumable() {
     let thread = log
         .split_whitespace()
         .find(|w| w.starts_with("thread_"))
-        .map(ToOwned::to_owned)
-        .unwrap_or_else(|| panic!("no thread id in {log}"));
+        .map_or_else(|| panic!("no thread id in {log}"), ToOwned::to_owned);
 
     let second = chat(
         &[&flow, "--store", &store, "--thread", &thread],

@@ -57,6 +57,7 @@ fn config(server: &MockServer) -> ProviderConfig {
     config
 }
 
+#[allow(clippy::needless_pass_by_value)] // callers build the message inline
 fn completion(message: Value, finish_reason: &str) -> ResponseTemplate {
     ResponseTemplate::new(200).set_body_json(json!({
         "id": "chatcmpl-1",
@@ -71,7 +72,12 @@ fn text(content: &str) -> ResponseTemplate {
 }
 
 fn sse(events: &[Value], done: bool) -> ResponseTemplate {
-    let mut body: String = events.iter().map(|e| format!("data: {e}\n\n")).collect();
+    let mut body = String::new();
+    for event in events {
+        body.push_str("data: ");
+        body.push_str(&event.to_string());
+        body.push_str("\n\n");
+    }
     if done {
         body.push_str("data: [DONE]\n\n");
     }

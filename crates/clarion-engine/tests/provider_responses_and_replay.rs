@@ -155,15 +155,15 @@ async fn streamed_responses_emit_deltas_and_incomplete_ends_the_run() {
         json!({ "type": "response.output_text.delta", "delta": "lo" }),
         json!({ "type": "response.completed", "response": message("Hello") }),
     ];
-    let body: String = events
-        .iter()
-        .map(|e| {
-            format!(
-                "event: {}\ndata: {e}\n\n",
-                e["type"].as_str().unwrap_or_default()
-            )
-        })
-        .collect();
+    let mut body = String::new();
+    for e in &events {
+        let kind = e["type"].as_str().unwrap_or_default();
+        body.push_str("event: ");
+        body.push_str(kind);
+        body.push_str("\ndata: ");
+        body.push_str(&e.to_string());
+        body.push_str("\n\n");
+    }
     Mock::given(method("POST"))
         .respond_with(ResponseTemplate::new(200).set_body_raw(body, "text/event-stream"))
         .mount(&server)

@@ -36,7 +36,17 @@ pub fn run(args: &ChatArgs) -> Result<Exit, CliError> {
     runtime.block_on(chat(args))
 }
 
-async fn chat(args: &ChatArgs) -> Result<Exit, CliError> {
+/// What a session needs: the engine, the flow, the thread, and a line describing the model.
+struct Session {
+    engine: Arc<Engine>,
+    flow: Arc<Flow>,
+    thread: Thread,
+    banner: String,
+}
+
+/// Loads the flow, opens the store, picks the provider, and finds or creates the thread.
+/// `Ok(None)` when the flow has errors (they are printed).
+fn open(args: &ChatArgs) -> Result<Option<Session>, CliError> {
     if !args.flow.is_file() {
         return Err(CliError::MissingFlow(args.flow.clone()));
     }
@@ -63,7 +73,7 @@ async fn chat(args: &ChatArgs) -> Result<Exit, CliError> {
             "{} has errors; fix them first (clarion validate)",
             args.flow.display()
         ));
-        return Ok(Exit::Problems);
+        return Ok(None);
     };
     let flow = Arc::new(flow);
     let store = SqliteStore::open(&args.store).map_err(|e| CliError::Store {
@@ -90,7 +100,7 @@ async fn chat(args: &ChatArgs) -> Result<Exit, CliError> {
         path: args.store.clone(),
         reason: e.to_string(),
     })?;
-    let mut thread = match &args.thread {
+    let thread = match &args.thread {
         Some(id) => engine.thread(id).map_err(|e| match e {
             clarion_engine::run::EngineError::Store(StoreError::ThreadNotFound(_)) => {
                 CliError::UnknownThread(id.clone(), args.store.clone())
@@ -112,19 +122,36 @@ async fn chat(args: &ChatArgs) -> Result<Exit, CliError> {
         .model
         .clone()
         .unwrap_or_else(|| flow.assistant.model.clone());
+    let banner = format!(
+        "{} · {model_name} at {} · thread {}",
+        flow.name, config.base_url, thread.id
+    );
+    Ok(Some(Session {
+        engine,
+        flow,
+        thread,
+        banner,
+    }))
+}
+
+async fn chat(args: &ChatArgs) -> Result<Exit, CliError> {
+    let Some(Session {
+        engine,
+        flow,
+        mut thread,
+        banner,
+    }) = open(args)?
+    else {
+        return Ok(Exit::Problems);
+    };
     let interactive = std::io::stdin().is_terminal();
     let sink = Arc::new(Terminal::new(args.verbose));
-    note(&format!(
-        "{} · {model_name} at {} · thread {}{}",
-        flow.name,
-        config.base_url,
-        thread.id,
-        if interactive {
-            " · /help for commands, Ctrl-D to leave"
-        } else {
-            ""
-        }
-    ));
+    let hint = if interactive {
+        " · /help for commands, Ctrl-D to leave"
+    } else {
+        ""
+    };
+    note(&format!("{banner}{hint}"));
     let mut transcript = Transcript::for_flow(&flow);
     let mut exit = Exit::Success;
     while let Some(line) = read_line(interactive, "you › ").await {
@@ -458,11 +485,11 @@ impl EventSink for Terminal {
                 }
             }
             Event::ContextInjected { text, .. } => {
-                self.effect(format!("  + context: {}", self.short(text)))
+                self.effect(format!("  + context: {}", self.short(text)));
             }
             Event::SlotSet { name, value } => self.effect(format!("  = {name} ← {value}")),
             Event::PendingAbandoned { tool, .. } => {
-                note(&format!("  × the pending {tool} call was dropped"))
+                note(&format!("  × the pending {tool} call was dropped"));
             }
             Event::RuleSkipped { tool, reason } => self.effect(format!("  ! {tool}: {reason}")),
             Event::Status { .. } | Event::ToolCalled { .. } => {}

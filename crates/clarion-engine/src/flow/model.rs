@@ -13,8 +13,8 @@ use indexmap::IndexMap;
 use serde_json::Value;
 
 pub use super::spec::{
-    AzureSpec, ContextRoleSpec, ProviderApi, ProviderSpec,
-    AfterRule, AssistantSpec, CommandSpec, HttpBody, HttpMethod, HttpSpec, OnError, ToolChoice,
+    AfterRule, AssistantSpec, AzureSpec, CommandSpec, ContextRoleSpec, HttpBody, HttpMethod,
+    HttpSpec, OnError, ProviderApi, ProviderSpec, ToolChoice,
 };
 
 /// A loaded, validated flow.

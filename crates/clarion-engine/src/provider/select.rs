@@ -30,10 +30,17 @@ pub struct ProviderOverrides {
 /// The protocol and configuration for `flow` with `overrides`, reading the environment
 /// through `env` (so tests need not touch the process environment).
 #[must_use]
-pub fn resolve(flow: &Flow, overrides: &ProviderOverrides, env: &dyn Fn(&str) -> Option<String>) -> (ProviderApi, ProviderConfig) {
+pub fn resolve(
+    flow: &Flow,
+    overrides: &ProviderOverrides,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> (ProviderApi, ProviderConfig) {
     let spec = flow.provider.clone().unwrap_or_default();
     let non_empty = |name: &str| env(name).filter(|v| !v.trim().is_empty());
-    let key_env = spec.api_key_env.clone().unwrap_or_else(|| "OPENAI_API_KEY".to_owned());
+    let key_env = spec
+        .api_key_env
+        .clone()
+        .unwrap_or_else(|| "OPENAI_API_KEY".to_owned());
     let api_key = non_empty(&key_env).map(Secret::new);
     let base_url = overrides
         .base_url
@@ -64,7 +71,10 @@ pub fn resolve(flow: &Flow, overrides: &ProviderOverrides, env: &dyn Fn(&str) ->
     if let Some(retries) = spec.max_retries {
         config.max_retries = retries;
     }
-    let api = overrides.api.or(spec.api).unwrap_or(ProviderApi::ChatCompletions);
+    let api = overrides
+        .api
+        .or(spec.api)
+        .unwrap_or(ProviderApi::ChatCompletions);
     (api, config)
 }
 
@@ -84,23 +94,39 @@ mod tests {
     use crate::provider::config::AuthStyle;
 
     fn flow(provider: &str) -> Flow {
-        let text = format!("[flow]\nname = \"f\"\n[assistant]\nmodel = \"m\"\ninstructions = \"i\"\n{provider}");
-        load_str("f.toml", &text, None).into_result().unwrap_or_else(|e| panic!("{e}"))
+        let text = format!(
+            "[flow]\nname = \"f\"\n[assistant]\nmodel = \"m\"\ninstructions = \"i\"\n{provider}"
+        );
+        load_str("f.toml", &text, None)
+            .into_result()
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     fn env(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
-        move |name| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| (*v).to_owned())
+        move |name| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        }
     }
 
     #[test]
     fn flags_beat_the_flow_which_beats_the_environment() {
         let local = flow("[provider]\nbase_url = \"http://127.0.0.1:8089/v1\"\nstream = false\n");
-        let environment = env(&[("OPENAI_BASE_URL", "https://elsewhere/v1"), ("OPENAI_API_KEY", "k")]);
+        let environment = env(&[
+            ("OPENAI_BASE_URL", "https://elsewhere/v1"),
+            ("OPENAI_API_KEY", "k"),
+        ]);
         let (api, config) = resolve(&local, &ProviderOverrides::default(), &environment);
         assert_eq!(api, ProviderApi::ChatCompletions);
         assert_eq!(config.base_url, "http://127.0.0.1:8089/v1");
         assert!(!config.stream);
-        let flags = ProviderOverrides { base_url: Some("http://flag/v1".into()), stream: Some(true), ..Default::default() };
+        let flags = ProviderOverrides {
+            base_url: Some("http://flag/v1".into()),
+            stream: Some(true),
+            ..Default::default()
+        };
         let (_, config) = resolve(&local, &flags, &environment);
         assert_eq!(config.base_url, "http://flag/v1");
         assert!(config.stream);
@@ -117,11 +143,21 @@ mod tests {
         let azure = flow(
             "[provider]\nbase_url = \"https://r.openai.azure.com\"\napi_key_env = \"AZURE_KEY\"\n[provider.azure]\ndeployment = \"d\"\napi_version = \"2024-10-21\"\n",
         );
-        let (_, config) = resolve(&azure, &ProviderOverrides::default(), &env(&[("AZURE_KEY", "az"), ("OPENAI_API_KEY", "nope")]));
+        let (_, config) = resolve(
+            &azure,
+            &ProviderOverrides::default(),
+            &env(&[("AZURE_KEY", "az"), ("OPENAI_API_KEY", "nope")]),
+        );
         assert_eq!(config.auth, AuthStyle::ApiKeyHeader);
         assert_eq!(config.api_key.as_ref().map(Secret::expose), Some("az"));
-        assert_eq!(config.url("chat/completions"), "https://r.openai.azure.com/openai/deployments/d/chat/completions");
+        assert_eq!(
+            config.url("chat/completions"),
+            "https://r.openai.azure.com/openai/deployments/d/chat/completions"
+        );
         let responses = flow("[provider]\napi = \"responses\"\n");
-        assert_eq!(resolve(&responses, &ProviderOverrides::default(), &env(&[])).0, ProviderApi::Responses);
+        assert_eq!(
+            resolve(&responses, &ProviderOverrides::default(), &env(&[])).0,
+            ProviderApi::Responses
+        );
     }
 }
