@@ -53,6 +53,7 @@ MODEL="$CACHE/models/$MODEL_FILE"
 MODEL_STAMP="$MODEL.verified"
 PID_FILE="$CACHE/llama-server.pid"
 PORT_FILE="$CACHE/llama-server.port"
+ARGS_FILE="$CACHE/llama-server.args"
 LOG_FILE="$CACHE/llama-server.log"
 PORT="${CLARION_LOCAL_MODEL_PORT:-8089}"
 CTX="${CLARION_LOCAL_MODEL_CTX:-8192}"
@@ -240,35 +241,45 @@ port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 cmd_start() {
   binary_ok || die "llama-server is not installed: run '$0 install'"
   model_ok || die "the model is not installed: run '$0 install'"
-  local pid
-  if pid="$(running_pid)"; then
-    local port
-    port="$(cat "$PORT_FILE" 2>/dev/null || echo "$PORT")"
-    if healthy "$port"; then
-      log "already running (pid $pid)"
-      echo "http://127.0.0.1:$port/v1"
-      return
-    fi
-    log "pid $pid is not healthy: stopping it"
-    cmd_stop
-  fi
-  if port_in_use "$PORT"; then
-    die "port $PORT on 127.0.0.1 is taken by another process (set CLARION_LOCAL_MODEL_PORT)"
-  fi
   local args=(-m "$MODEL" --host 127.0.0.1 --port "$PORT" --alias "$MODEL_NAME"
     -c "$CTX" -t "$THREADS" --jinja --no-ui)
   local extra=()
   read -r -a extra <<<"${CLARION_LOCAL_MODEL_ARGS:-}"
   args+=("${extra[@]}")
+  local template_sum=embedded
   if [[ $TEMPLATE != embedded ]]; then
     [[ -f $TEMPLATE ]] || die "chat template $TEMPLATE not found"
     args+=(--chat-template-file "$TEMPLATE")
+    template_sum="$(sha256sum "$TEMPLATE" | cut -c1-16)"
+  fi
+  # What the server runs with, the template's content included (not its path: a server
+  # started from another checkout with the same template is reused).
+  local signature="${args[*]/$TEMPLATE/} template:$template_sum"
+  local pid
+  if pid="$(running_pid)"; then
+    local port
+    port="$(cat "$PORT_FILE" 2>/dev/null || echo "$PORT")"
+    if [[ "$(cat "$ARGS_FILE" 2>/dev/null)" != "$signature" ]]; then
+      log "pid $pid runs with other settings or another template: restarting it"
+      cmd_stop
+    elif healthy "$port"; then
+      log "already running (pid $pid)"
+      echo "http://127.0.0.1:$port/v1"
+      return
+    else
+      log "pid $pid is not healthy: stopping it"
+      cmd_stop
+    fi
+  fi
+  if port_in_use "$PORT"; then
+    die "port $PORT on 127.0.0.1 is taken by another process (set CLARION_LOCAL_MODEL_PORT)"
   fi
   log "starting llama-server on 127.0.0.1:$PORT (log: $LOG_FILE)"
   setsid nohup "$BIN" "${args[@]}" >"$LOG_FILE" 2>&1 </dev/null &
   pid=$!
   echo "$pid" >"$PID_FILE"
   echo "$PORT" >"$PORT_FILE"
+  echo "$signature" >"$ARGS_FILE"
   local waited=0
   until healthy "$PORT"; do
     if ! kill -0 "$pid" 2>/dev/null; then
