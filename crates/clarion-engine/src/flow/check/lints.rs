@@ -29,17 +29,22 @@ pub(super) fn check(checker: &mut Checker<'_>) {
         }
         for (param, param_spec) in &spec.params {
             let param_at = pointer(&["tools", tool, "params", param]);
-            if checker.broken.covers(&param_at)
-                || checker.broken.has_broken_key(&param_at)
-                || param_spec.schema_ref.is_some()
-            {
+            if checker.broken.covers(&param_at) || checker.broken.has_broken_key(&param_at) {
                 continue;
             }
-            if param_spec
-                .description
-                .as_deref()
-                .is_none_or(|d| d.trim().is_empty())
-            {
+            // A `$ref` file may carry the description; one that could not be read was
+            // reported already.
+            let from_file = match &param_spec.schema_ref {
+                Some(_) => match checker.resolved_refs.get(&param_at) {
+                    Some(schema) => schema
+                        .get("description")
+                        .and_then(serde_json::Value::as_str),
+                    None => continue,
+                },
+                None => None,
+            };
+            let described = |d: Option<&str>| d.is_some_and(|d| !d.trim().is_empty());
+            if !described(param_spec.description.as_deref()) && !described(from_file) {
                 checker.report(
                     Diagnostic::new(
                         DiagnosticKind::MissingParamDescription {

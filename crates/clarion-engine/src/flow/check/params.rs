@@ -32,6 +32,11 @@ pub fn model_schema(spec: &ParamSpec, from_ref: Option<&Value>) -> Value {
         Some(Value::Object(file)) => file.clone(),
         _ => spec.schema.0.clone(),
     };
+    // A schema file's identity keys describe the file, not the value; sent to a provider
+    // they would only keep the tool out of strict mode.
+    for key in ["$schema", "$id"] {
+        schema.shift_remove(key);
+    }
     if let Some(description) = &spec.description {
         schema.insert("description".to_owned(), Value::String(description.clone()));
     }
@@ -162,7 +167,7 @@ fn schema_ref(checker: &mut Checker<'_>, at: &str, spec: &ParamSpec, path: &str)
             "move those keywords into the schema file, or remove `$ref`",
         );
     }
-    if path.starts_with('#') || path.contains("://") {
+    if path.starts_with('#') || path.contains("://") || std::path::Path::new(path).is_absolute() {
         return fail(
             checker,
             "only relative paths to local JSON files are supported".to_owned(),
@@ -214,6 +219,22 @@ fn nested_keywords(checker: &mut Checker<'_>, at: &str, schema: &Value, depth: u
         return;
     };
     if depth > 0 {
+        if object.contains_key("$ref") {
+            let here = format!("{at}/$ref");
+            checker.report(
+                Diagnostic::new(
+                    DiagnosticKind::SchemaRef {
+                        path: object.get("$ref").and_then(Value::as_str).unwrap_or_default().to_owned(),
+                        reason: "a `$ref` inside a parameter's schema cannot be resolved once the schema is \
+                                 embedded in the tool's parameters"
+                            .to_owned(),
+                    },
+                    checker.value(&here),
+                )
+                .with_label("unresolvable for the model")
+                .with_help("write the subschema inline, or move the whole schema to a file and use `$ref` on the parameter"),
+            );
+        }
         for key in object.keys() {
             if !is_keyword(key) {
                 let here = format!("{at}/{}", escape(key));
@@ -467,6 +488,18 @@ pub fn suggested_question(param: &str, description: Option<&str>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn schema_files_lose_their_identity_keys_and_gain_the_flows_description() {
+        let spec: ParamSpec =
+            serde_json::from_value(serde_json::json!({ "description": "Amount." }))
+                .unwrap_or_else(|e| panic!("{e}"));
+        let file = serde_json::json!({ "$schema": "https://json-schema.org/draft/2020-12/schema", "$id": "x", "type": "number" });
+        assert_eq!(
+            model_schema(&spec, Some(&file)),
+            serde_json::json!({ "type": "number", "description": "Amount." })
+        );
+    }
 
     #[test]
     fn questions_are_built_from_descriptions() {
