@@ -139,14 +139,23 @@ impl Engine {
     /// A run, after expiring it if it waited too long in `requires_action`.
     pub fn run_status(&self, run_id: &str) -> Result<Run, EngineError> {
         let run = self.store.run(run_id)?;
-        let due = run.status == RunStatus::RequiresAction
-            && run.expires_at.is_some_and(|at| self.clock.now_ms() >= at);
-        if due && self.claim(&run.id).is_ok() {
-            let result = self.expire(run);
-            self.release(run_id);
-            return result;
+        if !self.is_due(&run) || self.claim(run_id).is_err() {
+            return Ok(run);
         }
-        Ok(run)
+        // Read again under the claim: another request may have settled it in between.
+        let result = self
+            .store
+            .run(run_id)
+            .map_err(EngineError::from)
+            .and_then(|run| {
+                if self.is_due(&run) {
+                    self.expire(run)
+                } else {
+                    Ok(run)
+                }
+            });
+        self.release(run_id);
+        result
     }
 
     /// Appends the user's message. Fails while a run holds the thread.
@@ -212,8 +221,7 @@ impl Engine {
             .drive_claimed(run_id, cancel, events)
             .instrument(span)
             .await;
-        self.release(run_id);
-        result
+        self.release_driven(run_id, result, events)
     }
 
     async fn drive_claimed(
@@ -251,8 +259,7 @@ impl Engine {
     ) -> Result<Run, EngineError> {
         let cancel = self.claim(run_id)?;
         let result = self.submit_claimed(run_id, outputs, cancel, events).await;
-        self.release(run_id);
-        result
+        self.release_driven(run_id, result, events)
     }
 
     async fn submit_claimed(
@@ -263,9 +270,7 @@ impl Engine {
         events: &dyn EventSink,
     ) -> Result<Run, EngineError> {
         let mut run = self.store.run(run_id)?;
-        if run.status == RunStatus::RequiresAction
-            && run.expires_at.is_some_and(|at| self.clock.now_ms() >= at)
-        {
+        if self.is_due(&run) {
             run = self.expire(run)?;
         }
         if run.status != RunStatus::RequiresAction {
@@ -357,7 +362,21 @@ impl Engine {
             return Ok(run);
         }
         self.claim(run_id)?;
-        let result = self.cancel_now(run, events);
+        // Read again under the claim: the run may have ended since it was read above.
+        let result = self
+            .store
+            .run(run_id)
+            .map_err(EngineError::from)
+            .and_then(|run| {
+                if run.status.is_terminal() {
+                    Err(EngineError::RunNotActive {
+                        run_id: run.id,
+                        status: run.status,
+                    })
+                } else {
+                    self.cancel_now(run, events)
+                }
+            });
         self.release(run_id);
         result
     }
@@ -1097,6 +1116,47 @@ impl Engine {
         if let Ok(mut driving) = self.driving.lock() {
             driving.remove(run_id);
         }
+    }
+
+    /// Releases a run after driving it. A cancel that arrived after the loop's last check
+    /// would be lost if the run came to rest in `requires_action`. `cancel` signals under
+    /// the lock taken here, so the signal is either seen now — and honoured while the run
+    /// is still claimed — or `cancel` finds the run released and cancels it itself.
+    fn release_driven(
+        &self,
+        run_id: &str,
+        result: Result<Run, EngineError>,
+        events: &dyn EventSink,
+    ) -> Result<Run, EngineError> {
+        let cancelled = self.driving.lock().is_ok_and(|mut driving| {
+            let requested = driving.get(run_id).is_some_and(|signal| *signal.borrow());
+            if !requested {
+                driving.remove(run_id);
+            }
+            requested
+        });
+        if !cancelled {
+            return result;
+        }
+        let settled = self
+            .store
+            .run(run_id)
+            .map_err(EngineError::from)
+            .and_then(|run| {
+                if run.status == RunStatus::RequiresAction {
+                    self.cancel_now(run, events)
+                } else {
+                    Ok(run)
+                }
+            });
+        self.release(run_id);
+        result.and(settled)
+    }
+
+    /// Whether a run has waited in `requires_action` past its expiry.
+    fn is_due(&self, run: &Run) -> bool {
+        run.status == RunStatus::RequiresAction
+            && run.expires_at.is_some_and(|at| self.clock.now_ms() >= at)
     }
 }
 
