@@ -144,3 +144,37 @@ fn invalid_scenario_diagnostics() {
         .collect();
     assert!(missing.is_empty(), "no fixture produces {missing:?}");
 }
+
+/// insta itself reads every example snapshot: same header fields, same transcript — so
+/// `cargo insta review`/`accept`/`show` work on them.
+#[test]
+fn example_snapshots_are_insta_snapshot_files() {
+    let mut checked = 0;
+    for (_, scenarios) in example_scenarios() {
+        for scenario in scenarios {
+            let stem = scenario.file_stem().unwrap_or_default().to_string_lossy();
+            let path = scenario.with_file_name(format!("snapshots/{stem}.snap"));
+            let ours = clarion_engine::testing::Snapshot::read(&path)
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| panic!("{} does not read", path.display()));
+            let theirs = insta::Snapshot::from_file(&path)
+                .unwrap_or_else(|e| panic!("insta cannot read {}: {e}", path.display()));
+            assert_eq!(theirs.metadata().source(), Some(ours.source.as_str()));
+            assert_eq!(theirs.metadata().description(), ours.description.as_deref());
+            let text = theirs
+                .contents()
+                .as_text()
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            assert_eq!(
+                text,
+                clarion_engine::testing::normalize(&ours.body),
+                "{}",
+                path.display()
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 16, "only {checked} snapshots checked");
+}

@@ -29,7 +29,7 @@ use std::sync::Arc;
 
 pub use diff::unified_diff;
 pub use discover::{DiscoverError, scenario_files};
-pub use snapshot::{Snapshot, SnapshotState, UpdateMode, is_ci, pending_path};
+pub use snapshot::{Snapshot, SnapshotState, UpdateMode, is_ci, normalize, pending_path};
 
 use crate::diagnostic::{Diagnostic, DiagnosticKind, render};
 use crate::events::EventSink;
