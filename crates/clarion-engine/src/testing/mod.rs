@@ -16,8 +16,10 @@
 //! `cargo insta review`; with `CI` set nothing is ever written ([`UpdateMode::from_env`]).
 //!
 //! Calls without a mock go to the executor given with [`Runner::with_executor`] (e.g. the
-//! real built-in tools); without one, every call must be mocked. The same [`Runner`] is
-//! what `clarion test` uses.
+//! real built-in tools; HTTP tools always need a mock); without one, every call must be
+//! mocked. [`Runner::with_model_mode`] plays the user's turns against a real provider or a
+//! recording instead of the script ([`ModelMode`]), checking expectations only. The same
+//! [`Runner`] is what `clarion test` uses; docs/testing.md is the reference.
 
 mod diff;
 mod discover;
