@@ -200,3 +200,18 @@ ask = "Risk?"
         Some(r#"add `enum = ["low", "medium", "high"]`"#)
     );
 }
+
+#[test]
+fn a_tool_with_several_executors_is_only_e009() {
+    let text = format!(
+        r#"{HEADER}
+[tools.payment]
+description = "Monthly payment of a loan."
+builtin = "finance.loan_payment"
+client = true
+"#
+    );
+    let report = with_catalog(&text);
+    let codes: Vec<&str> = report.diagnostics.iter().map(Diagnostic::code).collect();
+    assert_eq!(codes, ["E009"]);
+}

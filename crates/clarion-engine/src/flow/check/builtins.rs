@@ -24,6 +24,11 @@ pub(super) fn check(checker: &mut Checker<'_>) {
         let Some(builtin) = &spec.builtin else {
             continue;
         };
+        // A tool with several executors is `E009`; which one the author meant is open, so
+        // the built-in is not held against the tool's parameters as well.
+        if spec.http.is_some() || spec.command.is_some() || spec.client == Some(true) {
+            continue;
+        }
         let at = pointer(&["tools", tool]);
         let builtin_at = format!("{at}/builtin");
         if checker.broken.covers(&builtin_at) {
