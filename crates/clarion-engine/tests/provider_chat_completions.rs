@@ -3,8 +3,7 @@
 
 mod support;
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use clarion_engine::events::{Event, EventLog, NoEvents};
@@ -18,35 +17,7 @@ use clarion_engine::tool::FnExecutor;
 use serde_json::{Value, json};
 use support::*;
 use wiremock::matchers::{header, method, path, query_param};
-use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
-
-/// Answers with the given responses in order (the last one repeats).
-struct Sequence(Mutex<VecDeque<ResponseTemplate>>);
-
-impl Sequence {
-    fn new(responses: Vec<ResponseTemplate>) -> Self {
-        Self(Mutex::new(responses.into()))
-    }
-}
-
-impl Respond for Sequence {
-    fn respond(&self, _request: &Request) -> ResponseTemplate {
-        let mut queue = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if queue.len() > 1 {
-            queue
-                .pop_front()
-                .unwrap_or_else(|| ResponseTemplate::new(500))
-        } else {
-            queue
-                .front()
-                .cloned()
-                .unwrap_or_else(|| ResponseTemplate::new(500))
-        }
-    }
-}
+use wiremock::{Mock, MockServer, ResponseTemplate};
 
 fn config(server: &MockServer) -> ProviderConfig {
     let mut config = ProviderConfig::new(format!("{}/v1", server.uri()));

@@ -3,8 +3,7 @@
 
 mod support;
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use clarion_engine::events::{Event, EventLog, NoEvents};
@@ -19,32 +18,7 @@ use clarion_engine::tool::FnExecutor;
 use serde_json::{Value, json};
 use support::*;
 use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
-
-struct Sequence(Mutex<VecDeque<ResponseTemplate>>);
-
-impl Respond for Sequence {
-    fn respond(&self, _request: &Request) -> ResponseTemplate {
-        let mut queue = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if queue.len() > 1 {
-            queue
-                .pop_front()
-                .unwrap_or_else(|| ResponseTemplate::new(500))
-        } else {
-            queue
-                .front()
-                .cloned()
-                .unwrap_or_else(|| ResponseTemplate::new(500))
-        }
-    }
-}
-
-fn sequence(responses: Vec<ResponseTemplate>) -> Sequence {
-    Sequence(Mutex::new(responses.into()))
-}
+use wiremock::{Mock, MockServer, ResponseTemplate};
 
 fn config(server: &MockServer) -> ProviderConfig {
     let mut config = ProviderConfig::new(format!("{}/v1", server.uri()));
@@ -91,7 +65,7 @@ async fn the_responses_api_pairs_function_calls_and_outputs_by_call_id() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/v1/responses"))
-        .respond_with(sequence(vec![
+        .respond_with(Sequence::new(vec![
             ResponseTemplate::new(200).set_body_json(function_call()),
             ResponseTemplate::new(200).set_body_json(message("A year.")),
         ]))
@@ -221,7 +195,7 @@ async fn streamed_responses_emit_deltas_and_incomplete_ends_the_run() {
 async fn a_recorded_conversation_replays_offline_and_a_changed_request_shows_a_diff() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
-        .respond_with(sequence(vec![
+        .respond_with(Sequence::new(vec![
             ResponseTemplate::new(200).set_body_json(function_call()),
             ResponseTemplate::new(200)
                 .set_body_json(message("A year, using sk-responses-secret-0000.")),

@@ -326,7 +326,7 @@ fn bad_value(
 }
 
 /// "expected one of …", with a suggestion when the value looks like a typo of one.
-fn one_of(
+pub(crate) fn one_of(
     invalid: impl Fn(String) -> Diagnostic,
     options: &[Value],
     instance: &Value,
@@ -440,7 +440,7 @@ fn json_type_name(name: &str) -> &'static str {
     }
 }
 
-fn words(expected: &[&str]) -> String {
+pub(crate) fn words(expected: &[&str]) -> String {
     match expected {
         [] => "something else".to_owned(),
         [one] => (*one).to_owned(),

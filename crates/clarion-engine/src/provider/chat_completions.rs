@@ -58,21 +58,7 @@ impl Model for ChatCompletions {
             if config.stream {
                 read_stream(&self.client, response, events).await
             } else {
-                let text = response.text().await.map_err(|e| {
-                    ModelError::new(
-                        "invalid_response",
-                        format!("the response body could not be read: {e}"),
-                    )
-                })?;
-                let body: Value = serde_json::from_str(&text).map_err(|e| {
-                    ModelError::new(
-                        "invalid_response",
-                        format!(
-                            "the response is not valid JSON ({e}): {}",
-                            excerpt(&self.client.redact(&text))
-                        ),
-                    )
-                })?;
+                let body = self.client.read_json(response).await?;
                 let response = parse_response(&body)?;
                 if let ModelTurn::Text(text)
                 | ModelTurn::ToolCalls {

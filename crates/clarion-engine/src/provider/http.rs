@@ -185,6 +185,26 @@ impl ProviderClient {
         self.config.redact(&message)
     }
 
+    /// Reads a whole response body as JSON; an unreadable or malformed body is an
+    /// `invalid_response` error quoting (redacted) the start of what arrived.
+    pub async fn read_json(&self, response: reqwest::Response) -> Result<Value, ModelError> {
+        let text = response.text().await.map_err(|e| {
+            ModelError::new(
+                "invalid_response",
+                format!("the response body could not be read: {e}"),
+            )
+        })?;
+        serde_json::from_str(&text).map_err(|e| {
+            ModelError::new(
+                "invalid_response",
+                format!(
+                    "the response is not valid JSON ({e}): {}",
+                    super::chat_completions::excerpt(&self.redact(&text))
+                ),
+            )
+        })
+    }
+
     /// Redacts secrets from `text`.
     #[must_use]
     pub fn redact(&self, text: &str) -> String {

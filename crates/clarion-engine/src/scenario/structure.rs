@@ -14,7 +14,7 @@ use super::schema::{keys_at, scenario_schema};
 use crate::diagnostic::{Diagnostic, DiagnosticKind};
 use crate::flow::schema::{resolve, schema_at};
 use crate::flow::spans::{SpanIndex, escape};
-use crate::flow::structure::{table_name, toml_type};
+use crate::flow::structure::{one_of, table_name, toml_type, words};
 use crate::suggest;
 
 /// Validates `document` against the scenario schema; every problem, located.
@@ -60,7 +60,8 @@ fn validator() -> Option<&'static jsonschema::Validator> {
         .as_ref()
 }
 
-/// (table, key) for every unknown key that looks like a typo of a key its table accepts.
+/// Keys reported unknown that look like a typo of a missing required key (the `keys_at`
+/// here is the scenario schema's, so this is not the flow's twin).
 fn misspelt_keys(errors: &[jsonschema::ValidationError<'_>]) -> Vec<(String, String)> {
     let mut misspelt = Vec::new();
     for error in errors {
@@ -183,26 +184,6 @@ fn bad_value(
     }
 }
 
-/// "expected one of …", with a suggestion when the value looks like a typo of one.
-fn one_of(
-    invalid: impl Fn(String) -> Diagnostic,
-    options: &[Value],
-    instance: &Value,
-) -> Diagnostic {
-    let options: Vec<String> = options
-        .iter()
-        .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
-        .collect();
-    let diagnostic = invalid(format!("expected one of {}", suggest::list(&options)));
-    match instance
-        .as_str()
-        .and_then(|s| suggest::closest(s, options.iter().map(String::as_str)))
-    {
-        Some(near) => diagnostic.with_help(format!("did you mean `\"{near}\"`?")),
-        None => diagnostic,
-    }
-}
-
 /// The schema of the key at `at`, with wrappers and `$ref`s resolved.
 fn property_schema(at: &str) -> Option<&'static Value> {
     let (parent, last) = at.rsplit_once('/')?;
@@ -287,14 +268,6 @@ fn type_words(name: &str) -> &'static str {
         "number" => "a number",
         "boolean" => "a boolean",
         _ => "nothing",
-    }
-}
-
-fn words(expected: &[&str]) -> String {
-    match expected {
-        [] => "something else".to_owned(),
-        [one] => (*one).to_owned(),
-        [init @ .., last] => format!("{} or {last}", init.join(", ")),
     }
 }
 

@@ -165,3 +165,28 @@ impl Counter {
         self.0.load(Ordering::SeqCst)
     }
 }
+
+/// A wiremock responder that answers with the given responses in order; the last one
+/// repeats.
+pub struct Sequence(std::sync::Mutex<std::collections::VecDeque<wiremock::ResponseTemplate>>);
+
+impl Sequence {
+    pub fn new(responses: Vec<wiremock::ResponseTemplate>) -> Self {
+        Self(std::sync::Mutex::new(responses.into()))
+    }
+}
+
+impl wiremock::Respond for Sequence {
+    fn respond(&self, _request: &wiremock::Request) -> wiremock::ResponseTemplate {
+        let mut queue = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let next = if queue.len() > 1 {
+            queue.pop_front()
+        } else {
+            queue.front().cloned()
+        };
+        next.unwrap_or_else(|| wiremock::ResponseTemplate::new(500))
+    }
+}
