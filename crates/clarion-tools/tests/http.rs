@@ -624,3 +624,30 @@ async fn an_unset_secret_is_unavailable_before_anything_is_sent() {
     );
     assert!(requests(&server).await.is_empty());
 }
+
+#[tokio::test]
+async fn absurd_durations_neither_panic_nor_wait() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(
+            ResponseTemplate::new(503).insert_header("retry-after", "18446744073709551615"),
+        )
+        .mount(&server)
+        .await;
+    let flow = flow(&format!(
+        r#"url = "{}/x"
+           timeout = "5000000000000h"
+           retries = 3
+           allow_private_network = true"#,
+        server.uri()
+    ));
+    let started = Instant::now();
+    let error = failure(call(&flow, json!({})).await);
+    assert_eq!(error.kind, "unavailable", "{error}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(
+        requests(&server).await.len(),
+        1,
+        "a wait past the deadline is not waited"
+    );
+}

@@ -50,6 +50,9 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 /// No single wait between retries is longer than this.
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
+/// The deadline of a call whose timeout is too long for the clock (about 30 years).
+const LONGEST_WAIT: Duration = Duration::from_secs(30 * 365 * 24 * 3600);
+
 /// Runs HTTP tools. Holds two connection pools: one for tools that may reach private
 /// addresses, one for those that may not (the policy lives in each client's resolver and
 /// redirect policy).
@@ -134,7 +137,10 @@ impl HttpExecutor {
             .unwrap_or(flow.limits.tool_timeout);
         let env = request::environment(spec);
         let redactor = Redactor::new(env.values().cloned());
-        let deadline = Instant::now() + timeout;
+        // Durations come from the flow and headers; none may overflow the clock.
+        let deadline = Instant::now()
+            .checked_add(timeout)
+            .unwrap_or_else(|| Instant::now() + LONGEST_WAIT);
         let outcome = tokio::time::timeout_at(deadline, async {
             let plan = request::plan(spec, arguments, &env)?;
             self.policy
@@ -185,7 +191,10 @@ impl HttpExecutor {
             }
             // The server's `Retry-After` wins; one that would pass the deadline ends the call.
             let wait = failure.after.unwrap_or_else(|| backoff(attempt));
-            if Instant::now() + wait >= deadline {
+            if Instant::now()
+                .checked_add(wait)
+                .is_none_or(|end| end >= deadline)
+            {
                 return Err(failure.error);
             }
             tracing::debug!(attempt, wait_ms = wait.as_millis(), "retrying an HTTP tool");
