@@ -127,7 +127,7 @@ fn assert_dies(pid: u32) {
     let started = Instant::now();
     while !dead(pid) {
         assert!(
-            started.elapsed() < Duration::from_secs(2),
+            started.elapsed() < Duration::from_secs(5),
             "process {pid} outlived the call"
         );
         std::thread::sleep(Duration::from_millis(10));
@@ -279,7 +279,7 @@ async fn a_program_that_hangs_is_killed_at_the_timeout() {
         "`/bin/sh hang.sh` did not finish within 300ms; its process group was killed"
     );
     assert!(
-        elapsed >= Duration::from_millis(300) && elapsed < Duration::from_secs(3),
+        elapsed >= Duration::from_millis(300) && elapsed < Duration::from_secs(5),
         "{elapsed:?}"
     );
 }
@@ -310,7 +310,7 @@ async fn a_grandchild_holding_stdout_after_its_parent_exits_is_killed_at_the_tim
     let started = Instant::now();
     let error = failure(call(&flow, json!({})).await);
     assert_eq!(error.kind, "timeout", "{error}");
-    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(started.elapsed() < Duration::from_secs(5));
     assert_dies(wait_for_pid(&pidfile));
 }
 

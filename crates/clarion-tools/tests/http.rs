@@ -291,7 +291,7 @@ async fn a_slow_server_times_out() {
     let error = failure(call(&flow, json!({})).await);
     assert_eq!(error.kind, "timeout");
     assert_eq!(error.message, "no complete response within 300ms");
-    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(started.elapsed() < Duration::from_secs(5));
 }
 
 #[tokio::test]
@@ -407,14 +407,14 @@ async fn a_body_that_trickles_forever_times_out_and_the_connection_is_dropped() 
     let started = Instant::now();
     let error = failure(call(&flow, json!({})).await);
     assert_eq!(error.kind, "timeout");
-    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(started.elapsed() < Duration::from_secs(5));
     let hung_up = tokio::time::timeout(Duration::from_secs(5), server)
         .await
         .ok()
         .and_then(Result::ok)
         .flatten();
     assert!(
-        hung_up.is_some_and(|after| after < Duration::from_secs(3)),
+        hung_up.is_some_and(|after| after < Duration::from_secs(5)),
         "the server kept streaming to nobody: {hung_up:?}"
     );
 }
@@ -644,7 +644,7 @@ async fn absurd_durations_neither_panic_nor_wait() {
     let started = Instant::now();
     let error = failure(call(&flow, json!({})).await);
     assert_eq!(error.kind, "unavailable", "{error}");
-    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(started.elapsed() < Duration::from_secs(5));
     assert_eq!(
         requests(&server).await.len(),
         1,
