@@ -59,7 +59,7 @@ fn setup() -> Option<(Engine, Arc<Checked>)> {
     };
     let tools = ClarionTools::new();
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../flows/personal-finance.toml");
-    let flow: Flow = load_file_with(
+    let mut flow: Flow = load_file_with(
         &path,
         &LoadOptions {
             builtins: Some(tools.builtins()),
@@ -67,6 +67,8 @@ fn setup() -> Option<(Engine, Arc<Checked>)> {
     )
     .into_result()
     .unwrap_or_else(|e| panic!("{e}"));
+    // Greedy decoding: the same request gets the same answer, run after run.
+    flow.assistant.temperature = Some(0.0);
     let mut config = ProviderConfig::new(base_url);
     config.model = std::env::var("CLARION_E2E_MODEL").ok();
     config.stream = true;
@@ -97,14 +99,26 @@ fn finished(events: &[Event], tool: &str) -> Vec<OutputStatus> {
         .collect()
 }
 
+fn assert_protocol_held(model: &Checked) {
+    let violations = model
+        .violations
+        .lock()
+        .map(|v| v.clone())
+        .unwrap_or_default();
+    assert!(
+        violations.is_empty(),
+        "protocol violations sent to the model: {violations:?}"
+    );
+    let requests = model.requests.lock().map(|r| *r).unwrap_or_default();
+    eprintln!("e2e: {requests} model requests, protocol held in every one");
+}
+
 #[tokio::test]
 #[ignore = "needs a local model server: set CLARION_E2E_BASE_URL"]
-async fn a_real_model_calls_the_tool_asks_for_what_is_missing_and_completes_the_call() {
+async fn a_real_model_calls_the_tool_with_schema_valid_arguments() {
     let Some((engine, model)) = setup() else {
         return;
     };
-
-    // 1. Everything given: a schema-valid call that runs.
     let thread = engine
         .create_thread(Metadata::default())
         .unwrap_or_else(|e| panic!("{e}"));
@@ -122,8 +136,18 @@ async fn a_real_model_calls_the_tool_asks_for_what_is_missing_and_completes_the_
         statuses.contains(&OutputStatus::Ok),
         "the tool ran with schema-valid arguments: {statuses:?}"
     );
+    assert_protocol_held(&model);
+}
 
-    // 2. Something missing: the flow's question, then the answer completes the call.
+/// Known to fail with Qwen2.5-Coder-1.5B: asked about a goal alone, it invents an income
+/// and a savings rate instead of leaving them out, so no question is needed. It passes
+/// with models that follow the flow's "never guess a number" instruction.
+#[tokio::test]
+#[ignore = "needs a local model server: set CLARION_E2E_BASE_URL"]
+async fn a_real_model_leaves_out_what_is_missing_and_the_answer_completes_the_call() {
+    let Some((engine, model)) = setup() else {
+        return;
+    };
     let thread = engine
         .create_thread(Metadata::default())
         .unwrap_or_else(|e| panic!("{e}"));
@@ -167,16 +191,5 @@ async fn a_real_model_calls_the_tool_asks_for_what_is_missing_and_completes_the_
         "the answer completed the call: {statuses:?} {:?}",
         events.events()
     );
-
-    let violations = model
-        .violations
-        .lock()
-        .map(|v| v.clone())
-        .unwrap_or_default();
-    assert!(
-        violations.is_empty(),
-        "protocol violations sent to the model: {violations:?}"
-    );
-    let requests = model.requests.lock().map(|r| *r).unwrap_or_default();
-    eprintln!("e2e: {requests} model requests, protocol held in every one");
+    assert_protocol_held(&model);
 }
