@@ -7,13 +7,16 @@
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
-/// One flow file's path and text, with a line index for span arithmetic.
+/// One flow file's path and text, with a line index for span arithmetic. The index is
+/// built on first use: a flow that loads cleanly never needs it, and an application that
+/// keeps its flows' reports should not pay for one per file.
 #[derive(Debug, Clone)]
 pub struct SourceFile {
     path: PathBuf,
     text: String,
-    line_starts: Vec<usize>,
+    line_starts: OnceLock<Vec<usize>>,
 }
 
 /// A one-based line and column (columns count characters).
@@ -29,14 +32,10 @@ impl SourceFile {
     /// Wraps `text` read from `path`.
     #[must_use]
     pub fn new(path: impl Into<PathBuf>, text: impl Into<String>) -> Self {
-        let text = text.into();
-        let line_starts = std::iter::once(0)
-            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
-            .collect();
         Self {
             path: path.into(),
-            text,
-            line_starts,
+            text: text.into(),
+            line_starts: OnceLock::new(),
         }
     }
 
@@ -71,8 +70,13 @@ impl SourceFile {
     #[must_use]
     pub fn line_column(&self, offset: usize) -> LineColumn {
         let offset = self.clamp(&(offset..offset)).start;
-        let line = self.line_starts.partition_point(|&start| start <= offset) - 1;
-        let column = self.text[self.line_starts[line]..offset].chars().count() + 1;
+        let line_starts = self.line_starts.get_or_init(|| {
+            std::iter::once(0)
+                .chain(self.text.match_indices('\n').map(|(i, _)| i + 1))
+                .collect()
+        });
+        let line = line_starts.partition_point(|&start| start <= offset) - 1;
+        let column = self.text[line_starts[line]..offset].chars().count() + 1;
         LineColumn {
             line: line + 1,
             column,

@@ -1,14 +1,20 @@
 //! Regression tests: one function per bug found, named after it, replaying the exact
-//! interleaving that exposed it.
+//! interleaving or input that exposed it. Two parts: the run engine's races (found by
+//! `protocol_property`), then the flow loader's bugs (found by `robustness` and
+//! `loader_never_panics`).
 
 mod support;
 
+use std::fmt::Write as _;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 use clarion_engine::clock::ManualClock;
+use clarion_engine::diagnostic::{Diagnostic, render};
 use clarion_engine::events::NoEvents;
+use clarion_engine::flow::{LoadReport, load_bytes, load_file, load_str};
 use clarion_engine::provider::BoxFuture;
 use clarion_engine::provider::scripted::{ScriptedModel, ScriptedTurn};
 use clarion_engine::run::{Engine, EngineError, Run, RunStatus};
@@ -337,4 +343,135 @@ async fn stale_run_acted_on_after_claim() {
         "a finished run stays finished"
     );
     assert_protocol(&thread);
+}
+
+// ---- the flow loader: inputs that broke it ----------------------------------------------
+
+/// Every span is inside the text and on character boundaries, so it can be sliced.
+fn assert_spans_slice(report: &LoadReport) {
+    let text = report.source.text();
+    for diagnostic in &report.diagnostics {
+        if let Some(span) = &diagnostic.span {
+            assert!(
+                text.get(span.clone()).is_some(),
+                "{} span {span:?} cannot slice a {}-byte text",
+                diagnostic.code(),
+                text.len()
+            );
+        }
+    }
+}
+
+const MINIMAL: &str = "[flow]\nname = \"t\"\n[assistant]\nmodel = \"m\"\ninstructions = \"i\"\n";
+
+/// The span of an invalid UTF-8 sequence was one byte long, but the kept (lossy) text has
+/// a three-byte U+FFFD there: slicing the text at the span panicked.
+#[test]
+fn invalid_utf8_span_split_the_replacement_character() {
+    let report = load_bytes("bad.toml", b"name = \"\xFF\"\n", None);
+    assert_eq!(report.diagnostics.len(), 1);
+    assert_spans_slice(&report);
+    let span = report.diagnostics[0].span.clone().unwrap_or_default();
+    assert_eq!(&report.source.text()[span], "\u{FFFD}");
+}
+
+/// Each unknown key was removed from its table with `shift_remove`, which moves every
+/// later key: 30,000 unknown keys in `[limits]` took 7.8 s in a release build.
+#[test]
+fn unknown_keys_were_removed_in_quadratic_time() {
+    let mut text = format!("{MINIMAL}[limits]\n");
+    for i in 0..20_000 {
+        let _ = writeln!(text, "k{i} = {i}");
+    }
+    let report = load_str("keys.toml", &text, None);
+    assert_eq!(report.error_count(), 20_000);
+}
+
+/// Whether a part was broken was answered by scanning every broken part, once per tool,
+/// parameter and template: 5,000 broken parameters took 19 s in a debug build (now 1.4 s).
+#[test]
+fn broken_parts_were_scanned_once_per_check() {
+    let mut text = format!("{MINIMAL}[tools.t]\ndescription = \"d\"\nclient = true\n");
+    for i in 0..5_000 {
+        let _ = writeln!(
+            text,
+            "[tools.t.params.p{i}]\ntype = \"nummber\"\ndescription = \"d\"\nask = \"{{{{ args.p{i} }}}}\""
+        );
+    }
+    let report = load_str("params.toml", &text, None);
+    assert!(report.error_count() >= 5_000);
+}
+
+/// A `$ref` to a device was read to the end: `/dev/zero` never ends, so the loader filled
+/// memory until the allocation failed (or the OOM killer came). Absolute paths are refused
+/// now, but a relative path still climbs there, and a symlink or a FIFO in a repository
+/// gets there too.
+#[test]
+fn ref_to_a_device_was_read_forever() {
+    if !Path::new("/dev/zero").exists() {
+        return;
+    }
+    let climb = "../".repeat(64);
+    let text = format!(
+        "{MINIMAL}[tools.t]\ndescription = \"d\"\nclient = true\n\
+         [tools.t.params.p]\n\"$ref\" = \"{climb}dev/zero\"\nask = \"?\"\n"
+    );
+    let report = load_str("ref.toml", &text, Some(Path::new("/tmp")));
+    let messages: Vec<String> = report.diagnostics.iter().map(Diagnostic::message).collect();
+    assert!(
+        messages.iter().any(|m| m.contains("not a regular file")),
+        "{messages:?}"
+    );
+}
+
+/// `load_file` trusted the file's metadata for its size, which is 0 for a device:
+/// `clarion validate /dev/zero` read forever.
+#[test]
+fn flow_file_on_a_device_was_read_forever() {
+    let path = Path::new("/dev/zero");
+    if !path.exists() {
+        return;
+    }
+    let report = load_file(path);
+    let codes: Vec<&str> = report.diagnostics.iter().map(Diagnostic::code).collect();
+    assert_eq!(codes, ["E001"]);
+    assert!(report.diagnostics[0].message().contains("limited to"));
+}
+
+/// Each code frame handed the renderer the whole file, which it reads to the end: a file
+/// with a problem on each of its 10,000 lines took a minute to print in a debug build.
+#[test]
+fn rendering_read_the_whole_file_for_each_diagnostic() {
+    let mut text = format!("{MINIMAL}[limits]\n");
+    for i in 0..5_000 {
+        let _ = writeln!(text, "k{i} = {i}");
+    }
+    let report = load_str("keys.toml", &text, None);
+    let last = report
+        .diagnostics
+        .last()
+        .map(|d| render::human(d, &report.source, false));
+    assert!(last.unwrap_or_default().contains("5006 | k4999 = 4999"));
+    let rendered: usize = report
+        .diagnostics
+        .iter()
+        .map(|d| render::human(d, &report.source, false).len())
+        .sum();
+    assert!(rendered > 5_000 * 100);
+}
+
+/// MiniJinja reports an unexpected character as one byte; inside a template, the
+/// diagnostic's span then ended in the middle of a two-byte `¡`. Found by
+/// `loader_never_panics::mutated_personal_finance`.
+#[test]
+fn template_error_span_split_a_multibyte_character() {
+    for template in ["{{ ¡ }}", "{% if ¡ %}x{% endif %}", "a {{ 1 + 😀 }}"] {
+        let text = format!(
+            "{MINIMAL}[tools.t]\ndescription = \"d\"\nclient = true\n\
+             [tools.t.on_error]\ninject = \"{template}\"\n"
+        );
+        let report = load_str("template.toml", &text, None);
+        assert_eq!(report.error_count(), 1, "{template}");
+        assert_spans_slice(&report);
+    }
 }

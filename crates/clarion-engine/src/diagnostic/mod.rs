@@ -84,12 +84,10 @@ impl Diagnostic {
 /// Sorts diagnostics by position (whole-file ones first), then by code, and drops exact
 /// duplicates, so output is stable whatever order the checks ran in.
 pub fn sort(diagnostics: &mut Vec<Diagnostic>) {
-    diagnostics.sort_by(|a, b| {
-        let key = |d: &Diagnostic| d.span.as_ref().map(|s| (s.start, s.end));
-        key(a)
-            .cmp(&key(b))
-            .then_with(|| a.code().cmp(b.code()))
-            .then_with(|| a.message().cmp(&b.message()))
+    // Cached: each message is formatted once, not once per comparison.
+    diagnostics.sort_by_cached_key(|d| {
+        let span = d.span.as_ref().map(|s| (s.start, s.end));
+        (span, d.code(), d.message())
     });
     diagnostics.dedup();
 }

@@ -5,6 +5,8 @@
 //! renders: it brings no error-handling framework of its own (miette would), which keeps
 //! [`Diagnostic`] plain data.
 
+use std::ops::Range;
+
 use annotate_snippets::{AnnotationKind, Group, Level, Renderer, Snippet};
 use serde::Serialize;
 
@@ -29,19 +31,28 @@ pub fn human(diagnostic: &Diagnostic, source: &SourceFile, styled: bool) -> Stri
     let title = level.primary_title(message.as_str()).id(diagnostic.code());
     let mut group = match &diagnostic.span {
         Some(span) => {
-            let mut primary = AnnotationKind::Primary.span(source.clamp(span));
+            let span = source.clamp(span);
+            let related: Vec<_> = diagnostic
+                .related
+                .iter()
+                .map(|(span, label)| (source.clamp(span), label.as_str()))
+                .collect();
+            let (lines, first_line) = excerpt(
+                source,
+                std::iter::once(&span).chain(related.iter().map(|r| &r.0)),
+            );
+            let local = |s: &Range<usize>| s.start - lines.start..s.end - lines.start;
+            let mut primary = AnnotationKind::Primary.span(local(&span));
             if let Some(label) = &diagnostic.label {
                 primary = primary.label(label.as_str());
             }
-            let mut snippet = Snippet::source(source.text())
+            let mut snippet = Snippet::source(&source.text()[lines.clone()])
+                .line_start(first_line)
                 .path(path.as_str())
                 .annotation(primary);
-            for (span, label) in &diagnostic.related {
-                snippet = snippet.annotation(
-                    AnnotationKind::Context
-                        .span(source.clamp(span))
-                        .label(label.as_str()),
-                );
+            for (span, label) in &related {
+                snippet =
+                    snippet.annotation(AnnotationKind::Context.span(local(span)).label(*label));
             }
             title.element(snippet)
         }
@@ -52,6 +63,21 @@ pub fn human(diagnostic: &Diagnostic, source: &SourceFile, styled: bool) -> Stri
     }
     let report: [Group<'_>; 1] = [group];
     renderer.render(&report)
+}
+
+/// The whole lines that hold `spans` (clamped), and the number of the first. The renderer
+/// reads all the text it is given, so giving it the whole file for every diagnostic made a
+/// file with a problem on each of 10,000 lines take a minute to print.
+fn excerpt<'s>(
+    source: &SourceFile,
+    spans: impl Iterator<Item = &'s Range<usize>> + Clone,
+) -> (Range<usize>, usize) {
+    let text = source.text();
+    let start = spans.clone().map(|s| s.start).min().unwrap_or_default();
+    let end = spans.map(|s| s.end).max().unwrap_or_default();
+    let start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+    let end = text[end..].find('\n').map_or(text.len(), |i| end + i + 1);
+    (start..end, source.line_column(start).line)
 }
 
 /// The stable JSON shape of one diagnostic (`clarion validate --format json` prints one per

@@ -91,10 +91,27 @@ pub fn load_file_with(path: &Path, options: &LoadOptions<'_>) -> LoadReport {
             format!("it is {size} bytes; flow files are limited to {MAX_FILE_BYTES}"),
         );
     }
-    match std::fs::read(path) {
+    match read_limited(path) {
+        Ok(bytes) if bytes.len() > MAX_FILE_BYTES => unreadable(
+            path,
+            format!(
+                "it is over {MAX_FILE_BYTES} bytes; flow files are limited to {MAX_FILE_BYTES}"
+            ),
+        ),
         Ok(bytes) => load_bytes_with(path, &bytes, base_dir.as_deref(), options),
         Err(error) => unreadable(path, error.to_string()),
     }
+}
+
+/// Reads at most one byte more than [`MAX_FILE_BYTES`]: the size in a file's metadata says
+/// nothing for a device or a pipe, and `/dev/zero` never ends.
+pub(crate) fn read_limited(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(MAX_FILE_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)?;
+    Ok(bytes)
 }
 
 /// Loads a flow from bytes; `path` names it in diagnostics and `base_dir` resolves `$ref`.
@@ -130,7 +147,8 @@ pub fn load_bytes_with(
                 DiagnosticKind::Unreadable {
                     reason: format!("it is not valid UTF-8 (byte {at})"),
                 },
-                Some(at..at + 1),
+                // The kept text has U+FFFD in place of the bad bytes: span all of it.
+                Some(at..at + char::REPLACEMENT_CHARACTER.len_utf8()),
             )
             .with_help("save the file as UTF-8");
             LoadReport {

@@ -65,7 +65,28 @@ impl SpanIndex {
 /// Escapes one JSON pointer segment (RFC 6901).
 #[must_use]
 pub fn escape(segment: &str) -> String {
-    segment.replace('~', "~0").replace('/', "~1")
+    let mut out = String::with_capacity(segment.len());
+    push_escaped(&mut out, segment);
+    out
+}
+
+/// Appends `segment`, escaped, to `out`. Pointers are built for every node of every file,
+/// and segments almost never need escaping, so that case copies once and allocates nothing.
+fn push_escaped(out: &mut String, segment: &str) {
+    if segment.contains(['~', '/']) {
+        out.push_str(&segment.replace('~', "~0").replace('/', "~1"));
+    } else {
+        out.push_str(segment);
+    }
+}
+
+/// `at` + `/` + `segment` escaped, in one allocation.
+fn child(at: &str, segment: &str) -> String {
+    let mut out = String::with_capacity(at.len() + 1 + segment.len());
+    out.push_str(at);
+    out.push('/');
+    push_escaped(&mut out, segment);
+    out
 }
 
 /// Builds a JSON pointer from segments.
@@ -73,7 +94,7 @@ pub fn escape(segment: &str) -> String {
 pub fn pointer<S: AsRef<str>>(segments: &[S]) -> String {
     segments.iter().fold(String::new(), |mut out, s| {
         out.push('/');
-        out.push_str(&escape(s.as_ref()));
+        push_escaped(&mut out, s.as_ref());
         out
     })
 }
@@ -109,17 +130,16 @@ fn table(
     index: &mut SpanIndex,
     bad: &mut Vec<Unrepresentable>,
 ) -> Value {
-    let mut map = Map::new();
+    let mut map = Map::with_capacity(table.len());
     for (key, item) in table {
-        let here = format!("{at}/{}", escape(key.get_ref()));
-        index.nodes.insert(
-            here.clone(),
-            NodeSpan {
-                key: Some(key.span()),
-                value: item.span(),
-            },
-        );
-        map.insert(key.get_ref().to_string(), value(item, &here, index, bad));
+        let here = child(at, key.get_ref());
+        let converted = value(item, &here, index, bad);
+        let node = NodeSpan {
+            key: Some(key.span()),
+            value: item.span(),
+        };
+        index.nodes.insert(here, node);
+        map.insert(key.get_ref().to_string(), converted);
     }
     Value::Object(map)
 }
@@ -144,15 +164,14 @@ fn value(
                 .iter()
                 .enumerate()
                 .map(|(i, element)| {
-                    let here = format!("{at}/{i}");
-                    index.nodes.insert(
-                        here.clone(),
-                        NodeSpan {
-                            key: None,
-                            value: element.span(),
-                        },
-                    );
-                    value(element, &here, index, bad)
+                    let here = child(at, &i.to_string());
+                    let converted = value(element, &here, index, bad);
+                    let node = NodeSpan {
+                        key: None,
+                        value: element.span(),
+                    };
+                    index.nodes.insert(here, node);
+                    converted
                 })
                 .collect(),
         ),

@@ -9,7 +9,7 @@
 //! URL…) and remembered as *broken*: later checks skip broken parts, so one typo never
 //! causes a cascade of follow-on errors, and names declared there stay declared.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use jsonschema::error::{TypeKind, ValidationErrorKind};
 use serde_json::{Map, Value, json};
@@ -98,9 +98,11 @@ pub fn check(document: &mut Value, spans: &SpanIndex) -> (Vec<Diagnostic>, Broke
         }
     }
     let mut broken = Broken::default();
+    let mut removals = Removals::new();
     for at in repairs {
-        broken.insert(repair(document, &at));
+        broken.insert(repair(document, &at, &mut removals));
     }
+    remove_keys(document, &removals);
     ensure_required(document);
     (diagnostics, broken)
 }
@@ -475,10 +477,10 @@ fn is_record(segments: &[&str]) -> bool {
 }
 
 /// Repairs the problem at `at` as locally as possible and returns the pointer of what was
-/// repaired: the offending key is removed from its record, or a record that is not a
-/// table at all is replaced by an empty one. [`ensure_required`] then puts back the keys
-/// deserialization cannot do without.
-fn repair(document: &mut Value, at: &str) -> String {
+/// repaired: the offending key is removed from its record (later, by [`remove_keys`]), or
+/// a record that is not a table at all is replaced by an empty one. [`ensure_required`]
+/// then puts back the keys deserialization cannot do without.
+fn repair(document: &mut Value, at: &str, removals: &mut Removals) -> String {
     let segments: Vec<String> = at.split('/').skip(1).map(unescape).collect();
     let s: Vec<&str> = segments.iter().map(String::as_str).collect();
     let record = (0..=s.len())
@@ -496,26 +498,45 @@ fn repair(document: &mut Value, at: &str) -> String {
     let repaired = pointer(&segments[..target]);
     let parent = pointer(&segments[..target - 1]);
     let last = &segments[target - 1];
+    let Some(placeholder) = placeholder else {
+        removals.entry(parent).or_default().insert(last.clone());
+        return repaired;
+    };
     let parent = if parent.is_empty() {
         Some(&mut *document)
     } else {
         document.pointer_mut(&parent)
     };
-    match (parent, placeholder) {
-        (Some(Value::Object(map)), Some(value)) => {
-            map.insert(last.clone(), value);
+    match parent {
+        Some(Value::Object(map)) => {
+            map.insert(last.clone(), placeholder);
         }
-        (Some(Value::Object(map)), None) => {
-            map.shift_remove(last);
-        }
-        (Some(Value::Array(items)), Some(value)) => {
+        Some(Value::Array(items)) => {
             if let Some(item) = last.parse::<usize>().ok().and_then(|i| items.get_mut(i)) {
-                *item = value;
+                *item = placeholder;
             }
         }
         _ => {}
     }
     repaired
+}
+
+/// Keys to remove, by the pointer of their table.
+type Removals = HashMap<String, HashSet<String>>;
+
+/// Removes the keys [`repair`] marked, one pass per table: removing them one at a time
+/// is quadratic in a table with thousands of unknown keys.
+fn remove_keys(document: &mut Value, removals: &Removals) {
+    for (table, keys) in removals {
+        let table = if table.is_empty() {
+            Some(&mut *document)
+        } else {
+            document.pointer_mut(table)
+        };
+        if let Some(Value::Object(map)) = table {
+            map.retain(|key, _| !keys.contains(key));
+        }
+    }
 }
 
 /// Puts back the keys the typed model cannot do without, so a repaired file deserializes.

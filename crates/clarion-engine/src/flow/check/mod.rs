@@ -96,7 +96,8 @@ impl Checker<'_> {
         if (!literal && body.contains('\\')) || range.end > body.len() {
             return Some(whole);
         }
-        Some(start + range.start..start + range.end)
+        // MiniJinja's range for an unexpected character is one byte, which may be half of it.
+        Some(self.source.clamp(&(start + range.start..start + range.end)))
     }
 
     /// The span of the first occurrence of `needle` inside the string at `pointer`, or the

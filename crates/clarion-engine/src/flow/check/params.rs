@@ -2,14 +2,16 @@
 //! links and the questions asked for missing parameters.
 
 use std::collections::HashMap;
+use std::path::Path;
 
 use jsonschema::error::ValidationErrorKind;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::Checker;
 use crate::diagnostic::{Diagnostic, DiagnosticKind};
 use crate::export::strict;
 use crate::flow::keywords::{KEYWORDS, KeywordValue, is_keyword};
+use crate::flow::load::{MAX_FILE_BYTES, read_limited};
 use crate::flow::spans::{escape, pointer};
 use crate::flow::spec::{ParamSpec, Required};
 use crate::flow::structure::table_name;
@@ -28,10 +30,13 @@ pub fn is_required(spec: &ParamSpec) -> bool {
 /// with `description` and an object parameter's `required` list, and none of Clarion's keys.
 #[must_use]
 pub fn model_schema(spec: &ParamSpec, from_ref: Option<&Value>) -> Value {
-    let mut schema = match from_ref {
-        Some(Value::Object(file)) => file.clone(),
-        _ => spec.schema.0.clone(),
+    let keywords = match from_ref {
+        Some(Value::Object(file)) => file,
+        _ => &spec.schema.0,
     };
+    let required = matches!(spec.required, Some(Required::Properties(_)));
+    let more = usize::from(spec.description.is_some()) + usize::from(required);
+    let mut schema = sized_copy(keywords, more);
     // A schema file's identity keys describe the file, not the value; sent to a provider
     // they would only keep the tool out of strict mode.
     for key in ["$schema", "$id"] {
@@ -52,11 +57,20 @@ pub fn model_schema(spec: &ParamSpec, from_ref: Option<&Value>) -> Value {
 /// The slot's schema: its keywords plus `description`.
 #[must_use]
 pub fn slot_schema(spec: &crate::flow::spec::SlotSpec) -> Value {
-    let mut schema = spec.schema.0.clone();
+    let mut schema = sized_copy(&spec.schema.0, usize::from(spec.description.is_some()));
     if let Some(description) = &spec.description {
         schema.insert("description".to_owned(), Value::String(description.clone()));
     }
     Value::Object(schema)
+}
+
+/// A copy of `keywords` with room for `more` entries and no more: a flow keeps one schema
+/// per parameter and slot for its whole life, and a clone that then grows doubles its
+/// capacity.
+fn sized_copy(keywords: &Map<String, Value>, more: usize) -> Map<String, Value> {
+    let mut copy = Map::with_capacity(keywords.len() + more);
+    copy.extend(keywords.iter().map(|(k, v)| (k.clone(), v.clone())));
+    copy
 }
 
 pub(super) fn check(checker: &mut Checker<'_>) {
@@ -167,7 +181,7 @@ fn schema_ref(checker: &mut Checker<'_>, at: &str, spec: &ParamSpec, path: &str)
             "move those keywords into the schema file, or remove `$ref`",
         );
     }
-    if path.starts_with('#') || path.contains("://") || std::path::Path::new(path).is_absolute() {
+    if path.starts_with('#') || path.contains("://") || Path::new(path).is_absolute() {
         return fail(
             checker,
             "only relative paths to local JSON files are supported".to_owned(),
@@ -178,7 +192,7 @@ fn schema_ref(checker: &mut Checker<'_>, at: &str, spec: &ParamSpec, path: &str)
         Some(dir) => dir.join(path),
         None => std::path::PathBuf::from(path),
     };
-    let text = match std::fs::read_to_string(&full) {
+    let text = match read_schema(&full) {
         Ok(text) => text,
         Err(error) => {
             return fail(
@@ -203,11 +217,27 @@ fn schema_ref(checker: &mut Checker<'_>, at: &str, spec: &ParamSpec, path: &str)
     }
 }
 
+/// Reads a schema file: a regular one (a FIFO would block, `/dev/zero` never ends), no
+/// larger than a flow file may be.
+fn read_schema(path: &Path) -> std::io::Result<String> {
+    use std::io::{Error, ErrorKind};
+    if !std::fs::metadata(path)?.is_file() {
+        return Err(Error::from(ErrorKind::InvalidInput));
+    }
+    let bytes = read_limited(path)?;
+    if bytes.len() > MAX_FILE_BYTES {
+        return Err(Error::from(ErrorKind::FileTooLarge));
+    }
+    String::from_utf8(bytes).map_err(|_| Error::from(ErrorKind::InvalidData))
+}
+
 fn error_words(error: &std::io::Error) -> &'static str {
     match error.kind() {
         std::io::ErrorKind::NotFound => "no such file",
         std::io::ErrorKind::PermissionDenied => "permission denied",
         std::io::ErrorKind::InvalidData => "the file is not UTF-8",
+        std::io::ErrorKind::InvalidInput => "it is not a regular file",
+        std::io::ErrorKind::FileTooLarge => "the file is too large",
         _ => "the file cannot be read",
     }
 }
@@ -260,8 +290,10 @@ fn nested_keywords(checker: &mut Checker<'_>, at: &str, schema: &Value, depth: u
     if depth > 32 {
         return;
     }
-    for (keyword, shape) in KEYWORDS {
-        let Some(value) = object.get(*keyword) else {
+    // The schema's own keys, each looked up in the short keyword list: the other way round
+    // is fifty map lookups per schema.
+    for (keyword, value) in object {
+        let Some((_, shape)) = KEYWORDS.iter().find(|(k, _)| k == keyword) else {
             continue;
         };
         let here = format!("{at}/{}", escape(keyword));
