@@ -89,7 +89,7 @@ async fn a_piped_conversation_is_stored_and_resumable() {
 
     let first = chat(
         &[&flow, "--store", &store],
-        "How long to save $12,000 at $1,000 a month?\n",
+        "I earn $4,000 a month. How long to save $12,000 at $1,000 a month?\n",
     );
     assert_eq!(first.status.code(), Some(0), "{}", text(&first.stderr));
     assert_eq!(

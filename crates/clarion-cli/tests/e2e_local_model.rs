@@ -139,12 +139,13 @@ async fn a_real_model_calls_the_tool_with_schema_valid_arguments() {
     assert_protocol_held(&model);
 }
 
-/// Known to fail with Qwen2.5-Coder-1.5B: asked about a goal alone, it invents an income
-/// and a savings rate instead of leaving them out, so no question is needed. It passes
-/// with models that follow the flow's "never guess a number" instruction.
+/// Asked about a goal alone, Qwen2.5-Coder-1.5B invents an income and a savings rate
+/// whatever the instructions say; the flow marks those parameters `grounded`, so the
+/// engine drops the guesses and asks. Either way — the model leaves them out, or guesses
+/// and is not believed — the user is asked.
 #[tokio::test]
 #[ignore = "needs a local model server: set CLARION_E2E_BASE_URL"]
-async fn a_real_model_leaves_out_what_is_missing_and_the_answer_completes_the_call() {
+async fn a_missing_value_is_asked_for_and_the_answer_completes_the_call() {
     let Some((engine, model)) = setup() else {
         return;
     };

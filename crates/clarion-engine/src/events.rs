@@ -81,6 +81,16 @@ pub enum Event {
         /// Its value.
         value: Value,
     },
+    /// The model passed values for grounded parameters that the user never stated; they
+    /// were dropped (then filled from a slot, or asked for).
+    NotStated {
+        /// The call.
+        call_id: String,
+        /// The tool.
+        tool: String,
+        /// The parameters whose values were dropped.
+        params: Vec<String>,
+    },
     /// A pending call was dropped because the model went elsewhere.
     PendingAbandoned {
         /// The call that was waiting.

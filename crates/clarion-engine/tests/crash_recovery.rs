@@ -195,7 +195,10 @@ async fn child_mid_step(db: &Path) {
         .create_thread(Metadata::default())
         .unwrap_or_else(|e| panic!("{e}"));
     engine
-        .add_message(&thread.id, "How long until I can afford a house?")
+        .add_message(
+            &thread.id,
+            "How long until I can afford a house? I earn 5000 and save 1000 a month.",
+        )
         .unwrap_or_else(|e| panic!("{e}"));
     let run = engine
         .create_run(&thread.id)

@@ -123,7 +123,9 @@ async fn a_whole_conversation_runs_through_the_engine_over_http() {
     let thread = engine
         .create_thread(Metadata::default())
         .unwrap_or_else(|e| panic!("{e}"));
-    engine.add_message(&thread.id, "12k at 1000 a month?").ok();
+    engine
+        .add_message(&thread.id, "12k at 1000 a month? I earn 4000.")
+        .ok();
     let run = engine
         .run(&thread.id, &NoEvents)
         .await

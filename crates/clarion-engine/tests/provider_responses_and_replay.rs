@@ -76,7 +76,9 @@ async fn the_responses_api_pairs_function_calls_and_outputs_by_call_id() {
     let thread = engine
         .create_thread(Metadata::default())
         .unwrap_or_else(|e| panic!("{e}"));
-    engine.add_message(&thread.id, "6000 at 500 a month?").ok();
+    engine
+        .add_message(&thread.id, "6000 at 500 a month? I earn 3000.")
+        .ok();
     let run = engine
         .run(&thread.id, &NoEvents)
         .await
@@ -211,7 +213,9 @@ async fn a_recorded_conversation_replays_offline_and_a_changed_request_shows_a_d
     let thread = engine
         .create_thread(Metadata::default())
         .unwrap_or_else(|e| panic!("{e}"));
-    engine.add_message(&thread.id, "6000 at 500 a month?").ok();
+    engine
+        .add_message(&thread.id, "6000 at 500 a month? I earn 3000.")
+        .ok();
     engine
         .run(&thread.id, &NoEvents)
         .await
@@ -231,7 +235,9 @@ async fn a_recorded_conversation_replays_offline_and_a_changed_request_shows_a_d
     let thread = engine
         .create_thread(Metadata::default())
         .unwrap_or_else(|e| panic!("{e}"));
-    engine.add_message(&thread.id, "6000 at 500 a month?").ok();
+    engine
+        .add_message(&thread.id, "6000 at 500 a month? I earn 3000.")
+        .ok();
     let run = engine
         .run(&thread.id, &NoEvents)
         .await
@@ -253,7 +259,9 @@ async fn a_recorded_conversation_replays_offline_and_a_changed_request_shows_a_d
     let thread = engine
         .create_thread(Metadata::default())
         .unwrap_or_else(|e| panic!("{e}"));
-    engine.add_message(&thread.id, "7000 at 500 a month?").ok();
+    engine
+        .add_message(&thread.id, "7000 at 500 a month? I earn 3000.")
+        .ok();
     let run = engine
         .run(&thread.id, &NoEvents)
         .await
@@ -264,14 +272,14 @@ async fn a_recorded_conversation_replays_offline_and_a_changed_request_shows_a_d
     assert!(
         error
             .message
-            .contains("-      \"text\": \"6000 at 500 a month?\""),
+            .contains("-      \"text\": \"6000 at 500 a month? I earn 3000.\""),
         "{}",
         error.message
     );
     assert!(
         error
             .message
-            .contains("+      \"text\": \"7000 at 500 a month?\""),
+            .contains("+      \"text\": \"7000 at 500 a month? I earn 3000.\""),
         "{}",
         error.message
     );

@@ -104,7 +104,10 @@ async fn an_unrealistic_goal_injects_guidance() {
     ]);
     let thread = h.thread();
     h.engine
-        .add_message(&thread.id, "I want to save two million with 100 a month")
+        .add_message(
+            &thread.id,
+            "I earn 3000 a month and want to save two million with 100 a month",
+        )
         .ok();
     h.engine
         .run(&thread.id, &NoEvents)
@@ -133,7 +136,10 @@ async fn budget_analysis_chains_into_the_savings_timeline_through_a_slot() {
     ]);
     let thread = h.thread();
     h.engine
-        .add_message(&thread.id, "Here is my budget; how long to save 24k?")
+        .add_message(
+            &thread.id,
+            "I earn 6000 and spend 4000 a month; how long to save 24k?",
+        )
         .ok();
     let run = h
         .engine
@@ -177,7 +183,12 @@ async fn a_tool_failure_becomes_an_output_with_on_error_context_and_the_run_goes
         ],
     );
     let thread = h.thread();
-    h.engine.add_message(&thread.id, "plan it").ok();
+    h.engine
+        .add_message(
+            &thread.id,
+            "plan 1000 on an income of 100, saving 10 a month",
+        )
+        .ok();
     let run = h
         .engine
         .run(&thread.id, &NoEvents)
@@ -218,7 +229,9 @@ async fn too_many_failures_in_a_row_fail_the_run_and_the_thread_stays_usable() {
         ],
     );
     let thread = h.thread();
-    h.engine.add_message(&thread.id, "budget please").ok();
+    h.engine
+        .add_message(&thread.id, "budget please: I earn 100 and spend 50")
+        .ok();
     let run = h
         .engine
         .run(&thread.id, &NoEvents)
@@ -264,7 +277,9 @@ async fn the_user_changing_their_mind_mid_clarification() {
         ScriptedTurn::text("40 months."),
     ]);
     let thread = h.thread();
-    h.engine.add_message(&thread.id, "save 50k").ok();
+    h.engine
+        .add_message(&thread.id, "save 50k, I earn 4000")
+        .ok();
     h.engine.run(&thread.id, &NoEvents).await.ok();
     h.engine
         .add_message(&thread.id, "actually make it 80k, saving 2000 a month")
@@ -312,7 +327,10 @@ async fn the_user_changing_their_mind_mid_clarification() {
         .ok();
     h.engine.run(&thread.id, &NoEvents).await.ok();
     h.engine
-        .add_message(&thread.id, "sorry, I earn 4500; check my budget instead")
+        .add_message(
+            &thread.id,
+            "sorry, I earn 4500 and spend 3000; check my budget instead",
+        )
         .ok();
     let events = EventLog::new();
     h.engine.run(&thread.id, &events).await.ok();
@@ -348,7 +366,10 @@ async fn parallel_calls_all_get_outputs_in_call_order_and_incomplete_ones_ask() 
     ])]);
     let thread = h.thread();
     h.engine
-        .add_message(&thread.id, "budget, loan and savings please")
+        .add_message(
+            &thread.id,
+            "budget, loan and savings please: I earn 5000, spend 4500 and save 500 a month",
+        )
         .ok();
     let run = h
         .engine
@@ -464,7 +485,9 @@ async fn the_step_limit_ends_the_run_as_incomplete_with_every_call_answered() {
             .collect(),
     );
     let thread = h.thread();
-    h.engine.add_message(&thread.id, "loop forever").ok();
+    h.engine
+        .add_message(&thread.id, "I earn 5000 and spend 1000; loop forever")
+        .ok();
     let run = h
         .engine
         .run(&thread.id, &NoEvents)
@@ -495,4 +518,111 @@ async fn a_model_error_fails_the_run_with_its_reason() {
         "the model failed: the script has no turn left for model request #1"
     );
     assert!(h.reload(&thread).active_run.is_none());
+}
+
+/// The e2e finding with a 1.5B local model: asked about a goal alone, the model invents an
+/// income and a savings rate. `grounded = true` drops values the user never said, so the
+/// question is asked instead of a confident wrong answer.
+#[tokio::test]
+async fn invented_values_for_grounded_parameters_are_asked_for_not_used() {
+    let h = finance_harness(vec![
+        ScriptedTurn::call(
+            "calculate_savings_timeline",
+            r#"{"goal_amount": 30000, "monthly_income": 5000, "monthly_savings": 500}"#,
+        ),
+        ScriptedTurn::call(
+            "calculate_savings_timeline",
+            r#"{"goal_amount": 30000, "monthly_income": 4200, "monthly_savings": 600}"#,
+        )
+        .expecting_user("4,200"),
+        ScriptedTurn::text("50 months."),
+    ]);
+    let thread = h.thread();
+    h.engine
+        .add_message(&thread.id, "How long until I have saved $30000 for a car?")
+        .ok();
+    let events = EventLog::new();
+    let run = h
+        .engine
+        .run(&thread.id, &events)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(run.status, RunStatus::Completed);
+    let thread = h.reload(&thread);
+    assert_protocol(&thread);
+    assert!(events.events().iter().any(|e| matches!(
+        e,
+        Event::NotStated { params, .. } if params == &["monthly_income", "monthly_savings"]
+    )));
+    assert_eq!(
+        last_text(&thread),
+        "What is your net monthly income? How much do you plan to save each month?"
+    );
+    let (_, status, output) = outputs(&thread)
+        .pop()
+        .unwrap_or_else(|| panic!("no output"));
+    assert_eq!(status, OutputStatus::NeedsInput);
+    assert_eq!(
+        output["not_stated"],
+        json!(["monthly_income", "monthly_savings"]),
+        "the model reads what it must not guess"
+    );
+    assert_eq!(
+        thread.slots.get("monthly_income"),
+        None,
+        "a guess is never remembered"
+    );
+    assert_eq!(
+        thread.slots["goal_amount"],
+        json!(30000),
+        "what was said is kept"
+    );
+
+    // Stated in an earlier message or this one, values count; the call completes.
+    h.engine
+        .add_message(&thread.id, "I take home $4,200 and put aside $600 a month.")
+        .ok();
+    let events = EventLog::new();
+    h.engine
+        .run(&thread.id, &events)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let thread = h.reload(&thread);
+    assert_protocol(&thread);
+    assert!(
+        !events
+            .events()
+            .iter()
+            .any(|e| matches!(e, Event::NotStated { .. }))
+    );
+    let (_, status, result) = outputs(&thread)
+        .pop()
+        .unwrap_or_else(|| panic!("no output"));
+    assert_eq!(status, OutputStatus::Ok);
+    assert_eq!(result["months"], json!(50.0));
+    assert_eq!(thread.slots["monthly_income"], json!(4200));
+}
+
+#[tokio::test]
+async fn a_grounded_value_the_model_got_wrong_is_reported_before_it_is_grounded() {
+    // A malformed value is the model's to fix: it reads the schema error, not a question.
+    let h = finance_harness(vec![
+        ScriptedTurn::call(
+            "analyze_budget",
+            r#"{"monthly_income": "lots", "monthly_expenses": 100}"#,
+        ),
+        ScriptedTurn::text("Could you give me numbers?"),
+    ]);
+    let thread = h.thread();
+    h.engine.add_message(&thread.id, "check my budget").ok();
+    h.engine
+        .run(&thread.id, &NoEvents)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let thread = h.reload(&thread);
+    let (_, status, output) = outputs(&thread)
+        .pop()
+        .unwrap_or_else(|| panic!("no output"));
+    assert_eq!(status, OutputStatus::Error);
+    assert!(output.to_string().contains("monthly_income"), "{output}");
 }

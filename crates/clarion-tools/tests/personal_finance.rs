@@ -90,7 +90,7 @@ async fn a_savings_plan_renders_real_numbers() {
             ),
             ScriptedTurn::text("About four years."),
         ],
-        "How long to save 50k?",
+        "How long to save 50k? I earn 5000 and save 1000 a month.",
     )
     .await;
     assert_eq!(
@@ -109,7 +109,7 @@ async fn an_unrealistic_goal_triggers_the_out_of_reach_rule() {
             ),
             ScriptedTurn::text("Let's adjust."),
         ],
-        "Two million with 100 a month?",
+        "Two million with 100 a month, on a 3000 income?",
     )
     .await;
     let injected = contexts(&thread);
@@ -134,7 +134,7 @@ async fn the_budget_chains_into_the_savings_timeline() {
             ScriptedTurn::call("calculate_savings_timeline", r#"{"goal_amount": 24000}"#),
             ScriptedTurn::text("Two years."),
         ],
-        "Budget, then 24k.",
+        "Budget: I earn 6000 and spend 5000. Then 24k.",
     )
     .await;
     assert_eq!(

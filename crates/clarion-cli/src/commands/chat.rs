@@ -491,6 +491,9 @@ impl EventSink for Terminal {
             Event::PendingAbandoned { tool, .. } => {
                 note(&format!("  × the pending {tool} call was dropped"));
             }
+            Event::NotStated { params, .. } => {
+                self.effect(format!("  × not stated, dropped: {}", params.join(", ")));
+            }
             Event::RuleSkipped { tool, reason } => self.effect(format!("  ! {tool}: {reason}")),
             Event::Status { .. } | Event::ToolCalled { .. } => {}
         }

@@ -349,6 +349,14 @@ pub enum DiagnosticKind {
         /// takes an integer".
         reason: String,
     },
+    /// `grounded = true` on a parameter whose values cannot be found in what the user said.
+    #[error("parameter `{param}` is grounded, but {found}: only numbers and strings can be")]
+    GroundedType {
+        /// The parameter.
+        param: String,
+        /// What its type is, e.g. "its type is `boolean`" or "it has no `type`".
+        found: String,
+    },
 }
 
 impl DiagnosticKind {
@@ -378,6 +386,7 @@ impl DiagnosticKind {
             Self::StrictUnsupported { .. } => "E020",
             Self::UnknownBuiltin { .. } => "E021",
             Self::BuiltinMismatch { .. } => "E022",
+            Self::GroundedType { .. } => "E023",
             Self::MissingAsk { .. } => "W001",
             Self::UnusedSlot { .. } => "W002",
             Self::MissingToolDescription { .. } => "W003",
@@ -799,5 +808,14 @@ mod tests {
         },
         "E022",
         "tool `loan` does not match built-in `finance.loan_payment`: parameter `years` is a number here, but the built-in takes an integer"
+    );
+    message!(
+        grounded_type,
+        DiagnosticKind::GroundedType {
+            param: s("include_history"),
+            found: s("its type is `boolean`")
+        },
+        "E023",
+        "parameter `include_history` is grounded, but its type is `boolean`: only numbers and strings can be"
     );
 }

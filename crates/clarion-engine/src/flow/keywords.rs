@@ -184,6 +184,10 @@ impl JsonSchema for ParamSpec {
                     json!({ "type": "string", "description": "Prefill from, and remember into, this slot." }),
                 ),
                 (
+                    "grounded",
+                    json!({ "type": "boolean", "description": "Accept only a value the user stated in the thread; a value the model made up is treated as not given (filled from a slot, or asked for). Numbers and strings only." }),
+                ),
+                (
                     "$ref",
                     json!({ "type": "string", "description": "Take the whole schema from a JSON file, relative to the flow file." }),
                 ),

@@ -365,6 +365,7 @@ fn build(file: FlowFile, limits: Limits, refs: &params::ResolvedRefs, path: &Pat
                         required: params::is_required(p),
                         ask: p.ask.clone(),
                         slot: p.slot.clone(),
+                        grounded: p.grounded == Some(true),
                         schema,
                     };
                     (param.clone(), value)

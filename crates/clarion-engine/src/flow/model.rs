@@ -122,6 +122,8 @@ pub struct Param {
     pub ask: Option<String>,
     /// The slot it is prefilled from and remembered into.
     pub slot: Option<String>,
+    /// Only a value the user stated is accepted from the model.
+    pub grounded: bool,
     /// The JSON Schema the model sees, `$ref` inlined, Clarion's keys removed.
     pub schema: Value,
 }

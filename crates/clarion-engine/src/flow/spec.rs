@@ -280,6 +280,10 @@ pub struct ParamSpec {
     /// Prefill from, and remember into, this slot.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slot: Option<String>,
+    /// Accept only a value the user stated in the thread; a value the model made up is
+    /// treated as not given (filled from a slot, or asked for). Numbers and strings only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grounded: Option<bool>,
     /// Take the whole schema from a JSON file, relative to the flow file.
     #[serde(default, rename = "$ref", skip_serializing_if = "Option::is_none")]
     pub schema_ref: Option<String>,

@@ -4,12 +4,14 @@
 //! The order of sources is the user's intent: what the model passed now wins, then what a
 //! pending call already knew, then remembered slots. Every problem with the arguments is
 //! reported at once, so the model can fix them all in one more turn; a required parameter
-//! that is still missing is not an error but a question for the user.
+//! that is still missing is not an error but a question for the user. A grounded
+//! parameter's value the user never stated is dropped first (see [`super::grounding`]).
 
 use std::collections::HashMap;
 
 use serde_json::{Map, Value};
 
+use super::grounding::Said;
 use crate::flow::{Flow, Tool};
 use crate::suggest;
 use crate::thread::{PendingCall, ToolCall};
@@ -90,15 +92,20 @@ pub enum Prepared {
         args: Map<String, Value>,
         /// Missing parameters in declaration order.
         missing: Vec<String>,
+        /// Grounded parameters whose value the model made up, dropped.
+        unstated: Vec<String>,
     },
     /// It can run.
     Ready {
         /// Validated, complete arguments.
         args: Map<String, Value>,
+        /// Grounded parameters whose value the model made up, dropped.
+        unstated: Vec<String>,
     },
 }
 
-/// Prepares `call`. `pending` is the thread's pending call when it is for the same tool.
+/// Prepares `call`. `pending` is the thread's pending call when it is for the same tool;
+/// `said` is what the user said in the thread, for grounded parameters.
 #[must_use]
 pub fn prepare(
     flow: &Flow,
@@ -106,6 +113,7 @@ pub fn prepare(
     call: &ToolCall,
     slots: &Map<String, Value>,
     pending: Option<&PendingCall>,
+    said: &Said,
 ) -> Prepared {
     let Some(tool) = flow.tools.get(&call.name) else {
         let names: Vec<&str> = flow.tools.keys().map(String::as_str).collect();
@@ -135,7 +143,6 @@ pub fn prepare(
             )
         })
         .collect();
-    fill(tool, validators, &mut args, slots, pending);
     for (name, value) in &args {
         if tool.params.contains_key(name) {
             problems.extend(validators.param_problems(&tool.name, name, value));
@@ -144,6 +151,18 @@ pub fn prepare(
     if !problems.is_empty() {
         return Prepared::Rejected(ToolError::new("invalid_arguments", problems.join("; ")));
     }
+    // Only now, so a malformed value is reported to the model rather than silently asked.
+    let unstated: Vec<String> = tool
+        .params
+        .values()
+        .filter(|p| p.grounded && args.get(&p.name).is_some_and(|v| !said.stated(v)))
+        .map(|p| p.name.clone())
+        .collect();
+    for name in &unstated {
+        args.remove(name);
+    }
+    // `fill` takes a pending or remembered value only when it fits the parameter.
+    fill(tool, validators, &mut args, slots, pending);
     let missing: Vec<String> = tool
         .params
         .values()
@@ -151,9 +170,13 @@ pub fn prepare(
         .map(|p| p.name.clone())
         .collect();
     if missing.is_empty() {
-        Prepared::Ready { args }
+        Prepared::Ready { args, unstated }
     } else {
-        Prepared::NeedsInput { args, missing }
+        Prepared::NeedsInput {
+            args,
+            missing,
+            unstated,
+        }
     }
 }
 

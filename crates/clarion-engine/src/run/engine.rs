@@ -23,6 +23,7 @@ use tokio::sync::watch;
 use tracing::Instrument as _;
 
 use super::call::{Prepared, Validators, prepare};
+use super::grounding::Said;
 use super::rules::{self, RuleEffects};
 use super::{Ask, LastError, Run, RunStatus, StagedTurn, protocol};
 use crate::clock::{Clock, SystemClock};
@@ -310,7 +311,8 @@ impl Engine {
             let output = self.output_message(&run, call, OutputStatus::Ok, content, events);
             staged.outputs.push(output);
             if let Some(tool) = self.flow.tools.get(&call.name) {
-                let args = prepared_args(&self.flow, &self.validators, call, &thread.slots);
+                let said = said_for(&self.flow, std::slice::from_ref(call), &thread.messages);
+                let args = prepared_args(&self.flow, &self.validators, call, &thread.slots, &said);
                 let effects = rules::after(
                     tool,
                     &self.validators,
@@ -586,7 +588,7 @@ impl Engine {
             .iter()
             .enumerate()
             .filter_map(|(i, p)| match p {
-                Prepared::Ready { args } => {
+                Prepared::Ready { args, .. } => {
                     let tool = self.flow.tools.get(&calls[i].name)?;
                     (!matches!(tool.executor, Executor::Client)).then_some((i, tool, args))
                 }
@@ -612,12 +614,22 @@ impl Engine {
             let tool = self.flow.tools.get(&call.name);
             let (status, content) = match prepared {
                 Prepared::Rejected(error) => (OutputStatus::Error, error.to_output().to_string()),
-                Prepared::NeedsInput { args, missing } => {
-                    let content = serde_json::json!({
+                Prepared::NeedsInput {
+                    args,
+                    missing,
+                    unstated,
+                } => {
+                    let mut content = serde_json::json!({
                         "status": "needs_input",
                         "missing": missing,
                         "note": "The user has been asked for these; their answer comes as the next user message.",
                     });
+                    if !unstated.is_empty() {
+                        content["not_stated"] = serde_json::json!(unstated);
+                        content["note"] = serde_json::json!(
+                            "The user has been asked for these; their answer comes as the next user message. Values the user did not state were not used: never guess them."
+                        );
+                    }
                     staged.asks.push(Ask {
                         call_id: call.id.clone(),
                         tool: call.name.clone(),
@@ -626,7 +638,7 @@ impl Engine {
                     });
                     (OutputStatus::NeedsInput, content.to_string())
                 }
-                Prepared::Ready { args } => match (tool, results.remove(&i)) {
+                Prepared::Ready { args, .. } => match (tool, results.remove(&i)) {
                     (Some(tool), Some(Ok(result))) => {
                         run.consecutive_failures = 0;
                         let effects = rules::after(
@@ -678,6 +690,7 @@ impl Engine {
         events: &dyn EventSink,
     ) -> Vec<Prepared> {
         let mut prepared = Vec::with_capacity(calls.len());
+        let said = said_for(&self.flow, calls, &thread.messages);
         for call in calls {
             let matching = pending.as_ref().is_some_and(|p| p.tool == call.name);
             let for_call = if matching { pending.take() } else { None };
@@ -687,8 +700,18 @@ impl Engine {
                 call,
                 &thread.slots,
                 for_call.as_ref(),
+                &said,
             );
-            if let Prepared::Ready { args } | Prepared::NeedsInput { args, .. } = &result {
+            if let Prepared::Ready { args, unstated }
+            | Prepared::NeedsInput { args, unstated, .. } = &result
+            {
+                if !unstated.is_empty() {
+                    events.emit(&Event::NotStated {
+                        call_id: call.id.clone(),
+                        tool: call.name.clone(),
+                        params: unstated.clone(),
+                    });
+                }
                 self.remember(thread, &call.name, args, events);
             }
             prepared.push(result);
@@ -1192,10 +1215,26 @@ fn prepared_args(
     validators: &Validators,
     call: &ToolCall,
     slots: &Map<String, Value>,
+    said: &Said,
 ) -> Map<String, Value> {
-    match prepare(flow, validators, call, slots, None) {
-        Prepared::Ready { args } | Prepared::NeedsInput { args, .. } => args,
+    match prepare(flow, validators, call, slots, None, said) {
+        Prepared::Ready { args, .. } | Prepared::NeedsInput { args, .. } => args,
         Prepared::Rejected(_) => Map::new(),
+    }
+}
+
+/// What the user said in the thread, indexed only when one of `calls` has a grounded
+/// parameter (most turns need none).
+fn said_for(flow: &Flow, calls: &[ToolCall], messages: &[Message]) -> Said {
+    let grounded = calls.iter().any(|call| {
+        flow.tools
+            .get(&call.name)
+            .is_some_and(|tool| tool.params.values().any(|p| p.grounded))
+    });
+    if grounded {
+        Said::from_messages(messages)
+    } else {
+        Said::default()
     }
 }
 

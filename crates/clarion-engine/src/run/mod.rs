@@ -3,6 +3,7 @@
 //! - [`status`]: the state machine;
 //! - [`engine`]: the loop that drives a run (model → tool calls → outputs → model…);
 //! - [`call`]: preparing one tool call (arguments, slots, pending call, validation);
+//! - [`grounding`]: whether a value the model passed is something the user said;
 //! - [`rules`]: `after` and `on_error` rules, slots set and context injected;
 //! - [`protocol`]: the check that every tool call has exactly one output;
 //! - [`error`]: what can go wrong, for callers.
@@ -10,6 +11,7 @@
 pub mod call;
 pub mod engine;
 pub mod error;
+pub mod grounding;
 pub mod protocol;
 pub mod rules;
 pub mod status;

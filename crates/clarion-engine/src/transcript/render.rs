@@ -129,27 +129,7 @@ impl Transcript {
                 call_id,
                 name,
                 arguments,
-            } => {
-                self.flush();
-                if !self.calling {
-                    self.batch = 0;
-                    self.executing = false;
-                }
-                self.calling = true;
-                self.batch += 1;
-                let parsed = serde_json::from_str::<Value>(arguments)
-                    .ok()
-                    .and_then(|v| match v {
-                        Value::Object(map) => Some(map),
-                        _ => None,
-                    });
-                let line = match &parsed {
-                    Some(args) => format!("  → {name}({})", arguments_list(args)),
-                    None => format!("  → {name} with arguments `{arguments}` (not a JSON object)"),
-                };
-                self.called.insert(call_id.clone(), parsed);
-                self.line(&line);
-            }
+            } => self.tool_called(call_id, name, arguments),
             Event::ToolStarted {
                 call_id,
                 name,
@@ -203,9 +183,11 @@ impl Transcript {
                 self.effect(&prefix, text);
             }
             Event::SlotSet { name, value } => {
-                self.calling = false;
-                let line = format!("  = slot {name} ← {}", inline_json(value));
-                self.effect("", &line);
+                self.effect_line(&format!("  = slot {name} ← {}", inline_json(value)));
+            }
+            Event::NotStated { params, .. } => {
+                let params = params.join(", ");
+                self.effect_line(&format!("  ✗ not stated by the user, dropped: {params}"));
             }
             Event::PendingAbandoned { tool, .. } => {
                 self.calling = false;
@@ -213,8 +195,7 @@ impl Transcript {
                 self.line(&format!("  ✗ abandons the pending {tool} call"));
             }
             Event::RuleSkipped { tool, reason } => {
-                self.calling = false;
-                self.effect("", &format!("  ! a rule of {tool} was skipped: {reason}"));
+                self.effect_line(&format!("  ! a rule of {tool} was skipped: {reason}"));
             }
             Event::AssistantMessage { text } => {
                 self.calling = false;
@@ -225,6 +206,29 @@ impl Transcript {
             // Streamed text is in the assistant line; statuses come from `run`.
             Event::TextDelta { .. } | Event::Status { .. } => {}
         }
+    }
+
+    /// A call line; consecutive calls form one batch.
+    fn tool_called(&mut self, call_id: &str, name: &str, arguments: &str) {
+        self.flush();
+        if !self.calling {
+            self.batch = 0;
+            self.executing = false;
+        }
+        self.calling = true;
+        self.batch += 1;
+        let parsed = serde_json::from_str::<Value>(arguments)
+            .ok()
+            .and_then(|v| match v {
+                Value::Object(map) => Some(map),
+                _ => None,
+            });
+        let line = match &parsed {
+            Some(args) => format!("  → {name}({})", arguments_list(args)),
+            None => format!("  → {name} with arguments `{arguments}` (not a JSON object)"),
+        };
+        self.called.insert(call_id.to_owned(), parsed);
+        self.line(&line);
     }
 
     /// `args` in the order `tool` declares its parameters (unknown ones last).
@@ -250,6 +254,12 @@ impl Transcript {
         } else {
             String::new()
         }
+    }
+
+    /// A one-line effect (slot set, value dropped, rule skipped), which ends a call block.
+    fn effect_line(&mut self, line: &str) {
+        self.calling = false;
+        self.effect("", line);
     }
 
     /// A slot set, context injected or rule skipped: held back while tools run, so it shows

@@ -110,6 +110,7 @@ pub(super) fn check(checker: &mut Checker<'_>) {
             meta_validate(checker, &at, &schema, &owner, ref_span.as_ref());
             slot_link(checker, &at, param, spec, &schema);
             questions(checker, &at, param, spec, &schema);
+            grounded(checker, &at, param, spec, &schema);
             if tool_spec.strict == Some(true)
                 && let Some((keyword_at, keyword)) = strict::unsupported(&schema)
             {
@@ -482,6 +483,37 @@ fn questions(checker: &mut Checker<'_>, at: &str, param: &str, spec: &ParamSpec,
             .with_help("remove `ask`, or make the parameter required"),
         );
     }
+}
+
+/// `grounded = true` needs values that can be found in text: numbers and strings.
+fn grounded(checker: &mut Checker<'_>, at: &str, param: &str, spec: &ParamSpec, schema: &Value) {
+    if spec.grounded != Some(true) {
+        return;
+    }
+    let groundable = |t: &String| matches!(t.as_str(), "number" | "integer" | "string" | "null");
+    let found = match declared_types(schema) {
+        Some(types) if types.iter().all(groundable) => return,
+        Some(types) => format!(
+            "its type is {}",
+            types
+                .iter()
+                .map(|t| format!("`{t}`"))
+                .collect::<Vec<_>>()
+                .join(" | ")
+        ),
+        None => "it has no `type`".to_owned(),
+    };
+    checker.report(
+        Diagnostic::new(
+            DiagnosticKind::GroundedType {
+                param: param.to_owned(),
+                found,
+            },
+            checker.value(&format!("{at}/grounded")),
+        )
+        .with_label("the user's words cannot be searched for this value")
+        .with_help("remove `grounded`, or give the parameter `type = \"number\"`, `\"integer\"` or `\"string\"`"),
+    );
 }
 
 /// A question built from a parameter's description ("Target amount in dollars." → "What is
