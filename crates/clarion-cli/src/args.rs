@@ -8,7 +8,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[derive(Debug, Parser)]
 #[command(name = "clarion", version, about, long_about = None)]
 #[command(
-    after_help = "Exit codes: 0 success, 1 problems found, 2 usage or configuration error.\n\
+    after_help = "Examples:\n  clarion validate flows/\n  clarion chat flows/personal-finance.toml\n  clarion graph flows/personal-finance.toml\n\n\
+Exit codes: 0 success, 1 problems found, 2 usage or configuration error.\n\
 Docs: docs/flow-format.md (the flow file), docs/diagnostics.md (every diagnostic code),\n\
 docs/testing.md (scenarios and `clarion test`)."
 )]
