@@ -27,6 +27,13 @@ impl Respond for Model {
         {
             json!({ "role": "assistant", "content": null, "tool_calls": [{ "id": "call_1", "type": "function",
                 "function": { "name": "calculate_savings_timeline", "arguments": "{\"goal_amount\": 12000, \"monthly_income\": 4000, \"monthly_savings\": 1000}" } }] })
+        } else if last["role"] == "user"
+            && last["content"]
+                .as_str()
+                .is_some_and(|c| c.contains("50,000"))
+        {
+            json!({ "role": "assistant", "content": null, "tool_calls": [{ "id": "call_2", "type": "function",
+                "function": { "name": "calculate_savings_timeline", "arguments": "{\"goal_amount\": 50000}" } }] })
         } else if last["role"] == "user" {
             json!({ "role": "assistant", "content": format!("You said: {}.", last["content"].as_str().unwrap_or_default()) })
         } else {
@@ -263,6 +270,41 @@ async fn a_run_that_failed_before_any_reply_shows_its_error() {
     let id = rows[0]["id"].as_str().unwrap_or_default().to_owned();
     let shown = text(&clarion(&["threads", "show", &id, "--store", &store], "").stdout);
     assert!(shown.contains("user: hello\n[run_1 failed: model_unavailable — the model failed: cannot reach 127.0.0.1:"), "{shown}");
+}
+
+#[tokio::test]
+async fn a_question_waiting_for_answers_is_shown_with_what_is_pending() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(Model)
+        .mount(&server)
+        .await;
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let flow = flow_for(dir.path(), &format!("{}/v1", server.uri()));
+    let store = dir.path().join("threads.db").display().to_string();
+    let chat = clarion(
+        &["chat", &flow, "--store", &store],
+        "How long to save $50,000?\n",
+    );
+    assert_eq!(chat.status.code(), Some(0), "{}", text(&chat.stderr));
+    let rows = json_of(&clarion(
+        &["threads", "list", "--store", &store, "--format", "json"],
+        "",
+    ));
+    let id = rows[0]["id"].as_str().unwrap_or_default().to_owned();
+    let shown = text(&clarion(&["threads", "show", &id, "--store", &store], "").stdout);
+    assert!(
+        shown.contains("\nslots: goal_amount = 50000\n"),
+        "the known argument is remembered: {shown}"
+    );
+    assert!(
+        shown.contains(
+            "\npending: calculate_savings_timeline waits for monthly_income, monthly_savings\n"
+        ),
+        "{shown}"
+    );
+    let conversation = &shown[shown.find("\n\n").unwrap_or_default() + 2..];
+    insta::assert_snapshot!("show_question", conversation);
 }
 
 #[test]
