@@ -347,9 +347,16 @@ fn a_file_that_is_not_a_store_is_an_error() {
     let shown = garbage.display().to_string();
     let output = clarion(&["threads", "list", "--store", &shown], "");
     assert_one_line_error(&output, &format!("cannot open the thread store {shown}"));
+    assert_one_line_error(
+        &output,
+        "--store must name a thread store written by `clarion chat`",
+    );
     let folder = dir.path().display().to_string();
     let output = clarion(&["threads", "list", "--store", &folder], "");
-    assert_one_line_error(&output, "it is not a file");
+    assert_one_line_error(
+        &output,
+        "it is a directory; pass --store with the database file",
+    );
 }
 
 #[test]

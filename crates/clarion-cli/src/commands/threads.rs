@@ -40,13 +40,20 @@ fn open(args: &ThreadsArgs) -> Result<SqliteStore, CliError> {
     if !args.store.exists() {
         return Err(CliError::NoStore(args.store.clone()));
     }
-    if !args.store.is_file() {
-        return Err(store_error(
-            args,
-            &StoreError::Backend("it is not a file; pass --store PATH to the database".into()),
+    let unusable = |reason: String| CliError::Store {
+        path: args.store.clone(),
+        reason,
+    };
+    if args.store.is_dir() {
+        return Err(unusable(
+            "it is a directory; pass --store with the database file in it".to_owned(),
         ));
     }
-    SqliteStore::open(&args.store).map_err(|e| store_error(args, &e))
+    SqliteStore::open(&args.store).map_err(|e| {
+        unusable(format!(
+            "{e}; --store must name a thread store written by `clarion chat`"
+        ))
+    })
 }
 
 fn store_error(args: &ThreadsArgs, error: &StoreError) -> CliError {
