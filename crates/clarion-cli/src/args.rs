@@ -8,7 +8,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[derive(Debug, Parser)]
 #[command(name = "clarion", version, about, long_about = None)]
 #[command(
-    after_help = "Exit codes: 0 success, 1 problems found, 2 usage or configuration error.\n\
+    after_help = "Examples:\n  clarion validate flows/\n  clarion chat flows/personal-finance.toml\n  clarion graph flows/personal-finance.toml\n\n\
+Exit codes: 0 success, 1 problems found, 2 usage or configuration error.\n\
 Docs: docs/flow-format.md (the flow file), docs/diagnostics.md (every diagnostic code),\n\
 docs/testing.md (scenarios and `clarion test`)."
 )]
@@ -27,7 +28,9 @@ pub enum Command {
     )]
     Validate(ValidateArgs),
     /// Print the flow file's JSON Schema (draft-07), for editors and tools.
-    #[command(after_help = "Example:\n  clarion schema > schemas/flow.schema.json")]
+    #[command(
+        after_help = "Examples:\n  clarion schema > schemas/flow.schema.json\n  clarion schema --scenario > schemas/scenario.schema.json"
+    )]
     Schema(SchemaArgs),
     /// Print the assistant definition for a model provider, as JSON.
     #[command(
@@ -44,6 +47,155 @@ pub enum Command {
         after_help = "Examples:\n  clarion chat flows/personal-finance.toml\n  clarion chat flows/personal-finance.toml --thread thread_3f…  # resume\n  echo 'How long to save $12,000 at $1,000 a month?' | clarion chat flows/personal-finance.toml\n  clarion chat flows/travel-booking.toml --base-url http://127.0.0.1:11434/v1 --model qwen2.5:1.5b\n\nIn the conversation: /slots, /metadata, /reset, /transcript FILE, /help; Ctrl-C cancels a run, Ctrl-D exits.\nThe provider comes from --base-url/--api/--model, then the flow's [provider], then OPENAI_BASE_URL and OPENAI_API_KEY."
     )]
     Chat(ChatArgs),
+    /// List, show, delete and export the conversations `clarion chat` stored.
+    #[command(
+        after_help = "Examples:\n  clarion threads list\n  clarion threads show thread_3f… --format json\n  clarion threads export thread_3f… --output conversation.json\n  clarion threads delete thread_3f… --store /var/lib/clarion/threads.db"
+    )]
+    Threads(ThreadsArgs),
+    /// Draw a flow as a diagram: tools, parameters, questions, slots, chaining and rules.
+    #[command(
+        after_help = "Examples:\n  clarion graph flows/personal-finance.toml\n  clarion graph flows/travel-booking.toml --format dot | dot -Tsvg > travel.svg\n\nMermaid renders in GitHub and GitLab Markdown (```mermaid blocks); dot needs Graphviz."
+    )]
+    Graph(GraphArgs),
+    /// Print a shell completion script.
+    #[command(
+        after_help = "Examples:\n  clarion completions bash > ~/.local/share/bash-completion/completions/clarion\n  clarion completions zsh > ~/.zfunc/_clarion\n  clarion completions fish > ~/.config/fish/completions/clarion.fish"
+    )]
+    Completions(CompletionsArgs),
+}
+
+/// `clarion threads`.
+#[derive(Debug, Args)]
+pub struct ThreadsArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: ThreadsCommand,
+    /// The thread store (SQLite), as `clarion chat --store`.
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = ".clarion/threads.db",
+        global = true
+    )]
+    pub store: PathBuf,
+}
+
+/// `clarion threads …`.
+#[derive(Debug, Subcommand)]
+pub enum ThreadsCommand {
+    /// Every stored thread, newest first: id, flow, messages, last activity, last run.
+    #[command(
+        after_help = "Examples:\n  clarion threads list\n  clarion threads list --format json | jq '.[].id'"
+    )]
+    List(ThreadsListArgs),
+    /// One thread's conversation, as a transcript (or the whole thread as JSON).
+    #[command(
+        after_help = "Examples:\n  clarion threads show thread_3f…\n  clarion threads show thread_3f… --format json"
+    )]
+    Show(ThreadsShowArgs),
+    /// Delete a thread and its runs.
+    #[command(
+        after_help = "Examples:\n  clarion threads delete thread_3f…\n  clarion threads delete thread_3f… --force  # even while a run holds it"
+    )]
+    Delete(ThreadsDeleteArgs),
+    /// Write a thread to a file (or stdout): JSON with its runs, or the transcript.
+    #[command(
+        after_help = "Examples:\n  clarion threads export thread_3f… --output conversation.json\n  clarion threads export thread_3f… --format transcript --output conversation.txt"
+    )]
+    Export(ThreadsExportArgs),
+}
+
+/// `--format` of `clarion threads list` and `show`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ListFormat {
+    /// For people: a table, or a transcript.
+    Human,
+    /// JSON.
+    Json,
+}
+
+/// `clarion threads list`.
+#[derive(Debug, Args)]
+pub struct ThreadsListArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ListFormat::Human)]
+    pub format: ListFormat,
+    /// At most N threads (the newest).
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+}
+
+/// `clarion threads show`.
+#[derive(Debug, Args)]
+pub struct ThreadsShowArgs {
+    /// The thread's id (`clarion threads list` shows them).
+    #[arg(value_name = "ID")]
+    pub id: String,
+    /// Output format: a transcript, or the thread and its runs as JSON.
+    #[arg(long, value_enum, default_value_t = ListFormat::Human)]
+    pub format: ListFormat,
+}
+
+/// `clarion threads delete`.
+#[derive(Debug, Args)]
+pub struct ThreadsDeleteArgs {
+    /// The thread's id.
+    #[arg(value_name = "ID")]
+    pub id: String,
+    /// Delete it even if a run holds it (a run left by a process that died).
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `clarion threads export`.
+#[derive(Debug, Args)]
+pub struct ThreadsExportArgs {
+    /// The thread's id.
+    #[arg(value_name = "ID")]
+    pub id: String,
+    /// The file to write (stdout if not given).
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// What to write.
+    #[arg(long, value_enum, default_value_t = ExportThreadFormat::Json)]
+    pub format: ExportThreadFormat,
+}
+
+/// `--format` of `clarion threads export`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportThreadFormat {
+    /// The thread (messages, slots, metadata) and its runs, as pretty JSON.
+    Json,
+    /// The conversation as a transcript, like `clarion test` snapshots.
+    Transcript,
+}
+
+/// `clarion graph`.
+#[derive(Debug, Args)]
+pub struct GraphArgs {
+    /// The flow file.
+    #[arg(value_name = "FLOW")]
+    pub flow: PathBuf,
+    /// Diagram language.
+    #[arg(long, value_enum, default_value_t = GraphFormat::Mermaid)]
+    pub format: GraphFormat,
+}
+
+/// `--format` of `clarion graph`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GraphFormat {
+    /// A Mermaid flowchart (renders in GitHub and GitLab Markdown).
+    Mermaid,
+    /// Graphviz dot.
+    Dot,
+}
+
+/// `clarion completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 /// `clarion chat`.

@@ -47,4 +47,18 @@ pub enum CliError {
     /// `--slot` naming a slot the flow does not declare.
     #[error("--slot {0}: the flow declares no slot `{0}`")]
     UnknownSlot(String),
+    /// `clarion threads`: no store file where one was expected.
+    #[error(
+        "no thread store at {}; `clarion chat` creates it with the first conversation (or pass --store PATH)",
+        .0.display()
+    )]
+    NoStore(PathBuf),
+    /// `clarion threads`: an id the store does not hold.
+    #[error("no thread `{id}` in {}; `clarion threads list` shows the stored ones", store.display())]
+    NoSuchThread {
+        /// The id given.
+        id: String,
+        /// The store searched.
+        store: PathBuf,
+    },
 }

@@ -24,6 +24,9 @@ fn main() -> std::process::ExitCode {
         Command::Export(args) => commands::export::run(&args),
         Command::Test(args) => commands::test::run(&args),
         Command::Chat(args) => commands::chat::run(&args),
+        Command::Threads(args) => commands::threads::run(&args),
+        Command::Graph(args) => commands::graph::run(&args),
+        Command::Completions(args) => Ok(commands::completions::run(&args)),
     };
     match result {
         Ok(exit) => exit.into(),

@@ -60,6 +60,7 @@ pub mod diagnostic;
 pub mod events;
 pub mod export;
 pub mod flow;
+pub mod graph;
 pub mod ids;
 pub mod provider;
 pub mod run;

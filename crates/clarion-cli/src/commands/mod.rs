@@ -1,7 +1,10 @@
 //! One module per subcommand.
 
 pub mod chat;
+pub mod completions;
 pub mod export;
+pub mod graph;
 pub mod schema;
 pub mod test;
+pub mod threads;
 pub mod validate;

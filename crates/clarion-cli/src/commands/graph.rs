@@ -1,0 +1,53 @@
+//! `clarion graph FLOW`: the flow as a Mermaid (default) or Graphviz diagram on stdout.
+//!
+//! The diagram itself is built by [`clarion_engine::graph`], which library users can call
+//! too; this command loads the flow, reports its problems like `clarion export` does, and
+//! prints. A flow with errors has no diagram: exit 1, as `clarion validate` would.
+
+use clarion_engine::diagnostic::{Severity, render};
+use clarion_engine::flow::{LoadOptions, load_file_with};
+use clarion_engine::graph::Graph;
+use clarion_tools::BuiltinRegistry;
+
+use crate::args::{GraphArgs, GraphFormat};
+use crate::error::CliError;
+use crate::exit::Exit;
+use crate::output;
+
+pub fn run(args: &GraphArgs) -> Result<Exit, CliError> {
+    if !args.flow.is_file() {
+        return Err(CliError::MissingFlow(args.flow.clone()));
+    }
+    let builtins = BuiltinRegistry::standard();
+    let report = load_file_with(
+        &args.flow,
+        &LoadOptions {
+            builtins: Some(&builtins),
+        },
+    );
+    let styled = output::stderr_styled();
+    for diagnostic in report
+        .diagnostics
+        .iter()
+        .filter(|d| d.severity() == Severity::Error)
+    {
+        output::err(&format!(
+            "{}\n\n",
+            render::human(diagnostic, &report.source, styled)
+        ));
+    }
+    let Some(flow) = report.flow else {
+        output::error_line(&format!(
+            "cannot draw {}: it has {} error(s); fix them first (clarion validate)",
+            args.flow.display(),
+            report.error_count()
+        ));
+        return Ok(Exit::Problems);
+    };
+    let graph = Graph::of(&flow);
+    output::out(&match args.format {
+        GraphFormat::Mermaid => graph.mermaid(),
+        GraphFormat::Dot => graph.dot(),
+    });
+    Ok(Exit::Success)
+}
