@@ -1,0 +1,212 @@
+//! The TOML shown in `docs/` is TOML Clarion accepts.
+//!
+//! A ```toml block in a doc may carry a marker on the line before its fence:
+//!
+//! - `<!-- check: flow -->`: a whole flow; it loads with no errors, with the built-in
+//!   catalog `clarion validate` uses (so `builtin = "…"` names and parameters are checked);
+//! - `<!-- check: fragment -->`: tables that load with no errors once a minimal `[flow]` and
+//!   `[assistant]` are put in front of them (e.g. a `[provider]` table);
+//! - `<!-- check: excerpt PATH -->`: lines copied from the flow at PATH (from the repository
+//!   root): each line of the block, comments and `…` aside, appears in that file in the same
+//!   order, and the file itself loads with no errors;
+//! - `<!-- check: none -->`: not a flow (a scenario, an editor's config…).
+//!
+//! In the docs listed in `EVERY_BLOCK_MARKED`, every ```toml block must carry a marker, so a
+//! new snippet cannot slip in unchecked.
+
+use std::path::{Path, PathBuf};
+
+use clarion_engine::diagnostic::{Severity, render};
+use clarion_engine::flow::{LoadOptions, load_file_with, load_str_with};
+use clarion_tools::ClarionTools;
+
+/// Docs in which every ```toml block must say how it is checked.
+const EVERY_BLOCK_MARKED: &[&str] = &["migrating-from-assistants-api.md", "providers.md"];
+
+/// Put in front of a fragment.
+const FRAGMENT_HEADER: &str = "[flow]\nname = \"snippet\"\n\n[assistant]\nmodel = \"gpt-4.1-mini\"\ninstructions = \"A snippet from the docs.\"\n\n";
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// One ```toml block: where it is, its marker, its text.
+#[derive(Debug)]
+struct Block {
+    doc: String,
+    line: usize,
+    marker: Option<String>,
+    text: String,
+}
+
+/// Every ```toml block of `markdown`, with the marker on the line before its fence.
+fn toml_blocks(doc: &str, markdown: &str) -> Vec<Block> {
+    let lines: Vec<&str> = markdown.lines().collect();
+    let mut blocks = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        let fence = lines[i].trim_start();
+        if fence.starts_with("```") {
+            let indent = lines[i].len() - fence.len();
+            let lang = fence.trim_start_matches('`').trim();
+            let start = i;
+            let mut body = Vec::new();
+            i += 1;
+            while i < lines.len() && !lines[i].trim_start().starts_with("```") {
+                body.push(lines[i].get(indent..).unwrap_or(lines[i].trim_start()));
+                i += 1;
+            }
+            if lang == "toml" {
+                let marker = start
+                    .checked_sub(1)
+                    .map(|j| lines[j].trim())
+                    .and_then(|l| l.strip_prefix("<!-- check:"))
+                    .and_then(|l| l.strip_suffix("-->"))
+                    .map(|m| m.trim().to_owned());
+                blocks.push(Block {
+                    doc: doc.to_owned(),
+                    line: start + 1,
+                    marker,
+                    text: body.join("\n") + "\n",
+                });
+            }
+        }
+        i += 1;
+    }
+    blocks
+}
+
+fn docs() -> Vec<(String, String)> {
+    let dir = root().join("docs");
+    let mut docs: Vec<(String, String)> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()))
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .filter(|path| path.extension().is_some_and(|e| e == "md"))
+        .map(|path| {
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let text = std::fs::read_to_string(&path)
+                .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+            (name, text)
+        })
+        .collect();
+    docs.sort();
+    docs
+}
+
+/// Errors found loading `text` as a flow, rendered.
+fn load_errors(name: &str, text: &str) -> Vec<String> {
+    let tools = ClarionTools::new();
+    let options = LoadOptions {
+        builtins: Some(tools.builtins()),
+    };
+    // `$ref` paths in docs are written as from a flow in `flows/`.
+    let base = root().join("flows");
+    let report = load_str_with(name, text, Some(&base), &options);
+    report
+        .diagnostics
+        .iter()
+        .filter(|d| d.severity() == Severity::Error)
+        .map(|d| render::human(d, &report.source, false))
+        .collect()
+}
+
+/// The lines of an excerpt that must be found in its file.
+fn significant(line: &str) -> Option<&str> {
+    let line = line.trim();
+    (!line.is_empty() && !line.starts_with('#') && line != "…" && line != "...").then_some(line)
+}
+
+/// Problems with an excerpt of `path`: lines not found in order, or a file that does not load.
+fn excerpt_problems(block: &Block, path: &str) -> Vec<String> {
+    let file = root().join(path);
+    let Ok(text) = std::fs::read_to_string(&file) else {
+        return vec![format!("cannot read `{path}`")];
+    };
+    let mut problems = Vec::new();
+    let mut rest = text.lines().map(str::trim);
+    for line in block.text.lines().filter_map(significant) {
+        // A comment after two spaces is the doc's own note; the code before it must match.
+        let code = line.split_once("  #").map_or(line, |(code, _)| code.trim_end());
+        if !rest.any(|l| l == line || l == code) {
+            problems.push(format!(
+                "`{line}` is not in `{path}` (or not in this order)"
+            ));
+            break;
+        }
+    }
+    let tools = ClarionTools::new();
+    let report = load_file_with(
+        &file,
+        &LoadOptions {
+            builtins: Some(tools.builtins()),
+        },
+    );
+    if report.error_count() > 0 {
+        problems.push(format!("`{path}` itself has errors"));
+    }
+    problems
+}
+
+fn problems(block: &Block) -> Vec<String> {
+    let name = format!("docs/{}:{}", block.doc, block.line);
+    match block.marker.as_deref() {
+        Some("flow") => load_errors(&name, &block.text),
+        Some("fragment") => load_errors(&name, &format!("{FRAGMENT_HEADER}{}", block.text)),
+        Some("none") => Vec::new(),
+        Some(other) => match other.strip_prefix("excerpt ") {
+            Some(path) => excerpt_problems(block, path.trim()),
+            None => vec![format!("unknown marker `{other}`")],
+        },
+        None if EVERY_BLOCK_MARKED.contains(&block.doc.as_str()) => vec![
+            "a ```toml block here needs a `<!-- check: … -->` marker on the line before it"
+                .to_owned(),
+        ],
+        None => Vec::new(),
+    }
+}
+
+#[test]
+fn every_checked_toml_snippet_in_the_docs_is_valid() {
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for (doc, text) in docs() {
+        for block in toml_blocks(&doc, &text) {
+            if block.marker.as_deref().is_some_and(|m| m != "none") {
+                checked += 1;
+            }
+            for problem in problems(&block) {
+                failures.push(format!("docs/{}:{}: {problem}", block.doc, block.line));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    assert!(
+        checked >= 10,
+        "only {checked} snippets are checked; are the markers still there?"
+    );
+}
+
+#[test]
+fn the_checker_catches_a_broken_snippet() {
+    let markdown = "<!-- check: flow -->\n```toml\n[flow]\nname = \"x\"\n```\n\n\
+                    <!-- check: fragment -->\n```toml\n[provider]\nstream = \"yes\"\n```\n\n\
+                    <!-- check: excerpt flows/personal-finance.toml -->\n```toml\n[tools.nope]\n```\n\n\
+                    ```toml\n[flow]\n```\n";
+    let blocks = toml_blocks("migrating-from-assistants-api.md", markdown);
+    assert_eq!(blocks.len(), 4);
+    for block in &blocks {
+        assert!(
+            !problems(block).is_empty(),
+            "block at line {} should fail",
+            block.line
+        );
+    }
+    let good = "<!-- check: excerpt flows/personal-finance.toml -->\n```toml\n\
+                [tools.calculate_savings_timeline]\n…\nask = \"How much do you want to save in total?\"  # asked when missing\n```\n";
+    let blocks = toml_blocks("x.md", good);
+    assert_eq!(problems(&blocks[0]), Vec::<String>::new());
+}
