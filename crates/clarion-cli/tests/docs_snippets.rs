@@ -1,17 +1,18 @@
 //! The TOML shown in `docs/` is TOML Clarion accepts.
 //!
-//! A ```toml block in a doc may carry a marker on the line before its fence:
+//! A TOML code block (fenced as `toml`) in a doc may carry a marker on the line before its fence:
 //!
 //! - `<!-- check: flow -->`: a whole flow; it loads with no errors, with the built-in
 //!   catalog `clarion validate` uses (so `builtin = "…"` names and parameters are checked);
 //! - `<!-- check: fragment -->`: tables that load with no errors once a minimal `[flow]` and
-//!   `[assistant]` are put in front of them (e.g. a `[provider]` table);
+//!   `[assistant]` are put in front of them, where the block has none (e.g. a `[provider]`
+//!   table);
 //! - `<!-- check: excerpt PATH -->`: lines copied from the flow at PATH (from the repository
 //!   root): each line of the block, comments and `…` aside, appears in that file in the same
 //!   order, and the file itself loads with no errors;
 //! - `<!-- check: none -->`: not a flow (a scenario, an editor's config…).
 //!
-//! In the docs listed in `EVERY_BLOCK_MARKED`, every ```toml block must carry a marker, so a
+//! In the docs listed in `EVERY_BLOCK_MARKED`, every TOML code block must carry a marker, so a
 //! new snippet cannot slip in unchecked.
 
 use std::path::{Path, PathBuf};
@@ -20,17 +21,37 @@ use clarion_engine::diagnostic::{Severity, render};
 use clarion_engine::flow::{LoadOptions, load_file_with, load_str_with};
 use clarion_tools::ClarionTools;
 
-/// Docs in which every ```toml block must say how it is checked.
-const EVERY_BLOCK_MARKED: &[&str] = &["migrating-from-assistants-api.md", "providers.md"];
+/// Docs in which every TOML code block must say how it is checked.
+const EVERY_BLOCK_MARKED: &[&str] = &[
+    "flow-format.md",
+    "migrating-from-assistants-api.md",
+    "providers.md",
+];
 
-/// Put in front of a fragment.
-const FRAGMENT_HEADER: &str = "[flow]\nname = \"snippet\"\n\n[assistant]\nmodel = \"gpt-4.1-mini\"\ninstructions = \"A snippet from the docs.\"\n\n";
+/// Put in front of a fragment that has no `[flow]` table.
+const FLOW_HEADER: &str = "[flow]\nname = \"snippet\"\n\n";
+/// Put in front of a fragment that has no `[assistant]` table.
+const ASSISTANT_HEADER: &str =
+    "[assistant]\nmodel = \"gpt-4.1-mini\"\ninstructions = \"A snippet from the docs.\"\n\n";
+
+/// A fragment with the tables it leaves out put in front of it.
+fn completed(fragment: &str) -> String {
+    let has = |table: &str| fragment.lines().any(|l| l.trim() == table);
+    let mut text = String::new();
+    if !has("[flow]") {
+        text.push_str(FLOW_HEADER);
+    }
+    if !has("[assistant]") {
+        text.push_str(ASSISTANT_HEADER);
+    }
+    text + fragment
+}
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// One ```toml block: where it is, its marker, its text.
+/// One TOML code block: where it is, its marker, its text.
 #[derive(Debug)]
 struct Block {
     doc: String,
@@ -39,20 +60,27 @@ struct Block {
     text: String,
 }
 
-/// Every ```toml block of `markdown`, with the marker on the line before its fence.
+/// Every TOML code block of `markdown`, with the marker on the line before its fence.
 fn toml_blocks(doc: &str, markdown: &str) -> Vec<Block> {
     let lines: Vec<&str> = markdown.lines().collect();
     let mut blocks = Vec::new();
     let mut i = 0;
     while i < lines.len() {
         let fence = lines[i].trim_start();
-        if fence.starts_with("```") {
+        let ticks = fence.len() - fence.trim_start_matches('`').len();
+        let lang = fence.trim_start_matches('`').trim();
+        // CommonMark: an info string never holds a backtick, so "```` ```toml ````" at the
+        // start of a line is inline code, not a fence.
+        if ticks >= 3 && !lang.contains('`') {
             let indent = lines[i].len() - fence.len();
-            let lang = fence.trim_start_matches('`').trim();
+            let closes = |line: &str| {
+                let line = line.trim();
+                line.len() >= ticks && line.chars().all(|c| c == '`')
+            };
             let start = i;
             let mut body = Vec::new();
             i += 1;
-            while i < lines.len() && !lines[i].trim_start().starts_with("```") {
+            while i < lines.len() && !closes(lines[i]) {
                 body.push(lines[i].get(indent..).unwrap_or(lines[i].trim_start()));
                 i += 1;
             }
@@ -130,7 +158,9 @@ fn excerpt_problems(block: &Block, path: &str) -> Vec<String> {
     let mut rest = text.lines().map(str::trim);
     for line in block.text.lines().filter_map(significant) {
         // A comment after two spaces is the doc's own note; the code before it must match.
-        let code = line.split_once("  #").map_or(line, |(code, _)| code.trim_end());
+        let code = line
+            .split_once("  #")
+            .map_or(line, |(code, _)| code.trim_end());
         if !rest.any(|l| l == line || l == code) {
             problems.push(format!(
                 "`{line}` is not in `{path}` (or not in this order)"
@@ -155,7 +185,7 @@ fn problems(block: &Block) -> Vec<String> {
     let name = format!("docs/{}:{}", block.doc, block.line);
     match block.marker.as_deref() {
         Some("flow") => load_errors(&name, &block.text),
-        Some("fragment") => load_errors(&name, &format!("{FRAGMENT_HEADER}{}", block.text)),
+        Some("fragment") => load_errors(&name, &completed(&block.text)),
         Some("none") => Vec::new(),
         Some(other) => match other.strip_prefix("excerpt ") {
             Some(path) => excerpt_problems(block, path.trim()),
@@ -195,7 +225,8 @@ fn the_checker_catches_a_broken_snippet() {
     let markdown = "<!-- check: flow -->\n```toml\n[flow]\nname = \"x\"\n```\n\n\
                     <!-- check: fragment -->\n```toml\n[provider]\nstream = \"yes\"\n```\n\n\
                     <!-- check: excerpt flows/personal-finance.toml -->\n```toml\n[tools.nope]\n```\n\n\
-                    ```toml\n[flow]\n```\n";
+                    ```toml\n[flow]\n```\n\n\
+                    ```` ```toml ```` is inline code, not a fence\n";
     let blocks = toml_blocks("migrating-from-assistants-api.md", markdown);
     assert_eq!(blocks.len(), 4);
     for block in &blocks {

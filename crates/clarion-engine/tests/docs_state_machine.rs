@@ -85,10 +85,11 @@ fn the_documented_state_diagram_is_the_codes_transition_table() {
                 .map(move |to| (from.as_str(), to.as_str()))
         })
         .collect();
-    let expected: String = legal
+    let expected = legal
         .iter()
-        .map(|(from, to)| format!("    {from} --> {to}\n"))
-        .collect();
+        .map(|(from, to)| format!("    {from} --> {to}"))
+        .collect::<Vec<_>>()
+        .join("\n");
     let missing: Vec<_> = legal.difference(&drawn).collect();
     let extra: Vec<_> = drawn.difference(&legal).collect();
     assert!(
