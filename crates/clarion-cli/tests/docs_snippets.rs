@@ -241,3 +241,111 @@ fn the_checker_catches_a_broken_snippet() {
     let blocks = toml_blocks("x.md", good);
     assert_eq!(problems(&blocks[0]), Vec::<String>::new());
 }
+
+/// GitHub's anchor for a heading: lower case, punctuation dropped, spaces as hyphens.
+fn anchor(heading: &str) -> String {
+    heading
+        .to_lowercase()
+        .chars()
+        .filter_map(|c| match c {
+            ' ' => Some('-'),
+            c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Every anchor of a markdown file (headings outside code blocks, with GitHub's `-1`, `-2`…
+/// for repeats).
+fn anchors(markdown: &str) -> Vec<String> {
+    let mut seen: Vec<String> = Vec::new();
+    let mut in_code = false;
+    for line in markdown.lines() {
+        if line.trim_start().starts_with("```") {
+            in_code = !in_code;
+            continue;
+        }
+        if in_code || !line.starts_with('#') {
+            continue;
+        }
+        let base = anchor(line.trim_start_matches('#').trim());
+        let repeats = seen
+            .iter()
+            .filter(|a| **a == base || a.starts_with(&format!("{base}-")))
+            .count();
+        seen.push(if repeats == 0 {
+            base
+        } else {
+            format!("{base}-{repeats}")
+        });
+    }
+    seen
+}
+
+/// `(target, line)` of every relative link `[text](target)` outside code blocks.
+fn links(markdown: &str) -> Vec<(String, usize)> {
+    let mut found = Vec::new();
+    let mut in_code = false;
+    for (number, line) in markdown.lines().enumerate() {
+        if line.trim_start().starts_with("```") {
+            in_code = !in_code;
+            continue;
+        }
+        if in_code {
+            continue;
+        }
+        let mut rest = line;
+        while let Some(at) = rest.find("](") {
+            let after = &rest[at + 2..];
+            let Some(end) = after.find(')') else { break };
+            let target = &after[..end];
+            if !target.contains("://") && !target.starts_with("mailto:") {
+                found.push((target.to_owned(), number + 1));
+            }
+            rest = &after[end..];
+        }
+    }
+    found
+}
+
+#[test]
+fn every_relative_link_in_the_docs_resolves() {
+    let docs_dir = root().join("docs");
+    let mut broken = Vec::new();
+    for (doc, text) in docs() {
+        for (target, line) in links(&text) {
+            let (path, fragment) = target.split_once('#').unwrap_or((&target, ""));
+            let file = if path.is_empty() {
+                docs_dir.join(&doc)
+            } else {
+                docs_dir.join(path)
+            };
+            if !file.exists() {
+                broken.push(format!("docs/{doc}:{line}: `{target}`: no such file"));
+                continue;
+            }
+            if fragment.is_empty() || file.extension().is_none_or(|e| e != "md") {
+                continue;
+            }
+            let markdown = std::fs::read_to_string(&file).unwrap_or_default();
+            if !anchors(&markdown).iter().any(|a| a == fragment) {
+                broken.push(format!("docs/{doc}:{line}: `{target}`: no such heading"));
+            }
+        }
+    }
+    assert!(broken.is_empty(), "{}", broken.join("\n"));
+}
+
+#[test]
+fn anchors_follow_githubs_rules() {
+    assert_eq!(anchor("`[tools.NAME.on_error]`"), "toolsnameon_error");
+    assert_eq!(
+        anchor("The local model: llama.cpp with `scripts/local-model.sh`"),
+        "the-local-model-llamacpp-with-scriptslocal-modelsh"
+    );
+    assert_eq!(anchors("# A\n## A\n```\n# not\n```\n"), ["a", "a-1"]);
+    assert_eq!(
+        links("see [x](a.md#b) and [y](https://e.x) `[z](c.md)`"),
+        [("a.md#b".to_owned(), 1), ("c.md".to_owned(), 1)]
+    );
+}
