@@ -115,7 +115,7 @@ async fn stored_conversations_are_listed_shown_exported_and_deleted() {
 
     let first = clarion(
         &["chat", &flow, "--store", &store],
-        "How long to save $12,000 at $1,000 a month?\n",
+        "I earn $4,000 a month. How long to save $12,000 at $1,000 a month?\n",
     );
     assert_eq!(first.status.code(), Some(0), "{}", text(&first.stderr));
     let second = clarion(&["chat", &flow, "--store", &store], "Hello\n");

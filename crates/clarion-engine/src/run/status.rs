@@ -4,10 +4,14 @@
 //! queued ─► in_progress ─► completed | failed | incomplete
 //!   │          │   ▲
 //!   │          ▼   │
-//!   │     requires_action ─► expired
+//!   │     requires_action ─► expired | failed
 //!   ▼          │
-//! cancelling ◄─┘ (from queued, in_progress or requires_action) ─► cancelled
+//! cancelling ◄─┘ (from queued, in_progress or requires_action) ─► cancelled | failed
 //! ```
+//!
+//! `queued` may also go straight to `failed` (a run interrupted before it started). The
+//! Mermaid diagram in `docs/architecture.md` draws the same table, and
+//! `tests/docs_state_machine.rs` fails when the two differ.
 //!
 //! Nothing else changes a run's status: the engine calls [`RunStatus::transition`], and an
 //! illegal move is an error, never a silent overwrite. Terminal statuses have no way out.
