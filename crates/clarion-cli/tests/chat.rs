@@ -100,6 +100,8 @@ impl Respond for Streaming {
         // the thread, and cancelling must leave it that way.
         if slow(&messages) && messages.iter().any(|m| m["role"] == "tool") {
             template.set_delay(Duration::from_secs(60))
+        } else if messages.last().is_some_and(|m| m["content"] == "pause") {
+            template.set_delay(Duration::from_millis(600))
         } else {
             template
         }
@@ -376,6 +378,17 @@ async fn a_terminal_conversation_streams_keeps_history_and_ends_on_ctrl_d() {
         "You said: hello there. I remember 6 messages.",
     );
     expect(&mut session, "you › ");
+    // A reply that takes a moment: the spinner turns, and is erased before the text.
+    send(&mut session, "pause\r");
+    let shown = expect(&mut session, "You said: pause.");
+    let spun = shown
+        .rfind("thinking…")
+        .unwrap_or_else(|| panic!("no spinner: {shown:?}"));
+    assert!(
+        shown[spun..].contains("\r\x1b[2KYou said: pause."),
+        "the spinner's line is erased before the reply: {shown:?}"
+    );
+    expect(&mut session, "you › ");
     send(&mut session, "\x04");
     expect(&mut session, "saved; resume with --thread");
     assert_eq!(exit_code(&session), 0, "Ctrl-D exits cleanly");
@@ -392,10 +405,7 @@ async fn a_terminal_conversation_streams_keeps_history_and_ends_on_ctrl_d() {
     let mut session = terminal(&flow, &store, &[]);
     expect(&mut session, "you › ");
     send(&mut session, "\x1b[A\r");
-    expect(
-        &mut session,
-        "You said: hello there. I remember 2 messages.",
-    );
+    expect(&mut session, "You said: pause. I remember 2 messages.");
     expect(&mut session, "you › ");
     send(&mut session, "\x04");
     assert_eq!(exit_code(&session), 0);
