@@ -62,6 +62,28 @@ pub enum Command {
         after_help = "Examples:\n  clarion completions bash > ~/.local/share/bash-completion/completions/clarion\n  clarion completions zsh > ~/.zfunc/_clarion\n  clarion completions fish > ~/.config/fish/completions/clarion.fish"
     )]
     Completions(CompletionsArgs),
+    /// Start a conversation with the built-in example flow: no flow file, account or key.
+    #[command(
+        after_help = "Examples:\n  clarion demo\n  OPENAI_API_KEY=sk-… clarion demo\n  OPENAI_BASE_URL=http://127.0.0.1:11434/v1 OPENAI_MODEL=qwen2.5:1.5b clarion demo\n\nThe flow is flows/personal-finance.toml, built in. The model is the provider in\nOPENAI_BASE_URL / OPENAI_API_KEY (and OPENAI_MODEL) when set; otherwise a local model\n(qwen2.5-coder-1.5b-instruct on llama.cpp, on 127.0.0.1:8089): the first run builds and\ndownloads it into ~/.cache/clarion (10 to 30 minutes, progress shown), later runs start it in seconds.\nCLARION_LOCAL_MODEL_SCRIPT replaces the built-in set-up script."
+    )]
+    Demo(DemoArgs),
+}
+
+/// `clarion demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Continue a stored thread instead of starting a new one.
+    #[arg(long, value_name = "ID")]
+    pub thread: Option<String>,
+    /// The thread store (SQLite).
+    #[arg(long, value_name = "PATH", default_value = ".clarion/threads.db")]
+    pub store: PathBuf,
+    /// The model name (default: `OPENAI_MODEL`, else the flow's, or the local model's).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Show tool arguments, results and injected context in full.
+    #[arg(long, short)]
+    pub verbose: bool,
 }
 
 /// `clarion threads`.

@@ -27,6 +27,7 @@ fn main() -> std::process::ExitCode {
         Command::Threads(args) => commands::threads::run(&args),
         Command::Graph(args) => commands::graph::run(&args),
         Command::Completions(args) => Ok(commands::completions::run(&args)),
+        Command::Demo(args) => commands::demo::run(&args),
     };
     match result {
         Ok(exit) => exit.into(),

@@ -1,37 +1,119 @@
-//! `clarion chat` over pipes: a real conversation against an HTTP model server on
-//! loopback, stored in SQLite, resumed with `--thread`, and the one-line errors for what
-//! can go wrong before a conversation starts.
+//! `clarion chat` over pipes and in a real pseudo-terminal: a conversation against an
+//! HTTP model server on loopback, stored in SQLite, resumed with `--thread`; on a terminal
+//! the line editor's history, Ctrl-C (clears the line at the prompt, cancels a run during
+//! one), Ctrl-D, the spinner, and a terminal closing mid-run; and the one-line errors for
+//! what can go wrong before a conversation starts.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
+use expectrl::process::unix::{Signal, WaitStatus};
+use expectrl::session::OsSession as Session;
+use expectrl::{Expect as _, Regex};
 use serde_json::{Value, json};
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
-/// Answers tool calls first, then text, by how many messages the request carries.
+/// Answers tool calls first, then text, by how many messages the request carries; streams
+/// when asked to; takes a minute over any turn whose user message says "slow".
 struct Model;
+
+/// The message [`Model`] answers `messages` with.
+fn answer(messages: &[Value]) -> Value {
+    let last = messages.last().cloned().unwrap_or(Value::Null);
+    if last["role"] == "user"
+        && last["content"]
+            .as_str()
+            .is_some_and(|c| c.contains("12,000"))
+    {
+        json!({ "role": "assistant", "content": null, "tool_calls": [{ "id": format!("call_{}", messages.len()), "type": "function",
+            "function": { "name": "calculate_savings_timeline", "arguments": "{\"goal_amount\": 12000, \"monthly_income\": 4000, \"monthly_savings\": 1000}" } }] })
+    } else if last["role"] == "user" {
+        json!({ "role": "assistant", "content": format!("You said: {}. I remember {} messages.", last["content"].as_str().unwrap_or_default(), messages.len()) })
+    } else {
+        json!({ "role": "assistant", "content": "It takes 12 months." })
+    }
+}
+
+/// `message` as a Chat Completions event stream: text in small pieces, tool calls whole.
+fn stream(message: &Value) -> String {
+    let mut chunks = Vec::new();
+    if let Some(text) = message["content"].as_str() {
+        for piece in text.split_inclusive(' ') {
+            chunks.push(json!({ "choices": [{ "index": 0, "delta": { "content": piece } }] }));
+        }
+        chunks.push(json!({ "choices": [{ "index": 0, "delta": {}, "finish_reason": "stop" }] }));
+    } else {
+        let calls: Vec<Value> = message["tool_calls"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+            .map(|(index, mut call)| {
+                call["index"] = json!(index);
+                call
+            })
+            .collect();
+        chunks.push(json!({ "choices": [{ "index": 0, "delta": { "role": "assistant", "tool_calls": calls } }] }));
+        chunks.push(
+            json!({ "choices": [{ "index": 0, "delta": {}, "finish_reason": "tool_calls" }] }),
+        );
+    }
+    chunks.push(json!("[DONE]"));
+    chunks
+        .iter()
+        .map(|c| match c.as_str() {
+            Some(done) => format!("data: {done}\n\n"),
+            None => format!("data: {c}\n\n"),
+        })
+        .collect::<Vec<_>>()
+        .concat()
+}
+
+fn slow(messages: &[Value]) -> bool {
+    messages
+        .iter()
+        .rev()
+        .find(|m| m["role"] == "user")
+        .and_then(|m| m["content"].as_str())
+        .is_some_and(|c| c.contains("slow"))
+}
+
+struct Streaming;
+
+impl Respond for Streaming {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
+        let messages = body["messages"].as_array().cloned().unwrap_or_default();
+        let message = answer(&messages);
+        let template = if body["stream"] == true {
+            ResponseTemplate::new(200).set_body_raw(stream(&message), "text/event-stream")
+        } else {
+            ResponseTemplate::new(200).set_body_json(
+                json!({ "choices": [{ "index": 0, "message": message, "finish_reason": "stop" }] }),
+            )
+        };
+        // Only the model's answer after a tool ran is slow: the call is then answered in
+        // the thread, and cancelling must leave it that way.
+        if slow(&messages) && messages.iter().any(|m| m["role"] == "tool") {
+            template.set_delay(Duration::from_secs(60))
+        } else if messages.last().is_some_and(|m| m["content"] == "pause") {
+            template.set_delay(Duration::from_millis(600))
+        } else {
+            template
+        }
+    }
+}
 
 impl Respond for Model {
     fn respond(&self, request: &Request) -> ResponseTemplate {
         let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
         let messages = body["messages"].as_array().cloned().unwrap_or_default();
-        let last = messages.last().cloned().unwrap_or(Value::Null);
-        let message = if last["role"] == "user"
-            && last["content"]
-                .as_str()
-                .is_some_and(|c| c.contains("12,000"))
-        {
-            json!({ "role": "assistant", "content": null, "tool_calls": [{ "id": format!("call_{}", messages.len()), "type": "function",
-                "function": { "name": "calculate_savings_timeline", "arguments": "{\"goal_amount\": 12000, \"monthly_income\": 4000, \"monthly_savings\": 1000}" } }] })
-        } else if last["role"] == "user" {
-            json!({ "role": "assistant", "content": format!("You said: {}. I remember {} messages.", last["content"].as_str().unwrap_or_default(), messages.len()) })
-        } else {
-            json!({ "role": "assistant", "content": "It takes 12 months." })
-        };
         ResponseTemplate::new(200).set_body_json(
-            json!({ "choices": [{ "index": 0, "message": message, "finish_reason": "stop" }] }),
+            json!({ "choices": [{ "index": 0, "message": answer(&messages), "finish_reason": "stop" }] }),
         )
     }
 }
@@ -41,12 +123,18 @@ fn workspace() -> PathBuf {
 }
 
 fn flow_for(dir: &Path, base_url: &str) -> PathBuf {
+    flow_with(dir, base_url, false)
+}
+
+fn flow_with(dir: &Path, base_url: &str, stream: bool) -> PathBuf {
     let text = std::fs::read_to_string(workspace().join("flows/personal-finance.toml"))
         .unwrap_or_default();
     let path = dir.join("finance.toml");
     std::fs::write(
         &path,
-        format!("{text}\n[provider]\nbase_url = \"{base_url}\"\nstream = false\nmax_retries = 0\n"),
+        format!(
+            "{text}\n[provider]\nbase_url = \"{base_url}\"\nstream = {stream}\nmax_retries = 0\n"
+        ),
     )
     .unwrap_or_else(|e| panic!("{e}"));
     path
@@ -177,5 +265,447 @@ fn bad_invocations_exit_2_with_what_to_do() {
         text(&unwritable.stderr).contains("cannot open the thread store /proc/clarion/threads.db"),
         "{}",
         text(&unwritable.stderr)
+    );
+}
+
+/// `clarion chat FLOW --store STORE ARGS…` in a fresh pseudo-terminal.
+fn terminal(flow: &Path, store: &Path, args: &[&str]) -> Session {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_clarion"));
+    command
+        .arg("chat")
+        .arg(flow)
+        .arg("--store")
+        .arg(store)
+        .args(args)
+        .env_remove("OPENAI_BASE_URL")
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("NO_COLOR")
+        .env("TERM", "xterm");
+    let mut session = Session::spawn(command).unwrap_or_else(|e| panic!("cannot spawn: {e}"));
+    session.set_expect_timeout(Some(Duration::from_secs(30)));
+    session
+}
+
+/// Waits for `needle` on the terminal; returns everything printed up to and including it.
+fn expect(session: &mut Session, needle: &str) -> String {
+    let found = session.expect(needle).unwrap_or_else(|e| {
+        let mut seen = vec![0; 16_384];
+        let n = session.try_read(&mut seen).unwrap_or(0);
+        panic!(
+            "waiting for {needle:?}: {e}; the terminal shows {:?}",
+            String::from_utf8_lossy(&seen[..n])
+        )
+    });
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(found.before()),
+        String::from_utf8_lossy(&found[0])
+    )
+}
+
+fn send(session: &mut Session, keys: &str) {
+    session
+        .send(keys)
+        .unwrap_or_else(|e| panic!("typing {keys:?}: {e}"));
+}
+
+fn thread_id(session: &mut Session) -> String {
+    let found = session
+        .expect(Regex("thread (thread_[0-9A-Za-z_-]+)"))
+        .unwrap_or_else(|e| panic!("no thread id: {e}"));
+    String::from_utf8_lossy(found.get(1).unwrap_or_default()).into_owned()
+}
+
+fn exit_code(session: &Session) -> i32 {
+    match session.get_process().wait() {
+        Ok(WaitStatus::Exited(_, code)) => code,
+        other => panic!("the process did not exit normally: {other:?}"),
+    }
+}
+
+/// Every tool call the model was ever sent is answered by a tool message.
+async fn assert_consistent(server: &MockServer) {
+    let requests = server.received_requests().await.unwrap_or_default();
+    assert!(!requests.is_empty());
+    for request in requests {
+        let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
+        let messages = body["messages"].as_array().cloned().unwrap_or_default();
+        for (at, message) in messages.iter().enumerate() {
+            for call in message["tool_calls"].as_array().into_iter().flatten() {
+                assert!(
+                    messages[at + 1..]
+                        .iter()
+                        .any(|m| m["role"] == "tool" && m["tool_call_id"] == call["id"]),
+                    "dangling tool call {call} in {messages:?}"
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_terminal_conversation_streams_keeps_history_and_ends_on_ctrl_d() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(Streaming)
+        .mount(&server)
+        .await;
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let flow = flow_with(dir.path(), &format!("{}/v1", server.uri()), true);
+    let store = dir.path().join("state/threads.db");
+
+    let mut session = terminal(&flow, &store, &[]);
+    expect(&mut session, "Ctrl-D to leave");
+    expect(&mut session, "you › ");
+    send(&mut session, "hello there\r");
+    expect(
+        &mut session,
+        "You said: hello there. I remember 2 messages.",
+    );
+    expect(&mut session, "you › ");
+    // Ctrl-C at the prompt drops what was typed, and only that.
+    send(&mut session, "never sent");
+    expect(&mut session, "never sent");
+    send(&mut session, "\x03");
+    expect(&mut session, "you › ");
+    send(&mut session, "again\r");
+    expect(&mut session, "You said: again. I remember 4 messages.");
+    expect(&mut session, "you › ");
+    // Up arrow recalls the previous line.
+    send(&mut session, "\x1b[A\x1b[A\r");
+    expect(
+        &mut session,
+        "You said: hello there. I remember 6 messages.",
+    );
+    expect(&mut session, "you › ");
+    // A reply that takes a moment: the spinner turns, and is erased before the text.
+    send(&mut session, "pause\r");
+    expect(&mut session, "thinking…");
+    // Resizing the terminal mid-run changes nothing.
+    session
+        .get_process_mut()
+        .set_window_size(100, 30)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let shown = expect(&mut session, "You said: pause.");
+    let spun = shown.rfind("thinking…").unwrap_or(0);
+    assert!(
+        shown[spun..].contains("\r\x1b[2KYou said: pause."),
+        "the spinner's line is erased before the reply: {shown:?}"
+    );
+    expect(&mut session, "you › ");
+    send(&mut session, "\x04");
+    expect(&mut session, "saved; resume with --thread");
+    assert_eq!(exit_code(&session), 0, "Ctrl-D exits cleanly");
+
+    let history = std::fs::read_to_string(dir.path().join("state/history"))
+        .unwrap_or_else(|e| panic!("the history is kept beside the store: {e}"));
+    assert!(
+        history.contains("hello there") && history.contains("again"),
+        "{history}"
+    );
+    assert!(!history.contains("never sent"), "{history}");
+
+    // A new session recalls the last session's lines.
+    let mut session = terminal(&flow, &store, &[]);
+    expect(&mut session, "you › ");
+    send(&mut session, "\x1b[A\r");
+    expect(&mut session, "You said: pause. I remember 2 messages.");
+    expect(&mut session, "you › ");
+    send(&mut session, "\x04");
+    assert_eq!(exit_code(&session), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_in_a_terminal_cancels_a_slow_run_and_the_thread_stays_consistent() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(Streaming)
+        .mount(&server)
+        .await;
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let flow = flow_with(dir.path(), &format!("{}/v1", server.uri()), true);
+    let store = dir.path().join("threads.db");
+
+    let mut session = terminal(&flow, &store, &[]);
+    let thread = thread_id(&mut session);
+    expect(&mut session, "you › ");
+    send(
+        &mut session,
+        "slow: I earn $4,000; how long to save $12,000 at $1,000 a month?\r",
+    );
+    expect(&mut session, "← calculate_savings_timeline ok");
+    // The spinner turns while the model takes its time.
+    expect(&mut session, "thinking…");
+    send(&mut session, "\x03");
+    expect(&mut session, "cancelling…");
+    let ended = expect(&mut session, "you › ");
+    assert!(ended.contains("the run ended cancelled"), "{ended}");
+    assert!(
+        !ended.contains("It takes 12 months"),
+        "the slow reply never came: {ended}"
+    );
+    let transcript = dir.path().join("session.txt");
+    send(
+        &mut session,
+        &format!("/transcript {}\r", transcript.display()),
+    );
+    expect(&mut session, "transcript of this session written");
+    expect(&mut session, "you › ");
+    send(&mut session, "\x04");
+    assert_eq!(exit_code(&session), 0);
+
+    let transcript = std::fs::read_to_string(&transcript).unwrap_or_else(|e| panic!("{e}"));
+    let calls = transcript.matches("  → ").count();
+    assert!(
+        calls == 1
+            && transcript.matches("  ← ").count() == calls
+            && transcript.contains("cancelled]"),
+        "every call has its result and the run is cancelled:\n{transcript}"
+    );
+
+    // Resumed: the model gets a history in which every call is answered.
+    let resumed = chat(
+        &[
+            &flow.display().to_string(),
+            "--store",
+            &store.display().to_string(),
+            "--thread",
+            &thread,
+        ],
+        "and now?\n",
+    );
+    assert_eq!(resumed.status.code(), Some(0), "{}", text(&resumed.stderr));
+    assert!(
+        text(&resumed.stdout).starts_with("You said: and now?."),
+        "{}",
+        text(&resumed.stdout)
+    );
+    assert_consistent(&server).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_terminal_closed_mid_run_ends_the_session_and_keeps_the_thread() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(Streaming)
+        .mount(&server)
+        .await;
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let flow = flow_with(dir.path(), &format!("{}/v1", server.uri()), true);
+    let store = dir.path().join("threads.db");
+
+    let mut session = terminal(&flow, &store, &[]);
+    let thread = thread_id(&mut session);
+    expect(&mut session, "you › ");
+    send(
+        &mut session,
+        "slow: I earn $4,000; how long to save $12,000 at $1,000 a month?\r",
+    );
+    expect(&mut session, "← calculate_savings_timeline ok");
+    expect(&mut session, "thinking…");
+    // What the kernel sends when the terminal goes away.
+    session
+        .get_process_mut()
+        .kill(Signal::SIGHUP)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(exit_code(&session), 2, "a closed terminal is exit 2");
+
+    let resumed = chat(
+        &[
+            &flow.display().to_string(),
+            "--store",
+            &store.display().to_string(),
+            "--thread",
+            &thread,
+        ],
+        "still there?\n/slots\n",
+    );
+    assert_eq!(resumed.status.code(), Some(0), "{}", text(&resumed.stderr));
+    let out = text(&resumed.stdout);
+    assert!(out.starts_with("You said: still there?."), "{out}");
+    assert!(
+        out.contains("goal_amount = 12000"),
+        "the slots were kept: {out}"
+    );
+    assert_consistent(&server).await;
+}
+
+#[tokio::test]
+async fn pipes_never_get_a_spinner() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(Model)
+        .mount(&server)
+        .await;
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let flow = flow_for(dir.path(), &format!("{}/v1", server.uri()));
+    let store = dir.path().join("threads.db");
+    let output = chat(
+        &[
+            &flow.display().to_string(),
+            "--store",
+            &store.display().to_string(),
+        ],
+        "I earn $4,000. How long to save $12,000 at $1,000 a month?\n",
+    );
+    assert_eq!(output.status.code(), Some(0));
+    let log = text(&output.stderr);
+    assert!(!log.contains("thinking") && !log.contains('\r'), "{log}");
+}
+
+/// `clarion demo ARGS…` with `env` (and no provider variables but those given).
+fn demo(args: &[&str], env: &[(&str, &str)], input: &str) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_clarion"));
+    command
+        .arg("demo")
+        .args(args)
+        .env_remove("OPENAI_BASE_URL")
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("OPENAI_MODEL")
+        .env_remove("CLARION_LOCAL_MODEL_SCRIPT")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let mut child = command
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run clarion: {e}"));
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(input.as_bytes())
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    child.wait_with_output().unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A stand-in for `scripts/local-model.sh` that logs its steps to `steps.log` beside it;
+/// `start` prints `url`, and `install` fails when `url` is empty.
+fn fake_script(dir: &Path, url: &str) -> PathBuf {
+    let path = dir.join("fake-local-model.sh");
+    let log = dir.join("steps.log");
+    let install = if url.is_empty() {
+        "echo '[local-model] building llama-server' >&2; echo '[local-model] error: build failed' >&2; exit 1"
+    } else {
+        "echo '[local-model] model: cached' >&2"
+    };
+    std::fs::write(
+        &path,
+        format!(
+            "echo \"$1\" >> '{}'\ncase $1 in\n  install) {install} ;;\n  start) echo 'ready' >&2; echo '{url}' ;;\n  *) exit 2 ;;\nesac\n",
+            log.display()
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    path
+}
+
+#[tokio::test]
+async fn the_demo_talks_to_the_provider_in_the_environment() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(Streaming)
+        .mount(&server)
+        .await;
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let store = dir.path().join("threads.db");
+    // The local model is not touched when a provider is configured.
+    let script = fake_script(dir.path(), "http://127.0.0.1:9/v1");
+    let output = demo(
+        &["--store", &store.display().to_string()],
+        &[
+            ("OPENAI_BASE_URL", &format!("{}/v1", server.uri())),
+            ("OPENAI_API_KEY", "sk-test"),
+            ("CLARION_LOCAL_MODEL_SCRIPT", &script.display().to_string()),
+        ],
+        "I earn $4,000. How long to save $12,000 at $1,000 a month?\n",
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert_eq!(text(&output.stdout), "It takes 12 months.\n");
+    assert!(
+        text(&output.stderr).contains("personal-finance · gpt-4.1-mini at"),
+        "{}",
+        text(&output.stderr)
+    );
+    assert!(!dir.path().join("steps.log").exists());
+    let requests = server.received_requests().await.unwrap_or_default();
+    let first: Value = serde_json::from_slice(&requests[0].body).unwrap_or(Value::Null);
+    assert_eq!(first["model"], "gpt-4.1-mini");
+    assert_eq!(first["stream"], true);
+}
+
+#[tokio::test]
+async fn without_a_provider_the_demo_installs_and_starts_the_local_model() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(Streaming)
+        .mount(&server)
+        .await;
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let store = dir.path().join("threads.db");
+    let script = fake_script(dir.path(), &format!("{}/v1", server.uri()));
+    let output = demo(
+        &["--store", &store.display().to_string()],
+        &[("CLARION_LOCAL_MODEL_SCRIPT", &script.display().to_string())],
+        "hello\n",
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert_eq!(
+        text(&output.stdout),
+        "You said: hello. I remember 2 messages.\n"
+    );
+    let steps = std::fs::read_to_string(dir.path().join("steps.log")).unwrap_or_default();
+    assert_eq!(steps, "install\nstart\n");
+    let log = text(&output.stderr);
+    assert!(
+        log.contains("[local-model] model: cached") && log.contains("stop it with: bash"),
+        "the script's progress is shown: {log}"
+    );
+    let requests = server.received_requests().await.unwrap_or_default();
+    let first: Value = serde_json::from_slice(&requests[0].body).unwrap_or(Value::Null);
+    assert_eq!(first["model"], "qwen2.5-coder-1.5b-instruct");
+}
+
+#[test]
+fn a_failing_local_model_install_is_one_line_and_exit_2() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let store = dir.path().join("threads.db");
+    let script = fake_script(dir.path(), "");
+    let output = demo(
+        &["--store", &store.display().to_string()],
+        &[("CLARION_LOCAL_MODEL_SCRIPT", &script.display().to_string())],
+        "hello\n",
+    );
+    assert_eq!(output.status.code(), Some(2));
+    assert!(text(&output.stdout).is_empty());
+    let log = text(&output.stderr);
+    let errors: Vec<&str> = log.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(
+        errors,
+        [format!(
+            "error: the local model could not be installed: `bash {} install` exited 1 (its log is above); fix that and run clarion demo again, or set OPENAI_BASE_URL (and OPENAI_API_KEY) to use a provider instead",
+            script.display()
+        )],
+        "{log}"
+    );
+    assert!(log.contains("[local-model] error: build failed"), "{log}");
+    let steps = std::fs::read_to_string(dir.path().join("steps.log")).unwrap_or_default();
+    assert_eq!(
+        steps, "install\n",
+        "nothing is started after a failed install"
+    );
+    assert!(!store.exists(), "no thread is created");
+
+    let missing = demo(
+        &["--store", &store.display().to_string()],
+        &[("CLARION_LOCAL_MODEL_SCRIPT", "/no/such/script.sh")],
+        "",
+    );
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(
+        text(&missing.stderr).contains("CLARION_LOCAL_MODEL_SCRIPT names /no/such/script.sh"),
+        "{}",
+        text(&missing.stderr)
     );
 }

@@ -7,33 +7,66 @@
 //! answered `cancelled`, so the thread stays consistent — and Ctrl-D ends the session.
 //! When stdin is not a terminal each line is one user message, and a client tool's output
 //! is read from the next line.
+//!
+//! On a terminal, input goes through a line editor (rustyline: it is a fraction of
+//! reedline's dependencies, and a prompt with history is all a chat needs). It runs on a
+//! thread of its own, because it blocks, and only while the user types: during a run the
+//! terminal is back in cooked mode, so Ctrl-C arrives as SIGINT and cancels the run, while
+//! Ctrl-C at the prompt only clears the line. History is kept beside the store
+//! (`.clarion/history`), appended a line at a time so a killed session loses nothing. A
+//! closed terminal (SIGHUP) cancels the run in progress the same way, then ends the session
+//! with exit 2. While the model or a tool is working a spinner turns on stderr (only when
+//! stderr is a terminal); it is erased before anything else is printed.
 
-use std::io::IsTerminal as _;
-use std::path::Path;
+use std::io::{IsTerminal as _, Write as _};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use clarion_engine::diagnostic::{Severity, render};
 use clarion_engine::events::{Event, EventSink};
-use clarion_engine::flow::{Flow, LoadOptions, load_file_with};
+use clarion_engine::flow::{Flow, LoadOptions, load_file_with, load_str_with};
 use clarion_engine::provider::select::{ProviderOverrides, model_for, resolve};
 use clarion_engine::run::{Engine, Run, RunStatus, ToolOutputSubmission};
 use clarion_engine::store::{SqliteStore, StoreError};
 use clarion_engine::thread::{Metadata, Thread};
 use clarion_engine::transcript::Transcript;
 use clarion_tools::ClarionTools;
+use tokio::sync::{oneshot, watch};
 
 use crate::args::{ApiArg, ChatArgs};
 use crate::error::CliError;
 use crate::exit::Exit;
 use crate::output;
 
+/// Where the flow comes from: a file, or text built into the binary (`clarion demo`).
+pub enum FlowSource<'a> {
+    /// `args.flow`.
+    File,
+    /// A flow embedded in the binary, shown under `name`.
+    Embedded {
+        /// The name diagnostics and the banner use.
+        name: &'a str,
+        /// The flow file's text.
+        text: &'a str,
+    },
+}
+
 pub fn run(args: &ChatArgs) -> Result<Exit, CliError> {
+    run_flow(args, &FlowSource::File)
+}
+
+/// `clarion chat` on a flow from `source`.
+pub fn run_flow(args: &ChatArgs, source: &FlowSource<'_>) -> Result<Exit, CliError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .map_err(|e| CliError::Io(format!("cannot start the runtime: {e}")))?;
-    runtime.block_on(chat(args))
+    let result = runtime.block_on(chat(args, source));
+    // A reader blocked on a closed terminal must not keep the process alive.
+    runtime.shutdown_background();
+    result
 }
 
 /// What a session needs: the engine, the flow, the thread, and a line describing the model.
@@ -46,17 +79,20 @@ struct Session {
 
 /// Loads the flow, opens the store, picks the provider, and finds or creates the thread.
 /// `Ok(None)` when the flow has errors (they are printed).
-fn open(args: &ChatArgs) -> Result<Option<Session>, CliError> {
-    if !args.flow.is_file() {
-        return Err(CliError::MissingFlow(args.flow.clone()));
-    }
+fn open(args: &ChatArgs, source: &FlowSource<'_>) -> Result<Option<Session>, CliError> {
     let tools = ClarionTools::new();
-    let report = load_file_with(
-        &args.flow,
-        &LoadOptions {
-            builtins: Some(tools.builtins()),
-        },
-    );
+    let options = LoadOptions {
+        builtins: Some(tools.builtins()),
+    };
+    let report = match source {
+        FlowSource::File => {
+            if !args.flow.is_file() {
+                return Err(CliError::MissingFlow(args.flow.clone()));
+            }
+            load_file_with(&args.flow, &options)
+        }
+        FlowSource::Embedded { name, text } => load_str_with(*name, text, None, &options),
+    };
     let styled = output::stderr_styled();
     for diagnostic in report
         .diagnostics
@@ -134,18 +170,20 @@ fn open(args: &ChatArgs) -> Result<Option<Session>, CliError> {
     }))
 }
 
-async fn chat(args: &ChatArgs) -> Result<Exit, CliError> {
+async fn chat(args: &ChatArgs, source: &FlowSource<'_>) -> Result<Exit, CliError> {
     let Some(Session {
         engine,
         flow,
         mut thread,
         banner,
-    }) = open(args)?
+    }) = open(args, source)?
     else {
         return Ok(Exit::Problems);
     };
     let interactive = std::io::stdin().is_terminal();
-    let sink = Arc::new(Terminal::new(args.verbose));
+    let spinner = Spinner::start(std::io::stderr().is_terminal());
+    let sink = Arc::new(Terminal::new(args.verbose, spinner));
+    let mut input = Input::new(interactive, history_path(&args.store), hangup_signal());
     let hint = if interactive {
         " · /help for commands, Ctrl-D to leave"
     } else {
@@ -154,7 +192,12 @@ async fn chat(args: &ChatArgs) -> Result<Exit, CliError> {
     note(&format!("{banner}{hint}"));
     let mut transcript = Transcript::for_flow(&flow);
     let mut exit = Exit::Success;
-    while let Some(line) = read_line(interactive, "you › ").await {
+    loop {
+        let line = match input.read("you › ", true).await {
+            Line::Text(line) => line,
+            Line::Interrupted => continue,
+            Line::End => break,
+        };
         let line = line.trim();
         if line.is_empty() {
             continue;
@@ -177,10 +220,13 @@ async fn chat(args: &ChatArgs) -> Result<Exit, CliError> {
             }
         }
         transcript.user(line);
-        match turn(&engine, &thread.id, line, interactive, &sink).await {
+        match turn(&engine, &thread.id, line, &mut input, &sink).await {
             Ok(run) => {
                 transcript.events(&sink.take());
                 transcript.run(&run);
+                if input.hung_up() {
+                    break;
+                }
                 if run.status != RunStatus::Completed {
                     let reason = run
                         .last_error
@@ -204,6 +250,14 @@ async fn chat(args: &ChatArgs) -> Result<Exit, CliError> {
             Err(message) => output::error_line(&message),
         }
     }
+    if input.hung_up() {
+        // Nobody may read this, but a log capturing stderr would.
+        output::error_line(&format!(
+            "the terminal closed; thread {} is saved: resume it with --thread {}",
+            thread.id, thread.id
+        ));
+        return Ok(Exit::Usage);
+    }
     note(&format!(
         "thread {} saved; resume with --thread {}",
         thread.id, thread.id
@@ -216,22 +270,22 @@ async fn turn(
     engine: &Arc<Engine>,
     thread_id: &str,
     text: &str,
-    interactive: bool,
+    input: &mut Input,
     sink: &Arc<Terminal>,
 ) -> Result<Run, String> {
     engine
         .add_message(thread_id, text)
         .map_err(|e| e.to_string())?;
     let run = engine.create_run(thread_id).map_err(|e| e.to_string())?;
-    let mut run = drive(engine, sink, run.id.clone(), None).await?;
-    while run.status == RunStatus::RequiresAction {
+    let mut run = drive(engine, sink, run.id.clone(), None, &input.hangup).await?;
+    while run.status == RunStatus::RequiresAction && !input.hung_up() {
         let mut outputs = Vec::new();
         for call in &run.required_action {
             note(&format!(
                 "client tool {}({}) — type its JSON output:",
                 call.name, call.arguments
             ));
-            let Some(output) = read_line(interactive, "output › ").await else {
+            let Line::Text(output) = input.read("output › ", false).await else {
                 let cancelled = engine
                     .cancel(&run.id, sink.as_ref())
                     .map_err(|e| e.to_string())?;
@@ -242,19 +296,22 @@ async fn turn(
                 output,
             });
         }
-        run = drive(engine, sink, run.id.clone(), Some(outputs)).await?;
+        run = drive(engine, sink, run.id.clone(), Some(outputs), &input.hangup).await?;
     }
     sink.end_line();
     Ok(run)
 }
 
-/// Drives a run (or submits outputs to one) in a task, cancelling it on Ctrl-C.
+/// Drives a run (or submits outputs to one) in a task, cancelling it on Ctrl-C or when
+/// the terminal closes.
 async fn drive(
     engine: &Arc<Engine>,
     sink: &Arc<Terminal>,
     run_id: String,
     outputs: Option<Vec<ToolOutputSubmission>>,
+    hangup: &watch::Receiver<bool>,
 ) -> Result<Run, String> {
+    sink.spinner.spin("thinking");
     let task = {
         let (engine, sink, run_id) = (engine.clone(), sink.clone(), run_id.clone());
         tokio::spawn(async move {
@@ -269,15 +326,21 @@ async fn drive(
         })
     };
     tokio::pin!(task);
+    let mut hangup = hangup.clone();
     let result = tokio::select! {
         result = &mut task => result,
         _ = tokio::signal::ctrl_c() => {
             sink.end_line();
-            note("cancelling…");
+            sink.say("cancelling…");
+            let _ = engine.cancel(&run_id, sink.as_ref());
+            task.await
+        }
+        Ok(_) = hangup.wait_for(|closed| *closed) => {
             let _ = engine.cancel(&run_id, sink.as_ref());
             task.await
         }
     };
+    sink.spinner.stop();
     result
         .map_err(|e| format!("the run stopped unexpectedly: {e}"))?
         .map_err(|e| e.to_string())
@@ -357,21 +420,160 @@ fn slash(
     Ok(true)
 }
 
-/// Reads one line from stdin (off the async runtime); `None` at end of input.
-async fn read_line(interactive: bool, prompt: &'static str) -> Option<String> {
-    if interactive {
-        output::err(prompt);
+/// What the user typed.
+enum Line {
+    /// A line.
+    Text(String),
+    /// Ctrl-C at the prompt: the line was dropped.
+    Interrupted,
+    /// Ctrl-D, end of input, or the terminal closed.
+    End,
+}
+
+/// The user's side of the conversation: the line editor on a terminal, plain lines
+/// otherwise; either gives up when the terminal closes.
+struct Input {
+    editor: Option<Editor>,
+    hangup: watch::Receiver<bool>,
+}
+
+impl Input {
+    fn new(interactive: bool, history: Option<PathBuf>, hangup: watch::Receiver<bool>) -> Self {
+        let editor = if interactive {
+            Editor::spawn(history)
+                .inspect_err(|e| note(&format!("no line editing: {e}")))
+                .ok()
+        } else {
+            None
+        };
+        Self { editor, hangup }
     }
-    tokio::task::spawn_blocking(|| {
-        let mut line = String::new();
-        match std::io::stdin().read_line(&mut line) {
-            Ok(0) | Err(_) => None,
-            Ok(_) => Some(line.trim_end_matches(['\n', '\r']).to_owned()),
+
+    fn hung_up(&self) -> bool {
+        *self.hangup.borrow()
+    }
+
+    /// Reads one line; `remember` adds it to the history.
+    async fn read(&mut self, prompt: &'static str, remember: bool) -> Line {
+        if self.hung_up() {
+            return Line::End;
         }
-    })
-    .await
-    .ok()
-    .flatten()
+        let (reply, answer) = oneshot::channel();
+        match &self.editor {
+            Some(editor) => {
+                if editor
+                    .requests
+                    .send(Request {
+                        prompt,
+                        remember,
+                        reply,
+                    })
+                    .is_err()
+                {
+                    return Line::End;
+                }
+            }
+            None => {
+                tokio::task::spawn_blocking(move || {
+                    let mut line = String::new();
+                    let _ = reply.send(match std::io::stdin().read_line(&mut line) {
+                        Ok(0) | Err(_) => Line::End,
+                        Ok(_) => Line::Text(line.trim_end_matches(['\n', '\r']).to_owned()),
+                    });
+                });
+            }
+        }
+        tokio::select! {
+            line = answer => line.unwrap_or(Line::End),
+            Ok(_) = self.hangup.wait_for(|closed| *closed) => Line::End,
+        }
+    }
+}
+
+/// A request to the line editor's thread.
+struct Request {
+    prompt: &'static str,
+    remember: bool,
+    reply: oneshot::Sender<Line>,
+}
+
+/// rustyline on a thread of its own (it blocks while the user types).
+struct Editor {
+    requests: std::sync::mpsc::Sender<Request>,
+}
+
+impl Editor {
+    fn spawn(history: Option<PathBuf>) -> Result<Self, String> {
+        let (requests, incoming) = std::sync::mpsc::channel::<Request>();
+        let (ready, started) = std::sync::mpsc::channel::<Result<(), String>>();
+        std::thread::Builder::new()
+            .name("line-editor".to_owned())
+            .spawn(move || {
+                let config = rustyline::Config::builder()
+                    .behavior(rustyline::config::Behavior::PreferTerm)
+                    .auto_add_history(false)
+                    .build();
+                let mut editor = match rustyline::DefaultEditor::with_config(config) {
+                    Ok(editor) => editor,
+                    Err(e) => {
+                        let _ = ready.send(Err(e.to_string()));
+                        return;
+                    }
+                };
+                if let Some(path) = &history {
+                    // A missing file is a first session; a broken one starts over.
+                    let _ = editor.load_history(path);
+                }
+                let _ = ready.send(Ok(()));
+                for request in incoming {
+                    let line = match editor.readline(request.prompt) {
+                        Ok(line) => {
+                            if request.remember && !line.trim().is_empty() {
+                                let _ = editor.add_history_entry(line.as_str());
+                                if let Some(path) = &history {
+                                    let _ = editor.append_history(path);
+                                }
+                            }
+                            Line::Text(line)
+                        }
+                        Err(rustyline::error::ReadlineError::Interrupted) => Line::Interrupted,
+                        // Ctrl-D, or the terminal went away (EIO).
+                        Err(_) => Line::End,
+                    };
+                    let _ = request.reply.send(line);
+                }
+            })
+            .map_err(|e| e.to_string())?;
+        started
+            .recv()
+            .map_err(|_| "the line editor did not start".to_owned())??;
+        Ok(Self { requests })
+    }
+}
+
+/// The history file: `history` beside the store.
+fn history_path(store: &Path) -> Option<PathBuf> {
+    let dir = store.parent()?;
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    Some(dir.join("history"))
+}
+
+/// Becomes `true` when the terminal closes (SIGHUP). Installing the handler replaces the
+/// default action (exit at once, mid-write) with an orderly end.
+fn hangup_signal() -> watch::Receiver<bool> {
+    let (closed, hangup) = watch::channel(false);
+    if let Ok(mut signal) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        tokio::spawn(async move {
+            if signal.recv().await.is_some() {
+                let _ = closed.send(true);
+            }
+        });
+    }
+    hangup
 }
 
 fn note(text: &str) {
@@ -379,9 +581,102 @@ fn note(text: &str) {
     output::err(&format!("{style}{text}{style:#}\n"));
 }
 
+/// A spinner on stderr while the model or a tool works: a small task redraws one line
+/// every 100 ms while there is a label, and whatever else is printed erases it first (under
+/// the same lock, so a frame never lands in the middle of a reply).
+struct Spinner {
+    enabled: bool,
+    state: Mutex<SpinState>,
+}
+
+#[derive(Default)]
+struct SpinState {
+    label: Option<String>,
+    frame: usize,
+    shown: bool,
+}
+
+const FRAMES: [char; 10] = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
+
+impl Spinner {
+    /// A spinner drawing on stderr when `enabled` (stderr is a terminal), else inert.
+    fn start(enabled: bool) -> Arc<Self> {
+        let spinner = Arc::new(Self {
+            enabled,
+            state: Mutex::new(SpinState::default()),
+        });
+        if enabled {
+            let weak = Arc::downgrade(&spinner);
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_millis(100));
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    let Some(spinner) = weak.upgrade() else { break };
+                    spinner.draw();
+                }
+            });
+        }
+        spinner
+    }
+
+    fn draw(&self) {
+        let Ok(mut state) = self.state.lock() else {
+            return;
+        };
+        let Some(label) = state.label.clone() else {
+            return;
+        };
+        let frame = FRAMES[state.frame % FRAMES.len()];
+        state.frame += 1;
+        let style = if output::stderr_styled() {
+            anstyle::Style::new().dimmed()
+        } else {
+            anstyle::Style::new()
+        };
+        let mut stderr = std::io::stderr().lock();
+        let _ = write!(stderr, "\r{style}{frame} {label}…{style:#}\x1b[K");
+        let _ = stderr.flush();
+        state.shown = true;
+    }
+
+    /// Spins with `label` from the next tick on.
+    fn spin(&self, label: &str) {
+        if let Ok(mut state) = self.state.lock()
+            && self.enabled
+        {
+            state.label = Some(label.to_owned());
+        }
+    }
+
+    /// Stops spinning and erases the spinner.
+    fn stop(&self) {
+        self.quiet(|| {});
+        if let Ok(mut state) = self.state.lock() {
+            state.label = None;
+        }
+    }
+
+    /// Runs `print` with the spinner erased; it comes back on the next tick.
+    fn quiet(&self, print: impl FnOnce()) {
+        let Ok(mut state) = self.state.lock() else {
+            print();
+            return;
+        };
+        if state.shown {
+            let mut stderr = std::io::stderr().lock();
+            let _ = write!(stderr, "\r\x1b[2K");
+            let _ = stderr.flush();
+            state.shown = false;
+        }
+        print();
+    }
+}
+
 /// Prints events as they happen: reply text to stdout, everything else dimmed to stderr.
 struct Terminal {
     verbose: bool,
+    spinner: Arc<Spinner>,
     /// Whether reply text is mid-line on stdout.
     open_line: Mutex<bool>,
     /// Events of the current run, for the session transcript.
@@ -393,9 +688,10 @@ struct Terminal {
 }
 
 impl Terminal {
-    fn new(verbose: bool) -> Self {
+    fn new(verbose: bool, spinner: Arc<Spinner>) -> Self {
         Self {
             verbose,
+            spinner,
             open_line: Mutex::new(false),
             events: Mutex::new(Vec::new()),
             running: Mutex::new((0, Vec::new())),
@@ -413,16 +709,26 @@ impl Terminal {
         if let Ok(mut open) = self.open_line.lock()
             && *open
         {
-            output::out("\n");
+            self.out("\n");
             *open = false;
         }
+    }
+
+    /// Reply text on stdout.
+    fn out(&self, text: &str) {
+        self.spinner.quiet(|| output::out(text));
+    }
+
+    /// A dimmed line on stderr.
+    fn say(&self, text: &str) {
+        self.spinner.quiet(|| note(text));
     }
 
     /// Prints a rule effect now, or after the running tools finish.
     fn effect(&self, line: String) {
         match self.running.lock() {
             Ok(mut running) if running.0 > 0 => running.1.push(line),
-            _ => note(&line),
+            _ => self.say(&line),
         }
     }
 
@@ -442,15 +748,17 @@ impl EventSink for Terminal {
         }
         match event {
             Event::TextDelta { text } => {
-                output::out(text);
+                self.spinner.stop();
+                self.out(text);
                 if let Ok(mut open) = self.open_line.lock() {
                     *open = true;
                 }
             }
             Event::AssistantMessage { .. } => self.end_line(),
             Event::QuestionAsked { text, .. } => {
+                self.spinner.stop();
                 self.end_line();
-                output::out(&format!("{text}\n"));
+                self.out(&format!("{text}\n"));
             }
             Event::ToolStarted {
                 name, arguments, ..
@@ -459,10 +767,11 @@ impl EventSink for Terminal {
                 if let Ok(mut running) = self.running.lock() {
                     running.0 += 1;
                 }
-                note(&format!(
+                self.say(&format!(
                     "  → {name}({})",
                     self.short(&arguments.to_string())
                 ));
+                self.spinner.spin(&format!("running {name}"));
             }
             Event::ToolFinished {
                 name,
@@ -474,13 +783,14 @@ impl EventSink for Terminal {
                     .ok()
                     .and_then(|v| v.as_str().map(ToOwned::to_owned))
                     .unwrap_or_default();
-                note(&format!("  ← {name} {status}: {}", self.short(content)));
+                self.say(&format!("  ← {name} {status}: {}", self.short(content)));
                 if let Ok(mut running) = self.running.lock() {
                     running.0 = running.0.saturating_sub(1);
                     if running.0 == 0 {
                         for line in running.1.drain(..) {
-                            note(&line);
+                            self.say(&line);
                         }
+                        self.spinner.spin("thinking");
                     }
                 }
             }
@@ -489,7 +799,7 @@ impl EventSink for Terminal {
             }
             Event::SlotSet { name, value } => self.effect(format!("  = {name} ← {value}")),
             Event::PendingAbandoned { tool, .. } => {
-                note(&format!("  × the pending {tool} call was dropped"));
+                self.say(&format!("  × the pending {tool} call was dropped"));
             }
             Event::NotStated { params, .. } => {
                 self.effect(format!("  × not stated, dropped: {}", params.join(", ")));

@@ -2,6 +2,7 @@
 
 pub mod chat;
 pub mod completions;
+pub mod demo;
 pub mod export;
 pub mod graph;
 pub mod schema;
