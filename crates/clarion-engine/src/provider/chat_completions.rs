@@ -310,7 +310,7 @@ impl StreamState {
         else {
             return Ok(());
         };
-        let delta = choice.get("delta").cloned().unwrap_or(Value::Null);
+        let delta = choice.get("delta").unwrap_or(&Value::Null);
         if let Some(piece) = delta.get("content").and_then(Value::as_str)
             && !piece.is_empty()
         {

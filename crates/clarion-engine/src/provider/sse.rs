@@ -25,15 +25,21 @@ impl SseDecoder {
     /// Feeds bytes; returns the events they completed.
     pub fn push(&mut self, bytes: &[u8]) -> Vec<SseEvent> {
         self.buffer.extend_from_slice(bytes);
+        // Lines are read in place and the buffer shifted once per push: draining line by
+        // line would move the rest of a 64 KiB network chunk once for every line in it.
+        let buffer = std::mem::take(&mut self.buffer);
         let mut events = Vec::new();
-        while let Some(newline) = self.buffer.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = self.buffer.drain(..=newline).collect();
-            let line = String::from_utf8_lossy(&line);
-            let line = line.trim_end_matches(['\n', '\r']);
-            if let Some(event) = self.line(line) {
+        let mut start = 0;
+        while let Some(offset) = buffer[start..].iter().position(|b| *b == b'\n') {
+            let end = start + offset;
+            let line = String::from_utf8_lossy(&buffer[start..end]);
+            if let Some(event) = self.line(line.trim_end_matches('\r')) {
                 events.push(event);
             }
+            start = end + 1;
         }
+        self.buffer = buffer;
+        self.buffer.drain(..start);
         events
     }
 
