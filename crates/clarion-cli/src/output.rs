@@ -3,6 +3,11 @@
 //! quietly instead of panicking.
 
 use std::io::Write;
+use std::path::Path;
+
+use clarion_engine::Flow;
+use clarion_engine::diagnostic::{Severity, render};
+use clarion_engine::flow::LoadReport;
 
 /// Writes `text` to stdout.
 pub fn out(text: &str) {
@@ -34,4 +39,28 @@ pub fn error_line(message: &str) {
         .bold()
         .fg_color(Some(anstyle::AnsiColor::Red.into()));
     err(&format!("{style}error{style:#}: {message}\n"));
+}
+
+/// The flow of `report`, or `None` after saying why on stderr: its errors (and warnings too,
+/// with `warnings`) rendered, then one line "cannot VERB PATH: it has N error(s)…".
+pub fn flow_or_errors(report: LoadReport, verb: &str, path: &Path, warnings: bool) -> Option<Flow> {
+    let styled = stderr_styled();
+    for diagnostic in report
+        .diagnostics
+        .iter()
+        .filter(|d| warnings || d.severity() == Severity::Error)
+    {
+        err(&format!(
+            "{}\n\n",
+            render::human(diagnostic, &report.source, styled)
+        ));
+    }
+    if report.flow.is_none() {
+        error_line(&format!(
+            "cannot {verb} {}: it has {} error(s); fix them first (clarion validate)",
+            path.display(),
+            report.error_count()
+        ));
+    }
+    report.flow
 }

@@ -230,6 +230,24 @@ fn exit_codes_are_pinned_for_every_command() {
         !Path::new(&no_store).exists(),
         "no command created the missing store"
     );
+    // A flow with errors: its diagnostics, then one line naming what could not be done.
+    for (args, verb) in [
+        (&["chat", &broken, "--store", &no_store][..], "chat with"),
+        (&["export", &broken, "--format", "responses"][..], "export"),
+        (&["graph", &broken][..], "draw"),
+    ] {
+        let stderr = String::from_utf8_lossy(&clarion(args).stderr).into_owned();
+        let last = stderr.lines().last().unwrap_or_default().to_owned();
+        assert!(
+            last.starts_with(&format!("error: cannot {verb} {broken}: it has "))
+                && last.ends_with("error(s); fix them first (clarion validate)"),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains("error["),
+            "the diagnostics come first: {stderr}"
+        );
+    }
 }
 
 #[test]

@@ -23,7 +23,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use clarion_engine::diagnostic::{Severity, render};
 use clarion_engine::events::{Event, EventSink};
 use clarion_engine::flow::{Flow, LoadOptions, load_file_with, load_str_with};
 use clarion_engine::provider::select::{ProviderOverrides, model_for, resolve};
@@ -93,22 +92,7 @@ fn open(args: &ChatArgs, source: &FlowSource<'_>) -> Result<Option<Session>, Cli
         }
         FlowSource::Embedded { name, text } => load_str_with(*name, text, None, &options),
     };
-    let styled = output::stderr_styled();
-    for diagnostic in report
-        .diagnostics
-        .iter()
-        .filter(|d| d.severity() == Severity::Error)
-    {
-        output::err(&format!(
-            "{}\n\n",
-            render::human(diagnostic, &report.source, styled)
-        ));
-    }
-    let Some(flow) = report.flow else {
-        output::error_line(&format!(
-            "{} has errors; fix them first (clarion validate)",
-            args.flow.display()
-        ));
+    let Some(flow) = output::flow_or_errors(report, "chat with", &args.flow, false) else {
         return Ok(None);
     };
     let flow = Arc::new(flow);

@@ -1,7 +1,6 @@
 //! `clarion export`: the assistant definition for a provider, as pretty JSON on stdout.
 //! Diagnostics (warnings, or the errors that stop the export) go to stderr.
 
-use clarion_engine::diagnostic::render;
 use clarion_engine::export::{ExportFormat, export};
 use clarion_engine::flow::{LoadOptions, load_file_with};
 use clarion_tools::BuiltinRegistry;
@@ -25,23 +24,7 @@ pub fn run(args: &ExportArgs) -> Result<Exit, CliError> {
             builtins: Some(&builtins),
         },
     );
-    let styled = output::stderr_styled();
-    for diagnostic in &report.diagnostics {
-        output::err(&format!(
-            "{}\n\n",
-            render::human(diagnostic, &report.source, styled)
-        ));
-    }
-    let Some(flow) = report.flow else {
-        output::error_line(&format!(
-            "cannot export {}: it has {} error(s)",
-            args.flow.display(),
-            report
-                .diagnostics
-                .iter()
-                .filter(|d| d.severity() == clarion_engine::diagnostic::Severity::Error)
-                .count()
-        ));
+    let Some(flow) = output::flow_or_errors(report, "export", &args.flow, true) else {
         return Ok(Exit::Problems);
     };
     for name in slots.keys() {

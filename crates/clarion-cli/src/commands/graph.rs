@@ -4,7 +4,6 @@
 //! too; this command loads the flow, reports its problems like `clarion export` does, and
 //! prints. A flow with errors has no diagram: exit 1, as `clarion validate` would.
 
-use clarion_engine::diagnostic::{Severity, render};
 use clarion_engine::flow::{LoadOptions, load_file_with};
 use clarion_engine::graph::Graph;
 use clarion_tools::BuiltinRegistry;
@@ -25,23 +24,7 @@ pub fn run(args: &GraphArgs) -> Result<Exit, CliError> {
             builtins: Some(&builtins),
         },
     );
-    let styled = output::stderr_styled();
-    for diagnostic in report
-        .diagnostics
-        .iter()
-        .filter(|d| d.severity() == Severity::Error)
-    {
-        output::err(&format!(
-            "{}\n\n",
-            render::human(diagnostic, &report.source, styled)
-        ));
-    }
-    let Some(flow) = report.flow else {
-        output::error_line(&format!(
-            "cannot draw {}: it has {} error(s); fix them first (clarion validate)",
-            args.flow.display(),
-            report.error_count()
-        ));
+    let Some(flow) = output::flow_or_errors(report, "draw", &args.flow, false) else {
         return Ok(Exit::Problems);
     };
     let graph = Graph::of(&flow);
