@@ -135,7 +135,11 @@ fn the_finance_diagram_shows_the_chaining() {
         .map(|e| label(&e.to))
         .collect();
     assert_eq!(fed.len(), 2, "{fed:?}");
-    assert!(fed[0].starts_with("monthly_savings: number · required / ask: How much do you plan"));
+    assert!(
+        fed[0].starts_with(
+            "monthly_savings: number · required · grounded / ask: How much do you plan"
+        )
+    );
     assert!(fed[1].starts_with("monthly_contribution: number · required"));
     // The instructions read two slots.
     let read: Vec<String> = graph

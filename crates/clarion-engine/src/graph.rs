@@ -10,7 +10,8 @@
 //!
 //! - **Tools** are groups labelled with their executor (`builtin finance.loan_payment`,
 //!   `http GET https://…`, `command python3 …`, `client`). Inside: one node per parameter
-//!   (required ones solid, optional ones rounded, with the `ask` question when there is
+//!   (required ones solid, optional ones rounded, `grounded` ones marked, with the `ask`
+//!   question when there is
 //!   one), then one node per `after` rule and the `on_error` rule, with the context they
 //!   inject (shortened: the flow file has the full text).
 //! - **Slots** are cylinders. A parameter bound to a slot is prefilled from it and its
@@ -356,8 +357,9 @@ impl Builder {
         } else {
             "optional"
         };
+        let grounded = if param.grounded { " · grounded" } else { "" };
         let mut label = vec![format!(
-            "{}: {} · {needed}",
+            "{}: {} · {needed}{grounded}",
             param.name,
             type_of(&param.schema)
         )];
