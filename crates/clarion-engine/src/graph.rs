@@ -11,9 +11,8 @@
 //! - **Tools** are groups labelled with their executor (`builtin finance.loan_payment`,
 //!   `http GET https://…`, `command python3 …`, `client`). Inside: one node per parameter
 //!   (required ones solid, optional ones rounded, `grounded` ones marked, with the `ask`
-//!   question when there is
-//!   one), then one node per `after` rule and the `on_error` rule, with the context they
-//!   inject (shortened: the flow file has the full text).
+//!   question when there is one), then one node per `after` rule and the `on_error` rule,
+//!   with the context they inject (shortened: the flow file has the full text).
 //! - **Slots** are cylinders. A parameter bound to a slot is prefilled from it and its
 //!   value remembered into it: the `prefills` edge. An `after` rule's `set` is a thick
 //!   `sets` edge from the rule to the slot: that is how one tool's result feeds another
