@@ -44,6 +44,41 @@ pub enum Command {
         after_help = "Examples:\n  clarion chat flows/personal-finance.toml\n  clarion chat flows/personal-finance.toml --thread thread_3f…  # resume\n  echo 'How long to save $12,000 at $1,000 a month?' | clarion chat flows/personal-finance.toml\n  clarion chat flows/travel-booking.toml --base-url http://127.0.0.1:11434/v1 --model qwen2.5:1.5b\n\nIn the conversation: /slots, /metadata, /reset, /transcript FILE, /help; Ctrl-C cancels a run, Ctrl-D exits.\nThe provider comes from --base-url/--api/--model, then the flow's [provider], then OPENAI_BASE_URL and OPENAI_API_KEY."
     )]
     Chat(ChatArgs),
+    /// Serve flows over an Assistants-API-compatible HTTP API (each flow is an assistant).
+    #[command(
+        after_help = "Examples:\n  clarion serve flows/travel-booking.toml flows/personal-finance.toml\n  CLARION_API_KEYS=sk-one,sk-two clarion serve flows/ --bind 0.0.0.0:8080 --api-key-env CLARION_API_KEYS\n\nClients use base_url http://ADDR/v1 and assistant ids asst_<flow name>. Docs: docs/serve.md."
+    )]
+    Serve(ServeArgs),
+}
+
+/// `clarion serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Flow files, or directories to search for `*.toml` flow files.
+    #[arg(required = true, value_name = "FLOWS")]
+    pub flows: Vec<PathBuf>,
+    /// The address to listen on.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    pub bind: String,
+    /// The thread store (SQLite).
+    #[arg(long, value_name = "PATH", default_value = ".clarion/threads.db")]
+    pub store: PathBuf,
+    /// Require bearer API keys, read from this environment variable (comma-separated).
+    /// Without it the server is open: use it on loopback only.
+    #[arg(long, value_name = "NAME")]
+    pub api_key_env: Option<String>,
+    /// The largest request body accepted, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = 1_048_576)]
+    pub max_body_bytes: usize,
+    /// The provider's base URL (overrides the flows' `[provider]` and `OPENAI_BASE_URL`).
+    #[arg(long, value_name = "URL")]
+    pub base_url: Option<String>,
+    /// The protocol.
+    #[arg(long, value_enum)]
+    pub api: Option<ApiArg>,
+    /// The model name (overrides every flow's `assistant.model`).
+    #[arg(long)]
+    pub model: Option<String>,
 }
 
 /// `clarion chat`.

@@ -24,6 +24,7 @@ fn main() -> std::process::ExitCode {
         Command::Export(args) => commands::export::run(&args),
         Command::Test(args) => commands::test::run(&args),
         Command::Chat(args) => commands::chat::run(&args),
+        Command::Serve(args) => commands::serve::run(&args),
     };
     match result {
         Ok(exit) => exit.into(),

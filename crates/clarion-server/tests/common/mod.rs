@@ -1,0 +1,127 @@
+//! A real server on loopback for the integration tests: the test flow, a scripted model,
+//! the real built-in tools, and a SQLite store in a temporary directory.
+
+#![allow(dead_code, reason = "each test file uses part of the harness")]
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use clarion_engine::flow::{LoadOptions, load_file_with};
+use clarion_engine::provider::scripted::{ScriptedModel, ScriptedTurn};
+use clarion_engine::run::Engine;
+use clarion_engine::store::{SqliteStore, ThreadStore};
+use clarion_server::{ApiKeys, AppState};
+use clarion_tools::ClarionTools;
+
+/// A running server.
+pub struct Server {
+    /// `http://127.0.0.1:PORT/v1`.
+    pub base: String,
+    /// The address.
+    pub addr: SocketAddr,
+    /// The model's script (push more turns while the test runs).
+    pub model: Arc<ScriptedModel>,
+    /// Stops the server when dropped.
+    _stop: tokio::sync::oneshot::Sender<()>,
+    _dir: tempfile::TempDir,
+}
+
+/// Starts a server for the `shop` flow playing `turns`, with `keys` (none: open).
+pub async fn start(turns: Vec<ScriptedTurn>, keys: &[&str], body_limit: usize) -> Server {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let store: Arc<dyn ThreadStore> = Arc::new(
+        SqliteStore::open(dir.path().join("threads.db")).unwrap_or_else(|e| panic!("{e}")),
+    );
+    let tools = ClarionTools::new();
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/flows/shop.toml");
+    let flow = load_file_with(
+        &path,
+        &LoadOptions {
+            builtins: Some(tools.builtins()),
+        },
+    )
+    .flow
+    .unwrap_or_else(|| panic!("tests/flows/shop.toml has errors"));
+    let model = Arc::new(ScriptedModel::new(turns));
+    let engine = Arc::new(Engine::new(
+        Arc::new(flow),
+        model.clone(),
+        Arc::new(tools),
+        store.clone(),
+    ));
+    let keys = if keys.is_empty() {
+        ApiKeys::open()
+    } else {
+        ApiKeys::new(keys.iter().copied())
+    };
+    let state = AppState::new(store, vec![engine], keys).unwrap_or_else(|e| panic!("{e}"));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let _ = clarion_server::serve(listener, state, body_limit, async {
+            let _ = stopped.await;
+        })
+        .await;
+    });
+    Server {
+        base: format!("http://{addr}/v1"),
+        addr,
+        model,
+        _stop: stop,
+        _dir: dir,
+    }
+}
+
+/// The turns of the classic loop: a server-side call, then a client call, then a reply.
+pub fn pay_loop() -> Vec<ScriptedTurn> {
+    vec![
+        ScriptedTurn::call(
+            "savings",
+            r#"{"goal_amount": 1200, "monthly_income": 3000, "monthly_savings": 100}"#,
+        ),
+        ScriptedTurn::call("pay", r#"{"amount": 42}"#),
+        ScriptedTurn::text("Paid $42. Your goal takes 12 months."),
+    ]
+}
+
+/// An HTTP client (rustls needs its process-wide provider even for plain HTTP).
+pub fn client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A request's status and JSON body.
+pub async fn call(request: reqwest::RequestBuilder) -> (u16, serde_json::Value) {
+    let response = request.send().await.unwrap_or_else(|e| panic!("{e}"));
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap_or_else(|e| panic!("{e}"));
+    let body = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    (status, body)
+}
+
+/// Polls a run until it leaves `queued`/`in_progress`/`cancelling`.
+pub async fn poll(
+    client: &reqwest::Client,
+    base: &str,
+    thread: &str,
+    run: &str,
+) -> serde_json::Value {
+    for _ in 0..200 {
+        let (status, body) = call(client.get(format!("{base}/threads/{thread}/runs/{run}"))).await;
+        assert_eq!(status, 200, "{body}");
+        if !matches!(
+            body["status"].as_str(),
+            Some("queued" | "in_progress" | "cancelling")
+        ) {
+            return body;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("run {run} did not settle");
+}
