@@ -70,6 +70,10 @@ pub struct ServeArgs {
     /// The largest request body accepted, in bytes.
     #[arg(long, value_name = "BYTES", default_value_t = 1_048_576)]
     pub max_body_bytes: usize,
+    /// Requests per second allowed per API key (all callers together on an open server);
+    /// 0 turns the limit off.
+    #[arg(long, value_name = "N", default_value_t = 0.0)]
+    pub rate_limit: f64,
     /// The provider's base URL (overrides the flows' `[provider]` and `OPENAI_BASE_URL`).
     #[arg(long, value_name = "URL")]
     pub base_url: Option<String>,

@@ -146,7 +146,11 @@ impl FromRequestParts<AppState> for Caller {
             .headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
-        state.keys().caller(header)
+        let caller = state.keys().caller(header)?;
+        if let Some(limiter) = state.limiter() {
+            limiter.check(caller.owner.as_deref().unwrap_or("open"))?;
+        }
+        Ok(caller)
     }
 }
 

@@ -8,7 +8,8 @@
 //! `requires_action`, and server-side tools run inside and never surface.
 //!
 //! - [`state`]: the assistants, the store, the keys; threads bound to a flow on first run;
-//! - [`auth`]: bearer keys kept as digests, and per-key ownership of threads;
+//! - [`auth`]: bearer keys kept as digests, and per-key ownership of threads; [`limit`]:
+//!   a per-key rate limit;
 //! - [`routes`]: one module per resource; [`stream`]: server-sent events for runs;
 //! - [`wire`]: the JSON objects, request bodies and list pages;
 //! - [`error`]: the API's error bodies and status codes; [`extract`]: extractors that
@@ -18,6 +19,7 @@ pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod ids;
+pub mod limit;
 pub mod routes;
 pub mod state;
 pub mod stream;

@@ -16,6 +16,7 @@ use clarion_engine::thread::Thread;
 use crate::auth::{ApiKeys, Caller, OWNER_KEY};
 use crate::error::ApiError;
 use crate::ids;
+use crate::limit::RateLimiter;
 
 /// One loaded flow, served as an assistant.
 #[derive(Debug, Clone)]
@@ -41,6 +42,8 @@ struct Inner {
     bind: Mutex<()>,
     /// When the server started (seconds): the assistants' `created_at`.
     started_at: i64,
+    /// Requests per second per key, if limited.
+    limiter: Option<RateLimiter>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -91,7 +94,30 @@ impl AppState {
             submitted: Mutex::new(HashSet::new()),
             bind: Mutex::new(()),
             started_at,
+            limiter: None,
         })))
+    }
+
+    /// Limits each key (or, on an open server, all callers together) to `per_second`
+    /// requests per second. Call it on the state [`AppState::new`] returned, before
+    /// cloning it.
+    #[must_use]
+    pub fn with_rate_limit(mut self, per_second: f64) -> Self {
+        let inner = Arc::get_mut(&mut self.0);
+        debug_assert!(
+            inner.is_some(),
+            "with_rate_limit after the state was cloned"
+        );
+        if let Some(inner) = inner {
+            inner.limiter = (per_second > 0.0).then(|| RateLimiter::new(per_second));
+        }
+        self
+    }
+
+    /// The rate limiter, if any.
+    #[must_use]
+    pub fn limiter(&self) -> Option<&RateLimiter> {
+        self.0.limiter.as_ref()
     }
 
     /// Every assistant, in load order.

@@ -6,7 +6,7 @@ mod common;
 use clarion_engine::provider::scripted::ScriptedTurn;
 use serde_json::{Value, json};
 
-use common::{call, client, pay_loop, poll, start};
+use common::{call, client, pay_loop, poll, start, start_limited};
 
 const LIMIT: usize = clarion_server::DEFAULT_BODY_LIMIT;
 
@@ -559,4 +559,24 @@ async fn each_key_sees_only_its_own_threads() {
             format!("No thread found with id '{tid}'.")
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_key_has_its_own_rate_limit() {
+    let server = start_limited(Vec::new(), &["sk-alice", "sk-bob"], LIMIT, 3.0).await;
+    let (c, base) = (client(), server.base.clone());
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        let (status, body) =
+            call(c.get(format!("{base}/assistants")).bearer_auth("sk-alice")).await;
+        if status == 429 {
+            assert_eq!(body["error"]["code"], "rate_limit_exceeded");
+            assert_eq!(body["error"]["type"], "requests");
+        }
+        statuses.push(status);
+    }
+    assert_eq!(&statuses[..3], [200, 200, 200]);
+    assert_eq!(statuses[4], 429, "{statuses:?}");
+    let (status, _) = call(c.get(format!("{base}/assistants")).bearer_auth("sk-bob")).await;
+    assert_eq!(status, 200, "bob has his own bucket");
 }

@@ -84,8 +84,9 @@ async fn serve(args: &ServeArgs) -> Result<Exit, CliError> {
         .iter()
         .map(|e| clarion_server::ids::assistant_id(&e.flow().name))
         .collect();
-    let state =
-        AppState::new(store, engines, keys.clone()).map_err(|e| CliError::Io(e.to_string()))?;
+    let state = AppState::new(store, engines, keys.clone())
+        .map_err(|e| CliError::Io(e.to_string()))?
+        .with_rate_limit(args.rate_limit);
     let listener = tokio::net::TcpListener::bind(&args.bind)
         .await
         .map_err(|e| CliError::Io(format!("cannot listen on {}: {e}", args.bind)))?;

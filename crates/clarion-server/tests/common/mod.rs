@@ -29,6 +29,16 @@ pub struct Server {
 
 /// Starts a server for the `shop` flow playing `turns`, with `keys` (none: open).
 pub async fn start(turns: Vec<ScriptedTurn>, keys: &[&str], body_limit: usize) -> Server {
+    start_limited(turns, keys, body_limit, 0.0).await
+}
+
+/// [`start`] with a rate limit (requests per second per key; 0: none).
+pub async fn start_limited(
+    turns: Vec<ScriptedTurn>,
+    keys: &[&str],
+    body_limit: usize,
+    rate: f64,
+) -> Server {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let store: Arc<dyn ThreadStore> = Arc::new(
         SqliteStore::open(dir.path().join("threads.db")).unwrap_or_else(|e| panic!("{e}")),
@@ -55,7 +65,9 @@ pub async fn start(turns: Vec<ScriptedTurn>, keys: &[&str], body_limit: usize) -
     } else {
         ApiKeys::new(keys.iter().copied())
     };
-    let state = AppState::new(store, vec![engine], keys).unwrap_or_else(|e| panic!("{e}"));
+    let state = AppState::new(store, vec![engine], keys)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .with_rate_limit(rate);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .unwrap_or_else(|e| panic!("{e}"));
