@@ -6,7 +6,9 @@ mod common;
 use clarion_engine::provider::scripted::ScriptedTurn;
 use serde_json::{Value, json};
 
-use common::{call, client, pay_loop, poll, start, start_limited};
+use common::{
+    LoopModel, call, client, pay_loop, poll, shop_state, start, start_limited, start_state,
+};
 
 const LIMIT: usize = clarion_server::DEFAULT_BODY_LIMIT;
 
@@ -579,4 +581,92 @@ async fn each_key_has_its_own_rate_limit() {
     assert_eq!(statuses[4], 429, "{statuses:?}");
     let (status, _) = call(c.get(format!("{base}/assistants")).bearer_auth("sk-bob")).await;
     assert_eq!(status, 200, "bob has his own bucket");
+}
+
+/// One client's classic loop on a thread of its own; the run id and what went wrong, if
+/// anything did.
+async fn one_loop(c: &reqwest::Client, base: &str, n: usize) -> Result<(), String> {
+    let (_, run) = call(c.post(format!("{base}/threads/runs")).json(&json!({
+        "assistant_id": "asst_shop",
+        "thread": {"messages": [{"role": "user", "content": format!("pay bill {n}")}]},
+    })))
+    .await;
+    let (tid, rid) = (
+        run["thread_id"].as_str().unwrap_or_default(),
+        run["id"].as_str().unwrap_or_default(),
+    );
+    let run = poll(c, base, tid, rid).await;
+    if run["status"] != "requires_action" {
+        return Err(format!("expected requires_action: {run}"));
+    }
+    let call_id = run["required_action"]["submit_tool_outputs"]["tool_calls"][0]["id"]
+        .as_str()
+        .unwrap_or_default();
+    let (status, body) = call(
+        c.post(format!(
+            "{base}/threads/{tid}/runs/{rid}/submit_tool_outputs"
+        ))
+        .json(&json!({"tool_outputs": [{"tool_call_id": call_id, "output": "ok"}]})),
+    )
+    .await;
+    if status != 200 {
+        return Err(format!("submit: {body}"));
+    }
+    let run = poll(c, base, tid, rid).await;
+    let (_, messages) = call(c.get(format!("{base}/threads/{tid}/messages?order=asc"))).await;
+    let texts: Vec<&str> = messages["data"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["content"][0]["text"]["value"].as_str())
+        .collect();
+    let user = format!("pay bill {n}");
+    if run["status"] != "completed" || texts != [user.as_str(), "Paid."] {
+        return Err(format!("{run} {texts:?}"));
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_threads_run_in_parallel_and_each_thread_has_one_active_run() {
+    let (state, dir) = shop_state(std::sync::Arc::new(LoopModel), &[], 0.0);
+    let server = start_state(state, dir).await;
+    let (c, base) = (client(), server.base.clone());
+    let loops = (0..40).map(|n| {
+        let (c, base) = (c.clone(), base.clone());
+        tokio::spawn(async move { one_loop(&c, &base, n).await })
+    });
+    for result in futures_util::future::join_all(loops).await {
+        result
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    let (_, thread) = call(
+        c.post(format!("{base}/threads"))
+            .json(&json!({"messages": [{"role": "user", "content": "pay"}]})),
+    )
+    .await;
+    let tid = thread["id"].as_str().unwrap_or_default();
+    let races = (0..8).map(|_| {
+        call(
+            c.post(format!("{base}/threads/{tid}/runs"))
+                .json(&json!({"assistant_id": "asst_shop"})),
+        )
+    });
+    let statuses: Vec<u16> = futures_util::future::join_all(races)
+        .await
+        .into_iter()
+        .map(|(s, _)| s)
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 400).count(),
+        7,
+        "{statuses:?}"
+    );
 }

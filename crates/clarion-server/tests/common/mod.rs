@@ -7,10 +7,16 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
+use clarion_engine::events::EventSink;
 use clarion_engine::flow::{LoadOptions, load_file_with};
 use clarion_engine::provider::scripted::{ScriptedModel, ScriptedTurn};
+use clarion_engine::provider::{
+    BoxFuture, Model, ModelError, ModelRequest, ModelResponse, ModelTurn,
+};
 use clarion_engine::run::Engine;
+use clarion_engine::run::Usage;
 use clarion_engine::store::{SqliteStore, ThreadStore};
+use clarion_engine::thread::{MessageKind, ToolCall};
 use clarion_server::{ApiKeys, AppState};
 use clarion_tools::ClarionTools;
 
@@ -39,6 +45,56 @@ pub async fn start_limited(
     body_limit: usize,
     rate: f64,
 ) -> Server {
+    let model = Arc::new(ScriptedModel::new(turns));
+    let (state, dir) = shop_state(model.clone(), keys, rate);
+    let router = clarion_server::router(state, body_limit);
+    let (addr, stop) = serve_router(router).await;
+    Server {
+        base: format!("http://{addr}/v1"),
+        addr,
+        model,
+        _stop: stop,
+        _dir: dir,
+    }
+}
+
+/// A server over `state` with a model of its own (the script stays empty).
+pub async fn start_state(state: AppState, dir: tempfile::TempDir) -> Server {
+    let router = clarion_server::router(state, clarion_server::DEFAULT_BODY_LIMIT);
+    let (addr, stop) = serve_router(router).await;
+    Server {
+        base: format!("http://{addr}/v1"),
+        addr,
+        model: Arc::new(ScriptedModel::default()),
+        _stop: stop,
+        _dir: dir,
+    }
+}
+
+/// Serves `router` on a loopback port until the returned sender is dropped.
+pub async fn serve_router(router: axum::Router) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router)
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await;
+    });
+    (addr, stop)
+}
+
+/// State for the `shop` flow with `model`, a SQLite store in a new temporary directory
+/// (kept alive by the returned guard), `keys` (none: open) and a rate limit (0: none).
+pub fn shop_state(
+    model: Arc<dyn Model>,
+    keys: &[&str],
+    rate: f64,
+) -> (AppState, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let store: Arc<dyn ThreadStore> = Arc::new(
         SqliteStore::open(dir.path().join("threads.db")).unwrap_or_else(|e| panic!("{e}")),
@@ -53,10 +109,9 @@ pub async fn start_limited(
     )
     .flow
     .unwrap_or_else(|| panic!("tests/flows/shop.toml has errors"));
-    let model = Arc::new(ScriptedModel::new(turns));
     let engine = Arc::new(Engine::new(
         Arc::new(flow),
-        model.clone(),
+        model,
         Arc::new(tools),
         store.clone(),
     ));
@@ -68,23 +123,36 @@ pub async fn start_limited(
     let state = AppState::new(store, vec![engine], keys)
         .unwrap_or_else(|e| panic!("{e}"))
         .with_rate_limit(rate);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        let _ = clarion_server::serve(listener, state, body_limit, async {
-            let _ = stopped.await;
+    (state, dir)
+}
+
+/// A model for any number of concurrent conversations: a user message gets a `pay` call,
+/// a tool output gets a reply. It looks only at the request, so runs never share a script.
+pub struct LoopModel;
+
+impl Model for LoopModel {
+    fn respond<'a>(
+        &'a self,
+        request: ModelRequest<'a>,
+        _events: &'a dyn EventSink,
+    ) -> BoxFuture<'a, Result<ModelResponse, ModelError>> {
+        let turn = match request.messages.last().map(|m| &m.kind) {
+            Some(MessageKind::ToolOutput { .. }) => ModelTurn::Text("Paid.".to_owned()),
+            _ => ModelTurn::ToolCalls {
+                text: None,
+                calls: vec![ToolCall {
+                    id: String::new(),
+                    name: "pay".to_owned(),
+                    arguments: r#"{"amount": 1}"#.to_owned(),
+                }],
+            },
+        };
+        Box::pin(async move {
+            Ok(ModelResponse {
+                turn,
+                usage: Usage::default(),
+            })
         })
-        .await;
-    });
-    Server {
-        base: format!("http://{addr}/v1"),
-        addr,
-        model,
-        _stop: stop,
-        _dir: dir,
     }
 }
 
