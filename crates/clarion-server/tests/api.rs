@@ -7,7 +7,8 @@ use clarion_engine::provider::scripted::ScriptedTurn;
 use serde_json::{Value, json};
 
 use common::{
-    LoopModel, call, client, pay_loop, poll, shop_state, start, start_limited, start_state,
+    LoopModel, Recorder, call, client, pay_loop, poll, shop_state, start, start_limited,
+    start_state,
 };
 
 const LIMIT: usize = clarion_server::DEFAULT_BODY_LIMIT;
@@ -669,4 +670,46 @@ async fn many_threads_run_in_parallel_and_each_thread_has_one_active_run() {
         7,
         "{statuses:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn additional_instructions_reach_the_model_for_that_run_only() {
+    let recorder = std::sync::Arc::new(Recorder {
+        script: clarion_engine::provider::scripted::ScriptedModel::new([
+            ScriptedTurn::text("Bonjour."),
+            ScriptedTurn::text("Hello."),
+        ]),
+        instructions: std::sync::Mutex::default(),
+    });
+    let (state, dir) = shop_state(recorder.clone(), &[], 0.0);
+    let server = start_state(state, dir).await;
+    let (c, base) = (client(), server.base.clone());
+    let (_, thread) = call(
+        c.post(format!("{base}/threads"))
+            .json(&json!({"messages": [{"role": "user", "content": "hi"}]})),
+    )
+    .await;
+    let tid = thread["id"].as_str().unwrap_or_default();
+    for extra in [Some("Answer in French."), None] {
+        let (status, run) = call(
+            c.post(format!("{base}/threads/{tid}/runs"))
+                .json(&json!({"assistant_id": "asst_shop", "additional_instructions": extra})),
+        )
+        .await;
+        assert_eq!(status, 200, "{run}");
+        assert_eq!(run["additional_instructions"].as_str(), extra);
+        let run = poll(&c, &base, tid, run["id"].as_str().unwrap_or_default()).await;
+        assert_eq!(run["status"], "completed", "{run}");
+    }
+    let seen = recorder
+        .instructions
+        .lock()
+        .map(|s| s.clone())
+        .unwrap_or_default();
+    assert_eq!(seen.len(), 2);
+    assert!(
+        seen[0].starts_with("You plan savings") && seen[0].ends_with("\n\nAnswer in French."),
+        "{seen:?}"
+    );
+    assert!(!seen[1].contains("French"), "{seen:?}");
 }

@@ -205,3 +205,24 @@ pub async fn poll(
     }
     panic!("run {run} did not settle");
 }
+
+/// Plays a script and remembers the instructions of every request.
+pub struct Recorder {
+    /// The script.
+    pub script: ScriptedModel,
+    /// Instructions seen, in request order.
+    pub instructions: std::sync::Mutex<Vec<String>>,
+}
+
+impl Model for Recorder {
+    fn respond<'a>(
+        &'a self,
+        request: ModelRequest<'a>,
+        events: &'a dyn EventSink,
+    ) -> BoxFuture<'a, Result<ModelResponse, ModelError>> {
+        if let Ok(mut seen) = self.instructions.lock() {
+            seen.push(request.instructions.to_owned());
+        }
+        self.script.respond(request, events)
+    }
+}
