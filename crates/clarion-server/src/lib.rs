@@ -13,13 +13,14 @@
 //! - [`routes`]: one module per resource; [`stream`]: server-sent events for runs;
 //! - [`wire`]: the JSON objects, request bodies and list pages;
 //! - [`error`]: the API's error bodies and status codes; [`extract`]: extractors that
-//!   reject with them; [`ids`]: ids and timestamps.
+//!   reject with them; [`ids`]: ids and timestamps; [`openapi`]: the document of the subset.
 
 pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod ids;
 pub mod limit;
+pub mod openapi;
 pub mod routes;
 pub mod state;
 pub mod stream;
