@@ -70,6 +70,9 @@ pub struct ServeArgs {
     /// The largest request body accepted, in bytes.
     #[arg(long, value_name = "BYTES", default_value_t = 1_048_576)]
     pub max_body_bytes: usize,
+    /// How long a request may take, body upload included, in seconds (408 beyond).
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    pub request_timeout: u64,
     /// Requests per second allowed per API key (all callers together on an open server);
     /// 0 turns the limit off.
     #[arg(long, value_name = "N", default_value_t = 0.0)]

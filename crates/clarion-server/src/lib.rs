@@ -27,17 +27,17 @@ pub mod stream;
 pub mod wire;
 
 pub use auth::ApiKeys;
-pub use routes::{DEFAULT_BODY_LIMIT, router};
+pub use routes::{DEFAULT_BODY_LIMIT, DEFAULT_REQUEST_TIMEOUT, Limits, router, router_with};
 pub use state::{AppState, StateError};
 
-/// Serves `state` on `listener` until `shutdown` resolves.
+/// Serves `state` on `listener` with `limits` until `shutdown` resolves.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
-    body_limit: usize,
+    limits: Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state, body_limit))
+    axum::serve(listener, router_with(state, limits))
         .with_graceful_shutdown(shutdown)
         .await
 }

@@ -713,3 +713,36 @@ async fn additional_instructions_reach_the_model_for_that_run_only() {
     );
     assert!(!seen[1].contains("French"), "{seen:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_upload_gets_408_within_the_request_timeout() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let (state, dir) = shop_state(std::sync::Arc::new(LoopModel), &[], 0.0);
+    let limits = clarion_server::Limits {
+        request_timeout: std::time::Duration::from_millis(300),
+        ..clarion_server::Limits::default()
+    };
+    let (addr, _stop) = common::serve_router(clarion_server::router_with(state, limits)).await;
+    let _dir = dir;
+    let mut socket = tokio::net::TcpStream::connect(addr)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    // Headers promise a body that never comes.
+    socket
+        .write_all(b"POST /v1/threads HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"me")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let started = std::time::Instant::now();
+    let mut response = vec![0; 4096];
+    let n = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        socket.read(&mut response),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("no answer within 5 s"))
+    .unwrap_or_else(|e| panic!("{e}"));
+    let text = String::from_utf8_lossy(&response[..n]);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("did not complete within 300 ms"), "{text}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+}

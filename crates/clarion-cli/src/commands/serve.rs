@@ -102,7 +102,11 @@ async fn serve(args: &ServeArgs) -> Result<Exit, CliError> {
             "none (open server: keep it on loopback)".to_owned()
         }
     ));
-    clarion_server::serve(listener, state, args.max_body_bytes, async {
+    let limits = clarion_server::Limits {
+        body_bytes: args.max_body_bytes,
+        request_timeout: std::time::Duration::from_secs(args.request_timeout.max(1)),
+    };
+    clarion_server::serve(listener, state, limits, async {
         let _ = tokio::signal::ctrl_c().await;
     })
     .await
