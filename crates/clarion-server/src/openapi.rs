@@ -136,6 +136,10 @@ fn schemas() -> Value {
             "messages": {"type": "array", "items": reference("MessageInput")},
             "metadata": reference("Metadata"),
         }},
+        "CreateAssistant": {"type": "object", "properties": {
+            "name": {"type": "string"},
+            "metadata": reference("Metadata"),
+        }},
         "ModifyThread": {"type": "object", "properties": {"metadata": reference("Metadata")}},
         "CreateRun": {"type": "object", "required": ["assistant_id"], "properties": {
             "assistant_id": {"type": "string"},
@@ -194,7 +198,10 @@ pub fn document() -> Value {
         },
         "security": [{"bearer": []}],
         "paths": {
-            "/assistants": {"get": operation("listAssistants", "The loaded flows", &list_params(false), None, &ok("List"))},
+            "/assistants": {
+                "get": operation("listAssistants", "The loaded flows", &list_params(false), None, &ok("List")),
+                "post": operation("createAssistant", "The assistant of a loaded flow, named by metadata.clarion_flow or name", &[], Some(body("CreateAssistant")), &ok("Assistant")),
+            },
             "/assistants/{assistant_id}": {"get": operation("getAssistant", "One flow", &[path("assistant_id")], None, &ok("Assistant"))},
             "/threads": {"post": operation("createThread", "Create a thread", &[], Some(body("CreateThread")), &with_links(ok("Thread"), THREAD_LINKS))},
             "/threads/runs": {"post": operation("createThreadAndRun", "Create a thread and run it", &[], Some(body("CreateThreadAndRun")), &with_links(streamable("Run"), RUN_LINKS))},

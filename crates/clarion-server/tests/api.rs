@@ -746,3 +746,40 @@ async fn a_stalled_upload_gets_408_within_the_request_timeout() {
     assert!(text.contains("did not complete within 300 ms"), "{text}");
     assert!(started.elapsed() < std::time::Duration::from_secs(2));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn creating_an_assistant_refers_to_a_loaded_flow() {
+    let server = start(Vec::new(), &[], LIMIT).await;
+    let (c, base) = (client(), server.base.clone());
+    let (status, assistant) = call(
+        c.post(format!("{base}/assistants"))
+            .json(&json!({"model": "gpt-4o", "metadata": {"clarion_flow": "shop"}})),
+    )
+    .await;
+    assert_eq!(
+        (status, assistant["id"].as_str()),
+        (200, Some("asst_shop")),
+        "{assistant}"
+    );
+    let (status, assistant) = call(
+        c.post(format!("{base}/assistants"))
+            .json(&json!({"name": "shop"})),
+    )
+    .await;
+    assert_eq!(
+        (status, assistant["object"].as_str()),
+        (200, Some("assistant"))
+    );
+    let (status, body) = call(
+        c.post(format!("{base}/assistants"))
+            .json(&json!({"name": "travel"})),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        body["error"]["message"],
+        "No flow named 'travel' is loaded (loaded: shop). Start clarion serve with its flow file."
+    );
+    let (status, _) = call(c.post(format!("{base}/assistants")).json(&json!({}))).await;
+    assert_eq!(status, 400);
+}

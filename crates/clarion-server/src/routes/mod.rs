@@ -60,7 +60,10 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
 /// The router with `limits`.
 pub fn router_with(state: AppState, limits: Limits) -> Router {
     let v1 = Router::new()
-        .route("/assistants", get(assistants::list))
+        .route(
+            "/assistants",
+            get(assistants::list).post(assistants::create),
+        )
         .route("/assistants/{assistant_id}", get(assistants::retrieve))
         .route("/threads", post(threads::create))
         .route("/threads/runs", post(runs::create_thread_and_run))
