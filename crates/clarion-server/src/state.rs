@@ -7,7 +7,7 @@
 //! 400 naming the thread's assistant.
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use clarion_engine::run::Engine;
 use clarion_engine::store::{Step, ThreadStore};
@@ -38,8 +38,9 @@ struct Inner {
     /// Runs whose outputs were accepted and whose engine task has not settled yet: they
     /// read as `in_progress`, never as the `requires_action` still in the store.
     submitted: Mutex<HashSet<String>>,
-    /// Serialises binding unbound threads to an assistant.
-    bind: Mutex<()>,
+    /// Serialises the server's read-modify-write of thread rows (binding, metadata,
+    /// deletion) with run creation; see [`AppState::lock_threads`].
+    threads: Mutex<()>,
     /// When the server started (seconds): the assistants' `created_at`.
     started_at: i64,
     /// Requests per second per key, if limited.
@@ -92,7 +93,7 @@ impl AppState {
             store,
             keys,
             submitted: Mutex::new(HashSet::new()),
-            bind: Mutex::new(()),
+            threads: Mutex::new(()),
             started_at,
             limiter: None,
         })))
@@ -184,26 +185,21 @@ impl AppState {
         Ok(thread)
     }
 
-    /// Binds an unbound thread to `assistant`; refuses a thread bound to another one.
-    pub fn bind(&self, thread: Thread, assistant: &Assistant) -> Result<Thread, ApiError> {
-        let flow = &assistant.engine.flow().name;
-        if &thread.flow == flow {
-            return Ok(thread);
-        }
-        if !thread.flow.is_empty() {
-            return Err(ApiError::bad_request(format!(
-                "Thread {} belongs to assistant {}; Clarion threads run one flow. Create a new thread for {}.",
-                thread.id,
-                ids::assistant_id(&thread.flow),
-                assistant.id
-            ))
-            .param("assistant_id"));
-        }
-        let guard = self
-            .0
-            .bind
+    /// Held while the server rewrites a thread row (binding it, its metadata, deleting it)
+    /// or starts a run on it. A thread row written from a stale read could otherwise undo a
+    /// run's lock; runs only start under this guard, so a rewrite that saw no active run
+    /// cannot race one. Never held across an `await`.
+    pub fn lock_threads(&self) -> Result<MutexGuard<'_, ()>, ApiError> {
+        self.0
+            .threads
             .lock()
-            .map_err(|_| ApiError::internal("the bind lock was poisoned"))?;
+            .map_err(|_| ApiError::internal("the threads lock was poisoned"))
+    }
+
+    /// Binds an unbound thread to `assistant`; refuses a thread bound to another one.
+    /// Call it holding [`AppState::lock_threads`].
+    pub fn bind(&self, thread: &Thread, assistant: &Assistant) -> Result<Thread, ApiError> {
+        let flow = &assistant.engine.flow().name;
         let mut thread = self.0.store.thread(&thread.id)?;
         if thread.flow.is_empty() {
             thread.flow.clone_from(flow);
@@ -212,13 +208,16 @@ impl AppState {
                 appended: &[],
                 run: None,
             })?;
-            Ok(thread)
-        } else if &thread.flow == flow {
-            Ok(thread)
-        } else {
-            drop(guard);
-            self.bind(thread, assistant)
+        } else if &thread.flow != flow {
+            return Err(ApiError::bad_request(format!(
+                "Thread {} belongs to assistant {}; Clarion threads run one flow. Create a new thread for {}.",
+                thread.id,
+                ids::assistant_id(&thread.flow),
+                assistant.id
+            ))
+            .param("assistant_id"));
         }
+        Ok(thread)
     }
 
     /// Marks a run as having its outputs accepted (until [`AppState::settled`]).

@@ -156,6 +156,17 @@ async fn refuses_messages_and_wrong_outputs_then_completes(
         format!("Thread {tid} already has an active run {rid}.")
     );
 
+    // Metadata cannot change under a run: its commits would undo the change.
+    let (status, body) = call(
+        c.post(format!("{base}/threads/{tid}"))
+            .json(&json!({"metadata": {"x": "1"}})),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        body["error"]["message"],
+        format!("Can't modify thread {tid} while a run {rid} is active.")
+    );
     // A wrong set of outputs is refused and changes nothing.
     let (status, body) = call(
         c.post(format!(

@@ -112,8 +112,9 @@ pub async fn create(
         .iter()
         .map(|m| m.text().map(|_| m))
         .collect::<Result<Vec<_>, _>>()?;
+    let guard = state.lock_threads()?;
     let thread = state.thread(&caller, &thread_id)?;
-    let thread = state.bind(thread, &assistant)?;
+    let thread = state.bind(&thread, &assistant)?;
     for input in inputs {
         super::messages::append(&state, &thread.id, input)?;
     }
@@ -122,6 +123,7 @@ pub async fn create(
         body.additional_instructions.clone(),
         metadata,
     )?;
+    drop(guard);
     Ok(start(
         state,
         &assistant,

@@ -70,15 +70,22 @@ pub async fn retrieve(
     Ok(Json(objects::thread(&state.thread(&caller, &id)?)))
 }
 
-/// `POST /v1/threads/{thread_id}`: merges metadata (an empty value removes a key).
+/// `POST /v1/threads/{thread_id}`: merges metadata (an empty value removes a key). Refused
+/// while a run is active: the run's own commits would undo the change.
 pub async fn modify(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<ModifyThread>,
 ) -> Result<Json<Value>, ApiError> {
-    let mut thread = state.thread(&caller, &id)?;
     let pairs = metadata_pairs(body.metadata.as_ref())?;
+    let _guard = state.lock_threads()?;
+    let mut thread = state.thread(&caller, &id)?;
+    if let Some(run_id) = &thread.active_run {
+        return Err(ApiError::bad_request(format!(
+            "Can't modify thread {id} while a run {run_id} is active."
+        )));
+    }
     thread
         .metadata
         .merge(pairs)
@@ -98,6 +105,7 @@ pub async fn delete(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
+    let _guard = state.lock_threads()?;
     let thread = state.thread(&caller, &id)?;
     if let Some(run_id) = &thread.active_run {
         return Err(ApiError::bad_request(format!(
