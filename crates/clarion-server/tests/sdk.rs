@@ -1,5 +1,6 @@
 //! The real `openai` Python SDK against the server: the classic tool loop, a question and
-//! its answer, streaming with an event handler, and per-key isolation.
+//! its answer, streaming with an event handler, per-key isolation, and assistants,
+//! auto-pagination, retrieval and cancellation.
 //!
 //! The SDK comes from a virtualenv that `.ci/run` creates (`scripts/sdk-venv.sh`): the
 //! interpreter is `CLARION_SDK_PYTHON`, else `~/.cache/clarion/sdk-venv/bin/python`. Without
@@ -95,4 +96,11 @@ async fn sdk_streaming_with_an_event_handler() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sdk_keys_see_only_their_threads() {
     scenario("keys", Vec::new(), &["sk-alice", "sk-bob"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sdk_assistants_paging_retrieval_and_cancel() {
+    let mut turns = pay_loop();
+    turns.pop();
+    scenario("more", turns, &[]).await;
 }

@@ -172,7 +172,48 @@ def keys():
     assert client.beta.threads.retrieve(thread_id=mine.id).id == mine.id
 
 
-SCENARIOS = {"loop": loop, "question": question, "stream": stream, "keys": keys}
+def more():
+    """Assistants, auto-pagination, retrieval by id, and cancelling a waiting run."""
+    assistants = client.beta.assistants.list()
+    assert [a.id for a in assistants.data] == [ASSISTANT], assistants
+    assistant = client.beta.assistants.retrieve(ASSISTANT)
+    assert assistant.name == "shop" and {t.function.name for t in assistant.tools} == {"savings", "pay"}
+
+    thread = client.beta.threads.create(
+        messages=[{"role": "user", "content": f"note {i}"} for i in range(5)]
+    )
+    # The SDK pages on its own with `after` while `has_more`.
+    texts = [
+        m.content[0].text.value
+        for m in client.beta.threads.messages.list(thread_id=thread.id, limit=2, order="asc")
+    ]
+    assert texts == [f"note {i}" for i in range(5)], texts
+    page = client.beta.threads.messages.list(thread_id=thread.id, limit=2)
+    assert page.has_more and len(page.data) == 2 and page.data[0].content[0].text.value == "note 4"
+    first = client.beta.threads.messages.retrieve(thread_id=thread.id, message_id=page.data[1].id)
+    assert first.content[0].text.value == "note 3"
+
+    run = client.beta.threads.runs.create_and_poll(
+        thread_id=thread.id, assistant_id=ASSISTANT, poll_interval_ms=20
+    )
+    assert run.status == "requires_action", run
+    steps = client.beta.threads.runs.steps.list(thread_id=thread.id, run_id=run.id, order="asc")
+    waiting = client.beta.threads.runs.steps.retrieve(
+        thread_id=thread.id, run_id=run.id, step_id=steps.data[-1].id
+    )
+    assert waiting.status == "in_progress" and waiting.step_details.tool_calls[0].function.output is None
+    cancelled = client.beta.threads.runs.cancel(thread_id=thread.id, run_id=run.id)
+    assert cancelled.status == "cancelled" and cancelled.cancelled_at is not None, cancelled
+    try:
+        client.beta.threads.runs.cancel(thread_id=thread.id, run_id=run.id)
+        raise AssertionError("a cancelled run was cancelled again")
+    except openai.BadRequestError as error:
+        assert "cancelled" in error.message, error.message
+    message = client.beta.threads.messages.create(thread_id=thread.id, role="user", content="ok")
+    assert message.role == "user"
+
+
+SCENARIOS = {"loop": loop, "question": question, "stream": stream, "keys": keys, "more": more}
 
 if __name__ == "__main__":
     name = sys.argv[1]
