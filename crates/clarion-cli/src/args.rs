@@ -67,6 +67,11 @@ pub enum Command {
         after_help = "Examples:\n  clarion demo\n  OPENAI_API_KEY=sk-… clarion demo\n  OPENAI_BASE_URL=http://127.0.0.1:11434/v1 OPENAI_MODEL=qwen2.5:1.5b clarion demo\n\nThe flow is flows/personal-finance.toml, built in. The model is the provider in\nOPENAI_BASE_URL / OPENAI_API_KEY (and OPENAI_MODEL) when set; otherwise a local model\n(qwen2.5-coder-1.5b-instruct on llama.cpp, on 127.0.0.1:8089): the first run builds and\ndownloads it into ~/.cache/clarion (10 to 30 minutes, progress shown), later runs start it in seconds.\nCLARION_LOCAL_MODEL_SCRIPT replaces the built-in set-up script."
     )]
     Demo(DemoArgs),
+    /// Serve flows over an Assistants-API-compatible HTTP API (each flow is an assistant).
+    #[command(
+        after_help = "Examples:\n  clarion serve flows/travel-booking.toml flows/personal-finance.toml\n  CLARION_API_KEYS=sk-one,sk-two clarion serve flows/ --bind 0.0.0.0:8080 --api-key-env CLARION_API_KEYS\n\nClients use base_url http://ADDR/v1 and assistant ids asst_<flow name>. Docs: docs/serve.md."
+    )]
+    Serve(ServeArgs),
 }
 
 /// `clarion demo`.
@@ -218,6 +223,43 @@ pub struct CompletionsArgs {
     /// The shell.
     #[arg(value_enum)]
     pub shell: clap_complete::Shell,
+}
+
+/// `clarion serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Flow files, or directories to search for `*.toml` flow files.
+    #[arg(required = true, value_name = "FLOWS")]
+    pub flows: Vec<PathBuf>,
+    /// The address to listen on.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    pub bind: String,
+    /// The thread store (SQLite).
+    #[arg(long, value_name = "PATH", default_value = ".clarion/threads.db")]
+    pub store: PathBuf,
+    /// Require bearer API keys, read from this environment variable (comma-separated).
+    /// Without it the server is open: use it on loopback only.
+    #[arg(long, value_name = "NAME")]
+    pub api_key_env: Option<String>,
+    /// The largest request body accepted, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = 1_048_576)]
+    pub max_body_bytes: usize,
+    /// How long a request may take, body upload included, in seconds (408 beyond).
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    pub request_timeout: u64,
+    /// Requests per second allowed per API key (all callers together on an open server);
+    /// 0 turns the limit off.
+    #[arg(long, value_name = "N", default_value_t = 0.0)]
+    pub rate_limit: f64,
+    /// The provider's base URL (overrides the flows' `[provider]` and `OPENAI_BASE_URL`).
+    #[arg(long, value_name = "URL")]
+    pub base_url: Option<String>,
+    /// The protocol.
+    #[arg(long, value_enum)]
+    pub api: Option<ApiArg>,
+    /// The model name (overrides every flow's `assistant.model`).
+    #[arg(long)]
+    pub model: Option<String>,
 }
 
 /// `clarion chat`.

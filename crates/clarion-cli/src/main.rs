@@ -28,6 +28,7 @@ fn main() -> std::process::ExitCode {
         Command::Graph(args) => commands::graph::run(&args),
         Command::Completions(args) => Ok(commands::completions::run(&args)),
         Command::Demo(args) => commands::demo::run(&args),
+        Command::Serve(args) => commands::serve::run(&args),
     };
     match result {
         Ok(exit) => exit.into(),

@@ -196,9 +196,22 @@ impl Engine {
 
     /// Creates a queued run and locks the thread for it.
     pub fn create_run(&self, thread_id: &str) -> Result<Run, EngineError> {
+        self.create_run_with(thread_id, None, Metadata::default())
+    }
+
+    /// Creates a queued run with text appended to the instructions for this run only and
+    /// metadata of its own (as the Assistants API's run creation takes them).
+    pub fn create_run_with(
+        &self,
+        thread_id: &str,
+        additional_instructions: Option<String>,
+        metadata: Metadata,
+    ) -> Result<Run, EngineError> {
         let thread = self.thread(thread_id)?;
         self.check_flow(&thread)?;
-        let run = Run::new(new_id("run"), thread_id.to_owned(), self.clock.now_ms());
+        let mut run = Run::new(new_id("run"), thread_id.to_owned(), self.clock.now_ms());
+        run.additional_instructions = additional_instructions.filter(|t| !t.trim().is_empty());
+        run.metadata = metadata;
         self.store.begin_run(&run)?;
         Ok(run)
     }
@@ -517,7 +530,10 @@ impl Engine {
             return Ok(None);
         }
         let instructions = match self.instructions(thread) {
-            Ok(text) => text,
+            Ok(text) => match &run.additional_instructions {
+                Some(extra) => format!("{text}\n\n{extra}"),
+                None => text,
+            },
             Err(message) => {
                 self.fail(thread, run, "instructions", message, mark, events)?;
                 return Ok(None);

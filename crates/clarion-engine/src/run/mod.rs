@@ -87,6 +87,13 @@ pub struct Run {
     /// While in `requires_action`: the turn's outputs and effects that wait for the client's
     /// outputs, so the whole turn lands in the thread at once, in call order.
     pub staged: Option<StagedTurn>,
+    /// Text appended to the flow's instructions for this run only (the Assistants API's
+    /// `additional_instructions`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub additional_instructions: Option<String>,
+    /// String metadata for the embedding application, with the thread metadata's limits.
+    #[serde(default, skip_serializing_if = "crate::thread::Metadata::is_empty")]
+    pub metadata: crate::thread::Metadata,
 }
 
 /// The part of a turn already done while client tools are outstanding.
@@ -131,6 +138,8 @@ impl Run {
             completed_at: None,
             expires_at: None,
             staged: None,
+            additional_instructions: None,
+            metadata: crate::thread::Metadata::default(),
         }
     }
 }

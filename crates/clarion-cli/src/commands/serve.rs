@@ -1,0 +1,158 @@
+//! `clarion serve`: the flows given, served over an Assistants-API-compatible HTTP API.
+//!
+//! The command only wires things together: flows are loaded and checked as by `clarion
+//! validate` (any error stops it, exit 1), every flow gets an engine over one shared
+//! SQLite store, runs interrupted by a previous crash are marked failed, and the server
+//! from `clarion-server` listens until Ctrl-C. The address goes to stderr as
+//! `listening on http://ADDR/v1`, which scripts and tests wait for.
+
+use std::sync::Arc;
+
+use clarion_engine::diagnostic::{Severity, render};
+use clarion_engine::flow::{LoadOptions, load_file_with};
+use clarion_engine::provider::select::{ProviderOverrides, model_for};
+use clarion_engine::run::Engine;
+use clarion_engine::store::{SqliteStore, ThreadStore};
+use clarion_server::{ApiKeys, AppState};
+use clarion_tools::ClarionTools;
+
+use crate::args::{ApiArg, ServeArgs};
+use crate::discover::flow_files;
+use crate::error::CliError;
+use crate::exit::Exit;
+use crate::output;
+
+pub fn run(args: &ServeArgs) -> Result<Exit, CliError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Io(format!("cannot start the runtime: {e}")))?;
+    runtime.block_on(serve(args))
+}
+
+async fn serve(args: &ServeArgs) -> Result<Exit, CliError> {
+    let files = flow_files(&args.flows)?;
+    let keys = match &args.api_key_env {
+        None => ApiKeys::open(),
+        Some(name) => {
+            let keys = ApiKeys::parse(&std::env::var(name).unwrap_or_default());
+            if keys.is_empty() {
+                return Err(CliError::Io(format!(
+                    "--api-key-env {name}: the variable is unset or empty; set it to one or more comma-separated keys"
+                )));
+            }
+            keys
+        }
+    };
+    if let Some(parent) = args.store.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| CliError::Store {
+            path: args.store.clone(),
+            reason: e.to_string(),
+        })?;
+    }
+    let store: Arc<dyn ThreadStore> =
+        Arc::new(SqliteStore::open(&args.store).map_err(|e| CliError::Store {
+            path: args.store.clone(),
+            reason: e.to_string(),
+        })?);
+    let overrides = ProviderOverrides {
+        base_url: args.base_url.clone(),
+        api: args.api.map(|api| match api {
+            ApiArg::ChatCompletions => clarion_engine::flow::model::ProviderApi::ChatCompletions,
+            ApiArg::Responses => clarion_engine::flow::model::ProviderApi::Responses,
+        }),
+        model: args.model.clone(),
+        stream: None,
+    };
+    let Some(engines) = load(&files, &store, &overrides)? else {
+        output::error_line("some flows have errors; fix them first (clarion validate)");
+        return Ok(Exit::Problems);
+    };
+    if let Some(engine) = engines.first() {
+        let recovered = engine.recover().map_err(|e| CliError::Store {
+            path: args.store.clone(),
+            reason: e.to_string(),
+        })?;
+        if !recovered.is_empty() {
+            output::err(&format!(
+                "marked {} run(s) interrupted by the last stop as failed\n",
+                recovered.len()
+            ));
+        }
+    }
+    let names: Vec<String> = engines
+        .iter()
+        .map(|e| clarion_server::ids::assistant_id(&e.flow().name))
+        .collect();
+    let state = AppState::new(store, engines, keys.clone())
+        .map_err(|e| CliError::Io(e.to_string()))?
+        .with_rate_limit(args.rate_limit);
+    let listener = tokio::net::TcpListener::bind(&args.bind)
+        .await
+        .map_err(|e| CliError::Io(format!("cannot listen on {}: {e}", args.bind)))?;
+    let address = listener
+        .local_addr()
+        .map_err(|e| CliError::Io(format!("cannot listen on {}: {e}", args.bind)))?;
+    output::err(&format!(
+        "assistants: {}\nkeys: {}\nlistening on http://{address}/v1\n",
+        names.join(", "),
+        if keys.enabled() {
+            format!("{} configured (bearer)", keys.len())
+        } else {
+            "none (open server: keep it on loopback)".to_owned()
+        }
+    ));
+    let limits = clarion_server::Limits {
+        body_bytes: args.max_body_bytes,
+        request_timeout: std::time::Duration::from_secs(args.request_timeout.max(1)),
+    };
+    clarion_server::serve(listener, state, limits, async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await
+    .map_err(|e| CliError::Io(format!("the server stopped: {e}")))?;
+    Ok(Exit::Success)
+}
+
+/// One engine per flow file over the shared store; `None` if any flow has errors (they
+/// are printed).
+fn load(
+    files: &[std::path::PathBuf],
+    store: &Arc<dyn ThreadStore>,
+    overrides: &ProviderOverrides,
+) -> Result<Option<Vec<Arc<Engine>>>, CliError> {
+    let mut engines = Vec::new();
+    let mut broken = false;
+    for file in files {
+        let tools = ClarionTools::new();
+        let report = load_file_with(
+            file,
+            &LoadOptions {
+                builtins: Some(tools.builtins()),
+            },
+        );
+        for diagnostic in report
+            .diagnostics
+            .iter()
+            .filter(|d| d.severity() == Severity::Error)
+        {
+            output::err(&format!(
+                "{}\n\n",
+                render::human(diagnostic, &report.source, output::stderr_styled())
+            ));
+        }
+        let Some(flow) = report.flow else {
+            broken = true;
+            continue;
+        };
+        let flow = Arc::new(flow);
+        let model = model_for(&flow, overrides).map_err(|e| CliError::Provider(e.to_string()))?;
+        engines.push(Arc::new(Engine::new(
+            flow,
+            model,
+            Arc::new(tools),
+            store.clone(),
+        )));
+    }
+    Ok((!broken).then_some(engines))
+}

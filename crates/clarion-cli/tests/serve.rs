@@ -1,0 +1,230 @@
+//! `clarion serve` as a real process: flows served over HTTP against a model server on
+//! loopback, a restart after `kill -9` during a run leaves every thread consistent, and
+//! the one-line errors for what stops it from starting.
+
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use wiremock::matchers::method;
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+/// A tool call for "12,000", a reply that never comes for "slow", else a reply.
+struct Model;
+
+impl Respond for Model {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
+        let messages = body["messages"].as_array().cloned().unwrap_or_default();
+        let last = messages.last().cloned().unwrap_or(Value::Null);
+        let said = |text: &str| {
+            last["role"] == "user" && last["content"].as_str().is_some_and(|c| c.contains(text))
+        };
+        let message = if said("12,000") {
+            json!({ "role": "assistant", "content": null, "tool_calls": [{ "id": "call_1", "type": "function",
+                "function": { "name": "calculate_savings_timeline", "arguments": "{\"goal_amount\": 12000, \"monthly_income\": 4000, \"monthly_savings\": 1000}" } }] })
+        } else {
+            json!({ "role": "assistant", "content": "It takes 12 months." })
+        };
+        let response = ResponseTemplate::new(200).set_body_json(
+            json!({ "choices": [{ "index": 0, "message": message, "finish_reason": "stop" }] }),
+        );
+        if said("slow") {
+            response.set_delay(Duration::from_secs(600))
+        } else {
+            response
+        }
+    }
+}
+
+fn flow_for(dir: &Path, base_url: &str) -> PathBuf {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let text =
+        std::fs::read_to_string(workspace.join("flows/personal-finance.toml")).unwrap_or_default();
+    let path = dir.join("finance.toml");
+    std::fs::write(
+        &path,
+        format!("{text}\n[provider]\nbase_url = \"{base_url}\"\nstream = false\nmax_retries = 0\ntimeout = \"600s\"\n"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    path
+}
+
+/// Starts `clarion serve` and waits for its address.
+fn serve(args: &[&str]) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_clarion"))
+        .arg("serve")
+        .args(args)
+        .args(["--bind", "127.0.0.1:0"])
+        .env_remove("OPENAI_BASE_URL")
+        .env_remove("OPENAI_API_KEY")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run clarion: {e}"));
+    let stderr = child.stderr.take().unwrap_or_else(|| panic!("no stderr"));
+    let mut lines = BufReader::new(stderr).lines();
+    let mut seen = String::new();
+    while let Some(Ok(line)) = lines.next() {
+        seen.push_str(&line);
+        seen.push('\n');
+        if let Some(address) = line.strip_prefix("listening on ") {
+            // Keep draining stderr so the server never blocks on it.
+            std::thread::spawn(move || lines.for_each(drop));
+            return (child, address.to_owned());
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("clarion serve did not start:\n{seen}");
+}
+
+fn client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}
+
+async fn call(request: reqwest::RequestBuilder) -> (u16, Value) {
+    let response = request.send().await.unwrap_or_else(|e| panic!("{e}"));
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+async fn wait_for(
+    c: &reqwest::Client,
+    base: &str,
+    thread: &str,
+    run: &str,
+    want: &[&str],
+) -> Value {
+    for _ in 0..500 {
+        let (_, run) = call(c.get(format!("{base}/threads/{thread}/runs/{run}"))).await;
+        if run["status"].as_str().is_some_and(|s| want.contains(&s)) {
+            return run;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("run {run} never reached {want:?}");
+}
+
+#[tokio::test]
+async fn served_flows_answer_over_http_and_survive_kill_9() {
+    let model = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(Model)
+        .mount(&model)
+        .await;
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let flow = flow_for(dir.path(), &format!("{}/v1", model.uri()))
+        .display()
+        .to_string();
+    let store = dir.path().join("threads.db").display().to_string();
+    let (mut child, base) = serve(&[&flow, "--store", &store]);
+    let c = client();
+
+    let (status, assistants) = call(c.get(format!("{base}/assistants"))).await;
+    assert_eq!(
+        (status, &assistants["data"][0]["id"]),
+        (200, &json!("asst_personal-finance"))
+    );
+    let (_, run) = call(c.post(format!("{base}/threads/runs")).json(&json!({
+        "assistant_id": "asst_personal-finance",
+        "thread": {"messages": [{"role": "user", "content": "I earn $4,000. How long to save $12,000 at $1,000 a month?"}]},
+    })))
+    .await;
+    let done = run["thread_id"].as_str().unwrap_or_default().to_owned();
+    let finished = wait_for(
+        &c,
+        &base,
+        &done,
+        run["id"].as_str().unwrap_or_default(),
+        &["completed", "failed"],
+    )
+    .await;
+    assert_eq!(finished["status"], "completed", "{finished}");
+    let (_, thread) = call(c.get(format!("{base}/threads/{done}"))).await;
+    assert_eq!(thread["clarion"]["slots"]["goal_amount"], 12000);
+
+    // A run in flight when the process is killed.
+    let (_, run) = call(c.post(format!("{base}/threads/runs")).json(&json!({
+        "assistant_id": "asst_personal-finance",
+        "thread": {"messages": [{"role": "user", "content": "slow please"}]},
+    })))
+    .await;
+    let (tid, rid) = (
+        run["thread_id"].as_str().unwrap_or_default().to_owned(),
+        run["id"].as_str().unwrap_or_default().to_owned(),
+    );
+    wait_for(&c, &base, &tid, &rid, &["in_progress"]).await;
+    child.kill().unwrap_or_else(|e| panic!("{e}"));
+    let _ = child.wait();
+
+    let (mut child, base) = serve(&[&flow, "--store", &store]);
+    let (_, run) = call(c.get(format!("{base}/threads/{tid}/runs/{rid}"))).await;
+    assert_eq!(run["status"], "failed", "{run}");
+    assert!(
+        run["last_error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("interrupted")),
+        "{run}"
+    );
+    let (status, _) = call(
+        c.post(format!("{base}/threads/{tid}/messages"))
+            .json(&json!({"role": "user", "content": "again"})),
+    )
+    .await;
+    assert_eq!(status, 200, "the thread is unlocked");
+    let (_, messages) = call(c.get(format!("{base}/threads/{done}/messages?order=asc"))).await;
+    let texts: Vec<&str> = messages["data"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["content"][0]["text"]["value"].as_str())
+        .collect();
+    assert_eq!(
+        texts,
+        [
+            "I earn $4,000. How long to save $12,000 at $1,000 a month?",
+            "It takes 12 months."
+        ]
+    );
+    child.kill().unwrap_or_else(|e| panic!("{e}"));
+    let _ = child.wait();
+}
+
+#[test]
+fn what_stops_the_server_is_one_line_with_its_exit_code() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let broken = dir.path().join("broken.toml");
+    std::fs::write(&broken, "[flow]\nname = \"x\"\n").unwrap_or_else(|e| panic!("{e}"));
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_clarion"))
+            .arg("serve")
+            .args(args)
+            .env_remove("CLARION_TEST_NO_KEYS")
+            .output()
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let store = dir.path().join("t.db").display().to_string();
+    let output = run(&[&broken.display().to_string(), "--store", &store]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("some flows have errors"));
+    let flow = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../flows/personal-finance.toml");
+    let output = run(&[
+        &flow.display().to_string(),
+        "--store",
+        &store,
+        "--api-key-env",
+        "CLARION_TEST_NO_KEYS",
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--api-key-env CLARION_TEST_NO_KEYS: the variable is unset or empty"),
+        "{stderr}"
+    );
+    let output = run(&["no-such.toml"]);
+    assert_eq!(output.status.code(), Some(2));
+}

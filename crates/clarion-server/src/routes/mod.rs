@@ -1,0 +1,137 @@
+//! The routes of the Assistants v2 subset, under `/v1`, one module per resource.
+//!
+//! Every handler takes the [`Caller`](crate::auth::Caller) (which checks the API key) and
+//! reads threads through [`AppState::thread`], so ownership is enforced in one place.
+
+pub mod assistants;
+pub mod messages;
+pub mod runs;
+pub mod steps;
+pub mod threads;
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{StatusCode, Uri};
+use axum::middleware::{Next, from_fn};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// The largest request body accepted by default (1 MiB).
+pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
+/// How long a request may take by default, body upload included (streams excepted).
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Limits on every request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// The largest body accepted (413 beyond).
+    pub body_bytes: usize,
+    /// How long reading the request and producing the response may take (408 beyond).
+    /// A streamed run's events are not cut: the response starts at once.
+    pub request_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            body_bytes: DEFAULT_BODY_LIMIT,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+        }
+    }
+}
+
+/// The router with every route, API errors for unknown paths and methods, and a body limit
+/// (other limits at their defaults).
+pub fn router(state: AppState, body_limit: usize) -> Router {
+    router_with(
+        state,
+        Limits {
+            body_bytes: body_limit,
+            ..Limits::default()
+        },
+    )
+}
+
+/// The router with `limits`.
+pub fn router_with(state: AppState, limits: Limits) -> Router {
+    let v1 = Router::new()
+        .route(
+            "/assistants",
+            get(assistants::list).post(assistants::create),
+        )
+        .route("/assistants/{assistant_id}", get(assistants::retrieve))
+        .route("/threads", post(threads::create))
+        .route("/threads/runs", post(runs::create_thread_and_run))
+        .route(
+            "/threads/{thread_id}",
+            get(threads::retrieve)
+                .post(threads::modify)
+                .delete(threads::delete),
+        )
+        .route(
+            "/threads/{thread_id}/messages",
+            get(messages::list).post(messages::create),
+        )
+        .route(
+            "/threads/{thread_id}/messages/{message_id}",
+            get(messages::retrieve),
+        )
+        .route(
+            "/threads/{thread_id}/runs",
+            get(runs::list).post(runs::create),
+        )
+        .route("/threads/{thread_id}/runs/{run_id}", get(runs::retrieve))
+        .route(
+            "/threads/{thread_id}/runs/{run_id}/cancel",
+            post(runs::cancel),
+        )
+        .route(
+            "/threads/{thread_id}/runs/{run_id}/submit_tool_outputs",
+            post(runs::submit_tool_outputs),
+        )
+        .route("/threads/{thread_id}/runs/{run_id}/steps", get(steps::list))
+        .route(
+            "/threads/{thread_id}/runs/{run_id}/steps/{step_id}",
+            get(steps::retrieve),
+        );
+    Router::new()
+        .nest("/v1", v1)
+        .fallback(unknown_route)
+        .method_not_allowed_fallback(wrong_method)
+        .layer(DefaultBodyLimit::max(limits.body_bytes))
+        .layer(from_fn(move |request: Request, next: Next| {
+            within(limits.request_timeout, request, next)
+        }))
+        .with_state(state)
+}
+
+/// A request that takes longer than `limit` (a slow or stalled upload) gets 408.
+async fn within(limit: Duration, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::bad_request(format!(
+            "The request did not complete within {} ms.",
+            limit.as_millis()
+        ))
+        .with_status(StatusCode::REQUEST_TIMEOUT)
+        .into_response(),
+    }
+}
+
+async fn unknown_route(uri: Uri) -> ApiError {
+    ApiError::bad_request(format!(
+        "Invalid URL ({}): clarion serve implements the Assistants v2 routes under /v1 (see docs/serve.md).",
+        uri.path()
+    ))
+    .with_status(StatusCode::NOT_FOUND)
+}
+
+async fn wrong_method(uri: Uri) -> ApiError {
+    ApiError::bad_request(format!("This method is not allowed on {}.", uri.path()))
+        .with_status(StatusCode::METHOD_NOT_ALLOWED)
+}

@@ -1,0 +1,242 @@
+//! What every request shares: the assistants (one engine per loaded flow), the store they
+//! share, the API keys, and the runs whose tool outputs were just submitted.
+//!
+//! Threads in the Assistants API are not tied to an assistant; Clarion threads are tied to
+//! a flow. A thread created through the API starts *unbound* (empty flow) and is bound to
+//! the assistant of its first run; a later run with another assistant is refused with a
+//! 400 naming the thread's assistant.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use clarion_engine::run::Engine;
+use clarion_engine::store::{Step, ThreadStore};
+use clarion_engine::thread::Thread;
+
+use crate::auth::{ApiKeys, Caller, OWNER_KEY};
+use crate::error::ApiError;
+use crate::ids;
+use crate::limit::RateLimiter;
+
+/// One loaded flow, served as an assistant.
+#[derive(Debug, Clone)]
+pub struct Assistant {
+    /// `asst_<flow name>`.
+    pub id: String,
+    /// The engine running the flow.
+    pub engine: Arc<Engine>,
+}
+
+/// Shared server state (cheap to clone).
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+struct Inner {
+    assistants: Vec<Assistant>,
+    store: Arc<dyn ThreadStore>,
+    keys: ApiKeys,
+    /// Runs whose outputs were accepted and whose engine task has not settled yet: they
+    /// read as `in_progress`, never as the `requires_action` still in the store.
+    submitted: Mutex<HashSet<String>>,
+    /// Serialises the server's read-modify-write of thread rows (binding, metadata,
+    /// deletion) with run creation; see [`AppState::lock_threads`].
+    threads: Mutex<()>,
+    /// When the server started (seconds): the assistants' `created_at`.
+    started_at: i64,
+    /// Requests per second per key, if limited.
+    limiter: Option<RateLimiter>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("assistants", &self.0.assistants.len())
+            .field("keys", &self.0.keys)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why the state could not be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StateError {
+    /// No flow to serve.
+    #[error("no flow to serve; pass at least one flow file")]
+    NoFlows,
+    /// Two flows with the same `flow.name`.
+    #[error("two flows are named `{0}`; assistant ids come from flow names, so rename one")]
+    DuplicateFlow(String),
+}
+
+impl AppState {
+    /// State for `engines`, which must all use `store`.
+    pub fn new(
+        store: Arc<dyn ThreadStore>,
+        engines: Vec<Arc<Engine>>,
+        keys: ApiKeys,
+    ) -> Result<Self, StateError> {
+        if engines.is_empty() {
+            return Err(StateError::NoFlows);
+        }
+        let mut assistants: Vec<Assistant> = Vec::new();
+        for engine in engines {
+            let id = ids::assistant_id(&engine.flow().name);
+            if assistants.iter().any(|a| a.id == id) {
+                return Err(StateError::DuplicateFlow(engine.flow().name.clone()));
+            }
+            assistants.push(Assistant { id, engine });
+        }
+        let started_at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        Ok(Self(Arc::new(Inner {
+            assistants,
+            store,
+            keys,
+            submitted: Mutex::new(HashSet::new()),
+            threads: Mutex::new(()),
+            started_at,
+            limiter: None,
+        })))
+    }
+
+    /// Limits each key (or, on an open server, all callers together) to `per_second`
+    /// requests per second. Call it on the state [`AppState::new`] returned, before
+    /// cloning it.
+    #[must_use]
+    pub fn with_rate_limit(mut self, per_second: f64) -> Self {
+        let inner = Arc::get_mut(&mut self.0);
+        debug_assert!(
+            inner.is_some(),
+            "with_rate_limit after the state was cloned"
+        );
+        if let Some(inner) = inner {
+            inner.limiter = (per_second > 0.0).then(|| RateLimiter::new(per_second));
+        }
+        self
+    }
+
+    /// The rate limiter, if any.
+    #[must_use]
+    pub fn limiter(&self) -> Option<&RateLimiter> {
+        self.0.limiter.as_ref()
+    }
+
+    /// Every assistant, in load order.
+    #[must_use]
+    pub fn assistants(&self) -> &[Assistant] {
+        &self.0.assistants
+    }
+
+    /// When the server started (seconds since the epoch).
+    #[must_use]
+    pub fn started_at(&self) -> i64 {
+        self.0.started_at
+    }
+
+    /// The store.
+    #[must_use]
+    pub fn store(&self) -> &Arc<dyn ThreadStore> {
+        &self.0.store
+    }
+
+    /// The API keys.
+    #[must_use]
+    pub fn keys(&self) -> &ApiKeys {
+        &self.0.keys
+    }
+
+    /// An assistant by id (404 otherwise).
+    pub fn assistant(&self, id: &str) -> Result<&Assistant, ApiError> {
+        self.0
+            .assistants
+            .iter()
+            .find(|a| a.id == id)
+            .ok_or_else(|| ApiError::not_found("assistant", id).param("assistant_id"))
+    }
+
+    /// The assistant a thread is bound to, if any.
+    #[must_use]
+    pub fn assistant_of(&self, thread: &Thread) -> Option<&Assistant> {
+        if thread.flow.is_empty() {
+            return None;
+        }
+        self.0
+            .assistants
+            .iter()
+            .find(|a| a.engine.flow().name == thread.flow)
+    }
+
+    /// A thread the caller may see (404 otherwise, also for other keys' threads), after
+    /// expiring a run that waited too long for tool outputs.
+    pub fn thread(&self, caller: &Caller, id: &str) -> Result<Thread, ApiError> {
+        let thread = self.0.store.thread(id).map_err(|e| match e {
+            clarion_engine::store::StoreError::ThreadNotFound(_) => {
+                ApiError::not_found("thread", id)
+            }
+            other => other.into(),
+        })?;
+        if !caller.may_see(thread.metadata.get(OWNER_KEY)) {
+            return Err(ApiError::not_found("thread", id));
+        }
+        if let (Some(run_id), Some(assistant)) = (&thread.active_run, self.assistant_of(&thread)) {
+            assistant.engine.run_status(run_id)?;
+            return Ok(self.0.store.thread(id)?);
+        }
+        Ok(thread)
+    }
+
+    /// Held while the server rewrites a thread row (binding it, its metadata, deleting it)
+    /// or starts a run on it. A thread row written from a stale read could otherwise undo a
+    /// run's lock; runs only start under this guard, so a rewrite that saw no active run
+    /// cannot race one. Never held across an `await`.
+    pub fn lock_threads(&self) -> Result<MutexGuard<'_, ()>, ApiError> {
+        self.0
+            .threads
+            .lock()
+            .map_err(|_| ApiError::internal("the threads lock was poisoned"))
+    }
+
+    /// Binds an unbound thread to `assistant`; refuses a thread bound to another one.
+    /// Call it holding [`AppState::lock_threads`].
+    pub fn bind(&self, thread: &Thread, assistant: &Assistant) -> Result<Thread, ApiError> {
+        let flow = &assistant.engine.flow().name;
+        let mut thread = self.0.store.thread(&thread.id)?;
+        if thread.flow.is_empty() {
+            thread.flow.clone_from(flow);
+            self.0.store.commit(Step {
+                thread: &thread,
+                appended: &[],
+                run: None,
+            })?;
+        } else if &thread.flow != flow {
+            return Err(ApiError::bad_request(format!(
+                "Thread {} belongs to assistant {}; Clarion threads run one flow. Create a new thread for {}.",
+                thread.id,
+                ids::assistant_id(&thread.flow),
+                assistant.id
+            ))
+            .param("assistant_id"));
+        }
+        Ok(thread)
+    }
+
+    /// Marks a run as having its outputs accepted (until [`AppState::settled`]).
+    pub(crate) fn submitted(&self, run_id: &str) -> bool {
+        self.0
+            .submitted
+            .lock()
+            .is_ok_and(|mut s| s.insert(run_id.to_owned()))
+    }
+
+    /// The engine task of a submitted run has settled.
+    pub(crate) fn settled(&self, run_id: &str) {
+        if let Ok(mut s) = self.0.submitted.lock() {
+            s.remove(run_id);
+        }
+    }
+
+    /// Whether a run's outputs were accepted and its task has not settled.
+    pub(crate) fn is_submitted(&self, run_id: &str) -> bool {
+        self.0.submitted.lock().is_ok_and(|s| s.contains(run_id))
+    }
+}

@@ -1,0 +1,228 @@
+//! A real server on loopback for the integration tests: the test flow, a scripted model,
+//! the real built-in tools, and a SQLite store in a temporary directory.
+
+#![allow(dead_code, reason = "each test file uses part of the harness")]
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use clarion_engine::events::EventSink;
+use clarion_engine::flow::{LoadOptions, load_file_with};
+use clarion_engine::provider::scripted::{ScriptedModel, ScriptedTurn};
+use clarion_engine::provider::{
+    BoxFuture, Model, ModelError, ModelRequest, ModelResponse, ModelTurn,
+};
+use clarion_engine::run::Engine;
+use clarion_engine::run::Usage;
+use clarion_engine::store::{SqliteStore, ThreadStore};
+use clarion_engine::thread::{MessageKind, ToolCall};
+use clarion_server::{ApiKeys, AppState};
+use clarion_tools::ClarionTools;
+
+/// A running server.
+pub struct Server {
+    /// `http://127.0.0.1:PORT/v1`.
+    pub base: String,
+    /// The address.
+    pub addr: SocketAddr,
+    /// The model's script (push more turns while the test runs).
+    pub model: Arc<ScriptedModel>,
+    /// Stops the server when dropped.
+    _stop: tokio::sync::oneshot::Sender<()>,
+    _dir: tempfile::TempDir,
+}
+
+/// Starts a server for the `shop` flow playing `turns`, with `keys` (none: open).
+pub async fn start(turns: Vec<ScriptedTurn>, keys: &[&str], body_limit: usize) -> Server {
+    start_limited(turns, keys, body_limit, 0.0).await
+}
+
+/// [`start`] with a rate limit (requests per second per key; 0: none).
+pub async fn start_limited(
+    turns: Vec<ScriptedTurn>,
+    keys: &[&str],
+    body_limit: usize,
+    rate: f64,
+) -> Server {
+    let model = Arc::new(ScriptedModel::new(turns));
+    let (state, dir) = shop_state(model.clone(), keys, rate);
+    let router = clarion_server::router(state, body_limit);
+    let (addr, stop) = serve_router(router).await;
+    Server {
+        base: format!("http://{addr}/v1"),
+        addr,
+        model,
+        _stop: stop,
+        _dir: dir,
+    }
+}
+
+/// A server over `state` with a model of its own (the script stays empty).
+pub async fn start_state(state: AppState, dir: tempfile::TempDir) -> Server {
+    let router = clarion_server::router(state, clarion_server::DEFAULT_BODY_LIMIT);
+    let (addr, stop) = serve_router(router).await;
+    Server {
+        base: format!("http://{addr}/v1"),
+        addr,
+        model: Arc::new(ScriptedModel::default()),
+        _stop: stop,
+        _dir: dir,
+    }
+}
+
+/// Serves `router` on a loopback port until the returned sender is dropped.
+pub async fn serve_router(router: axum::Router) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router)
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await;
+    });
+    (addr, stop)
+}
+
+/// State for the `shop` flow with `model`, a SQLite store in a new temporary directory
+/// (kept alive by the returned guard), `keys` (none: open) and a rate limit (0: none).
+pub fn shop_state(
+    model: Arc<dyn Model>,
+    keys: &[&str],
+    rate: f64,
+) -> (AppState, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let store: Arc<dyn ThreadStore> = Arc::new(
+        SqliteStore::open(dir.path().join("threads.db")).unwrap_or_else(|e| panic!("{e}")),
+    );
+    let tools = ClarionTools::new();
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/flows/shop.toml");
+    let flow = load_file_with(
+        &path,
+        &LoadOptions {
+            builtins: Some(tools.builtins()),
+        },
+    )
+    .flow
+    .unwrap_or_else(|| panic!("tests/flows/shop.toml has errors"));
+    let engine = Arc::new(Engine::new(
+        Arc::new(flow),
+        model,
+        Arc::new(tools),
+        store.clone(),
+    ));
+    let keys = if keys.is_empty() {
+        ApiKeys::open()
+    } else {
+        ApiKeys::new(keys.iter().copied())
+    };
+    let state = AppState::new(store, vec![engine], keys)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .with_rate_limit(rate);
+    (state, dir)
+}
+
+/// A model for any number of concurrent conversations: a user message gets a `pay` call,
+/// a tool output gets a reply. It looks only at the request, so runs never share a script.
+pub struct LoopModel;
+
+impl Model for LoopModel {
+    fn respond<'a>(
+        &'a self,
+        request: ModelRequest<'a>,
+        _events: &'a dyn EventSink,
+    ) -> BoxFuture<'a, Result<ModelResponse, ModelError>> {
+        let turn = match request.messages.last().map(|m| &m.kind) {
+            Some(MessageKind::ToolOutput { .. }) => ModelTurn::Text("Paid.".to_owned()),
+            _ => ModelTurn::ToolCalls {
+                text: None,
+                calls: vec![ToolCall {
+                    id: String::new(),
+                    name: "pay".to_owned(),
+                    arguments: r#"{"amount": 1}"#.to_owned(),
+                }],
+            },
+        };
+        Box::pin(async move {
+            Ok(ModelResponse {
+                turn,
+                usage: Usage::default(),
+            })
+        })
+    }
+}
+
+/// The turns of the classic loop: a server-side call, then a client call, then a reply.
+pub fn pay_loop() -> Vec<ScriptedTurn> {
+    vec![
+        ScriptedTurn::call(
+            "savings",
+            r#"{"goal_amount": 1200, "monthly_income": 3000, "monthly_savings": 100}"#,
+        ),
+        ScriptedTurn::call("pay", r#"{"amount": 42}"#),
+        ScriptedTurn::text("Paid $42. Your goal takes 12 months."),
+    ]
+}
+
+/// An HTTP client (rustls needs its process-wide provider even for plain HTTP).
+pub fn client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A request's status and JSON body.
+pub async fn call(request: reqwest::RequestBuilder) -> (u16, serde_json::Value) {
+    let response = request.send().await.unwrap_or_else(|e| panic!("{e}"));
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap_or_else(|e| panic!("{e}"));
+    let body = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    (status, body)
+}
+
+/// Polls a run until it leaves `queued`/`in_progress`/`cancelling`.
+pub async fn poll(
+    client: &reqwest::Client,
+    base: &str,
+    thread: &str,
+    run: &str,
+) -> serde_json::Value {
+    for _ in 0..200 {
+        let (status, body) = call(client.get(format!("{base}/threads/{thread}/runs/{run}"))).await;
+        assert_eq!(status, 200, "{body}");
+        if !matches!(
+            body["status"].as_str(),
+            Some("queued" | "in_progress" | "cancelling")
+        ) {
+            return body;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("run {run} did not settle");
+}
+
+/// Plays a script and remembers the instructions of every request.
+pub struct Recorder {
+    /// The script.
+    pub script: ScriptedModel,
+    /// Instructions seen, in request order.
+    pub instructions: std::sync::Mutex<Vec<String>>,
+}
+
+impl Model for Recorder {
+    fn respond<'a>(
+        &'a self,
+        request: ModelRequest<'a>,
+        events: &'a dyn EventSink,
+    ) -> BoxFuture<'a, Result<ModelResponse, ModelError>> {
+        if let Ok(mut seen) = self.instructions.lock() {
+            seen.push(request.instructions.to_owned());
+        }
+        self.script.respond(request, events)
+    }
+}

@@ -1,0 +1,272 @@
+//! A bounded load test over loopback (ignored by default; figures in docs/serve.md):
+//! `CLARION_LOAD_CLIENTS` concurrent clients (200) each run `CLARION_LOAD_LOOPS` (5) full
+//! tool loops — create thread and run, poll to `requires_action`, submit the output, poll
+//! to `completed`, list the messages — against the server with a SQLite store and a model
+//! that answers at once. Reports throughput, client-side and server-side latency (the
+//! server's own time per request, measured by a middleware around the router), errors and
+//! protocol violations; fails on any error or violation.
+//!
+//! ```sh
+//! cargo test --release -p clarion-server --test load -- --ignored --nocapture
+//! ```
+
+#![allow(
+    clippy::print_stderr,
+    clippy::cast_precision_loss,
+    clippy::cast_sign_loss,
+    reason = "figures for people"
+)]
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::Request;
+use axum::middleware::{Next, from_fn};
+use serde_json::{Value, json};
+
+use common::{LoopModel, client, serve_router, shop_state};
+
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+#[derive(Default)]
+struct Tally {
+    client_us: Vec<u64>,
+    errors: Vec<String>,
+    violations: Vec<String>,
+}
+
+struct Client {
+    http: reqwest::Client,
+    base: String,
+    tally: Arc<Mutex<Tally>>,
+}
+
+impl Client {
+    async fn call(&self, request: reqwest::RequestBuilder) -> Option<Value> {
+        let start = Instant::now();
+        let result = request.send().await;
+        let outcome = match result {
+            Ok(response) => {
+                let status = response.status();
+                let body: Value = response.json().await.unwrap_or(Value::Null);
+                if status.is_success() {
+                    Ok(body)
+                } else {
+                    Err(format!("{status}: {body}"))
+                }
+            }
+            Err(e) => Err(e.to_string()),
+        };
+        let elapsed = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let mut tally = self
+            .tally
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        tally.client_us.push(elapsed);
+        match outcome {
+            Ok(body) => Some(body),
+            Err(error) => {
+                tally.errors.push(error);
+                None
+            }
+        }
+    }
+
+    fn violation(&self, what: String) {
+        self.tally
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .violations
+            .push(what);
+    }
+
+    async fn poll(&self, thread: &str, run: &str) -> Option<Value> {
+        for _ in 0..3000 {
+            let run = self
+                .call(
+                    self.http
+                        .get(format!("{}/threads/{thread}/runs/{run}", self.base)),
+                )
+                .await?;
+            match run["status"].as_str() {
+                Some("queued" | "in_progress") => {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                Some(_) => return Some(run),
+                None => {
+                    self.violation(format!("a run without status: {run}"));
+                    return None;
+                }
+            }
+        }
+        self.violation(format!("run {run} never settled"));
+        None
+    }
+
+    async fn one_loop(&self, n: usize) -> Option<()> {
+        let base = &self.base;
+        let user = format!("pay bill {n}");
+        let run = self
+            .call(self.http.post(format!("{base}/threads/runs")).json(&json!({
+                "assistant_id": "asst_shop",
+                "thread": {"messages": [{"role": "user", "content": user}]},
+            })))
+            .await?;
+        let (tid, rid) = (
+            run["thread_id"].as_str()?.to_owned(),
+            run["id"].as_str()?.to_owned(),
+        );
+        let run = self.poll(&tid, &rid).await?;
+        let calls = &run["required_action"]["submit_tool_outputs"]["tool_calls"];
+        if run["status"] != "requires_action" || calls.as_array().map(Vec::len) != Some(1) {
+            self.violation(format!("expected one pay call in requires_action: {run}"));
+            return None;
+        }
+        let call_id = calls[0]["id"].as_str()?;
+        self.call(
+            self.http
+                .post(format!(
+                    "{base}/threads/{tid}/runs/{rid}/submit_tool_outputs"
+                ))
+                .json(&json!({"tool_outputs": [{"tool_call_id": call_id, "output": "ok"}]})),
+        )
+        .await?;
+        let run = self.poll(&tid, &rid).await?;
+        let messages = self
+            .call(
+                self.http
+                    .get(format!("{base}/threads/{tid}/messages?order=asc")),
+            )
+            .await?;
+        let texts: Vec<&str> = messages["data"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|m| m["content"][0]["text"]["value"].as_str())
+            .collect();
+        if run["status"] != "completed" || texts != [user.as_str(), "Paid."] {
+            self.violation(format!(
+                "expected a completed run and two messages: {} {texts:?}",
+                run["status"]
+            ));
+        }
+        Some(())
+    }
+}
+
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[rank.min(sorted.len() - 1)] as f64 / 1000.0
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "a load test: run it on purpose, in release mode (see the module docs)"]
+async fn load_200_clients_full_tool_loops() {
+    let clients = env_or("CLARION_LOAD_CLIENTS", 200);
+    let loops = env_or("CLARION_LOAD_LOOPS", 5);
+    let (state, _dir) = shop_state(Arc::new(LoopModel), &[], 0.0);
+    let server_us = Arc::new(Mutex::new(Vec::<u64>::new()));
+    let timer = server_us.clone();
+    let router = clarion_server::router(state, clarion_server::DEFAULT_BODY_LIMIT).layer(from_fn(
+        move |request: Request, next: Next| {
+            let timer = timer.clone();
+            async move {
+                let start = Instant::now();
+                let response = next.run(request).await;
+                let elapsed = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
+                timer
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .push(elapsed);
+                response
+            }
+        },
+    ));
+    // The server gets a runtime of its own, so its requests never queue behind the load
+    // generator's tasks on the same workers (the two still share the machine's cores).
+    let (ready, addr) = std::sync::mpsc::channel();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server_thread = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        runtime.block_on(async move {
+            let (addr, stop) = serve_router(router).await;
+            let _ = ready.send(addr);
+            let _ = stopped.await;
+            drop(stop);
+        });
+    });
+    let addr = addr.recv().unwrap_or_else(|e| panic!("{e}"));
+    let tally = Arc::new(Mutex::new(Tally::default()));
+    let http = client();
+    let started = Instant::now();
+    let tasks = (0..clients).map(|c| {
+        let client = Client {
+            http: http.clone(),
+            base: format!("http://{addr}/v1"),
+            tally: tally.clone(),
+        };
+        tokio::spawn(async move {
+            for n in 0..loops {
+                client.one_loop(c * loops + n).await;
+            }
+        })
+    });
+    futures_util::future::join_all(tasks).await;
+    let wall = started.elapsed().as_secs_f64();
+    let tally = std::mem::take(
+        &mut *tally
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    );
+    let mut client_us = tally.client_us;
+    client_us.sort_unstable();
+    let mut server = std::mem::take(
+        &mut *server_us
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    );
+    server.sort_unstable();
+    eprintln!(
+        "load: {clients} clients × {loops} loops = {} tool loops in {wall:.2} s ({:.0} loops/s)\n\
+         requests: {} ({:.0}/s); errors: {}; protocol violations: {}\n\
+         client latency ms: p50 {:.2}, p99 {:.2}, max {:.2}\n\
+         server time per request ms: p50 {:.3}, p99 {:.3}, max {:.3}",
+        clients * loops,
+        (clients * loops) as f64 / wall,
+        client_us.len(),
+        client_us.len() as f64 / wall,
+        tally.errors.len(),
+        tally.violations.len(),
+        percentile(&client_us, 50.0),
+        percentile(&client_us, 99.0),
+        percentile(&client_us, 100.0),
+        percentile(&server, 50.0),
+        percentile(&server, 99.0),
+        percentile(&server, 100.0),
+    );
+    drop(stop);
+    let _ = server_thread.join();
+    assert!(
+        tally.errors.is_empty(),
+        "errors: {:?}",
+        &tally.errors[..tally.errors.len().min(5)]
+    );
+    assert!(
+        tally.violations.is_empty(),
+        "violations: {:?}",
+        &tally.violations[..tally.violations.len().min(5)]
+    );
+}
