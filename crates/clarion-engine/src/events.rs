@@ -22,6 +22,12 @@ pub enum Event {
         /// Its new status.
         status: RunStatus,
     },
+    /// The model was asked for its next turn. The text it streams next (`TextDelta`) belongs
+    /// to the message with this id: the reply, or the tool-call message it comes with.
+    ModelCalled {
+        /// The id the turn's message will have in the thread.
+        message_id: String,
+    },
     /// A piece of assistant text, as the model streams it.
     TextDelta {
         /// The text.

@@ -2,12 +2,15 @@
 //!
 //! The run is driven by a background task exactly as without streaming; this module turns
 //! its progress into events. Status changes while the run works (`thread.run.in_progress`,
-//! `thread.run.cancelling`) go out live. Steps and messages go out once the run comes to
-//! rest, read back from the store — so every id in the stream is the id stored in the
-//! thread, and a message's text arrives as one `thread.message.delta`. Then the run's
-//! resting event (`thread.run.completed`, `thread.run.requires_action`, `…failed`…) and
-//! `done`. If the client goes away the run still finishes; nothing is lost.
+//! `thread.run.cancelling`) and the model's text go out live: the engine names the id of
+//! the message a model turn will produce before the model streams (`ModelCalled`), so the
+//! first text sends `thread.message.created` under the id the thread will store, and every
+//! piece a `thread.message.delta`. Steps, the other messages (questions) and the
+//! `…completed` events go out once the run comes to rest, read back from the store. Then
+//! the run's resting event (`thread.run.completed`, `thread.run.requires_action`,
+//! `…failed`…) and `done`. If the client goes away the run still finishes; nothing is lost.
 
+use std::collections::HashSet;
 use std::convert::Infallible;
 use std::sync::Arc;
 
@@ -31,15 +34,36 @@ pub enum Start {
     Submit(Vec<ToolOutputSubmission>),
 }
 
-/// Forwards status changes to the stream.
-struct StatusSink(mpsc::UnboundedSender<RunStatus>);
+/// What the run's task reports to the stream while it works.
+enum Live {
+    Status(RunStatus),
+    /// The model was asked; text that follows belongs to this message id.
+    Reply(String),
+    Text(String),
+}
 
-impl EventSink for StatusSink {
+/// Forwards status changes and streamed text to the stream.
+struct LiveSink(mpsc::UnboundedSender<Live>);
+
+impl EventSink for LiveSink {
     fn emit(&self, event: &Event) {
-        if let Event::Status { status, .. } = event {
-            let _ = self.0.send(*status);
-        }
+        let live = match event {
+            Event::Status { status, .. } => Live::Status(*status),
+            Event::ModelCalled { message_id } => Live::Reply(message_id.clone()),
+            Event::TextDelta { text } => Live::Text(text.clone()),
+            _ => return,
+        };
+        let _ = self.0.send(live);
     }
+}
+
+/// The message being streamed: its id, and text held back while it is only whitespace (a
+/// tool-call turn with blank text never becomes a visible message).
+#[derive(Default)]
+struct Reply {
+    id: Option<String>,
+    held: String,
+    started: bool,
 }
 
 /// The streaming response for a run; `prelude` events go first (e.g. `thread.created`).
@@ -82,7 +106,7 @@ async fn produce(
         .thread(&run.thread_id)
         .map_or(0, |t| t.messages.len());
     let (status_tx, mut status_rx) = mpsc::unbounded_channel();
-    let sink: Arc<dyn EventSink> = Arc::new(StatusSink(status_tx));
+    let sink: Arc<dyn EventSink> = Arc::new(LiveSink(status_tx));
     let mut task = match start {
         Start::Create => {
             send(
@@ -119,25 +143,97 @@ async fn produce(
             );
         }
     };
+    let mut reply = Reply::default();
+    let mut streamed = HashSet::new();
+    let mut on = |update: Live| match update {
+        Live::Status(status) => live(status),
+        Live::Reply(id) => {
+            reply = Reply {
+                id: Some(id),
+                ..Reply::default()
+            };
+        }
+        Live::Text(piece) => text(&assistant, &run, &mut reply, &mut streamed, &piece, &send),
+    };
     loop {
         tokio::select! {
-            Some(status) = status_rx.recv() => live(status),
+            Some(update) = status_rx.recv() => on(update),
             _ = &mut task => break,
         }
     }
-    while let Ok(status) = status_rx.try_recv() {
-        live(status);
+    while let Ok(update) = status_rx.try_recv() {
+        on(update);
     }
-    settle(&state, &assistant, &run, mark, &send);
+    settle(&state, &assistant, &run, mark, &streamed, &send);
     send_done(&tx);
 }
 
-/// Sends the steps and messages the run appended after `mark`, then its resting event.
+/// A piece of the model's text: the first visible one creates the message.
+fn text(
+    assistant: &Assistant,
+    run: &Run,
+    reply: &mut Reply,
+    streamed: &mut HashSet<String>,
+    piece: &str,
+    send: &dyn Fn(&str, &Value),
+) {
+    let Some(id) = reply.id.clone() else {
+        return;
+    };
+    reply.held.push_str(piece);
+    if !reply.started {
+        if reply.held.trim().is_empty() {
+            return;
+        }
+        reply.started = true;
+        streamed.insert(id.clone());
+        let now = crate::ids::secs(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+        );
+        let created = json!({
+            "id": id,
+            "object": "thread.message",
+            "created_at": now,
+            "thread_id": run.thread_id,
+            "role": "assistant",
+            "content": [],
+            "assistant_id": assistant.id,
+            "run_id": run.id,
+            "attachments": [],
+            "metadata": {},
+            "status": "in_progress",
+            "incomplete_details": null,
+            "completed_at": null,
+            "incomplete_at": null,
+        });
+        send("thread.message.created", &created);
+        send("thread.message.in_progress", &created);
+    }
+    let value = std::mem::take(&mut reply.held);
+    send(
+        "thread.message.delta",
+        &json!({
+            "id": id,
+            "object": "thread.message.delta",
+            "delta": {"content": [{
+                "index": 0,
+                "type": "text",
+                "text": {"value": value, "annotations": []},
+            }]},
+        }),
+    );
+}
+
+/// Sends the steps and messages the run appended after `mark` (a message whose text was
+/// `streamed` live only completes), then the run's resting event.
 fn settle(
     state: &AppState,
     assistant: &Assistant,
     run: &Run,
     mark: usize,
+    streamed: &HashSet<String>,
     send: &dyn Fn(&str, &Value),
 ) {
     let (Ok(thread), Ok(settled)) = (
@@ -165,7 +261,11 @@ fn settle(
         created["status"] = "in_progress".into();
         created["completed_at"] = Value::Null;
         send("thread.run.step.created", &created);
-        if let Some(full) = objects::message(&thread, message) {
+        if let Some(full) = objects::message(&thread, message)
+            && streamed.contains(&message.id)
+        {
+            send("thread.message.completed", &full);
+        } else if let Some(full) = objects::message(&thread, message) {
             let mut empty = full.clone();
             empty["status"] = "in_progress".into();
             empty["content"] = json!([]);

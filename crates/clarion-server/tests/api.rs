@@ -263,6 +263,15 @@ async fn a_missing_parameter_is_an_assistant_question_and_the_answer_completes_t
     assert_eq!(page["has_more"], false);
 }
 
+/// The data of the first `event` in an SSE body.
+fn event_data(text: &str, event: &str) -> Value {
+    text.lines()
+        .skip_while(|l| *l != format!("event: {event}"))
+        .find_map(|l| l.strip_prefix("data: "))
+        .and_then(|d| serde_json::from_str(d).ok())
+        .unwrap_or_default()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streaming_sends_the_assistants_events_in_order() {
     let server = start(pay_loop(), &[], LIMIT).await;
@@ -300,12 +309,7 @@ async fn streaming_sends_the_assistants_events_in_order() {
         ],
         "{text}"
     );
-    let run: Value = text
-        .lines()
-        .skip_while(|l| *l != "event: thread.run.requires_action")
-        .find_map(|l| l.strip_prefix("data: "))
-        .and_then(|d| serde_json::from_str(d).ok())
-        .unwrap_or_default();
+    let run = event_data(&text, "thread.run.requires_action");
     let (tid, rid) = (
         run["thread_id"].as_str().unwrap_or_default(),
         run["id"].as_str().unwrap_or_default(),
@@ -333,10 +337,11 @@ async fn streaming_sends_the_assistants_events_in_order() {
         [
             "thread.run.queued",
             "thread.run.in_progress",
-            "thread.run.step.created",
+            // The model's text streams live, under the id the thread stores it with.
             "thread.message.created",
             "thread.message.in_progress",
             "thread.message.delta",
+            "thread.run.step.created",
             "thread.message.completed",
             "thread.run.step.completed",
             "thread.run.completed",
@@ -345,6 +350,20 @@ async fn streaming_sends_the_assistants_events_in_order() {
         "{text}"
     );
     assert!(text.contains(r#""value":"Paid $42. Your goal takes 12 months.""#));
+    let data_of = |event: &str| event_data(&text, event);
+    let streamed_id = data_of("thread.message.created")["id"].clone();
+    assert!(
+        streamed_id
+            .as_str()
+            .is_some_and(|id| id.starts_with("msg_"))
+    );
+    assert_eq!(data_of("thread.message.delta")["id"], streamed_id);
+    assert_eq!(data_of("thread.message.completed")["id"], streamed_id);
+    let (_, listed) = call(c.get(format!("{base}/threads/{tid}/messages"))).await;
+    assert_eq!(
+        listed["data"][0]["id"], streamed_id,
+        "the stored message has the streamed id"
+    );
     assert!(text.ends_with("event: done\ndata: [DONE]\n\n"));
 }
 
@@ -793,4 +812,82 @@ async fn creating_an_assistant_refers_to_a_loaded_flow() {
     );
     let (status, _) = call(c.post(format!("{base}/assistants")).json(&json!({}))).await;
     assert_eq!(status, 400);
+}
+
+/// Streams "Hello" and waits for the test to release it before " world".
+struct HalfwayModel {
+    release: tokio::sync::Notify,
+}
+
+impl clarion_engine::provider::Model for HalfwayModel {
+    fn respond<'a>(
+        &'a self,
+        _request: clarion_engine::provider::ModelRequest<'a>,
+        events: &'a dyn clarion_engine::events::EventSink,
+    ) -> clarion_engine::provider::BoxFuture<
+        'a,
+        Result<clarion_engine::provider::ModelResponse, clarion_engine::provider::ModelError>,
+    > {
+        use clarion_engine::events::Event;
+        Box::pin(async move {
+            events.emit(&Event::TextDelta {
+                text: "Hello".into(),
+            });
+            self.release.notified().await;
+            events.emit(&Event::TextDelta {
+                text: " world".into(),
+            });
+            Ok(clarion_engine::provider::ModelResponse {
+                turn: clarion_engine::provider::ModelTurn::Text("Hello world".into()),
+                usage: clarion_engine::run::Usage::default(),
+            })
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streamed_text_reaches_the_client_while_the_model_is_still_writing() {
+    use futures_util::StreamExt as _;
+    let model = std::sync::Arc::new(HalfwayModel {
+        release: tokio::sync::Notify::new(),
+    });
+    let (state, dir) = shop_state(model.clone(), &[], 0.0);
+    let server = start_state(state, dir).await;
+    let (c, base) = (client(), server.base.clone());
+    let response = c
+        .post(format!("{base}/threads/runs"))
+        .json(&json!({"assistant_id": "asst_shop", "stream": true, "thread": {"messages": [{"role": "user", "content": "hi"}]}}))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut body = response.bytes_stream();
+    let mut seen = String::new();
+    // The first delta arrives while the model is blocked half-way through its reply.
+    while !seen.contains(r#""value":"Hello""#) {
+        let chunk = tokio::time::timeout(std::time::Duration::from_secs(10), body.next())
+            .await
+            .unwrap_or_else(|_| panic!("no live delta; the stream so far: {seen}"))
+            .unwrap_or_else(|| panic!("the stream ended: {seen}"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(seen.contains("event: thread.message.created"), "{seen}");
+    assert!(!seen.contains("thread.run.completed"), "{seen}");
+    model.release.notify_one();
+    while let Some(chunk) = body.next().await {
+        seen.push_str(&String::from_utf8_lossy(
+            &chunk.unwrap_or_else(|e| panic!("{e}")),
+        ));
+    }
+    let deltas: Vec<&str> = seen
+        .lines()
+        .filter(|l| l.contains(r#""object":"thread.message.delta""#))
+        .collect();
+    assert_eq!(deltas.len(), 2, "one delta per streamed piece: {seen}");
+    assert!(deltas[1].contains(r#""value":" world""#));
+    assert!(seen.contains("event: thread.run.completed"), "{seen}");
+    assert!(
+        seen.contains(r#""value":"Hello world""#),
+        "the completed message: {seen}"
+    );
 }

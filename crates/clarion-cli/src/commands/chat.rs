@@ -789,7 +789,7 @@ impl EventSink for Terminal {
                 self.effect(format!("  × not stated, dropped: {}", params.join(", ")));
             }
             Event::RuleSkipped { tool, reason } => self.effect(format!("  ! {tool}: {reason}")),
-            Event::Status { .. } | Event::ToolCalled { .. } => {}
+            Event::Status { .. } | Event::ToolCalled { .. } | Event::ModelCalled { .. } => {}
         }
     }
 }

@@ -444,8 +444,11 @@ impl Engine {
     ) -> Result<(), EngineError> {
         loop {
             let mark = thread.messages.len();
+            // The id of the message this turn produces, known before the model streams a
+            // word of it, so a live consumer can show the text under its final id.
+            let reply_id = new_id("msg");
             let Some(turn) = self
-                .ask_model(thread, run, &mut cancel, mark, events)
+                .ask_model(thread, run, &mut cancel, mark, &reply_id, events)
                 .await?
             else {
                 return Ok(());
@@ -461,7 +464,8 @@ impl Engine {
                 }
                 let text = text.unwrap_or_default();
                 events.emit(&Event::AssistantMessage { text: text.clone() });
-                let message = self.message(run, MessageKind::Assistant { text });
+                let mut message = self.message(run, MessageKind::Assistant { text });
+                message.id = reply_id;
                 thread.messages.push(message);
                 return self.finish(thread, run, RunStatus::Completed, mark, events);
             }
@@ -473,13 +477,14 @@ impl Engine {
                     arguments: call.arguments.clone(),
                 });
             }
-            let message = self.message(
+            let mut message = self.message(
                 run,
                 MessageKind::ToolCalls {
                     text,
                     calls: calls.clone(),
                 },
             );
+            message.id = reply_id;
             thread.messages.push(message);
             let pending = if first_turn {
                 thread.pending.take()
@@ -519,6 +524,7 @@ impl Engine {
         run: &mut Run,
         cancel: &mut watch::Receiver<bool>,
         mark: usize,
+        reply_id: &str,
         events: &dyn EventSink,
     ) -> Result<Option<ModelTurn>, EngineError> {
         if *cancel.borrow() {
@@ -550,6 +556,9 @@ impl Engine {
             instructions: &instructions,
             messages: &thread.messages,
         };
+        events.emit(&Event::ModelCalled {
+            message_id: reply_id.to_owned(),
+        });
         let response = tokio::select! {
             response = self.model.respond(request, events) => response,
             () = cancelled(cancel) => {

@@ -204,7 +204,7 @@ impl Transcript {
                 self.block("assistant: ", text);
             }
             // Streamed text is in the assistant line; statuses come from `run`.
-            Event::TextDelta { .. } | Event::Status { .. } => {}
+            Event::TextDelta { .. } | Event::Status { .. } | Event::ModelCalled { .. } => {}
         }
     }
 
