@@ -71,6 +71,25 @@ impl Drop for ChildGuard {
 /// Starts this test again as a child, waits for its `READY <thread> <run>` line, kills it
 /// with SIGKILL and returns the ids it announced.
 fn crash_child_when_ready(test: &str, db: &Path) -> (String, String) {
+    let (child, thread, run) = child_when_ready(test, db);
+    kill(child);
+    (thread, run)
+}
+
+/// SIGKILL: no destructors, no flush, no rollback — a crash.
+fn kill(mut child: ChildGuard) {
+    child.0.kill().unwrap_or_else(|e| panic!("kill: {e}"));
+    let status = child.0.wait().unwrap_or_else(|e| panic!("wait: {e}"));
+    assert_eq!(
+        status.signal(),
+        Some(9),
+        "the child died of SIGKILL: {status}"
+    );
+}
+
+/// Starts this test again as a child and waits for its `READY <thread> <run>` line; the
+/// child is still running.
+fn child_when_ready(test: &str, db: &Path) -> (ChildGuard, String, String) {
     let exe = std::env::current_exe().unwrap_or_else(|e| panic!("current_exe: {e}"));
     let child = Command::new(exe)
         .args([test, "--exact", "--nocapture", "--test-threads=1"])
@@ -110,17 +129,9 @@ fn crash_child_when_ready(test: &str, db: &Path) -> (String, String) {
             }
         }
     };
-    // SIGKILL: no destructors, no flush, no rollback — a crash.
-    child.0.kill().unwrap_or_else(|e| panic!("kill: {e}"));
-    let status = child.0.wait().unwrap_or_else(|e| panic!("wait: {e}"));
-    assert_eq!(
-        status.signal(),
-        Some(9),
-        "the child died of SIGKILL: {status}"
-    );
     let mut ids = ready.split_whitespace().map(str::to_owned);
     match (ids.next(), ids.next()) {
-        (Some(thread), Some(run)) => (thread, run),
+        (Some(thread), Some(run)) => (child, thread, run),
         _ => panic!("bad READY line: {ready}"),
     }
 }
@@ -284,6 +295,42 @@ async fn a_run_killed_mid_step_fails_as_interrupted_and_the_thread_goes_on() {
             .map(|r| r.status)
             .collect::<Vec<_>>(),
         [RunStatus::Failed, RunStatus::Completed]
+    );
+}
+
+/// Regression: `clarion chat` started beside `clarion serve` on the same store failed the
+/// server's runs in flight, because recovery could not tell them from interrupted ones.
+#[tokio::test]
+async fn recovery_leaves_the_runs_of_a_live_process_alone() {
+    if let Some(db) = child_db() {
+        return child_mid_step(&db).await;
+    }
+    let dir = TempDir::new().unwrap_or_else(|e| panic!("{e}"));
+    let db = dir.path().join("threads.db");
+    let (child, _, run_id) =
+        child_when_ready("recovery_leaves_the_runs_of_a_live_process_alone", &db);
+    let store = open(&db);
+    let engine = engine(personal_finance(), Vec::new(), store.clone());
+    assert!(
+        engine
+            .recover()
+            .unwrap_or_else(|e| panic!("{e}"))
+            .is_empty(),
+        "another process has the store open: nothing is recovered"
+    );
+    let run = store.run(&run_id).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        run.status,
+        RunStatus::InProgress,
+        "its run in flight is untouched"
+    );
+
+    kill(child);
+    let recovered = engine.recover().unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        recovered.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        [run_id.as_str()],
+        "once it is gone, the same process recovers its run"
     );
 }
 

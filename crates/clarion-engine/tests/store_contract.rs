@@ -850,3 +850,27 @@ fn load_time_of_one_thread_among_ten_thousand() {
         assert!(median < std::time::Duration::from_millis(1), "{median:?}");
     }
 }
+
+#[test]
+fn a_sqlite_store_knows_whether_another_handle_has_the_file_open() {
+    let dir = TempDir::new().unwrap_or_else(|e| panic!("{e}"));
+    let path = dir.path().join("threads.db");
+    let first = SqliteStore::open(&path).unwrap_or_else(|e| panic!("{e}"));
+    assert!(first.sole_user(), "alone");
+    assert!(
+        first.sole_user(),
+        "asking keeps the shared lock: still alone"
+    );
+    // Another handle locks the sidecar like another process would (flock is per open file).
+    let second = SqliteStore::open(&path).unwrap_or_else(|e| panic!("{e}"));
+    assert!(!first.sole_user());
+    assert!(!second.sole_user());
+    drop(second);
+    assert!(first.sole_user(), "the other handle is gone");
+    assert!(
+        SqliteStore::open_in_memory()
+            .unwrap_or_else(|e| panic!("{e}"))
+            .sole_user(),
+        "an in-memory store is private to its process"
+    );
+}

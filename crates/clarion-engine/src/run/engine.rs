@@ -399,9 +399,14 @@ impl Engine {
     /// Marks runs interrupted by a crash (left `queued`, `in_progress` or `cancelling` in
     /// the store) as failed and unlocks their threads. Call once at startup, before any
     /// run is driven. Runs waiting in `requires_action` survive: they are resting, not
-    /// interrupted.
+    /// interrupted. While another process uses the same store, nothing is touched (its
+    /// runs in flight look exactly like interrupted ones): the next process to start
+    /// alone recovers them.
     pub fn recover(&self) -> Result<Vec<Run>, EngineError> {
         let mut recovered = Vec::new();
+        if !self.store.sole_user() {
+            return Ok(recovered);
+        }
         for thread_id in self.store.thread_ids(usize::MAX)? {
             let mut thread = self.store.thread(&thread_id)?;
             let Some(run_id) = thread.active_run.clone() else {

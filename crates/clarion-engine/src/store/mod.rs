@@ -76,4 +76,10 @@ pub trait ThreadStore: Send + Sync {
     fn begin_run(&self, run: &Run) -> Result<Thread, StoreError>;
     /// Applies one step atomically.
     fn commit(&self, step: Step<'_>) -> Result<(), StoreError>;
+    /// Whether this process is the only one using the store, so that every unfinished run
+    /// in it was left by a process that died ([`crate::run::Engine::recover`] asks). A
+    /// store private to the process always is.
+    fn sole_user(&self) -> bool {
+        true
+    }
 }

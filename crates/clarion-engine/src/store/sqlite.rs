@@ -24,12 +24,19 @@
 //! - **Two processes wait, not fail.** A busy timeout ([`BUSY_TIMEOUT`]) makes a writer
 //!   wait for another process's transaction (they last milliseconds) instead of failing
 //!   with "database is locked".
+//! - **Processes say they are there.** Each open store holds a shared lock on a sidecar
+//!   file (`threads.db-lock`) for its lifetime. Crash recovery must not touch another live
+//!   process's runs (`clarion chat` started beside `clarion serve` would otherwise fail the
+//!   server's runs in flight), and the store cannot tell whose a run is; so
+//!   [`sole_user`](ThreadStore::sole_user) asks whether this handle could take that lock
+//!   exclusively, and recovery only runs when it could.
 //! - **Versioned from day one.** `PRAGMA user_version` is the schema version; [`open`]
 //!   applies the missing migrations in order, one transaction each, and refuses a file
 //!   written by a newer Clarion instead of guessing at its schema.
 //!
 //! [`open`]: SqliteStore::open
 
+use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -102,6 +109,9 @@ pub struct SqliteStore {
     conn: Mutex<Connection>,
     /// The file, or `None` in memory.
     path: Option<PathBuf>,
+    /// The sidecar lock file, locked shared while the store is open; `None` in memory, or
+    /// when it cannot be created (then this process never counts as the sole user).
+    presence: Option<Mutex<File>>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -183,7 +193,9 @@ impl SqliteStore {
         }
         let shown = path.display().to_string();
         let conn = Connection::open(path).context(|| format!("opening `{shown}`"))?;
-        Self::setup(conn, Some(path.to_path_buf()))
+        let mut store = Self::setup(conn, Some(path.to_path_buf()))?;
+        store.presence = presence(path).map(Mutex::new);
+        Ok(store)
     }
 
     /// A private in-memory store (tests).
@@ -219,6 +231,7 @@ impl SqliteStore {
         Ok(Self {
             conn: Mutex::new(conn),
             path,
+            presence: None,
         })
     }
 
@@ -227,6 +240,20 @@ impl SqliteStore {
     fn conn(&self) -> MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// Opens `<store>-lock` and locks it shared, for as long as the store is open.
+fn presence(path: &Path) -> Option<File> {
+    let mut name = path.as_os_str().to_owned();
+    name.push("-lock");
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(name)
+        .ok()?;
+    file.lock_shared().ok()?;
+    Some(file)
 }
 
 /// Brings the schema to [`SCHEMA_VERSION`], one transaction per migration, re-reading the
@@ -598,6 +625,24 @@ impl ThreadStore for SqliteStore {
         let thread = load_thread(&tx, thread_id)?;
         tx.commit().context(beginning)?;
         Ok(thread)
+    }
+
+    /// Whether no other open store shares the file: this handle's shared lock is traded
+    /// for an exclusive one and back. Another process checking at the same instant may
+    /// also see itself alone; both are at startup, before either drives a run.
+    fn sole_user(&self) -> bool {
+        let Some(presence) = &self.presence else {
+            return self.path.is_none();
+        };
+        let file = presence.lock().unwrap_or_else(PoisonError::into_inner);
+        if file.unlock().is_err() {
+            return false;
+        }
+        let sole = file.try_lock().is_ok();
+        // Back to shared (from exclusive, or from nothing if another process holds it).
+        let _ = file.unlock();
+        let _ = file.lock_shared();
+        sole
     }
 
     fn commit(&self, step: Step<'_>) -> Result<(), StoreError> {
