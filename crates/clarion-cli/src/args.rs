@@ -241,6 +241,11 @@ pub struct ServeArgs {
     /// Without it the server is open: use it on loopback only.
     #[arg(long, value_name = "NAME")]
     pub api_key_env: Option<String>,
+    /// Require bearer API keys listed in this file: one per line, the key or `sha256:` and
+    /// its hex digest (`printf %s "$KEY" | sha256sum`); `#` comments. Adds to
+    /// `--api-key-env`.
+    #[arg(long, value_name = "PATH")]
+    pub api_keys_file: Option<PathBuf>,
     /// The largest request body accepted, in bytes.
     #[arg(long, value_name = "BYTES", default_value_t = 1_048_576)]
     pub max_body_bytes: usize,

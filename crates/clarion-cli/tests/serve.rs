@@ -227,4 +227,66 @@ fn what_stops_the_server_is_one_line_with_its_exit_code() {
     );
     let output = run(&["no-such.toml"]);
     assert_eq!(output.status.code(), Some(2));
+    let keys = dir.path().join("keys.txt");
+    std::fs::write(&keys, "# nothing yet\nsha256:123\n").unwrap_or_else(|e| panic!("{e}"));
+    let keys = keys.display().to_string();
+    let output = run(&[
+        &flow.display().to_string(),
+        "--store",
+        &store,
+        "--api-keys-file",
+        &keys,
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains(&format!(
+            "--api-keys-file {keys}: line 2: `sha256:` must be followed by"
+        )),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[tokio::test]
+async fn keys_from_a_file_by_value_or_by_digest() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let flow = flow_for(dir.path(), "http://127.0.0.1:9/v1");
+    let store = dir.path().join("threads.db").display().to_string();
+    let keys = dir.path().join("keys.txt");
+    // sha256("sk-by-digest"), as `printf %s sk-by-digest | sha256sum` prints it.
+    let output = Command::new("sh")
+        .args(["-c", "printf %s sk-by-digest | sha256sum"])
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let digest = String::from_utf8_lossy(&output.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(digest.len(), 64, "sha256sum is available");
+    std::fs::write(
+        &keys,
+        format!("# team keys\nsk-by-value\nsha256:{digest}\n"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let keys = keys.display().to_string();
+    let (mut server, address) = serve(&[
+        &flow.display().to_string(),
+        "--store",
+        &store,
+        "--api-keys-file",
+        &keys,
+    ]);
+    let base = address;
+    let c = client();
+    let (status, body) = call(c.get(format!("{base}/assistants"))).await;
+    assert_eq!(status, 401, "{body}");
+    for key in ["sk-by-value", "sk-by-digest"] {
+        let (status, body) = call(c.get(format!("{base}/assistants")).bearer_auth(key)).await;
+        assert_eq!(status, 200, "{key}: {body}");
+    }
+    let (status, _) = call(c.get(format!("{base}/assistants")).bearer_auth("sk-other")).await;
+    assert_eq!(status, 401);
+    let _ = server.kill();
+    let _ = server.wait();
 }

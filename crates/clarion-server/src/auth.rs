@@ -63,6 +63,42 @@ impl ApiKeys {
         Self::new(list.split([',', '\n']))
     }
 
+    /// Keys from a key file: one per line, either the key itself or `sha256:` and the
+    /// 64 hex digits of its SHA-256 digest (so the file need not hold a secret:
+    /// `printf %s "$KEY" | sha256sum`); blank lines and `#` comments are skipped. The
+    /// error names the line.
+    pub fn from_file_text(text: &str) -> Result<Self, String> {
+        let mut digests = HashSet::new();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            match line.strip_prefix("sha256:") {
+                Some(hex) if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                    digests.insert(hex.to_ascii_lowercase());
+                }
+                Some(_) => {
+                    return Err(format!(
+                        "line {}: `sha256:` must be followed by the 64 hex digits of the key's SHA-256 digest",
+                        n + 1
+                    ));
+                }
+                None => {
+                    digests.insert(hex_digest(line));
+                }
+            }
+        }
+        Ok(Self { digests })
+    }
+
+    /// These keys and `other`'s.
+    #[must_use]
+    pub fn union(mut self, other: Self) -> Self {
+        self.digests.extend(other.digests);
+        self
+    }
+
     /// Whether any key is configured.
     #[must_use]
     pub fn enabled(&self) -> bool {
@@ -157,6 +193,31 @@ impl FromRequestParts<AppState> for Caller {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_file_holds_keys_or_their_digests() {
+        // sha256("sk-b")
+        let digest = hex_digest("sk-b");
+        let text = format!(
+            "# team keys\nsk-a\n\n  sha256:{}  \n",
+            digest.to_uppercase()
+        );
+        let keys = ApiKeys::from_file_text(&text).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(keys.len(), 2);
+        assert!(keys.caller(Some("Bearer sk-a")).is_ok());
+        assert!(keys.caller(Some("Bearer sk-b")).is_ok(), "by digest");
+        assert!(keys.caller(Some("Bearer sk-c")).is_err());
+        assert_eq!(
+            ApiKeys::from_file_text("sk-a\nsha256:abc\n")
+                .err()
+                .as_deref(),
+            Some(
+                "line 2: `sha256:` must be followed by the 64 hex digits of the key's SHA-256 digest"
+            )
+        );
+        let both = keys.union(ApiKeys::parse("sk-d"));
+        assert_eq!(both.len(), 3);
+    }
 
     #[test]
     fn keys_are_checked_by_digest_and_owners_differ() {

@@ -32,7 +32,7 @@ pub fn run(args: &ServeArgs) -> Result<Exit, CliError> {
 
 async fn serve(args: &ServeArgs) -> Result<Exit, CliError> {
     let files = flow_files(&args.flows)?;
-    let keys = match &args.api_key_env {
+    let mut keys = match &args.api_key_env {
         None => ApiKeys::open(),
         Some(name) => {
             let keys = ApiKeys::parse(&std::env::var(name).unwrap_or_default());
@@ -44,6 +44,19 @@ async fn serve(args: &ServeArgs) -> Result<Exit, CliError> {
             keys
         }
     };
+    if let Some(path) = &args.api_keys_file {
+        let shown = path.display();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| CliError::Io(format!("--api-keys-file {shown}: cannot read it: {e}")))?;
+        let from_file = ApiKeys::from_file_text(&text)
+            .map_err(|e| CliError::Io(format!("--api-keys-file {shown}: {e}")))?;
+        if from_file.is_empty() {
+            return Err(CliError::Io(format!(
+                "--api-keys-file {shown}: no key in it; put one key (or `sha256:` and its digest) per line"
+            )));
+        }
+        keys = keys.union(from_file);
+    }
     if let Some(parent) = args.store.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|e| CliError::Store {
             path: args.store.clone(),
