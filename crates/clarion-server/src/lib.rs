@@ -30,14 +30,67 @@ pub use auth::ApiKeys;
 pub use routes::{DEFAULT_BODY_LIMIT, DEFAULT_REQUEST_TIMEOUT, Limits, router, router_with};
 pub use state::{AppState, StateError};
 
-/// Serves `state` on `listener` with `limits` until `shutdown` resolves.
+/// How long a client may take to send a request's headers once it has started; beyond it
+/// the connection is closed (a slow-headers client cannot hold connections open). The
+/// body then has the request timeout of [`Limits`].
+pub const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Serves `state` on `listener` with `limits` until `shutdown` resolves, then lets the
+/// requests in flight finish.
+///
+/// The accept loop is hyper's own rather than `axum::serve`, which sets no timer and so no
+/// header-read timeout.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     limits: Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router_with(state, limits))
-        .with_graceful_shutdown(shutdown)
-        .await
+    serve_with(
+        listener,
+        router_with(state, limits),
+        HEADER_READ_TIMEOUT,
+        shutdown,
+    )
+    .await
+}
+
+/// [`serve`] for any router and header-read timeout.
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    header_timeout: std::time::Duration,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::server::graceful::GracefulShutdown;
+    use hyper_util::service::TowerToHyperService;
+
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut shutdown => break,
+        };
+        let Ok((stream, _)) = accepted else {
+            // Out of file descriptors and the like: wait instead of spinning.
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let connection = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(header_timeout)
+            .serve_connection(
+                TokioIo::new(stream),
+                TowerToHyperService::new(router.clone()),
+            );
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+    }
+    graceful.shutdown().await;
+    Ok(())
 }

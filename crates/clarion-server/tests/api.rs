@@ -891,3 +891,30 @@ async fn streamed_text_reaches_the_client_while_the_model_is_still_writing() {
         "the completed message: {seen}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_finishes_its_headers_is_cut_off() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let (state, dir) = shop_state(std::sync::Arc::new(LoopModel), &[], 0.0);
+    let router = clarion_server::router(state, LIMIT);
+    let (addr, _stop) =
+        common::serve_router_with(router, std::time::Duration::from_millis(300)).await;
+    let _dir = dir;
+    let mut slow = tokio::net::TcpStream::connect(addr)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    slow.write_all(b"GET /v1/assistants HTTP/1.1\r\nHost: clarion\r\nX-Slow: ")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    // The server closes the connection: the read ends (EOF or reset) instead of waiting.
+    let mut buffer = Vec::new();
+    let ended = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        slow.read_to_end(&mut buffer),
+    )
+    .await;
+    assert!(ended.is_ok(), "the slow connection was never closed");
+    // Meanwhile a well-behaved client is served.
+    let (status, _) = call(client().get(format!("http://{addr}/v1/assistants"))).await;
+    assert_eq!(status, 200);
+}

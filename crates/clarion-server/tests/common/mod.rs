@@ -71,19 +71,27 @@ pub async fn start_state(state: AppState, dir: tempfile::TempDir) -> Server {
     }
 }
 
-/// Serves `router` on a loopback port until the returned sender is dropped.
+/// Serves `router` on a loopback port until the returned sender is dropped, with the
+/// server's own accept loop.
 pub async fn serve_router(router: axum::Router) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    serve_router_with(router, clarion_server::HEADER_READ_TIMEOUT).await
+}
+
+/// [`serve_router`] with a header-read timeout of its own.
+pub async fn serve_router_with(
+    router: axum::Router,
+    header_timeout: std::time::Duration,
+) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
-        let _ = axum::serve(listener, router)
-            .with_graceful_shutdown(async {
-                let _ = stopped.await;
-            })
-            .await;
+        let _ = clarion_server::serve_with(listener, router, header_timeout, async {
+            let _ = stopped.await;
+        })
+        .await;
     });
     (addr, stop)
 }
