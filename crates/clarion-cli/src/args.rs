@@ -305,6 +305,15 @@ pub enum ApiArg {
     Responses,
 }
 
+impl From<ApiArg> for clarion_engine::flow::model::ProviderApi {
+    fn from(api: ApiArg) -> Self {
+        match api {
+            ApiArg::ChatCompletions => Self::ChatCompletions,
+            ApiArg::Responses => Self::Responses,
+        }
+    }
+}
+
 /// `clarion validate`.
 #[derive(Debug, Args)]
 pub struct ValidateArgs {

@@ -33,7 +33,7 @@ use clarion_engine::transcript::Transcript;
 use clarion_tools::ClarionTools;
 use tokio::sync::{oneshot, watch};
 
-use crate::args::{ApiArg, ChatArgs};
+use crate::args::ChatArgs;
 use crate::error::CliError;
 use crate::exit::Exit;
 use crate::output;
@@ -102,10 +102,7 @@ fn open(args: &ChatArgs, source: &FlowSource<'_>) -> Result<Option<Session>, Cli
     })?;
     let overrides = ProviderOverrides {
         base_url: args.base_url.clone(),
-        api: args.api.map(|api| match api {
-            ApiArg::ChatCompletions => clarion_engine::flow::model::ProviderApi::ChatCompletions,
-            ApiArg::Responses => clarion_engine::flow::model::ProviderApi::Responses,
-        }),
+        api: args.api.map(Into::into),
         model: args.model.clone(),
         stream: args.no_stream.then_some(false),
     };

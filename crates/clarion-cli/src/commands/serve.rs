@@ -16,7 +16,7 @@ use clarion_engine::store::{SqliteStore, ThreadStore};
 use clarion_server::{ApiKeys, AppState};
 use clarion_tools::ClarionTools;
 
-use crate::args::{ApiArg, ServeArgs};
+use crate::args::ServeArgs;
 use crate::discover::flow_files;
 use crate::error::CliError;
 use crate::exit::Exit;
@@ -70,10 +70,7 @@ async fn serve(args: &ServeArgs) -> Result<Exit, CliError> {
         })?);
     let overrides = ProviderOverrides {
         base_url: args.base_url.clone(),
-        api: args.api.map(|api| match api {
-            ApiArg::ChatCompletions => clarion_engine::flow::model::ProviderApi::ChatCompletions,
-            ApiArg::Responses => clarion_engine::flow::model::ProviderApi::Responses,
-        }),
+        api: args.api.map(Into::into),
         model: args.model.clone(),
         stream: None,
     };
