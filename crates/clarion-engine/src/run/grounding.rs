@@ -8,8 +8,10 @@
 //! the pending call or a slot, or asked for.
 //!
 //! The check is deliberately literal and errs towards asking: `$12,000`, `12000`, `12k`,
-//! `12 thousand` and `5%` (as 5 or 0.05) are recognised, numbers written as words are not.
-//! Strings must appear as whole words, case and spacing aside.
+//! `12 thousand`, `5%` (as 5 or 0.05) and English number words (`five thousand`, `two
+//! million`, `forty-five`) are recognised; a value the model worked out from them
+//! (`$60,000 a year` passed as a monthly 5000) is not. Strings must appear as whole words,
+//! case and spacing aside.
 
 use serde_json::Value;
 
@@ -38,6 +40,7 @@ impl Said {
     /// Indexes one more thing the user said.
     pub fn add(&mut self, text: &str) {
         self.numbers.extend(numbers(text));
+        self.numbers.extend(number_words(text));
         if !self.text.is_empty() {
             self.text.push('\n');
         }
@@ -107,6 +110,91 @@ fn numbers(text: &str) -> Vec<f64> {
         }
     }
     found
+}
+
+/// Numbers written in English words: "five thousand", "two million", "twelve hundred",
+/// "one hundred and five", "forty-five". Each run of number words is one number.
+fn number_words(text: &str) -> Vec<f64> {
+    let mut found = Vec::new();
+    let (mut total, mut current, mut any) = (0.0_f64, 0.0_f64, false);
+    let lower = text.to_lowercase();
+    let words = lower
+        .split(|c: char| !c.is_alphabetic())
+        .filter(|w| !w.is_empty());
+    for word in words {
+        match word_value(word) {
+            Some(Word::Unit(n)) => {
+                current += n;
+                any = true;
+            }
+            Some(Word::Hundred) if any => current = current.max(1.0) * 100.0,
+            Some(Word::Scale(scale)) if any => {
+                total += current.max(1.0) * scale;
+                current = 0.0;
+            }
+            // "one hundred and five": `and` joins number words, nothing else.
+            None if any && word == "and" => {}
+            _ => {
+                if any {
+                    found.push(total + current);
+                }
+                (total, current, any) = (0.0, 0.0, false);
+            }
+        }
+    }
+    if any {
+        found.push(total + current);
+    }
+    found
+}
+
+enum Word {
+    Unit(f64),
+    Hundred,
+    Scale(f64),
+}
+
+fn word_value(word: &str) -> Option<Word> {
+    const UNITS: [&str; 20] = [
+        "zero",
+        "one",
+        "two",
+        "three",
+        "four",
+        "five",
+        "six",
+        "seven",
+        "eight",
+        "nine",
+        "ten",
+        "eleven",
+        "twelve",
+        "thirteen",
+        "fourteen",
+        "fifteen",
+        "sixteen",
+        "seventeen",
+        "eighteen",
+        "nineteen",
+    ];
+    const TENS: [&str; 8] = [
+        "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety",
+    ];
+    if let Some(n) = UNITS.iter().position(|u| *u == word) {
+        return Some(Word::Unit(f64::from(u8::try_from(n).unwrap_or(0))));
+    }
+    if let Some(n) = TENS.iter().position(|t| *t == word) {
+        return Some(Word::Unit(
+            f64::from(u8::try_from(n).unwrap_or(0) + 2) * 10.0,
+        ));
+    }
+    match word {
+        "hundred" => Some(Word::Hundred),
+        "thousand" => Some(Word::Scale(1e3)),
+        "million" => Some(Word::Scale(1e6)),
+        "billion" => Some(Word::Scale(1e9)),
+        _ => None,
+    }
 }
 
 /// The digits of the number starting at `start` (group separators dropped) and where it
@@ -199,6 +287,28 @@ mod tests {
             assert!(!s.stated(&json!(unsaid)), "{unsaid} was not said");
         }
         assert!(s.stated(&json!(12000)), "integers compare with floats");
+    }
+
+    #[test]
+    fn numbers_written_as_words_are_found() {
+        let s = said(
+            "I make five thousand a month, want two million, spent twelve hundred, \
+             am forty-five, and paid one hundred and five.",
+        );
+        for stated in [5000.0, 2_000_000.0, 1200.0, 45.0, 105.0] {
+            assert!(s.stated(&json!(stated)), "{stated} was said");
+        }
+        for unsaid in [5.0, 2.0, 1000.0, 100.0] {
+            assert!(!s.stated(&json!(unsaid)), "{unsaid} was not said as such");
+        }
+        assert!(
+            said("one hundred twenty three thousand four hundred fifty six")
+                .stated(&json!(123_456))
+        );
+        assert!(
+            !said("a thousand thanks").stated(&json!(1000)),
+            "a scale needs a number"
+        );
     }
 
     #[test]
