@@ -10,7 +10,7 @@
 //! the run's resting event (`thread.run.completed`, `thread.run.requires_action`,
 //! `…failed`…) and `done`. If the client goes away the run still finishes; nothing is lost.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 
@@ -144,7 +144,7 @@ async fn produce(
         }
     };
     let mut reply = Reply::default();
-    let mut streamed = HashSet::new();
+    let mut streamed = HashMap::new();
     let mut on = |update: Live| match update {
         Live::Status(status) => live(status),
         Live::Reply(id) => {
@@ -169,11 +169,14 @@ async fn produce(
 }
 
 /// A piece of the model's text: the first visible one creates the message.
+/// Messages streamed live, by id: the `thread.message.created` object and the text so far.
+type Streamed = HashMap<String, (Value, String)>;
+
 fn text(
     assistant: &Assistant,
     run: &Run,
     reply: &mut Reply,
-    streamed: &mut HashSet<String>,
+    streamed: &mut Streamed,
     piece: &str,
     send: &dyn Fn(&str, &Value),
 ) {
@@ -186,7 +189,6 @@ fn text(
             return;
         }
         reply.started = true;
-        streamed.insert(id.clone());
         let now = crate::ids::secs(
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -210,8 +212,12 @@ fn text(
         });
         send("thread.message.created", &created);
         send("thread.message.in_progress", &created);
+        streamed.insert(id.clone(), (created, String::new()));
     }
     let value = std::mem::take(&mut reply.held);
+    if let Some((_, so_far)) = streamed.get_mut(&id) {
+        so_far.push_str(&value);
+    }
     send(
         "thread.message.delta",
         &json!({
@@ -233,7 +239,7 @@ fn settle(
     assistant: &Assistant,
     run: &Run,
     mark: usize,
-    streamed: &HashSet<String>,
+    streamed: &Streamed,
     send: &dyn Fn(&str, &Value),
 ) {
     let (Ok(thread), Ok(settled)) = (
@@ -262,7 +268,7 @@ fn settle(
         created["completed_at"] = Value::Null;
         send("thread.run.step.created", &created);
         if let Some(full) = objects::message(&thread, message)
-            && streamed.contains(&message.id)
+            && streamed.contains_key(&message.id)
         {
             send("thread.message.completed", &full);
         } else if let Some(full) = objects::message(&thread, message) {
@@ -289,6 +295,28 @@ fn settle(
         if step["status"] != "in_progress" {
             send("thread.run.step.completed", step);
         }
+    }
+    // A message that streamed but never landed (the model failed or the run was cancelled
+    // mid-reply) ends as the API ends one: incomplete, with the text that did arrive.
+    let reason = match settled.status {
+        RunStatus::Cancelled | RunStatus::Cancelling => "run_cancelled",
+        RunStatus::Expired => "run_expired",
+        _ => "run_failed",
+    };
+    for (id, (created, text)) in streamed {
+        if thread.messages.iter().any(|m| &m.id == id) {
+            continue;
+        }
+        let mut incomplete = created.clone();
+        incomplete["status"] = "incomplete".into();
+        incomplete["content"] =
+            json!([{"type": "text", "text": {"value": text, "annotations": []}}]);
+        incomplete["incomplete_details"] = json!({ "reason": reason });
+        incomplete["incomplete_at"] = settled.completed_at.map_or_else(
+            || created["created_at"].clone(),
+            |ms| crate::ids::secs(ms).into(),
+        );
+        send("thread.message.incomplete", &incomplete);
     }
     let status = objects::shown_status(&settled, state.is_submitted(&settled.id));
     send(

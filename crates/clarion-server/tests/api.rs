@@ -918,3 +918,67 @@ async fn a_client_that_never_finishes_its_headers_is_cut_off() {
     let (status, _) = call(client().get(format!("http://{addr}/v1/assistants"))).await;
     assert_eq!(status, 200);
 }
+
+/// Streams a few words, then fails.
+struct BrokenOffModel;
+
+impl clarion_engine::provider::Model for BrokenOffModel {
+    fn respond<'a>(
+        &'a self,
+        _request: clarion_engine::provider::ModelRequest<'a>,
+        events: &'a dyn clarion_engine::events::EventSink,
+    ) -> clarion_engine::provider::BoxFuture<
+        'a,
+        Result<clarion_engine::provider::ModelResponse, clarion_engine::provider::ModelError>,
+    > {
+        Box::pin(async move {
+            events.emit(&clarion_engine::events::Event::TextDelta {
+                text: "Your goal takes".into(),
+            });
+            Err(clarion_engine::provider::ModelError::new(
+                "stream_interrupted",
+                "the stream broke off",
+            ))
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_cut_off_mid_stream_ends_as_an_incomplete_message() {
+    let (state, dir) = shop_state(std::sync::Arc::new(BrokenOffModel), &[], 0.0);
+    let server = start_state(state, dir).await;
+    let (c, base) = (client(), server.base.clone());
+    let text = c
+        .post(format!("{base}/threads/runs"))
+        .json(&json!({"assistant_id": "asst_shop", "stream": true, "thread": {"messages": [{"role": "user", "content": "hi"}]}}))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .text()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let names: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("event: "))
+        .filter(|n| n.starts_with("thread.message") || n.starts_with("thread.run.failed"))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "thread.message.created",
+            "thread.message.in_progress",
+            "thread.message.delta",
+            "thread.message.incomplete",
+            "thread.run.failed"
+        ],
+        "{text}"
+    );
+    let incomplete = event_data(&text, "thread.message.incomplete");
+    assert_eq!(
+        incomplete["id"],
+        event_data(&text, "thread.message.created")["id"]
+    );
+    assert_eq!(incomplete["status"], "incomplete");
+    assert_eq!(incomplete["incomplete_details"]["reason"], "run_failed");
+    assert_eq!(incomplete["content"][0]["text"]["value"], "Your goal takes");
+}
