@@ -105,8 +105,8 @@ async fn produce(
         .store()
         .thread(&run.thread_id)
         .map_or(0, |t| t.messages.len());
-    let (status_tx, mut status_rx) = mpsc::unbounded_channel();
-    let sink: Arc<dyn EventSink> = Arc::new(LiveSink(status_tx));
+    let (live_tx, mut live_rx) = mpsc::unbounded_channel();
+    let sink: Arc<dyn EventSink> = Arc::new(LiveSink(live_tx));
     let mut task = match start {
         Start::Create => {
             send(
@@ -157,21 +157,21 @@ async fn produce(
     };
     loop {
         tokio::select! {
-            Some(update) = status_rx.recv() => on(update),
+            Some(update) = live_rx.recv() => on(update),
             _ = &mut task => break,
         }
     }
-    while let Ok(update) = status_rx.try_recv() {
+    while let Ok(update) = live_rx.try_recv() {
         on(update);
     }
     settle(&state, &assistant, &run, mark, &streamed, &send);
     send_done(&tx);
 }
 
-/// A piece of the model's text: the first visible one creates the message.
 /// Messages streamed live, by id: the `thread.message.created` object and the text so far.
 type Streamed = HashMap<String, (Value, String)>;
 
+/// A piece of the model's text: the first visible one creates the message.
 fn text(
     assistant: &Assistant,
     run: &Run,
