@@ -185,6 +185,7 @@ fn baseline_round_trips(flow: &Flow, n: usize) -> Result<Vec<Duration>> {
         run_id: None,
         created_at: 0,
         kind,
+        metadata: Metadata::default(),
     };
     let history = vec![
         message(MessageKind::User {

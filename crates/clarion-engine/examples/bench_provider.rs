@@ -262,6 +262,7 @@ fn thread() -> Vec<Message> {
         run_id: None,
         created_at: 0,
         kind,
+        metadata: clarion_engine::thread::Metadata::default(),
     };
     vec![
         message(

@@ -527,6 +527,7 @@ fn check_history(thread: &Thread, active: Option<&Run>) -> Result<(), String> {
             status: OutputStatus::Ok,
             content: "{}".into(),
         },
+        metadata: Metadata::default(),
     }));
     protocol::check(&answered).map_err(|v| format!("with the waiting calls answered: {v}"))
 }

@@ -63,6 +63,7 @@ fn user(text: &str) -> Message {
         run_id: None,
         created_at: 0,
         kind: MessageKind::User { text: text.into() },
+        metadata: Metadata::default(),
     }
 }
 
@@ -589,6 +590,7 @@ fn context_can_be_sent_as_a_user_message_for_strict_chat_templates() {
                 tool: "t".into(),
                 text: "Note this.".into(),
             },
+            metadata: Metadata::default(),
         },
     ];
     let mut config = ProviderConfig::new("http://x/v1");

@@ -33,6 +33,7 @@ fn message(id: &str, run_id: Option<&str>, kind: MessageKind) -> Message {
         run_id: run_id.map(str::to_owned),
         created_at: 2_000,
         kind,
+        metadata: Metadata::default(),
     }
 }
 
@@ -190,7 +191,11 @@ fn finish(store: &dyn ThreadStore, thread_id: &str, run: &mut Run, status: RunSt
 
 fn insert_load_delete(store: &dyn ThreadStore) {
     let mut t = thread("thread_a");
-    t.messages.push(user("msg_1", "hello"));
+    let mut hello = user("msg_1", "hello");
+    hello.metadata =
+        Metadata::new([("source".to_owned(), "web".to_owned())]).unwrap_or_else(|e| panic!("{e}"));
+    t.messages.push(hello);
+    t.messages.push(user("msg_2", "no metadata"));
     t.slots = object(json!({ "goal_amount": 50000, "nested": { "list": [1, 2.5, null] } }));
     t.pending = Some(PendingCall {
         call_id: "call_0".to_owned(),

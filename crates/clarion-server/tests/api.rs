@@ -982,3 +982,38 @@ async fn a_reply_cut_off_mid_stream_ends_as_an_incomplete_message() {
     assert_eq!(incomplete["incomplete_details"]["reason"], "run_failed");
     assert_eq!(incomplete["content"][0]["text"]["value"], "Your goal takes");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_metadata_is_stored_and_returned() {
+    let server = start(pay_loop(), &[], LIMIT).await;
+    let (c, base) = (client(), server.base.clone());
+    let (status, thread) = call(c.post(format!("{base}/threads")).json(&json!({
+        "messages": [{"role": "user", "content": "hi", "metadata": {"source": "import"}}]
+    })))
+    .await;
+    assert_eq!(status, 200, "{thread}");
+    let tid = thread["id"].as_str().unwrap_or_default();
+    let (status, created) = call(
+        c.post(format!("{base}/threads/{tid}/messages"))
+            .json(&json!({"role": "user", "content": "pay 42", "metadata": {"channel": "web"}})),
+    )
+    .await;
+    assert_eq!(status, 200, "{created}");
+    assert_eq!(created["metadata"], json!({"channel": "web"}));
+    let mid = created["id"].as_str().unwrap_or_default();
+    let (_, retrieved) = call(c.get(format!("{base}/threads/{tid}/messages/{mid}"))).await;
+    assert_eq!(
+        retrieved["metadata"],
+        json!({"channel": "web"}),
+        "stored, not just echoed"
+    );
+    let (_, listed) = call(c.get(format!("{base}/threads/{tid}/messages?order=asc"))).await;
+    assert_eq!(listed["data"][0]["metadata"], json!({"source": "import"}));
+    let (status, error) = call(
+        c.post(format!("{base}/threads/{tid}/messages"))
+            .json(&json!({"role": "user", "content": "x", "metadata": {"n": 1}})),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(error["error"]["param"], "metadata");
+}

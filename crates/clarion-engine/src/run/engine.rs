@@ -173,6 +173,7 @@ impl Engine {
             kind: MessageKind::User {
                 text: text.to_owned(),
             },
+            metadata: Metadata::default(),
         };
         self.store.add_user_message(thread_id, &message)?;
         Ok(message)
@@ -963,6 +964,7 @@ impl Engine {
             run_id: Some(run.id.clone()),
             created_at: self.clock.now_ms(),
             kind,
+            metadata: Metadata::default(),
         }
     }
 

@@ -351,6 +351,7 @@ mod tests {
             run_id: None,
             created_at: 0,
             kind,
+            metadata: crate::thread::Metadata::default(),
         };
         let messages = vec![
             message(MessageKind::User {

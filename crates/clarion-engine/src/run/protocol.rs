@@ -83,6 +83,7 @@ mod tests {
             run_id: None,
             created_at: 0,
             kind,
+            metadata: crate::thread::Metadata::default(),
         }
     }
     fn user() -> Message {

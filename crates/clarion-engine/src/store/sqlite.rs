@@ -46,7 +46,7 @@ use serde::de::DeserializeOwned;
 
 use super::{Step, StoreError, ThreadStore};
 use crate::run::{ALL_STATUSES, Run, RunStatus};
-use crate::thread::{Message, MessageKind, PendingCall, Thread};
+use crate::thread::{Message, MessageKind, Metadata, PendingCall, Thread};
 
 /// Where the CLI and the server keep threads unless told otherwise (relative to the
 /// working directory).
@@ -221,8 +221,10 @@ impl SqliteStore {
         // It answers with the mode in force: "memory" in memory, and a file system that
         // cannot do WAL keeps a rollback journal, slower for concurrent readers but just as
         // atomic, so the answer is not an error.
-        conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get::<_, String>(0))
-            .context(opening)?;
+        retry_busy(|| {
+            conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get::<_, String>(0))
+        })
+        .context(opening)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .context(opening)?;
         conn.pragma_update(None, "foreign_keys", true)
@@ -396,7 +398,7 @@ fn load_messages(conn: &Connection, thread_id: &str) -> Result<Vec<Message>, Sto
                  was expected; the store file may be corrupt"
             )));
         }
-        let kind = parse(&body, || {
+        let BodyIn { kind, metadata } = parse(&body, || {
             format!("message `{id}` (#{seq}) of thread `{thread_id}`")
         })?;
         messages.push(Message {
@@ -404,9 +406,28 @@ fn load_messages(conn: &Connection, thread_id: &str) -> Result<Vec<Message>, Sto
             run_id,
             created_at,
             kind,
+            metadata,
         });
     }
     Ok(messages)
+}
+
+/// A message row's `body`: its kind's fields, and its metadata when it has any (added
+/// without a migration: rows written before have none).
+#[derive(serde::Serialize)]
+struct BodyOut<'a> {
+    #[serde(flatten)]
+    kind: &'a MessageKind,
+    #[serde(skip_serializing_if = "Metadata::is_empty")]
+    metadata: &'a Metadata,
+}
+
+#[derive(serde::Deserialize)]
+struct BodyIn {
+    #[serde(flatten)]
+    kind: MessageKind,
+    #[serde(default)]
+    metadata: Metadata,
 }
 
 fn message_count(conn: &Connection, thread_id: &str) -> Result<usize, StoreError> {
@@ -431,7 +452,13 @@ fn insert_messages(
         )
         .context(|| format!("appending to thread `{thread_id}`"))?;
     for (i, message) in messages.iter().enumerate() {
-        let body = to_json(&message.kind, || format!("message `{}`", message.id))?;
+        let body = to_json(
+            &BodyOut {
+                kind: &message.kind,
+                metadata: &message.metadata,
+            },
+            || format!("message `{}`", message.id),
+        )?;
         stmt.execute(params![
             thread_id,
             to_i64(first_seq + i),

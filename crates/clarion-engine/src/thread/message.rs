@@ -9,6 +9,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::Metadata;
+
 /// One message in a thread.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Message {
@@ -21,6 +23,10 @@ pub struct Message {
     /// What it is.
     #[serde(flatten)]
     pub kind: MessageKind,
+    /// String metadata for the embedding application (the Assistants API's message
+    /// metadata), with the thread metadata's limits. Never sent to a model.
+    #[serde(default, skip_serializing_if = "Metadata::is_empty")]
+    pub metadata: Metadata,
 }
 
 /// What a message is.

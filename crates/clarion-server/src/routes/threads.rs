@@ -42,11 +42,14 @@ pub(crate) fn message(input: &MessageInput) -> Result<Message, ApiError> {
     } else {
         MessageKind::User { text }
     };
+    let metadata = Metadata::new(metadata_pairs(input.metadata.as_ref())?)
+        .map_err(|e| ApiError::bad_request(e.to_string()).param("metadata"))?;
     Ok(Message {
         id: new_id("msg"),
         run_id: None,
         created_at: now_ms(),
         kind,
+        metadata,
     })
 }
 

@@ -108,7 +108,10 @@ pub fn visible(message: &Message) -> Option<(&'static str, &str, Map<String, Val
 /// A message object (for a visible message).
 #[must_use]
 pub fn message(thread: &Thread, message: &Message) -> Option<Value> {
-    let (role, text, meta) = visible(message)?;
+    let (role, text, mut meta) = visible(message)?;
+    for (key, value) in message.metadata.iter() {
+        meta.insert(key.clone(), Value::String(value.clone()));
+    }
     let created = secs(message.created_at);
     let from_run = message.run_id.is_some() && !thread.flow.is_empty();
     Some(json!({

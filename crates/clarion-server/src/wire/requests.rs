@@ -25,7 +25,7 @@ pub struct MessageInput {
     pub role: String,
     /// A string, or a list of content parts.
     pub content: Content,
-    /// Message metadata (accepted; not stored).
+    /// Message metadata (string values, the thread metadata's limits).
     pub metadata: Option<Map<String, Value>>,
 }
 
