@@ -244,6 +244,25 @@ impl SqliteStore {
     }
 }
 
+/// Runs `attempt` again while SQLite answers "busy" without waiting itself, for up to
+/// [`BUSY_TIMEOUT`]. Switching a new file to WAL needs its exclusive lock, and when two
+/// processes open a new store at once SQLite reports the conflict at once instead of
+/// calling the busy handler (waiting could deadlock), so the loser retries here.
+fn retry_busy<T>(mut attempt: impl FnMut() -> rusqlite::Result<T>) -> rusqlite::Result<T> {
+    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+    loop {
+        match attempt() {
+            Err(rusqlite::Error::SqliteFailure(error, _))
+                if error.code == rusqlite::ErrorCode::DatabaseBusy
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Opens `<store>-lock` and locks it shared, for as long as the store is open.
 fn presence(path: &Path) -> Option<File> {
     let mut name = path.as_os_str().to_owned();
