@@ -54,6 +54,12 @@ fn flow_for(dir: &Path, base_url: &str) -> PathBuf {
 
 /// Starts `clarion serve` and waits for its address.
 fn serve(args: &[&str]) -> (Child, String) {
+    let (child, address, _) = serve_logged(args);
+    (child, address)
+}
+
+/// [`serve`], also returning what the server printed before it listened.
+fn serve_logged(args: &[&str]) -> (Child, String, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_clarion"))
         .arg("serve")
         .args(args)
@@ -73,7 +79,7 @@ fn serve(args: &[&str]) -> (Child, String) {
         if let Some(address) = line.strip_prefix("listening on ") {
             // Keep draining stderr so the server never blocks on it.
             std::thread::spawn(move || lines.for_each(drop));
-            return (child, address.to_owned());
+            return (child, address.to_owned(), seen);
         }
     }
     let _ = child.kill();
@@ -289,4 +295,24 @@ async fn keys_from_a_file_by_value_or_by_digest() {
     assert_eq!(status, 401);
     let _ = server.kill();
     let _ = server.wait();
+}
+
+#[test]
+fn a_second_server_on_the_same_store_leaves_the_first_ones_runs_alone_and_says_so() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let flow = flow_for(dir.path(), "http://127.0.0.1:9/v1")
+        .display()
+        .to_string();
+    let store = dir.path().join("threads.db").display().to_string();
+    let (mut first, _, log) = serve_logged(&[&flow, "--store", &store]);
+    assert!(!log.contains("another process"), "{log}");
+    let (mut second, _, log) = serve_logged(&[&flow, "--store", &store]);
+    assert!(
+        log.contains("note: another process has this store open"),
+        "{log}"
+    );
+    for child in [&mut first, &mut second] {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
 }

@@ -89,6 +89,12 @@ async fn serve(args: &ServeArgs) -> Result<Exit, CliError> {
                 recovered.len()
             ));
         }
+        if !store.sole_user() {
+            output::err(
+                "note: another process has this store open, so runs left unfinished by a \
+                 crash stay locked until a process opens it alone\n",
+            );
+        }
     }
     let names: Vec<String> = engines
         .iter()
