@@ -85,6 +85,15 @@ impl ThreadStore for Hooked {
     fn add_user_message(&self, thread_id: &str, message: &Message) -> Result<(), StoreError> {
         self.inner.add_user_message(thread_id, message)
     }
+    fn set_message_metadata(
+        &self,
+        thread_id: &str,
+        message_id: &str,
+        metadata: &Metadata,
+    ) -> Result<bool, StoreError> {
+        self.inner
+            .set_message_metadata(thread_id, message_id, metadata)
+    }
     fn begin_run(&self, run: &Run) -> Result<Thread, StoreError> {
         self.inner.begin_run(run)
     }

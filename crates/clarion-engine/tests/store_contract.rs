@@ -302,6 +302,45 @@ fn add_user_message_appends_unless_locked(store: &dyn ThreadStore) {
     assert_eq!(ids, ["msg_1", "msg_2"], "nothing appended while locked");
 }
 
+fn message_metadata_is_replaced_unless_locked(store: &dyn ThreadStore) {
+    store
+        .insert_thread(&thread("thread_mm"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    store
+        .add_user_message("thread_mm", &user("msg_1", "one"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let tagged =
+        Metadata::new([("channel".to_owned(), "web".to_owned())]).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        store.set_message_metadata("thread_mm", "msg_1", &tagged),
+        Ok(true)
+    );
+    assert_eq!(
+        store.set_message_metadata("thread_mm", "msg_nope", &tagged),
+        Ok(false)
+    );
+    assert_eq!(
+        store.set_message_metadata("thread_nope", "msg_1", &tagged),
+        Err(StoreError::ThreadNotFound("thread_nope".to_owned()))
+    );
+    let loaded = load(store, "thread_mm");
+    assert_eq!(loaded.messages[0].metadata, tagged);
+    assert_eq!(
+        loaded.messages[0].text(),
+        Some("one"),
+        "only the metadata changed"
+    );
+    begin(store, &run("run_mm", "thread_mm"));
+    assert_eq!(
+        store.set_message_metadata("thread_mm", "msg_1", &Metadata::default()),
+        Err(StoreError::Locked {
+            thread_id: "thread_mm".to_owned(),
+            run_id: "run_mm".to_owned(),
+        })
+    );
+    assert_eq!(load(store, "thread_mm").messages[0].metadata, tagged);
+}
+
 fn begin_run_locks_until_the_run_is_terminal(store: &dyn ThreadStore) {
     store
         .insert_thread(&thread("thread_l"))
@@ -519,6 +558,7 @@ contract!(
     duplicate_thread,
     thread_ids_newest_first_with_limit,
     add_user_message_appends_unless_locked,
+    message_metadata_is_replaced_unless_locked,
     begin_run_locks_until_the_run_is_terminal,
     commit_appends_exactly_the_new_messages,
     runs_are_listed_oldest_first,

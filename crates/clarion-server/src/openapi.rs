@@ -141,6 +141,7 @@ fn schemas() -> Value {
             "metadata": reference("Metadata"),
         }},
         "ModifyThread": {"type": "object", "properties": {"metadata": reference("Metadata")}},
+        "ModifyMessage": {"type": "object", "properties": {"metadata": reference("Metadata")}},
         "CreateRun": {"type": "object", "required": ["assistant_id"], "properties": {
             "assistant_id": {"type": "string"},
             "additional_instructions": nullable_string,
@@ -214,7 +215,10 @@ pub fn document() -> Value {
                 "get": operation("listMessages", "Messages people see", &with(&list_params(true)), None, &ok("List")),
                 "post": operation("createMessage", "Add a message (400 while a run is active)", &with(&[]), Some(body("MessageInput")), &ok("Message")),
             },
-            "/threads/{thread_id}/messages/{message_id}": {"get": operation("getMessage", "A message", &with(&[path("message_id")]), None, &ok("Message"))},
+            "/threads/{thread_id}/messages/{message_id}": {
+                "get": operation("getMessage", "A message", &with(&[path("message_id")]), None, &ok("Message")),
+                "post": operation("modifyMessage", "Merge a message's metadata", &with(&[path("message_id")]), Some(body("ModifyMessage")), &ok("Message")),
+            },
             "/threads/{thread_id}/runs": {
                 "get": operation("listRuns", "Runs of a thread", &with(&list_params(false)), None, &ok("List")),
                 "post": operation("createRun", "Run a thread", &with(&[]), Some(body("CreateRun")), &with_links(streamable("Run"), RUN_LINKS)),

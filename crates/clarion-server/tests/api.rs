@@ -1016,4 +1016,44 @@ async fn message_metadata_is_stored_and_returned() {
     .await;
     assert_eq!(status, 400);
     assert_eq!(error["error"]["param"], "metadata");
+
+    // Modify merges, and an empty value removes a key.
+    let (status, modified) = call(
+        c.post(format!("{base}/threads/{tid}/messages/{mid}"))
+            .json(&json!({"metadata": {"reviewed": "yes", "channel": ""}})),
+    )
+    .await;
+    assert_eq!(status, 200, "{modified}");
+    assert_eq!(modified["metadata"], json!({"reviewed": "yes"}));
+    let (_, retrieved) = call(c.get(format!("{base}/threads/{tid}/messages/{mid}"))).await;
+    assert_eq!(retrieved["metadata"], json!({"reviewed": "yes"}));
+    assert_eq!(retrieved["content"][0]["text"]["value"], "pay 42");
+    let (status, _) = call(
+        c.post(format!("{base}/threads/{tid}/messages/msg_nope"))
+            .json(&json!({"metadata": {"a": "b"}})),
+    )
+    .await;
+    assert_eq!(status, 404);
+
+    // While a run holds the thread, as for adding a message.
+    let (status, run) = call(
+        c.post(format!("{base}/threads/{tid}/runs"))
+            .json(&json!({"assistant_id": "asst_shop"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{run}");
+    let rid = run["id"].as_str().unwrap_or_default();
+    poll(&c, &base, tid, rid).await;
+    let (status, error) = call(
+        c.post(format!("{base}/threads/{tid}/messages/{mid}"))
+            .json(&json!({"metadata": {"a": "b"}})),
+    )
+    .await;
+    assert_eq!(status, 400, "{error}");
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with(&format!("Can't modify messages of {tid} while a run"))),
+        "{error}"
+    );
 }

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 
 use super::{Step, StoreError, ThreadStore};
 use crate::run::Run;
-use crate::thread::{Message, Thread};
+use crate::thread::{Message, Metadata, Thread};
 
 #[derive(Debug, Default)]
 struct State {
@@ -118,6 +118,30 @@ impl ThreadStore for MemoryStore {
             thread.messages.push(message.clone());
         }
         Ok(())
+    }
+
+    fn set_message_metadata(
+        &self,
+        thread_id: &str,
+        message_id: &str,
+        metadata: &Metadata,
+    ) -> Result<bool, StoreError> {
+        let mut state = self.state()?;
+        let thread = state
+            .threads
+            .get(thread_id)
+            .ok_or_else(|| StoreError::ThreadNotFound(thread_id.to_owned()))?;
+        if let Some(run_id) = holder(&state, thread) {
+            return Err(StoreError::Locked {
+                thread_id: thread_id.to_owned(),
+                run_id,
+            });
+        }
+        let message = state
+            .threads
+            .get_mut(thread_id)
+            .and_then(|t| t.messages.iter_mut().find(|m| m.id == message_id));
+        Ok(message.map(|m| m.metadata = metadata.clone()).is_some())
     }
 
     fn begin_run(&self, run: &Run) -> Result<Thread, StoreError> {

@@ -12,7 +12,7 @@ pub mod memory;
 pub mod sqlite;
 
 use crate::run::Run;
-use crate::thread::{Message, Thread};
+use crate::thread::{Message, Metadata, Thread};
 
 pub use memory::MemoryStore;
 pub use sqlite::SqliteStore;
@@ -71,6 +71,14 @@ pub trait ThreadStore: Send + Sync {
     fn runs(&self, thread_id: &str) -> Result<Vec<Run>, StoreError>;
     /// Appends a user message unless a run holds the thread.
     fn add_user_message(&self, thread_id: &str, message: &Message) -> Result<(), StoreError>;
+    /// Replaces the metadata of message `message_id` of the thread, unless a run holds the
+    /// thread; whether the message exists.
+    fn set_message_metadata(
+        &self,
+        thread_id: &str,
+        message_id: &str,
+        metadata: &Metadata,
+    ) -> Result<bool, StoreError>;
     /// Locks the thread for `run` and stores the run, unless another active run holds it.
     /// Returns the thread as stored.
     fn begin_run(&self, run: &Run) -> Result<Thread, StoreError>;

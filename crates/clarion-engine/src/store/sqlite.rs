@@ -638,6 +638,51 @@ impl ThreadStore for SqliteStore {
         tx.commit().context(adding)
     }
 
+    fn set_message_metadata(
+        &self,
+        thread_id: &str,
+        message_id: &str,
+        metadata: &Metadata,
+    ) -> Result<bool, StoreError> {
+        let updating = || format!("updating message `{message_id}` of thread `{thread_id}`");
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .context(updating)?;
+        if let Some(run_id) = holder(&tx, thread_id)? {
+            return Err(StoreError::Locked {
+                thread_id: thread_id.to_owned(),
+                run_id,
+            });
+        }
+        let body: Option<String> = tx
+            .query_row(
+                "SELECT body FROM messages WHERE thread_id = ?1 AND id = ?2",
+                params![thread_id, message_id],
+                |row| row.get(0),
+            )
+            .optional()
+            .context(updating)?;
+        let Some(body) = body else {
+            return Ok(false);
+        };
+        let BodyIn { kind, .. } = parse(&body, updating)?;
+        let body = to_json(
+            &BodyOut {
+                kind: &kind,
+                metadata,
+            },
+            updating,
+        )?;
+        tx.execute(
+            "UPDATE messages SET body = ?3 WHERE thread_id = ?1 AND id = ?2",
+            params![thread_id, message_id, body],
+        )
+        .context(updating)?;
+        tx.commit().context(updating)?;
+        Ok(true)
+    }
+
     fn begin_run(&self, run: &Run) -> Result<Thread, StoreError> {
         let thread_id = &run.thread_id;
         let beginning = || format!("starting run `{}` on thread `{thread_id}`", run.id);

@@ -1,4 +1,5 @@
-//! Messages: create (refused while a run is active, as the API did), list, retrieve.
+//! Messages: create (refused while a run is active, as the API did), list, retrieve, and
+//! modify (metadata).
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -11,7 +12,7 @@ use crate::extract::{ApiJson, ApiQuery};
 use crate::state::AppState;
 use crate::wire::list::{ListQuery, page};
 use crate::wire::objects;
-use crate::wire::requests::MessageInput;
+use crate::wire::requests::{MessageInput, ModifyMessage, metadata_pairs};
 
 /// Appends a request message to a thread; 400 while a run holds it.
 pub(crate) fn append(
@@ -82,4 +83,41 @@ pub async fn retrieve(
         .and_then(|m| objects::message(&thread, m))
         .map(Json)
         .ok_or_else(|| ApiError::not_found("message", &message_id))
+}
+
+/// `POST /v1/threads/{thread_id}/messages/{message_id}`: merges metadata (an empty value
+/// removes a key). Refused while a run holds the thread, like adding a message.
+pub async fn modify(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((thread_id, message_id)): Path<(String, String)>,
+    ApiJson(body): ApiJson<ModifyMessage>,
+) -> Result<Json<Value>, ApiError> {
+    let thread = state.thread(&caller, &thread_id)?;
+    let not_found = || ApiError::not_found("message", &message_id);
+    let message = thread
+        .messages
+        .iter()
+        .find(|m| m.id == message_id && objects::visible(m).is_some())
+        .ok_or_else(not_found)?;
+    let mut updated = message.clone();
+    updated
+        .metadata
+        .merge(metadata_pairs(body.metadata.as_ref())?)
+        .map_err(|e| ApiError::bad_request(e.to_string()).param("metadata"))?;
+    let found = state
+        .store()
+        .set_message_metadata(&thread.id, &message_id, &updated.metadata)
+        .map_err(|e| match e {
+            StoreError::Locked { thread_id, run_id } => ApiError::bad_request(format!(
+                "Can't modify messages of {thread_id} while a run {run_id} is active."
+            )),
+            other => other.into(),
+        })?;
+    if !found {
+        return Err(not_found());
+    }
+    objects::message(&thread, &updated)
+        .map(Json)
+        .ok_or_else(not_found)
 }

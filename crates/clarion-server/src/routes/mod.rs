@@ -79,7 +79,7 @@ pub fn router_with(state: AppState, limits: Limits) -> Router {
         )
         .route(
             "/threads/{thread_id}/messages/{message_id}",
-            get(messages::retrieve),
+            get(messages::retrieve).post(messages::modify),
         )
         .route(
             "/threads/{thread_id}/runs",

@@ -84,6 +84,13 @@ pub struct ModifyThread {
     pub metadata: Option<Map<String, Value>>,
 }
 
+/// `POST /threads/{id}/messages/{id}`.
+#[derive(Debug, Deserialize)]
+pub struct ModifyMessage {
+    /// Metadata to merge (an empty value removes a key).
+    pub metadata: Option<Map<String, Value>>,
+}
+
 /// `POST /threads/{id}/runs`.
 #[derive(Debug, Deserialize)]
 pub struct CreateRun {

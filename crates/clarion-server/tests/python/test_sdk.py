@@ -173,7 +173,8 @@ def keys():
 
 
 def more():
-    """Assistants, auto-pagination, retrieval by id, and cancelling a waiting run."""
+    """Assistants, auto-pagination, retrieval by id, message metadata, and cancelling a
+    waiting run."""
     assistants = client.beta.assistants.list()
     assert [a.id for a in assistants.data] == [ASSISTANT], assistants
     assistant = client.beta.assistants.retrieve(ASSISTANT)
@@ -192,6 +193,17 @@ def more():
     assert page.has_more and len(page.data) == 2 and page.data[0].content[0].text.value == "note 4"
     first = client.beta.threads.messages.retrieve(thread_id=thread.id, message_id=page.data[1].id)
     assert first.content[0].text.value == "note 3"
+    # Message metadata is stored: set on create, merged by update, read back.
+    tagged = client.beta.threads.messages.create(
+        thread_id=thread.id, role="user", content="note 5", metadata={"source": "sdk"}
+    )
+    assert tagged.metadata == {"source": "sdk"}, tagged
+    updated = client.beta.threads.messages.update(
+        message_id=tagged.id, thread_id=thread.id, metadata={"reviewed": "yes"}
+    )
+    assert updated.metadata == {"source": "sdk", "reviewed": "yes"}, updated
+    again = client.beta.threads.messages.retrieve(thread_id=thread.id, message_id=tagged.id)
+    assert again.metadata == {"source": "sdk", "reviewed": "yes"}, again
 
     run = client.beta.threads.runs.create_and_poll(
         thread_id=thread.id, assistant_id=ASSISTANT, poll_interval_ms=20
