@@ -559,6 +559,7 @@ contract!(
     thread_ids_newest_first_with_limit,
     add_user_message_appends_unless_locked,
     message_metadata_is_replaced_unless_locked,
+    locked_threads_are_listed,
     begin_run_locks_until_the_run_is_terminal,
     commit_appends_exactly_the_new_messages,
     runs_are_listed_oldest_first,
@@ -894,6 +895,36 @@ fn load_time_of_one_thread_among_ten_thousand() {
     if !cfg!(debug_assertions) {
         assert!(median < std::time::Duration::from_millis(1), "{median:?}");
     }
+
+    // What crash recovery reads at every `clarion chat` start: the locked threads, by
+    // query, against loading every thread as it used to.
+    let started = std::time::Instant::now();
+    let locked = store.locked_thread_ids().unwrap_or_else(|e| panic!("{e}"));
+    let query = started.elapsed();
+    let started = std::time::Instant::now();
+    let mut scanned = Vec::new();
+    for id in store
+        .thread_ids(usize::MAX)
+        .unwrap_or_else(|e| panic!("{e}"))
+    {
+        if load(&store, &id).active_run.is_some() {
+            scanned.push(id);
+        }
+    }
+    let scan = started.elapsed();
+    eprintln!("locked threads among 10,000: query {query:?}, loading every thread {scan:?}");
+    assert_eq!(locked, scanned);
+}
+
+fn locked_threads_are_listed(store: &dyn ThreadStore) {
+    for id in ["thread_l1", "thread_l2", "thread_l3"] {
+        store
+            .insert_thread(&thread(id))
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    assert_eq!(store.locked_thread_ids(), Ok(Vec::new()));
+    begin(store, &run("run_l2", "thread_l2"));
+    assert_eq!(store.locked_thread_ids(), Ok(vec!["thread_l2".to_owned()]));
 }
 
 #[test]

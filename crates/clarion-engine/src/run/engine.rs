@@ -408,7 +408,7 @@ impl Engine {
         if !self.store.sole_user() {
             return Ok(recovered);
         }
-        for thread_id in self.store.thread_ids(usize::MAX)? {
+        for thread_id in self.store.locked_thread_ids()? {
             let mut thread = self.store.thread(&thread_id)?;
             let Some(run_id) = thread.active_run.clone() else {
                 continue;

@@ -84,6 +84,17 @@ pub trait ThreadStore: Send + Sync {
     fn begin_run(&self, run: &Run) -> Result<Thread, StoreError>;
     /// Applies one step atomically.
     fn commit(&self, step: Step<'_>) -> Result<(), StoreError>;
+    /// Ids of the threads whose lock names a run — what crash recovery has to look at.
+    /// The default reads every thread; a store with an index answers it with a query.
+    fn locked_thread_ids(&self) -> Result<Vec<String>, StoreError> {
+        let mut locked = Vec::new();
+        for id in self.thread_ids(usize::MAX)? {
+            if self.thread(&id)?.active_run.is_some() {
+                locked.push(id);
+            }
+        }
+        Ok(locked)
+    }
     /// Whether this process is the only one using the store, so that every unfinished run
     /// in it was left by a process that died ([`crate::run::Engine::recover`] asks). A
     /// store private to the process always is.

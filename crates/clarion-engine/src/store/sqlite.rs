@@ -718,6 +718,22 @@ impl ThreadStore for SqliteStore {
         Ok(thread)
     }
 
+    /// One query over the threads table instead of loading every thread and its messages
+    /// (`clarion chat` recovers at every start).
+    fn locked_thread_ids(&self) -> Result<Vec<String>, StoreError> {
+        let listing = || "listing locked threads".to_owned();
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached("SELECT id FROM threads WHERE active_run IS NOT NULL ORDER BY pos")
+            .context(listing)?;
+        let ids = stmt
+            .query_map([], |row| row.get::<_, String>(0))
+            .context(listing)?
+            .collect::<Result<Vec<_>, _>>()
+            .context(listing)?;
+        Ok(ids)
+    }
+
     /// Whether no other open store shares the file: this handle's shared lock is traded
     /// for an exclusive one and back. Another process checking at the same instant may
     /// also see itself alone; both are at startup, before either drives a run.
