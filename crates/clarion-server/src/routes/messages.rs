@@ -24,13 +24,19 @@ pub(crate) fn append(
     state
         .store()
         .add_user_message(thread_id, &message)
-        .map_err(|e| match e {
-            StoreError::Locked { thread_id, run_id } => ApiError::bad_request(format!(
-                "Can't add messages to {thread_id} while a run {run_id} is active."
-            )),
-            other => other.into(),
-        })?;
+        .map_err(|e| refused_while_running(e, "add messages to"))?;
     Ok(message)
+}
+
+/// A store error as the API reports it; a thread held by a run is the API's 400, e.g.
+/// "Can't add messages to thread_… while a run run_… is active."
+fn refused_while_running(error: StoreError, doing: &str) -> ApiError {
+    match error {
+        StoreError::Locked { thread_id, run_id } => ApiError::bad_request(format!(
+            "Can't {doing} {thread_id} while a run {run_id} is active."
+        )),
+        other => other.into(),
+    }
 }
 
 /// `POST /v1/threads/{thread_id}/messages`.
@@ -108,12 +114,7 @@ pub async fn modify(
     let found = state
         .store()
         .set_message_metadata(&thread.id, &message_id, &updated.metadata)
-        .map_err(|e| match e {
-            StoreError::Locked { thread_id, run_id } => ApiError::bad_request(format!(
-                "Can't modify messages of {thread_id} while a run {run_id} is active."
-            )),
-            other => other.into(),
-        })?;
+        .map_err(|e| refused_while_running(e, "modify messages of"))?;
     if !found {
         return Err(not_found());
     }
