@@ -4,6 +4,8 @@
 //! one), Ctrl-D, the spinner, and a terminal closing mid-run; and the one-line errors for
 //! what can go wrong before a conversation starts.
 
+mod support;
+
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -13,6 +15,7 @@ use expectrl::process::unix::{Signal, WaitStatus};
 use expectrl::session::OsSession as Session;
 use expectrl::{Expect as _, Regex};
 use serde_json::{Value, json};
+use support::stream;
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
@@ -35,42 +38,6 @@ fn answer(messages: &[Value]) -> Value {
     } else {
         json!({ "role": "assistant", "content": "It takes 12 months." })
     }
-}
-
-/// `message` as a Chat Completions event stream: text in small pieces, tool calls whole.
-fn stream(message: &Value) -> String {
-    let mut chunks = Vec::new();
-    if let Some(text) = message["content"].as_str() {
-        for piece in text.split_inclusive(' ') {
-            chunks.push(json!({ "choices": [{ "index": 0, "delta": { "content": piece } }] }));
-        }
-        chunks.push(json!({ "choices": [{ "index": 0, "delta": {}, "finish_reason": "stop" }] }));
-    } else {
-        let calls: Vec<Value> = message["tool_calls"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-            .into_iter()
-            .enumerate()
-            .map(|(index, mut call)| {
-                call["index"] = json!(index);
-                call
-            })
-            .collect();
-        chunks.push(json!({ "choices": [{ "index": 0, "delta": { "role": "assistant", "tool_calls": calls } }] }));
-        chunks.push(
-            json!({ "choices": [{ "index": 0, "delta": {}, "finish_reason": "tool_calls" }] }),
-        );
-    }
-    chunks.push(json!("[DONE]"));
-    chunks
-        .iter()
-        .map(|c| match c.as_str() {
-            Some(done) => format!("data: {done}\n\n"),
-            None => format!("data: {c}\n\n"),
-        })
-        .collect::<Vec<_>>()
-        .concat()
 }
 
 fn slow(messages: &[Value]) -> bool {

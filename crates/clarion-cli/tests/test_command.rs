@@ -1,6 +1,7 @@
 //! `clarion test` end to end: real processes, real files, the exit codes and files CI
 //! relies on.
 
+mod support;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -357,5 +358,141 @@ fn replay_needs_a_recording_and_record_needs_live() {
         output.status.code(),
         Some(2),
         "clap refuses --record without --live"
+    );
+}
+
+/// A loopback model that plays [`SCENARIO`]'s model side: the call, then the answer.
+struct PlanModel;
+
+impl wiremock::Respond for PlanModel {
+    fn respond(&self, request: &wiremock::Request) -> wiremock::ResponseTemplate {
+        let body: serde_json::Value =
+            serde_json::from_slice(&request.body).unwrap_or(serde_json::Value::Null);
+        let answered = body["messages"]
+            .as_array()
+            .and_then(|m| m.last())
+            .is_some_and(|m| m["role"] != "user");
+        let message = if answered {
+            serde_json::json!({ "role": "assistant", "content": "About 20 months." })
+        } else {
+            serde_json::json!({ "role": "assistant", "content": null, "tool_calls": [{ "id": "call_1", "type": "function",
+                "function": { "name": "calculate_savings_timeline",
+                    "arguments": "{\"goal_amount\": 10000, \"monthly_income\": 3000, \"monthly_savings\": 500}" } }] })
+        };
+        support::reply(&body, &message)
+    }
+}
+
+/// A model server on loopback for the life of the returned runtime.
+fn model_server() -> (tokio::runtime::Runtime, wiremock::MockServer) {
+    let runtime = tokio::runtime::Runtime::new().unwrap_or_else(|e| panic!("{e}"));
+    let server = runtime.block_on(async {
+        let server = wiremock::MockServer::start().await;
+        wiremock::Mock::given(wiremock::matchers::method("POST"))
+            .respond_with(PlanModel)
+            .mount(&server)
+            .await;
+        server
+    });
+    (runtime, server)
+}
+
+#[test]
+fn live_record_and_replay_run_through_the_binary() {
+    let dir = project();
+    let (_runtime, server) = model_server();
+    let base_url = format!("{}/v1", server.uri());
+    let env = [
+        ("OPENAI_BASE_URL", base_url.as_str()),
+        ("OPENAI_API_KEY", "sk-test-secret-key-1234"),
+    ];
+
+    let output = clarion_in(dir.path(), &["test", "--live"], &env, None);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&output),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(last_line(&output), "1 passed, 0 failed");
+    assert!(!pending(&dir).exists(), "live runs write no snapshot");
+
+    let recording = dir.path().join("flows/pf/scenarios/recordings/plan.jsonl");
+    let output = clarion_in(dir.path(), &["test", "--live", "--record"], &env, None);
+    assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
+    let recorded = std::fs::read_to_string(&recording).unwrap_or_default();
+    assert!(
+        recorded.contains("calculate_savings_timeline"),
+        "{recorded}"
+    );
+    assert!(
+        !recorded.contains("sk-test-secret"),
+        "no secret in a recording"
+    );
+
+    // Replay needs no server at all.
+    drop(server);
+    let output = clarion_in(
+        dir.path(),
+        &["test", "--replay"],
+        &[("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")],
+        None,
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
+    assert_eq!(last_line(&output), "1 passed, 0 failed");
+}
+
+#[test]
+fn a_live_run_against_an_unreachable_model_is_a_located_failure_not_a_panic() {
+    let dir = project();
+    let output = clarion_in(
+        dir.path(),
+        &["test", "--live"],
+        &[
+            ("OPENAI_BASE_URL", "http://127.0.0.1:9/v1"),
+            ("OPENAI_API_KEY", "k"),
+        ],
+        None,
+    );
+    let text = stdout(&output);
+    let errors = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{text}{errors}");
+    assert!(!errors.contains("panicked"), "{errors}");
+    assert!(
+        text.contains("connection refused") || text.contains("Connection refused"),
+        "{text}"
+    );
+}
+
+#[test]
+fn an_unmocked_command_tool_runs_for_real_in_a_scenario() {
+    let dir = project();
+    write(
+        &dir,
+        "flows/echo.toml",
+        "[flow]\nname = \"echo\"\n[assistant]\nmodel = \"m\"\ninstructions = \"i\"\n[tools.echo]\ndescription = \"Echoes.\"\n[tools.echo.command]\nargv = [\"cat\"]\nenv = [\"PATH\"]\n[tools.echo.params.word]\ntype = \"string\"\ndescription = \"A word.\"\n",
+    );
+    std::fs::create_dir_all(dir.path().join("flows/echo/scenarios"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    write(
+        &dir,
+        "flows/echo/scenarios/echo.toml",
+        "[[turns]]\nuser = \"echo hi\"\n[[turns.model]]\ncall = \"echo\"\nargs = { word = \"hi\" }\n[[turns.model]]\ntext = \"Done.\"\n[turns.expect]\ntool_called = { tool = \"echo\" }\n",
+    );
+    let output = clarion_in(dir.path(), &["test", "--accept", "-k", "echo"], &[], None);
+    let text = stdout(&output);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let snapshot =
+        std::fs::read_to_string(dir.path().join("flows/echo/scenarios/snapshots/echo.snap"))
+            .unwrap_or_default();
+    assert!(
+        snapshot.contains("← ok {\"word\": \"hi\"}"),
+        "the command ran: {snapshot}"
     );
 }

@@ -199,7 +199,7 @@ impl Runner {
         let files = scenario_files(paths).unwrap_or_else(|e| panic!("{e}"));
         assert!(!files.is_empty(), "no scenario files found in {paths:?}");
         let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
+            .enable_all()
             .build()
             .unwrap_or_else(|e| panic!("cannot start a runtime: {e}"));
         let mode = UpdateMode::from_env();

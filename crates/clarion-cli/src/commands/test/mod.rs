@@ -115,7 +115,7 @@ fn play_all(
     model: ModelMode,
 ) -> std::result::Result<Vec<Result>, CliError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_time()
+        .enable_all()
         .build()
         .map_err(|e| CliError::Io(format!("cannot start the runtime: {e}")))?;
     // Unmocked built-in and command tools run for real; HTTP tools always need a mock.
