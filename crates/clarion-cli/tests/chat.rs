@@ -203,7 +203,7 @@ async fn an_unreachable_provider_is_a_one_line_error_and_exit_2() {
     let log = text(&output.stderr);
     assert!(
         log.contains(&format!(
-            "error: the run ended failed: the model failed: cannot reach 127.0.0.1:{port}"
+            "error: the run ended failed: the model failed: cannot connect to 127.0.0.1:{port} (connection refused)"
         )),
         "{log}"
     );

@@ -269,7 +269,7 @@ async fn a_run_that_failed_before_any_reply_shows_its_error() {
     assert_eq!(rows[0]["last_run_status"], "failed", "{rows}");
     let id = rows[0]["id"].as_str().unwrap_or_default().to_owned();
     let shown = text(&clarion(&["threads", "show", &id, "--store", &store], "").stdout);
-    assert!(shown.contains("user: hello\n[run_1 failed: model_unavailable — the model failed: cannot reach 127.0.0.1:"), "{shown}");
+    assert!(shown.contains("user: hello\n[run_1 failed: model_unavailable — the model failed: cannot connect to 127.0.0.1:"), "{shown}");
 }
 
 #[tokio::test]

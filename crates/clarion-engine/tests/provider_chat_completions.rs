@@ -519,9 +519,9 @@ async fn connection_failures_and_timeouts_are_retried_then_reported() {
         .unwrap_or_else(|| panic!("should fail"));
     assert_eq!(error.code, "unavailable");
     assert!(
-        error
-            .message
-            .starts_with(&format!("cannot reach 127.0.0.1:{port}")),
+        error.message.starts_with(&format!(
+            "cannot connect to 127.0.0.1:{port} (connection refused)"
+        )),
         "{}",
         error.message
     );

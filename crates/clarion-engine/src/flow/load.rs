@@ -324,6 +324,17 @@ fn limits(checker: &mut Checker<'_>) -> Option<Limits> {
             duration(checker, &pointer(&["tools", name, table, "timeout"]), &text);
         }
     }
+    if let Some(provider) = checker.file.provider.clone() {
+        for (key, text) in [
+            ("timeout", provider.timeout),
+            ("idle_timeout", provider.idle_timeout),
+            ("stream_timeout", provider.stream_timeout),
+        ] {
+            if let Some(text) = text {
+                duration(checker, &pointer(&["provider", key]), &text);
+            }
+        }
+    }
     ok.then_some(limits)
 }
 

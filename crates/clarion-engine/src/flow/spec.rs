@@ -128,10 +128,21 @@ pub struct ProviderSpec {
     /// Send `max_tokens` instead of `max_completion_tokens` (older servers).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub legacy_max_tokens: Option<bool>,
-    /// Total time for one model request, e.g. `"120s"`.
+    /// Total time for one non-streamed model request, e.g. `"120s"` (default `"120s"`;
+    /// `"30m"` for a server on this machine).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[0-9]+(ms|s|m|h)$"))]
     pub timeout: Option<String>,
+    /// Streamed requests: the longest silence before the response starts or between two
+    /// chunks, e.g. `"60s"` (default `"60s"`; `"5m"` for a server on this machine).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]+(ms|s|m|h)$"))]
+    pub idle_timeout: Option<String>,
+    /// Streamed requests: the longest a whole stream may take, e.g. `"10m"` (default
+    /// `"10m"`; `"30m"` for a server on this machine).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]+(ms|s|m|h)$"))]
+    pub stream_timeout: Option<String>,
     /// Retries after 429, 5xx, timeouts and connection failures (default 3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(max = 10))]

@@ -18,11 +18,10 @@
 
 use std::collections::BTreeMap;
 
-use futures_util::StreamExt as _;
 use serde_json::{Value, json};
 
 use super::config::{ContextRole, ProviderConfig};
-use super::http::ProviderClient;
+use super::http::{ChunkReader, ProviderClient};
 use super::sse::SseDecoder;
 use super::{BoxFuture, Model, ModelError, ModelRequest, ModelResponse, ModelTurn};
 use crate::events::{Event, EventSink};
@@ -382,27 +381,15 @@ async fn read_stream(
 ) -> Result<ModelResponse, ModelError> {
     let mut decoder = SseDecoder::default();
     let mut state = StreamState::default();
-    let mut stream = response.bytes_stream();
+    let mut chunks = ChunkReader::new(client, response);
     while !state.done {
-        let batch = match stream.next().await {
-            Some(Ok(bytes)) => decoder.push(&bytes),
-            Some(Err(error)) => {
-                return Err(ModelError::new(
-                    "stream_interrupted",
-                    format!(
-                        "the stream broke off: {}",
-                        client.redact(&error.to_string())
-                    ),
-                ));
+        let Some(bytes) = chunks.next().await? else {
+            if let Some(event) = decoder.finish() {
+                state.apply(client, event.data.trim(), events)?;
             }
-            None => {
-                if let Some(event) = decoder.finish() {
-                    state.apply(client, event.data.trim(), events)?;
-                }
-                break;
-            }
+            break;
         };
-        for event in batch {
+        for event in decoder.push(&bytes) {
             state.apply(client, event.data.trim(), events)?;
             if state.done {
                 break;

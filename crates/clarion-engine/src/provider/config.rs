@@ -78,8 +78,13 @@ pub struct ProviderConfig {
     pub legacy_max_tokens: bool,
     /// Time to establish a connection.
     pub connect_timeout: Duration,
-    /// Time for a whole request (for streams: the whole stream).
+    /// Time for a whole non-streamed request, the response body included.
     pub request_timeout: Duration,
+    /// Streams: the longest silence allowed — before the response starts and between two
+    /// chunks. A slow but healthy stream keeps sending; a hung one stops.
+    pub idle_timeout: Duration,
+    /// Streams: the longest a whole stream may take, far above `idle_timeout`.
+    pub stream_timeout: Duration,
     /// Retries after 429, 5xx, timeouts and connection failures.
     pub max_retries: u32,
     /// First backoff delay; doubled on each retry, with jitter.
@@ -94,11 +99,14 @@ pub struct ProviderConfig {
 pub const OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
 
 impl ProviderConfig {
-    /// A provider at `base_url`, with defaults for everything else.
+    /// A provider at `base_url`, with defaults for everything else. A server on this
+    /// machine (a loopback host) gets the [local-model timeouts](Self::local_timeouts).
     #[must_use]
     pub fn new(base_url: impl Into<String>) -> Self {
-        Self {
-            base_url: base_url.into(),
+        let base_url = base_url.into();
+        let local = is_loopback(&base_url);
+        let config = Self {
+            base_url,
             api_key: None,
             auth: AuthStyle::Bearer,
             query: Vec::new(),
@@ -109,11 +117,29 @@ impl ProviderConfig {
             legacy_max_tokens: false,
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(120),
+            idle_timeout: Duration::from_secs(60),
+            stream_timeout: Duration::from_secs(600),
             max_retries: 3,
             backoff_base: Duration::from_millis(500),
             backoff_cap: Duration::from_secs(8),
             retry_after_cap: Duration::from_secs(60),
+        };
+        if local {
+            config.local_timeouts()
+        } else {
+            config
         }
+    }
+
+    /// Timeouts for a model running on this machine, sized for two busy CPU cores: a
+    /// small model there reads a long prompt for a minute or more before its first token
+    /// and writes a few tokens a second. Five minutes of silence, half an hour in all.
+    #[must_use]
+    pub fn local_timeouts(mut self) -> Self {
+        self.request_timeout = Duration::from_secs(1800);
+        self.idle_timeout = Duration::from_secs(300);
+        self.stream_timeout = Duration::from_secs(1800);
+        self
     }
 
     /// OpenAI or any compatible server, from `OPENAI_BASE_URL` (default OpenAI's) and
@@ -167,6 +193,22 @@ impl ProviderConfig {
     }
 }
 
+/// Whether `url`'s host is this machine (`localhost`, `127.0.0.0/8`, `::1`).
+fn is_loopback(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = if let Some(v6) = host_port.strip_prefix('[') {
+        v6.split(']').next().unwrap_or_default()
+    } else {
+        host_port.split(':').next().unwrap_or_default()
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// Masks `sk-…` tokens (OpenAI echoes partial keys in 401 messages).
 fn redact_key_shapes(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -206,6 +248,33 @@ mod tests {
             "Incorrect API key provided: sk-***."
         );
         assert_eq!(config.redact("task-sk-12"), "task-sk-12");
+    }
+
+    #[test]
+    fn a_model_on_this_machine_gets_patient_timeouts() {
+        for url in [
+            "http://127.0.0.1:8089/v1",
+            "http://localhost/v1",
+            "http://[::1]:80/v1",
+            "http://u@127.0.0.2/v1",
+        ] {
+            assert_eq!(
+                ProviderConfig::new(url).idle_timeout,
+                Duration::from_secs(300),
+                "{url}"
+            );
+        }
+        for url in [
+            "https://api.openai.com/v1",
+            "http://10.0.0.1/v1",
+            "http://localhost.example/v1",
+        ] {
+            assert_eq!(
+                ProviderConfig::new(url).idle_timeout,
+                Duration::from_secs(60),
+                "{url}"
+            );
+        }
     }
 
     #[test]

@@ -5,6 +5,11 @@
 //! `Retry-After` (and OpenAI's `retry-after-ms`) up to a cap. What is not retried is
 //! surfaced at once with the provider's own message, redacted: 400, 401, 403, 404, 422…
 //! Every outcome is a [`ModelError`] with a stable code.
+//!
+//! Timeouts say which limit ran out. A non-streamed request has one total limit
+//! (`request_timeout`); a stream has two — the longest silence (`idle_timeout`: before the
+//! response starts and between chunks) and the longest stream in all (`stream_timeout`) —
+//! so a slow model that keeps writing is never cut off by a limit meant for a hung one.
 
 use std::time::Duration;
 
@@ -25,9 +30,9 @@ impl ProviderClient {
     pub fn new(config: ProviderConfig) -> Result<Self, ModelError> {
         // rustls needs a process-wide crypto provider; installing it twice is harmless.
         let _ = rustls::crypto::ring::default_provider().install_default();
+        // No client-wide timeout: `post` and [`ChunkReader`] apply the one that fits.
         let client = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
-            .timeout(config.request_timeout)
             .build()
             .map_err(|e| {
                 ModelError::new(
@@ -66,6 +71,9 @@ impl ProviderClient {
         let mut attempt = 0;
         loop {
             let mut request = self.client.post(url.clone()).json(body);
+            if !self.config.stream {
+                request = request.timeout(self.config.request_timeout);
+            }
             for (name, value) in &self.config.headers {
                 request = request.header(name, value);
             }
@@ -75,7 +83,29 @@ impl ProviderClient {
                     AuthStyle::ApiKeyHeader => request.header("api-key", key.expose()),
                 };
             }
-            let failure = match request.send().await {
+            let sent = if self.config.stream {
+                tokio::time::timeout(self.config.idle_timeout, request.send()).await
+            } else {
+                Ok(request.send().await)
+            };
+            let Ok(sent) = sent else {
+                let failure = Failure {
+                    code: "timeout",
+                    message: format!(
+                        "{} did not start its response within {} (the provider's `idle_timeout`)",
+                        self.host(),
+                        seconds(self.config.idle_timeout)
+                    ),
+                    wait: None,
+                };
+                if attempt >= self.config.max_retries {
+                    return Err(failure.give_up(attempt));
+                }
+                tokio::time::sleep(self.backoff(attempt)).await;
+                attempt += 1;
+                continue;
+            };
+            let failure = match sent {
                 Ok(response) if response.status().is_success() => return Ok(response),
                 Ok(response) => {
                     let status = response.status().as_u16();
@@ -93,26 +123,10 @@ impl ProviderClient {
                         wait,
                     }
                 }
-                Err(error) => Failure {
-                    code: if error.is_timeout() {
-                        "timeout"
-                    } else {
-                        "unavailable"
-                    },
-                    message: format!(
-                        "cannot reach {}: {}",
-                        self.host(),
-                        self.config.redact(&describe(&error))
-                    ),
-                    wait: None,
-                },
+                Err(error) => self.send_failure(&error),
             };
             if attempt >= self.config.max_retries {
-                let tries = attempt + 1;
-                return Err(ModelError::new(
-                    failure.code,
-                    format!("{} (gave up after {tries} attempts)", failure.message),
-                ));
+                return Err(failure.give_up(attempt));
             }
             let delay = match failure.wait {
                 Some(wait) if wait > self.config.retry_after_cap => {
@@ -137,6 +151,43 @@ impl ProviderClient {
             );
             tokio::time::sleep(delay).await;
             attempt += 1;
+        }
+    }
+
+    /// What a request that got no response means.
+    fn send_failure(&self, error: &reqwest::Error) -> Failure {
+        let (code, message) = if error.is_timeout() {
+            (
+                "timeout",
+                format!(
+                    "{} sent no complete response within {} (the provider's `timeout`)",
+                    self.host(),
+                    seconds(self.config.request_timeout)
+                ),
+            )
+        } else if error.is_connect() {
+            (
+                "unavailable",
+                format!(
+                    "cannot connect to {} ({})",
+                    self.host(),
+                    self.config.redact(&root_cause(error))
+                ),
+            )
+        } else {
+            (
+                "unavailable",
+                format!(
+                    "cannot reach {}: {}",
+                    self.host(),
+                    self.config.redact(&describe(error))
+                ),
+            )
+        };
+        Failure {
+            code,
+            message,
+            wait: None,
         }
     }
 
@@ -189,10 +240,25 @@ impl ProviderClient {
     /// `invalid_response` error quoting (redacted) the start of what arrived.
     pub async fn read_json(&self, response: reqwest::Response) -> Result<Value, ModelError> {
         let text = response.text().await.map_err(|e| {
-            ModelError::new(
-                "invalid_response",
-                format!("the response body could not be read: {e}"),
-            )
+            if e.is_timeout() {
+                ModelError::new(
+                    "timeout",
+                    format!(
+                        "{} sent no complete response within {} (the provider's `timeout`)",
+                        self.host(),
+                        seconds(self.config.request_timeout)
+                    ),
+                )
+            } else {
+                ModelError::new(
+                    "stream_interrupted",
+                    format!(
+                        "the connection to {} closed before the whole response arrived ({})",
+                        self.host(),
+                        self.redact(&root_cause(&e))
+                    ),
+                )
+            }
         })?;
         serde_json::from_str(&text).map_err(|e| {
             ModelError::new(
@@ -216,6 +282,108 @@ struct Failure {
     code: &'static str,
     message: String,
     wait: Option<Duration>,
+}
+
+impl Failure {
+    fn give_up(self, attempt: u32) -> ModelError {
+        let tries = match attempt + 1 {
+            1 => "1 attempt".to_owned(),
+            n => format!("{n} attempts"),
+        };
+        ModelError::new(
+            self.code,
+            format!("{} (gave up after {tries})", self.message),
+        )
+    }
+}
+
+/// Reads a streamed body chunk by chunk under the stream's two limits.
+pub struct ChunkReader<'a> {
+    client: &'a ProviderClient,
+    response: reqwest::Response,
+    deadline: tokio::time::Instant,
+}
+
+impl<'a> ChunkReader<'a> {
+    /// Starts reading `response`; the stream's overall limit counts from now.
+    #[must_use]
+    pub fn new(client: &'a ProviderClient, response: reqwest::Response) -> Self {
+        Self {
+            client,
+            response,
+            deadline: tokio::time::Instant::now() + client.config.stream_timeout,
+        }
+    }
+
+    /// The next chunk, `None` at the end of the body. Silence past `idle_timeout`, a
+    /// stream past `stream_timeout` and a connection that breaks are errors that say so.
+    pub async fn next(&mut self) -> Result<Option<bytes::Bytes>, ModelError> {
+        let config = &self.client.config;
+        let idle_until = tokio::time::Instant::now() + config.idle_timeout;
+        let overall = self.deadline <= idle_until;
+        match tokio::time::timeout_at(self.deadline.min(idle_until), self.response.chunk()).await {
+            Ok(Ok(chunk)) => Ok(chunk),
+            Ok(Err(error)) => Err(ModelError::new(
+                "stream_interrupted",
+                format!(
+                    "the connection to {} broke off in the middle of the streamed response ({})",
+                    self.client.host(),
+                    self.client.redact(&root_cause(&error))
+                ),
+            )),
+            Err(_) if overall => Err(ModelError::new(
+                "timeout",
+                format!(
+                    "the streamed response from {} took longer than {} in all (the provider's `stream_timeout`)",
+                    self.client.host(),
+                    seconds(config.stream_timeout)
+                ),
+            )),
+            Err(_) => Err(ModelError::new(
+                "timeout",
+                format!(
+                    "{} sent nothing for {} in the middle of a streamed response (the provider's `idle_timeout`)",
+                    self.client.host(),
+                    seconds(config.idle_timeout)
+                ),
+            )),
+        }
+    }
+}
+
+/// `90s`, `1.5s`, `250ms`: a limit as the flow file writes it.
+fn seconds(duration: Duration) -> String {
+    let ms = duration.as_millis();
+    if ms.is_multiple_of(1000) {
+        format!("{}s", ms / 1000)
+    } else if ms > 1000 {
+        format!("{:.1}s", duration.as_secs_f64())
+    } else {
+        format!("{ms}ms")
+    }
+}
+
+/// The innermost cause of an error, which names what happened ("connection refused",
+/// "unexpected end of file") where the outer ones name only the step that failed.
+fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut innermost: &(dyn std::error::Error + 'static) = error;
+    while let Some(cause) = innermost.source() {
+        innermost = cause;
+    }
+    if let Some(io) = innermost.downcast_ref::<std::io::Error>() {
+        return match io.kind() {
+            std::io::ErrorKind::ConnectionRefused => "connection refused".to_owned(),
+            std::io::ErrorKind::ConnectionReset => "connection reset by the server".to_owned(),
+            std::io::ErrorKind::UnexpectedEof => "the connection closed early".to_owned(),
+            _ => io.to_string(),
+        };
+    }
+    let text = innermost.to_string();
+    if text.is_empty() {
+        error.to_string()
+    } else {
+        text
+    }
 }
 
 fn retryable(status: u16) -> bool {

@@ -7,12 +7,11 @@
 //! Streaming reads the `response.*` events: `response.output_text.delta` for text as it
 //! arrives, and the final `response.completed` (or `.incomplete` / `.failed`) for the turn.
 
-use futures_util::StreamExt as _;
 use serde_json::{Value, json};
 
 use super::chat_completions::{excerpt, turn};
 use super::config::{ContextRole, ProviderConfig};
-use super::http::ProviderClient;
+use super::http::{ChunkReader, ProviderClient};
 use super::sse::SseDecoder;
 use super::{BoxFuture, Model, ModelError, ModelRequest, ModelResponse};
 use crate::events::{Event, EventSink};
@@ -198,29 +197,19 @@ async fn read_stream(
     events: &dyn EventSink,
 ) -> Result<ModelResponse, ModelError> {
     let mut decoder = SseDecoder::default();
-    let mut stream = response.bytes_stream();
+    let mut chunks = ChunkReader::new(client, response);
     loop {
-        let batch = match stream.next().await {
-            Some(Ok(bytes)) => decoder.push(&bytes),
-            Some(Err(error)) => {
+        let batch = if let Some(bytes) = chunks.next().await? {
+            decoder.push(&bytes)
+        } else {
+            let last: Vec<_> = decoder.finish().into_iter().collect();
+            if last.is_empty() {
                 return Err(ModelError::new(
                     "stream_interrupted",
-                    format!(
-                        "the stream broke off: {}",
-                        client.redact(&error.to_string())
-                    ),
+                    "the stream ended before the response completed",
                 ));
             }
-            None => {
-                let last: Vec<_> = decoder.finish().into_iter().collect();
-                if last.is_empty() {
-                    return Err(ModelError::new(
-                        "stream_interrupted",
-                        "the stream ended before the response completed",
-                    ));
-                }
-                last
-            }
+            last
         };
         for event in batch {
             let data = event.data.trim();

@@ -68,6 +68,12 @@ pub fn resolve(
     if let Some(timeout) = spec.timeout.as_deref().and_then(parse_duration) {
         config.request_timeout = timeout;
     }
+    if let Some(timeout) = spec.idle_timeout.as_deref().and_then(parse_duration) {
+        config.idle_timeout = timeout;
+    }
+    if let Some(timeout) = spec.stream_timeout.as_deref().and_then(parse_duration) {
+        config.stream_timeout = timeout;
+    }
     if let Some(retries) = spec.max_retries {
         config.max_retries = retries;
     }
