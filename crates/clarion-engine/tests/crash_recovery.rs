@@ -208,7 +208,7 @@ async fn child_mid_step(db: &Path) {
     engine
         .add_message(
             &thread.id,
-            "How long until I can afford a house? I earn 5000 and save 1000 a month.",
+            "How long until I have $50,000 for a house? I earn 5000 and save 1000 a month.",
         )
         .unwrap_or_else(|e| panic!("{e}"));
     let run = engine

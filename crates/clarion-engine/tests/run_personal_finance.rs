@@ -26,7 +26,7 @@ async fn missing_parameters_are_asked_in_one_question_and_the_answer_completes_t
     ]);
     let thread = h.thread();
     h.engine
-        .add_message(&thread.id, "How long will it take me to save for a house?")
+        .add_message(&thread.id, "How long will it take me to save $50,000 for a house?")
         .ok();
     let events = EventLog::new();
     let run = h
@@ -368,7 +368,7 @@ async fn parallel_calls_all_get_outputs_in_call_order_and_incomplete_ones_ask() 
     h.engine
         .add_message(
             &thread.id,
-            "budget, loan and savings please: I earn 5000, spend 4500 and save 500 a month",
+            "budget, a $200,000 loan and $10,000 of savings please: I earn 5000, spend 4500 and save 500 a month",
         )
         .ok();
     let run = h
@@ -478,15 +478,21 @@ async fn invalid_arguments_are_all_reported_so_the_model_can_correct_itself() {
 
 #[tokio::test]
 async fn the_step_limit_ends_the_run_as_incomplete_with_every_call_answered() {
-    let call = r#"{"monthly_income": 5000, "monthly_expenses": 1000}"#;
+    // Each call differs (the loop guard stops identical ones sooner).
     let h = finance_harness(
         (0..8)
-            .map(|_| ScriptedTurn::call("analyze_budget", call))
+            .map(|i| {
+                let call = format!(r#"{{"monthly_income": 5000, "monthly_expenses": {}}}"#, 1000 + i);
+                ScriptedTurn::call("analyze_budget", &call)
+            })
             .collect(),
     );
     let thread = h.thread();
     h.engine
-        .add_message(&thread.id, "I earn 5000 and spend 1000; loop forever")
+        .add_message(
+            &thread.id,
+            "I earn 5000 and spend 1000, 1001, 1002, 1003, 1004, 1005, 1006 or 1007; loop forever",
+        )
         .ok();
     let run = h
         .engine

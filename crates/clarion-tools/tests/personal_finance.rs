@@ -168,7 +168,7 @@ async fn growth_and_loans_report_published_figures() {
             ]),
             ScriptedTurn::text("Here are the numbers."),
         ],
-        "Growth and a mortgage, please.",
+        "Growth of $100 a month over 10 years at medium risk, and a $200,000 mortgage at 6.5% for 30 years, please.",
     )
     .await;
     assert_eq!(

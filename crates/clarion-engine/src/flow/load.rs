@@ -376,7 +376,11 @@ fn build(file: FlowFile, limits: Limits, refs: &params::ResolvedRefs, path: &Pat
                         required: params::is_required(p),
                         ask: p.ask.clone(),
                         slot: p.slot.clone(),
-                        grounded: p.grounded == Some(true),
+                        // A question means the user supplies the value: numbers with an
+                        // `ask` are grounded unless the flow says `grounded = false`.
+                        grounded: p
+                            .grounded
+                            .unwrap_or_else(|| p.ask.is_some() && params::is_numeric(&schema)),
                         schema,
                     };
                     (param.clone(), value)

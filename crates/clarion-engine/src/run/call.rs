@@ -11,7 +11,7 @@ use std::collections::HashMap;
 
 use serde_json::{Map, Value};
 
-use super::grounding::Said;
+use super::grounding::{Claim, Said, ValueKind};
 use crate::flow::{Flow, Tool};
 use crate::suggest;
 use crate::thread::{PendingCall, ToolCall};
@@ -152,17 +152,19 @@ pub fn prepare(
         return Prepared::Rejected(ToolError::new("invalid_arguments", problems.join("; ")));
     }
     // Only now, so a malformed value is reported to the model rather than silently asked.
-    let unstated: Vec<String> = tool
-        .params
-        .values()
-        .filter(|p| p.grounded && args.get(&p.name).is_some_and(|v| !said.stated(v)))
-        .map(|p| p.name.clone())
+    let mut unstated = unstated(tool, &args, pending, said);
+    let dropped: Vec<(String, Option<Value>)> = unstated
+        .iter()
+        .map(|name| (name.clone(), args.remove(name)))
         .collect();
-    for name in &unstated {
-        args.remove(name);
-    }
     // `fill` takes a pending or remembered value only when it fits the parameter.
     fill(tool, validators, &mut args, slots, pending);
+    // A value the slot or the pending call gives back unchanged was known, not guessed.
+    unstated.retain(|name| {
+        dropped
+            .iter()
+            .any(|(dropped, value)| dropped == name && args.get(name) != value.as_ref())
+    });
     let missing: Vec<String> = tool
         .params
         .values()
@@ -178,6 +180,38 @@ pub fn prepare(
             unstated,
         }
     }
+}
+
+/// The grounded parameters whose values the user did not state. Every value of the call
+/// takes part (one mention grounds one value), grounded or not; the parameters the
+/// pending call asked for may take a derived answer from the user's latest message.
+fn unstated(
+    tool: &Tool,
+    args: &Map<String, Value>,
+    pending: Option<&PendingCall>,
+    said: &Said,
+) -> Vec<String> {
+    if !tool
+        .params
+        .values()
+        .any(|p| p.grounded && args.contains_key(&p.name))
+    {
+        return Vec::new();
+    }
+    let claims: Vec<Claim<'_>> = tool
+        .params
+        .values()
+        .filter_map(|p| {
+            Some(Claim {
+                param: &p.name,
+                value: args.get(&p.name)?,
+                kind: ValueKind::of(&p.schema),
+                grounded: p.grounded,
+                asked: pending.is_some_and(|pending| pending.missing.contains(&p.name)),
+            })
+        })
+        .collect();
+    said.unstated(&claims)
 }
 
 /// Parses the model's arguments: a JSON object, where `null` means "not given" (strict mode

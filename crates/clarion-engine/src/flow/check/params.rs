@@ -396,6 +396,17 @@ pub fn declared_types(schema: &Value) -> Option<Vec<String>> {
     }
 }
 
+/// Whether a schema takes numbers only (`number`, `integer`, maybe `null`).
+#[must_use]
+pub fn is_numeric(schema: &Value) -> bool {
+    declared_types(schema).is_some_and(|types| {
+        types.iter().any(|t| t == "number" || t == "integer")
+            && types
+                .iter()
+                .all(|t| matches!(t.as_str(), "number" | "integer" | "null"))
+    })
+}
+
 fn overlaps(a: &[String], b: &[String]) -> bool {
     let number = |t: &str| t == "number" || t == "integer";
     a.iter()
