@@ -204,6 +204,7 @@ fn baseline_round_trips(flow: &Flow, n: usize) -> Result<Vec<Duration>> {
         flow,
         instructions: "Answer with the ping tool.",
         messages: &history,
+        words_only: false,
     };
     current_thread()?.block_on(async {
         let mut times = Vec::with_capacity(n);

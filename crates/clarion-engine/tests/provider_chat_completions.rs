@@ -79,6 +79,7 @@ async fn ask(
                 flow: &flow,
                 instructions: "Be careful.",
                 messages,
+                words_only: false,
             },
             events,
         )
@@ -603,6 +604,7 @@ fn context_can_be_sent_as_a_user_message_for_strict_chat_templates() {
             flow: &flow,
             instructions: "I",
             messages: &messages,
+            words_only: false,
         },
     );
     assert_eq!(

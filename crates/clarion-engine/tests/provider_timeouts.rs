@@ -130,6 +130,7 @@ async fn ask(model: &dyn Model) -> Result<ModelTurn, ModelError> {
                 flow: &flow,
                 instructions: "Be brief.",
                 messages: &messages,
+                words_only: false,
             },
             &EventLog::new(),
         )

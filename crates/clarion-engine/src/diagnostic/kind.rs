@@ -357,6 +357,14 @@ pub enum DiagnosticKind {
         /// What its type is, e.g. "its type is `boolean`" or "it has no `type`".
         found: String,
     },
+    /// A tool named like the one Clarion adds itself.
+    #[error("tool name `{name}` is reserved: {reason}")]
+    ReservedToolName {
+        /// The name.
+        name: String,
+        /// Why, e.g. "with `tool_choice = \"required\"` Clarion adds its own `reply` tool".
+        reason: String,
+    },
 }
 
 impl DiagnosticKind {
@@ -387,6 +395,7 @@ impl DiagnosticKind {
             Self::UnknownBuiltin { .. } => "E021",
             Self::BuiltinMismatch { .. } => "E022",
             Self::GroundedType { .. } => "E023",
+            Self::ReservedToolName { .. } => "E024",
             Self::MissingAsk { .. } => "W001",
             Self::UnusedSlot { .. } => "W002",
             Self::MissingToolDescription { .. } => "W003",
@@ -817,5 +826,14 @@ mod tests {
         },
         "E023",
         "parameter `include_history` is grounded, but its type is `boolean`: only numbers and strings can be"
+    );
+    message!(
+        reserved_tool_name,
+        DiagnosticKind::ReservedToolName {
+            name: s("reply"),
+            reason: s("with `tool_choice = \"required\"` Clarion adds its own `reply` tool")
+        },
+        "E024",
+        "tool name `reply` is reserved: with `tool_choice = \"required\"` Clarion adds its own `reply` tool"
     );
 }

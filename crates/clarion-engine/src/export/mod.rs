@@ -11,6 +11,12 @@
 //! leave out what they did not; Clarion then fills it from the slot or asks the flow's
 //! question. Marking it required would push the model to invent a value (and in strict
 //! mode force it to). Only required parameters with neither stay required for the model.
+//!
+//! With `tool_choice = "required"` the model must call a tool on every turn, which keeps a
+//! small model from answering in prose with invented numbers — but it must still be able
+//! to talk. So Clarion adds one tool of its own, [`REPLY_TOOL`]: the model answers the user
+//! by calling it, and the engine turns that call into an ordinary reply (it never reaches
+//! the thread as a tool call, and users never see it as one).
 
 pub mod strict;
 
@@ -18,6 +24,43 @@ use serde_json::{Map, Value, json};
 
 use crate::flow::{Flow, Tool};
 use crate::template;
+
+/// The tool through which a model under `tool_choice = "required"` answers in words.
+pub const REPLY_TOOL: &str = "reply";
+
+/// Whether the model is sent [`REPLY_TOOL`]: tools must be called, and there are tools.
+#[must_use]
+pub fn offers_reply(flow: &Flow) -> bool {
+    flow.assistant.tool_choice == Some(crate::flow::spec::ToolChoice::Required)
+        && !flow.tools.is_empty()
+}
+
+/// [`REPLY_TOOL`]'s parameters.
+fn reply_parameters() -> Value {
+    json!({
+        "type": "object",
+        "properties": {
+            "text": {
+                "type": "string",
+                "description": "Your message to the user, in plain words."
+            }
+        },
+        "required": ["text"],
+        "additionalProperties": false,
+    })
+}
+
+fn reply_function() -> Map<String, Value> {
+    let mut function = Map::new();
+    function.insert("name".to_owned(), json!(REPLY_TOOL));
+    function.insert(
+        "description".to_owned(),
+        json!("Answers the user in words: the answer once the other tools have given you what you need, or a reply when no other tool fits. Never put numbers here that no tool returned or the user said."),
+    );
+    function.insert("parameters".to_owned(), reply_parameters());
+    function.insert("strict".to_owned(), Value::Bool(true));
+    function
+}
 
 /// The provider format to export.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,21 +157,26 @@ pub fn definition(flow: &Flow, format: ExportFormat, instructions: String) -> Ma
     let has_tools = !flow.tools.is_empty();
     let mut body = Map::new();
     body.insert("model".to_owned(), Value::String(assistant.model.clone()));
-    let tools: Vec<Value> = flow
+    let entry = |function: Map<String, Value>| match format {
+        ExportFormat::Responses => {
+            let mut entry = Map::new();
+            entry.insert("type".to_owned(), json!("function"));
+            entry.extend(function);
+            Value::Object(entry)
+        }
+        ExportFormat::ChatCompletions | ExportFormat::Assistants => {
+            json!({ "type": "function", "function": Value::Object(function) })
+        }
+    };
+    let mut tools: Vec<Value> = flow
         .tools
         .values()
-        .map(|tool| match format {
-            ExportFormat::Responses => {
-                let mut entry = Map::new();
-                entry.insert("type".to_owned(), json!("function"));
-                entry.extend(function(tool));
-                Value::Object(entry)
-            }
-            ExportFormat::ChatCompletions | ExportFormat::Assistants => {
-                json!({ "type": "function", "function": Value::Object(function(tool)) })
-            }
-        })
+        .map(|tool| entry(function(tool)))
         .collect();
+    // The Assistants format has no tool_choice in its definition; the app sets it per run.
+    if offers_reply(flow) && format != ExportFormat::Assistants {
+        tools.push(entry(reply_function()));
+    }
     match format {
         ExportFormat::ChatCompletions => {
             body.insert(

@@ -83,6 +83,9 @@ pub fn request_body(config: &ProviderConfig, request: &ModelRequest<'_>) -> Valu
     if let Some(model) = &config.model {
         body.insert("model".to_owned(), Value::String(model.clone()));
     }
+    if let Some(choice) = request.tool_choice_override(ExportFormat::ChatCompletions) {
+        body.insert("tool_choice".to_owned(), choice);
+    }
     if config.legacy_max_tokens
         && let Some(n) = body.remove("max_completion_tokens")
     {

@@ -40,6 +40,34 @@ pub struct ModelRequest<'a> {
     pub instructions: &'a str,
     /// The conversation so far; every tool call in it has exactly one output.
     pub messages: &'a [Message],
+    /// Answer in words this time, calling no tool: `tool_choice` is `none`, or under
+    /// `required` the [reply tool](crate::export::REPLY_TOOL) (the engine's loop guard asks
+    /// for it after the model repeated a call that had already succeeded).
+    pub words_only: bool,
+}
+
+impl ModelRequest<'_> {
+    /// The `tool_choice` to send when it differs from the flow's: words only.
+    #[must_use]
+    pub fn tool_choice_override(
+        &self,
+        format: crate::export::ExportFormat,
+    ) -> Option<serde_json::Value> {
+        if !self.words_only || self.flow.tools.is_empty() {
+            return None;
+        }
+        let reply = crate::export::REPLY_TOOL;
+        Some(if crate::export::offers_reply(self.flow) {
+            match format {
+                crate::export::ExportFormat::Responses => {
+                    serde_json::json!({ "type": "function", "name": reply })
+                }
+                _ => serde_json::json!({ "type": "function", "function": { "name": reply } }),
+            }
+        } else {
+            serde_json::json!("none")
+        })
+    }
 }
 
 /// The model's next turn.

@@ -68,6 +68,9 @@ pub fn request_body(config: &ProviderConfig, request: &ModelRequest<'_>) -> Valu
     if let Some(model) = &config.model {
         body.insert("model".to_owned(), Value::String(model.clone()));
     }
+    if let Some(choice) = request.tool_choice_override(ExportFormat::Responses) {
+        body.insert("tool_choice".to_owned(), choice);
+    }
     let mut input = Vec::new();
     for message in request.messages {
         match &message.kind {

@@ -216,7 +216,7 @@ fn unstated(
 
 /// Parses the model's arguments: a JSON object, where `null` means "not given" (strict mode
 /// makes optional parameters nullable). An empty string is an empty object.
-fn parse_arguments(raw: &str) -> Result<Map<String, Value>, String> {
+pub(crate) fn parse_arguments(raw: &str) -> Result<Map<String, Value>, String> {
     if raw.trim().is_empty() {
         return Ok(Map::new());
     }

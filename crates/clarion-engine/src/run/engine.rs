@@ -22,12 +22,13 @@ use serde_json::{Map, Value};
 use tokio::sync::watch;
 use tracing::Instrument as _;
 
-use super::call::{Prepared, Validators, prepare};
+use super::call::{Prepared, Validators, parse_arguments, prepare};
 use super::grounding::Said;
 use super::rules::{self, RuleEffects};
 use super::{Ask, LastError, Run, RunStatus, StagedTurn, protocol};
 use crate::clock::{Clock, SystemClock};
 use crate::events::{Event, EventSink};
+use crate::export;
 use crate::flow::{Executor, Flow, Tool};
 use crate::ids::new_id;
 use crate::provider::{Model, ModelRequest, ModelTurn};
@@ -561,6 +562,7 @@ impl Engine {
             flow: &self.flow,
             instructions: &instructions,
             messages: &thread.messages,
+            words_only: run.repeated_calls > 0,
         };
         events.emit(&Event::ModelCalled {
             message_id: reply_id.to_owned(),
@@ -575,7 +577,11 @@ impl Engine {
         match response {
             Ok(response) => {
                 run.usage.add(response.usage);
-                Ok(Some(response.turn))
+                Ok(Some(if export::offers_reply(&self.flow) {
+                    replies_as_text(response.turn, events)
+                } else {
+                    response.turn
+                }))
             }
             // A turn cut short by the token limit or a content filter ends the run as
             // incomplete, as the Assistants API did: nothing is wrong with the thread.
@@ -612,7 +618,9 @@ impl Engine {
         cancel: &mut watch::Receiver<bool>,
         events: &dyn EventSink,
     ) -> TurnEnd {
-        let prepared = self.prepare_calls(thread, calls, pending, events);
+        let mut prepared = self.prepare_calls(thread, calls, pending, events);
+
+        let loop_ends = guard_repeats(thread, run, calls, &mut prepared);
 
         // Run the ready server-side calls concurrently; client calls wait for the app.
         let runnable: Vec<(usize, &Tool, &Map<String, Value>)> = prepared
@@ -699,7 +707,8 @@ impl Engine {
             staged.outputs.push(output);
         }
         if waiting.is_empty() {
-            return self.land_turn(thread, run, staged, events);
+            let end = self.land_turn(thread, run, staged, events);
+            return if loop_ends { end_loop(end, run) } else { end };
         }
         run.required_action = waiting;
         run.staged = Some(staged);
@@ -1239,6 +1248,150 @@ fn last_call_order(thread: &Thread) -> HashMap<&str, usize> {
             _ => None,
         })
         .unwrap_or_default()
+}
+
+/// The loop guard: a ready call that already succeeded in this run with the same
+/// arguments is answered `repeated_call` without running again, and the model must then
+/// answer in words. Whether this is the run's second repeat (the run then ends).
+fn guard_repeats(
+    thread: &Thread,
+    run: &mut Run,
+    calls: &[ToolCall],
+    prepared: &mut [Prepared],
+) -> bool {
+    let done = succeeded_in_run(thread, run);
+    let mut repeated = false;
+    for (call, prepared) in calls.iter().zip(prepared.iter_mut()) {
+        if matches!(prepared, Prepared::Ready { .. })
+            && parse_arguments(&call.arguments).is_ok_and(|args| {
+                done.iter().any(|(name, ran)| {
+                    *name == call.name
+                        && same_values(&Value::Object(args.clone()), &Value::Object(ran.clone()))
+                })
+            })
+        {
+            repeated = true;
+            *prepared = Prepared::Rejected(ToolError::new(
+                "repeated_call",
+                format!(
+                    "`{}` already ran with these arguments in this run and its result is above; answer the user with it instead of calling it again",
+                    call.name
+                ),
+            ));
+        }
+    }
+    if !repeated {
+        return false;
+    }
+    run.repeated_calls += 1;
+    run.repeated_calls > 1
+}
+
+/// Whether two JSON values say the same: objects in any key order, numbers by value
+/// (`1000` and `1000.0`).
+fn same_values(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same_values(x, y))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| same_values(v, w)))
+        }
+        _ => a == b,
+    }
+}
+
+/// Ends a run whose model repeated a call a second time (unless the turn ended it anyway).
+fn end_loop(end: TurnEnd, run: &mut Run) -> TurnEnd {
+    if !matches!(end, TurnEnd::Continue) {
+        return end;
+    }
+    run.last_error = Some(LastError {
+        code: "repeated_call".to_owned(),
+        message: "the model called a tool again with the same arguments after being told its result was already there; the run was ended to stop a loop".to_owned(),
+    });
+    TurnEnd::Stop(RunStatus::Incomplete)
+}
+
+/// The calls that succeeded in `run` so far: tool name and arguments as the model wrote
+/// them. The run's messages are the last ones of the thread, so only they are read.
+fn succeeded_in_run<'a>(thread: &'a Thread, run: &Run) -> Vec<(&'a str, Map<String, Value>)> {
+    let ours = thread
+        .messages
+        .iter()
+        .rev()
+        .take_while(|m| m.run_id.as_deref() == Some(run.id.as_str()));
+    let mut ok: HashSet<&str> = HashSet::new();
+    let mut done = Vec::new();
+    for message in ours {
+        match &message.kind {
+            MessageKind::ToolOutput {
+                call_id,
+                status: OutputStatus::Ok,
+                ..
+            } => {
+                ok.insert(call_id);
+            }
+            MessageKind::ToolCalls { calls, .. } => {
+                for call in calls.iter().filter(|c| ok.contains(c.id.as_str())) {
+                    if let Ok(args) = parse_arguments(&call.arguments) {
+                        done.push((call.name.as_str(), args));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    done
+}
+
+/// A turn under `tool_choice = "required"`: calls of the [reply tool](export::REPLY_TOOL)
+/// become the turn's text — the reply, when nothing else was called (its text is emitted,
+/// since it did not stream as text), or the words alongside the other calls.
+fn replies_as_text(turn: ModelTurn, events: &dyn EventSink) -> ModelTurn {
+    let ModelTurn::ToolCalls { text, calls } = turn else {
+        return turn;
+    };
+    let (replies, calls): (Vec<ToolCall>, Vec<ToolCall>) = calls
+        .into_iter()
+        .partition(|c| c.name == export::REPLY_TOOL);
+    if replies.is_empty() {
+        return ModelTurn::ToolCalls { text, calls };
+    }
+    let said: Vec<String> = replies.iter().map(|r| reply_text(&r.arguments)).collect();
+    let said = said.join("\n\n");
+    let text = match text {
+        Some(before) if !before.trim().is_empty() => format!("{before}\n\n{said}"),
+        _ => said.clone(),
+    };
+    if calls.is_empty() {
+        events.emit(&Event::TextDelta { text: said });
+        ModelTurn::Text(text)
+    } else {
+        ModelTurn::ToolCalls {
+            text: Some(text),
+            calls,
+        }
+    }
+}
+
+/// The `text` a reply call carries; a model that wrote something else is taken at its word.
+fn reply_text(arguments: &str) -> String {
+    match serde_json::from_str::<Value>(arguments) {
+        Ok(Value::Object(args)) => match args.get("text") {
+            Some(Value::String(text)) => text.clone(),
+            _ => args
+                .values()
+                .find_map(Value::as_str)
+                .map(ToOwned::to_owned)
+                .unwrap_or_default(),
+        },
+        Ok(Value::String(text)) => text,
+        _ => arguments.to_owned(),
+    }
 }
 
 /// The arguments of a client call as prepared (for its `after` rules).

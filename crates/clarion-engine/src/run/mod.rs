@@ -94,6 +94,15 @@ pub struct Run {
     /// String metadata for the embedding application, with the thread metadata's limits.
     #[serde(default, skip_serializing_if = "crate::thread::Metadata::is_empty")]
     pub metadata: crate::thread::Metadata,
+    /// Calls the model repeated after they had succeeded in this run (the loop guard: the
+    /// first is answered and the model must then answer in words; the second ends the run).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub repeated_calls: u32,
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if takes a reference
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// The part of a turn already done while client tools are outstanding.
@@ -140,6 +149,7 @@ impl Run {
             staged: None,
             additional_instructions: None,
             metadata: crate::thread::Metadata::default(),
+            repeated_calls: 0,
         }
     }
 }

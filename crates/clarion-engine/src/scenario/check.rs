@@ -137,6 +137,10 @@ impl<'a> Checker<'a> {
             return;
         }
         for (call, call_at, tool_at) in step_calls(step, at) {
+            // The model answers in words through Clarion's own tool under `required`.
+            if call.tool == crate::export::REPLY_TOOL && crate::export::offers_reply(self.flow) {
+                continue;
+            }
             let Some(tool) = self.tool(call.tool, &tool_at) else {
                 continue;
             };

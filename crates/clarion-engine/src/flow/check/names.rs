@@ -64,6 +64,22 @@ pub(super) fn check(checker: &mut Checker<'_>) {
                 )),
             );
         }
+        if tool == crate::export::REPLY_TOOL
+            && file.assistant.tool_choice == Some(crate::flow::spec::ToolChoice::Required)
+        {
+            let at = pointer(&["tools", tool]);
+            checker.report(
+                Diagnostic::new(
+                    DiagnosticKind::ReservedToolName {
+                        name: tool.clone(),
+                        reason: "with `tool_choice = \"required\"` Clarion adds its own `reply` tool, through which the model answers in words".to_owned(),
+                    },
+                    checker.key(&at),
+                )
+                .with_label("clashes with Clarion's own tool")
+                .with_help("rename the tool, e.g. `send_reply`"),
+            );
+        }
         for param in spec.params.keys() {
             if !is_identifier(param) {
                 let at = pointer(&["tools", tool, "params", param]);
