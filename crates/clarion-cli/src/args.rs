@@ -378,6 +378,10 @@ pub struct TestArgs {
     /// checked.
     #[arg(long, conflicts_with_all = ["accept", "review"])]
     pub replay: bool,
+    /// Scenarios played at once [default: all; with --live, 4: a model server on a small
+    /// machine answers one request at a time].
+    #[arg(long, short = 'j', value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub jobs: Option<u32>,
 }
 
 /// `clarion export`.

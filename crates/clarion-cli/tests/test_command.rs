@@ -97,7 +97,7 @@ fn pending(dir: &tempfile::TempDir) -> PathBuf {
 
 #[test]
 fn the_example_scenarios_pass_and_the_summary_is_the_last_line() {
-    let output = clarion_in(&workspace(), &["test"], &[("CI", "true")], None);
+    let output = clarion_in(&workspace(), &["test", "-j", "2"], &[("CI", "true")], None);
     assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
     let last = last_line(&output);
     let (passed, failed) = last
@@ -407,7 +407,7 @@ fn live_record_and_replay_run_through_the_binary() {
         ("OPENAI_API_KEY", "sk-test-secret-key-1234"),
     ];
 
-    let output = clarion_in(dir.path(), &["test", "--live"], &env, None);
+    let output = clarion_in(dir.path(), &["test", "--live", "--jobs", "1"], &env, None);
     assert_eq!(
         output.status.code(),
         Some(0),

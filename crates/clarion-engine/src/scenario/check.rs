@@ -187,7 +187,17 @@ impl<'a> Checker<'a> {
                 }
             }
         }
-        for (k, param) in expect.question_asked.iter().flatten().enumerate() {
+        let asked = [
+            ("question_asked", &expect.question_asked),
+            ("question_includes", &expect.question_includes),
+        ];
+        for (key, k, param) in asked.iter().flat_map(|(key, params)| {
+            params
+                .iter()
+                .flatten()
+                .enumerate()
+                .map(move |(k, p)| (*key, k, p))
+        }) {
             let known = self
                 .flow
                 .tools
@@ -205,7 +215,7 @@ impl<'a> Checker<'a> {
                         param: param.clone(),
                         owner: format!("any tool of flow `{}`", self.flow.name),
                     },
-                    self.spans.value_span(&format!("{at}/question_asked/{k}")),
+                    self.spans.value_span(&format!("{at}/{key}/{k}")),
                 );
                 self.diagnostics
                     .push(with_suggestion(diagnostic, param, &names, "parameters"));

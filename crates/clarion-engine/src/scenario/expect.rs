@@ -68,7 +68,10 @@ pub fn evaluate(
         tool_called(&mut failures, expected, events);
     }
     if let Some(expected) = &expect.question_asked {
-        question_asked(&mut failures, expected, events);
+        question_asked(&mut failures, expected, events, true);
+    }
+    if let Some(expected) = &expect.question_includes {
+        question_asked(&mut failures, expected, events, false);
     }
     for (name, value) in expect.slot_set.iter().flatten() {
         let set = events.iter().rev().find_map(|e| match e {
@@ -146,7 +149,8 @@ fn tool_called(
     }
 }
 
-fn question_asked(failures: &mut Failures<'_>, expected: &[String], events: &[Event]) {
+/// The question asked for exactly `expected` (or, not `exact`, at least for it).
+fn question_asked(failures: &mut Failures<'_>, expected: &[String], events: &[Event], exact: bool) {
     let asked: Vec<&str> = events
         .iter()
         .filter_map(|e| match e {
@@ -159,13 +163,23 @@ fn question_asked(failures: &mut Failures<'_>, expected: &[String], events: &[Ev
     let mut got = asked.clone();
     want.sort_unstable();
     got.sort_unstable();
-    if want != got {
+    let held = if exact {
+        want == got
+    } else {
+        want.iter().all(|w| got.contains(w))
+    };
+    if !held {
         let detail = if asked.is_empty() {
             "no question was asked".to_owned()
         } else {
             format!("the question asked for {}", asked.join(", "))
         };
-        failures.fail("question_asked", "question_asked", detail);
+        let key = if exact {
+            "question_asked"
+        } else {
+            "question_includes"
+        };
+        failures.fail(key, key, detail);
     }
 }
 

@@ -128,11 +128,11 @@ impl FlowCache {
 }
 
 /// The flow a scenario at `scenario` uses by convention: `flows/NAME/scenarios/x.toml` →
-/// `flows/NAME.toml`.
+/// `flows/NAME.toml`; the same for live evaluation sets in `flows/NAME/evals/`.
 #[must_use]
 pub fn default_flow_path(scenario: &Path) -> Option<PathBuf> {
     let scenarios = scenario.parent()?;
-    if scenarios.file_name()? != "scenarios" {
+    if !matches!(scenarios.file_name()?.to_str()?, "scenarios" | "evals") {
         return None;
     }
     let flow_dir = scenarios.parent()?;
@@ -361,6 +361,10 @@ mod tests {
     fn the_flow_is_found_beside_the_scenarios_folder() {
         assert_eq!(
             default_flow_path(Path::new("flows/pf/scenarios/a.toml")),
+            Some(PathBuf::from("flows/pf.toml"))
+        );
+        assert_eq!(
+            default_flow_path(Path::new("flows/pf/evals/a.toml")),
             Some(PathBuf::from("flows/pf.toml"))
         );
         assert_eq!(default_flow_path(Path::new("flows/pf/a.toml")), None);

@@ -208,6 +208,11 @@ pub struct ExpectSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1))]
     pub question_asked: Option<Vec<String>>,
+    /// The user was asked for at least these parameters (others may be asked too): for
+    /// live runs, where a model may leave out more than the user did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub question_includes: Option<Vec<String>>,
     /// These slots got these values.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slot_set: Option<IndexMap<String, Value>>,

@@ -90,7 +90,12 @@ pub fn run(args: &TestArgs) -> std::result::Result<Exit, CliError> {
     } else {
         ModelMode::Scripted
     };
-    let mut results = play_all(files, mode, model)?;
+    let jobs = args
+        .jobs
+        .map(|n| n as usize)
+        .or(args.live.then_some(LIVE_JOBS))
+        .unwrap_or(usize::MAX);
+    let mut results = play_all(files, mode, model, jobs)?;
     if args.review && !ci {
         review::review(&mut results, styled);
     }
@@ -108,11 +113,16 @@ pub fn run(args: &TestArgs) -> std::result::Result<Exit, CliError> {
     })
 }
 
-/// Plays every file concurrently and checks its snapshot; results in input order.
+/// Live scenarios played at once by default: a real model server is the bottleneck, and
+/// requests queued behind many others would only wait (and time out) there.
+const LIVE_JOBS: usize = 4;
+
+/// Plays the files, `jobs` at a time, and checks their snapshots; results in input order.
 fn play_all(
     files: Vec<PathBuf>,
     mode: UpdateMode,
     model: ModelMode,
+    jobs: usize,
 ) -> std::result::Result<Vec<Result>, CliError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -125,12 +135,18 @@ fn play_all(
             .with_executor(Arc::new(ClarionTools::new()))
             .with_model_mode(model),
     );
+    let slots = Arc::new(tokio::sync::Semaphore::new(
+        jobs.min(tokio::sync::Semaphore::MAX_PERMITS),
+    ));
     runtime.block_on(async move {
         let tasks: Vec<_> = files
             .into_iter()
             .map(|file| {
                 let runner = Arc::clone(&runner);
+                let slots = Arc::clone(&slots);
                 tokio::spawn(async move {
+                    // The semaphore is never closed, so a permit always comes.
+                    let _slot = slots.acquire_owned().await.ok();
                     let started = Instant::now();
                     let outcome = runner.run(&file).await;
                     let check = outcome.check_snapshot(mode);
