@@ -26,7 +26,10 @@ async fn missing_parameters_are_asked_in_one_question_and_the_answer_completes_t
     ]);
     let thread = h.thread();
     h.engine
-        .add_message(&thread.id, "How long will it take me to save $50,000 for a house?")
+        .add_message(
+            &thread.id,
+            "How long will it take me to save $50,000 for a house?",
+        )
         .ok();
     let events = EventLog::new();
     let run = h
@@ -482,7 +485,10 @@ async fn the_step_limit_ends_the_run_as_incomplete_with_every_call_answered() {
     let h = finance_harness(
         (0..8)
             .map(|i| {
-                let call = format!(r#"{{"monthly_income": 5000, "monthly_expenses": {}}}"#, 1000 + i);
+                let call = format!(
+                    r#"{{"monthly_income": 5000, "monthly_expenses": {}}}"#,
+                    1000 + i
+                );
                 ScriptedTurn::call("analyze_budget", &call)
             })
             .collect(),
