@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `clarion validate` over N generated flows (default 100), end to end, with hyperfine and two
 # baselines in the same run: the CLI doing nothing (`--version`) and `cat` of the same
-# files. The flows are variations on personal-finance.toml (crates/clarion-engine/examples/
+# files. The flows are variations on personal-finance.toml (crates/clarion-flow/examples/
 # bench_load.rs writes them); docs/benchmarks.md has the figures.
 #
 #   scripts/bench-validate.sh [N]     # needs hyperfine (apt-get install hyperfine)
@@ -11,7 +11,7 @@ count="${1:-100}"
 target="${CARGO_TARGET_DIR:-target}"
 
 cargo build --release --quiet -p clarion-cli
-cargo build --release --quiet -p clarion-engine --example bench_load
+cargo build --release --quiet -p clarion-flow --example bench_load
 dir="$(mktemp -d)"
 trap 'rm -rf "$dir"' EXIT
 "$target/release/examples/bench_load" --write "$dir" "$count"

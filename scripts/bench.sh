@@ -5,5 +5,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cargo run --release -p clarion-engine --example bench_engine
-cargo run --release -p clarion-engine --example bench_load
+cargo run --release -p clarion-flow --example bench_load
 scripts/bench-validate.sh 100

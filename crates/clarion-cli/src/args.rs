@@ -305,7 +305,7 @@ pub enum ApiArg {
     Responses,
 }
 
-impl From<ApiArg> for clarion_engine::flow::model::ProviderApi {
+impl From<ApiArg> for clarion_flow::model::ProviderApi {
     fn from(api: ApiArg) -> Self {
         match api {
             ApiArg::ChatCompletions => Self::ChatCompletions,

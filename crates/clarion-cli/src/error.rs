@@ -2,12 +2,12 @@
 
 use std::path::PathBuf;
 
-use crate::discover::DiscoverError;
+use clarion_flow::discover::DiscoverError;
 
 /// A usage or configuration error, printed as one `error:` line.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
-    /// Finding flow files failed.
+    /// Finding flow or scenario files failed.
     #[error(transparent)]
     Discover(#[from] DiscoverError),
     /// The flow file given does not exist.
@@ -21,9 +21,6 @@ pub enum CliError {
         /// What was given.
         item: String,
     },
-    /// Finding scenario files failed.
-    #[error(transparent)]
-    Scenarios(#[from] clarion_engine::testing::DiscoverError),
     /// No scenario to run.
     #[error("{0}")]
     NoScenarios(String),

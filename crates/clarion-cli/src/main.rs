@@ -6,7 +6,6 @@
 
 mod args;
 mod commands;
-mod discover;
 mod error;
 mod exit;
 mod output;

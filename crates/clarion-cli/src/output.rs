@@ -5,9 +5,9 @@
 use std::io::Write;
 use std::path::Path;
 
-use clarion_engine::Flow;
-use clarion_engine::diagnostic::{Severity, render};
-use clarion_engine::flow::LoadReport;
+use clarion_flow::Flow;
+use clarion_flow::LoadReport;
+use clarion_flow::diagnostic::{Severity, render};
 
 /// Writes `text` to stdout.
 pub fn out(text: &str) {

@@ -56,6 +56,68 @@ fn validate_example_flows_succeeds() {
 }
 
 #[test]
+fn validate_dot_in_this_repository_checks_the_three_example_flows_only() {
+    // Cargo.toml files, scenarios, evaluation sets and test fixtures are TOML too.
+    let output = clarion(&["validate", "."]);
+    assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
+    assert_eq!(
+        stdout(&output).lines().last(),
+        Some("3 flow files checked: no problems")
+    );
+}
+
+#[test]
+fn a_walked_toml_file_is_a_flow_only_when_it_says_so() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    std::fs::create_dir_all(dir.path().join("sub/.hidden")).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::create_dir_all(dir.path().join("built")).unwrap_or_else(|e| panic!("{e}"));
+    flow_file(&dir, "Cargo.toml", "[package]\nname = \"x\"\n");
+    flow_file(&dir, "sub/plain.toml", TYPO);
+    flow_file(
+        &dir,
+        "sub/schema_line.toml",
+        "#:schema ../schemas/flow.schema.json\n[assistant]\nmodel = \"m\"\n",
+    );
+    flow_file(&dir, "sub/.hidden/secret.toml", TYPO);
+    flow_file(&dir, "built/copy.toml", TYPO);
+    flow_file(&dir, ".gitignore", "built/\n");
+    let output = clarion(&["validate", &dir.path().display().to_string()]);
+    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+    let text = stdout(&output);
+    assert!(
+        text.ends_with("2 flow files checked: 3 errors, 0 warnings (2 files failing)\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("plain.toml") && text.contains("schema_line.toml"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("Cargo.toml") && !text.contains("secret") && !text.contains("copy"),
+        "{text}"
+    );
+    // Named explicitly, any file is checked as a flow.
+    let cargo = dir.path().join("Cargo.toml").display().to_string();
+    let output = clarion(&["validate", &cargo]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stdout(&output).contains("unknown key `package`"),
+        "{}",
+        stdout(&output)
+    );
+    // A folder with no flow says what a flow file is.
+    let empty = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    flow_file(&empty, "Cargo.toml", "[package]\n");
+    let output = clarion(&["validate", &empty.path().display().to_string()]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("(a flow file is a `*.toml` file with a `[flow]` table)"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
 fn validate_reports_code_frame_and_exits_1() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let path = flow_file(&dir, "typo.toml", TYPO);

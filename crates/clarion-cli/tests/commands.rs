@@ -169,7 +169,7 @@ fn exit_codes_are_pinned_for_every_command() {
     let empty = empty.display().to_string();
     let no_store = dir.path().join("none.db").display().to_string();
     let store = dir.path().join("threads.db");
-    drop(clarion_engine::store::SqliteStore::open(&store).unwrap_or_else(|e| panic!("{e}")));
+    drop(clarion_store::SqliteStore::open(&store).unwrap_or_else(|e| panic!("{e}")));
     let store = store.display().to_string();
     let pf = "flows/personal-finance.toml";
 

@@ -17,8 +17,8 @@
 
 use std::path::{Path, PathBuf};
 
-use clarion_engine::diagnostic::{Severity, render};
-use clarion_engine::flow::{LoadOptions, load_file_with, load_str_with};
+use clarion_flow::diagnostic::{Severity, render};
+use clarion_flow::{LoadOptions, load_file_with, load_str_with};
 use clarion_tools::ClarionTools;
 
 /// Docs in which every TOML code block must say how it is checked.

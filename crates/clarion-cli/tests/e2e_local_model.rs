@@ -14,15 +14,15 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use clarion_engine::Flow;
 use clarion_engine::events::{Event, EventLog};
-use clarion_engine::flow::{LoadOptions, load_file_with};
-use clarion_engine::provider::chat_completions::ChatCompletions;
-use clarion_engine::provider::config::{ContextRole, ProviderConfig};
-use clarion_engine::provider::{BoxFuture, Model, ModelError, ModelRequest, ModelResponse};
+use clarion_engine::model::{BoxFuture, Model, ModelError, ModelRequest, ModelResponse};
 use clarion_engine::run::{Engine, RunStatus, protocol};
 use clarion_engine::store::MemoryStore;
 use clarion_engine::thread::{Metadata, OutputStatus};
+use clarion_flow::Flow;
+use clarion_flow::{LoadOptions, load_file_with};
+use clarion_providers::chat_completions::ChatCompletions;
+use clarion_providers::config::{ContextRole, ProviderConfig};
 use clarion_tools::ClarionTools;
 
 /// Checks the invariant on every history the model is sent.

@@ -8,8 +8,8 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use clarion_engine::flow::{LoadOptions, load_file_with};
-use clarion_engine::graph::{EdgeKind, Graph};
+use clarion_flow::graph::{EdgeKind, Graph};
+use clarion_flow::{LoadOptions, load_file_with};
 use clarion_tools::BuiltinRegistry;
 
 fn workspace() -> PathBuf {

@@ -6,8 +6,9 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use clarion_engine::store::{SqliteStore, ThreadStore as _};
+use clarion_engine::store::ThreadStore as _;
 use clarion_engine::thread::{Metadata, Thread};
+use clarion_store::SqliteStore;
 use serde_json::{Value, json};
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};

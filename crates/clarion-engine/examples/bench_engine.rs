@@ -25,17 +25,16 @@ use std::io::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use clarion_engine::Flow;
 use clarion_engine::events::{EventSink, NoEvents};
-use clarion_engine::flow::load_str;
-use clarion_engine::provider::scripted::{ScriptedModel, ScriptedTurn};
-use clarion_engine::provider::{
-    BoxFuture, Model, ModelError, ModelRequest, ModelResponse, ModelTurn,
-};
+use clarion_engine::model::scripted::{ScriptedModel, ScriptedTurn};
+use clarion_engine::model::{BoxFuture, Model, ModelError, ModelRequest, ModelResponse, ModelTurn};
 use clarion_engine::run::{Engine, RunStatus, Usage};
-use clarion_engine::store::{MemoryStore, SqliteStore, ThreadStore};
+use clarion_engine::store::{MemoryStore, ThreadStore};
 use clarion_engine::thread::{Message, MessageKind, Metadata, ToolCall};
 use clarion_engine::tool::{FnExecutor, ToolError, ToolExecutor, ToolRequest};
+use clarion_flow::Flow;
+use clarion_flow::load_str;
+use clarion_store::SqliteStore;
 use serde_json::{Map, Value, json};
 
 const FLOW: &str = r#"
@@ -118,7 +117,7 @@ fn main() -> Result<()> {
 
 #[allow(clippy::unnecessary_wraps)] // the signature `FnExecutor` takes
 fn ping(
-    _tool: &clarion_engine::flow::Tool,
+    _tool: &clarion_flow::Tool,
     _args: &Map<String, Value>,
 ) -> std::result::Result<Value, ToolError> {
     Ok(json!({ "pong": true }))

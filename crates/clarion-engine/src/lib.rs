@@ -1,27 +1,22 @@
-//! Clarion's engine: flows described in TOML, checked like code, exported to any provider.
+//! Clarion's engine: runs the conversations a flow (`clarion-flow`) describes.
 //!
-//! - [`flow`]: the flow file format, its loader and validator, and the validated [`Flow`];
-//! - [`diagnostic`]: located, coded problems and their rendering;
-//! - [`export`]: assistant definitions for Chat Completions, Responses and Assistants;
-//! - [`template`]: the MiniJinja environment and template scopes;
-//! - [`source`]: file text and line/column arithmetic;
 //! - [`thread`]: conversations (messages, slots, metadata, the pending call);
 //! - [`run`]: runs, their state machine, and the [`Engine`](run::Engine) that drives them;
-//! - [`provider`]: the [`Model`](provider::Model) trait and a scripted model;
+//! - [`model`]: the [`Model`](model::Model) trait and a scripted model (the HTTP providers
+//!   are `clarion-providers`);
 //! - [`tool`]: the [`ToolExecutor`](tool::ToolExecutor) trait;
-//! - [`store`]: the [`ThreadStore`](store::ThreadStore) trait and its stores;
-//! - [`events`]: the typed event stream of a run;
-//! - [`scenario`]: conversation scenarios — scripted turns, mocks, expectations;
-//! - [`transcript`]: conversations rendered deterministically, for review and snapshots;
-//! - [`testing`]: the harness that plays scenarios and checks their snapshots.
+//! - [`store`]: the [`ThreadStore`](store::ThreadStore) trait and the in-memory store (SQLite
+//!   is `clarion-store`);
+//! - [`events`]: the typed event stream of a run.
 //!
 //! Embedding Clarion takes a flow, a model, tool executors and a store; then a thread, a
 //! message and a run. Here the model is scripted and the one tool is a closure:
 //!
 //! ```
 //! use std::sync::Arc;
-//! use clarion_engine::{events::EventLog, flow, run::{Engine, RunStatus}, store::MemoryStore};
-//! use clarion_engine::provider::scripted::{ScriptedModel, ScriptedTurn};
+//! use clarion_engine::{events::EventLog, run::{Engine, RunStatus}, store::MemoryStore};
+//! use clarion_flow as flow;
+//! use clarion_engine::model::scripted::{ScriptedModel, ScriptedTurn};
 //! use clarion_engine::{thread::Metadata, tool::FnExecutor};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
@@ -56,22 +51,10 @@
 //! ```
 
 pub mod clock;
-pub mod diagnostic;
 pub mod events;
-pub mod export;
-pub mod flow;
-pub mod graph;
 pub mod ids;
-pub mod provider;
+pub mod model;
 pub mod run;
-pub mod scenario;
-pub mod source;
 pub mod store;
-pub mod suggest;
-pub mod template;
-pub mod testing;
 pub mod thread;
 pub mod tool;
-pub mod transcript;
-
-pub use flow::Flow;

@@ -24,17 +24,16 @@ use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use clarion_engine::Flow;
 use clarion_engine::clock::{Clock, ManualClock};
 use clarion_engine::events::{EventSink, NoEvents};
-use clarion_engine::provider::scripted::{ScriptedModel, ScriptedTurn};
-use clarion_engine::provider::{
-    BoxFuture, Model, ModelError, ModelRequest, ModelResponse, ModelTurn,
-};
+use clarion_engine::model::scripted::{ScriptedModel, ScriptedTurn};
+use clarion_engine::model::{BoxFuture, Model, ModelError, ModelRequest, ModelResponse, ModelTurn};
 use clarion_engine::run::{Engine, EngineError, Run, RunStatus, ToolOutputSubmission, protocol};
-use clarion_engine::store::{MemoryStore, SqliteStore, StoreError, ThreadStore};
+use clarion_engine::store::{MemoryStore, StoreError, ThreadStore};
 use clarion_engine::thread::{Message, MessageKind, Metadata, OutputStatus, Thread, ToolCall};
 use clarion_engine::tool::{ToolError, ToolExecutor, ToolRequest};
+use clarion_flow::Flow;
+use clarion_store::SqliteStore;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use support::flow_from;

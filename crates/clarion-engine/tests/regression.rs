@@ -12,15 +12,15 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 use clarion_engine::clock::ManualClock;
-use clarion_engine::diagnostic::{Diagnostic, render};
 use clarion_engine::events::NoEvents;
-use clarion_engine::flow::{LoadReport, load_bytes, load_file, load_str};
-use clarion_engine::provider::BoxFuture;
-use clarion_engine::provider::scripted::{ScriptedModel, ScriptedTurn};
+use clarion_engine::model::BoxFuture;
+use clarion_engine::model::scripted::{ScriptedModel, ScriptedTurn};
 use clarion_engine::run::{Engine, EngineError, Run, RunStatus};
 use clarion_engine::store::{MemoryStore, Step, StoreError, ThreadStore};
 use clarion_engine::thread::{Message, Metadata, Thread};
 use clarion_engine::tool::{ToolError, ToolExecutor, ToolRequest};
+use clarion_flow::diagnostic::{Diagnostic, render};
+use clarion_flow::{LoadReport, load_bytes, load_file, load_str};
 use serde_json::{Value, json};
 use support::{assert_protocol, flow_from};
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clarion_engine::clock::ManualClock;
 use clarion_engine::events::{Event, EventLog, NoEvents};
-use clarion_engine::provider::scripted::{ScriptedModel, ScriptedTurn};
+use clarion_engine::model::scripted::{ScriptedModel, ScriptedTurn};
 use clarion_engine::run::{Engine, EngineError, RunStatus, ToolOutputSubmission};
 use clarion_engine::store::{MemoryStore, StoreError, ThreadStore};
 use clarion_engine::thread::{Metadata, MetadataError, OutputStatus};
@@ -53,9 +53,7 @@ builtin = "test.slow"
 
 fn travel_tools() -> Arc<dyn ToolExecutor> {
     Arc::new(FnExecutor(
-        |tool: &clarion_engine::flow::Tool, args: &serde_json::Map<String, Value>| match tool
-            .name
-            .as_str()
+        |tool: &clarion_flow::Tool, args: &serde_json::Map<String, Value>| match tool.name.as_str()
         {
             "search" => Ok(
                 json!({ "flights": [format!("TP{}", args["destination"].as_str().unwrap_or_default().len())] }),
@@ -343,7 +341,7 @@ impl ToolExecutor for Hangs {
     fn execute<'a>(
         &'a self,
         _request: ToolRequest<'a>,
-    ) -> clarion_engine::provider::BoxFuture<'a, Result<Value, ToolError>> {
+    ) -> clarion_engine::model::BoxFuture<'a, Result<Value, ToolError>> {
         Box::pin(std::future::pending())
     }
 }

@@ -6,7 +6,7 @@ mod support;
 use std::sync::Arc;
 
 use clarion_engine::events::{Event, EventLog, NoEvents};
-use clarion_engine::provider::scripted::ScriptedTurn;
+use clarion_engine::model::scripted::ScriptedTurn;
 use clarion_engine::run::RunStatus;
 use clarion_engine::thread::{MessageKind, OutputStatus};
 use clarion_engine::tool::{FnExecutor, ToolError};
@@ -170,7 +170,7 @@ async fn budget_analysis_chains_into_the_savings_timeline_through_a_slot() {
 #[tokio::test]
 async fn a_tool_failure_becomes_an_output_with_on_error_context_and_the_run_goes_on() {
     let executor = FnExecutor(
-        |_: &clarion_engine::flow::Tool, _: &serde_json::Map<String, serde_json::Value>| {
+        |_: &clarion_flow::Tool, _: &serde_json::Map<String, serde_json::Value>| {
             Err(ToolError::new("failed", "division by zero"))
         },
     );
@@ -217,7 +217,7 @@ async fn a_tool_failure_becomes_an_output_with_on_error_context_and_the_run_goes
 #[tokio::test]
 async fn too_many_failures_in_a_row_fail_the_run_and_the_thread_stays_usable() {
     let executor = FnExecutor(
-        |_: &clarion_engine::flow::Tool, _: &serde_json::Map<String, serde_json::Value>| {
+        |_: &clarion_flow::Tool, _: &serde_json::Map<String, serde_json::Value>| {
             Err(ToolError::new("failed", "backend down"))
         },
     );

@@ -6,20 +6,20 @@ mod support;
 use std::sync::{Arc, Mutex};
 
 use clarion_engine::events::{Event, EventLog, EventSink};
-use clarion_engine::export::{ExportFormat, REPLY_TOOL, export};
-use clarion_engine::provider::scripted::{ScriptedModel, ScriptedTurn};
-use clarion_engine::provider::{BoxFuture, Model, ModelError, ModelRequest, ModelResponse};
+use clarion_engine::model::scripted::{ScriptedModel, ScriptedTurn};
+use clarion_engine::model::{BoxFuture, Model, ModelError, ModelRequest, ModelResponse};
 use clarion_engine::run::{Engine, RunStatus};
 use clarion_engine::store::MemoryStore;
 use clarion_engine::thread::{MessageKind, Metadata, OutputStatus};
 use clarion_engine::tool::FnExecutor;
+use clarion_flow::export::{ExportFormat, REPLY_TOOL, export};
 use serde_json::{Map, Value, json};
 use support::*;
 
 const ALL: &str = r#"{"goal_amount": 12000, "monthly_income": 5000, "monthly_savings": 1000}"#;
 const SAID: &str = "I want $12,000; I earn $5,000 and save $1,000 a month. How long?";
 
-fn required_flow() -> Arc<clarion_engine::Flow> {
+fn required_flow() -> Arc<clarion_flow::Flow> {
     let text = std::fs::read_to_string(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../flows/personal-finance.toml"),
     )
@@ -54,7 +54,7 @@ impl Model for Watching {
     }
 }
 
-fn watched(flow: Arc<clarion_engine::Flow>, turns: Vec<ScriptedTurn>) -> (Engine, Arc<Watching>) {
+fn watched(flow: Arc<clarion_flow::Flow>, turns: Vec<ScriptedTurn>) -> (Engine, Arc<Watching>) {
     let model = Arc::new(Watching {
         inner: ScriptedModel::new(turns),
         words_only: Mutex::new(Vec::new()),
@@ -279,7 +279,7 @@ async fn a_reply_alongside_a_call_is_the_calls_text_not_the_answer() {
 
 #[test]
 fn export_adds_the_reply_tool_under_required_only() {
-    let names = |flow: &clarion_engine::Flow, format| -> Vec<String> {
+    let names = |flow: &clarion_flow::Flow, format| -> Vec<String> {
         let body = export(flow, format, &Map::new(), &Map::new()).unwrap_or_else(|e| panic!("{e}"));
         body["tools"]
             .as_array()

@@ -3,7 +3,7 @@
 
 mod common;
 
-use clarion_engine::provider::scripted::ScriptedTurn;
+use clarion_engine::model::scripted::ScriptedTurn;
 use serde_json::{Value, json};
 
 use common::{
@@ -705,7 +705,7 @@ async fn many_threads_run_in_parallel_and_each_thread_has_one_active_run() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn additional_instructions_reach_the_model_for_that_run_only() {
     let recorder = std::sync::Arc::new(Recorder {
-        script: clarion_engine::provider::scripted::ScriptedModel::new([
+        script: clarion_engine::model::scripted::ScriptedModel::new([
             ScriptedTurn::text("Bonjour."),
             ScriptedTurn::text("Hello."),
         ]),
@@ -819,14 +819,14 @@ struct HalfwayModel {
     release: tokio::sync::Notify,
 }
 
-impl clarion_engine::provider::Model for HalfwayModel {
+impl clarion_engine::model::Model for HalfwayModel {
     fn respond<'a>(
         &'a self,
-        _request: clarion_engine::provider::ModelRequest<'a>,
+        _request: clarion_engine::model::ModelRequest<'a>,
         events: &'a dyn clarion_engine::events::EventSink,
-    ) -> clarion_engine::provider::BoxFuture<
+    ) -> clarion_engine::model::BoxFuture<
         'a,
-        Result<clarion_engine::provider::ModelResponse, clarion_engine::provider::ModelError>,
+        Result<clarion_engine::model::ModelResponse, clarion_engine::model::ModelError>,
     > {
         use clarion_engine::events::Event;
         Box::pin(async move {
@@ -837,8 +837,8 @@ impl clarion_engine::provider::Model for HalfwayModel {
             events.emit(&Event::TextDelta {
                 text: " world".into(),
             });
-            Ok(clarion_engine::provider::ModelResponse {
-                turn: clarion_engine::provider::ModelTurn::Text("Hello world".into()),
+            Ok(clarion_engine::model::ModelResponse {
+                turn: clarion_engine::model::ModelTurn::Text("Hello world".into()),
                 usage: clarion_engine::run::Usage::default(),
             })
         })
@@ -922,20 +922,20 @@ async fn a_client_that_never_finishes_its_headers_is_cut_off() {
 /// Streams a few words, then fails.
 struct BrokenOffModel;
 
-impl clarion_engine::provider::Model for BrokenOffModel {
+impl clarion_engine::model::Model for BrokenOffModel {
     fn respond<'a>(
         &'a self,
-        _request: clarion_engine::provider::ModelRequest<'a>,
+        _request: clarion_engine::model::ModelRequest<'a>,
         events: &'a dyn clarion_engine::events::EventSink,
-    ) -> clarion_engine::provider::BoxFuture<
+    ) -> clarion_engine::model::BoxFuture<
         'a,
-        Result<clarion_engine::provider::ModelResponse, clarion_engine::provider::ModelError>,
+        Result<clarion_engine::model::ModelResponse, clarion_engine::model::ModelError>,
     > {
         Box::pin(async move {
             events.emit(&clarion_engine::events::Event::TextDelta {
                 text: "Your goal takes".into(),
             });
-            Err(clarion_engine::provider::ModelError::new(
+            Err(clarion_engine::model::ModelError::new(
                 "stream_interrupted",
                 "the stream broke off",
             ))

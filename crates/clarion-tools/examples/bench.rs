@@ -15,8 +15,8 @@ use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use clarion_engine::flow::{Flow, load_str};
 use clarion_engine::tool::{ToolExecutor, ToolRequest};
+use clarion_flow::{Flow, load_str};
 use clarion_tools::{BuiltinRegistry, ClarionTools};
 use serde_json::{Map, Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -96,7 +96,7 @@ fn flow(tools: &str) -> Flow {
     let messages: Vec<String> = report
         .diagnostics
         .iter()
-        .map(clarion_engine::diagnostic::Diagnostic::message)
+        .map(clarion_flow::diagnostic::Diagnostic::message)
         .collect();
     report
         .into_result()

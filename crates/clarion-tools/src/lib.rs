@@ -5,7 +5,7 @@
 //!
 //! - [`builtin`]: Rust functions with typed arguments, registered by name (the finance
 //!   functions of `flows/personal-finance.toml` ship with it). The registry doubles as the
-//!   [`BuiltinCatalog`](clarion_engine::flow::BuiltinCatalog) the loader checks flows
+//!   [`BuiltinCatalog`](clarion_flow::BuiltinCatalog) the loader checks flows
 //!   against;
 //! - [`http`]: HTTP APIs, with SSRF protection, bounded responses, retries for idempotent
 //!   methods and secrets kept out of every message;
@@ -19,7 +19,7 @@
 //! is safe without the engine's timeout around it.
 //!
 //! ```
-//! use clarion_engine::flow::{LoadOptions, load_str_with};
+//! use clarion_flow::{LoadOptions, load_str_with};
 //! use clarion_tools::ClarionTools;
 //!
 //! let tools = ClarionTools::new();
@@ -44,9 +44,9 @@ pub mod redact;
 
 use std::time::Duration;
 
-use clarion_engine::flow::Executor;
-use clarion_engine::provider::BoxFuture;
+use clarion_engine::model::BoxFuture;
 use clarion_engine::tool::{ToolError, ToolExecutor, ToolRequest};
+use clarion_flow::Executor;
 use serde_json::Value;
 
 pub use builtin::{Builtin, BuiltinRegistry};

@@ -3,10 +3,8 @@
 
 use std::path::Path;
 
-use clarion_engine::diagnostic::{Diagnostic, render};
-use clarion_engine::flow::{
-    LoadOptions, LoadReport, load_file, load_file_with, load_str, load_str_with,
-};
+use clarion_flow::diagnostic::{Diagnostic, render};
+use clarion_flow::{LoadOptions, LoadReport, load_file, load_file_with, load_str, load_str_with};
 use clarion_tools::BuiltinRegistry;
 
 fn with_catalog(text: &str) -> LoadReport {

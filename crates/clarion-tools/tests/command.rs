@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use clarion_engine::flow::{Flow, Tool, load_str};
 use clarion_engine::tool::{ToolError, ToolExecutor, ToolRequest};
+use clarion_flow::{Flow, Tool, load_str};
 use clarion_tools::ClarionTools;
 use serde_json::{Map, Value, json};
 
@@ -49,7 +49,7 @@ required = false
     let messages: Vec<String> = report
         .diagnostics
         .iter()
-        .map(clarion_engine::diagnostic::Diagnostic::message)
+        .map(clarion_flow::diagnostic::Diagnostic::message)
         .collect();
     report
         .into_result()
@@ -370,7 +370,7 @@ async fn a_missing_program_is_unavailable() {
 #[tokio::test]
 async fn the_example_classifier_runs_as_the_flow_declares_it() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../flows/support-triage.toml");
-    let flow = clarion_engine::flow::load_file(&path)
+    let flow = clarion_flow::load_file(&path)
         .into_result()
         .unwrap_or_else(|e| panic!("{e}"));
     let tools = ClarionTools::new();

@@ -5,8 +5,8 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use clarion_engine::flow::{Flow, load_str};
 use clarion_engine::tool::{ToolError, ToolExecutor, ToolRequest};
+use clarion_flow::{Flow, load_str};
 use clarion_tools::{ClarionTools, NetworkPolicy};
 use serde_json::{Map, Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -48,7 +48,7 @@ required = false
     let messages: Vec<String> = report
         .diagnostics
         .iter()
-        .map(clarion_engine::diagnostic::Diagnostic::message)
+        .map(clarion_flow::diagnostic::Diagnostic::message)
         .collect();
     report
         .into_result()

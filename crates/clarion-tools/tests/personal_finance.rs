@@ -5,11 +5,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use clarion_engine::events::NoEvents;
-use clarion_engine::flow::{LoadOptions, load_file_with};
-use clarion_engine::provider::scripted::{ScriptedModel, ScriptedTurn};
+use clarion_engine::model::scripted::{ScriptedModel, ScriptedTurn};
 use clarion_engine::run::{Engine, RunStatus};
 use clarion_engine::store::{MemoryStore, ThreadStore};
 use clarion_engine::thread::{MessageKind, Metadata, OutputStatus, Thread};
+use clarion_flow::{LoadOptions, load_file_with};
 use clarion_tools::ClarionTools;
 use serde_json::{Value, json};
 

@@ -24,12 +24,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clarion_engine::events::{Event, EventSink};
-use clarion_engine::flow::{Flow, LoadOptions, load_file_with, load_str_with};
-use clarion_engine::provider::select::{ProviderOverrides, model_for, resolve};
 use clarion_engine::run::{Engine, Run, RunStatus, ToolOutputSubmission};
-use clarion_engine::store::{SqliteStore, StoreError};
+use clarion_engine::store::StoreError;
 use clarion_engine::thread::{Metadata, Thread};
-use clarion_engine::transcript::Transcript;
+use clarion_flow::{Flow, LoadOptions, load_file_with, load_str_with};
+use clarion_providers::select::{ProviderOverrides, model_for, resolve};
+use clarion_store::SqliteStore;
+use clarion_testing::transcript::Transcript;
 use clarion_tools::ClarionTools;
 use tokio::sync::{oneshot, watch};
 

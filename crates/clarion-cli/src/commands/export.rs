@@ -1,8 +1,8 @@
 //! `clarion export`: the assistant definition for a provider, as pretty JSON on stdout.
 //! Diagnostics (warnings, or the errors that stop the export) go to stderr.
 
-use clarion_engine::export::{ExportFormat, export};
-use clarion_engine::flow::{LoadOptions, load_file_with};
+use clarion_flow::export::{ExportFormat, export};
+use clarion_flow::{LoadOptions, load_file_with};
 use clarion_tools::BuiltinRegistry;
 use serde_json::{Map, Value};
 

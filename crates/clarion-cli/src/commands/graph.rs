@@ -1,11 +1,11 @@
 //! `clarion graph FLOW`: the flow as a Mermaid (default) or Graphviz diagram on stdout.
 //!
-//! The diagram itself is built by [`clarion_engine::graph`], which library users can call
+//! The diagram itself is built by [`clarion_flow::graph`], which library users can call
 //! too; this command loads the flow, reports its problems like `clarion export` does, and
 //! prints. A flow with errors has no diagram: exit 1, as `clarion validate` would.
 
-use clarion_engine::flow::{LoadOptions, load_file_with};
-use clarion_engine::graph::Graph;
+use clarion_flow::graph::Graph;
+use clarion_flow::{LoadOptions, load_file_with};
 use clarion_tools::BuiltinRegistry;
 
 use crate::args::{GraphArgs, GraphFormat};

@@ -7,9 +7,9 @@ use crate::output;
 
 pub fn run(args: &SchemaArgs) -> Exit {
     if args.scenario {
-        output::out(&clarion_engine::scenario::schema::scenario_schema_text());
+        output::out(&clarion_testing::scenario::schema::scenario_schema_text());
         return Exit::Success;
     }
-    output::out(&clarion_engine::flow::schema::flow_schema_text());
+    output::out(&clarion_flow::schema::flow_schema_text());
     Exit::Success
 }

@@ -8,19 +8,20 @@
 
 use std::sync::Arc;
 
-use clarion_engine::diagnostic::{Severity, render};
-use clarion_engine::flow::{LoadOptions, load_file_with};
-use clarion_engine::provider::select::{ProviderOverrides, model_for};
 use clarion_engine::run::Engine;
-use clarion_engine::store::{SqliteStore, ThreadStore};
+use clarion_engine::store::ThreadStore;
+use clarion_flow::diagnostic::{Severity, render};
+use clarion_flow::{LoadOptions, load_file_with};
+use clarion_providers::select::{ProviderOverrides, model_for};
 use clarion_server::{ApiKeys, AppState};
+use clarion_store::SqliteStore;
 use clarion_tools::ClarionTools;
 
 use crate::args::ServeArgs;
-use crate::discover::flow_files;
 use crate::error::CliError;
 use crate::exit::Exit;
 use crate::output;
+use clarion_flow::discover::flow_files;
 
 pub fn run(args: &ServeArgs) -> Result<Exit, CliError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -12,9 +12,10 @@ use std::fmt::Write as _;
 
 use clarion_engine::events::Event;
 use clarion_engine::run::Run;
-use clarion_engine::store::{SqliteStore, StoreError, ThreadStore as _};
+use clarion_engine::store::{StoreError, ThreadStore as _};
 use clarion_engine::thread::{MessageKind, Thread};
-use clarion_engine::transcript::{Redactor, Transcript, inline_json};
+use clarion_store::SqliteStore;
+use clarion_testing::transcript::{Redactor, Transcript, inline_json};
 use serde_json::{Value, json};
 
 use crate::args::{

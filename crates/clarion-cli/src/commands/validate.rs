@@ -1,13 +1,13 @@
 //! `clarion validate`: every problem in every file, then a summary line.
 
-use clarion_engine::diagnostic::render;
-use clarion_engine::flow::{LoadOptions, LoadReport, load_file_with};
+use clarion_flow::diagnostic::render;
+use clarion_flow::{LoadOptions, LoadReport, load_file_with};
 use clarion_tools::BuiltinRegistry;
 
 use crate::args::{DiagnosticFormat, ValidateArgs};
-use crate::discover::flow_files;
 use crate::exit::Exit;
 use crate::output;
+use clarion_flow::discover::flow_files;
 
 pub fn run(args: &ValidateArgs) -> Result<Exit, crate::error::CliError> {
     let files = flow_files(&args.paths)?;

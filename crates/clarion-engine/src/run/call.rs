@@ -12,10 +12,10 @@ use std::collections::HashMap;
 use serde_json::{Map, Value};
 
 use super::grounding::{Claim, Said, ValueKind};
-use crate::flow::{Flow, Tool};
-use crate::suggest;
 use crate::thread::{PendingCall, ToolCall};
 use crate::tool::ToolError;
+use clarion_flow::suggest;
+use clarion_flow::{Flow, Tool};
 
 /// Compiled JSON Schema validators for every parameter and slot of a flow, built once.
 pub struct Validators {

@@ -28,16 +28,16 @@ use super::rules::{self, RuleEffects};
 use super::{Ask, LastError, Run, RunStatus, StagedTurn, protocol};
 use crate::clock::{Clock, SystemClock};
 use crate::events::{Event, EventSink};
-use crate::export;
-use crate::flow::{Executor, Flow, Tool};
 use crate::ids::new_id;
-use crate::provider::{Model, ModelRequest, ModelTurn};
+use crate::model::{Model, ModelRequest, ModelTurn};
 use crate::store::{Step, ThreadStore};
-use crate::template;
 use crate::thread::{
     Message, MessageKind, Metadata, OutputStatus, PendingCall, Thread, ToolCall, content_value,
 };
 use crate::tool::{ToolError, ToolExecutor, ToolRequest};
+use clarion_flow::export;
+use clarion_flow::template;
+use clarion_flow::{Executor, Flow, Tool};
 
 use super::error::EngineError;
 
@@ -1430,7 +1430,7 @@ fn tool_timeout(flow: &Flow, tool: &Tool) -> Duration {
         Executor::Builtin(_) | Executor::Client => None,
     };
     specific
-        .and_then(crate::flow::model::parse_duration)
+        .and_then(clarion_flow::model::parse_duration)
         .unwrap_or(flow.limits.tool_timeout)
 }
 

@@ -9,10 +9,10 @@ use serde_json::{Map, Value};
 
 use super::call::Validators;
 use crate::events::{Event, EventSink};
-use crate::flow::Tool;
-use crate::flow::check::params::suggested_question;
-use crate::template::{describe, environment, to_value};
 use crate::tool::ToolError;
+use clarion_flow::Tool;
+use clarion_flow::check::params::suggested_question;
+use clarion_flow::template::{describe, environment, to_value};
 
 /// What the rules of one call produced.
 #[derive(Debug, Default, Clone, PartialEq)]

@@ -5,17 +5,15 @@
 //! operations also check the thread's lock atomically (starting a run, adding a user
 //! message), so two processes sharing a store cannot both run one thread.
 //!
-//! [`memory`] keeps everything in a map (tests, short-lived embeddings); the SQLite store is
-//! the embedded default for the CLI and the server.
+//! [`memory`] keeps everything in a map (tests, short-lived embeddings); the SQLite store
+//! (`clarion-store`) is the embedded default for the CLI and the server.
 
 pub mod memory;
-pub mod sqlite;
 
 use crate::run::Run;
 use crate::thread::{Message, Metadata, Thread};
 
 pub use memory::MemoryStore;
-pub use sqlite::SqliteStore;
 
 /// What a store can fail with.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -7,8 +7,8 @@
 
 use serde_json::{Map, Value};
 
-use crate::flow::{Flow, Tool};
-use crate::provider::BoxFuture;
+use crate::model::BoxFuture;
+use clarion_flow::{Flow, Tool};
 
 /// One call to execute.
 #[derive(Debug, Clone, Copy)]

@@ -7,13 +7,13 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use clarion_engine::Flow;
-use clarion_engine::flow::load_file;
-use clarion_engine::provider::scripted::{ScriptedModel, ScriptedTurn};
+use clarion_engine::model::scripted::{ScriptedModel, ScriptedTurn};
 use clarion_engine::run::{Engine, protocol};
 use clarion_engine::store::{MemoryStore, ThreadStore};
 use clarion_engine::thread::{MessageKind, Metadata, OutputStatus, Thread};
 use clarion_engine::tool::{FnExecutor, ToolError, ToolExecutor};
+use clarion_flow::Flow;
+use clarion_flow::load_file;
 use serde_json::{Map, Value, json};
 
 pub fn personal_finance() -> Arc<Flow> {
@@ -26,11 +26,11 @@ pub fn personal_finance() -> Arc<Flow> {
 }
 
 pub fn flow_from(text: &str) -> Arc<Flow> {
-    let report = clarion_engine::flow::load_str("test.toml", text, None);
+    let report = clarion_flow::load_str("test.toml", text, None);
     let messages: Vec<String> = report
         .diagnostics
         .iter()
-        .map(clarion_engine::diagnostic::Diagnostic::message)
+        .map(clarion_flow::diagnostic::Diagnostic::message)
         .collect();
     Arc::new(
         report
@@ -44,10 +44,7 @@ fn number(args: &Map<String, Value>, key: &str) -> f64 {
 }
 
 /// Stand-in finance tools with the shapes the example flow's rules read.
-pub fn finance(
-    tool: &clarion_engine::flow::Tool,
-    args: &Map<String, Value>,
-) -> Result<Value, ToolError> {
+pub fn finance(tool: &clarion_flow::Tool, args: &Map<String, Value>) -> Result<Value, ToolError> {
     match tool.name.as_str() {
         "calculate_savings_timeline" => {
             let months = (number(args, "goal_amount") / number(args, "monthly_savings")).ceil();

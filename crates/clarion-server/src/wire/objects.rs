@@ -5,9 +5,9 @@
 //! a question is an assistant message whose metadata says `clarion_kind: question` with
 //! the tool and parameters it asks for.
 
-use clarion_engine::flow::Executor;
 use clarion_engine::run::{Run, RunStatus};
 use clarion_engine::thread::{Message, MessageKind, Metadata, Thread};
+use clarion_flow::Executor;
 use serde_json::{Map, Value, json};
 
 use crate::auth::RESERVED_PREFIX;

@@ -8,16 +8,15 @@ use std::path::Path;
 use std::sync::Arc;
 
 use clarion_engine::events::EventSink;
-use clarion_engine::flow::{LoadOptions, load_file_with};
-use clarion_engine::provider::scripted::{ScriptedModel, ScriptedTurn};
-use clarion_engine::provider::{
-    BoxFuture, Model, ModelError, ModelRequest, ModelResponse, ModelTurn,
-};
+use clarion_engine::model::scripted::{ScriptedModel, ScriptedTurn};
+use clarion_engine::model::{BoxFuture, Model, ModelError, ModelRequest, ModelResponse, ModelTurn};
 use clarion_engine::run::Engine;
 use clarion_engine::run::Usage;
-use clarion_engine::store::{SqliteStore, ThreadStore};
+use clarion_engine::store::ThreadStore;
 use clarion_engine::thread::{MessageKind, ToolCall};
+use clarion_flow::{LoadOptions, load_file_with};
 use clarion_server::{ApiKeys, AppState};
+use clarion_store::SqliteStore;
 use clarion_tools::ClarionTools;
 
 /// A running server.

@@ -18,8 +18,8 @@ mod schema;
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
 
-use clarion_engine::flow::BuiltinCatalog;
 use clarion_engine::tool::ToolError;
+use clarion_flow::BuiltinCatalog;
 use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};

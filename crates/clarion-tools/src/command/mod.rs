@@ -22,10 +22,10 @@ use std::process::{ExitStatus, Stdio};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use clarion_engine::flow::Flow;
-use clarion_engine::flow::model::CommandSpec;
-use clarion_engine::flow::model::parse_duration;
 use clarion_engine::tool::ToolError;
+use clarion_flow::Flow;
+use clarion_flow::model::CommandSpec;
+use clarion_flow::model::parse_duration;
 use serde_json::{Map, Value};
 use tokio::io::AsyncWriteExt;
 use tokio::process::{Child, Command};

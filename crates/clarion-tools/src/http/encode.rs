@@ -43,7 +43,7 @@ fn plain(value: &Value) -> String {
 pub fn url_environment() -> &'static Environment<'static> {
     static ENV: OnceLock<Environment<'static>> = OnceLock::new();
     ENV.get_or_init(|| {
-        let mut env = clarion_engine::template::environment().clone();
+        let mut env = clarion_flow::template::environment().clone();
         env.set_formatter(|out, _state, value| {
             let text = plain(value);
             if text == "." || text == ".." {
@@ -67,7 +67,7 @@ mod tests {
     fn render(template: &str, value: &serde_json::Value) -> Result<String, Error> {
         url_environment().render_str(
             template,
-            context! { args => clarion_engine::template::to_value(value) },
+            context! { args => clarion_flow::template::to_value(value) },
         )
     }
 

@@ -22,10 +22,10 @@ use std::error::Error as _;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use clarion_engine::flow::Flow;
-use clarion_engine::flow::model::HttpSpec;
-use clarion_engine::flow::model::parse_duration;
 use clarion_engine::tool::ToolError;
+use clarion_flow::Flow;
+use clarion_flow::model::HttpSpec;
+use clarion_flow::model::parse_duration;
 use reqwest::{Client, StatusCode, redirect};
 use serde_json::{Map, Value};
 use tokio::time::Instant;

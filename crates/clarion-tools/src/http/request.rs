@@ -8,9 +8,9 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use clarion_engine::flow::model::{HttpBody, HttpMethod, HttpSpec};
-use clarion_engine::template::{self, describe, to_value};
 use clarion_engine::tool::ToolError;
+use clarion_flow::model::{HttpBody, HttpMethod, HttpSpec};
+use clarion_flow::template::{self, describe, to_value};
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, Url};
 use serde_json::{Map, Value};

@@ -84,8 +84,8 @@ fn failure_message(result: &Result) -> String {
         return first.message();
     }
     match &result.check.state {
-        Some(clarion_engine::testing::SnapshotState::New) => "no snapshot yet".to_owned(),
-        Some(clarion_engine::testing::SnapshotState::Changed { .. }) => {
+        Some(clarion_testing::SnapshotState::New) => "no snapshot yet".to_owned(),
+        Some(clarion_testing::SnapshotState::Changed { .. }) => {
             "the transcript differs from its snapshot".to_owned()
         }
         _ => result

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use clarion_engine::testing::{
+use clarion_testing::{
     ModelMode, Outcome, Runner, SnapshotCheck, SnapshotState, UpdateMode, is_ci, scenario_files,
 };
 

@@ -4,7 +4,7 @@
 
 use std::io::BufRead;
 
-use clarion_engine::testing::{SnapshotState, pending_path};
+use clarion_testing::{SnapshotState, pending_path};
 
 use super::Result;
 use crate::output;
@@ -44,9 +44,7 @@ pub fn review(results: &mut [Result], styled: bool) {
             result.outcome.path.display(),
             if old.is_empty() { "new" } else { "changed" }
         );
-        text.push_str(&clarion_engine::testing::unified_diff(
-            &old, &new.body, styled,
-        ));
+        text.push_str(&clarion_testing::unified_diff(&old, &new.body, styled));
         text.push_str("accept (a), reject (r) or skip (s)? ");
         output::out(&text);
         let answer = loop {
@@ -85,11 +83,7 @@ pub fn review(results: &mut [Result], styled: bool) {
     }
 }
 
-fn write_pending(
-    result: &mut Result,
-    new: &clarion_engine::testing::Snapshot,
-    path: &std::path::Path,
-) {
+fn write_pending(result: &mut Result, new: &clarion_testing::Snapshot, path: &std::path::Path) {
     let pending = pending_path(path);
     match new.write(&pending) {
         Ok(()) => result.check.written = Some(pending),

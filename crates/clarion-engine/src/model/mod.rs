@@ -1,0 +1,114 @@
+//! The model: the one seam between the engine and a language model.
+//!
+//! [`Model`] has one job — given the rendered instructions, the thread's messages and the
+//! flow's tools, return the model's next turn: text, or tool calls. Providers translate
+//! Clarion's messages into their wire format (Chat Completions, Responses…) and back; the
+//! engine never sees a wire format. The HTTP providers live in `clarion-providers`;
+//! [`scripted`] plays the model's side from a list of turns, for tests and scenarios.
+
+pub mod scripted;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use crate::events::EventSink;
+use crate::run::Usage;
+use crate::thread::{Message, ToolCall};
+use clarion_flow::Flow;
+
+/// A boxed future, so traits with async methods stay object-safe.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What the engine asks the model.
+#[derive(Debug, Clone, Copy)]
+pub struct ModelRequest<'a> {
+    /// The flow (model name, sampling options, tools).
+    pub flow: &'a Flow,
+    /// The instructions, rendered with the thread's slots and metadata.
+    pub instructions: &'a str,
+    /// The conversation so far; every tool call in it has exactly one output.
+    pub messages: &'a [Message],
+    /// Answer in words this time, calling no tool: `tool_choice` is `none`, or under
+    /// `required` the [reply tool](clarion_flow::export::REPLY_TOOL) (the engine's loop guard asks
+    /// for it after the model repeated a call that had already succeeded).
+    pub words_only: bool,
+}
+
+impl ModelRequest<'_> {
+    /// The `tool_choice` to send when it differs from the flow's: words only.
+    #[must_use]
+    pub fn tool_choice_override(
+        &self,
+        format: clarion_flow::export::ExportFormat,
+    ) -> Option<serde_json::Value> {
+        if !self.words_only || self.flow.tools.is_empty() {
+            return None;
+        }
+        let reply = clarion_flow::export::REPLY_TOOL;
+        Some(if clarion_flow::export::offers_reply(self.flow) {
+            match format {
+                clarion_flow::export::ExportFormat::Responses => {
+                    serde_json::json!({ "type": "function", "name": reply })
+                }
+                _ => serde_json::json!({ "type": "function", "function": { "name": reply } }),
+            }
+        } else {
+            serde_json::json!("none")
+        })
+    }
+}
+
+/// The model's next turn.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelTurn {
+    /// A reply to the user.
+    Text(String),
+    /// Tool calls, possibly with text.
+    ToolCalls {
+        /// Text alongside the calls.
+        text: Option<String>,
+        /// The calls (ids may be empty; the engine assigns fresh ones then).
+        calls: Vec<ToolCall>,
+    },
+}
+
+/// The model's turn and what it cost.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelResponse {
+    /// The turn.
+    pub turn: ModelTurn,
+    /// Tokens used by this request.
+    pub usage: Usage,
+}
+
+/// Why the model gave no turn.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ModelError {
+    /// A stable code, e.g. `rate_limited`, `unavailable`, `bad_request`, `invalid_response`,
+    /// `script_exhausted`, `script_mismatch`.
+    pub code: &'static str,
+    /// What happened, with secrets redacted.
+    pub message: String,
+}
+
+impl ModelError {
+    /// An error with `code` and `message`.
+    #[must_use]
+    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// A language model.
+pub trait Model: Send + Sync {
+    /// The model's next turn. Streaming providers emit `TextDelta` events as text arrives.
+    fn respond<'a>(
+        &'a self,
+        request: ModelRequest<'a>,
+        events: &'a dyn EventSink,
+    ) -> BoxFuture<'a, Result<ModelResponse, ModelError>>;
+}

@@ -1,0 +1,66 @@
+//! Exactly one executor per tool: `builtin`, `http`, `command`, or `client = true`.
+
+use super::Checker;
+use crate::diagnostic::{Diagnostic, DiagnosticKind};
+use crate::spans::pointer;
+use crate::suggest;
+
+pub(super) fn check(checker: &mut Checker<'_>) {
+    for (tool, spec) in &checker.file.tools {
+        let at = pointer(&["tools", tool]);
+        // A removed `builtin` or `client` key would make the count wrong; `http` and
+        // `command` tables are repaired in place and still count.
+        if ["", "/builtin", "/client"]
+            .iter()
+            .any(|key| checker.broken.covers(&format!("{at}{key}")))
+        {
+            continue;
+        }
+        let mut found: Vec<&str> = Vec::new();
+        if spec.builtin.is_some() {
+            found.push("builtin");
+        }
+        if spec.http.is_some() {
+            found.push("http");
+        }
+        if spec.command.is_some() {
+            found.push("command");
+        }
+        if spec.client == Some(true) {
+            found.push("client");
+        }
+        match found.as_slice() {
+            [_] => {}
+            // A broken key may be a misspelt `builtin`; the typo is reported already.
+            [] if checker.broken.has_broken_key(&at) => {}
+            [] => checker.report(
+                Diagnostic::new(
+                    DiagnosticKind::NoExecutor { tool: tool.clone() },
+                    checker.key(&at),
+                )
+                .with_label("nothing runs this tool")
+                .with_help(
+                    "add one of `builtin = \"…\"`, a `[tools.NAME.http]` table, a \
+                         `[tools.NAME.command]` table, or `client = true`",
+                ),
+            ),
+            [first, rest @ ..] => {
+                let mut diagnostic = Diagnostic::new(
+                    DiagnosticKind::MultipleExecutors {
+                        tool: tool.clone(),
+                        found: suggest::list(&found),
+                    },
+                    checker.key(&format!("{at}/{first}")),
+                )
+                .with_label(format!("`{first}` here"))
+                .with_help("keep exactly one executor per tool; split it into two tools if both are needed");
+                for other in rest {
+                    if let Some(span) = checker.key(&format!("{at}/{other}")) {
+                        diagnostic = diagnostic.with_related(span, format!("and `{other}` here"));
+                    }
+                }
+                checker.report(diagnostic);
+            }
+        }
+    }
+}

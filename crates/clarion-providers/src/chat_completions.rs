@@ -1,0 +1,411 @@
+//! OpenAI Chat Completions (`POST /chat/completions`), the protocol nearly every server
+//! speaks: OpenAI, Azure OpenAI, Ollama, vLLM, llama.cpp's `llama-server`, LM Studio,
+//! OpenRouter, Groq.
+//!
+//! The request starts from the flow's export ([`clarion_flow::export::definition`]), so `clarion
+//! export` shows exactly what the model receives, and appends the conversation:
+//!
+//! | Clarion message | Chat Completions message |
+//! | --- | --- |
+//! | user | `user` |
+//! | assistant reply, clarification question | `assistant` |
+//! | tool calls | `assistant` with `tool_calls` (arguments as a JSON string) |
+//! | tool output | `tool` with `tool_call_id` |
+//! | injected context | `system` (or `user` with `[context]`, see [`ContextRole`]) |
+//!
+//! Responses are read whole or streamed (SSE): text deltas become `TextDelta` events as
+//! they arrive, and tool-call deltas are assembled by their `index`.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
+
+use crate::config::{ContextRole, ProviderConfig};
+use crate::http::{ChunkReader, ProviderClient};
+use crate::sse::SseDecoder;
+use clarion_engine::events::{Event, EventSink};
+use clarion_engine::model::{BoxFuture, Model, ModelError, ModelRequest, ModelResponse, ModelTurn};
+use clarion_engine::run::Usage;
+use clarion_engine::thread::{MessageKind, ToolCall};
+use clarion_flow::export::{ExportFormat, definition};
+
+/// A Chat Completions model.
+#[derive(Debug, Clone)]
+pub struct ChatCompletions {
+    client: ProviderClient,
+}
+
+impl ChatCompletions {
+    /// A model behind `config`.
+    pub fn new(config: ProviderConfig) -> Result<Self, ModelError> {
+        Ok(Self {
+            client: ProviderClient::new(config)?,
+        })
+    }
+}
+
+impl Model for ChatCompletions {
+    fn respond<'a>(
+        &'a self,
+        request: ModelRequest<'a>,
+        events: &'a dyn EventSink,
+    ) -> BoxFuture<'a, Result<ModelResponse, ModelError>> {
+        Box::pin(async move {
+            let config = self.client.config();
+            let body = request_body(config, &request);
+            let response = self.client.post("chat/completions", &body).await?;
+            if config.stream {
+                read_stream(&self.client, response, events).await
+            } else {
+                let body = self.client.read_json(response).await?;
+                let response = parse_response(&body)?;
+                if let ModelTurn::Text(text)
+                | ModelTurn::ToolCalls {
+                    text: Some(text), ..
+                } = &response.turn
+                {
+                    events.emit(&Event::TextDelta { text: text.clone() });
+                }
+                Ok(response)
+            }
+        })
+    }
+}
+
+/// The request body for `request`.
+#[must_use]
+pub fn request_body(config: &ProviderConfig, request: &ModelRequest<'_>) -> Value {
+    let mut body = definition(
+        request.flow,
+        ExportFormat::ChatCompletions,
+        request.instructions.to_owned(),
+    );
+    if let Some(model) = &config.model {
+        body.insert("model".to_owned(), Value::String(model.clone()));
+    }
+    if let Some(choice) = request.tool_choice_override(ExportFormat::ChatCompletions) {
+        body.insert("tool_choice".to_owned(), choice);
+    }
+    if config.legacy_max_tokens
+        && let Some(n) = body.remove("max_completion_tokens")
+    {
+        body.insert("max_tokens".to_owned(), n);
+    }
+    let mut messages = vec![json!({ "role": "system", "content": request.instructions })];
+    messages.extend(
+        request
+            .messages
+            .iter()
+            .map(|m| message(&m.kind, config.context_role)),
+    );
+    body.insert("messages".to_owned(), Value::Array(messages));
+    if config.stream {
+        body.insert("stream".to_owned(), Value::Bool(true));
+        body.insert(
+            "stream_options".to_owned(),
+            json!({ "include_usage": true }),
+        );
+    }
+    Value::Object(body)
+}
+
+fn message(kind: &MessageKind, context_role: ContextRole) -> Value {
+    match kind {
+        MessageKind::User { text } => json!({ "role": "user", "content": text }),
+        MessageKind::Assistant { text } | MessageKind::Question { text, .. } => {
+            json!({ "role": "assistant", "content": text })
+        }
+        MessageKind::ToolCalls { text, calls } => json!({
+            "role": "assistant",
+            "content": text,
+            "tool_calls": calls.iter().map(|c| json!({
+                "id": c.id,
+                "type": "function",
+                "function": { "name": c.name, "arguments": c.arguments },
+            })).collect::<Vec<_>>(),
+        }),
+        MessageKind::ToolOutput {
+            call_id, content, ..
+        } => {
+            json!({ "role": "tool", "tool_call_id": call_id, "content": content })
+        }
+        MessageKind::Context { text, .. } => match context_role {
+            ContextRole::System => json!({ "role": "system", "content": text }),
+            ContextRole::User => json!({ "role": "user", "content": format!("[context] {text}") }),
+        },
+    }
+}
+
+/// Parses a non-streamed response.
+pub fn parse_response(body: &Value) -> Result<ModelResponse, ModelError> {
+    if let Some(error) = body.get("error") {
+        let message = error
+            .get("message")
+            .and_then(Value::as_str)
+            .unwrap_or("unknown error");
+        return Err(ModelError::new(
+            "provider_error",
+            format!("the provider returned an error: {message}"),
+        ));
+    }
+    let choice = body
+        .get("choices")
+        .and_then(Value::as_array)
+        .and_then(|c| c.first())
+        .ok_or_else(|| ModelError::new("invalid_response", "the response has no choices"))?;
+    let message = choice.get("message").cloned().unwrap_or(Value::Null);
+    let text = content_text(message.get("content"));
+    let calls = message
+        .get("tool_calls")
+        .and_then(Value::as_array)
+        .map(|calls| calls.iter().map(tool_call).collect())
+        .unwrap_or_default();
+    let finish_reason = choice.get("finish_reason").and_then(Value::as_str);
+    turn(text, calls, finish_reason, usage_from(body.get("usage")))
+}
+
+/// Builds the turn, or the error a finish reason calls for.
+pub(super) fn turn(
+    text: Option<String>,
+    calls: Vec<ToolCall>,
+    finish_reason: Option<&str>,
+    usage: Usage,
+) -> Result<ModelResponse, ModelError> {
+    match finish_reason {
+        Some("length") => {
+            return Err(ModelError::new(
+                "length",
+                "the model stopped at its output token limit before finishing its turn",
+            ));
+        }
+        Some("content_filter") => {
+            return Err(ModelError::new(
+                "content_filter",
+                "the provider's content filter stopped the model's turn",
+            ));
+        }
+        _ => {}
+    }
+    let turn = if calls.is_empty() {
+        ModelTurn::Text(text.unwrap_or_default())
+    } else {
+        ModelTurn::ToolCalls { text, calls }
+    };
+    Ok(ModelResponse { turn, usage })
+}
+
+/// `content` may be a string, null, "" or (some servers) an array of parts.
+fn content_text(content: Option<&Value>) -> Option<String> {
+    let text = match content? {
+        Value::String(s) => s.clone(),
+        Value::Array(parts) => parts
+            .iter()
+            .filter_map(|p| p.get("text").and_then(Value::as_str))
+            .collect::<Vec<_>>()
+            .join(""),
+        _ => return None,
+    };
+    (!text.is_empty()).then_some(text)
+}
+
+fn tool_call(call: &Value) -> ToolCall {
+    let function = call.get("function");
+    ToolCall {
+        id: call
+            .get("id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
+        name: function
+            .and_then(|f| f.get("name"))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
+        arguments: arguments_text(function.and_then(|f| f.get("arguments"))),
+    }
+}
+
+/// Arguments are a JSON *string*; a server that sends an object gets it re-serialised.
+fn arguments_text(arguments: Option<&Value>) -> String {
+    match arguments {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Null) | None => String::new(),
+        Some(other) => other.to_string(),
+    }
+}
+
+pub(super) fn usage_from(usage: Option<&Value>) -> Usage {
+    let field = |name: &str| {
+        usage
+            .and_then(|u| u.get(name))
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+    };
+    Usage {
+        prompt_tokens: field("prompt_tokens"),
+        completion_tokens: field("completion_tokens"),
+    }
+}
+
+/// A tool call being assembled from stream deltas.
+#[derive(Debug, Default)]
+struct PartialCall {
+    id: String,
+    name: String,
+    arguments: String,
+}
+
+/// What a stream has said so far.
+#[derive(Debug, Default)]
+struct StreamState {
+    text: String,
+    calls: BTreeMap<u64, PartialCall>,
+    finish_reason: Option<String>,
+    usage: Usage,
+    done: bool,
+}
+
+impl StreamState {
+    /// Applies one `data:` payload.
+    fn apply(
+        &mut self,
+        client: &ProviderClient,
+        data: &str,
+        events: &dyn EventSink,
+    ) -> Result<(), ModelError> {
+        if data == "[DONE]" {
+            self.done = true;
+            return Ok(());
+        }
+        if data.is_empty() {
+            return Ok(());
+        }
+        let chunk: Value = serde_json::from_str(data).map_err(|e| {
+            ModelError::new(
+                "invalid_response",
+                format!(
+                    "a stream event is not valid JSON ({e}): {}",
+                    excerpt(&client.redact(data))
+                ),
+            )
+        })?;
+        if let Some(error) = chunk.get("error") {
+            let message = error
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or("unknown error");
+            return Err(ModelError::new(
+                "provider_error",
+                format!(
+                    "the provider reported an error mid-stream: {}",
+                    client.redact(message)
+                ),
+            ));
+        }
+        if chunk.get("usage").is_some_and(Value::is_object) {
+            self.usage = usage_from(chunk.get("usage"));
+        }
+        let Some(choice) = chunk
+            .get("choices")
+            .and_then(Value::as_array)
+            .and_then(|c| c.first())
+        else {
+            return Ok(());
+        };
+        let delta = choice.get("delta").unwrap_or(&Value::Null);
+        if let Some(piece) = delta.get("content").and_then(Value::as_str)
+            && !piece.is_empty()
+        {
+            self.text.push_str(piece);
+            events.emit(&Event::TextDelta {
+                text: piece.to_owned(),
+            });
+        }
+        for (position, call) in delta
+            .get("tool_calls")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            let index = call
+                .get("index")
+                .and_then(Value::as_u64)
+                .unwrap_or(position as u64);
+            let partial = self.calls.entry(index).or_default();
+            if let Some(id) = call.get("id").and_then(Value::as_str) {
+                id.clone_into(&mut partial.id);
+            }
+            if let Some(function) = call.get("function") {
+                if let Some(name) = function.get("name").and_then(Value::as_str) {
+                    partial.name.push_str(name);
+                }
+                match function.get("arguments") {
+                    Some(Value::String(piece)) => partial.arguments.push_str(piece),
+                    Some(Value::Null) | None => {}
+                    Some(other) => partial.arguments.push_str(&other.to_string()),
+                }
+            }
+        }
+        if let Some(reason) = choice.get("finish_reason").and_then(Value::as_str) {
+            self.finish_reason = Some(reason.to_owned());
+        }
+        Ok(())
+    }
+
+    fn into_response(self) -> Result<ModelResponse, ModelError> {
+        if !self.done && self.finish_reason.is_none() {
+            return Err(ModelError::new(
+                "stream_interrupted",
+                "the stream ended before the model finished its turn",
+            ));
+        }
+        let calls = self
+            .calls
+            .into_values()
+            .map(|c| ToolCall {
+                id: c.id,
+                name: c.name,
+                arguments: c.arguments,
+            })
+            .collect();
+        let text = (!self.text.is_empty()).then_some(self.text);
+        turn(text, calls, self.finish_reason.as_deref(), self.usage)
+    }
+}
+
+/// Reads a streamed response: text deltas are emitted as they arrive; tool-call deltas are
+/// assembled by index. A stream that ends before `[DONE]` or a finish reason is an error,
+/// never a silently truncated turn.
+async fn read_stream(
+    client: &ProviderClient,
+    response: reqwest::Response,
+    events: &dyn EventSink,
+) -> Result<ModelResponse, ModelError> {
+    let mut decoder = SseDecoder::default();
+    let mut state = StreamState::default();
+    let mut chunks = ChunkReader::new(client, response);
+    while !state.done {
+        let Some(bytes) = chunks.next().await? else {
+            if let Some(event) = decoder.finish() {
+                state.apply(client, event.data.trim(), events)?;
+            }
+            break;
+        };
+        for event in decoder.push(&bytes) {
+            state.apply(client, event.data.trim(), events)?;
+            if state.done {
+                break;
+            }
+        }
+    }
+    state.into_response()
+}
+
+pub(super) fn excerpt(text: &str) -> String {
+    let mut out: String = text.chars().take(200).collect();
+    if text.chars().count() > 200 {
+        out.push('…');
+    }
+    out
+}

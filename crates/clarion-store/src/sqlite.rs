@@ -1,0 +1,858 @@
+//! The SQLite store: the embedded default, one file shared by every process that runs
+//! flows on this machine (the CLI, a server, a test harness).
+//!
+//! Why SQLite, and why this shape:
+//!
+//! - **One transaction per write.** Every [`ThreadStore`] write is one SQLite transaction,
+//!   so a step lands whole or not at all, even if the process is killed mid-write. Writes
+//!   start `BEGIN IMMEDIATE`: the write lock is taken *before* the lock check reads the
+//!   thread, so two processes can never both see a thread unlocked and both lock it (a
+//!   deferred transaction would read first and fail to upgrade, or race).
+//! - **Messages are rows, appended.** A step inserts only the messages it appended
+//!   (`seq` continuing from the stored count); nothing already stored is rewritten, so a
+//!   commit costs what the step added, not the thread's length. The store refuses a step
+//!   whose counts do not add up rather than write a thread with a hole or a duplicate.
+//! - **JSON bodies, typed keys.** Rows keep what queries need as columns (ids, `seq`,
+//!   `kind`, `status`, times) and the rest as the serde JSON of the engine's types, so a
+//!   new optional field needs no migration. A body that does not parse is an error naming
+//!   the thread or run, never a panic.
+//! - **Durability.** WAL journal with `synchronous = NORMAL`: a killed process loses
+//!   nothing that was committed (the WAL is in the OS's hands), and a power cut can lose at
+//!   most the last commits — never corrupt the file — which looks exactly like a crash in
+//!   the middle of a step and is what [`clarion_engine::run::Engine::recover`] handles. `FULL` would
+//!   add an fsync to every step for no state the engine cannot already recover from.
+//! - **Two processes wait, not fail.** A busy timeout ([`BUSY_TIMEOUT`]) makes a writer
+//!   wait for another process's transaction (they last milliseconds) instead of failing
+//!   with "database is locked".
+//! - **Processes say they are there.** Each open store holds a shared lock on a sidecar
+//!   file (`threads.db-lock`) for its lifetime. Crash recovery must not touch another live
+//!   process's runs (`clarion chat` started beside `clarion serve` would otherwise fail the
+//!   server's runs in flight), and the store cannot tell whose a run is; so
+//!   [`sole_user`](ThreadStore::sole_user) asks whether this handle could take that lock
+//!   exclusively, and recovery only runs when it could.
+//! - **Versioned from day one.** `PRAGMA user_version` is the schema version; [`open`]
+//!   applies the missing migrations in order, one transaction each, and refuses a file
+//!   written by a newer Clarion instead of guessing at its schema.
+//!
+//! [`open`]: SqliteStore::open
+
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use serde::de::DeserializeOwned;
+
+use clarion_engine::run::{ALL_STATUSES, Run, RunStatus};
+use clarion_engine::store::{Step, StoreError, ThreadStore};
+use clarion_engine::thread::{Message, MessageKind, Metadata, PendingCall, Thread};
+
+/// Where the CLI and the server keep threads unless told otherwise (relative to the
+/// working directory).
+pub const DEFAULT_PATH: &str = ".clarion/threads.db";
+
+/// How long a write waits for another connection's transaction before failing.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The schema version this build writes (`PRAGMA user_version`).
+pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
+
+/// `PRAGMA application_id` of a Clarion store ("Clar"), so a file of another application is
+/// recognised and left alone instead of getting Clarion's tables added to it.
+const APPLICATION_ID: i64 = 0x436C_6172;
+
+/// Migrations in order: `MIGRATIONS[n]` takes a file from version `n` to `n + 1`. Never edit
+/// one that has shipped; append a new one.
+const MIGRATIONS: &[&str] = &[
+    // 1: threads, their messages (one row each, appended) and runs.
+    "
+    CREATE TABLE threads (
+        pos        INTEGER PRIMARY KEY,  -- insertion order: `thread_ids` lists newest first
+        id         TEXT NOT NULL UNIQUE,
+        flow       TEXT NOT NULL,
+        created_at INTEGER NOT NULL,     -- ms since the epoch
+        slots      TEXT NOT NULL,        -- JSON object
+        metadata   TEXT NOT NULL,        -- JSON object of strings
+        pending    TEXT,                 -- JSON PendingCall, NULL if none
+        active_run TEXT                  -- the run holding the lock, if any
+    ) STRICT;
+
+    CREATE TABLE messages (
+        pos        INTEGER PRIMARY KEY,
+        thread_id  TEXT NOT NULL REFERENCES threads (id) ON DELETE CASCADE,
+        seq        INTEGER NOT NULL,     -- 0-based position in the thread
+        id         TEXT NOT NULL,
+        run_id     TEXT,
+        created_at INTEGER NOT NULL,
+        kind       TEXT NOT NULL,        -- user, assistant, tool_calls, tool_output, ...
+        body       TEXT NOT NULL,        -- JSON MessageKind, with its `kind` tag
+        -- Also the index that loads a thread's messages in order and serves the cascade.
+        UNIQUE (thread_id, seq)
+    ) STRICT;
+
+    CREATE TABLE runs (
+        pos        INTEGER PRIMARY KEY,  -- insertion order: `runs` lists oldest first
+        id         TEXT NOT NULL UNIQUE,
+        thread_id  TEXT NOT NULL REFERENCES threads (id) ON DELETE CASCADE,
+        status     TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        body       TEXT NOT NULL         -- JSON Run
+    ) STRICT;
+
+    CREATE INDEX runs_by_thread ON runs (thread_id);
+    ",
+];
+
+/// Threads and runs in a SQLite file.
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+    /// The file, or `None` in memory.
+    path: Option<PathBuf>,
+    /// The sidecar lock file, locked shared while the store is open; `None` in memory, or
+    /// when it cannot be created (then this process never counts as the sole user).
+    presence: Option<Mutex<File>>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Adds what was being done to a SQLite error.
+trait Context<T> {
+    fn context(self, what: impl FnOnce() -> String) -> Result<T, StoreError>;
+}
+
+impl<T> Context<T> for rusqlite::Result<T> {
+    fn context(self, what: impl FnOnce() -> String) -> Result<T, StoreError> {
+        self.map_err(|e| StoreError::Backend(format!("{}: {e}", what())))
+    }
+}
+
+/// Parses a JSON column; `what` names the thread or run it belongs to.
+fn parse<T: DeserializeOwned>(text: &str, what: impl FnOnce() -> String) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|e| {
+        StoreError::Backend(format!(
+            "{} is not valid ({e}); the store file may be corrupt",
+            what()
+        ))
+    })
+}
+
+fn to_json<T: serde::Serialize>(
+    value: &T,
+    what: impl FnOnce() -> String,
+) -> Result<String, StoreError> {
+    serde_json::to_string(value)
+        .map_err(|e| StoreError::Backend(format!("cannot serialize {}: {e}", what())))
+}
+
+fn to_i64(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// The `kind` column: the serde tag of the message kind.
+fn kind_name(kind: &MessageKind) -> &'static str {
+    match kind {
+        MessageKind::User { .. } => "user",
+        MessageKind::Assistant { .. } => "assistant",
+        MessageKind::ToolCalls { .. } => "tool_calls",
+        MessageKind::ToolOutput { .. } => "tool_output",
+        MessageKind::Context { .. } => "context",
+        MessageKind::Question { .. } => "question",
+    }
+}
+
+fn parse_status(text: &str, run_id: &str) -> Result<RunStatus, StoreError> {
+    ALL_STATUSES
+        .into_iter()
+        .find(|s| s.as_str() == text)
+        .ok_or_else(|| {
+            StoreError::Backend(format!(
+                "run `{run_id}` has an unknown status `{text}`; the store file may be corrupt"
+            ))
+        })
+}
+
+impl SqliteStore {
+    /// Opens (or creates) the store at `path`, creating its directory, and brings its
+    /// schema up to date.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let path = path.as_ref();
+        if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::Backend(format!(
+                    "cannot create the directory `{}` for the thread store: {e}",
+                    dir.display()
+                ))
+            })?;
+        }
+        let shown = path.display().to_string();
+        let conn = Connection::open(path).context(|| format!("opening `{shown}`"))?;
+        let mut store = Self::setup(conn, Some(path.to_path_buf()))?;
+        store.presence = presence(path).map(Mutex::new);
+        Ok(store)
+    }
+
+    /// A private in-memory store (tests).
+    pub fn open_in_memory() -> Result<Self, StoreError> {
+        let conn = Connection::open_in_memory().context(|| "opening an in-memory store".into())?;
+        Self::setup(conn, None)
+    }
+
+    /// The file, or `None` for an in-memory store.
+    #[must_use]
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    fn setup(mut conn: Connection, path: Option<PathBuf>) -> Result<Self, StoreError> {
+        let name = path.as_ref().map_or_else(
+            || "the in-memory store".to_owned(),
+            |p| format!("`{}`", p.display()),
+        );
+        let opening = || format!("opening {name}");
+        conn.busy_timeout(BUSY_TIMEOUT).context(opening)?;
+        // The first statement that reads the file, so also where "not a database" shows.
+        // It answers with the mode in force: "memory" in memory, and a file system that
+        // cannot do WAL keeps a rollback journal, slower for concurrent readers but just as
+        // atomic, so the answer is not an error.
+        retry_busy(|| {
+            conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get::<_, String>(0))
+        })
+        .context(opening)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .context(opening)?;
+        conn.pragma_update(None, "foreign_keys", true)
+            .context(opening)?;
+        migrate(&mut conn, &name)?;
+        Ok(Self {
+            conn: Mutex::new(conn),
+            path,
+            presence: None,
+        })
+    }
+
+    /// The connection. A panic while it was held cannot leave a transaction open (a
+    /// dropped `Transaction` rolls back), so a poisoned lock is safe to take over.
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Runs `attempt` again while SQLite answers "busy" without waiting itself, for up to
+/// [`BUSY_TIMEOUT`]. Switching a new file to WAL needs its exclusive lock, and when two
+/// processes open a new store at once SQLite reports the conflict at once instead of
+/// calling the busy handler (waiting could deadlock), so the loser retries here.
+fn retry_busy<T>(mut attempt: impl FnMut() -> rusqlite::Result<T>) -> rusqlite::Result<T> {
+    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+    loop {
+        match attempt() {
+            Err(rusqlite::Error::SqliteFailure(error, _))
+                if error.code == rusqlite::ErrorCode::DatabaseBusy
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Opens `<store>-lock` and locks it shared, for as long as the store is open.
+fn presence(path: &Path) -> Option<File> {
+    let mut name = path.as_os_str().to_owned();
+    name.push("-lock");
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(name)
+        .ok()?;
+    file.lock_shared().ok()?;
+    Some(file)
+}
+
+/// Brings the schema to [`SCHEMA_VERSION`], one transaction per migration, re-reading the
+/// version inside each (another process may be migrating the same file right now).
+fn migrate(conn: &mut Connection, name: &str) -> Result<(), StoreError> {
+    let known = MIGRATIONS.len();
+    let reading = || format!("reading the schema version of {name}");
+    loop {
+        let version = check_version(conn, name)?;
+        let version = usize::try_from(version).unwrap_or(usize::MAX);
+        if version > known {
+            return Err(StoreError::Backend(format!(
+                "{name} was created by a newer Clarion (schema version {version}; this build \
+                 knows versions up to {known}); upgrade Clarion to open it"
+            )));
+        }
+        if version == known {
+            return Ok(());
+        }
+        let migrating = || format!("migrating {name} from schema version {version}");
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .context(migrating)?;
+        if check_version(&tx, name)? != to_i64(version) {
+            continue; // another process migrated it meanwhile: look again
+        }
+        if version == 0 {
+            let tables: i64 = tx
+                .query_row(
+                    "SELECT count(*) FROM sqlite_schema WHERE name NOT LIKE 'sqlite_%'",
+                    [],
+                    |row| row.get(0),
+                )
+                .context(reading)?;
+            if tables > 0 {
+                return Err(StoreError::Backend(format!(
+                    "{name} is a SQLite database of another application (it has tables but \
+                     no Clarion schema); choose another file for the thread store"
+                )));
+            }
+            tx.pragma_update(None, "application_id", APPLICATION_ID)
+                .context(migrating)?;
+        }
+        tx.execute_batch(MIGRATIONS[version]).context(migrating)?;
+        tx.pragma_update(None, "user_version", to_i64(version + 1))
+            .context(migrating)?;
+        tx.commit().context(migrating)?;
+    }
+}
+
+/// The file's schema version, after checking that it is a Clarion store (or empty).
+fn check_version(conn: &Connection, name: &str) -> Result<i64, StoreError> {
+    let reading = || format!("reading the schema version of {name}");
+    let application: i64 = conn
+        .pragma_query_value(None, "application_id", |row| row.get(0))
+        .context(reading)?;
+    if application != 0 && application != APPLICATION_ID {
+        return Err(StoreError::Backend(format!(
+            "{name} is not a Clarion thread store (it belongs to another application, id \
+             {application:#x}); choose another file for the thread store"
+        )));
+    }
+    conn.pragma_query_value(None, "user_version", |row| row.get(0))
+        .context(reading)
+}
+
+// ---- rows ---------------------------------------------------------------------------------
+
+/// The thread with its messages (call inside a transaction, so the row and the messages
+/// are one snapshot).
+fn load_thread(conn: &Connection, id: &str) -> Result<Thread, StoreError> {
+    let row = conn
+        .prepare_cached(
+            "SELECT flow, created_at, slots, metadata, pending, active_run
+             FROM threads WHERE id = ?1",
+        )
+        .and_then(|mut stmt| {
+            stmt.query_row([id], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, i64>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, String>(3)?,
+                    row.get::<_, Option<String>>(4)?,
+                    row.get::<_, Option<String>>(5)?,
+                ))
+            })
+            .optional()
+        })
+        .context(|| format!("loading thread `{id}`"))?;
+    let Some((flow, created_at, slots, metadata, pending, active_run)) = row else {
+        return Err(StoreError::ThreadNotFound(id.to_owned()));
+    };
+    let pending: Option<PendingCall> = match pending {
+        Some(text) => Some(parse(&text, || {
+            format!("the pending call of thread `{id}`")
+        })?),
+        None => None,
+    };
+    let slots = parse(&slots, || format!("the slots of thread `{id}`"))?;
+    let metadata = parse(&metadata, || format!("the metadata of thread `{id}`"))?;
+    Ok(Thread {
+        id: id.to_owned(),
+        flow,
+        created_at,
+        messages: load_messages(conn, id)?,
+        slots,
+        metadata,
+        pending,
+        active_run,
+    })
+}
+
+fn load_messages(conn: &Connection, thread_id: &str) -> Result<Vec<Message>, StoreError> {
+    let loading = || format!("loading the messages of thread `{thread_id}`");
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT seq, id, run_id, created_at, body FROM messages
+             WHERE thread_id = ?1 ORDER BY seq",
+        )
+        .context(loading)?;
+    let rows = stmt
+        .query_map([thread_id], |row| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, Option<String>>(2)?,
+                row.get::<_, i64>(3)?,
+                row.get::<_, String>(4)?,
+            ))
+        })
+        .context(loading)?;
+    let mut messages = Vec::new();
+    for row in rows {
+        let (seq, id, run_id, created_at, body) = row.context(loading)?;
+        let expected = to_i64(messages.len());
+        if seq != expected {
+            return Err(StoreError::Backend(format!(
+                "thread `{thread_id}`: message `{id}` is stored at position {seq} where {expected} \
+                 was expected; the store file may be corrupt"
+            )));
+        }
+        let BodyIn { kind, metadata } = parse(&body, || {
+            format!("message `{id}` (#{seq}) of thread `{thread_id}`")
+        })?;
+        messages.push(Message {
+            id,
+            run_id,
+            created_at,
+            kind,
+            metadata,
+        });
+    }
+    Ok(messages)
+}
+
+/// A message row's `body`: its kind's fields, and its metadata when it has any (added
+/// without a migration: rows written before have none).
+#[derive(serde::Serialize)]
+struct BodyOut<'a> {
+    #[serde(flatten)]
+    kind: &'a MessageKind,
+    #[serde(skip_serializing_if = "Metadata::is_empty")]
+    metadata: &'a Metadata,
+}
+
+#[derive(serde::Deserialize)]
+struct BodyIn {
+    #[serde(flatten)]
+    kind: MessageKind,
+    #[serde(default)]
+    metadata: Metadata,
+}
+
+fn message_count(conn: &Connection, thread_id: &str) -> Result<usize, StoreError> {
+    let count: i64 = conn
+        .prepare_cached("SELECT count(*) FROM messages WHERE thread_id = ?1")
+        .and_then(|mut stmt| stmt.query_row([thread_id], |row| row.get(0)))
+        .context(|| format!("counting the messages of thread `{thread_id}`"))?;
+    Ok(usize::try_from(count).unwrap_or_default())
+}
+
+/// Appends `messages` at positions `first_seq…`.
+fn insert_messages(
+    conn: &Connection,
+    thread_id: &str,
+    first_seq: usize,
+    messages: &[Message],
+) -> Result<(), StoreError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "INSERT INTO messages (thread_id, seq, id, run_id, created_at, kind, body)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )
+        .context(|| format!("appending to thread `{thread_id}`"))?;
+    for (i, message) in messages.iter().enumerate() {
+        let body = to_json(
+            &BodyOut {
+                kind: &message.kind,
+                metadata: &message.metadata,
+            },
+            || format!("message `{}`", message.id),
+        )?;
+        stmt.execute(params![
+            thread_id,
+            to_i64(first_seq + i),
+            message.id,
+            message.run_id,
+            message.created_at,
+            kind_name(&message.kind),
+            body,
+        ])
+        .context(|| format!("appending message `{}` to thread `{thread_id}`", message.id))?;
+    }
+    Ok(())
+}
+
+/// The JSON columns of a thread: slots, metadata, pending.
+fn thread_columns(thread: &Thread) -> Result<(String, String, Option<String>), StoreError> {
+    let what = |part: &str| format!("the {part} of thread `{}`", thread.id);
+    let pending = match &thread.pending {
+        Some(pending) => Some(to_json(pending, || what("pending call"))?),
+        None => None,
+    };
+    Ok((
+        to_json(&thread.slots, || what("slots"))?,
+        to_json(&thread.metadata, || what("metadata"))?,
+        pending,
+    ))
+}
+
+/// The run holding the thread's lock, if it is still active. `Err(ThreadNotFound)` if
+/// there is no such thread.
+fn holder(conn: &Connection, thread_id: &str) -> Result<Option<String>, StoreError> {
+    let checking = || format!("checking the lock of thread `{thread_id}`");
+    let active: Option<Option<String>> = conn
+        .prepare_cached("SELECT active_run FROM threads WHERE id = ?1")
+        .and_then(|mut stmt| stmt.query_row([thread_id], |row| row.get(0)).optional())
+        .context(checking)?;
+    let Some(active) = active else {
+        return Err(StoreError::ThreadNotFound(thread_id.to_owned()));
+    };
+    let Some(run_id) = active else {
+        return Ok(None);
+    };
+    let status: Option<String> = conn
+        .prepare_cached("SELECT status FROM runs WHERE id = ?1")
+        .and_then(|mut stmt| stmt.query_row([&run_id], |row| row.get(0)).optional())
+        .context(checking)?;
+    // A lock naming a run that is gone or over holds nothing (as in the memory store).
+    match status {
+        Some(status) if !parse_status(&status, &run_id)?.is_terminal() => Ok(Some(run_id)),
+        _ => Ok(None),
+    }
+}
+
+fn load_run(conn: &Connection, id: &str) -> Result<Run, StoreError> {
+    let body: Option<String> = conn
+        .prepare_cached("SELECT body FROM runs WHERE id = ?1")
+        .and_then(|mut stmt| stmt.query_row([id], |row| row.get(0)).optional())
+        .context(|| format!("loading run `{id}`"))?;
+    let body = body.ok_or_else(|| StoreError::RunNotFound(id.to_owned()))?;
+    parse(&body, || format!("the stored body of run `{id}`"))
+}
+
+impl ThreadStore for SqliteStore {
+    fn insert_thread(&self, thread: &Thread) -> Result<(), StoreError> {
+        let inserting = || format!("inserting thread `{}`", thread.id);
+        let (slots, metadata, pending) = thread_columns(thread)?;
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .context(inserting)?;
+        let inserted = tx
+            .prepare_cached(
+                "INSERT INTO threads (id, flow, created_at, slots, metadata, pending, active_run)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (id) DO NOTHING",
+            )
+            .and_then(|mut stmt| {
+                stmt.execute(params![
+                    thread.id,
+                    thread.flow,
+                    thread.created_at,
+                    slots,
+                    metadata,
+                    pending,
+                    thread.active_run,
+                ])
+            })
+            .context(inserting)?;
+        if inserted == 0 {
+            return Err(StoreError::Duplicate(thread.id.clone()));
+        }
+        insert_messages(&tx, &thread.id, 0, &thread.messages)?;
+        tx.commit().context(inserting)
+    }
+
+    fn thread(&self, id: &str) -> Result<Thread, StoreError> {
+        let mut conn = self.conn();
+        // A read transaction: the thread row and its messages come from one snapshot even
+        // while another process commits a step.
+        let tx = conn
+            .transaction()
+            .context(|| format!("loading thread `{id}`"))?;
+        load_thread(&tx, id)
+    }
+
+    fn delete_thread(&self, id: &str) -> Result<bool, StoreError> {
+        let deleted = self
+            .conn()
+            .prepare_cached("DELETE FROM threads WHERE id = ?1")
+            .and_then(|mut stmt| stmt.execute([id]))
+            .context(|| format!("deleting thread `{id}`"))?;
+        Ok(deleted > 0)
+    }
+
+    fn thread_ids(&self, limit: usize) -> Result<Vec<String>, StoreError> {
+        let listing = || "listing threads".to_owned();
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached("SELECT id FROM threads ORDER BY pos DESC LIMIT ?1")
+            .context(listing)?;
+        stmt.query_map([to_i64(limit)], |row| row.get(0))
+            .and_then(Iterator::collect)
+            .context(listing)
+    }
+
+    fn run(&self, id: &str) -> Result<Run, StoreError> {
+        load_run(&self.conn(), id)
+    }
+
+    fn runs(&self, thread_id: &str) -> Result<Vec<Run>, StoreError> {
+        let listing = || format!("listing the runs of thread `{thread_id}`");
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached("SELECT id, body FROM runs WHERE thread_id = ?1 ORDER BY pos")
+            .context(listing)?;
+        let rows: Vec<(String, String)> = stmt
+            .query_map([thread_id], |row| Ok((row.get(0)?, row.get(1)?)))
+            .and_then(Iterator::collect)
+            .context(listing)?;
+        rows.iter()
+            .map(|(id, body)| parse(body, || format!("the stored body of run `{id}`")))
+            .collect()
+    }
+
+    fn add_user_message(&self, thread_id: &str, message: &Message) -> Result<(), StoreError> {
+        let adding = || format!("adding a message to thread `{thread_id}`");
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .context(adding)?;
+        if let Some(run_id) = holder(&tx, thread_id)? {
+            return Err(StoreError::Locked {
+                thread_id: thread_id.to_owned(),
+                run_id,
+            });
+        }
+        let count = message_count(&tx, thread_id)?;
+        insert_messages(&tx, thread_id, count, std::slice::from_ref(message))?;
+        tx.commit().context(adding)
+    }
+
+    fn set_message_metadata(
+        &self,
+        thread_id: &str,
+        message_id: &str,
+        metadata: &Metadata,
+    ) -> Result<bool, StoreError> {
+        let updating = || format!("updating message `{message_id}` of thread `{thread_id}`");
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .context(updating)?;
+        if let Some(run_id) = holder(&tx, thread_id)? {
+            return Err(StoreError::Locked {
+                thread_id: thread_id.to_owned(),
+                run_id,
+            });
+        }
+        let body: Option<String> = tx
+            .query_row(
+                "SELECT body FROM messages WHERE thread_id = ?1 AND id = ?2",
+                params![thread_id, message_id],
+                |row| row.get(0),
+            )
+            .optional()
+            .context(updating)?;
+        let Some(body) = body else {
+            return Ok(false);
+        };
+        let BodyIn { kind, .. } = parse(&body, updating)?;
+        let body = to_json(
+            &BodyOut {
+                kind: &kind,
+                metadata,
+            },
+            updating,
+        )?;
+        tx.execute(
+            "UPDATE messages SET body = ?3 WHERE thread_id = ?1 AND id = ?2",
+            params![thread_id, message_id, body],
+        )
+        .context(updating)?;
+        tx.commit().context(updating)?;
+        Ok(true)
+    }
+
+    fn begin_run(&self, run: &Run) -> Result<Thread, StoreError> {
+        let thread_id = &run.thread_id;
+        let beginning = || format!("starting run `{}` on thread `{thread_id}`", run.id);
+        let body = to_json(run, || format!("run `{}`", run.id))?;
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .context(beginning)?;
+        if let Some(holder) = holder(&tx, thread_id)? {
+            return Err(StoreError::Locked {
+                thread_id: thread_id.clone(),
+                run_id: holder,
+            });
+        }
+        tx.prepare_cached(
+            "INSERT INTO runs (id, thread_id, status, created_at, body) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
+        .and_then(|mut stmt| {
+            stmt.execute(params![
+                run.id,
+                thread_id,
+                run.status.as_str(),
+                run.created_at,
+                body
+            ])
+        })
+        .context(beginning)?;
+        tx.prepare_cached("UPDATE threads SET active_run = ?1 WHERE id = ?2")
+            .and_then(|mut stmt| stmt.execute(params![run.id, thread_id]))
+            .context(beginning)?;
+        let thread = load_thread(&tx, thread_id)?;
+        tx.commit().context(beginning)?;
+        Ok(thread)
+    }
+
+    /// One query over the threads table instead of loading every thread and its messages
+    /// (`clarion chat` recovers at every start).
+    fn locked_thread_ids(&self) -> Result<Vec<String>, StoreError> {
+        let listing = || "listing locked threads".to_owned();
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached("SELECT id FROM threads WHERE active_run IS NOT NULL ORDER BY pos")
+            .context(listing)?;
+        let ids = stmt
+            .query_map([], |row| row.get::<_, String>(0))
+            .context(listing)?
+            .collect::<Result<Vec<_>, _>>()
+            .context(listing)?;
+        Ok(ids)
+    }
+
+    /// Whether no other open store shares the file: this handle's shared lock is traded
+    /// for an exclusive one and back. Another process checking at the same instant may
+    /// also see itself alone; both are at startup, before either drives a run.
+    fn sole_user(&self) -> bool {
+        let Some(presence) = &self.presence else {
+            return self.path.is_none();
+        };
+        let file = presence.lock().unwrap_or_else(PoisonError::into_inner);
+        if file.unlock().is_err() {
+            return false;
+        }
+        let sole = file.try_lock().is_ok();
+        // Back to shared (from exclusive, or from nothing if another process holds it).
+        let _ = file.unlock();
+        let _ = file.lock_shared();
+        sole
+    }
+
+    fn commit(&self, step: Step<'_>) -> Result<(), StoreError> {
+        let thread = step.thread;
+        let id = &thread.id;
+        let committing = || format!("committing a step of thread `{id}`");
+        if let Some(run) = step.run
+            && run.thread_id != *id
+        {
+            return Err(StoreError::Backend(format!(
+                "refusing a step of thread `{id}` that carries run `{}` of thread `{}`",
+                run.id, run.thread_id
+            )));
+        }
+        let (slots, metadata, pending) = thread_columns(thread)?;
+        let run_body = match step.run {
+            Some(run) => Some(to_json(run, || format!("run `{}`", run.id))?),
+            None => None,
+        };
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .context(committing)?;
+        let updated = tx
+            .prepare_cached(
+                "UPDATE threads SET flow = ?2, slots = ?3, metadata = ?4, pending = ?5,
+                 active_run = ?6 WHERE id = ?1",
+            )
+            .and_then(|mut stmt| {
+                stmt.execute(params![
+                    id,
+                    thread.flow,
+                    slots,
+                    metadata,
+                    pending,
+                    thread.active_run
+                ])
+            })
+            .context(committing)?;
+        if updated == 0 {
+            return Err(StoreError::ThreadNotFound(id.clone()));
+        }
+        // The step must continue exactly where the store is: anything else means the
+        // caller's thread is stale or the step is not the tail, and writing it would leave
+        // a hole or a duplicate in the history.
+        let stored = message_count(&tx, id)?;
+        let total = thread.messages.len();
+        let appended = step.appended.len();
+        if stored + appended != total
+            || thread
+                .messages
+                .get(stored..)
+                .is_none_or(|tail| tail != step.appended)
+        {
+            return Err(StoreError::Backend(format!(
+                "refusing an inconsistent step for thread `{id}`: the store holds {stored} \
+                 messages and the step appends {appended}, but the thread it carries has \
+                 {total} (or the appended messages are not its tail); nothing was written"
+            )));
+        }
+        insert_messages(&tx, id, stored, step.appended)?;
+        if let (Some(run), Some(body)) = (step.run, run_body) {
+            let previous: Option<String> = tx
+                .prepare_cached("SELECT status FROM runs WHERE id = ?1")
+                .and_then(|mut stmt| stmt.query_row([&run.id], |row| row.get(0)).optional())
+                .context(committing)?;
+            // A run that ended stays ended: a step from a process that lost the run (e.g.
+            // `recover` in another process failed it meanwhile) must not revive it.
+            if let Some(previous) = previous {
+                let previous = parse_status(&previous, &run.id)?;
+                if previous.is_terminal() && previous != run.status {
+                    return Err(StoreError::Backend(format!(
+                        "refusing a stale step for run `{}`: it already ended as `{}`; nothing \
+                         was written",
+                        run.id,
+                        previous.as_str()
+                    )));
+                }
+            }
+            let saved = tx
+                .prepare_cached(
+                    "INSERT INTO runs (id, thread_id, status, created_at, body)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (id) DO UPDATE SET status = excluded.status, body = excluded.body
+                 WHERE runs.thread_id = excluded.thread_id",
+                )
+                .and_then(|mut stmt| {
+                    stmt.execute(params![
+                        run.id,
+                        id,
+                        run.status.as_str(),
+                        run.created_at,
+                        body
+                    ])
+                })
+                .context(|| format!("saving run `{}`", run.id))?;
+            if saved == 0 {
+                return Err(StoreError::Backend(format!(
+                    "refusing a step of thread `{id}`: run `{}` belongs to another thread",
+                    run.id
+                )));
+            }
+        }
+        tx.commit().context(committing)
+    }
+}

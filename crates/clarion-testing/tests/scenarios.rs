@@ -1,0 +1,14 @@
+//! Every scenario of every example flow (`flows/*/scenarios/*.toml`), played through the
+//! public harness and compared with its snapshot — what a Rust user of Clarion writes to
+//! test their own flows from `cargo test`.
+//!
+//! A new or changed transcript is written beside its snapshot as `.snap.new` (never with
+//! `CI` set); review it with `clarion test --review` or `cargo insta review`.
+
+use std::path::Path;
+
+#[test]
+fn every_example_scenario_matches_its_snapshot() {
+    let flows = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../flows");
+    clarion_testing::assert_scenarios(flows);
+}
