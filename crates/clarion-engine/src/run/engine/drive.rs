@@ -1,0 +1,259 @@
+//! Driving a run: the loop of steps, and one model request with the checks every request
+//! needs (cancellation, the step limit, the instructions, the pairing invariant).
+
+use super::{Engine, TurnEnd};
+use crate::events::Event;
+use crate::events::EventSink;
+use crate::ids::new_id;
+use crate::model::ModelRequest;
+use crate::model::ModelTurn;
+use crate::run::EngineError;
+use crate::run::LastError;
+use crate::run::Run;
+use crate::run::RunStatus;
+use crate::run::protocol;
+use crate::store::Step;
+use crate::thread::MessageKind;
+use crate::thread::Thread;
+use crate::thread::ToolCall;
+use clarion_flow::export;
+use clarion_flow::template;
+use serde_json::Map;
+use serde_json::Value;
+use tokio::sync::watch;
+
+impl Engine {
+    pub(super) async fn drive(
+        &self,
+        thread: &mut Thread,
+        run: &mut Run,
+        mut cancel: watch::Receiver<bool>,
+        events: &dyn EventSink,
+    ) -> Result<(), EngineError> {
+        loop {
+            let mark = thread.messages.len();
+            // The id of the message this turn produces, known before the model streams a
+            // word of it, so a live consumer can show the text under its final id.
+            let reply_id = new_id("msg");
+            let Some(turn) = self
+                .ask_model(thread, run, &mut cancel, mark, &reply_id, events)
+                .await?
+            else {
+                return Ok(());
+            };
+            let first_turn = run.steps == 1;
+            let (text, calls) = match turn {
+                ModelTurn::ToolCalls { text, calls } => (text, calls),
+                ModelTurn::Text(text) => (Some(text), Vec::new()),
+            };
+            if calls.is_empty() {
+                if first_turn {
+                    Self::abandon_pending(thread, events);
+                }
+                let text = text.unwrap_or_default();
+                events.emit(&Event::AssistantMessage { text: text.clone() });
+                let mut message = self.message(run, MessageKind::Assistant { text });
+                message.id = reply_id;
+                thread.messages.push(message);
+                return self.finish(thread, run, RunStatus::Completed, mark, events);
+            }
+            let calls = Self::normalize_ids(thread, calls);
+            for call in &calls {
+                events.emit(&Event::ToolCalled {
+                    call_id: call.id.clone(),
+                    name: call.name.clone(),
+                    arguments: call.arguments.clone(),
+                });
+            }
+            let mut message = self.message(
+                run,
+                MessageKind::ToolCalls {
+                    text,
+                    calls: calls.clone(),
+                },
+            );
+            message.id = reply_id;
+            thread.messages.push(message);
+            let pending = if first_turn {
+                thread.pending.take()
+            } else {
+                None
+            };
+            match self
+                .play_turn(thread, run, &calls, pending, &mut cancel, events)
+                .await
+            {
+                TurnEnd::Continue => {
+                    self.store.commit(Step {
+                        thread,
+                        appended: &thread.messages[mark..],
+                        run: Some(run),
+                    })?;
+                }
+                TurnEnd::Stop(RunStatus::RequiresAction) => {
+                    self.store.commit(Step {
+                        thread,
+                        appended: &thread.messages[mark..],
+                        run: Some(run),
+                    })?;
+                    return Ok(());
+                }
+                TurnEnd::Stop(status) => return self.finish(thread, run, status, mark, events),
+            }
+        }
+    }
+
+    /// One model request, after the checks every request needs. `None` when the run
+    /// ended instead (cancelled, step limit, broken instructions or history, model error),
+    /// with the bookkeeping done.
+    pub(super) async fn ask_model(
+        &self,
+        thread: &mut Thread,
+        run: &mut Run,
+        cancel: &mut watch::Receiver<bool>,
+        mark: usize,
+        reply_id: &str,
+        events: &dyn EventSink,
+    ) -> Result<Option<ModelTurn>, EngineError> {
+        if *cancel.borrow() {
+            self.finish(thread, run, RunStatus::Cancelled, mark, events)?;
+            return Ok(None);
+        }
+        if run.steps >= self.flow.limits.max_steps {
+            self.finish(thread, run, RunStatus::Incomplete, mark, events)?;
+            return Ok(None);
+        }
+        let instructions = match self.instructions(thread) {
+            Ok(text) => match &run.additional_instructions {
+                Some(extra) => format!("{text}\n\n{extra}"),
+                None => text,
+            },
+            Err(message) => {
+                self.fail(thread, run, "instructions", message, mark, events)?;
+                return Ok(None);
+            }
+        };
+        if let Err(violation) = protocol::check(&thread.messages) {
+            let message = format!("refusing to send a broken history to the model: {violation}");
+            self.fail(thread, run, "protocol_violation", message, mark, events)?;
+            return Ok(None);
+        }
+        run.steps += 1;
+        let request = ModelRequest {
+            flow: &self.flow,
+            instructions: &instructions,
+            messages: &thread.messages,
+            words_only: run.repeated_calls > 0,
+        };
+        events.emit(&Event::ModelCalled {
+            message_id: reply_id.to_owned(),
+        });
+        let response = tokio::select! {
+            response = self.model.respond(request, events) => response,
+            () = cancelled(cancel) => {
+                self.finish(thread, run, RunStatus::Cancelled, mark, events)?;
+                return Ok(None);
+            }
+        };
+        match response {
+            Ok(response) => {
+                run.usage.add(response.usage);
+                Ok(Some(if export::offers_reply(&self.flow) {
+                    replies_as_text(response.turn, events)
+                } else {
+                    response.turn
+                }))
+            }
+            // A turn cut short by the token limit or a content filter ends the run as
+            // incomplete, as the Assistants API did: nothing is wrong with the thread.
+            Err(error) if matches!(error.code, "length" | "content_filter") => {
+                run.last_error = Some(LastError {
+                    code: error.code.to_owned(),
+                    message: error.message.clone(),
+                });
+                self.finish(thread, run, RunStatus::Incomplete, mark, events)?;
+                Ok(None)
+            }
+            Err(error) => {
+                let message = format!("the model failed: {error}");
+                self.fail(
+                    thread,
+                    run,
+                    &format!("model_{}", error.code),
+                    message,
+                    mark,
+                    events,
+                )?;
+                Ok(None)
+            }
+        }
+    }
+
+    pub(super) fn instructions(&self, thread: &Thread) -> Result<String, String> {
+        let metadata: Map<String, Value> = thread
+            .metadata
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect();
+        template::render_instructions(&self.flow.assistant.instructions, &thread.slots, &metadata)
+            .map_err(|e| {
+                format!(
+                    "the instructions failed to render: {}",
+                    template::describe(&e)
+                )
+            })
+    }
+}
+
+/// Resolves when the run is cancelled (never, if the signal is dropped).
+pub(super) async fn cancelled(cancel: &mut watch::Receiver<bool>) {
+    if cancel.wait_for(|c| *c).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// A turn under `tool_choice = "required"`: calls of the [reply tool](export::REPLY_TOOL)
+/// become the turn's text — the reply, when nothing else was called (its text is emitted,
+/// since it did not stream as text), or the words alongside the other calls.
+pub(super) fn replies_as_text(turn: ModelTurn, events: &dyn EventSink) -> ModelTurn {
+    let ModelTurn::ToolCalls { text, calls } = turn else {
+        return turn;
+    };
+    let (replies, calls): (Vec<ToolCall>, Vec<ToolCall>) = calls
+        .into_iter()
+        .partition(|c| c.name == export::REPLY_TOOL);
+    if replies.is_empty() {
+        return ModelTurn::ToolCalls { text, calls };
+    }
+    let said: Vec<String> = replies.iter().map(|r| reply_text(&r.arguments)).collect();
+    let said = said.join("\n\n");
+    let text = match text {
+        Some(before) if !before.trim().is_empty() => format!("{before}\n\n{said}"),
+        _ => said.clone(),
+    };
+    if calls.is_empty() {
+        events.emit(&Event::TextDelta { text: said });
+        ModelTurn::Text(text)
+    } else {
+        ModelTurn::ToolCalls {
+            text: Some(text),
+            calls,
+        }
+    }
+}
+
+/// The `text` a reply call carries; a model that wrote something else is taken at its word.
+pub(super) fn reply_text(arguments: &str) -> String {
+    match serde_json::from_str::<Value>(arguments) {
+        Ok(Value::Object(args)) => match args.get("text") {
+            Some(Value::String(text)) => text.clone(),
+            _ => args
+                .values()
+                .find_map(Value::as_str)
+                .map(ToOwned::to_owned)
+                .unwrap_or_default(),
+        },
+        Ok(Value::String(text)) => text,
+        _ => arguments.to_owned(),
+    }
+}

@@ -1,0 +1,64 @@
+//! Running one server-side tool call under its timeout.
+
+use super::*;
+
+impl Engine {
+    pub(super) async fn execute(
+        &self,
+        tool: &Tool,
+        call: &ToolCall,
+        args: &Map<String, Value>,
+        events: &dyn EventSink,
+    ) -> Result<Value, ToolError> {
+        events.emit(&Event::ToolStarted {
+            call_id: call.id.clone(),
+            name: call.name.clone(),
+            arguments: Value::Object(args.clone()),
+        });
+        let timeout = tool_timeout(&self.flow, tool);
+        let request = ToolRequest {
+            flow: &self.flow,
+            tool,
+            call_id: &call.id,
+            arguments: args,
+        };
+        // Argument values can be personal data: spans carry names only.
+        let span = tracing::debug_span!("tool", call_id = %call.id, name = %tool.name);
+        let execution = tokio::time::timeout(timeout, self.tools.execute(request)).instrument(span);
+        let result = match execution.await {
+            Ok(result) => result,
+            Err(_) => Err(ToolError::new(
+                "timeout",
+                format!(
+                    "`{}` did not finish within {}",
+                    tool.name,
+                    humanize(timeout)
+                ),
+            )),
+        };
+        if let Err(error) = &result {
+            tracing::warn!(call_id = %call.id, tool = %tool.name, kind = error.kind, "tool failed: {}", error.message);
+        }
+        result
+    }
+}
+
+pub(super) fn tool_timeout(flow: &Flow, tool: &Tool) -> Duration {
+    let specific = match &tool.executor {
+        Executor::Http(http) => http.timeout.as_deref(),
+        Executor::Command(command) => command.timeout.as_deref(),
+        Executor::Builtin(_) | Executor::Client => None,
+    };
+    specific
+        .and_then(clarion_flow::model::parse_duration)
+        .unwrap_or(flow.limits.tool_timeout)
+}
+
+pub(super) fn humanize(duration: Duration) -> String {
+    let ms = duration.as_millis();
+    if ms.is_multiple_of(1000) {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
+    }
+}

@@ -1,0 +1,499 @@
+//! Playing one turn of tool calls: preparing each call, the loop guard, running the ready
+//! ones, and landing the outputs, injected context and questions in the thread.
+
+use super::{Engine, TurnEnd, cancelled};
+use crate::events::Event;
+use crate::events::EventSink;
+use crate::ids::new_id;
+use crate::run::Ask;
+use crate::run::LastError;
+use crate::run::Run;
+use crate::run::RunStatus;
+use crate::run::StagedTurn;
+use crate::run::call::Prepared;
+use crate::run::call::Validators;
+use crate::run::call::parse_arguments;
+use crate::run::call::prepare;
+use crate::run::grounding::Said;
+use crate::run::rules;
+use crate::run::rules::RuleEffects;
+use crate::thread::Message;
+use crate::thread::MessageKind;
+use crate::thread::OutputStatus;
+use crate::thread::PendingCall;
+use crate::thread::Thread;
+use crate::thread::ToolCall;
+use crate::tool::ToolError;
+use clarion_flow::Executor;
+use clarion_flow::Flow;
+use clarion_flow::Tool;
+use serde_json::Map;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::collections::HashSet;
+use tokio::sync::watch;
+
+impl Engine {
+    /// Plays one turn of tool calls.
+    pub(super) async fn play_turn(
+        &self,
+        thread: &mut Thread,
+        run: &mut Run,
+        calls: &[ToolCall],
+        pending: Option<PendingCall>,
+        cancel: &mut watch::Receiver<bool>,
+        events: &dyn EventSink,
+    ) -> TurnEnd {
+        let mut prepared = self.prepare_calls(thread, calls, pending, events);
+
+        let loop_ends = guard_repeats(thread, run, calls, &mut prepared);
+
+        // Run the ready server-side calls concurrently; client calls wait for the app.
+        let runnable: Vec<(usize, &Tool, &Map<String, Value>)> = prepared
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| match p {
+                Prepared::Ready { args, .. } => {
+                    let tool = self.flow.tools.get(&calls[i].name)?;
+                    (!matches!(tool.executor, Executor::Client)).then_some((i, tool, args))
+                }
+                _ => None,
+            })
+            .collect();
+        let executions = runnable
+            .iter()
+            .map(|(i, tool, args)| self.execute(tool, &calls[*i], args, events));
+        let results = tokio::select! {
+            results = futures_util::future::join_all(executions) => results,
+            () = cancelled(cancel) => {
+                self.answer_cancelled(thread, run, calls, events);
+                return TurnEnd::Stop(RunStatus::Cancelled);
+            }
+        };
+        let mut results: HashMap<usize, Result<Value, ToolError>> =
+            runnable.iter().map(|(i, _, _)| *i).zip(results).collect();
+
+        let mut staged = StagedTurn::default();
+        let mut waiting: Vec<ToolCall> = Vec::new();
+        for (i, (call, prepared)) in calls.iter().zip(prepared).enumerate() {
+            let tool = self.flow.tools.get(&call.name);
+            let (status, content) = match prepared {
+                Prepared::Rejected(error) => (OutputStatus::Error, error.to_output().to_string()),
+                Prepared::NeedsInput {
+                    args,
+                    missing,
+                    unstated,
+                } => {
+                    let mut content = serde_json::json!({
+                        "status": "needs_input",
+                        "missing": missing,
+                        "note": "The user has been asked for these; their answer comes as the next user message.",
+                    });
+                    if !unstated.is_empty() {
+                        content["not_stated"] = serde_json::json!(unstated);
+                        content["note"] = serde_json::json!(
+                            "The user has been asked for these; their answer comes as the next user message. Values the user did not state were not used: never guess them."
+                        );
+                    }
+                    staged.asks.push(Ask {
+                        call_id: call.id.clone(),
+                        tool: call.name.clone(),
+                        args,
+                        missing,
+                    });
+                    (OutputStatus::NeedsInput, content.to_string())
+                }
+                Prepared::Ready { args, .. } => match (tool, results.remove(&i)) {
+                    (Some(tool), Some(Ok(result))) => {
+                        run.consecutive_failures = 0;
+                        let effects = rules::after(
+                            tool,
+                            &self.validators,
+                            &args,
+                            &result,
+                            &mut thread.slots,
+                            events,
+                        );
+                        self.stage_contexts(run, tool, effects, &mut staged, events);
+                        (OutputStatus::Ok, result.to_string())
+                    }
+                    (Some(tool), Some(Err(error))) => {
+                        run.consecutive_failures += 1;
+                        let effects = rules::on_error(tool, &args, &error, &thread.slots, events);
+                        self.stage_contexts(run, tool, effects, &mut staged, events);
+                        (OutputStatus::Error, error.to_output().to_string())
+                    }
+                    _ => {
+                        waiting.push(call.clone());
+                        continue;
+                    }
+                },
+            };
+            let output = self.output_message(run, call, status, content, events);
+            staged.outputs.push(output);
+        }
+        if waiting.is_empty() {
+            let end = self.land_turn(thread, run, staged, events);
+            return if loop_ends { end_loop(end, run) } else { end };
+        }
+        run.required_action = waiting;
+        run.staged = Some(staged);
+        let timeout =
+            i64::try_from(self.flow.limits.requires_action_timeout.as_millis()).unwrap_or(i64::MAX);
+        run.expires_at = Some(self.clock.now_ms().saturating_add(timeout));
+        Self::set_status(run, RunStatus::RequiresAction, events);
+        TurnEnd::Stop(RunStatus::RequiresAction)
+    }
+
+    /// Prepares every call of a turn and remembers validated arguments into slots. The
+    /// pending call's known arguments go to the first call of the same tool; a pending
+    /// call no call takes is abandoned, loudly.
+    pub(super) fn prepare_calls(
+        &self,
+        thread: &mut Thread,
+        calls: &[ToolCall],
+        mut pending: Option<PendingCall>,
+        events: &dyn EventSink,
+    ) -> Vec<Prepared> {
+        let mut prepared = Vec::with_capacity(calls.len());
+        let said = said_for(&self.flow, calls, &thread.messages);
+        for call in calls {
+            let matching = pending.as_ref().is_some_and(|p| p.tool == call.name);
+            let for_call = if matching { pending.take() } else { None };
+            let result = prepare(
+                &self.flow,
+                &self.validators,
+                call,
+                &thread.slots,
+                for_call.as_ref(),
+                &said,
+            );
+            if let Prepared::Ready { args, unstated }
+            | Prepared::NeedsInput { args, unstated, .. } = &result
+            {
+                if !unstated.is_empty() {
+                    events.emit(&Event::NotStated {
+                        call_id: call.id.clone(),
+                        tool: call.name.clone(),
+                        params: unstated.clone(),
+                    });
+                }
+                self.remember(thread, &call.name, args, events);
+            }
+            prepared.push(result);
+        }
+        if let Some(abandoned) = pending {
+            events.emit(&Event::PendingAbandoned {
+                call_id: abandoned.call_id,
+                tool: abandoned.tool,
+            });
+        }
+        prepared
+    }
+
+    /// Appends a finished turn to the thread — outputs in call order, then injected
+    /// context, then the question if any call needs input — and decides what comes next.
+    pub(super) fn land_turn(
+        &self,
+        thread: &mut Thread,
+        run: &mut Run,
+        staged: StagedTurn,
+        events: &dyn EventSink,
+    ) -> TurnEnd {
+        let StagedTurn {
+            mut outputs,
+            contexts,
+            asks,
+        } = staged;
+        let order = last_call_order(thread);
+        outputs.sort_by_key(|m| match &m.kind {
+            MessageKind::ToolOutput { call_id, .. } => {
+                order.get(call_id.as_str()).copied().unwrap_or(usize::MAX)
+            }
+            _ => usize::MAX,
+        });
+        thread.messages.extend(outputs);
+        thread.messages.extend(contexts);
+        if let Some(first) = asks.first() {
+            let mut texts = Vec::new();
+            let mut params = Vec::new();
+            for ask in &asks {
+                if let Some(tool) = self.flow.tools.get(&ask.tool) {
+                    texts.push(rules::question(
+                        tool,
+                        &ask.args,
+                        &ask.missing,
+                        &thread.slots,
+                    ));
+                    params.extend(ask.missing.iter().cloned());
+                }
+            }
+            let text = texts.join(" ");
+            events.emit(&Event::QuestionAsked {
+                call_id: first.call_id.clone(),
+                tool: first.tool.clone(),
+                params: params.clone(),
+                text: text.clone(),
+            });
+            let question = self.message(
+                run,
+                MessageKind::Question {
+                    call_id: first.call_id.clone(),
+                    tool: first.tool.clone(),
+                    params,
+                    text,
+                },
+            );
+            thread.messages.push(question);
+            thread.pending = Some(PendingCall {
+                call_id: first.call_id.clone(),
+                tool: first.tool.clone(),
+                known: first.args.clone(),
+                missing: first.missing.clone(),
+            });
+            return TurnEnd::Stop(RunStatus::Completed);
+        }
+        if run.consecutive_failures >= self.flow.limits.max_consecutive_failures {
+            run.last_error = Some(LastError {
+                code: "tool_failures".to_owned(),
+                message: format!(
+                    "{} tool calls failed in a row (the flow allows {}); see the tool outputs for each error",
+                    run.consecutive_failures, self.flow.limits.max_consecutive_failures
+                ),
+            });
+            return TurnEnd::Stop(RunStatus::Failed);
+        }
+        TurnEnd::Continue
+    }
+
+    /// Remembers validated arguments into their slots.
+    pub(super) fn remember(
+        &self,
+        thread: &mut Thread,
+        tool: &str,
+        args: &Map<String, Value>,
+        events: &dyn EventSink,
+    ) {
+        let Some(tool) = self.flow.tools.get(tool) else {
+            return;
+        };
+        for param in tool.params.values() {
+            let (Some(slot), Some(value)) = (&param.slot, args.get(&param.name)) else {
+                continue;
+            };
+            if thread.slots.get(slot) != Some(value) && self.validators.slot_accepts(slot, value) {
+                thread.slots.insert(slot.clone(), value.clone());
+                events.emit(&Event::SlotSet {
+                    name: slot.clone(),
+                    value: value.clone(),
+                });
+            }
+        }
+    }
+
+    pub(super) fn abandon_pending(thread: &mut Thread, events: &dyn EventSink) {
+        if let Some(pending) = thread.pending.take() {
+            events.emit(&Event::PendingAbandoned {
+                call_id: pending.call_id,
+                tool: pending.tool,
+            });
+        }
+    }
+
+    /// Gives calls fresh ids when the model's are empty or already used in the thread, so
+    /// pairing never depends on a model's id hygiene.
+    pub(super) fn normalize_ids(thread: &Thread, calls: Vec<ToolCall>) -> Vec<ToolCall> {
+        let mut used: HashSet<String> = thread
+            .messages
+            .iter()
+            .flat_map(|m| match &m.kind {
+                MessageKind::ToolCalls { calls, .. } => {
+                    calls.iter().map(|c| c.id.clone()).collect()
+                }
+                _ => Vec::new(),
+            })
+            .collect();
+        calls
+            .into_iter()
+            .map(|mut call| {
+                if call.id.is_empty() || used.contains(&call.id) {
+                    call.id = new_id("call");
+                }
+                used.insert(call.id.clone());
+                call
+            })
+            .collect()
+    }
+
+    pub(super) fn stage_contexts(
+        &self,
+        run: &Run,
+        tool: &Tool,
+        effects: RuleEffects,
+        staged: &mut StagedTurn,
+        events: &dyn EventSink,
+    ) {
+        for text in effects.contexts {
+            events.emit(&Event::ContextInjected {
+                tool: tool.name.clone(),
+                text: text.clone(),
+            });
+            staged.contexts.push(self.message(
+                run,
+                MessageKind::Context {
+                    tool: tool.name.clone(),
+                    text,
+                },
+            ));
+        }
+    }
+}
+
+/// Call id → position in the thread's last tool-call message.
+pub(super) fn last_call_order(thread: &Thread) -> HashMap<&str, usize> {
+    thread
+        .messages
+        .iter()
+        .rev()
+        .find_map(|m| match &m.kind {
+            MessageKind::ToolCalls { calls, .. } => Some(
+                calls
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| (c.id.as_str(), i))
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
+/// The loop guard: a ready call that already succeeded in this run with the same
+/// arguments is answered `repeated_call` without running again, and the model must then
+/// answer in words. Whether this is the run's second repeat (the run then ends).
+pub(super) fn guard_repeats(
+    thread: &Thread,
+    run: &mut Run,
+    calls: &[ToolCall],
+    prepared: &mut [Prepared],
+) -> bool {
+    let done = succeeded_in_run(thread, run);
+    let mut repeated = false;
+    for (call, prepared) in calls.iter().zip(prepared.iter_mut()) {
+        if matches!(prepared, Prepared::Ready { .. })
+            && parse_arguments(&call.arguments).is_ok_and(|args| {
+                done.iter().any(|(name, ran)| {
+                    *name == call.name
+                        && same_values(&Value::Object(args.clone()), &Value::Object(ran.clone()))
+                })
+            })
+        {
+            repeated = true;
+            *prepared = Prepared::Rejected(ToolError::new(
+                "repeated_call",
+                format!(
+                    "`{}` already ran with these arguments in this run and its result is above; answer the user with it instead of calling it again",
+                    call.name
+                ),
+            ));
+        }
+    }
+    if !repeated {
+        return false;
+    }
+    run.repeated_calls += 1;
+    run.repeated_calls > 1
+}
+
+/// Whether two JSON values say the same: objects in any key order, numbers by value
+/// (`1000` and `1000.0`).
+pub(super) fn same_values(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same_values(x, y))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| same_values(v, w)))
+        }
+        _ => a == b,
+    }
+}
+
+/// Ends a run whose model repeated a call a second time (unless the turn ended it anyway).
+pub(super) fn end_loop(end: TurnEnd, run: &mut Run) -> TurnEnd {
+    if !matches!(end, TurnEnd::Continue) {
+        return end;
+    }
+    run.last_error = Some(LastError {
+        code: "repeated_call".to_owned(),
+        message: "the model called a tool again with the same arguments after being told its result was already there; the run was ended to stop a loop".to_owned(),
+    });
+    TurnEnd::Stop(RunStatus::Incomplete)
+}
+
+/// The calls that succeeded in `run` so far: tool name and arguments as the model wrote
+/// them. The run's messages are the last ones of the thread, so only they are read.
+pub(super) fn succeeded_in_run<'a>(
+    thread: &'a Thread,
+    run: &Run,
+) -> Vec<(&'a str, Map<String, Value>)> {
+    let ours = thread
+        .messages
+        .iter()
+        .rev()
+        .take_while(|m| m.run_id.as_deref() == Some(run.id.as_str()));
+    let mut ok: HashSet<&str> = HashSet::new();
+    let mut done = Vec::new();
+    for message in ours {
+        match &message.kind {
+            MessageKind::ToolOutput {
+                call_id,
+                status: OutputStatus::Ok,
+                ..
+            } => {
+                ok.insert(call_id);
+            }
+            MessageKind::ToolCalls { calls, .. } => {
+                for call in calls.iter().filter(|c| ok.contains(c.id.as_str())) {
+                    if let Ok(args) = parse_arguments(&call.arguments) {
+                        done.push((call.name.as_str(), args));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    done
+}
+
+/// The arguments of a client call as prepared (for its `after` rules).
+pub(super) fn prepared_args(
+    flow: &Flow,
+    validators: &Validators,
+    call: &ToolCall,
+    slots: &Map<String, Value>,
+    said: &Said,
+) -> Map<String, Value> {
+    match prepare(flow, validators, call, slots, None, said) {
+        Prepared::Ready { args, .. } | Prepared::NeedsInput { args, .. } => args,
+        Prepared::Rejected(_) => Map::new(),
+    }
+}
+
+/// What the user said in the thread, indexed only when one of `calls` has a grounded
+/// parameter (most turns need none).
+pub(super) fn said_for(flow: &Flow, calls: &[ToolCall], messages: &[Message]) -> Said {
+    let grounded = calls.iter().any(|call| {
+        flow.tools
+            .get(&call.name)
+            .is_some_and(|tool| tool.params.values().any(|p| p.grounded))
+    });
+    if grounded {
+        Said::from_messages(messages)
+    } else {
+        Said::default()
+    }
+}
