@@ -14,8 +14,9 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use clarion_engine::BoxFuture;
 use clarion_engine::events::{Event, EventLog};
-use clarion_engine::model::{BoxFuture, Model, ModelError, ModelRequest, ModelResponse};
+use clarion_engine::model::{Model, ModelError, ModelRequest, ModelResponse};
 use clarion_engine::run::{Engine, RunStatus, protocol};
 use clarion_engine::store::MemoryStore;
 use clarion_engine::thread::{Metadata, OutputStatus};
@@ -121,10 +122,11 @@ async fn a_real_model_calls_the_tool_with_schema_valid_arguments() {
     };
     let thread = engine
         .create_thread(Metadata::default())
+        .await
         .unwrap_or_else(|e| panic!("{e}"));
     engine
         .add_message(&thread.id, "I want to save $12000. My net monthly income is $4000 and I can save $1000 per month. Use calculate_savings_timeline to tell me how long it takes.")
-        .unwrap_or_else(|e| panic!("{e}"));
+        .await.unwrap_or_else(|e| panic!("{e}"));
     let events = EventLog::new();
     let run = engine
         .run(&thread.id, &events)
@@ -151,12 +153,14 @@ async fn a_missing_value_is_asked_for_and_the_answer_completes_the_call() {
     };
     let thread = engine
         .create_thread(Metadata::default())
+        .await
         .unwrap_or_else(|e| panic!("{e}"));
     engine
         .add_message(
             &thread.id,
             "Use calculate_savings_timeline: how long until I have saved $30000 for a car?",
         )
+        .await
         .unwrap_or_else(|e| panic!("{e}"));
     let events = EventLog::new();
     engine
@@ -179,6 +183,7 @@ async fn a_missing_value_is_asked_for_and_the_answer_completes_the_call() {
             &thread.id,
             "My net monthly income is $5000 and I save $500 per month.",
         )
+        .await
         .unwrap_or_else(|e| panic!("{e}"));
     let events = EventLog::new();
     let run = engine

@@ -379,8 +379,8 @@ fn an_empty_store_lists_nothing() {
     assert_eq!(json_of(&json), json!([]));
 }
 
-#[test]
-fn a_thread_held_by_a_run_is_deleted_only_with_force() {
+#[tokio::test]
+async fn a_thread_held_by_a_run_is_deleted_only_with_force() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let path = dir.path().join("threads.db");
     let store = SqliteStore::open(&path).unwrap_or_else(|e| panic!("{e}"));
@@ -393,6 +393,7 @@ fn a_thread_held_by_a_run_is_deleted_only_with_force() {
     thread.active_run = Some("run_busy".into());
     store
         .insert_thread(&thread)
+        .await
         .unwrap_or_else(|e| panic!("{e}"));
     drop(store);
     let shown = path.display().to_string();
@@ -417,5 +418,5 @@ fn a_thread_held_by_a_run_is_deleted_only_with_force() {
     );
     assert_eq!(forced.status.code(), Some(0), "{}", text(&forced.stderr));
     let store = SqliteStore::open(&path).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(store.thread_ids(10), Ok(vec![]));
+    assert_eq!(store.thread_headers(10).await, Ok(vec![]));
 }

@@ -25,9 +25,10 @@ use std::io::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use clarion_engine::BoxFuture;
 use clarion_engine::events::{EventSink, NoEvents};
 use clarion_engine::model::scripted::{ScriptedModel, ScriptedTurn};
-use clarion_engine::model::{BoxFuture, Model, ModelError, ModelRequest, ModelResponse, ModelTurn};
+use clarion_engine::model::{Model, ModelError, ModelRequest, ModelResponse, ModelTurn};
 use clarion_engine::run::{Engine, RunStatus, Usage};
 use clarion_engine::store::{MemoryStore, ThreadStore};
 use clarion_engine::thread::{Message, MessageKind, Metadata, ToolCall};
@@ -236,10 +237,10 @@ fn engine_round_trips(
     current_thread()?.block_on(async {
         let mut times = Vec::with_capacity(threads * ROUND_TRIPS);
         for _ in 0..threads {
-            let thread = engine.create_thread(Metadata::default())?;
+            let thread = engine.create_thread(Metadata::default()).await?;
             for _ in 0..ROUND_TRIPS {
                 let start = Instant::now();
-                engine.add_message(&thread.id, "ping")?;
+                engine.add_message(&thread.id, "ping").await?;
                 let run = engine.run(&thread.id, &NoEvents).await?;
                 times.push(start.elapsed());
                 if run.status != RunStatus::Completed || run.steps != 2 {
@@ -335,10 +336,12 @@ fn concurrent(
                 tokio::spawn(async move {
                     let thread = engine
                         .create_thread(Metadata::default())
+                        .await
                         .map_err(|e| e.to_string())?;
                     for _ in 0..ROUND_TRIPS {
                         engine
                             .add_message(&thread.id, "ping")
+                            .await
                             .map_err(|e| e.to_string())?;
                         let run = engine
                             .run(&thread.id, &NoEvents)

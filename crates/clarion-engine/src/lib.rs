@@ -40,15 +40,23 @@
 //! let tools = FnExecutor(|_: &flow::Tool, _: &serde_json::Map<_, _>| Ok(serde_json::json!({"sky": "sunny"})));
 //! let engine = Engine::new(Arc::new(flow), Arc::new(model), Arc::new(tools), Arc::new(MemoryStore::new()));
 //!
-//! let thread = engine.create_thread(Metadata::default())?;
-//! engine.add_message(&thread.id, "Weather in Lisbon tomorrow?")?;
+//! let thread = engine.create_thread(Metadata::default()).await?;
+//! engine.add_message(&thread.id, "Weather in Lisbon tomorrow?").await?;
 //! let events = EventLog::new();
 //! let run = engine.run(&thread.id, &events).await?;
 //! assert_eq!(run.status, RunStatus::Completed);
-//! assert_eq!(engine.thread(&thread.id)?.messages.last().and_then(|m| m.text()), Some("Sunny, 24 °C."));
+//! let thread = engine.thread(&thread.id).await?;
+//! assert_eq!(thread.messages.last().and_then(|m| m.text()), Some("Sunny, 24 °C."));
 //! # Ok(())
 //! # }
 //! ```
+
+use std::future::Future;
+use std::pin::Pin;
+
+/// A boxed future, so traits with async methods (`Model`, `ToolExecutor`, `ThreadStore`)
+/// stay object-safe.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 pub mod clock;
 pub mod events;

@@ -24,16 +24,18 @@ use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use clarion_engine::BoxFuture;
 use clarion_engine::clock::{Clock, ManualClock};
 use clarion_engine::events::{EventSink, NoEvents};
 use clarion_engine::model::scripted::{ScriptedModel, ScriptedTurn};
-use clarion_engine::model::{BoxFuture, Model, ModelError, ModelRequest, ModelResponse, ModelTurn};
+use clarion_engine::model::{Model, ModelError, ModelRequest, ModelResponse, ModelTurn};
 use clarion_engine::run::{Engine, EngineError, Run, RunStatus, ToolOutputSubmission, protocol};
 use clarion_engine::store::{MemoryStore, StoreError, ThreadStore};
 use clarion_engine::thread::{Message, MessageKind, Metadata, OutputStatus, Thread, ToolCall};
 use clarion_engine::tool::{ToolError, ToolExecutor, ToolRequest};
 use clarion_flow::Flow;
 use clarion_store::SqliteStore;
+use futures_util::FutureExt as _;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use support::flow_from;
@@ -612,7 +614,7 @@ struct World {
 type Snapshot = (Thread, Vec<Run>);
 
 impl World {
-    fn new(script: &[Turn], sqlite: bool) -> Self {
+    async fn new(script: &[Turn], sqlite: bool) -> Self {
         let flow = flow_from(FLOW);
         let model = Arc::new(CheckingModel {
             inner: ScriptedModel::new(script.iter().map(Turn::scripted)),
@@ -630,6 +632,7 @@ impl World {
         );
         let thread_id = engine
             .create_thread(Metadata::default())
+            .await
             .unwrap_or_else(|e| panic!("{e}"))
             .id;
         Self {
@@ -645,7 +648,12 @@ impl World {
     }
 
     fn fail(&self, what: &str) -> ! {
-        let thread = self.store.thread(&self.thread_id).ok();
+        // The history as far as it can be read without waiting (a memory store's at once).
+        let thread = self
+            .store
+            .thread(&self.thread_id)
+            .now_or_never()
+            .and_then(Result::ok);
         let history = thread.map(|t| transcript(&t.messages)).unwrap_or_default();
         panic!(
             "{what}\n\noperations:\n  {}\n\nstored history:\n{history}",
@@ -653,21 +661,23 @@ impl World {
         );
     }
 
-    fn snapshot(&self) -> Snapshot {
+    async fn snapshot(&self) -> Snapshot {
         let thread = self
             .store
             .thread(&self.thread_id)
+            .await
             .unwrap_or_else(|e| self.fail(&e.to_string()));
         let runs = self
             .store
             .runs(&self.thread_id)
+            .await
             .unwrap_or_else(|e| self.fail(&e.to_string()));
         (thread, runs)
     }
 
     /// The checks after every operation. `settled` when nothing runs concurrently: then the
     /// runs' statuses and the lock must agree too.
-    fn check(&self, settled: bool) {
+    async fn check(&self, settled: bool) {
         if let Some(violation) = self
             .model
             .violations
@@ -677,7 +687,7 @@ impl World {
         {
             self.fail(&violation);
         }
-        let (thread, runs) = self.snapshot();
+        let (thread, runs) = self.snapshot().await;
         let active = thread
             .active_run
             .as_ref()
@@ -693,8 +703,8 @@ impl World {
         }
     }
 
-    fn unchanged(&self, before: &Snapshot, what: &str) {
-        if &self.snapshot() != before {
+    async fn unchanged(&self, before: &Snapshot, what: &str) {
+        if &self.snapshot().await != before {
             self.fail(&format!(
                 "{what} was refused but changed the thread or its runs"
             ));
@@ -702,22 +712,25 @@ impl World {
     }
 
     /// The active run as stored, after any due expiry (itself an operation, checked).
-    fn active(&self) -> Option<Run> {
+    async fn active(&self) -> Option<Run> {
         let thread = self
             .engine
             .thread(&self.thread_id)
+            .await
             .unwrap_or_else(|e| self.fail(&e.to_string()));
-        self.check(true);
+        self.check(true).await;
         let id = thread.active_run?;
         Some(
             self.store
                 .run(&id)
+                .await
                 .unwrap_or_else(|e| self.fail(&e.to_string())),
         )
     }
 
-    fn target(&self) -> Option<String> {
+    async fn target(&self) -> Option<String> {
         self.active()
+            .await
             .map(|r| r.id)
             .or_else(|| self.last_run.clone())
     }
@@ -725,56 +738,57 @@ impl World {
     async fn play(&mut self, action: Action) {
         self.log.push(format!("{action:?}"));
         match action {
-            Action::User(text) => self.user(text),
+            Action::User(text) => self.user(text).await,
             Action::Run { cancel_after_ms } => self.run(cancel_after_ms).await,
-            Action::Queue => self.queue(),
-            Action::Cancel { twice } => self.cancel(twice),
+            Action::Queue => self.queue().await,
+            Action::Cancel { twice } => self.cancel(twice).await,
             Action::Submit {
                 submission,
                 cancel_after_ms,
             } => self.submit(submission, cancel_after_ms).await,
-            Action::Wait { expire, twice } => self.wait(expire, twice),
-            Action::Recover => self.recover(),
+            Action::Wait { expire, twice } => self.wait(expire, twice).await,
+            Action::Recover => self.recover().await,
             Action::Crash { after_ms } => self.crash(after_ms).await,
         }
-        self.check(true);
+        self.check(true).await;
     }
 
-    fn user(&mut self, text: &str) {
-        let locked = self.active().is_some();
-        let before = self.snapshot();
-        match self.engine.add_message(&self.thread_id, text) {
+    async fn user(&mut self, text: &str) {
+        let locked = self.active().await.is_some();
+        let before = self.snapshot().await;
+        match self.engine.add_message(&self.thread_id, text).await {
             Ok(_) if !locked && !text.trim().is_empty() => {}
             Err(EngineError::EmptyMessage) if text.trim().is_empty() => {
-                self.unchanged(&before, "an empty message");
+                self.unchanged(&before, "an empty message").await;
             }
             Err(EngineError::Store(StoreError::Locked { .. })) if locked => {
-                self.unchanged(&before, "a message to a locked thread");
+                self.unchanged(&before, "a message to a locked thread")
+                    .await;
             }
             other => self.fail(&format!("add_message: unexpected {other:?}")),
         }
     }
 
-    fn queue(&mut self) {
-        let locked = self.active().is_some();
-        let before = self.snapshot();
-        match self.engine.create_run(&self.thread_id) {
+    async fn queue(&mut self) {
+        let locked = self.active().await.is_some();
+        let before = self.snapshot().await;
+        match self.engine.create_run(&self.thread_id).await {
             Ok(run) if !locked => self.last_run = Some(run.id),
             Err(EngineError::Store(StoreError::Locked { .. })) if locked => {
-                self.unchanged(&before, "a run on a locked thread");
+                self.unchanged(&before, "a run on a locked thread").await;
             }
             other => self.fail(&format!("create_run: unexpected {other:?}")),
         }
     }
 
     async fn run(&mut self, cancel_after_ms: Option<u8>) {
-        let run_id = match self.active() {
+        let run_id = match self.active().await {
             Some(run) if run.status == RunStatus::Queued => run.id,
             Some(_) => {
-                let before = self.snapshot();
-                match self.engine.create_run(&self.thread_id) {
+                let before = self.snapshot().await;
+                match self.engine.create_run(&self.thread_id).await {
                     Err(EngineError::Store(StoreError::Locked { .. })) => {
-                        self.unchanged(&before, "a run on a locked thread");
+                        self.unchanged(&before, "a run on a locked thread").await;
                     }
                     other => self.fail(&format!("create_run on a locked thread: {other:?}")),
                 }
@@ -784,8 +798,9 @@ impl World {
                 let run = self
                     .engine
                     .create_run(&self.thread_id)
+                    .await
                     .unwrap_or_else(|e| self.fail(&format!("create_run: {e}")));
-                self.check(true);
+                self.check(true).await;
                 run.id
             }
         };
@@ -797,12 +812,13 @@ impl World {
     }
 
     async fn submit(&mut self, submission: Submission, cancel_after_ms: Option<u8>) {
-        let Some(run_id) = self.target() else {
+        let Some(run_id) = self.target().await else {
             return;
         };
         let run = self
             .store
             .run(&run_id)
+            .await
             .unwrap_or_else(|e| self.fail(&e.to_string()));
         let ids: Vec<String> = run.required_action.iter().map(|c| c.id.clone()).collect();
         let output = |id: &str, text: &str| ToolOutputSubmission {
@@ -827,7 +843,7 @@ impl World {
         let waiting = run.status == RunStatus::RequiresAction;
         let good = waiting && matches!(submission, Submission::Correct(_));
         if !good {
-            let before = self.snapshot();
+            let before = self.snapshot().await;
             let result = self
                 .engine
                 .submit_tool_outputs(&run_id, outputs, &NoEvents)
@@ -846,7 +862,7 @@ impl World {
             if !refused {
                 self.fail(&format!("a bad submission ({submission:?}) got {result:?}"));
             }
-            self.unchanged(&before, "a bad submission");
+            self.unchanged(&before, "a bad submission").await;
             return;
         }
         let engine = self.engine.clone();
@@ -866,8 +882,8 @@ impl World {
         let mut acknowledged = false;
         if let Some(ms) = cancel_after_ms {
             tokio::time::sleep(Duration::from_millis(ms.into())).await;
-            self.check(false);
-            match self.engine.cancel(run_id, &NoEvents) {
+            self.check(false).await;
+            match self.engine.cancel(run_id, &NoEvents).await {
                 Ok(run) if matches!(run.status, RunStatus::Cancelling | RunStatus::Cancelled) => {
                     acknowledged = true;
                 }
@@ -902,6 +918,7 @@ impl World {
         let stored = self
             .store
             .run(run_id)
+            .await
             .unwrap_or_else(|e| self.fail(&e.to_string()));
         if acknowledged && !stored.status.is_terminal() {
             self.fail(&format!(
@@ -911,26 +928,32 @@ impl World {
         }
     }
 
-    fn cancel(&mut self, twice: bool) {
-        let Some(run_id) = self.target() else {
+    async fn cancel(&mut self, twice: bool) {
+        let Some(run_id) = self.target().await else {
             return;
         };
-        let before = self.snapshot();
+        let before = self.snapshot().await;
         let was = self
             .store
             .run(&run_id)
+            .await
             .unwrap_or_else(|e| self.fail(&e.to_string()));
         if twice {
             // Two requests race: each may cancel, find the other doing it, or find it done.
-            let results = std::thread::scope(|scope| {
-                let requests: Vec<_> = (0..2)
-                    .map(|_| scope.spawn(|| self.engine.cancel(&run_id, &NoEvents)))
-                    .collect();
-                requests
-                    .into_iter()
-                    .map(|r| r.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
-                    .collect::<Vec<_>>()
-            });
+            let requests: Vec<_> = (0..2)
+                .map(|_| {
+                    let (engine, run_id) = (Arc::clone(&self.engine), run_id.clone());
+                    tokio::spawn(async move { engine.cancel(&run_id, &NoEvents).await })
+                })
+                .collect();
+            let mut results = Vec::new();
+            for request in requests {
+                results.push(
+                    request
+                        .await
+                        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic())),
+                );
+            }
             self.log.push(format!("  -> {results:?}"));
             for result in &results {
                 match result {
@@ -943,6 +966,7 @@ impl World {
             let now = self
                 .store
                 .run(&run_id)
+                .await
                 .unwrap_or_else(|e| self.fail(&e.to_string()));
             if !now.status.is_terminal() {
                 self.fail(&format!(
@@ -951,22 +975,23 @@ impl World {
                 ));
             }
             if was.status.is_terminal() {
-                self.unchanged(&before, "cancelling a finished run");
+                self.unchanged(&before, "cancelling a finished run").await;
             }
             return;
         }
-        match self.engine.cancel(&run_id, &NoEvents) {
+        match self.engine.cancel(&run_id, &NoEvents).await {
             Ok(run) if !was.status.is_terminal() && run.status == RunStatus::Cancelled => {}
             Err(EngineError::RunNotActive { .. }) if was.status.is_terminal() => {
-                self.unchanged(&before, "cancelling a finished run");
+                self.unchanged(&before, "cancelling a finished run").await;
             }
             other => self.fail(&format!("cancel: unexpected {other:?}")),
         }
     }
 
-    fn wait(&mut self, expire: bool, twice: bool) {
+    async fn wait(&mut self, expire: bool, twice: bool) {
         let waiting = self
             .active()
+            .await
             .filter(|r| r.status == RunStatus::RequiresAction);
         self.clock.advance(if expire {
             REQUIRES_ACTION_TIMEOUT + Duration::from_millis(1)
@@ -975,17 +1000,22 @@ impl World {
         });
         if twice {
             // Two readers race to expire the run; it must expire once.
-            std::thread::scope(|scope| {
-                for _ in 0..2 {
-                    scope.spawn(|| self.engine.thread(&self.thread_id));
-                }
-            });
+            let readers: Vec<_> = (0..2)
+                .map(|_| {
+                    let (engine, id) = (Arc::clone(&self.engine), self.thread_id.clone());
+                    tokio::spawn(async move { engine.thread(&id).await })
+                })
+                .collect();
+            for reader in readers {
+                let _ = reader.await;
+            }
         }
-        let _ = self.active();
+        let _ = self.active().await;
         if let Some(run) = waiting {
             let now = self
                 .store
                 .run(&run.id)
+                .await
                 .unwrap_or_else(|e| self.fail(&e.to_string()));
             let due = run.expires_at.is_some_and(|at| self.clock.now_ms() >= at);
             let expected = if due {
@@ -1002,10 +1032,11 @@ impl World {
         }
     }
 
-    fn recover(&mut self) {
+    async fn recover(&mut self) {
         let recovered = self
             .engine
             .recover()
+            .await
             .unwrap_or_else(|e| self.fail(&format!("recover: {e}")));
         for run in recovered {
             if run.status != RunStatus::Failed
@@ -1017,8 +1048,8 @@ impl World {
     }
 
     async fn crash(&mut self, after_ms: u8) {
-        if self.active().is_none() {
-            match self.engine.create_run(&self.thread_id) {
+        if self.active().await.is_none() {
+            match self.engine.create_run(&self.thread_id).await {
                 Ok(run) => {
                     self.last_run = Some(run.id.clone());
                     let engine = self.engine.clone();
@@ -1046,7 +1077,7 @@ impl World {
             )
             .with_clock(self.clock.clone()),
         );
-        self.recover();
+        self.recover().await;
     }
 }
 
@@ -1072,8 +1103,8 @@ proptest! {
             .build()
             .unwrap_or_else(|e| panic!("runtime: {e}"));
         runtime.block_on(async {
-            let mut world = World::new(&script, sqlite);
-            world.check(true);
+            let mut world = World::new(&script, sqlite).await;
+            world.check(true).await;
             for action in actions {
                 world.play(action).await;
             }

@@ -6,17 +6,20 @@
 mod support;
 
 use std::fmt::Write as _;
+use std::future::Future;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use clarion_engine::BoxFuture;
 use clarion_engine::clock::ManualClock;
 use clarion_engine::events::NoEvents;
-use clarion_engine::model::BoxFuture;
 use clarion_engine::model::scripted::{ScriptedModel, ScriptedTurn};
 use clarion_engine::run::{Engine, EngineError, Run, RunStatus};
-use clarion_engine::store::{MemoryStore, Step, StoreError, ThreadStore};
+use clarion_engine::store::{
+    MemoryStore, MessagePage, MessageQuery, Step, StoreError, ThreadHeader, ThreadStore,
+};
 use clarion_engine::thread::{Message, Metadata, Thread};
 use clarion_engine::tool::{ToolError, ToolExecutor, ToolRequest};
 use clarion_flow::diagnostic::{Diagnostic, render};
@@ -28,11 +31,11 @@ use support::{assert_protocol, flow_from};
 
 /// Pauses the next `run()` read after it has read, until resumed.
 struct Gate {
-    reached: mpsc::Sender<()>,
-    resume: mpsc::Receiver<()>,
+    reached: tokio::sync::oneshot::Sender<()>,
+    resume: tokio::sync::oneshot::Receiver<()>,
 }
 
-type CommitHook = Box<dyn FnOnce(&Run) + Send>;
+type CommitHook = Box<dyn FnOnce(Run) -> BoxFuture<'static, ()> + Send>;
 
 /// A memory store with two hooks: a gate on the next run read (a request that read a run
 /// and is about to act on it) and a callback after the commit of a run in
@@ -46,9 +49,14 @@ struct Hooked {
 
 impl Hooked {
     /// Arms the gate; returns (reached, resume) for the test's side.
-    fn arm(&self) -> (mpsc::Receiver<()>, mpsc::Sender<()>) {
-        let (reached_tx, reached_rx) = mpsc::channel();
-        let (resume_tx, resume_rx) = mpsc::channel();
+    fn arm(
+        &self,
+    ) -> (
+        tokio::sync::oneshot::Receiver<()>,
+        tokio::sync::oneshot::Sender<()>,
+    ) {
+        let (reached_tx, reached_rx) = tokio::sync::oneshot::channel();
+        let (resume_tx, resume_rx) = tokio::sync::oneshot::channel();
         *self.gate.lock().unwrap_or_else(|e| panic!("{e}")) = Some(Gate {
             reached: reached_tx,
             resume: resume_rx,
@@ -58,58 +66,92 @@ impl Hooked {
 }
 
 impl ThreadStore for Hooked {
-    fn insert_thread(&self, thread: &Thread) -> Result<(), StoreError> {
+    fn insert_thread<'a>(&'a self, thread: &'a Thread) -> BoxFuture<'a, Result<(), StoreError>> {
         self.inner.insert_thread(thread)
     }
-    fn thread(&self, id: &str) -> Result<Thread, StoreError> {
+    fn thread<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Thread, StoreError>> {
         self.inner.thread(id)
     }
-    fn delete_thread(&self, id: &str) -> Result<bool, StoreError> {
+    fn thread_header<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<ThreadHeader, StoreError>> {
+        self.inner.thread_header(id)
+    }
+    fn messages<'a>(
+        &'a self,
+        thread_id: &'a str,
+        query: &'a MessageQuery,
+    ) -> BoxFuture<'a, Result<MessagePage, StoreError>> {
+        self.inner.messages(thread_id, query)
+    }
+    fn message<'a>(
+        &'a self,
+        thread_id: &'a str,
+        message_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Message>, StoreError>> {
+        self.inner.message(thread_id, message_id)
+    }
+    fn delete_thread<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
         self.inner.delete_thread(id)
     }
-    fn thread_ids(&self, limit: usize) -> Result<Vec<String>, StoreError> {
-        self.inner.thread_ids(limit)
+    fn thread_headers(&self, limit: usize) -> BoxFuture<'_, Result<Vec<ThreadHeader>, StoreError>> {
+        self.inner.thread_headers(limit)
     }
-    fn run(&self, id: &str) -> Result<Run, StoreError> {
-        let run = self.inner.run(id);
+    fn run<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Run, StoreError>> {
         let gate = self.gate.lock().ok().and_then(|mut g| g.take());
-        if let Some(gate) = gate {
-            gate.reached.send(()).ok();
-            gate.resume.recv().ok();
-        }
-        run
+        Box::pin(async move {
+            let run = self.inner.run(id).await;
+            if let Some(gate) = gate {
+                gate.reached.send(()).ok();
+                gate.resume.await.ok();
+            }
+            run
+        })
     }
-    fn runs(&self, thread_id: &str) -> Result<Vec<Run>, StoreError> {
+    fn runs<'a>(&'a self, thread_id: &'a str) -> BoxFuture<'a, Result<Vec<Run>, StoreError>> {
         self.inner.runs(thread_id)
     }
-    fn add_user_message(&self, thread_id: &str, message: &Message) -> Result<(), StoreError> {
+    fn add_user_message<'a>(
+        &'a self,
+        thread_id: &'a str,
+        message: &'a Message,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
         self.inner.add_user_message(thread_id, message)
     }
-    fn set_message_metadata(
-        &self,
-        thread_id: &str,
-        message_id: &str,
-        metadata: &Metadata,
-    ) -> Result<bool, StoreError> {
+    fn set_message_metadata<'a>(
+        &'a self,
+        thread_id: &'a str,
+        message_id: &'a str,
+        metadata: &'a Metadata,
+    ) -> BoxFuture<'a, Result<Option<Message>, StoreError>> {
         self.inner
             .set_message_metadata(thread_id, message_id, metadata)
     }
-    fn begin_run(&self, run: &Run) -> Result<Thread, StoreError> {
+    fn update_thread<'a>(
+        &'a self,
+        header: &'a ThreadHeader,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.inner.update_thread(header)
+    }
+    fn begin_run<'a>(&'a self, run: &'a Run) -> BoxFuture<'a, Result<(), StoreError>> {
         self.inner.begin_run(run)
     }
-    fn commit(&self, step: Step<'_>) -> Result<(), StoreError> {
-        self.inner.commit(step)?;
-        if let Some(run) = step.run.filter(|r| r.status == RunStatus::RequiresAction) {
-            let hook = self
-                .on_requires_action
-                .lock()
-                .ok()
-                .and_then(|mut h| h.take());
-            if let Some(hook) = hook {
-                hook(run);
+    fn commit<'a>(&'a self, step: Step<'a>) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            self.inner.commit(step).await?;
+            if let Some(run) = step.run.filter(|r| r.status == RunStatus::RequiresAction) {
+                let hook = self
+                    .on_requires_action
+                    .lock()
+                    .ok()
+                    .and_then(|mut h| h.take());
+                if let Some(hook) = hook {
+                    hook(run.clone()).await;
+                }
             }
-        }
-        Ok(())
+            Ok(())
+        })
+    }
+    fn locked_thread_ids(&self) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
+        self.inner.locked_thread_ids()
     }
 }
 
@@ -155,7 +197,7 @@ struct Race {
     thread_id: String,
 }
 
-fn race(turns: Vec<ScriptedTurn>) -> Race {
+async fn race(turns: Vec<ScriptedTurn>) -> Race {
     let store = Arc::new(Hooked::default());
     let tools = Arc::new(Waits::default());
     let clock = Arc::new(ManualClock::new(1_000_000));
@@ -170,10 +212,12 @@ fn race(turns: Vec<ScriptedTurn>) -> Race {
     );
     let thread_id = engine
         .create_thread(Metadata::default())
+        .await
         .unwrap_or_else(|e| panic!("{e}"))
         .id;
     engine
         .add_message(&thread_id, "book it")
+        .await
         .unwrap_or_else(|e| panic!("{e}"));
     Race {
         engine,
@@ -195,32 +239,41 @@ impl Race {
         run
     }
 
-    fn stored(&self, run_id: &str) -> (Thread, Run) {
+    async fn stored(&self, run_id: &str) -> (Thread, Run) {
         let thread = self
             .store
             .thread(&self.thread_id)
+            .await
             .unwrap_or_else(|e| panic!("{e}"));
-        let run = self.store.run(run_id).unwrap_or_else(|e| panic!("{e}"));
+        let run = self
+            .store
+            .run(run_id)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         (thread, run)
     }
 
-    /// Runs `first` on another thread until it has read the run, then `second` to the end,
+    /// Runs `first` as another task until it has read the run, then `second` to the end,
     /// then lets `first` finish; returns `first`'s result.
-    fn interleave<T: Send + 'static>(
+    async fn interleave<T, F>(
         &self,
-        first: impl FnOnce(&Engine) -> T + Send + 'static,
-        second: impl FnOnce(),
-    ) -> T {
+        first: impl FnOnce(Arc<Engine>) -> F,
+        second: impl Future<Output = ()>,
+    ) -> T
+    where
+        T: Send + 'static,
+        F: Future<Output = T> + Send + 'static,
+    {
         let (reached, resume) = self.store.arm();
-        let engine = self.engine.clone();
-        let first = std::thread::spawn(move || first(&engine));
-        reached
-            .recv_timeout(Duration::from_secs(5))
-            .unwrap_or_else(|e| panic!("the first request never read the run: {e}"));
-        second();
+        let first = tokio::spawn(first(Arc::clone(&self.engine)));
+        tokio::time::timeout(Duration::from_secs(5), reached)
+            .await
+            .unwrap_or_else(|e| panic!("the first request never read the run: {e}"))
+            .unwrap_or_else(|e| panic!("the gate was dropped: {e}"));
+        second.await;
         resume.send(()).ok();
         first
-            .join()
+            .await
             .unwrap_or_else(|_| panic!("the first request panicked"))
     }
 }
@@ -230,17 +283,19 @@ impl Race {
 /// and the run waited for the client as if never cancelled.
 #[tokio::test]
 async fn cancel_lost_when_the_run_comes_to_rest_in_requires_action() {
-    let r = race(vec![ScriptedTurn::call("confirm", "{}")]);
+    let r = race(vec![ScriptedTurn::call("confirm", "{}")]).await;
     let acknowledged = Arc::new(Mutex::new(None));
     let weak = Arc::downgrade(&r.engine);
     let seen = acknowledged.clone();
     *r.store
         .on_requires_action
         .lock()
-        .unwrap_or_else(|e| panic!("{e}")) = Some(Box::new(move |run: &Run| {
-        let engine = weak.upgrade().unwrap_or_else(|| panic!("no engine"));
-        *seen.lock().unwrap_or_else(|e| panic!("{e}")) =
-            Some(engine.cancel(&run.id, &NoEvents).map(|r| r.status));
+        .unwrap_or_else(|e| panic!("{e}")) = Some(Box::new(move |run: Run| {
+        Box::pin(async move {
+            let engine = weak.upgrade().unwrap_or_else(|| panic!("no engine"));
+            let status = engine.cancel(&run.id, &NoEvents).await.map(|r| r.status);
+            *seen.lock().unwrap_or_else(|e| panic!("{e}")) = Some(status);
+        })
     }));
     let run = r
         .engine
@@ -253,7 +308,7 @@ async fn cancel_lost_when_the_run_comes_to_rest_in_requires_action() {
         "the cancel reached the run while it was being driven"
     );
     assert_eq!(run.status, RunStatus::Cancelled);
-    let (thread, stored) = r.stored(&run.id);
+    let (thread, stored) = r.stored(&run.id).await;
     assert_eq!(stored.status, RunStatus::Cancelled);
     assert!(thread.active_run.is_none());
     assert_protocol(&thread);
@@ -266,16 +321,18 @@ async fn cancel_lost_when_the_run_comes_to_rest_in_requires_action() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stale_run_acted_on_after_claim() {
     // Two cancels of a waiting run.
-    let r = race(vec![ScriptedTurn::call("confirm", "{}")]);
+    let r = race(vec![ScriptedTurn::call("confirm", "{}")]).await;
     let run = r.waiting_for_client().await;
     let id = run.id.clone();
-    let first = r.interleave(
-        move |engine| engine.cancel(&id, &NoEvents),
-        || {
-            let second = r.engine.cancel(&run.id, &NoEvents);
-            assert_eq!(second.map(|r| r.status), Ok(RunStatus::Cancelled));
-        },
-    );
+    let first = r
+        .interleave(
+            move |engine| async move { engine.cancel(&id, &NoEvents).await },
+            async {
+                let second = r.engine.cancel(&run.id, &NoEvents).await;
+                assert_eq!(second.map(|r| r.status), Ok(RunStatus::Cancelled));
+            },
+        )
+        .await;
     assert!(
         matches!(
             first,
@@ -286,31 +343,35 @@ async fn stale_run_acted_on_after_claim() {
         ),
         "{first:?}"
     );
-    assert_protocol(&r.stored(&run.id).0);
+    assert_protocol(&r.stored(&run.id).await.0);
 
     // Two status reads of a run that is due to expire.
-    let r = race(vec![ScriptedTurn::call("confirm", "{}")]);
+    let r = race(vec![ScriptedTurn::call("confirm", "{}")]).await;
     let run = r.waiting_for_client().await;
     r.clock.advance(Duration::from_secs(61));
     let id = run.id.clone();
-    let first = r.interleave(
-        move |engine| engine.run_status(&id),
-        || {
-            let second = r.engine.run_status(&run.id);
-            assert_eq!(second.map(|r| r.status), Ok(RunStatus::Expired));
-        },
-    );
+    let first = r
+        .interleave(
+            move |engine| async move { engine.run_status(&id).await },
+            async {
+                let second = r.engine.run_status(&run.id).await;
+                assert_eq!(second.map(|r| r.status), Ok(RunStatus::Expired));
+            },
+        )
+        .await;
     assert_eq!(first.map(|r| r.status), Ok(RunStatus::Expired));
-    assert_protocol(&r.stored(&run.id).0);
+    assert_protocol(&r.stored(&run.id).await.0);
 
     // A cancel that read the run just before it completed.
     let r = race(vec![
         ScriptedTurn::call("wait", "{}"),
         ScriptedTurn::text("done"),
-    ]);
+    ])
+    .await;
     let run = r
         .engine
         .create_run(&r.thread_id)
+        .await
         .unwrap_or_else(|e| panic!("{e}"));
     let driver = {
         let engine = r.engine.clone();
@@ -321,18 +382,17 @@ async fn stale_run_acted_on_after_claim() {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     let id = run.id.clone();
-    // Blocking in place hands this worker's tasks (the driver) to another thread.
-    let first = tokio::task::block_in_place(|| {
-        r.interleave(
-            move |engine| engine.cancel(&id, &NoEvents),
-            || {
+    let first = r
+        .interleave(
+            move |engine| async move { engine.cancel(&id, &NoEvents).await },
+            async {
                 r.tools.finish.notify_one();
                 while !driver.is_finished() {
-                    std::thread::sleep(Duration::from_millis(1));
+                    tokio::time::sleep(Duration::from_millis(1)).await;
                 }
             },
         )
-    });
+        .await;
     let outcome = driver.await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(outcome.map(|r| r.status), Ok(RunStatus::Completed));
     assert!(
@@ -345,7 +405,7 @@ async fn stale_run_acted_on_after_claim() {
         ),
         "{first:?}"
     );
-    let (thread, stored) = r.stored(&run.id);
+    let (thread, stored) = r.stored(&run.id).await;
     assert_eq!(
         stored.status,
         RunStatus::Completed,

@@ -68,9 +68,10 @@ fn travel(turns: Vec<ScriptedTurn>) -> Harness {
 }
 
 async fn waiting_for_client(h: &Harness) -> (String, String, Vec<String>) {
-    let thread = h.thread();
+    let thread = h.thread().await;
     h.engine
         .add_message(&thread.id, "book TP1 and search LIS")
+        .await
         .unwrap_or_else(|e| panic!("{e}"));
     let run = h
         .engine
@@ -104,7 +105,11 @@ async fn client_tools_wait_in_requires_action_and_the_turn_lands_in_call_order()
         1,
         "only the client call waits; search already ran"
     );
-    let thread = h.store.thread(&thread_id).unwrap_or_else(|e| panic!("{e}"));
+    let thread = h
+        .store
+        .thread(&thread_id)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert!(
         outputs(&thread).is_empty(),
         "nothing of the turn lands until the client answers"
@@ -115,7 +120,7 @@ async fn client_tools_wait_in_requires_action_and_the_turn_lands_in_call_order()
         "the thread stays locked"
     );
     assert!(matches!(
-        h.engine.add_message(&thread_id, "hello?"),
+        h.engine.add_message(&thread_id, "hello?").await,
         Err(EngineError::Store(StoreError::Locked { .. }))
     ));
 
@@ -130,7 +135,11 @@ async fn client_tools_wait_in_requires_action_and_the_turn_lands_in_call_order()
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(run.status, RunStatus::Completed);
-    let thread = h.store.thread(&thread_id).unwrap_or_else(|e| panic!("{e}"));
+    let thread = h
+        .store
+        .thread(&thread_id)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_protocol(&thread);
     let names: Vec<String> = outputs(&thread).into_iter().map(|o| o.0).collect();
     assert_eq!(
@@ -153,7 +162,11 @@ async fn bad_submissions_are_refused_and_change_nothing() {
         ("book", r#"{"flight": "TP2"}"#),
     ])]);
     let (thread_id, run_id, ids) = waiting_for_client(&h).await;
-    let before = h.store.thread(&thread_id).unwrap_or_else(|e| panic!("{e}"));
+    let before = h
+        .store
+        .thread(&thread_id)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let cases = vec![
         (
             vec![submit(&ids[0], "{}")],
@@ -184,19 +197,19 @@ async fn bad_submissions_are_refused_and_change_nothing() {
             .await;
         assert_eq!(result, Err(expected));
         assert_eq!(
-            h.store.thread(&thread_id).ok(),
+            h.store.thread(&thread_id).await.ok(),
             Some(before.clone()),
             "a refused submission changes nothing"
         );
         assert_eq!(
-            h.store.run(&run_id).map(|r| r.status),
+            h.store.run(&run_id).await.map(|r| r.status),
             Ok(RunStatus::RequiresAction)
         );
     }
     // Outputs for a run that is not waiting are refused too.
     let done = travel(vec![ScriptedTurn::text("hi")]);
-    let thread = done.thread();
-    done.engine.add_message(&thread.id, "hi").ok();
+    let thread = done.thread().await;
+    done.engine.add_message(&thread.id, "hi").await.ok();
     let run = done
         .engine
         .run(&thread.id, &NoEvents)
@@ -225,8 +238,9 @@ async fn requires_action_expires_and_every_open_call_is_answered() {
         .with_clock(clock.clone());
     let thread = engine
         .create_thread(Metadata::default())
+        .await
         .unwrap_or_else(|e| panic!("{e}"));
-    engine.add_message(&thread.id, "book it").ok();
+    engine.add_message(&thread.id, "book it").await.ok();
     let run = engine
         .run(&thread.id, &NoEvents)
         .await
@@ -238,17 +252,23 @@ async fn requires_action_expires_and_every_open_call_is_answered() {
     );
     clock.advance(Duration::from_secs(599));
     assert_eq!(
-        engine.run_status(&run.id).map(|r| r.status),
+        engine.run_status(&run.id).await.map(|r| r.status),
         Ok(RunStatus::RequiresAction)
     );
     clock.advance(Duration::from_secs(1));
-    let expired = engine.run_status(&run.id).unwrap_or_else(|e| panic!("{e}"));
+    let expired = engine
+        .run_status(&run.id)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(expired.status, RunStatus::Expired);
     assert_eq!(
         expired.last_error.map(|e| e.code),
         Some("expired".to_owned())
     );
-    let thread = store.thread(&thread.id).unwrap_or_else(|e| panic!("{e}"));
+    let thread = store
+        .thread(&thread.id)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_protocol(&thread);
     let statuses: Vec<OutputStatus> = outputs(&thread).into_iter().map(|o| o.1).collect();
     assert_eq!(statuses, [OutputStatus::Expired, OutputStatus::Ok]);
@@ -277,6 +297,7 @@ async fn cancelling_a_waiting_run_answers_its_calls() {
     let run = h
         .engine
         .cancel(&run_id, &events)
+        .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(run.status, RunStatus::Cancelled);
     let statuses: Vec<RunStatus> = events
@@ -292,11 +313,15 @@ async fn cancelling_a_waiting_run_answers_its_calls() {
         [RunStatus::Cancelling, RunStatus::Cancelled],
         "through cancelling"
     );
-    let thread = h.store.thread(&thread_id).unwrap_or_else(|e| panic!("{e}"));
+    let thread = h
+        .store
+        .thread(&thread_id)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_protocol(&thread);
     assert_eq!(outputs(&thread)[0].1, OutputStatus::Cancelled);
     assert_eq!(
-        h.engine.cancel(&run_id, &NoEvents),
+        h.engine.cancel(&run_id, &NoEvents).await,
         Err(EngineError::RunNotActive {
             run_id: run_id.clone(),
             status: RunStatus::Cancelled
@@ -304,6 +329,7 @@ async fn cancelling_a_waiting_run_answers_its_calls() {
     );
     h.engine
         .add_message(&thread_id, "never mind")
+        .await
         .unwrap_or_else(|e| panic!("{e}"));
     let next = h
         .engine
@@ -316,22 +342,24 @@ async fn cancelling_a_waiting_run_answers_its_calls() {
 #[tokio::test]
 async fn cancelling_a_queued_run_releases_the_thread() {
     let h = travel(vec![]);
-    let thread = h.thread();
-    h.engine.add_message(&thread.id, "hi").ok();
+    let thread = h.thread().await;
+    h.engine.add_message(&thread.id, "hi").await.ok();
     let run = h
         .engine
         .create_run(&thread.id)
+        .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(matches!(
-        h.engine.create_run(&thread.id),
+        h.engine.create_run(&thread.id).await,
         Err(EngineError::Store(StoreError::Locked { .. }))
     ));
     let run = h
         .engine
         .cancel(&run.id, &NoEvents)
+        .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(run.status, RunStatus::Cancelled);
-    assert!(h.reload(&thread).active_run.is_none());
+    assert!(h.reload(&thread).await.active_run.is_none());
 }
 
 /// An executor that never finishes: cancellation must still answer its call.
@@ -341,7 +369,7 @@ impl ToolExecutor for Hangs {
     fn execute<'a>(
         &'a self,
         _request: ToolRequest<'a>,
-    ) -> clarion_engine::model::BoxFuture<'a, Result<Value, ToolError>> {
+    ) -> clarion_engine::BoxFuture<'a, Result<Value, ToolError>> {
         Box::pin(std::future::pending())
     }
 }
@@ -357,11 +385,12 @@ async fn cancelling_a_run_mid_tool_answers_the_call_and_stops() {
             ScriptedTurn::text("never"),
         ],
     ));
-    let thread = h.thread();
-    h.engine.add_message(&thread.id, "go slow").ok();
+    let thread = h.thread().await;
+    h.engine.add_message(&thread.id, "go slow").await.ok();
     let run = h
         .engine
         .create_run(&thread.id)
+        .await
         .unwrap_or_else(|e| panic!("{e}"));
     let driver = {
         let h = h.clone();
@@ -370,7 +399,7 @@ async fn cancelling_a_run_mid_tool_answers_the_call_and_stops() {
     };
     // Wait until the tool is running.
     for _ in 0..200 {
-        if h.store.run(&run.id).map(|r| r.status) == Ok(RunStatus::InProgress) {
+        if h.store.run(&run.id).await.map(|r| r.status) == Ok(RunStatus::InProgress) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -379,6 +408,7 @@ async fn cancelling_a_run_mid_tool_answers_the_call_and_stops() {
     let cancelling = h
         .engine
         .cancel(&run.id, &NoEvents)
+        .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(cancelling.status, RunStatus::Cancelling);
     let finished = tokio::time::timeout(Duration::from_secs(5), driver)
@@ -387,7 +417,7 @@ async fn cancelling_a_run_mid_tool_answers_the_call_and_stops() {
         .unwrap_or_else(|e| panic!("{e}"))
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(finished.status, RunStatus::Cancelled);
-    let thread = h.reload(&thread);
+    let thread = h.reload(&thread).await;
     assert_protocol(&thread);
     assert_eq!(outputs(&thread)[0].1, OutputStatus::Cancelled);
     assert_eq!(h.model.remaining(), 1, "no model request after the cancel");
@@ -403,15 +433,15 @@ async fn a_tool_that_hangs_times_out_with_a_structured_error() {
             ScriptedTurn::text("it timed out"),
         ],
     );
-    let thread = h.thread();
-    h.engine.add_message(&thread.id, "go slow").ok();
+    let thread = h.thread().await;
+    h.engine.add_message(&thread.id, "go slow").await.ok();
     let run = h
         .engine
         .run(&thread.id, &NoEvents)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(run.status, RunStatus::Completed);
-    let thread = h.reload(&thread);
+    let thread = h.reload(&thread).await;
     let (_, status, content) = &outputs(&thread)[0];
     assert_eq!(*status, OutputStatus::Error);
     assert_eq!(
@@ -423,22 +453,26 @@ async fn a_tool_that_hangs_times_out_with_a_structured_error() {
 #[tokio::test]
 async fn metadata_limits_are_enforced_through_the_engine() {
     let h = travel(vec![]);
-    let thread = h.thread();
+    let thread = h.thread().await;
     let pairs = (0..17).map(|i| (format!("k{i}"), "v".to_owned())).collect();
     assert_eq!(
-        h.engine.update_metadata(&thread.id, pairs),
+        h.engine.update_metadata(&thread.id, pairs).await,
         Err(EngineError::Metadata(MetadataError::TooManyKeys(17)))
     );
-    assert!(h.reload(&thread).metadata.is_empty(), "nothing stored");
+    assert!(
+        h.reload(&thread).await.metadata.is_empty(),
+        "nothing stored"
+    );
     let ok = h
         .engine
-        .update_metadata(&thread.id, vec![("channel".into(), "web".into())]);
+        .update_metadata(&thread.id, vec![("channel".into(), "web".into())])
+        .await;
     assert_eq!(
         ok.map(|t| t.metadata.get("channel").map(str::to_owned)),
         Ok(Some("web".to_owned()))
     );
     assert_eq!(
-        h.engine.add_message(&thread.id, "   "),
+        h.engine.add_message(&thread.id, "   ").await,
         Err(EngineError::EmptyMessage)
     );
 }
@@ -451,17 +485,20 @@ async fn slots_fill_missing_arguments_on_later_turns() {
         ScriptedTurn::call("search", "{}"),
         ScriptedTurn::text("found again"),
     ]);
-    let thread = h.thread();
-    h.engine.add_message(&thread.id, "flights to Lisbon").ok();
+    let thread = h.thread().await;
+    h.engine
+        .add_message(&thread.id, "flights to Lisbon")
+        .await
+        .ok();
     h.engine.run(&thread.id, &NoEvents).await.ok();
-    h.engine.add_message(&thread.id, "search again").ok();
+    h.engine.add_message(&thread.id, "search again").await.ok();
     let run = h
         .engine
         .run(&thread.id, &NoEvents)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(run.status, RunStatus::Completed);
-    let thread = h.reload(&thread);
+    let thread = h.reload(&thread).await;
     assert_protocol(&thread);
     let statuses: Vec<OutputStatus> = outputs(&thread).into_iter().map(|o| o.1).collect();
     assert_eq!(

@@ -24,12 +24,13 @@ async fn missing_parameters_are_asked_in_one_question_and_the_answer_completes_t
         .expecting_user("5000"),
         ScriptedTurn::text("About 4.2 years."),
     ]);
-    let thread = h.thread();
+    let thread = h.thread().await;
     h.engine
         .add_message(
             &thread.id,
             "How long will it take me to save $50,000 for a house?",
         )
+        .await
         .ok();
     let events = EventLog::new();
     let run = h
@@ -38,7 +39,7 @@ async fn missing_parameters_are_asked_in_one_question_and_the_answer_completes_t
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(run.status, RunStatus::Completed);
-    let thread = h.reload(&thread);
+    let thread = h.reload(&thread).await;
     assert_protocol(&thread);
     // Both questions, in declaration order, in one assistant message.
     assert_eq!(
@@ -66,6 +67,7 @@ async fn missing_parameters_are_asked_in_one_question_and_the_answer_completes_t
 
     h.engine
         .add_message(&thread.id, "I earn 5000 a month and can save 1000")
+        .await
         .ok();
     let run = h
         .engine
@@ -73,7 +75,7 @@ async fn missing_parameters_are_asked_in_one_question_and_the_answer_completes_t
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(run.status, RunStatus::Completed);
-    let thread = h.reload(&thread);
+    let thread = h.reload(&thread).await;
     assert_protocol(&thread);
     assert!(
         thread.pending.is_none(),
@@ -105,18 +107,19 @@ async fn an_unrealistic_goal_injects_guidance() {
         ),
         ScriptedTurn::text("That would take too long; let's adjust."),
     ]);
-    let thread = h.thread();
+    let thread = h.thread().await;
     h.engine
         .add_message(
             &thread.id,
             "I earn 3000 a month and want to save two million with 100 a month",
         )
+        .await
         .ok();
     h.engine
         .run(&thread.id, &NoEvents)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let thread = h.reload(&thread);
+    let thread = h.reload(&thread).await;
     assert_protocol(&thread);
     let injected = contexts(&thread);
     assert_eq!(
@@ -137,12 +140,13 @@ async fn budget_analysis_chains_into_the_savings_timeline_through_a_slot() {
         ScriptedTurn::call("calculate_savings_timeline", r#"{"goal_amount": 24000}"#),
         ScriptedTurn::text("Two years."),
     ]);
-    let thread = h.thread();
+    let thread = h.thread().await;
     h.engine
         .add_message(
             &thread.id,
             "I earn 6000 and spend 4000 a month; how long to save 24k?",
         )
+        .await
         .ok();
     let run = h
         .engine
@@ -151,7 +155,7 @@ async fn budget_analysis_chains_into_the_savings_timeline_through_a_slot() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(run.status, RunStatus::Completed);
     assert_eq!(run.steps, 3);
-    let thread = h.reload(&thread);
+    let thread = h.reload(&thread).await;
     assert_protocol(&thread);
     assert_eq!(
         thread.slots["monthly_savings"],
@@ -185,12 +189,13 @@ async fn a_tool_failure_becomes_an_output_with_on_error_context_and_the_run_goes
             ScriptedTurn::text("Sorry, could you restate the numbers?"),
         ],
     );
-    let thread = h.thread();
+    let thread = h.thread().await;
     h.engine
         .add_message(
             &thread.id,
             "plan 1000 on an income of 100, saving 10 a month",
         )
+        .await
         .ok();
     let run = h
         .engine
@@ -198,7 +203,7 @@ async fn a_tool_failure_becomes_an_output_with_on_error_context_and_the_run_goes
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(run.status, RunStatus::Completed);
-    let thread = h.reload(&thread);
+    let thread = h.reload(&thread).await;
     assert_protocol(&thread);
     let (_, status, content) = &outputs(&thread)[0];
     assert_eq!(*status, OutputStatus::Error);
@@ -231,9 +236,10 @@ async fn too_many_failures_in_a_row_fail_the_run_and_the_thread_stays_usable() {
             ScriptedTurn::text("recovered"),
         ],
     );
-    let thread = h.thread();
+    let thread = h.thread().await;
     h.engine
         .add_message(&thread.id, "budget please: I earn 100 and spend 50")
+        .await
         .ok();
     let run = h
         .engine
@@ -247,7 +253,7 @@ async fn too_many_failures_in_a_row_fail_the_run_and_the_thread_stays_usable() {
         error.message,
         "2 tool calls failed in a row (the flow allows 2); see the tool outputs for each error"
     );
-    let thread = h.reload(&thread);
+    let thread = h.reload(&thread).await;
     assert_protocol(&thread);
     assert!(
         thread.active_run.is_none(),
@@ -255,6 +261,7 @@ async fn too_many_failures_in_a_row_fail_the_run_and_the_thread_stays_usable() {
     );
     h.engine
         .add_message(&thread.id, "try again later")
+        .await
         .unwrap_or_else(|e| panic!("{e}"));
     let run = h
         .engine
@@ -279,16 +286,18 @@ async fn the_user_changing_their_mind_mid_clarification() {
         ),
         ScriptedTurn::text("40 months."),
     ]);
-    let thread = h.thread();
+    let thread = h.thread().await;
     h.engine
         .add_message(&thread.id, "save 50k, I earn 4000")
+        .await
         .ok();
     h.engine.run(&thread.id, &NoEvents).await.ok();
     h.engine
         .add_message(&thread.id, "actually make it 80k, saving 2000 a month")
+        .await
         .ok();
     h.engine.run(&thread.id, &NoEvents).await.ok();
-    let thread = h.reload(&thread);
+    let thread = h.reload(&thread).await;
     assert_protocol(&thread);
     assert_eq!(thread.slots["goal_amount"], json!(80000));
     assert_eq!(
@@ -301,13 +310,13 @@ async fn the_user_changing_their_mind_mid_clarification() {
         ScriptedTurn::call("calculate_savings_timeline", r#"{"goal_amount": 50000}"#),
         ScriptedTurn::text("No problem, cancelled."),
     ]);
-    let thread = h.thread();
-    h.engine.add_message(&thread.id, "save 50k").ok();
+    let thread = h.thread().await;
+    h.engine.add_message(&thread.id, "save 50k").await.ok();
     h.engine.run(&thread.id, &NoEvents).await.ok();
-    h.engine.add_message(&thread.id, "cancel that").ok();
+    h.engine.add_message(&thread.id, "cancel that").await.ok();
     let events = EventLog::new();
     h.engine.run(&thread.id, &events).await.ok();
-    let thread = h.reload(&thread);
+    let thread = h.reload(&thread).await;
     assert!(thread.pending.is_none());
     assert!(events.events().iter().any(|e| matches!(e, Event::PendingAbandoned { tool, .. } if tool == "calculate_savings_timeline")));
 
@@ -324,9 +333,10 @@ async fn the_user_changing_their_mind_mid_clarification() {
         ),
         ScriptedTurn::text("done"),
     ]);
-    let thread = h.thread();
+    let thread = h.thread().await;
     h.engine
         .add_message(&thread.id, "save 50k, I earn 4000")
+        .await
         .ok();
     h.engine.run(&thread.id, &NoEvents).await.ok();
     h.engine
@@ -334,10 +344,11 @@ async fn the_user_changing_their_mind_mid_clarification() {
             &thread.id,
             "sorry, I earn 4500 and spend 3000; check my budget instead",
         )
+        .await
         .ok();
     let events = EventLog::new();
     h.engine.run(&thread.id, &events).await.ok();
-    let thread = h.reload(&thread);
+    let thread = h.reload(&thread).await;
     assert_protocol(&thread);
     assert!(thread.pending.is_none());
     assert_eq!(
@@ -367,20 +378,20 @@ async fn parallel_calls_all_get_outputs_in_call_order_and_incomplete_ones_ask() 
             r#"{"goal_amount": 10000, "monthly_income": 5000, "monthly_savings": 500}"#,
         ),
     ])]);
-    let thread = h.thread();
+    let thread = h.thread().await;
     h.engine
         .add_message(
             &thread.id,
             "budget, a $200,000 loan and $10,000 of savings please: I earn 5000, spend 4500 and save 500 a month",
         )
-        .ok();
+        .await.ok();
     let run = h
         .engine
         .run(&thread.id, &NoEvents)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(run.status, RunStatus::Completed);
-    let thread = h.reload(&thread);
+    let thread = h.reload(&thread).await;
     assert_protocol(&thread);
     let outputs = outputs(&thread);
     let names: Vec<&str> = outputs.iter().map(|o| o.0.as_str()).collect();
@@ -439,15 +450,15 @@ async fn invalid_arguments_are_all_reported_so_the_model_can_correct_itself() {
         ScriptedTurn::call("calculate_savings_timeline", "[1, 2]"),
         ScriptedTurn::text("Let me ask you properly."),
     ]);
-    let thread = h.thread();
-    h.engine.add_message(&thread.id, "go").ok();
+    let thread = h.thread().await;
+    h.engine.add_message(&thread.id, "go").await.ok();
     let run = h
         .engine
         .run(&thread.id, &NoEvents)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(run.status, RunStatus::Completed);
-    let thread = h.reload(&thread);
+    let thread = h.reload(&thread).await;
     assert_protocol(&thread);
     let outputs = outputs(&thread);
     assert!(outputs.iter().all(|o| o.1 == OutputStatus::Error));
@@ -493,12 +504,13 @@ async fn the_step_limit_ends_the_run_as_incomplete_with_every_call_answered() {
             })
             .collect(),
     );
-    let thread = h.thread();
+    let thread = h.thread().await;
     h.engine
         .add_message(
             &thread.id,
             "I earn 5000 and spend 1000, 1001, 1002, 1003, 1004, 1005, 1006 or 1007; loop forever",
         )
+        .await
         .ok();
     let run = h
         .engine
@@ -507,7 +519,7 @@ async fn the_step_limit_ends_the_run_as_incomplete_with_every_call_answered() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(run.status, RunStatus::Incomplete);
     assert_eq!(run.steps, 8, "max_steps in the flow");
-    let thread = h.reload(&thread);
+    let thread = h.reload(&thread).await;
     assert_protocol(&thread);
     assert!(thread.active_run.is_none());
 }
@@ -515,8 +527,8 @@ async fn the_step_limit_ends_the_run_as_incomplete_with_every_call_answered() {
 #[tokio::test]
 async fn a_model_error_fails_the_run_with_its_reason() {
     let h = finance_harness(vec![]);
-    let thread = h.thread();
-    h.engine.add_message(&thread.id, "hello").ok();
+    let thread = h.thread().await;
+    h.engine.add_message(&thread.id, "hello").await.ok();
     let run = h
         .engine
         .run(&thread.id, &NoEvents)
@@ -529,7 +541,7 @@ async fn a_model_error_fails_the_run_with_its_reason() {
         error.message,
         "the model failed: the script has no turn left for model request #1"
     );
-    assert!(h.reload(&thread).active_run.is_none());
+    assert!(h.reload(&thread).await.active_run.is_none());
 }
 
 /// The e2e finding with a 1.5B local model: asked about a goal alone, the model invents an
@@ -549,9 +561,10 @@ async fn invented_values_for_grounded_parameters_are_asked_for_not_used() {
         .expecting_user("4,200"),
         ScriptedTurn::text("50 months."),
     ]);
-    let thread = h.thread();
+    let thread = h.thread().await;
     h.engine
         .add_message(&thread.id, "How long until I have saved $30000 for a car?")
+        .await
         .ok();
     let events = EventLog::new();
     let run = h
@@ -560,7 +573,7 @@ async fn invented_values_for_grounded_parameters_are_asked_for_not_used() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(run.status, RunStatus::Completed);
-    let thread = h.reload(&thread);
+    let thread = h.reload(&thread).await;
     assert_protocol(&thread);
     assert!(events.events().iter().any(|e| matches!(
         e,
@@ -593,13 +606,14 @@ async fn invented_values_for_grounded_parameters_are_asked_for_not_used() {
     // Stated in an earlier message or this one, values count; the call completes.
     h.engine
         .add_message(&thread.id, "I take home $4,200 and put aside $600 a month.")
+        .await
         .ok();
     let events = EventLog::new();
     h.engine
         .run(&thread.id, &events)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let thread = h.reload(&thread);
+    let thread = h.reload(&thread).await;
     assert_protocol(&thread);
     assert!(
         !events
@@ -625,13 +639,16 @@ async fn a_grounded_value_the_model_got_wrong_is_reported_before_it_is_grounded(
         ),
         ScriptedTurn::text("Could you give me numbers?"),
     ]);
-    let thread = h.thread();
-    h.engine.add_message(&thread.id, "check my budget").ok();
+    let thread = h.thread().await;
+    h.engine
+        .add_message(&thread.id, "check my budget")
+        .await
+        .ok();
     h.engine
         .run(&thread.id, &NoEvents)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let thread = h.reload(&thread);
+    let thread = h.reload(&thread).await;
     let (_, status, output) = outputs(&thread)
         .pop()
         .unwrap_or_else(|| panic!("no output"));

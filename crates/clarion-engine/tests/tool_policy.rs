@@ -5,9 +5,10 @@ mod support;
 
 use std::sync::{Arc, Mutex};
 
+use clarion_engine::BoxFuture;
 use clarion_engine::events::{Event, EventLog, EventSink};
 use clarion_engine::model::scripted::{ScriptedModel, ScriptedTurn};
-use clarion_engine::model::{BoxFuture, Model, ModelError, ModelRequest, ModelResponse};
+use clarion_engine::model::{Model, ModelError, ModelRequest, ModelResponse};
 use clarion_engine::run::{Engine, RunStatus};
 use clarion_engine::store::MemoryStore;
 use clarion_engine::thread::{MessageKind, Metadata, OutputStatus};
@@ -72,16 +73,21 @@ fn watched(flow: Arc<clarion_flow::Flow>, turns: Vec<ScriptedTurn>) -> (Engine, 
 async fn run_once(engine: &Engine, text: &str) -> (clarion_engine::run::Run, Vec<Event>) {
     let thread = engine
         .create_thread(Metadata::default())
+        .await
         .unwrap_or_else(|e| panic!("{e}"));
     engine
         .add_message(&thread.id, text)
+        .await
         .unwrap_or_else(|e| panic!("{e}"));
     let events = EventLog::new();
     let run = engine
         .run(&thread.id, &events)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let thread = engine.thread(&thread.id).unwrap_or_else(|e| panic!("{e}"));
+    let thread = engine
+        .thread(&thread.id)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_protocol(&thread);
     (run, events.events())
 }
@@ -222,8 +228,18 @@ async fn under_required_the_reply_tool_is_the_answer() {
             .any(|e| matches!(e, Event::ToolCalled { name, .. } if name == REPLY_TOOL)),
         "users never see the reply tool as a call"
     );
-    let threads = engine.store().thread_ids(10).unwrap_or_default();
-    let thread = engine.thread(&threads[0]).unwrap_or_else(|e| panic!("{e}"));
+    let threads: Vec<String> = engine
+        .store()
+        .thread_headers(10)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|h| h.id)
+        .collect();
+    let thread = engine
+        .thread(&threads[0])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert!(matches!(
         &thread.messages.last().map(|m| &m.kind),
         Some(MessageKind::Assistant { text }) if text == "About 12 months."

@@ -18,8 +18,9 @@ use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use clarion_engine::BoxFuture;
 use clarion_engine::events::{Event, EventSink};
-use clarion_engine::model::{BoxFuture, Model, ModelError, ModelRequest, ModelResponse, ModelTurn};
+use clarion_engine::model::{Model, ModelError, ModelRequest, ModelResponse, ModelTurn};
 use clarion_engine::run::Usage;
 use clarion_engine::thread::ToolCall;
 

@@ -126,9 +126,11 @@ async fn a_whole_conversation_runs_through_the_engine_over_http() {
     );
     let thread = engine
         .create_thread(Metadata::default())
+        .await
         .unwrap_or_else(|e| panic!("{e}"));
     engine
         .add_message(&thread.id, "12k at 1000 a month? I earn 4000.")
+        .await
         .ok();
     let run = engine
         .run(&thread.id, &NoEvents)
@@ -136,7 +138,10 @@ async fn a_whole_conversation_runs_through_the_engine_over_http() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(run.status, RunStatus::Completed);
     assert_eq!(run.usage.total(), 36, "usage from both requests");
-    let thread = store.thread(&thread.id).unwrap_or_else(|e| panic!("{e}"));
+    let thread = store
+        .thread(&thread.id)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_protocol(&thread);
     assert_eq!(last_text(&thread), "It takes a year.");
 
@@ -449,15 +454,19 @@ async fn length_and_content_filter_end_the_run_as_incomplete() {
         );
         let thread = engine
             .create_thread(Metadata::default())
+            .await
             .unwrap_or_else(|e| panic!("{e}"));
-        engine.add_message(&thread.id, "hi").ok();
+        engine.add_message(&thread.id, "hi").await.ok();
         let run = engine
             .run(&thread.id, &NoEvents)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(run.status, RunStatus::Incomplete);
         assert_eq!(run.last_error.map(|e| e.code), Some(code.to_owned()));
-        let thread = store.thread(&thread.id).unwrap_or_else(|e| panic!("{e}"));
+        let thread = store
+            .thread(&thread.id)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         assert!(thread.active_run.is_none());
         assert_eq!(thread.messages.len(), 1, "nothing half-written");
     }
@@ -483,13 +492,17 @@ async fn tool_arguments_that_are_not_json_become_an_error_output_the_model_reads
     );
     let thread = engine
         .create_thread(Metadata::default())
+        .await
         .unwrap_or_else(|e| panic!("{e}"));
-    engine.add_message(&thread.id, "budget").ok();
+    engine.add_message(&thread.id, "budget").await.ok();
     engine
         .run(&thread.id, &NoEvents)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let thread = store.thread(&thread.id).unwrap_or_else(|e| panic!("{e}"));
+    let thread = store
+        .thread(&thread.id)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_protocol(&thread);
     let (_, status, content) = &outputs(&thread)[0];
     assert_eq!(*status, OutputStatus::Error);

@@ -77,9 +77,11 @@ async fn the_responses_api_pairs_function_calls_and_outputs_by_call_id() {
     let (engine, store) = engine_over(model);
     let thread = engine
         .create_thread(Metadata::default())
+        .await
         .unwrap_or_else(|e| panic!("{e}"));
     engine
         .add_message(&thread.id, "6000 at 500 a month? I earn 3000.")
+        .await
         .ok();
     let run = engine
         .run(&thread.id, &NoEvents)
@@ -87,7 +89,10 @@ async fn the_responses_api_pairs_function_calls_and_outputs_by_call_id() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(run.status, RunStatus::Completed);
     assert_eq!(run.usage.total(), 64);
-    let thread = store.thread(&thread.id).unwrap_or_else(|e| panic!("{e}"));
+    let thread = store
+        .thread(&thread.id)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_protocol(&thread);
     assert_eq!(last_text(&thread), "A year.");
 
@@ -186,8 +191,9 @@ async fn streamed_responses_emit_deltas_and_incomplete_ends_the_run() {
     ));
     let thread = engine
         .create_thread(Metadata::default())
+        .await
         .unwrap_or_else(|e| panic!("{e}"));
-    engine.add_message(&thread.id, "hi").ok();
+    engine.add_message(&thread.id, "hi").await.ok();
     let run = engine
         .run(&thread.id, &NoEvents)
         .await
@@ -215,15 +221,20 @@ async fn a_recorded_conversation_replays_offline_and_a_changed_request_shows_a_d
     let (engine, store) = engine_over(Arc::new(recorder));
     let thread = engine
         .create_thread(Metadata::default())
+        .await
         .unwrap_or_else(|e| panic!("{e}"));
     engine
         .add_message(&thread.id, "6000 at 500 a month? I earn 3000.")
+        .await
         .ok();
     engine
         .run(&thread.id, &NoEvents)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let recorded_thread = store.thread(&thread.id).unwrap_or_else(|e| panic!("{e}"));
+    let recorded_thread = store
+        .thread(&thread.id)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let file = std::fs::read_to_string(&recording).unwrap_or_default();
     assert_eq!(file.lines().count(), 2);
     assert!(
@@ -237,16 +248,21 @@ async fn a_recorded_conversation_replays_offline_and_a_changed_request_shows_a_d
     let (engine, store) = engine_over(Arc::new(replay));
     let thread = engine
         .create_thread(Metadata::default())
+        .await
         .unwrap_or_else(|e| panic!("{e}"));
     engine
         .add_message(&thread.id, "6000 at 500 a month? I earn 3000.")
+        .await
         .ok();
     let run = engine
         .run(&thread.id, &NoEvents)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(run.status, RunStatus::Completed);
-    let replayed = store.thread(&thread.id).unwrap_or_else(|e| panic!("{e}"));
+    let replayed = store
+        .thread(&thread.id)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let kinds = |t: &clarion_engine::thread::Thread| {
         t.messages
             .iter()
@@ -261,9 +277,11 @@ async fn a_recorded_conversation_replays_offline_and_a_changed_request_shows_a_d
     let (engine, _) = engine_over(Arc::new(replay));
     let thread = engine
         .create_thread(Metadata::default())
+        .await
         .unwrap_or_else(|e| panic!("{e}"));
     engine
         .add_message(&thread.id, "7000 at 500 a month? I earn 3000.")
+        .await
         .ok();
     let run = engine
         .run(&thread.id, &NoEvents)

@@ -149,6 +149,9 @@ impl From<StoreError> for ApiError {
             StoreError::Locked { thread_id, run_id } => Self::bad_request(format!(
                 "Thread {thread_id} already has an active run {run_id}."
             )),
+            StoreError::MessageNotFound { message_id, .. } => {
+                Self::not_found("message", &message_id)
+            }
             StoreError::Duplicate(_) | StoreError::Backend(_) => Self::internal(&error.to_string()),
         }
     }

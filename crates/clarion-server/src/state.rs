@@ -7,11 +7,10 @@
 //! 400 naming the thread's assistant.
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use clarion_engine::run::Engine;
-use clarion_engine::store::{Step, ThreadStore};
-use clarion_engine::thread::Thread;
+use clarion_engine::store::{StoreError, ThreadHeader, ThreadStore};
 
 use crate::auth::{ApiKeys, Caller, OWNER_KEY};
 use crate::error::ApiError;
@@ -40,7 +39,7 @@ struct Inner {
     submitted: Mutex<HashSet<String>>,
     /// Serialises the server's read-modify-write of thread rows (binding, metadata,
     /// deletion) with run creation; see [`AppState::lock_threads`].
-    threads: Mutex<()>,
+    threads: tokio::sync::Mutex<()>,
     /// When the server started (seconds): the assistants' `created_at`.
     started_at: i64,
     /// Requests per second per key, if limited.
@@ -93,7 +92,7 @@ impl AppState {
             store,
             keys,
             submitted: Mutex::new(HashSet::new()),
-            threads: Mutex::new(()),
+            threads: tokio::sync::Mutex::new(()),
             started_at,
             limiter: None,
         })))
@@ -156,7 +155,7 @@ impl AppState {
 
     /// The assistant a thread is bound to, if any.
     #[must_use]
-    pub fn assistant_of(&self, thread: &Thread) -> Option<&Assistant> {
+    pub fn assistant_of(&self, thread: &ThreadHeader) -> Option<&Assistant> {
         if thread.flow.is_empty() {
             return None;
         }
@@ -166,21 +165,23 @@ impl AppState {
             .find(|a| a.engine.flow().name == thread.flow)
     }
 
-    /// A thread the caller may see (404 otherwise, also for other keys' threads), after
-    /// expiring a run that waited too long for tool outputs.
-    pub fn thread(&self, caller: &Caller, id: &str) -> Result<Thread, ApiError> {
-        let thread = self.0.store.thread(id).map_err(|e| match e {
-            clarion_engine::store::StoreError::ThreadNotFound(_) => {
-                ApiError::not_found("thread", id)
-            }
+    /// The header of a thread the caller may see (404 otherwise, also for other keys'
+    /// threads), after expiring a run that waited too long for tool outputs. One read,
+    /// whatever the thread's length.
+    pub async fn thread(&self, caller: &Caller, id: &str) -> Result<ThreadHeader, ApiError> {
+        let not_found = |e: StoreError| match e {
+            StoreError::ThreadNotFound(_) => ApiError::not_found("thread", id),
             other => other.into(),
-        })?;
+        };
+        let thread = self.0.store.thread_header(id).await.map_err(not_found)?;
         if !caller.may_see(thread.metadata.get(OWNER_KEY)) {
             return Err(ApiError::not_found("thread", id));
         }
         if let (Some(run_id), Some(assistant)) = (&thread.active_run, self.assistant_of(&thread)) {
-            assistant.engine.run_status(run_id)?;
-            return Ok(self.0.store.thread(id)?);
+            let run = assistant.engine.run_status(run_id).await?;
+            if run.status.is_terminal() {
+                return self.0.store.thread_header(id).await.map_err(not_found);
+            }
         }
         Ok(thread)
     }
@@ -188,26 +189,23 @@ impl AppState {
     /// Held while the server rewrites a thread row (binding it, its metadata, deleting it)
     /// or starts a run on it. A thread row written from a stale read could otherwise undo a
     /// run's lock; runs only start under this guard, so a rewrite that saw no active run
-    /// cannot race one. Never held across an `await`.
-    pub fn lock_threads(&self) -> Result<MutexGuard<'_, ()>, ApiError> {
-        self.0
-            .threads
-            .lock()
-            .map_err(|_| ApiError::internal("the threads lock was poisoned"))
+    /// cannot race one. An async lock: waiting for it is cancel safe.
+    pub async fn lock_threads(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.0.threads.lock().await
     }
 
     /// Binds an unbound thread to `assistant`; refuses a thread bound to another one.
     /// Call it holding [`AppState::lock_threads`].
-    pub fn bind(&self, thread: &Thread, assistant: &Assistant) -> Result<Thread, ApiError> {
+    pub async fn bind(
+        &self,
+        thread: &ThreadHeader,
+        assistant: &Assistant,
+    ) -> Result<ThreadHeader, ApiError> {
         let flow = &assistant.engine.flow().name;
-        let mut thread = self.0.store.thread(&thread.id)?;
+        let mut thread = self.0.store.thread_header(&thread.id).await?;
         if thread.flow.is_empty() {
             thread.flow.clone_from(flow);
-            self.0.store.commit(Step {
-                thread: &thread,
-                appended: &[],
-                run: None,
-            })?;
+            self.0.store.update_thread(&thread).await?;
         } else if &thread.flow != flow {
             return Err(ApiError::bad_request(format!(
                 "Thread {} belongs to assistant {}; Clarion threads run one flow. Create a new thread for {}.",

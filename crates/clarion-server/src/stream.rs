@@ -21,6 +21,7 @@ use clarion_engine::run::{Run, RunStatus, ToolOutputSubmission};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
+use crate::error::ApiError;
 use crate::routes::runs::{shown, spawn_drive, spawn_submit};
 use crate::state::{AppState, Assistant};
 use crate::wire::objects;
@@ -103,8 +104,9 @@ async fn produce(
     }
     let mark = state
         .store()
-        .thread(&run.thread_id)
-        .map_or(0, |t| t.messages.len());
+        .thread_header(&run.thread_id)
+        .await
+        .map_or(0, |t| t.message_count);
     let (live_tx, mut live_rx) = mpsc::unbounded_channel();
     let sink: Arc<dyn EventSink> = Arc::new(LiveSink(live_tx));
     let mut task = match start {
@@ -133,38 +135,47 @@ async fn produce(
             )
         }
     };
-    let live = |status: RunStatus| {
-        if matches!(status, RunStatus::InProgress | RunStatus::Cancelling) {
-            let mut current = state.store().run(&run.id).unwrap_or_else(|_| run.clone());
-            current.required_action.clear();
-            send(
-                &format!("thread.run.{}", status.as_str()),
-                &objects::run(&assistant, &current, status),
-            );
-        }
-    };
     let mut reply = Reply::default();
     let mut streamed = HashMap::new();
-    let mut on = |update: Live| match update {
-        Live::Status(status) => live(status),
-        Live::Reply(id) => {
-            reply = Reply {
-                id: Some(id),
-                ..Reply::default()
-            };
-        }
-        Live::Text(piece) => text(&assistant, &run, &mut reply, &mut streamed, &piece, &send),
-    };
+    let mut finished = false;
     loop {
-        tokio::select! {
-            Some(update) = live_rx.recv() => on(update),
-            _ = &mut task => break,
+        let update = tokio::select! {
+            Some(update) = live_rx.recv() => update,
+            _ = &mut task, if !finished => {
+                finished = true;
+                continue;
+            }
+            else => break,
+        };
+        match update {
+            Live::Status(status)
+                if matches!(status, RunStatus::InProgress | RunStatus::Cancelling) =>
+            {
+                let mut current = state
+                    .store()
+                    .run(&run.id)
+                    .await
+                    .unwrap_or_else(|_| run.clone());
+                current.required_action.clear();
+                send(
+                    &format!("thread.run.{}", status.as_str()),
+                    &objects::run(&assistant, &current, status),
+                );
+            }
+            Live::Status(_) => {}
+            Live::Reply(id) => {
+                reply = Reply {
+                    id: Some(id),
+                    ..Reply::default()
+                };
+            }
+            Live::Text(piece) => text(&assistant, &run, &mut reply, &mut streamed, &piece, &send),
+        }
+        if finished && live_rx.is_empty() {
+            break;
         }
     }
-    while let Ok(update) = live_rx.try_recv() {
-        on(update);
-    }
-    settle(&state, &assistant, &run, mark, &streamed, &send);
+    settle(&state, &assistant, &run, mark, &streamed, &send).await;
     send_done(&tx);
 }
 
@@ -234,29 +245,33 @@ fn text(
 
 /// Sends the steps and messages the run appended after `mark` (a message whose text was
 /// `streamed` live only completes), then the run's resting event.
-fn settle(
+async fn settle(
     state: &AppState,
     assistant: &Assistant,
     run: &Run,
     mark: usize,
     streamed: &Streamed,
-    send: &dyn Fn(&str, &Value),
+    send: &(dyn Fn(&str, &Value) + Sync),
 ) {
-    let (Ok(thread), Ok(settled)) = (
-        state.store().thread(&run.thread_id),
-        state.store().run(&run.id),
-    ) else {
+    let read = async {
+        let thread = state.store().thread_header(&run.thread_id).await?;
+        let settled = state.store().run(&run.id).await?;
+        let messages = crate::routes::steps::run_messages(state, &settled).await?;
+        Ok::<_, ApiError>((thread, settled, messages))
+    };
+    let Ok((thread, settled, messages)) = read.await else {
         send(
             "error",
             &json!({"message": "the run's thread could not be read back"}),
         );
         return;
     };
-    let steps = objects::steps(assistant, &thread, &settled);
-    for message in thread.messages.iter().skip(mark) {
-        if message.run_id.as_deref() != Some(run.id.as_str()) {
-            continue;
-        }
+    let steps = objects::steps(assistant, &settled, &messages);
+    // The run's messages from this stream's start on (a submitted run's earlier turns were
+    // streamed before).
+    let before = thread.message_count.saturating_sub(mark);
+    let skip = messages.len().saturating_sub(before);
+    for message in messages.iter().skip(skip) {
         let Some((_, step)) = steps
             .iter()
             .find(|(id, _)| *id == crate::ids::step_id(&message.id))
@@ -304,7 +319,7 @@ fn settle(
         _ => "run_failed",
     };
     for (id, (created, text)) in streamed {
-        if thread.messages.iter().any(|m| &m.id == id) {
+        if messages.iter().any(|m| &m.id == id) {
             continue;
         }
         let mut incomplete = created.clone();

@@ -824,7 +824,7 @@ impl clarion_engine::model::Model for HalfwayModel {
         &'a self,
         _request: clarion_engine::model::ModelRequest<'a>,
         events: &'a dyn clarion_engine::events::EventSink,
-    ) -> clarion_engine::model::BoxFuture<
+    ) -> clarion_engine::BoxFuture<
         'a,
         Result<clarion_engine::model::ModelResponse, clarion_engine::model::ModelError>,
     > {
@@ -927,7 +927,7 @@ impl clarion_engine::model::Model for BrokenOffModel {
         &'a self,
         _request: clarion_engine::model::ModelRequest<'a>,
         events: &'a dyn clarion_engine::events::EventSink,
-    ) -> clarion_engine::model::BoxFuture<
+    ) -> clarion_engine::BoxFuture<
         'a,
         Result<clarion_engine::model::ModelResponse, clarion_engine::model::ModelError>,
     > {

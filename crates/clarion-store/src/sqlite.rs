@@ -38,14 +38,17 @@
 
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde::de::DeserializeOwned;
 
+use clarion_engine::BoxFuture;
 use clarion_engine::run::{ALL_STATUSES, Run, RunStatus};
-use clarion_engine::store::{Step, StoreError, ThreadStore};
+use clarion_engine::store::{
+    MessagePage, MessageQuery, Order, Step, StoreError, ThreadHeader, ThreadStore,
+};
 use clarion_engine::thread::{Message, MessageKind, Metadata, PendingCall, Thread};
 
 /// Where the CLI and the server keep threads unless told otherwise (relative to the
@@ -102,10 +105,38 @@ const MIGRATIONS: &[&str] = &[
 
     CREATE INDEX runs_by_thread ON runs (thread_id);
     ",
+    // 2: what a request needs without reading a thread's messages: their count and last
+    // time on the thread row, which messages people read (`shown`), and indexes to find a
+    // message by id (cursors) and a run's messages.
+    "
+    ALTER TABLE threads ADD COLUMN message_count INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE threads ADD COLUMN last_activity INTEGER;
+    ALTER TABLE messages ADD COLUMN shown INTEGER NOT NULL DEFAULT 0;
+    UPDATE threads SET
+        message_count = (SELECT count(*) FROM messages WHERE thread_id = threads.id),
+        last_activity = (SELECT created_at FROM messages WHERE thread_id = threads.id
+                         ORDER BY seq DESC LIMIT 1);
+    UPDATE messages SET shown = 1
+        WHERE kind IN ('user', 'assistant', 'question')
+           OR (kind = 'tool_calls' AND trim(coalesce(json_extract(body, '$.text'), '')) <> '');
+    CREATE INDEX messages_by_id ON messages (thread_id, id);
+    CREATE INDEX messages_by_run ON messages (run_id) WHERE run_id IS NOT NULL;
+    ",
 ];
 
 /// Threads and runs in a SQLite file.
+///
+/// Every method runs its query on Tokio's blocking pool (`spawn_blocking`) when called on
+/// a Tokio runtime, so a slow disk or a long transaction of another process never stalls
+/// a runtime worker; elsewhere it runs in place. Cancel safe: the query runs to its end
+/// (one transaction, committed or rolled back) whether or not its future is still there.
+#[derive(Clone)]
 pub struct SqliteStore {
+    db: Arc<Db>,
+}
+
+/// The connection and the blocking operations on it.
+struct Db {
     conn: Mutex<Connection>,
     /// The file, or `None` in memory.
     path: Option<PathBuf>,
@@ -117,7 +148,7 @@ pub struct SqliteStore {
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SqliteStore")
-            .field("path", &self.path)
+            .field("path", &self.db.path)
             .finish_non_exhaustive()
     }
 }
@@ -193,23 +224,44 @@ impl SqliteStore {
         }
         let shown = path.display().to_string();
         let conn = Connection::open(path).context(|| format!("opening `{shown}`"))?;
-        let mut store = Self::setup(conn, Some(path.to_path_buf()))?;
-        store.presence = presence(path).map(Mutex::new);
-        Ok(store)
+        let mut db = Db::setup(conn, Some(path.to_path_buf()))?;
+        db.presence = presence(path).map(Mutex::new);
+        Ok(Self { db: Arc::new(db) })
     }
 
     /// A private in-memory store (tests).
     pub fn open_in_memory() -> Result<Self, StoreError> {
         let conn = Connection::open_in_memory().context(|| "opening an in-memory store".into())?;
-        Self::setup(conn, None)
+        Ok(Self {
+            db: Arc::new(Db::setup(conn, None)?),
+        })
     }
 
     /// The file, or `None` for an in-memory store.
     #[must_use]
     pub fn path(&self) -> Option<&Path> {
-        self.path.as_deref()
+        self.db.path.as_deref()
     }
 
+    /// Runs `operation` on the blocking pool (or in place, off a Tokio runtime).
+    fn blocking<T: Send + 'static>(
+        &self,
+        operation: impl FnOnce(&Db) -> Result<T, StoreError> + Send + 'static,
+    ) -> BoxFuture<'static, Result<T, StoreError>> {
+        let db = Arc::clone(&self.db);
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => Box::pin(async move {
+                runtime
+                    .spawn_blocking(move || operation(&db))
+                    .await
+                    .map_err(|e| StoreError::Backend(format!("the store's worker stopped: {e}")))?
+            }),
+            Err(_) => Box::pin(std::future::ready(operation(&db))),
+        }
+    }
+}
+
+impl Db {
     fn setup(mut conn: Connection, path: Option<PathBuf>) -> Result<Self, StoreError> {
         let name = path.as_ref().map_or_else(
             || "the in-memory store".to_owned(),
@@ -343,12 +395,12 @@ fn check_version(conn: &Connection, name: &str) -> Result<i64, StoreError> {
 
 // ---- rows ---------------------------------------------------------------------------------
 
-/// The thread with its messages (call inside a transaction, so the row and the messages
-/// are one snapshot).
-fn load_thread(conn: &Connection, id: &str) -> Result<Thread, StoreError> {
+/// A thread's row, without its messages.
+fn load_header(conn: &Connection, id: &str) -> Result<ThreadHeader, StoreError> {
     let row = conn
         .prepare_cached(
-            "SELECT flow, created_at, slots, metadata, pending, active_run
+            "SELECT flow, created_at, slots, metadata, pending, active_run, message_count,
+                    last_activity
              FROM threads WHERE id = ?1",
         )
         .and_then(|mut stmt| {
@@ -360,32 +412,106 @@ fn load_thread(conn: &Connection, id: &str) -> Result<Thread, StoreError> {
                     row.get::<_, String>(3)?,
                     row.get::<_, Option<String>>(4)?,
                     row.get::<_, Option<String>>(5)?,
+                    row.get::<_, i64>(6)?,
+                    row.get::<_, Option<i64>>(7)?,
                 ))
             })
             .optional()
         })
         .context(|| format!("loading thread `{id}`"))?;
-    let Some((flow, created_at, slots, metadata, pending, active_run)) = row else {
+    let Some((flow, created_at, slots, metadata, pending, active_run, count, last)) = row else {
         return Err(StoreError::ThreadNotFound(id.to_owned()));
     };
+    header(
+        id,
+        flow,
+        created_at,
+        (slots, metadata, pending),
+        active_run,
+        count,
+        last,
+    )
+}
+
+fn header(
+    id: &str,
+    flow: String,
+    created_at: i64,
+    (slots, metadata, pending): (String, String, Option<String>),
+    active_run: Option<String>,
+    message_count: i64,
+    last_activity: Option<i64>,
+) -> Result<ThreadHeader, StoreError> {
     let pending: Option<PendingCall> = match pending {
         Some(text) => Some(parse(&text, || {
             format!("the pending call of thread `{id}`")
         })?),
         None => None,
     };
-    let slots = parse(&slots, || format!("the slots of thread `{id}`"))?;
-    let metadata = parse(&metadata, || format!("the metadata of thread `{id}`"))?;
-    Ok(Thread {
+    Ok(ThreadHeader {
         id: id.to_owned(),
         flow,
         created_at,
-        messages: load_messages(conn, id)?,
-        slots,
-        metadata,
+        slots: parse(&slots, || format!("the slots of thread `{id}`"))?,
+        metadata: parse(&metadata, || format!("the metadata of thread `{id}`"))?,
         pending,
         active_run,
+        message_count: usize::try_from(message_count).unwrap_or_default(),
+        last_activity: last_activity.unwrap_or(created_at),
     })
+}
+
+/// The thread with its messages (call inside a transaction, so the row and the messages
+/// are one snapshot).
+fn load_thread(conn: &Connection, id: &str) -> Result<Thread, StoreError> {
+    let header = load_header(conn, id)?;
+    let messages = load_messages(conn, id)?;
+    if messages.len() != header.message_count {
+        return Err(StoreError::Backend(format!(
+            "thread `{id}` counts {} messages but holds {}; the store file may be corrupt",
+            header.message_count,
+            messages.len()
+        )));
+    }
+    Ok(Thread {
+        id: header.id,
+        flow: header.flow,
+        created_at: header.created_at,
+        messages,
+        slots: header.slots,
+        metadata: header.metadata,
+        pending: header.pending,
+        active_run: header.active_run,
+    })
+}
+
+/// One message row as stored.
+fn message_row(
+    thread_id: &str,
+    (seq, id, run_id, created_at, body): (i64, String, Option<String>, i64, String),
+) -> Result<Message, StoreError> {
+    let BodyIn { kind, metadata } = parse(&body, || {
+        format!("message `{id}` (#{seq}) of thread `{thread_id}`")
+    })?;
+    Ok(Message {
+        id,
+        run_id,
+        created_at,
+        kind,
+        metadata,
+    })
+}
+
+type MessageColumns = (i64, String, Option<String>, i64, String);
+
+fn message_columns(row: &rusqlite::Row<'_>) -> rusqlite::Result<MessageColumns> {
+    Ok((
+        row.get(0)?,
+        row.get(1)?,
+        row.get(2)?,
+        row.get(3)?,
+        row.get(4)?,
+    ))
 }
 
 fn load_messages(conn: &Connection, thread_id: &str) -> Result<Vec<Message>, StoreError> {
@@ -397,38 +523,120 @@ fn load_messages(conn: &Connection, thread_id: &str) -> Result<Vec<Message>, Sto
         )
         .context(loading)?;
     let rows = stmt
-        .query_map([thread_id], |row| {
-            Ok((
-                row.get::<_, i64>(0)?,
-                row.get::<_, String>(1)?,
-                row.get::<_, Option<String>>(2)?,
-                row.get::<_, i64>(3)?,
-                row.get::<_, String>(4)?,
-            ))
-        })
+        .query_map([thread_id], message_columns)
         .context(loading)?;
     let mut messages = Vec::new();
     for row in rows {
-        let (seq, id, run_id, created_at, body) = row.context(loading)?;
+        let row = row.context(loading)?;
         let expected = to_i64(messages.len());
-        if seq != expected {
+        if row.0 != expected {
             return Err(StoreError::Backend(format!(
-                "thread `{thread_id}`: message `{id}` is stored at position {seq} where {expected} \
-                 was expected; the store file may be corrupt"
+                "thread `{thread_id}`: message `{}` is stored at position {} where {expected} \
+                 was expected; the store file may be corrupt",
+                row.1, row.0
             )));
         }
-        let BodyIn { kind, metadata } = parse(&body, || {
-            format!("message `{id}` (#{seq}) of thread `{thread_id}`")
-        })?;
-        messages.push(Message {
-            id,
-            run_id,
-            created_at,
-            kind,
-            metadata,
-        });
+        messages.push(message_row(thread_id, row)?);
     }
     Ok(messages)
+}
+
+/// The position of message `id` in the thread, for a cursor: it must be one of the
+/// messages `query` lists.
+fn message_seq(
+    conn: &Connection,
+    thread_id: &str,
+    id: &str,
+    query: &MessageQuery,
+) -> Result<i64, StoreError> {
+    let row: Option<(i64, Option<String>, bool)> = conn
+        .prepare_cached("SELECT seq, run_id, shown FROM messages WHERE thread_id = ?1 AND id = ?2")
+        .and_then(|mut stmt| {
+            stmt.query_row([thread_id, id], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+            })
+            .optional()
+        })
+        .context(|| format!("finding message `{id}` of thread `{thread_id}`"))?;
+    match row {
+        Some((seq, run_id, shown))
+            if (!query.shown_only || shown)
+                && query
+                    .run_id
+                    .as_ref()
+                    .is_none_or(|r| run_id.as_ref() == Some(r)) =>
+        {
+            Ok(seq)
+        }
+        _ => Err(StoreError::MessageNotFound {
+            thread_id: thread_id.to_owned(),
+            message_id: id.to_owned(),
+        }),
+    }
+}
+
+/// A page of messages: one range read on the `(thread_id, seq)` index, whatever the
+/// thread's length. Same semantics as [`MessageQuery::select`].
+fn page_messages(
+    conn: &Connection,
+    thread_id: &str,
+    query: &MessageQuery,
+) -> Result<MessagePage, StoreError> {
+    let paging = || format!("paging the messages of thread `{thread_id}`");
+    load_header(conn, thread_id)?;
+    let after = query
+        .after
+        .as_deref()
+        .map(|id| message_seq(conn, thread_id, id, query))
+        .transpose()?;
+    let before = query
+        .before
+        .as_deref()
+        .map(|id| message_seq(conn, thread_id, id, query))
+        .transpose()?;
+    // In seq terms: ascending pages read (after, before) upwards; descending ones
+    // downwards. `before` alone reads from the cursor towards the start, nearest first.
+    let desc = query.order == Order::Desc;
+    let (low, high) = if desc {
+        (before, after)
+    } else {
+        (after, before)
+    };
+    let towards_start = query.before.is_some() && query.after.is_none();
+    let reads_desc = desc != towards_start;
+    let sql = format!(
+        "SELECT seq, id, run_id, created_at, body FROM messages
+         WHERE thread_id = ?1 AND seq > ?2 AND seq < ?3
+           AND (?4 IS NULL OR run_id = ?4) AND (?5 = 0 OR shown = 1)
+         ORDER BY seq {} LIMIT ?6",
+        if reads_desc { "DESC" } else { "ASC" }
+    );
+    let limit = i64::try_from(query.limit.saturating_add(1)).unwrap_or(i64::MAX);
+    let mut stmt = conn.prepare_cached(&sql).context(paging)?;
+    let rows: Vec<MessageColumns> = stmt
+        .query_map(
+            params![
+                thread_id,
+                low.unwrap_or(-1),
+                high.unwrap_or(i64::MAX),
+                query.run_id,
+                query.shown_only,
+                limit
+            ],
+            message_columns,
+        )
+        .and_then(Iterator::collect)
+        .context(paging)?;
+    let has_more = rows.len() > query.limit;
+    let mut messages = rows
+        .into_iter()
+        .take(query.limit)
+        .map(|row| message_row(thread_id, row))
+        .collect::<Result<Vec<_>, _>>()?;
+    if towards_start {
+        messages.reverse();
+    }
+    Ok(MessagePage { messages, has_more })
 }
 
 /// A message row's `body`: its kind's fields, and its metadata when it has any (added
@@ -449,27 +657,34 @@ struct BodyIn {
     metadata: Metadata,
 }
 
+/// How many messages the thread holds (its row keeps the count).
 fn message_count(conn: &Connection, thread_id: &str) -> Result<usize, StoreError> {
-    let count: i64 = conn
-        .prepare_cached("SELECT count(*) FROM messages WHERE thread_id = ?1")
-        .and_then(|mut stmt| stmt.query_row([thread_id], |row| row.get(0)))
+    let count: Option<i64> = conn
+        .prepare_cached("SELECT message_count FROM threads WHERE id = ?1")
+        .and_then(|mut stmt| stmt.query_row([thread_id], |row| row.get(0)).optional())
         .context(|| format!("counting the messages of thread `{thread_id}`"))?;
+    let count = count.ok_or_else(|| StoreError::ThreadNotFound(thread_id.to_owned()))?;
     Ok(usize::try_from(count).unwrap_or_default())
 }
 
-/// Appends `messages` at positions `first_seq…`.
+/// Appends `messages` at positions `first_seq…` and moves the thread's count and last
+/// activity on.
 fn insert_messages(
     conn: &Connection,
     thread_id: &str,
     first_seq: usize,
     messages: &[Message],
 ) -> Result<(), StoreError> {
+    if messages.is_empty() {
+        return Ok(());
+    }
+    let appending = || format!("appending to thread `{thread_id}`");
     let mut stmt = conn
         .prepare_cached(
-            "INSERT INTO messages (thread_id, seq, id, run_id, created_at, kind, body)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            "INSERT INTO messages (thread_id, seq, id, run_id, created_at, kind, body, shown)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         )
-        .context(|| format!("appending to thread `{thread_id}`"))?;
+        .context(appending)?;
     for (i, message) in messages.iter().enumerate() {
         let body = to_json(
             &BodyOut {
@@ -486,22 +701,34 @@ fn insert_messages(
             message.created_at,
             kind_name(&message.kind),
             body,
+            message.is_shown(),
         ])
         .context(|| format!("appending message `{}` to thread `{thread_id}`", message.id))?;
     }
+    let last = messages.last().map(|m| m.created_at);
+    conn.prepare_cached("UPDATE threads SET message_count = ?2, last_activity = ?3 WHERE id = ?1")
+        .and_then(|mut stmt| {
+            stmt.execute(params![thread_id, to_i64(first_seq + messages.len()), last])
+        })
+        .context(appending)?;
     Ok(())
 }
 
 /// The JSON columns of a thread: slots, metadata, pending.
-fn thread_columns(thread: &Thread) -> Result<(String, String, Option<String>), StoreError> {
-    let what = |part: &str| format!("the {part} of thread `{}`", thread.id);
-    let pending = match &thread.pending {
+fn thread_columns(
+    id: &str,
+    slots: &serde_json::Map<String, serde_json::Value>,
+    metadata: &Metadata,
+    pending: Option<&PendingCall>,
+) -> Result<(String, String, Option<String>), StoreError> {
+    let what = |part: &str| format!("the {part} of thread `{id}`");
+    let pending = match pending {
         Some(pending) => Some(to_json(pending, || what("pending call"))?),
         None => None,
     };
     Ok((
-        to_json(&thread.slots, || what("slots"))?,
-        to_json(&thread.metadata, || what("metadata"))?,
+        to_json(slots, || what("slots"))?,
+        to_json(metadata, || what("metadata"))?,
         pending,
     ))
 }
@@ -531,6 +758,13 @@ fn holder(conn: &Connection, thread_id: &str) -> Result<Option<String>, StoreErr
     }
 }
 
+fn locked(thread_id: &str, run_id: String) -> StoreError {
+    StoreError::Locked {
+        thread_id: thread_id.to_owned(),
+        run_id,
+    }
+}
+
 fn load_run(conn: &Connection, id: &str) -> Result<Run, StoreError> {
     let body: Option<String> = conn
         .prepare_cached("SELECT body FROM runs WHERE id = ?1")
@@ -540,10 +774,25 @@ fn load_run(conn: &Connection, id: &str) -> Result<Run, StoreError> {
     parse(&body, || format!("the stored body of run `{id}`"))
 }
 
-impl ThreadStore for SqliteStore {
+/// A step as the blocking side gets it: owned, already checked to be the tail of the
+/// thread it came with.
+struct OwnedStep {
+    header: ThreadHeader,
+    /// The length of the thread the step carried.
+    total: usize,
+    appended: Vec<Message>,
+    run: Option<Run>,
+}
+
+impl Db {
     fn insert_thread(&self, thread: &Thread) -> Result<(), StoreError> {
         let inserting = || format!("inserting thread `{}`", thread.id);
-        let (slots, metadata, pending) = thread_columns(thread)?;
+        let (slots, metadata, pending) = thread_columns(
+            &thread.id,
+            &thread.slots,
+            &thread.metadata,
+            thread.pending.as_ref(),
+        )?;
         let mut conn = self.conn();
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -572,14 +821,35 @@ impl ThreadStore for SqliteStore {
         tx.commit().context(inserting)
     }
 
-    fn thread(&self, id: &str) -> Result<Thread, StoreError> {
+    /// A read transaction: the thread row and its messages come from one snapshot even
+    /// while another process commits a step.
+    fn read<T>(
+        &self,
+        what: impl Fn() -> String,
+        read: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         let mut conn = self.conn();
-        // A read transaction: the thread row and its messages come from one snapshot even
-        // while another process commits a step.
+        let tx = conn.transaction().context(what)?;
+        read(&tx)
+    }
+
+    /// A write transaction on a thread no active run holds.
+    fn write_unlocked<T>(
+        &self,
+        thread_id: &str,
+        what: impl Fn() -> String,
+        write: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.conn();
         let tx = conn
-            .transaction()
-            .context(|| format!("loading thread `{id}`"))?;
-        load_thread(&tx, id)
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .context(&what)?;
+        if let Some(run_id) = holder(&tx, thread_id)? {
+            return Err(locked(thread_id, run_id));
+        }
+        let value = write(&tx)?;
+        tx.commit().context(what)?;
+        Ok(value)
     }
 
     fn delete_thread(&self, id: &str) -> Result<bool, StoreError> {
@@ -591,19 +861,39 @@ impl ThreadStore for SqliteStore {
         Ok(deleted > 0)
     }
 
-    fn thread_ids(&self, limit: usize) -> Result<Vec<String>, StoreError> {
+    fn thread_headers(&self, limit: usize) -> Result<Vec<ThreadHeader>, StoreError> {
         let listing = || "listing threads".to_owned();
         let conn = self.conn();
         let mut stmt = conn
-            .prepare_cached("SELECT id FROM threads ORDER BY pos DESC LIMIT ?1")
+            .prepare_cached(
+                "SELECT id, flow, created_at, slots, metadata, pending, active_run,
+                        message_count, last_activity
+                 FROM threads ORDER BY pos DESC LIMIT ?1",
+            )
             .context(listing)?;
-        stmt.query_map([to_i64(limit)], |row| row.get(0))
-            .and_then(Iterator::collect)
-            .context(listing)
-    }
-
-    fn run(&self, id: &str) -> Result<Run, StoreError> {
-        load_run(&self.conn(), id)
+        let rows = stmt
+            .query_map([to_i64(limit)], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, i64>(2)?,
+                    (
+                        row.get::<_, String>(3)?,
+                        row.get::<_, String>(4)?,
+                        row.get::<_, Option<String>>(5)?,
+                    ),
+                    row.get::<_, Option<String>>(6)?,
+                    row.get::<_, i64>(7)?,
+                    row.get::<_, Option<i64>>(8)?,
+                ))
+            })
+            .and_then(Iterator::collect::<rusqlite::Result<Vec<_>>>)
+            .context(listing)?;
+        rows.into_iter()
+            .map(|(id, flow, created, json, active, count, last)| {
+                header(&id, flow, created, json, active, count, last)
+            })
+            .collect()
     }
 
     fn runs(&self, thread_id: &str) -> Result<Vec<Run>, StoreError> {
@@ -621,101 +911,90 @@ impl ThreadStore for SqliteStore {
             .collect()
     }
 
-    fn add_user_message(&self, thread_id: &str, message: &Message) -> Result<(), StoreError> {
-        let adding = || format!("adding a message to thread `{thread_id}`");
-        let mut conn = self.conn();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .context(adding)?;
-        if let Some(run_id) = holder(&tx, thread_id)? {
-            return Err(StoreError::Locked {
-                thread_id: thread_id.to_owned(),
-                run_id,
-            });
-        }
-        let count = message_count(&tx, thread_id)?;
-        insert_messages(&tx, thread_id, count, std::slice::from_ref(message))?;
-        tx.commit().context(adding)
-    }
-
     fn set_message_metadata(
         &self,
         thread_id: &str,
         message_id: &str,
         metadata: &Metadata,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<Message>, StoreError> {
         let updating = || format!("updating message `{message_id}` of thread `{thread_id}`");
-        let mut conn = self.conn();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .context(updating)?;
-        if let Some(run_id) = holder(&tx, thread_id)? {
-            return Err(StoreError::Locked {
-                thread_id: thread_id.to_owned(),
-                run_id,
-            });
-        }
-        let body: Option<String> = tx
-            .query_row(
-                "SELECT body FROM messages WHERE thread_id = ?1 AND id = ?2",
-                params![thread_id, message_id],
-                |row| row.get(0),
+        self.write_unlocked(thread_id, updating, |tx| {
+            let row: Option<MessageColumns> = tx
+                .query_row(
+                    "SELECT seq, id, run_id, created_at, body FROM messages
+                     WHERE thread_id = ?1 AND id = ?2",
+                    params![thread_id, message_id],
+                    message_columns,
+                )
+                .optional()
+                .context(updating)?;
+            let Some(row) = row else {
+                return Ok(None);
+            };
+            let mut message = message_row(thread_id, row)?;
+            message.metadata = metadata.clone();
+            let body = to_json(
+                &BodyOut {
+                    kind: &message.kind,
+                    metadata,
+                },
+                updating,
+            )?;
+            tx.execute(
+                "UPDATE messages SET body = ?3 WHERE thread_id = ?1 AND id = ?2",
+                params![thread_id, message_id, body],
             )
-            .optional()
             .context(updating)?;
-        let Some(body) = body else {
-            return Ok(false);
-        };
-        let BodyIn { kind, .. } = parse(&body, updating)?;
-        let body = to_json(
-            &BodyOut {
-                kind: &kind,
-                metadata,
-            },
-            updating,
-        )?;
-        tx.execute(
-            "UPDATE messages SET body = ?3 WHERE thread_id = ?1 AND id = ?2",
-            params![thread_id, message_id, body],
-        )
-        .context(updating)?;
-        tx.commit().context(updating)?;
-        Ok(true)
+            Ok(Some(message))
+        })
     }
 
-    fn begin_run(&self, run: &Run) -> Result<Thread, StoreError> {
+    fn update_thread(&self, header: &ThreadHeader) -> Result<(), StoreError> {
+        let id = &header.id;
+        let updating = || format!("updating thread `{id}`");
+        let (slots, metadata, pending) =
+            thread_columns(id, &header.slots, &header.metadata, header.pending.as_ref())?;
+        self.write_unlocked(id, updating, |tx| {
+            tx.prepare_cached(
+                "UPDATE threads SET flow = ?2, slots = ?3, metadata = ?4, pending = ?5 WHERE id = ?1",
+            )
+            .and_then(|mut stmt| stmt.execute(params![id, header.flow, slots, metadata, pending]))
+            .context(updating)?;
+            Ok(())
+        })
+    }
+
+    fn add_user_message(&self, thread_id: &str, message: &Message) -> Result<(), StoreError> {
+        let adding = || format!("adding a message to thread `{thread_id}`");
+        self.write_unlocked(thread_id, adding, |tx| {
+            let count = message_count(tx, thread_id)?;
+            insert_messages(tx, thread_id, count, std::slice::from_ref(message))
+        })
+    }
+
+    fn begin_run(&self, run: &Run) -> Result<(), StoreError> {
         let thread_id = &run.thread_id;
         let beginning = || format!("starting run `{}` on thread `{thread_id}`", run.id);
         let body = to_json(run, || format!("run `{}`", run.id))?;
-        let mut conn = self.conn();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
+        self.write_unlocked(thread_id, beginning, |tx| {
+            tx.prepare_cached(
+                "INSERT INTO runs (id, thread_id, status, created_at, body) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .and_then(|mut stmt| {
+                stmt.execute(params![
+                    run.id,
+                    thread_id,
+                    run.status.as_str(),
+                    run.created_at,
+                    body
+                ])
+            })
             .context(beginning)?;
-        if let Some(holder) = holder(&tx, thread_id)? {
-            return Err(StoreError::Locked {
-                thread_id: thread_id.clone(),
-                run_id: holder,
-            });
-        }
-        tx.prepare_cached(
-            "INSERT INTO runs (id, thread_id, status, created_at, body) VALUES (?1, ?2, ?3, ?4, ?5)",
-        )
-        .and_then(|mut stmt| {
-            stmt.execute(params![
-                run.id,
-                thread_id,
-                run.status.as_str(),
-                run.created_at,
-                body
-            ])
+            tx.prepare_cached("UPDATE threads SET active_run = ?1 WHERE id = ?2")
+                .and_then(|mut stmt| stmt.execute(params![run.id, thread_id]))
+                .context(beginning)?;
+            Ok(())
         })
-        .context(beginning)?;
-        tx.prepare_cached("UPDATE threads SET active_run = ?1 WHERE id = ?2")
-            .and_then(|mut stmt| stmt.execute(params![run.id, thread_id]))
-            .context(beginning)?;
-        let thread = load_thread(&tx, thread_id)?;
-        tx.commit().context(beginning)?;
-        Ok(thread)
     }
 
     /// One query over the threads table instead of loading every thread and its messages
@@ -752,20 +1031,13 @@ impl ThreadStore for SqliteStore {
         sole
     }
 
-    fn commit(&self, step: Step<'_>) -> Result<(), StoreError> {
-        let thread = step.thread;
+    fn commit(&self, step: &OwnedStep) -> Result<(), StoreError> {
+        let thread = &step.header;
         let id = &thread.id;
         let committing = || format!("committing a step of thread `{id}`");
-        if let Some(run) = step.run
-            && run.thread_id != *id
-        {
-            return Err(StoreError::Backend(format!(
-                "refusing a step of thread `{id}` that carries run `{}` of thread `{}`",
-                run.id, run.thread_id
-            )));
-        }
-        let (slots, metadata, pending) = thread_columns(thread)?;
-        let run_body = match step.run {
+        let (slots, metadata, pending) =
+            thread_columns(id, &thread.slots, &thread.metadata, thread.pending.as_ref())?;
+        let run_body = match &step.run {
             Some(run) => Some(to_json(run, || format!("run `{}`", run.id))?),
             None => None,
         };
@@ -793,25 +1065,19 @@ impl ThreadStore for SqliteStore {
             return Err(StoreError::ThreadNotFound(id.clone()));
         }
         // The step must continue exactly where the store is: anything else means the
-        // caller's thread is stale or the step is not the tail, and writing it would leave
-        // a hole or a duplicate in the history.
+        // caller's thread is stale, and writing it would leave a hole or a duplicate.
         let stored = message_count(&tx, id)?;
-        let total = thread.messages.len();
         let appended = step.appended.len();
-        if stored + appended != total
-            || thread
-                .messages
-                .get(stored..)
-                .is_none_or(|tail| tail != step.appended)
-        {
+        if stored + appended != step.total {
             return Err(StoreError::Backend(format!(
                 "refusing an inconsistent step for thread `{id}`: the store holds {stored} \
                  messages and the step appends {appended}, but the thread it carries has \
-                 {total} (or the appended messages are not its tail); nothing was written"
+                 {}; nothing was written",
+                step.total
             )));
         }
-        insert_messages(&tx, id, stored, step.appended)?;
-        if let (Some(run), Some(body)) = (step.run, run_body) {
+        insert_messages(&tx, id, stored, &step.appended)?;
+        if let (Some(run), Some(body)) = (&step.run, run_body) {
             let previous: Option<String> = tx
                 .prepare_cached("SELECT status FROM runs WHERE id = ?1")
                 .and_then(|mut stmt| stmt.query_row([&run.id], |row| row.get(0)).optional())
@@ -854,5 +1120,147 @@ impl ThreadStore for SqliteStore {
             }
         }
         tx.commit().context(committing)
+    }
+}
+
+impl ThreadStore for SqliteStore {
+    fn insert_thread<'a>(&'a self, thread: &'a Thread) -> BoxFuture<'a, Result<(), StoreError>> {
+        let thread = thread.clone();
+        self.blocking(move |db| db.insert_thread(&thread))
+    }
+
+    fn thread<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Thread, StoreError>> {
+        let id = id.to_owned();
+        self.blocking(move |db| {
+            db.read(
+                || format!("loading thread `{id}`"),
+                |tx| load_thread(tx, &id),
+            )
+        })
+    }
+
+    fn thread_header<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<ThreadHeader, StoreError>> {
+        let id = id.to_owned();
+        self.blocking(move |db| load_header(&db.conn(), &id))
+    }
+
+    fn messages<'a>(
+        &'a self,
+        thread_id: &'a str,
+        query: &'a MessageQuery,
+    ) -> BoxFuture<'a, Result<MessagePage, StoreError>> {
+        let (thread_id, query) = (thread_id.to_owned(), query.clone());
+        self.blocking(move |db| {
+            db.read(
+                || format!("paging the messages of thread `{thread_id}`"),
+                |tx| page_messages(tx, &thread_id, &query),
+            )
+        })
+    }
+
+    fn message<'a>(
+        &'a self,
+        thread_id: &'a str,
+        message_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Message>, StoreError>> {
+        let (thread_id, message_id) = (thread_id.to_owned(), message_id.to_owned());
+        self.blocking(move |db| {
+            let conn = db.conn();
+            load_header(&conn, &thread_id)?;
+            let row: Option<MessageColumns> = conn
+                .prepare_cached(
+                    "SELECT seq, id, run_id, created_at, body FROM messages
+                     WHERE thread_id = ?1 AND id = ?2",
+                )
+                .and_then(|mut stmt| {
+                    stmt.query_row([&thread_id, &message_id], message_columns)
+                        .optional()
+                })
+                .context(|| format!("loading message `{message_id}` of thread `{thread_id}`"))?;
+            row.map(|row| message_row(&thread_id, row)).transpose()
+        })
+    }
+
+    fn delete_thread<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
+        let id = id.to_owned();
+        self.blocking(move |db| db.delete_thread(&id))
+    }
+
+    fn thread_headers(&self, limit: usize) -> BoxFuture<'_, Result<Vec<ThreadHeader>, StoreError>> {
+        self.blocking(move |db| db.thread_headers(limit))
+    }
+
+    fn run<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Run, StoreError>> {
+        let id = id.to_owned();
+        self.blocking(move |db| load_run(&db.conn(), &id))
+    }
+
+    fn runs<'a>(&'a self, thread_id: &'a str) -> BoxFuture<'a, Result<Vec<Run>, StoreError>> {
+        let thread_id = thread_id.to_owned();
+        self.blocking(move |db| db.runs(&thread_id))
+    }
+
+    fn add_user_message<'a>(
+        &'a self,
+        thread_id: &'a str,
+        message: &'a Message,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        let (thread_id, message) = (thread_id.to_owned(), message.clone());
+        self.blocking(move |db| db.add_user_message(&thread_id, &message))
+    }
+
+    fn set_message_metadata<'a>(
+        &'a self,
+        thread_id: &'a str,
+        message_id: &'a str,
+        metadata: &'a Metadata,
+    ) -> BoxFuture<'a, Result<Option<Message>, StoreError>> {
+        let (thread_id, message_id, metadata) = (
+            thread_id.to_owned(),
+            message_id.to_owned(),
+            metadata.clone(),
+        );
+        self.blocking(move |db| db.set_message_metadata(&thread_id, &message_id, &metadata))
+    }
+
+    fn update_thread<'a>(
+        &'a self,
+        header: &'a ThreadHeader,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        let header = header.clone();
+        self.blocking(move |db| db.update_thread(&header))
+    }
+
+    fn begin_run<'a>(&'a self, run: &'a Run) -> BoxFuture<'a, Result<(), StoreError>> {
+        let run = run.clone();
+        self.blocking(move |db| db.begin_run(&run))
+    }
+
+    fn commit<'a>(&'a self, step: Step<'a>) -> BoxFuture<'a, Result<(), StoreError>> {
+        // What needs the whole thread is checked here; the blocking side gets owned data.
+        let checked = step
+            .thread
+            .messages
+            .len()
+            .checked_sub(step.appended.len())
+            .map(|stored| step.check(stored));
+        if let Some(Err(error)) = checked {
+            return Box::pin(std::future::ready(Err(error)));
+        }
+        let owned = OwnedStep {
+            header: step.thread.header(),
+            total: step.thread.messages.len(),
+            appended: step.appended.to_vec(),
+            run: step.run.cloned(),
+        };
+        self.blocking(move |db| db.commit(&owned))
+    }
+
+    fn locked_thread_ids(&self) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
+        self.blocking(Db::locked_thread_ids)
+    }
+
+    fn sole_user(&self) -> bool {
+        self.db.sole_user()
     }
 }

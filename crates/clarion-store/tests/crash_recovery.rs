@@ -20,8 +20,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, OnceLock, mpsc};
 use std::time::Duration;
 
+use clarion_engine::BoxFuture;
 use clarion_engine::events::NoEvents;
-use clarion_engine::model::BoxFuture;
 use clarion_engine::model::scripted::{ScriptedModel, ScriptedTurn};
 use clarion_engine::run::{Engine, RunStatus, ToolOutputSubmission, protocol};
 use clarion_engine::store::ThreadStore;
@@ -207,15 +207,18 @@ async fn child_mid_step(db: &Path) {
     );
     let thread = engine
         .create_thread(Metadata::default())
+        .await
         .unwrap_or_else(|e| panic!("{e}"));
     engine
         .add_message(
             &thread.id,
             "How long until I have $50,000 for a house? I earn 5000 and save 1000 a month.",
         )
+        .await
         .unwrap_or_else(|e| panic!("{e}"));
     let run = engine
         .create_run(&thread.id)
+        .await
         .unwrap_or_else(|e| panic!("{e}"));
     ids.set((thread.id, run.id.clone())).ok();
     let result = engine.drive_run(&run.id, &NoEvents).await;
@@ -236,9 +239,12 @@ async fn a_run_killed_mid_step_fails_as_interrupted_and_the_thread_goes_on() {
 
     let store = open(&db);
     // What the crash left: the run in progress, the thread locked, only the user message.
-    let run = store.run(&run_id).unwrap_or_else(|e| panic!("{e}"));
+    let run = store.run(&run_id).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(run.status, RunStatus::InProgress, "killed mid-run");
-    let thread = store.thread(&thread_id).unwrap_or_else(|e| panic!("{e}"));
+    let thread = store
+        .thread(&thread_id)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(thread.active_run.as_deref(), Some(run_id.as_str()));
 
     let engine = engine(
@@ -249,18 +255,21 @@ async fn a_run_killed_mid_step_fails_as_interrupted_and_the_thread_goes_on() {
         ],
         store.clone(),
     );
-    let recovered = engine.recover().unwrap_or_else(|e| panic!("{e}"));
+    let recovered = engine.recover().await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
         recovered.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
         [run_id.as_str()]
     );
-    let run = store.run(&run_id).unwrap_or_else(|e| panic!("{e}"));
+    let run = store.run(&run_id).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(run.status, RunStatus::Failed);
     assert_eq!(
         run.last_error.as_ref().map(|e| e.code.as_str()),
         Some("interrupted")
     );
-    let thread = store.thread(&thread_id).unwrap_or_else(|e| panic!("{e}"));
+    let thread = store
+        .thread(&thread_id)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(thread.active_run, None, "unlocked");
     protocol::check(&thread.messages).unwrap_or_else(|v| panic!("{v}"));
     assert_eq!(
@@ -271,6 +280,7 @@ async fn a_run_killed_mid_step_fails_as_interrupted_and_the_thread_goes_on() {
     assert!(
         engine
             .recover()
+            .await
             .unwrap_or_else(|e| panic!("{e}"))
             .is_empty(),
         "recovery is idempotent"
@@ -282,7 +292,10 @@ async fn a_run_killed_mid_step_fails_as_interrupted_and_the_thread_goes_on() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(run.status, RunStatus::Completed);
-    let thread = store.thread(&thread_id).unwrap_or_else(|e| panic!("{e}"));
+    let thread = store
+        .thread(&thread_id)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     protocol::check(&thread.messages).unwrap_or_else(|v| panic!("{v}"));
     assert_eq!(thread.active_run, None);
     assert_eq!(kinds(&thread).first(), Some(&"user"));
@@ -293,6 +306,7 @@ async fn a_run_killed_mid_step_fails_as_interrupted_and_the_thread_goes_on() {
     assert_eq!(
         store
             .runs(&thread_id)
+            .await
             .unwrap_or_else(|e| panic!("{e}"))
             .iter()
             .map(|r| r.status)
@@ -317,11 +331,12 @@ async fn recovery_leaves_the_runs_of_a_live_process_alone() {
     assert!(
         engine
             .recover()
+            .await
             .unwrap_or_else(|e| panic!("{e}"))
             .is_empty(),
         "another process has the store open: nothing is recovered"
     );
-    let run = store.run(&run_id).unwrap_or_else(|e| panic!("{e}"));
+    let run = store.run(&run_id).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
         run.status,
         RunStatus::InProgress,
@@ -329,7 +344,7 @@ async fn recovery_leaves_the_runs_of_a_live_process_alone() {
     );
 
     kill(child);
-    let recovered = engine.recover().unwrap_or_else(|e| panic!("{e}"));
+    let recovered = engine.recover().await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
         recovered.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
         [run_id.as_str()],
@@ -348,9 +363,11 @@ async fn child_requires_action(db: &Path) {
     );
     let thread = engine
         .create_thread(Metadata::default())
+        .await
         .unwrap_or_else(|e| panic!("{e}"));
     engine
         .add_message(&thread.id, "Book TP123 for me.")
+        .await
         .unwrap_or_else(|e| panic!("{e}"));
     let run = engine
         .run(&thread.id, &NoEvents)
@@ -383,13 +400,17 @@ async fn a_run_resting_in_requires_action_survives_a_crash_and_completes() {
     assert!(
         engine
             .recover()
+            .await
             .unwrap_or_else(|e| panic!("{e}"))
             .is_empty(),
         "a resting run is not interrupted"
     );
-    let run = store.run(&run_id).unwrap_or_else(|e| panic!("{e}"));
+    let run = store.run(&run_id).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(run.status, RunStatus::RequiresAction);
-    let thread = store.thread(&thread_id).unwrap_or_else(|e| panic!("{e}"));
+    let thread = store
+        .thread(&thread_id)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
         thread.active_run.as_deref(),
         Some(run_id.as_str()),
@@ -413,7 +434,10 @@ async fn a_run_resting_in_requires_action_survives_a_crash_and_completes() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(run.status, RunStatus::Completed);
-    let thread = store.thread(&thread_id).unwrap_or_else(|e| panic!("{e}"));
+    let thread = store
+        .thread(&thread_id)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(thread.active_run, None);
     protocol::check(&thread.messages).unwrap_or_else(|v| panic!("{v}"));
     assert_eq!(

@@ -44,7 +44,7 @@ pub mod redact;
 
 use std::time::Duration;
 
-use clarion_engine::model::BoxFuture;
+use clarion_engine::BoxFuture;
 use clarion_engine::tool::{ToolError, ToolExecutor, ToolRequest};
 use clarion_flow::Executor;
 use serde_json::Value;

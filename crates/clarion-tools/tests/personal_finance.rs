@@ -37,16 +37,21 @@ async fn converse(turns: Vec<ScriptedTurn>, user: &str) -> Thread {
     let (engine, store) = engine(turns);
     let thread = engine
         .create_thread(Metadata::default())
+        .await
         .unwrap_or_else(|e| panic!("{e}"));
     engine
         .add_message(&thread.id, user)
+        .await
         .unwrap_or_else(|e| panic!("{e}"));
     let run = engine
         .run(&thread.id, &NoEvents)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(run.status, RunStatus::Completed);
-    store.thread(&thread.id).unwrap_or_else(|e| panic!("{e}"))
+    store
+        .thread(&thread.id)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn contexts(thread: &Thread) -> Vec<String> {

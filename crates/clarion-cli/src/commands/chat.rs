@@ -79,7 +79,7 @@ struct Session {
 
 /// Loads the flow, opens the store, picks the provider, and finds or creates the thread.
 /// `Ok(None)` when the flow has errors (they are printed).
-fn open(args: &ChatArgs, source: &FlowSource<'_>) -> Result<Option<Session>, CliError> {
+async fn open(args: &ChatArgs, source: &FlowSource<'_>) -> Result<Option<Session>, CliError> {
     let tools = ClarionTools::new();
     let options = LoadOptions {
         builtins: Some(tools.builtins()),
@@ -114,12 +114,12 @@ fn open(args: &ChatArgs, source: &FlowSource<'_>) -> Result<Option<Session>, Cli
         Arc::new(tools),
         Arc::new(store),
     ));
-    engine.recover().map_err(|e| CliError::Store {
+    engine.recover().await.map_err(|e| CliError::Store {
         path: args.store.clone(),
         reason: e.to_string(),
     })?;
     let thread = match &args.thread {
-        Some(id) => engine.thread(id).map_err(|e| match e {
+        Some(id) => engine.thread(id).await.map_err(|e| match e {
             clarion_engine::run::EngineError::Store(StoreError::ThreadNotFound(_)) => {
                 CliError::UnknownThread(id.clone(), args.store.clone())
             }
@@ -130,6 +130,7 @@ fn open(args: &ChatArgs, source: &FlowSource<'_>) -> Result<Option<Session>, Cli
         })?,
         None => engine
             .create_thread(Metadata::default())
+            .await
             .map_err(|e| CliError::Store {
                 path: args.store.clone(),
                 reason: e.to_string(),
@@ -158,7 +159,7 @@ async fn chat(args: &ChatArgs, source: &FlowSource<'_>) -> Result<Exit, CliError
         flow,
         mut thread,
         banner,
-    }) = open(args, source)?
+    }) = open(args, source).await?
     else {
         return Ok(Exit::Problems);
     };
@@ -192,7 +193,9 @@ async fn chat(args: &ChatArgs, source: &FlowSource<'_>) -> Result<Exit, CliError
                 &mut thread,
                 &mut transcript,
                 &args.store,
-            ) {
+            )
+            .await
+            {
                 Ok(true) => continue,
                 Ok(false) => break,
                 Err(message) => {
@@ -257,8 +260,12 @@ async fn turn(
 ) -> Result<Run, String> {
     engine
         .add_message(thread_id, text)
+        .await
         .map_err(|e| e.to_string())?;
-    let run = engine.create_run(thread_id).map_err(|e| e.to_string())?;
+    let run = engine
+        .create_run(thread_id)
+        .await
+        .map_err(|e| e.to_string())?;
     let mut run = drive(engine, sink, run.id.clone(), None, &input.hangup).await?;
     while run.status == RunStatus::RequiresAction && !input.hung_up() {
         let mut outputs = Vec::new();
@@ -270,6 +277,7 @@ async fn turn(
             let Line::Text(output) = input.read("output › ", false).await else {
                 let cancelled = engine
                     .cancel(&run.id, sink.as_ref())
+                    .await
                     .map_err(|e| e.to_string())?;
                 return Ok(cancelled);
             };
@@ -314,11 +322,11 @@ async fn drive(
         _ = tokio::signal::ctrl_c() => {
             sink.end_line();
             sink.say("cancelling…");
-            let _ = engine.cancel(&run_id, sink.as_ref());
+            let _ = engine.cancel(&run_id, sink.as_ref()).await;
             task.await
         }
         Ok(_) = hangup.wait_for(|closed| *closed) => {
-            let _ = engine.cancel(&run_id, sink.as_ref());
+            let _ = engine.cancel(&run_id, sink.as_ref()).await;
             task.await
         }
     };
@@ -329,7 +337,7 @@ async fn drive(
 }
 
 /// Handles `/command`; `Ok(false)` ends the session.
-fn slash(
+async fn slash(
     command: &str,
     engine: &Engine,
     flow: &Flow,
@@ -338,7 +346,10 @@ fn slash(
     store: &Path,
 ) -> Result<bool, String> {
     let (name, rest) = command.split_once(' ').unwrap_or((command, ""));
-    let fresh = engine.thread(&thread.id).map_err(|e| e.to_string())?;
+    let fresh = engine
+        .thread_header(&thread.id)
+        .await
+        .map_err(|e| e.to_string())?;
     match name {
         "slots" => {
             let slots: Vec<String> = flow
@@ -376,6 +387,7 @@ fn slash(
         "reset" => {
             *thread = engine
                 .create_thread(Metadata::default())
+                .await
                 .map_err(|e| e.to_string())?;
             *transcript = Transcript::for_flow(flow);
             note(&format!(

@@ -80,7 +80,7 @@ async fn serve(args: &ServeArgs) -> Result<Exit, CliError> {
         return Ok(Exit::Problems);
     };
     if let Some(engine) = engines.first() {
-        let recovered = engine.recover().map_err(|e| CliError::Store {
+        let recovered = engine.recover().await.map_err(|e| CliError::Store {
             path: args.store.clone(),
             reason: e.to_string(),
         })?;

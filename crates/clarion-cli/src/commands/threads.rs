@@ -12,7 +12,7 @@ use std::fmt::Write as _;
 
 use clarion_engine::events::Event;
 use clarion_engine::run::Run;
-use clarion_engine::store::{StoreError, ThreadStore as _};
+use clarion_engine::store::{StoreError, ThreadHeader, ThreadStore as _};
 use clarion_engine::thread::{MessageKind, Thread};
 use clarion_store::SqliteStore;
 use clarion_testing::transcript::{Redactor, Transcript, inline_json};
@@ -28,12 +28,18 @@ use crate::output;
 
 pub fn run(args: &ThreadsArgs) -> Result<Exit, CliError> {
     let store = open(args)?;
-    match &args.command {
-        ThreadsCommand::List(list) => self::list(&store, args, list),
-        ThreadsCommand::Show(show) => self::show(&store, args, show),
-        ThreadsCommand::Delete(delete) => self::delete(&store, args, delete),
-        ThreadsCommand::Export(export) => self::export(&store, args, export),
-    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Io(format!("cannot start the runtime: {e}")))?;
+    runtime.block_on(async {
+        match &args.command {
+            ThreadsCommand::List(list) => self::list(&store, args, list).await,
+            ThreadsCommand::Show(show) => self::show(&store, args, show).await,
+            ThreadsCommand::Delete(delete) => self::delete(&store, args, delete).await,
+            ThreadsCommand::Export(export) => self::export(&store, args, export).await,
+        }
+    })
 }
 
 /// Opens an existing store; never creates one.
@@ -65,15 +71,19 @@ fn store_error(args: &ThreadsArgs, error: &StoreError) -> CliError {
 }
 
 /// The thread and its runs, or the one-line "no such thread" error.
-fn load(store: &SqliteStore, args: &ThreadsArgs, id: &str) -> Result<(Thread, Vec<Run>), CliError> {
-    let thread = store.thread(id).map_err(|e| match e {
+async fn load(
+    store: &SqliteStore,
+    args: &ThreadsArgs,
+    id: &str,
+) -> Result<(Thread, Vec<Run>), CliError> {
+    let thread = store.thread(id).await.map_err(|e| match e {
         StoreError::ThreadNotFound(_) => CliError::NoSuchThread {
             id: id.to_owned(),
             store: args.store.clone(),
         },
         other => store_error(args, &other),
     })?;
-    let runs = store.runs(id).map_err(|e| store_error(args, &e))?;
+    let runs = store.runs(id).await.map_err(|e| store_error(args, &e))?;
     Ok((thread, runs))
 }
 
@@ -87,8 +97,8 @@ struct Summary {
     last_run: Option<String>,
 }
 
-fn summary(thread: &Thread, runs: &[Run]) -> Summary {
-    let last_message = thread.messages.iter().map(|m| m.created_at).max();
+fn summary(thread: &ThreadHeader, runs: &[Run]) -> Summary {
+    let last_message = Some(thread.last_activity);
     let last_run_time = runs
         .iter()
         .flat_map(|r| [Some(r.created_at), r.started_at, r.completed_at])
@@ -102,21 +112,30 @@ fn summary(thread: &Thread, runs: &[Run]) -> Summary {
     Summary {
         id: thread.id.clone(),
         flow: thread.flow.clone(),
-        messages: thread.messages.len(),
+        messages: thread.message_count,
         created_at: thread.created_at,
         last_activity,
         last_run: runs.last().map(|r| r.status.as_str().to_owned()),
     }
 }
 
-fn list(store: &SqliteStore, args: &ThreadsArgs, list: &ThreadsListArgs) -> Result<Exit, CliError> {
-    let ids = store
-        .thread_ids(list.limit.unwrap_or(usize::MAX))
+/// The newest threads: their headers (no messages are read) and runs.
+async fn list(
+    store: &SqliteStore,
+    args: &ThreadsArgs,
+    list: &ThreadsListArgs,
+) -> Result<Exit, CliError> {
+    let headers = store
+        .thread_headers(list.limit.unwrap_or(usize::MAX))
+        .await
         .map_err(|e| store_error(args, &e))?;
-    let mut rows = Vec::with_capacity(ids.len());
-    for id in &ids {
-        let (thread, runs) = load(store, args, id)?;
-        rows.push(summary(&thread, &runs));
+    let mut rows = Vec::with_capacity(headers.len());
+    for header in &headers {
+        let runs = store
+            .runs(&header.id)
+            .await
+            .map_err(|e| store_error(args, &e))?;
+        rows.push(summary(header, &runs));
     }
     match list.format {
         ListFormat::Json => {
@@ -185,8 +204,12 @@ fn table(rows: &[Summary]) -> String {
     out
 }
 
-fn show(store: &SqliteStore, args: &ThreadsArgs, show: &ThreadsShowArgs) -> Result<Exit, CliError> {
-    let (thread, runs) = load(store, args, &show.id)?;
+async fn show(
+    store: &SqliteStore,
+    args: &ThreadsArgs,
+    show: &ThreadsShowArgs,
+) -> Result<Exit, CliError> {
+    let (thread, runs) = load(store, args, &show.id).await?;
     let text = match show.format {
         ListFormat::Json => format!("{}\n", pretty(&full_json(&thread, &runs))),
         ListFormat::Human => readable(&thread, &runs),
@@ -195,12 +218,12 @@ fn show(store: &SqliteStore, args: &ThreadsArgs, show: &ThreadsShowArgs) -> Resu
     Ok(Exit::Success)
 }
 
-fn delete(
+async fn delete(
     store: &SqliteStore,
     args: &ThreadsArgs,
     delete: &ThreadsDeleteArgs,
 ) -> Result<Exit, CliError> {
-    let (thread, _) = load(store, args, &delete.id)?;
+    let (thread, _) = load(store, args, &delete.id).await?;
     if let Some(run) = thread.active_run.as_ref().filter(|_| !delete.force) {
         return Err(CliError::Io(format!(
             "thread `{}` is held by run `{run}`; wait for it to finish, or pass --force if the \
@@ -208,7 +231,7 @@ fn delete(
             thread.id
         )));
     }
-    match store.delete_thread(&thread.id) {
+    match store.delete_thread(&thread.id).await {
         Ok(true) => {
             output::out(&format!(
                 "deleted thread {} ({} messages) from {}\n",
@@ -226,12 +249,12 @@ fn delete(
     }
 }
 
-fn export(
+async fn export(
     store: &SqliteStore,
     args: &ThreadsArgs,
     export: &ThreadsExportArgs,
 ) -> Result<Exit, CliError> {
-    let (thread, runs) = load(store, args, &export.id)?;
+    let (thread, runs) = load(store, args, &export.id).await?;
     let text = match export.format {
         ExportThreadFormat::Json => format!("{}\n", pretty(&full_json(&thread, &runs))),
         ExportThreadFormat::Transcript => readable(&thread, &runs),
@@ -262,7 +285,7 @@ fn pretty(value: &Value) -> String {
 
 /// A header (id, flow, times, slots, metadata, what is pending) and the transcript.
 fn readable(thread: &Thread, runs: &[Run]) -> String {
-    let row = summary(thread, runs);
+    let row = summary(&thread.header(), runs);
     let mut out = format!(
         "thread {} · flow {} · {} · {}\ncreated {} · last activity {}\n",
         thread.id,

@@ -8,16 +8,12 @@
 
 pub mod scripted;
 
-use std::future::Future;
-use std::pin::Pin;
-
 use crate::events::EventSink;
 use crate::run::Usage;
 use crate::thread::{Message, ToolCall};
 use clarion_flow::Flow;
 
-/// A boxed future, so traits with async methods stay object-safe.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+use crate::BoxFuture;
 
 /// What the engine asks the model.
 #[derive(Debug, Clone, Copy)]

@@ -8,7 +8,8 @@
 use std::collections::VecDeque;
 use std::sync::Mutex;
 
-use super::{BoxFuture, Model, ModelError, ModelRequest, ModelResponse, ModelTurn};
+use super::{Model, ModelError, ModelRequest, ModelResponse, ModelTurn};
+use crate::BoxFuture;
 use crate::events::{Event, EventSink};
 use crate::run::Usage;
 use crate::thread::{MessageKind, ToolCall};

@@ -5,13 +5,28 @@
 //! operations also check the thread's lock atomically (starting a run, adding a user
 //! message), so two processes sharing a store cannot both run one thread.
 //!
+//! **Async, and cheap per request.** Every method returns a future, so a store backed by a
+//! database never blocks a runtime worker (the SQLite store runs its queries on
+//! `spawn_blocking`; a Postgres store would use an async driver). And a request's cost must
+//! not grow with what a user can grow: a thread's header ([`ThreadStore::thread_header`]),
+//! a page of its messages ([`ThreadStore::messages`]), one run, or an appended message are
+//! each one indexed operation, whatever the thread's length. Only a run loads a whole
+//! thread ([`ThreadStore::thread`]), because the model is sent the whole history anyway.
+//!
+//! **Cancel safety.** A store's futures hold no lock across an `.await`: dropping one
+//! either leaves the operation undone or lets it finish on its own (a blocking task runs to
+//! its end), never half-applied, and nothing stays locked.
+//!
 //! [`memory`] keeps everything in a map (tests, short-lived embeddings); the SQLite store
 //! (`clarion-store`) is the embedded default for the CLI and the server.
 
 pub mod memory;
 
+use serde_json::{Map, Value};
+
+use crate::BoxFuture;
 use crate::run::Run;
-use crate::thread::{Message, Metadata, Thread};
+use crate::thread::{Message, Metadata, PendingCall, Thread};
 
 pub use memory::MemoryStore;
 
@@ -37,9 +52,172 @@ pub enum StoreError {
     /// A thread with this id already exists.
     #[error("thread `{0}` already exists")]
     Duplicate(String),
+    /// A message cursor (`after`, `before`) that is not a message of the thread.
+    #[error("no message `{message_id}` in thread `{thread_id}`")]
+    MessageNotFound {
+        /// The thread.
+        thread_id: String,
+        /// The id given.
+        message_id: String,
+    },
     /// The storage backend failed (disk, corruption…).
     #[error("storage failed: {0}")]
     Backend(String),
+}
+
+/// A thread without its messages: what most requests need, one read whatever the
+/// thread's length.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ThreadHeader {
+    /// `thread_…`.
+    pub id: String,
+    /// The flow it runs (`flow.name`); empty while unbound (`clarion serve`).
+    pub flow: String,
+    /// Milliseconds since the Unix epoch.
+    pub created_at: i64,
+    /// Slot values remembered across turns.
+    pub slots: Map<String, Value>,
+    /// String metadata for the embedding application.
+    pub metadata: Metadata,
+    /// A tool call waiting for the user's answers.
+    pub pending: Option<PendingCall>,
+    /// The run holding the thread's lock, if one is active.
+    pub active_run: Option<String>,
+    /// How many messages the thread has.
+    pub message_count: usize,
+    /// When the last message was added (the thread's creation if it has none).
+    pub last_activity: i64,
+}
+
+impl Thread {
+    /// The thread's header.
+    #[must_use]
+    pub fn header(&self) -> ThreadHeader {
+        ThreadHeader {
+            id: self.id.clone(),
+            flow: self.flow.clone(),
+            created_at: self.created_at,
+            slots: self.slots.clone(),
+            metadata: self.metadata.clone(),
+            pending: self.pending.clone(),
+            active_run: self.active_run.clone(),
+            message_count: self.messages.len(),
+            last_activity: self
+                .messages
+                .last()
+                .map_or(self.created_at, |m| m.created_at),
+        }
+    }
+}
+
+/// The order of a page of messages.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Order {
+    /// Oldest first.
+    Asc,
+    /// Newest first (the Assistants API's default).
+    #[default]
+    Desc,
+}
+
+/// Which messages of a thread to read, as the Assistants API pages them: `after` and
+/// `before` are message ids in the chosen order; with `before` alone the page is the one
+/// just before it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageQuery {
+    /// The order.
+    pub order: Order,
+    /// At most this many messages.
+    pub limit: usize,
+    /// Messages after this one (in `order`).
+    pub after: Option<String>,
+    /// Messages before this one (in `order`).
+    pub before: Option<String>,
+    /// Only the messages this run created.
+    pub run_id: Option<String>,
+    /// Only the messages people read ([`Message::is_shown`]).
+    pub shown_only: bool,
+}
+
+impl Default for MessageQuery {
+    fn default() -> Self {
+        Self {
+            order: Order::Desc,
+            limit: 20,
+            after: None,
+            before: None,
+            run_id: None,
+            shown_only: false,
+        }
+    }
+}
+
+/// A page of messages, in the query's order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MessagePage {
+    /// The messages.
+    pub messages: Vec<Message>,
+    /// Whether more lie beyond the page, in the direction it was read.
+    pub has_more: bool,
+}
+
+impl MessageQuery {
+    /// The page of `messages` (the thread's, oldest first) this query selects: the
+    /// reference semantics every store implements.
+    pub fn select<'a>(
+        &self,
+        thread_id: &str,
+        messages: impl DoubleEndedIterator<Item = &'a Message>,
+    ) -> Result<MessagePage, StoreError> {
+        let matching = |m: &&Message| {
+            (!self.shown_only || m.is_shown())
+                && self
+                    .run_id
+                    .as_ref()
+                    .is_none_or(|r| m.run_id.as_ref() == Some(r))
+        };
+        let mut items: Vec<&Message> = match self.order {
+            Order::Asc => messages.filter(matching).collect(),
+            Order::Desc => messages.rev().filter(matching).collect(),
+        };
+        let position = |cursor: &String| {
+            items
+                .iter()
+                .position(|m| &m.id == cursor)
+                .ok_or_else(|| StoreError::MessageNotFound {
+                    thread_id: thread_id.to_owned(),
+                    message_id: cursor.clone(),
+                })
+        };
+        let start = self
+            .after
+            .as_ref()
+            .map(position)
+            .transpose()?
+            .map_or(0, |p| p + 1);
+        let end = self
+            .before
+            .as_ref()
+            .map(position)
+            .transpose()?
+            .unwrap_or(items.len());
+        let window: Vec<&Message> = if start < end {
+            items.drain(start..end).collect()
+        } else {
+            Vec::new()
+        };
+        let (chosen, has_more) = if self.before.is_some() && self.after.is_none() {
+            let skip = window.len().saturating_sub(self.limit);
+            (window[skip..].to_vec(), skip > 0)
+        } else {
+            let has_more = window.len() > self.limit;
+            (window.into_iter().take(self.limit).collect(), has_more)
+        };
+        Ok(MessagePage {
+            messages: chosen.into_iter().cloned().collect(),
+            has_more,
+        })
+    }
 }
 
 /// One step to commit atomically.
@@ -53,46 +231,93 @@ pub struct Step<'a> {
     pub run: Option<&'a Run>,
 }
 
-/// Where threads and runs are kept.
+impl Step<'_> {
+    /// Refuses a step that does not continue exactly where the store is (`stored`
+    /// messages): anything else means the caller's thread is stale or the step is not its
+    /// tail, and writing it would leave a hole or a duplicate in the history.
+    pub fn check(&self, stored: usize) -> Result<(), StoreError> {
+        let id = &self.thread.id;
+        if let Some(run) = self.run
+            && run.thread_id != *id
+        {
+            return Err(StoreError::Backend(format!(
+                "refusing a step of thread `{id}` that carries run `{}` of thread `{}`",
+                run.id, run.thread_id
+            )));
+        }
+        let total = self.thread.messages.len();
+        let appended = self.appended.len();
+        if stored + appended != total
+            || self
+                .thread
+                .messages
+                .get(stored..)
+                .is_none_or(|tail| tail != self.appended)
+        {
+            return Err(StoreError::Backend(format!(
+                "refusing an inconsistent step for thread `{id}`: the store holds {stored} \
+                 messages and the step appends {appended}, but the thread it carries has \
+                 {total} (or the appended messages are not its tail); nothing was written"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Where threads and runs are kept. Every method is cancel safe (see the module docs).
 pub trait ThreadStore: Send + Sync {
     /// Stores a new thread.
-    fn insert_thread(&self, thread: &Thread) -> Result<(), StoreError>;
-    /// A thread by id.
-    fn thread(&self, id: &str) -> Result<Thread, StoreError>;
+    fn insert_thread<'a>(&'a self, thread: &'a Thread) -> BoxFuture<'a, Result<(), StoreError>>;
+    /// A thread by id, with every message: what a run works on.
+    fn thread<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Thread, StoreError>>;
+    /// A thread's header, without its messages.
+    fn thread_header<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<ThreadHeader, StoreError>>;
+    /// A page of a thread's messages.
+    fn messages<'a>(
+        &'a self,
+        thread_id: &'a str,
+        query: &'a MessageQuery,
+    ) -> BoxFuture<'a, Result<MessagePage, StoreError>>;
+    /// One message of a thread, by id; `None` if the thread has no such message.
+    fn message<'a>(
+        &'a self,
+        thread_id: &'a str,
+        message_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Message>, StoreError>>;
     /// Deletes a thread and its runs; whether it existed.
-    fn delete_thread(&self, id: &str) -> Result<bool, StoreError>;
-    /// Ids of all threads, newest first, at most `limit`.
-    fn thread_ids(&self, limit: usize) -> Result<Vec<String>, StoreError>;
+    fn delete_thread<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<bool, StoreError>>;
+    /// The headers of the newest threads, newest first, at most `limit`.
+    fn thread_headers(&self, limit: usize) -> BoxFuture<'_, Result<Vec<ThreadHeader>, StoreError>>;
     /// A run by id.
-    fn run(&self, id: &str) -> Result<Run, StoreError>;
+    fn run<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Run, StoreError>>;
     /// The runs of a thread, oldest first.
-    fn runs(&self, thread_id: &str) -> Result<Vec<Run>, StoreError>;
+    fn runs<'a>(&'a self, thread_id: &'a str) -> BoxFuture<'a, Result<Vec<Run>, StoreError>>;
     /// Appends a user message unless a run holds the thread.
-    fn add_user_message(&self, thread_id: &str, message: &Message) -> Result<(), StoreError>;
+    fn add_user_message<'a>(
+        &'a self,
+        thread_id: &'a str,
+        message: &'a Message,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
     /// Replaces the metadata of message `message_id` of the thread, unless a run holds the
-    /// thread; whether the message exists.
-    fn set_message_metadata(
-        &self,
-        thread_id: &str,
-        message_id: &str,
-        metadata: &Metadata,
-    ) -> Result<bool, StoreError>;
+    /// thread; the message as it is now, `None` if there is no such message.
+    fn set_message_metadata<'a>(
+        &'a self,
+        thread_id: &'a str,
+        message_id: &'a str,
+        metadata: &'a Metadata,
+    ) -> BoxFuture<'a, Result<Option<Message>, StoreError>>;
+    /// Rewrites a thread's row — flow, slots, metadata, pending call — from `header`,
+    /// unless a run holds the thread (a run owns the row while it runs).
+    fn update_thread<'a>(
+        &'a self,
+        header: &'a ThreadHeader,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
     /// Locks the thread for `run` and stores the run, unless another active run holds it.
-    /// Returns the thread as stored.
-    fn begin_run(&self, run: &Run) -> Result<Thread, StoreError>;
+    fn begin_run<'a>(&'a self, run: &'a Run) -> BoxFuture<'a, Result<(), StoreError>>;
     /// Applies one step atomically.
-    fn commit(&self, step: Step<'_>) -> Result<(), StoreError>;
+    fn commit<'a>(&'a self, step: Step<'a>) -> BoxFuture<'a, Result<(), StoreError>>;
     /// Ids of the threads whose lock names a run — what crash recovery has to look at.
-    /// The default reads every thread; a store with an index answers it with a query.
-    fn locked_thread_ids(&self) -> Result<Vec<String>, StoreError> {
-        let mut locked = Vec::new();
-        for id in self.thread_ids(usize::MAX)? {
-            if self.thread(&id)?.active_run.is_some() {
-                locked.push(id);
-            }
-        }
-        Ok(locked)
-    }
+    fn locked_thread_ids(&self) -> BoxFuture<'_, Result<Vec<String>, StoreError>>;
     /// Whether this process is the only one using the store, so that every unfinished run
     /// in it was left by a process that died ([`crate::run::Engine::recover`] asks). A
     /// store private to the process always is.

@@ -122,6 +122,22 @@ impl Message {
             MessageKind::ToolOutput { .. } => None,
         }
     }
+
+    /// Whether people read this message: the user's words, replies, questions, and the
+    /// text a model wrote beside its tool calls — not tool calls alone, tool outputs or
+    /// injected context. What an Assistants-API message list shows.
+    #[must_use]
+    pub fn is_shown(&self) -> bool {
+        match &self.kind {
+            MessageKind::User { .. }
+            | MessageKind::Assistant { .. }
+            | MessageKind::Question { .. } => true,
+            MessageKind::ToolCalls { text, .. } => {
+                text.as_deref().is_some_and(|t| !t.trim().is_empty())
+            }
+            MessageKind::ToolOutput { .. } | MessageKind::Context { .. } => false,
+        }
+    }
 }
 
 /// Parses a tool output's content as JSON (outputs are JSON text; a client may send any

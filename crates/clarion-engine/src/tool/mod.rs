@@ -7,7 +7,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::model::BoxFuture;
+use crate::BoxFuture;
 use clarion_flow::{Flow, Tool};
 
 /// One call to execute.

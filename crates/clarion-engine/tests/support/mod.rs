@@ -89,15 +89,17 @@ pub fn finance_harness(turns: Vec<ScriptedTurn>) -> Harness {
 }
 
 impl Harness {
-    pub fn thread(&self) -> Thread {
+    pub async fn thread(&self) -> Thread {
         self.engine
             .create_thread(Metadata::default())
+            .await
             .unwrap_or_else(|e| panic!("{e}"))
     }
 
-    pub fn reload(&self, thread: &Thread) -> Thread {
+    pub async fn reload(&self, thread: &Thread) -> Thread {
         self.store
             .thread(&thread.id)
+            .await
             .unwrap_or_else(|e| panic!("{e}"))
     }
 }

@@ -10,12 +10,13 @@ use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiQuery};
 use crate::state::AppState;
-use crate::wire::list::{ListQuery, page};
+use crate::wire::list::{ListQuery, list_page};
 use crate::wire::objects;
 use crate::wire::requests::{MessageInput, ModifyMessage, metadata_pairs};
 
-/// Appends a request message to a thread; 400 while a run holds it.
-pub(crate) fn append(
+/// Appends a request message to a thread; 400 while a run holds it. One insert, whatever
+/// the thread's length.
+pub(crate) async fn append(
     state: &AppState,
     thread_id: &str,
     input: &MessageInput,
@@ -24,6 +25,7 @@ pub(crate) fn append(
     state
         .store()
         .add_user_message(thread_id, &message)
+        .await
         .map_err(|e| refused_while_running(e, "add messages to"))?;
     Ok(message)
 }
@@ -46,33 +48,48 @@ pub async fn create(
     Path(thread_id): Path<String>,
     ApiJson(input): ApiJson<MessageInput>,
 ) -> Result<Json<Value>, ApiError> {
-    let thread = state.thread(&caller, &thread_id)?;
-    let message = append(&state, &thread.id, &input)?;
+    let thread = state.thread(&caller, &thread_id).await?;
+    let message = append(&state, &thread.id, &input).await?;
     objects::message(&thread, &message)
         .map(Json)
         .ok_or_else(|| ApiError::internal("a created message is not visible"))
 }
 
-/// `GET /v1/threads/{thread_id}/messages`.
+/// `GET /v1/threads/{thread_id}/messages`: one page read from the store (an indexed range,
+/// whatever the thread's length).
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
     Path(thread_id): Path<String>,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let thread = state.thread(&caller, &thread_id)?;
-    let items = thread
+    let thread = state.thread(&caller, &thread_id).await?;
+    let mut wanted = query.to_message_query()?;
+    wanted.shown_only = true;
+    let page = state
+        .store()
+        .messages(&thread.id, &wanted)
+        .await
+        .map_err(|e| match e {
+            StoreError::MessageNotFound { message_id, .. } => {
+                let param = if query.after.as_deref() == Some(message_id.as_str()) {
+                    "after"
+                } else {
+                    "before"
+                };
+                ApiError::bad_request(format!(
+                    "Invalid '{param}': no item with id '{message_id}' in this list."
+                ))
+                .param(param)
+            }
+            other => other.into(),
+        })?;
+    let items = page
         .messages
         .iter()
-        .filter(|m| {
-            query
-                .run_id
-                .as_ref()
-                .is_none_or(|run| m.run_id.as_ref() == Some(run))
-        })
         .filter_map(|m| objects::message(&thread, m).map(|v| (m.id.clone(), v)))
         .collect();
-    Ok(Json(page(items, &query)?))
+    Ok(Json(list_page(items, page.has_more)))
 }
 
 /// `GET /v1/threads/{thread_id}/messages/{message_id}`.
@@ -81,14 +98,21 @@ pub async fn retrieve(
     caller: Caller,
     Path((thread_id, message_id)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    let thread = state.thread(&caller, &thread_id)?;
-    thread
-        .messages
-        .iter()
-        .find(|m| m.id == message_id)
-        .and_then(|m| objects::message(&thread, m))
+    let thread = state.thread(&caller, &thread_id).await?;
+    message_of(&state, &thread.id, &message_id)
+        .await?
+        .and_then(|m| objects::message(&thread, &m))
         .map(Json)
         .ok_or_else(|| ApiError::not_found("message", &message_id))
+}
+
+/// One message of a thread, by id (an index lookup).
+async fn message_of(
+    state: &AppState,
+    thread_id: &str,
+    message_id: &str,
+) -> Result<Option<clarion_engine::thread::Message>, ApiError> {
+    Ok(state.store().message(thread_id, message_id).await?)
 }
 
 /// `POST /v1/threads/{thread_id}/messages/{message_id}`: merges metadata (an empty value
@@ -99,25 +123,22 @@ pub async fn modify(
     Path((thread_id, message_id)): Path<(String, String)>,
     ApiJson(body): ApiJson<ModifyMessage>,
 ) -> Result<Json<Value>, ApiError> {
-    let thread = state.thread(&caller, &thread_id)?;
+    let thread = state.thread(&caller, &thread_id).await?;
     let not_found = || ApiError::not_found("message", &message_id);
-    let message = thread
-        .messages
-        .iter()
-        .find(|m| m.id == message_id && objects::visible(m).is_some())
+    let message = message_of(&state, &thread.id, &message_id)
+        .await?
+        .filter(|m| objects::visible(m).is_some())
         .ok_or_else(not_found)?;
-    let mut updated = message.clone();
-    updated
-        .metadata
+    let mut metadata = message.metadata.clone();
+    metadata
         .merge(metadata_pairs(body.metadata.as_ref())?)
         .map_err(|e| ApiError::bad_request(e.to_string()).param("metadata"))?;
-    let found = state
+    let updated = state
         .store()
-        .set_message_metadata(&thread.id, &message_id, &updated.metadata)
-        .map_err(|e| refused_while_running(e, "modify messages of"))?;
-    if !found {
-        return Err(not_found());
-    }
+        .set_message_metadata(&thread.id, &message_id, &metadata)
+        .await
+        .map_err(|e| refused_while_running(e, "modify messages of"))?
+        .ok_or_else(not_found)?;
     objects::message(&thread, &updated)
         .map(Json)
         .ok_or_else(not_found)

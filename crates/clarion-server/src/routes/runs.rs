@@ -112,17 +112,16 @@ pub async fn create(
         .iter()
         .map(|m| m.text().map(|_| m))
         .collect::<Result<Vec<_>, _>>()?;
-    let guard = state.lock_threads()?;
-    let thread = state.thread(&caller, &thread_id)?;
-    let thread = state.bind(&thread, &assistant)?;
+    let guard = state.lock_threads().await;
+    let thread = state.thread(&caller, &thread_id).await?;
+    let thread = state.bind(&thread, &assistant).await?;
     for input in inputs {
-        super::messages::append(&state, &thread.id, input)?;
+        super::messages::append(&state, &thread.id, input).await?;
     }
-    let run = assistant.engine.create_run_with(
-        &thread.id,
-        body.additional_instructions.clone(),
-        metadata,
-    )?;
+    let run = assistant
+        .engine
+        .create_run_with(&thread.id, body.additional_instructions.clone(), metadata)
+        .await?;
     drop(guard);
     Ok(start(
         state,
@@ -148,11 +147,12 @@ pub async fn create_thread_and_run(
     let metadata = run_metadata(body.metadata.as_ref())?;
     let request = body.thread.unwrap_or_default();
     let thread = super::threads::build(&caller, assistant.engine.flow().name.clone(), &request)?;
-    state.store().insert_thread(&thread)?;
+    state.store().insert_thread(&thread).await?;
     let run = assistant
         .engine
-        .create_run_with(&thread.id, None, metadata)?;
-    let prelude = vec![("thread.created", objects::thread(&thread))];
+        .create_run_with(&thread.id, None, metadata)
+        .await?;
+    let prelude = vec![("thread.created", objects::thread(&thread.header()))];
     Ok(start(
         state,
         &assistant,
@@ -163,21 +163,25 @@ pub async fn create_thread_and_run(
 }
 
 /// A run of a thread the caller may see, after expiring it if it waited too long.
-fn find_run(
+pub(crate) async fn find_run(
     state: &AppState,
     caller: &Caller,
     thread_id: &str,
     run_id: &str,
 ) -> Result<(Assistant, Run), ApiError> {
-    let thread = state.thread(caller, thread_id)?;
+    let thread = state.thread(caller, thread_id).await?;
     let not_found = || ApiError::not_found("run", run_id);
     let assistant = state.assistant_of(&thread).ok_or_else(not_found)?.clone();
-    let run = assistant.engine.run_status(run_id).map_err(|e| match e {
-        clarion_engine::run::EngineError::Store(
-            clarion_engine::store::StoreError::RunNotFound(_),
-        ) => not_found(),
-        other => other.into(),
-    })?;
+    let run = assistant
+        .engine
+        .run_status(run_id)
+        .await
+        .map_err(|e| match e {
+            clarion_engine::run::EngineError::Store(
+                clarion_engine::store::StoreError::RunNotFound(_),
+            ) => not_found(),
+            other => other.into(),
+        })?;
     if run.thread_id != thread.id {
         return Err(not_found());
     }
@@ -190,7 +194,7 @@ pub async fn retrieve(
     caller: Caller,
     Path((thread_id, run_id)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    let (assistant, run) = find_run(&state, &caller, &thread_id, &run_id)?;
+    let (assistant, run) = find_run(&state, &caller, &thread_id, &run_id).await?;
     Ok(Json(shown(&state, &assistant, &run)))
 }
 
@@ -201,11 +205,12 @@ pub async fn list(
     Path(thread_id): Path<String>,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let thread = state.thread(&caller, &thread_id)?;
+    let thread = state.thread(&caller, &thread_id).await?;
     let items = match state.assistant_of(&thread) {
         Some(assistant) => state
             .store()
-            .runs(&thread.id)?
+            .runs(&thread.id)
+            .await?
             .iter()
             .map(|run| (run.id.clone(), shown(&state, assistant, run)))
             .collect(),
@@ -220,8 +225,8 @@ pub async fn cancel(
     caller: Caller,
     Path((thread_id, run_id)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    let (assistant, _) = find_run(&state, &caller, &thread_id, &run_id)?;
-    let run = assistant.engine.cancel(&run_id, &NoEvents)?;
+    let (assistant, _) = find_run(&state, &caller, &thread_id, &run_id).await?;
+    let run = assistant.engine.cancel(&run_id, &NoEvents).await?;
     Ok(Json(objects::run(&assistant, &run, run.status)))
 }
 
@@ -232,7 +237,7 @@ pub async fn submit_tool_outputs(
     Path((thread_id, run_id)): Path<(String, String)>,
     ApiJson(body): ApiJson<SubmitToolOutputs>,
 ) -> Result<Response, ApiError> {
-    let (assistant, run) = find_run(&state, &caller, &thread_id, &run_id)?;
+    let (assistant, run) = find_run(&state, &caller, &thread_id, &run_id).await?;
     let status = objects::shown_status(&run, state.is_submitted(&run.id));
     if status != RunStatus::RequiresAction {
         return Err(ApiError::bad_request(format!(

@@ -3,7 +3,6 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use clarion_engine::ids::new_id;
-use clarion_engine::store::Step;
 use clarion_engine::thread::{Message, MessageKind, Metadata, Thread};
 use serde_json::{Value, json};
 
@@ -60,8 +59,8 @@ pub async fn create(
     OptionalJson(body): OptionalJson<CreateThread>,
 ) -> Result<Json<Value>, ApiError> {
     let thread = build(&caller, String::new(), &body)?;
-    state.store().insert_thread(&thread)?;
-    Ok(Json(objects::thread(&thread)))
+    state.store().insert_thread(&thread).await?;
+    Ok(Json(objects::thread(&thread.header())))
 }
 
 /// `GET /v1/threads/{thread_id}`.
@@ -70,7 +69,7 @@ pub async fn retrieve(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    Ok(Json(objects::thread(&state.thread(&caller, &id)?)))
+    Ok(Json(objects::thread(&state.thread(&caller, &id).await?)))
 }
 
 /// `POST /v1/threads/{thread_id}`: merges metadata (an empty value removes a key). Refused
@@ -82,22 +81,28 @@ pub async fn modify(
     ApiJson(body): ApiJson<ModifyThread>,
 ) -> Result<Json<Value>, ApiError> {
     let pairs = metadata_pairs(body.metadata.as_ref())?;
-    let _guard = state.lock_threads()?;
-    let mut thread = state.thread(&caller, &id)?;
-    if let Some(run_id) = &thread.active_run {
-        return Err(ApiError::bad_request(format!(
+    let _guard = state.lock_threads().await;
+    let mut thread = state.thread(&caller, &id).await?;
+    let refused = |run_id: &str| {
+        ApiError::bad_request(format!(
             "Can't modify thread {id} while a run {run_id} is active."
-        )));
+        ))
+    };
+    if let Some(run_id) = &thread.active_run {
+        return Err(refused(run_id));
     }
     thread
         .metadata
         .merge(pairs)
         .map_err(|e| ApiError::bad_request(e.to_string()).param("metadata"))?;
-    state.store().commit(Step {
-        thread: &thread,
-        appended: &[],
-        run: None,
-    })?;
+    state
+        .store()
+        .update_thread(&thread)
+        .await
+        .map_err(|e| match e {
+            clarion_engine::store::StoreError::Locked { run_id, .. } => refused(&run_id),
+            other => other.into(),
+        })?;
     Ok(Json(objects::thread(&thread)))
 }
 
@@ -108,14 +113,14 @@ pub async fn delete(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let _guard = state.lock_threads()?;
-    let thread = state.thread(&caller, &id)?;
+    let _guard = state.lock_threads().await;
+    let thread = state.thread(&caller, &id).await?;
     if let Some(run_id) = &thread.active_run {
         return Err(ApiError::bad_request(format!(
             "Can't delete thread {id} while a run {run_id} is active; cancel it first."
         )));
     }
-    let deleted = state.store().delete_thread(&id)?;
+    let deleted = state.store().delete_thread(&id).await?;
     Ok(Json(
         json!({"id": id, "object": "thread.deleted", "deleted": deleted}),
     ))

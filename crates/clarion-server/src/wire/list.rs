@@ -2,6 +2,7 @@
 //! API's cursor parameters `order` (`desc` by default), `limit` (1–100, 20 by default),
 //! `after` and `before` (ids of items in the list).
 
+use clarion_engine::store::{MessageQuery, Order};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -22,29 +23,65 @@ pub struct ListQuery {
     pub run_id: Option<String>,
 }
 
-/// A page of items, given every item oldest first with its id.
-pub fn page(mut items: Vec<(String, Value)>, query: &ListQuery) -> Result<Value, ApiError> {
-    let limit = match query.limit.as_deref() {
-        None => 20,
-        Some(text) => match text.parse::<usize>() {
-            Ok(n) if (1..=100).contains(&n) => n,
-            _ => {
-                return Err(ApiError::bad_request(format!(
+impl ListQuery {
+    /// The page size asked for (1–100, 20 by default).
+    fn limit(&self) -> Result<usize, ApiError> {
+        match self.limit.as_deref() {
+            None => Ok(20),
+            Some(text) => match text.parse::<usize>() {
+                Ok(n) if (1..=100).contains(&n) => Ok(n),
+                _ => Err(ApiError::bad_request(format!(
                     "Invalid 'limit': expected an integer between 1 and 100, got '{text}'."
                 ))
-                .param("limit"));
-            }
-        },
-    };
-    match query.order.as_deref() {
-        None | Some("desc") => items.reverse(),
-        Some("asc") => {}
-        Some(other) => {
-            return Err(ApiError::bad_request(format!(
+                .param("limit")),
+            },
+        }
+    }
+
+    /// The order asked for (`desc` by default).
+    fn order(&self) -> Result<Order, ApiError> {
+        match self.order.as_deref() {
+            None | Some("desc") => Ok(Order::Desc),
+            Some("asc") => Ok(Order::Asc),
+            Some(other) => Err(ApiError::bad_request(format!(
                 "Invalid 'order': expected 'asc' or 'desc', got '{other}'."
             ))
-            .param("order"));
+            .param("order")),
         }
+    }
+
+    /// The store query for a page of messages (the store pages them, so a page costs the
+    /// same on a thread of any length).
+    pub fn to_message_query(&self) -> Result<MessageQuery, ApiError> {
+        Ok(MessageQuery {
+            order: self.order()?,
+            limit: self.limit()?,
+            after: self.after.clone(),
+            before: self.before.clone(),
+            run_id: self.run_id.clone(),
+            shown_only: false,
+        })
+    }
+}
+
+/// A list object for a page the store already cut.
+#[must_use]
+pub fn list_page(items: Vec<(String, Value)>, has_more: bool) -> Value {
+    json!({
+        "object": "list",
+        "first_id": items.first().map(|(id, _)| id.clone()),
+        "last_id": items.last().map(|(id, _)| id.clone()),
+        "has_more": has_more,
+        "data": items.into_iter().map(|(_, v)| v).collect::<Vec<_>>(),
+    })
+}
+
+/// A page of items, given every item oldest first with its id (for lists bounded by
+/// something other than a thread's length: runs, run steps).
+pub fn page(mut items: Vec<(String, Value)>, query: &ListQuery) -> Result<Value, ApiError> {
+    let limit = query.limit()?;
+    if query.order()? == Order::Desc {
+        items.reverse();
     }
     let position = |cursor: &str, param: &str| {
         items

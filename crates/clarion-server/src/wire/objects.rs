@@ -6,7 +6,8 @@
 //! the tool and parameters it asks for.
 
 use clarion_engine::run::{Run, RunStatus};
-use clarion_engine::thread::{Message, MessageKind, Metadata, Thread};
+use clarion_engine::store::ThreadHeader;
+use clarion_engine::thread::{Message, MessageKind, Metadata};
 use clarion_flow::Executor;
 use serde_json::{Map, Value, json};
 
@@ -67,7 +68,7 @@ pub fn assistant(assistant: &Assistant, created_at: i64) -> Value {
 
 /// A thread object.
 #[must_use]
-pub fn thread(thread: &Thread) -> Value {
+pub fn thread(thread: &ThreadHeader) -> Value {
     json!({
         "id": thread.id,
         "object": "thread",
@@ -107,7 +108,7 @@ pub fn visible(message: &Message) -> Option<(&'static str, &str, Map<String, Val
 
 /// A message object (for a visible message).
 #[must_use]
-pub fn message(thread: &Thread, message: &Message) -> Option<Value> {
+pub fn message(thread: &ThreadHeader, message: &Message) -> Option<Value> {
     let (role, text, mut meta) = visible(message)?;
     for (key, value) in message.metadata.iter() {
         meta.insert(key.clone(), Value::String(value.clone()));
@@ -222,13 +223,13 @@ pub fn run(assistant: &Assistant, run: &Run, status: RunStatus) -> Value {
     })
 }
 
-/// The steps of a run, oldest first, derived from the messages it appended: a
-/// `tool_calls` step per model turn with calls (outputs filled in as they arrive) and a
-/// `message_creation` step per visible assistant message.
+/// The steps of a run, oldest first, derived from the messages it appended (`messages`,
+/// oldest first): a `tool_calls` step per model turn with calls (outputs filled in as they
+/// arrive) and a `message_creation` step per visible assistant message.
 #[must_use]
-pub fn steps(assistant: &Assistant, thread: &Thread, run: &Run) -> Vec<(String, Value)> {
+pub fn steps(assistant: &Assistant, run: &Run, messages: &[Message]) -> Vec<(String, Value)> {
     let mut steps = Vec::new();
-    for message in &thread.messages {
+    for message in messages {
         if message.run_id.as_deref() != Some(run.id.as_str()) {
             continue;
         }
@@ -239,7 +240,7 @@ pub fn steps(assistant: &Assistant, thread: &Thread, run: &Run) -> Vec<(String, 
                 let calls: Vec<Value> = calls
                     .iter()
                     .map(|call| {
-                        let output = thread.messages.iter().find_map(|m| match &m.kind {
+                        let output = messages.iter().find_map(|m| match &m.kind {
                             MessageKind::ToolOutput {
                                 call_id, content, ..
                             } if *call_id == call.id => Some(content.clone()),
@@ -283,7 +284,7 @@ pub fn steps(assistant: &Assistant, thread: &Thread, run: &Run) -> Vec<(String, 
                 "object": "thread.run.step",
                 "created_at": created,
                 "assistant_id": assistant.id,
-                "thread_id": thread.id,
+                "thread_id": run.thread_id,
                 "run_id": run.id,
                 "type": kind,
                 "status": status,

@@ -7,9 +7,10 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
+use clarion_engine::BoxFuture;
 use clarion_engine::events::EventSink;
 use clarion_engine::model::scripted::{ScriptedModel, ScriptedTurn};
-use clarion_engine::model::{BoxFuture, Model, ModelError, ModelRequest, ModelResponse, ModelTurn};
+use clarion_engine::model::{Model, ModelError, ModelRequest, ModelResponse, ModelTurn};
 use clarion_engine::run::Engine;
 use clarion_engine::run::Usage;
 use clarion_engine::store::ThreadStore;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::spec::{MockError, MockSpec};
-use clarion_engine::model::BoxFuture;
+use clarion_engine::BoxFuture;
 use clarion_engine::tool::{ToolError, ToolExecutor, ToolRequest};
 use clarion_flow::model::parse_duration;
 use clarion_flow::{Executor, Flow, Tool};

@@ -93,10 +93,14 @@ pub async fn play_with(
             .iter()
             .map(|(k, v)| (k.clone(), v.clone())),
     );
-    let thread = match metadata
-        .map_err(|e| e.to_string())
-        .and_then(|m| engine.create_thread(m).map_err(|e| e.to_string()))
-    {
+    let created = match metadata {
+        Ok(metadata) => engine
+            .create_thread(metadata)
+            .await
+            .map_err(|e| e.to_string()),
+        Err(error) => Err(error.to_string()),
+    };
+    let thread = match created {
         Ok(thread) => thread,
         Err(message) => {
             played.problems.push(
@@ -172,6 +176,7 @@ impl Player<'_> {
         };
         self.engine
             .add_message(&self.thread_id, &turn.user)
+            .await
             .map_err(refused)?;
         let mut run = self
             .engine

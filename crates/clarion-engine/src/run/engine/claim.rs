@@ -1,65 +1,159 @@
-//! Claiming a run: one driver per run in this process, and the cancel signal to it.
+//! Claiming a run: one driver per run in this process, the cancel signal to it, and what
+//! happens when a driver's future is dropped.
+//!
+//! A claim is an RAII guard. It is taken before a run is driven (or settled: expired,
+//! cancelled) and given back when the guard is dropped — also when the future holding it
+//! is dropped mid-`.await` (a `tokio::time::timeout`, a `select!`, a panicking tool). A
+//! dropped driver leaves the run as its last committed step left it (each step is one
+//! store commit) and is remembered as *abandoned*: [`Engine::drive_run`] resumes such a
+//! run, [`Engine::cancel`] cancels it and [`Engine::recover`] fails it, all in the same
+//! process, and nothing stays claimed.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use tokio::sync::watch;
 
 use super::Engine;
 use crate::events::EventSink;
-use crate::run::EngineError;
-use crate::run::Run;
-use crate::run::RunStatus;
-use tokio::sync::watch;
+use crate::run::{EngineError, Run, RunStatus};
 
-impl Engine {
-    /// Marks a run as being driven by this engine; fails if it already is.
-    pub(super) fn claim(&self, run_id: &str) -> Result<watch::Receiver<bool>, EngineError> {
-        let mut driving = self
-            .driving
-            .lock()
-            .map_err(|_| EngineError::RunBusy(run_id.to_owned()))?;
+/// The runs this engine is driving, each with its cancel signal, and the runs whose
+/// driver was dropped before it finished.
+#[derive(Debug, Default)]
+pub(super) struct Claims {
+    driving: Mutex<HashMap<String, watch::Sender<bool>>>,
+    abandoned: Mutex<HashSet<String>>,
+}
+
+impl Claims {
+    /// Claims `run_id` to drive it (`drives`) or only to settle it; `RunBusy` if this
+    /// engine already holds it.
+    pub(super) fn claim(&self, run_id: &str, drives: bool) -> Result<Claim<'_>, EngineError> {
+        let mut driving = self.driving();
         if driving.contains_key(run_id) {
             return Err(EngineError::RunBusy(run_id.to_owned()));
         }
-        let (sender, receiver) = watch::channel(false);
+        let (sender, cancel) = watch::channel(false);
         driving.insert(run_id.to_owned(), sender);
-        Ok(receiver)
+        Ok(Claim {
+            claims: self,
+            run_id: run_id.to_owned(),
+            cancel,
+            settled: !drives,
+        })
     }
 
-    pub(super) fn release(&self, run_id: &str) {
-        if let Ok(mut driving) = self.driving.lock() {
-            driving.remove(run_id);
+    /// Signals the driver of `run_id` to stop; whether one is driving it.
+    pub(super) fn signal_cancel(&self, run_id: &str) -> bool {
+        self.driving()
+            .get(run_id)
+            .map(|signal| signal.send_replace(true))
+            .is_some()
+    }
+
+    /// Whether this engine is driving `run_id` right now.
+    pub(super) fn is_driving(&self, run_id: &str) -> bool {
+        self.driving().contains_key(run_id)
+    }
+
+    /// Whether `run_id`'s driver in this process was dropped mid-run.
+    pub(super) fn was_abandoned(&self, run_id: &str) -> bool {
+        self.abandoned().contains(run_id)
+    }
+
+    /// The runs whose driver was dropped mid-run.
+    pub(super) fn abandoned_runs(&self) -> Vec<String> {
+        self.abandoned().iter().cloned().collect()
+    }
+
+    /// `run_id` is settled (resumed, cancelled, recovered): no longer abandoned.
+    pub(super) fn forget(&self, run_id: &str) {
+        self.abandoned().remove(run_id);
+    }
+
+    // A poisoned lock only means a panic elsewhere while it was held; the maps stay valid.
+    fn driving(&self) -> MutexGuard<'_, HashMap<String, watch::Sender<bool>>> {
+        self.driving.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn abandoned(&self) -> MutexGuard<'_, HashSet<String>> {
+        self.abandoned
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A claimed run; dropping it releases the claim.
+#[derive(Debug)]
+pub(super) struct Claim<'a> {
+    claims: &'a Claims,
+    run_id: String,
+    /// Becomes `true` when [`Engine::cancel`] asks the driver to stop.
+    pub(super) cancel: watch::Receiver<bool>,
+    /// The holder got to the end (or only settles the run); a driving claim dropped
+    /// before that was abandoned.
+    settled: bool,
+}
+
+impl Claim<'_> {
+    /// The holder is done. Releases the claim unless a cancel arrived meanwhile, and says
+    /// whether one did. `cancel` signals under the same lock, so a signal is either seen
+    /// here — and honoured while the run is still claimed — or `cancel` finds the run
+    /// released and cancels it itself: a cancel can never be lost between the two.
+    fn finish(&mut self) -> bool {
+        self.settled = true;
+        let mut driving = self.claims.driving();
+        let requested = driving
+            .get(&self.run_id)
+            .is_some_and(|signal| *signal.borrow());
+        if !requested {
+            driving.remove(&self.run_id);
+        }
+        requested
+    }
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        self.claims.driving().remove(&self.run_id);
+        if !self.settled {
+            self.claims.abandoned().insert(self.run_id.clone());
         }
     }
+}
 
-    /// Releases a run after driving it. A cancel that arrived after the loop's last check
-    /// would be lost if the run came to rest in `requires_action`. `cancel` signals under
-    /// the lock taken here, so the signal is either seen now — and honoured while the run
-    /// is still claimed — or `cancel` finds the run released and cancels it itself.
-    pub(super) fn release_driven(
+impl Engine {
+    /// Claims a run to drive it; `RunBusy` if this engine already holds it.
+    pub(super) fn claim(&self, run_id: &str) -> Result<Claim<'_>, EngineError> {
+        self.claims.claim(run_id, true)
+    }
+
+    /// Claims a run only to settle it (expire or cancel it); given back when dropped.
+    pub(super) fn claim_to_settle(&self, run_id: &str) -> Result<Claim<'_>, EngineError> {
+        self.claims.claim(run_id, false)
+    }
+
+    /// Gives back a claim the holder got to the end of. A cancel that arrived after the
+    /// loop's last check would be lost if the run came to rest in `requires_action`, so it
+    /// is honoured here, before the claim goes.
+    pub(super) async fn release_driven(
         &self,
-        run_id: &str,
+        mut claim: Claim<'_>,
         result: Result<Run, EngineError>,
         events: &dyn EventSink,
     ) -> Result<Run, EngineError> {
-        let cancelled = self.driving.lock().is_ok_and(|mut driving| {
-            let requested = driving.get(run_id).is_some_and(|signal| *signal.borrow());
-            if !requested {
-                driving.remove(run_id);
-            }
-            requested
-        });
-        if !cancelled {
+        if !claim.finish() {
             return result;
         }
-        let settled = self
-            .store
-            .run(run_id)
-            .map_err(EngineError::from)
-            .and_then(|run| {
-                if run.status == RunStatus::RequiresAction {
-                    self.cancel_now(run, events)
-                } else {
-                    Ok(run)
-                }
-            });
-        self.release(run_id);
+        let settled = match self.store.run(&claim.run_id).await {
+            Ok(run) if run.status == RunStatus::RequiresAction => {
+                self.cancel_now(run, events).await
+            }
+            Ok(run) => Ok(run),
+            Err(error) => Err(error.into()),
+        };
+        drop(claim);
         result.and(settled)
     }
 }

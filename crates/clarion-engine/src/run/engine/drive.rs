@@ -55,7 +55,9 @@ impl Engine {
                 let mut message = self.message(run, MessageKind::Assistant { text });
                 message.id = reply_id;
                 thread.messages.push(message);
-                return self.finish(thread, run, RunStatus::Completed, mark, events);
+                return self
+                    .finish(thread, run, RunStatus::Completed, mark, events)
+                    .await;
             }
             let calls = Self::normalize_ids(thread, calls);
             for call in &calls {
@@ -84,21 +86,27 @@ impl Engine {
                 .await
             {
                 TurnEnd::Continue => {
-                    self.store.commit(Step {
-                        thread,
-                        appended: &thread.messages[mark..],
-                        run: Some(run),
-                    })?;
+                    self.store
+                        .commit(Step {
+                            thread,
+                            appended: &thread.messages[mark..],
+                            run: Some(run),
+                        })
+                        .await?;
                 }
                 TurnEnd::Stop(RunStatus::RequiresAction) => {
-                    self.store.commit(Step {
-                        thread,
-                        appended: &thread.messages[mark..],
-                        run: Some(run),
-                    })?;
+                    self.store
+                        .commit(Step {
+                            thread,
+                            appended: &thread.messages[mark..],
+                            run: Some(run),
+                        })
+                        .await?;
                     return Ok(());
                 }
-                TurnEnd::Stop(status) => return self.finish(thread, run, status, mark, events),
+                TurnEnd::Stop(status) => {
+                    return self.finish(thread, run, status, mark, events).await;
+                }
             }
         }
     }
@@ -116,11 +124,13 @@ impl Engine {
         events: &dyn EventSink,
     ) -> Result<Option<ModelTurn>, EngineError> {
         if *cancel.borrow() {
-            self.finish(thread, run, RunStatus::Cancelled, mark, events)?;
+            self.finish(thread, run, RunStatus::Cancelled, mark, events)
+                .await?;
             return Ok(None);
         }
         if run.steps >= self.flow.limits.max_steps {
-            self.finish(thread, run, RunStatus::Incomplete, mark, events)?;
+            self.finish(thread, run, RunStatus::Incomplete, mark, events)
+                .await?;
             return Ok(None);
         }
         let instructions = match self.instructions(thread) {
@@ -129,13 +139,15 @@ impl Engine {
                 None => text,
             },
             Err(message) => {
-                self.fail(thread, run, "instructions", message, mark, events)?;
+                self.fail(thread, run, "instructions", message, mark, events)
+                    .await?;
                 return Ok(None);
             }
         };
         if let Err(violation) = protocol::check(&thread.messages) {
             let message = format!("refusing to send a broken history to the model: {violation}");
-            self.fail(thread, run, "protocol_violation", message, mark, events)?;
+            self.fail(thread, run, "protocol_violation", message, mark, events)
+                .await?;
             return Ok(None);
         }
         run.steps += 1;
@@ -151,7 +163,7 @@ impl Engine {
         let response = tokio::select! {
             response = self.model.respond(request, events) => response,
             () = cancelled(cancel) => {
-                self.finish(thread, run, RunStatus::Cancelled, mark, events)?;
+                self.finish(thread, run, RunStatus::Cancelled, mark, events).await?;
                 return Ok(None);
             }
         };
@@ -171,7 +183,8 @@ impl Engine {
                     code: error.code.to_owned(),
                     message: error.message.clone(),
                 });
-                self.finish(thread, run, RunStatus::Incomplete, mark, events)?;
+                self.finish(thread, run, RunStatus::Incomplete, mark, events)
+                    .await?;
                 Ok(None)
             }
             Err(error) => {
@@ -183,7 +196,8 @@ impl Engine {
                     message,
                     mark,
                     events,
-                )?;
+                )
+                .await?;
                 Ok(None)
             }
         }

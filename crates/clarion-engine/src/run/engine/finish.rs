@@ -69,7 +69,7 @@ impl Engine {
     }
 
     /// Ends a run: status, time, the thread's lock, one commit.
-    pub(super) fn finish(
+    pub(super) async fn finish(
         &self,
         thread: &mut Thread,
         run: &mut Run,
@@ -86,15 +86,17 @@ impl Engine {
         run.staged = None;
         run.expires_at = None;
         thread.active_run = None;
-        self.store.commit(Step {
-            thread,
-            appended: &thread.messages[mark..],
-            run: Some(run),
-        })?;
+        self.store
+            .commit(Step {
+                thread,
+                appended: &thread.messages[mark..],
+                run: Some(run),
+            })
+            .await?;
         Ok(())
     }
 
-    pub(super) fn fail(
+    pub(super) async fn fail(
         &self,
         thread: &mut Thread,
         run: &mut Run,
@@ -108,6 +110,7 @@ impl Engine {
             message,
         });
         self.finish(thread, run, RunStatus::Failed, mark, events)
+            .await
     }
 
     /// Every call of a cancelled turn gets a `cancelled` output (results that did arrive
@@ -132,12 +135,12 @@ impl Engine {
     }
 
     /// Cancels a run nobody is driving (queued or in `requires_action`).
-    pub(super) fn cancel_now(
+    pub(super) async fn cancel_now(
         &self,
         mut run: Run,
         events: &dyn EventSink,
     ) -> Result<Run, EngineError> {
-        let mut thread = self.store.thread(&run.thread_id)?;
+        let mut thread = self.store.thread(&run.thread_id).await?;
         let mark = thread.messages.len();
         Self::set_status(&mut run, RunStatus::Cancelling, events);
         if let Some(mut staged) = run.staged.take() {
@@ -159,14 +162,15 @@ impl Engine {
             staged.asks.clear();
             self.land_turn(&mut thread, &mut run, staged, events);
         }
-        self.finish(&mut thread, &mut run, RunStatus::Cancelled, mark, events)?;
+        self.finish(&mut thread, &mut run, RunStatus::Cancelled, mark, events)
+            .await?;
         Ok(run)
     }
 
     /// Expires a run that waited too long in `requires_action`.
-    pub(super) fn expire(&self, mut run: Run) -> Result<Run, EngineError> {
+    pub(super) async fn expire(&self, mut run: Run) -> Result<Run, EngineError> {
         let events = crate::events::NoEvents;
-        let mut thread = self.store.thread(&run.thread_id)?;
+        let mut thread = self.store.thread(&run.thread_id).await?;
         let mark = thread.messages.len();
         let mut staged = run.staged.take().unwrap_or_default();
         for call in std::mem::take(&mut run.required_action) {
@@ -191,7 +195,8 @@ impl Engine {
                 humanize(self.flow.limits.requires_action_timeout)
             ),
         });
-        self.finish(&mut thread, &mut run, RunStatus::Expired, mark, &events)?;
+        self.finish(&mut thread, &mut run, RunStatus::Expired, mark, &events)
+            .await?;
         Ok(run)
     }
 

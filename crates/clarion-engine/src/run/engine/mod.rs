@@ -20,13 +20,15 @@
 //! messages they write). This file holds the public API.
 
 mod claim;
+
+use self::claim::Claims;
 mod drive;
 mod execute;
 mod finish;
 mod turn;
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Map, Value};
@@ -40,7 +42,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::events::{Event, EventSink};
 use crate::ids::new_id;
 use crate::model::Model;
-use crate::store::{Step, ThreadStore};
+use crate::store::{Step, ThreadHeader, ThreadStore};
 use crate::thread::{
     Message, MessageKind, Metadata, OutputStatus, Thread, ToolCall, content_value,
 };
@@ -62,6 +64,15 @@ pub struct ToolOutputSubmission {
 }
 
 /// Runs conversations for one flow.
+///
+/// **Cancel safety.** Every async method is cancel safe in the sense tokio uses: dropping
+/// its future leaves the store as the last committed step left it and nothing claimed. A
+/// run whose driver ([`Engine::drive_run`], [`Engine::submit_tool_outputs`]) is dropped
+/// mid-run stays `in_progress` and is *abandoned* in this process: driving it again resumes
+/// it from its last committed step, [`Engine::cancel`] cancels it, [`Engine::recover`]
+/// fails it. What a dropped future was doing at the time — a model request, a tool call —
+/// is not finished: the model is asked again, and a tool whose result was not committed
+/// may run again (at-least-once).
 pub struct Engine {
     flow: Arc<Flow>,
     validators: Validators,
@@ -69,8 +80,8 @@ pub struct Engine {
     tools: Arc<dyn ToolExecutor>,
     store: Arc<dyn ThreadStore>,
     clock: Arc<dyn Clock>,
-    /// Cancellation signals of the runs this engine is driving right now.
-    driving: Mutex<HashMap<String, watch::Sender<bool>>>,
+    /// The runs this engine is driving, and those whose driver was dropped.
+    claims: Claims,
 }
 
 impl std::fmt::Debug for Engine {
@@ -104,7 +115,7 @@ impl Engine {
             tools,
             store,
             clock: Arc::new(SystemClock),
-            driving: Mutex::new(HashMap::new()),
+            claims: Claims::default(),
         }
     }
 
@@ -128,56 +139,85 @@ impl Engine {
     }
 
     /// Creates an empty thread.
-    pub fn create_thread(&self, metadata: Metadata) -> Result<Thread, EngineError> {
+    ///
+    /// Cancel safe: dropped before the store answers, the thread may or may not exist.
+    pub async fn create_thread(&self, metadata: Metadata) -> Result<Thread, EngineError> {
         let thread = Thread::new(
             new_id("thread"),
             self.flow.name.clone(),
             self.clock.now_ms(),
             metadata,
         );
-        self.store.insert_thread(&thread)?;
+        self.store.insert_thread(&thread).await?;
         Ok(thread)
     }
 
-    /// A thread, after expiring a `requires_action` run that waited too long.
-    pub fn thread(&self, thread_id: &str) -> Result<Thread, EngineError> {
-        let thread = self.store.thread(thread_id)?;
-        if let Some(run_id) = &thread.active_run {
-            self.run_status(run_id)?;
-            return Ok(self.store.thread(thread_id)?);
+    /// A thread with all its messages, after expiring a `requires_action` run that waited
+    /// too long. Loads the whole thread: for a request that does not need every message,
+    /// use [`Engine::thread_header`] and [`ThreadStore::messages`].
+    ///
+    /// Cancel safe.
+    pub async fn thread(&self, thread_id: &str) -> Result<Thread, EngineError> {
+        self.expire_due(thread_id).await?;
+        Ok(self.store.thread(thread_id).await?)
+    }
+
+    /// A thread's header (no messages: one read whatever its length), after expiring a
+    /// `requires_action` run that waited too long.
+    ///
+    /// Cancel safe.
+    pub async fn thread_header(&self, thread_id: &str) -> Result<ThreadHeader, EngineError> {
+        let header = self.store.thread_header(thread_id).await?;
+        if header.active_run.is_some() && self.expire_due(thread_id).await? {
+            return Ok(self.store.thread_header(thread_id).await?);
         }
-        Ok(thread)
+        Ok(header)
+    }
+
+    /// Expires the thread's active run if it waited too long; whether it did.
+    async fn expire_due(&self, thread_id: &str) -> Result<bool, EngineError> {
+        let header = self.store.thread_header(thread_id).await?;
+        let Some(run_id) = &header.active_run else {
+            return Ok(false);
+        };
+        let before = self.store.run(run_id).await?;
+        if !self.is_due(&before) {
+            return Ok(false);
+        }
+        self.run_status(run_id).await?;
+        Ok(true)
     }
 
     /// A run, after expiring it if it waited too long in `requires_action`.
-    pub fn run_status(&self, run_id: &str) -> Result<Run, EngineError> {
-        let run = self.store.run(run_id)?;
-        if !self.is_due(&run) || self.claim(run_id).is_err() {
+    ///
+    /// Cancel safe: an expiry either commits whole or not at all.
+    pub async fn run_status(&self, run_id: &str) -> Result<Run, EngineError> {
+        let run = self.store.run(run_id).await?;
+        if !self.is_due(&run) {
             return Ok(run);
         }
+        let Ok(_claim) = self.claim_to_settle(run_id) else {
+            return Ok(run);
+        };
         // Read again under the claim: another request may have settled it in between.
-        let result = self
-            .store
-            .run(run_id)
-            .map_err(EngineError::from)
-            .and_then(|run| {
-                if self.is_due(&run) {
-                    self.expire(run)
-                } else {
-                    Ok(run)
-                }
-            });
-        self.release(run_id);
-        result
+        let run = self.store.run(run_id).await?;
+        if self.is_due(&run) {
+            self.expire(run).await
+        } else {
+            Ok(run)
+        }
     }
 
-    /// Appends the user's message. Fails while a run holds the thread.
-    pub fn add_message(&self, thread_id: &str, text: &str) -> Result<Message, EngineError> {
+    /// Appends the user's message. Fails while a run holds the thread. Reads only the
+    /// thread's header.
+    ///
+    /// Cancel safe: dropped before the store answers, the message may or may not be there.
+    pub async fn add_message(&self, thread_id: &str, text: &str) -> Result<Message, EngineError> {
         if text.trim().is_empty() {
             return Err(EngineError::EmptyMessage);
         }
-        let thread = self.thread(thread_id)?;
-        self.check_flow(&thread)?;
+        let header = self.thread_header(thread_id).await?;
+        self.check_flow(&header.id, &header.flow)?;
         let message = Message {
             id: new_id("msg"),
             run_id: None,
@@ -187,68 +227,79 @@ impl Engine {
             },
             metadata: Metadata::default(),
         };
-        self.store.add_user_message(thread_id, &message)?;
+        self.store.add_user_message(thread_id, &message).await?;
         Ok(message)
     }
 
     /// Sets metadata on a thread (limits as in the Assistants API; nothing changes on error).
-    pub fn update_metadata(
+    /// Refused while a run holds the thread.
+    ///
+    /// Cancel safe.
+    pub async fn update_metadata(
         &self,
         thread_id: &str,
         pairs: Vec<(String, String)>,
-    ) -> Result<Thread, EngineError> {
-        let mut thread = self.store.thread(thread_id)?;
-        thread.metadata.merge(pairs)?;
-        self.store.commit(Step {
-            thread: &thread,
-            appended: &[],
-            run: None,
-        })?;
-        Ok(thread)
+    ) -> Result<ThreadHeader, EngineError> {
+        let mut header = self.thread_header(thread_id).await?;
+        header.metadata.merge(pairs)?;
+        self.store.update_thread(&header).await?;
+        Ok(header)
     }
 
     /// Creates a queued run and locks the thread for it.
-    pub fn create_run(&self, thread_id: &str) -> Result<Run, EngineError> {
+    ///
+    /// Cancel safe: dropped before the store answers, the run may or may not exist (and
+    /// lock the thread); a queued run nobody drives can be driven or cancelled.
+    pub async fn create_run(&self, thread_id: &str) -> Result<Run, EngineError> {
         self.create_run_with(thread_id, None, Metadata::default())
+            .await
     }
 
     /// Creates a queued run with text appended to the instructions for this run only and
     /// metadata of its own (as the Assistants API's run creation takes them).
-    pub fn create_run_with(
+    ///
+    /// Cancel safe, as [`Engine::create_run`].
+    pub async fn create_run_with(
         &self,
         thread_id: &str,
         additional_instructions: Option<String>,
         metadata: Metadata,
     ) -> Result<Run, EngineError> {
-        let thread = self.thread(thread_id)?;
-        self.check_flow(&thread)?;
+        let header = self.thread_header(thread_id).await?;
+        self.check_flow(&header.id, &header.flow)?;
         let mut run = Run::new(new_id("run"), thread_id.to_owned(), self.clock.now_ms());
         run.additional_instructions = additional_instructions.filter(|t| !t.trim().is_empty());
         run.metadata = metadata;
-        self.store.begin_run(&run)?;
+        self.store.begin_run(&run).await?;
         Ok(run)
     }
 
     /// Creates a run and drives it until it completes, fails, or waits in
     /// `requires_action`.
+    ///
+    /// Cancel safe, as [`Engine::drive_run`].
     pub async fn run(&self, thread_id: &str, events: &dyn EventSink) -> Result<Run, EngineError> {
-        let run = self.create_run(thread_id)?;
+        let run = self.create_run(thread_id).await?;
         self.drive_run(&run.id, events).await
     }
 
-    /// Drives a queued run (created with [`Engine::create_run`]).
+    /// Drives a queued run (created with [`Engine::create_run`]), or resumes one whose
+    /// driver in this process was dropped mid-run, from its last committed step.
+    ///
+    /// Cancel safe: dropped mid-run, the run stays as its last committed step left it,
+    /// nothing stays claimed, and the run can be driven again, cancelled or recovered.
     pub async fn drive_run(
         &self,
         run_id: &str,
         events: &dyn EventSink,
     ) -> Result<Run, EngineError> {
-        let cancel = self.claim(run_id)?;
+        let claim = self.claim(run_id)?;
         let span = tracing::info_span!("run", run_id, flow = %self.flow.name);
         let result = self
-            .drive_claimed(run_id, cancel, events)
+            .drive_claimed(run_id, claim.cancel.clone(), events)
             .instrument(span)
             .await;
-        self.release_driven(run_id, result, events)
+        self.release_driven(claim, result, events).await
     }
 
     async fn drive_claimed(
@@ -257,36 +308,47 @@ impl Engine {
         cancel: watch::Receiver<bool>,
         events: &dyn EventSink,
     ) -> Result<Run, EngineError> {
-        let mut run = self.store.run(run_id)?;
-        if run.status != RunStatus::Queued {
+        let mut run = self.store.run(run_id).await?;
+        let resumed = run.status == RunStatus::InProgress && self.claims.was_abandoned(run_id);
+        if run.status != RunStatus::Queued && !resumed {
             return Err(EngineError::RunNotActive {
                 run_id: run.id,
                 status: run.status,
             });
         }
-        let mut thread = self.store.thread(&run.thread_id)?;
-        Self::set_status(&mut run, RunStatus::InProgress, events);
-        run.started_at = Some(self.clock.now_ms());
-        self.store.commit(Step {
-            thread: &thread,
-            appended: &[],
-            run: Some(&run),
-        })?;
+        self.claims.forget(run_id);
+        let mut thread = self.store.thread(&run.thread_id).await?;
+        if !resumed {
+            Self::set_status(&mut run, RunStatus::InProgress, events);
+            run.started_at = Some(self.clock.now_ms());
+            self.store
+                .commit(Step {
+                    thread: &thread,
+                    appended: &[],
+                    run: Some(&run),
+                })
+                .await?;
+        }
         self.drive(&mut thread, &mut run, cancel, events).await?;
         Ok(run)
     }
 
     /// Submits the outputs of the client tool calls a run is waiting for — all of them,
     /// each once — and drives the run on. A missing, extra or duplicate id changes nothing.
+    ///
+    /// Cancel safe, as [`Engine::drive_run`]: once the outputs are committed the run is
+    /// `in_progress`, and a dropped driver leaves it resumable.
     pub async fn submit_tool_outputs(
         &self,
         run_id: &str,
         outputs: Vec<ToolOutputSubmission>,
         events: &dyn EventSink,
     ) -> Result<Run, EngineError> {
-        let cancel = self.claim(run_id)?;
-        let result = self.submit_claimed(run_id, outputs, cancel, events).await;
-        self.release_driven(run_id, result, events)
+        let claim = self.claim(run_id)?;
+        let result = self
+            .submit_claimed(run_id, outputs, claim.cancel.clone(), events)
+            .await;
+        self.release_driven(claim, result, events).await
     }
 
     async fn submit_claimed(
@@ -296,9 +358,9 @@ impl Engine {
         cancel: watch::Receiver<bool>,
         events: &dyn EventSink,
     ) -> Result<Run, EngineError> {
-        let mut run = self.store.run(run_id)?;
+        let mut run = self.store.run(run_id).await?;
         if self.is_due(&run) {
-            run = self.expire(run)?;
+            run = self.expire(run).await?;
         }
         if run.status != RunStatus::RequiresAction {
             return Err(EngineError::NotRequiresAction {
@@ -324,7 +386,7 @@ impl Engine {
         if !missing.is_empty() {
             return Err(EngineError::MissingToolOutputs(missing));
         }
-        let mut thread = self.store.thread(&run.thread_id)?;
+        let mut thread = self.store.thread(&run.thread_id).await?;
         let mark = thread.messages.len();
         let mut staged = run.staged.take().unwrap_or_default();
         let calls = std::mem::take(&mut run.required_action);
@@ -355,14 +417,17 @@ impl Engine {
         Self::set_status(&mut run, RunStatus::InProgress, events);
         match self.land_turn(&mut thread, &mut run, staged, events) {
             TurnEnd::Stop(status) => {
-                self.finish(&mut thread, &mut run, status, mark, events)?;
+                self.finish(&mut thread, &mut run, status, mark, events)
+                    .await?;
             }
             TurnEnd::Continue => {
-                self.store.commit(Step {
-                    thread: &thread,
-                    appended: &thread.messages[mark..],
-                    run: Some(&run),
-                })?;
+                self.store
+                    .commit(Step {
+                        thread: &thread,
+                        appended: &thread.messages[mark..],
+                        run: Some(&run),
+                    })
+                    .await?;
                 self.drive(&mut thread, &mut run, cancel, events).await?;
             }
         }
@@ -370,68 +435,72 @@ impl Engine {
     }
 
     /// Cancels a run. A run being driven stops at its next safe point (its open calls get
-    /// `cancelled` outputs); a queued or waiting run is cancelled at once.
-    pub fn cancel(&self, run_id: &str, events: &dyn EventSink) -> Result<Run, EngineError> {
-        let run = self.run_status(run_id)?;
+    /// `cancelled` outputs); a queued, waiting or abandoned run is cancelled at once.
+    ///
+    /// Cancel safe: the cancellation either commits whole or not at all.
+    pub async fn cancel(&self, run_id: &str, events: &dyn EventSink) -> Result<Run, EngineError> {
+        let mut run = self.run_status(run_id).await?;
         if run.status.is_terminal() {
             return Err(EngineError::RunNotActive {
                 run_id: run.id,
                 status: run.status,
             });
         }
-        if let Ok(driving) = self.driving.lock()
-            && let Some(signal) = driving.get(run_id)
-        {
-            signal.send_replace(true);
-            let mut run = run;
+        if self.claims.signal_cancel(run_id) {
             if run.status != RunStatus::Cancelling && run.status.can_become(RunStatus::Cancelling) {
                 run.status = RunStatus::Cancelling;
             }
             return Ok(run);
         }
-        self.claim(run_id)?;
+        let _claim = self.claim_to_settle(run_id)?;
         // Read again under the claim: the run may have ended since it was read above.
-        let result = self
-            .store
-            .run(run_id)
-            .map_err(EngineError::from)
-            .and_then(|run| {
-                if run.status.is_terminal() {
-                    Err(EngineError::RunNotActive {
-                        run_id: run.id,
-                        status: run.status,
-                    })
-                } else {
-                    self.cancel_now(run, events)
-                }
+        let run = self.store.run(run_id).await?;
+        if run.status.is_terminal() {
+            return Err(EngineError::RunNotActive {
+                run_id: run.id,
+                status: run.status,
             });
-        self.release(run_id);
-        result
+        }
+        let run = self.cancel_now(run, events).await?;
+        self.claims.forget(run_id);
+        Ok(run)
     }
 
-    /// Marks runs interrupted by a crash (left `queued`, `in_progress` or `cancelling` in
-    /// the store) as failed and unlocks their threads. Call once at startup, before any
-    /// run is driven. Runs waiting in `requires_action` survive: they are resting, not
-    /// interrupted. While another process uses the same store, nothing is touched (its
-    /// runs in flight look exactly like interrupted ones): the next process to start
-    /// alone recovers them.
-    pub fn recover(&self) -> Result<Vec<Run>, EngineError> {
-        let mut recovered = Vec::new();
-        if !self.store.sole_user() {
-            return Ok(recovered);
+    /// Fails the runs left unfinished (`queued`, `in_progress` or `cancelling`) by a
+    /// process that died, and those whose driver in this process was dropped, and unlocks
+    /// their threads. Call it at startup, before any run is driven; later calls only fail
+    /// this process's abandoned runs. Runs waiting in `requires_action` survive: they are
+    /// resting, not interrupted. While another process uses the same store, only this
+    /// process's abandoned runs are touched (the other's runs in flight look exactly like
+    /// interrupted ones): the next process to start alone recovers them.
+    ///
+    /// Cancel safe: each run is failed in one commit.
+    pub async fn recover(&self) -> Result<Vec<Run>, EngineError> {
+        let mut candidates: Vec<String> = Vec::new();
+        for run_id in self.claims.abandoned_runs() {
+            candidates.push(self.store.run(&run_id).await?.thread_id);
         }
-        for thread_id in self.store.locked_thread_ids()? {
-            let mut thread = self.store.thread(&thread_id)?;
+        if self.store.sole_user() {
+            candidates.extend(self.store.locked_thread_ids().await?);
+        }
+        candidates.dedup();
+        let mut recovered = Vec::new();
+        for thread_id in candidates {
+            let mut thread = self.store.thread(&thread_id).await?;
             let Some(run_id) = thread.active_run.clone() else {
                 continue;
             };
-            let mut run = self.store.run(&run_id)?;
+            let mut run = self.store.run(&run_id).await?;
             if !matches!(
                 run.status,
                 RunStatus::Queued | RunStatus::InProgress | RunStatus::Cancelling
-            ) {
+            ) || self.claims.is_driving(&run_id)
+            {
                 continue;
             }
+            let Ok(_claim) = self.claim_to_settle(&run_id) else {
+                continue;
+            };
             run.status = RunStatus::Failed;
             run.last_error = Some(LastError {
                 code: "interrupted".to_owned(),
@@ -441,23 +510,26 @@ impl Engine {
             });
             run.completed_at = Some(self.clock.now_ms());
             thread.active_run = None;
-            self.store.commit(Step {
-                thread: &thread,
-                appended: &[],
-                run: Some(&run),
-            })?;
+            self.store
+                .commit(Step {
+                    thread: &thread,
+                    appended: &[],
+                    run: Some(&run),
+                })
+                .await?;
+            self.claims.forget(&run_id);
             recovered.push(run);
         }
         Ok(recovered)
     }
 
-    fn check_flow(&self, thread: &Thread) -> Result<(), EngineError> {
-        if thread.flow == self.flow.name {
+    fn check_flow(&self, thread_id: &str, flow: &str) -> Result<(), EngineError> {
+        if flow == self.flow.name {
             Ok(())
         } else {
             Err(EngineError::WrongFlow {
-                thread_id: thread.id.clone(),
-                thread_flow: thread.flow.clone(),
+                thread_id: thread_id.to_owned(),
+                thread_flow: flow.to_owned(),
                 flow: self.flow.name.clone(),
             })
         }
