@@ -7,7 +7,9 @@
 //! - [`tool`]: the [`ToolExecutor`](tool::ToolExecutor) trait;
 //! - [`store`]: the [`ThreadStore`](store::ThreadStore) trait and the in-memory store (SQLite
 //!   is `clarion-store`);
-//! - [`events`]: the typed event stream of a run.
+//! - [`events`]: the typed event stream of a run;
+//! - [`codes`]: the codes callers branch on (model and tool errors, why a run failed or
+//!   stopped short), as enums.
 //!
 //! Embedding Clarion takes a flow, a model, tool executors and a store; then a thread, a
 //! message and a run. Here the model is scripted and the one tool is a closure:
@@ -59,6 +61,7 @@ use std::pin::Pin;
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 pub mod clock;
+pub mod codes;
 pub mod events;
 pub mod ids;
 pub mod model;

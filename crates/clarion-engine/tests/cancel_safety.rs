@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use clarion_engine::BoxFuture;
+use clarion_engine::codes::ErrorCode;
 use clarion_engine::events::{EventSink, NoEvents};
 use clarion_engine::model::scripted::{ScriptedModel, ScriptedTurn};
 use clarion_engine::model::{Model, ModelError, ModelRequest, ModelResponse};
@@ -209,8 +210,8 @@ async fn a_run_dropped_mid_model_call_is_failed_by_recover() {
     assert_eq!(recovered.len(), 1);
     assert_eq!(recovered[0].status, RunStatus::Failed);
     assert_eq!(
-        recovered[0].last_error.as_ref().map(|e| e.code.as_str()),
-        Some("interrupted")
+        recovered[0].last_error.as_ref().map(|e| &e.code),
+        Some(&ErrorCode::Interrupted)
     );
     w.assert_usable(&thread_id).await;
     // And a new run drives normally.

@@ -20,6 +20,7 @@
 
 mod support;
 
+use clarion_engine::codes::{ErrorCode, ModelErrorKind, ToolErrorKind};
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -410,7 +411,10 @@ impl Model for CheckingModel {
                 violations.push(report);
             }
             return Box::pin(async {
-                Err(ModelError::new("protocol_violation", "broken history"))
+                Err(ModelError::new(
+                    ModelErrorKind::ProtocolViolation,
+                    "broken history",
+                ))
             });
         }
         self.inner.respond(request, events)
@@ -430,7 +434,10 @@ impl ToolExecutor for Tools {
         Box::pin(async move {
             match behaviour {
                 Behaviour::Ok => Ok(json!({ "ok": true })),
-                Behaviour::Fail => Err(ToolError::new("failed", "the test tool failed")),
+                Behaviour::Fail => Err(ToolError::new(
+                    ToolErrorKind::Failed,
+                    "the test tool failed",
+                )),
                 Behaviour::Hang => std::future::pending().await,
                 Behaviour::Slow(ms) => {
                     tokio::time::sleep(Duration::from_millis(ms.into())).await;
@@ -574,7 +581,7 @@ fn check_runs(thread: &Thread, runs: &[Run]) -> Result<(), String> {
             if run
                 .last_error
                 .as_ref()
-                .is_some_and(|e| e.code == "protocol_violation")
+                .is_some_and(|e| e.code == ErrorCode::ProtocolViolation)
             {
                 return Err(format!(
                     "the engine refused a broken history: {:?}",
@@ -1040,7 +1047,7 @@ impl World {
             .unwrap_or_else(|e| self.fail(&format!("recover: {e}")));
         for run in recovered {
             if run.status != RunStatus::Failed
-                || run.last_error.as_ref().map(|e| e.code.as_str()) != Some("interrupted")
+                || run.last_error.as_ref().map(|e| &e.code) != Some(&ErrorCode::Interrupted)
             {
                 self.fail(&format!("recover left {run:?}"));
             }

@@ -3,6 +3,7 @@
 
 mod support;
 
+use clarion_engine::codes::{ErrorCode, ToolErrorKind};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -58,7 +59,7 @@ fn travel_tools() -> Arc<dyn ToolExecutor> {
             "search" => Ok(
                 json!({ "flights": [format!("TP{}", args["destination"].as_str().unwrap_or_default().len())] }),
             ),
-            _ => Err(ToolError::new("failed", "unexpected tool")),
+            _ => Err(ToolError::new(ToolErrorKind::Failed, "unexpected tool")),
         },
     ))
 }
@@ -261,10 +262,7 @@ async fn requires_action_expires_and_every_open_call_is_answered() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(expired.status, RunStatus::Expired);
-    assert_eq!(
-        expired.last_error.map(|e| e.code),
-        Some("expired".to_owned())
-    );
+    assert_eq!(expired.last_error.map(|e| e.code), Some(ErrorCode::Expired));
     let thread = store
         .thread(&thread.id)
         .await

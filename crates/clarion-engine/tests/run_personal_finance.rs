@@ -3,6 +3,7 @@
 
 mod support;
 
+use clarion_engine::codes::{ErrorCode, ModelErrorKind, ToolErrorKind};
 use std::sync::Arc;
 
 use clarion_engine::events::{Event, EventLog, NoEvents};
@@ -175,7 +176,7 @@ async fn budget_analysis_chains_into_the_savings_timeline_through_a_slot() {
 async fn a_tool_failure_becomes_an_output_with_on_error_context_and_the_run_goes_on() {
     let executor = FnExecutor(
         |_: &clarion_flow::Tool, _: &serde_json::Map<String, serde_json::Value>| {
-            Err(ToolError::new("failed", "division by zero"))
+            Err(ToolError::new(ToolErrorKind::Failed, "division by zero"))
         },
     );
     let h = harness(
@@ -223,7 +224,7 @@ async fn a_tool_failure_becomes_an_output_with_on_error_context_and_the_run_goes
 async fn too_many_failures_in_a_row_fail_the_run_and_the_thread_stays_usable() {
     let executor = FnExecutor(
         |_: &clarion_flow::Tool, _: &serde_json::Map<String, serde_json::Value>| {
-            Err(ToolError::new("failed", "backend down"))
+            Err(ToolError::new(ToolErrorKind::Failed, "backend down"))
         },
     );
     let call = r#"{"monthly_income": 100, "monthly_expenses": 50}"#;
@@ -248,7 +249,7 @@ async fn too_many_failures_in_a_row_fail_the_run_and_the_thread_stays_usable() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(run.status, RunStatus::Failed);
     let error = run.last_error.unwrap_or_else(|| panic!("no last_error"));
-    assert_eq!(error.code, "tool_failures");
+    assert_eq!(error.code, ErrorCode::ToolFailures);
     assert_eq!(
         error.message,
         "2 tool calls failed in a row (the flow allows 2); see the tool outputs for each error"
@@ -536,7 +537,10 @@ async fn a_model_error_fails_the_run_with_its_reason() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(run.status, RunStatus::Failed);
     let error = run.last_error.unwrap_or_else(|| panic!("no last_error"));
-    assert_eq!(error.code, "model_script_exhausted");
+    assert_eq!(
+        error.code,
+        ErrorCode::Model(ModelErrorKind::ScriptExhausted)
+    );
     assert_eq!(
         error.message,
         "the model failed: the script has no turn left for model request #1"

@@ -6,6 +6,7 @@ mod support;
 use std::sync::{Arc, Mutex};
 
 use clarion_engine::BoxFuture;
+use clarion_engine::codes::IncompleteReason;
 use clarion_engine::events::{Event, EventLog, EventSink};
 use clarion_engine::model::scripted::{ScriptedModel, ScriptedTurn};
 use clarion_engine::model::{Model, ModelError, ModelRequest, ModelResponse};
@@ -159,8 +160,8 @@ async fn a_second_repeat_ends_the_run_incomplete() {
     );
     let (run, _) = run_once(&engine, SAID).await;
     assert_eq!(run.status, RunStatus::Incomplete);
-    let error = run.last_error.unwrap_or_else(|| panic!("a last error"));
-    assert_eq!(error.code, "repeated_call");
+    assert_eq!(run.incomplete_details, Some(IncompleteReason::RepeatedCall));
+    assert!(run.last_error.is_none(), "incomplete is not failed");
     assert_eq!(run.steps, 3);
 }
 

@@ -16,6 +16,7 @@
 //! Responses are read whole or streamed (SSE): text deltas become `TextDelta` events as
 //! they arrive, and tool-call deltas are assembled by their `index`.
 
+use clarion_engine::codes::{IncompleteReason, ModelErrorKind};
 use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
@@ -145,7 +146,7 @@ pub fn parse_response(body: &Value) -> Result<ModelResponse, ModelError> {
             .and_then(Value::as_str)
             .unwrap_or("unknown error");
         return Err(ModelError::new(
-            "provider_error",
+            ModelErrorKind::ProviderError,
             format!("the provider returned an error: {message}"),
         ));
     }
@@ -153,7 +154,12 @@ pub fn parse_response(body: &Value) -> Result<ModelResponse, ModelError> {
         .get("choices")
         .and_then(Value::as_array)
         .and_then(|c| c.first())
-        .ok_or_else(|| ModelError::new("invalid_response", "the response has no choices"))?;
+        .ok_or_else(|| {
+            ModelError::new(
+                ModelErrorKind::InvalidResponse,
+                "the response has no choices",
+            )
+        })?;
     let message = choice.get("message").cloned().unwrap_or(Value::Null);
     let text = content_text(message.get("content"));
     let calls = message
@@ -162,37 +168,34 @@ pub fn parse_response(body: &Value) -> Result<ModelResponse, ModelError> {
         .map(|calls| calls.iter().map(tool_call).collect())
         .unwrap_or_default();
     let finish_reason = choice.get("finish_reason").and_then(Value::as_str);
-    turn(text, calls, finish_reason, usage_from(body.get("usage")))
+    Ok(turn(
+        text,
+        calls,
+        finish_reason,
+        usage_from(body.get("usage")),
+    ))
 }
 
-/// Builds the turn, or the error a finish reason calls for.
+/// Builds the turn: a finish reason that cut it off makes it `Stopped` (not an error).
 pub(super) fn turn(
     text: Option<String>,
     calls: Vec<ToolCall>,
     finish_reason: Option<&str>,
     usage: Usage,
-) -> Result<ModelResponse, ModelError> {
-    match finish_reason {
-        Some("length") => {
-            return Err(ModelError::new(
-                "length",
-                "the model stopped at its output token limit before finishing its turn",
-            ));
-        }
-        Some("content_filter") => {
-            return Err(ModelError::new(
-                "content_filter",
-                "the provider's content filter stopped the model's turn",
-            ));
-        }
-        _ => {}
-    }
-    let turn = if calls.is_empty() {
+) -> ModelResponse {
+    let stopped = match finish_reason {
+        Some("length") => Some(IncompleteReason::MaxOutputTokens),
+        Some("content_filter") => Some(IncompleteReason::ContentFilter),
+        _ => None,
+    };
+    let turn = if let Some(reason) = stopped {
+        ModelTurn::Stopped { reason }
+    } else if calls.is_empty() {
         ModelTurn::Text(text.unwrap_or_default())
     } else {
         ModelTurn::ToolCalls { text, calls }
     };
-    Ok(ModelResponse { turn, usage })
+    ModelResponse { turn, usage }
 }
 
 /// `content` may be a string, null, "" or (some servers) an array of parts.
@@ -283,7 +286,7 @@ impl StreamState {
         }
         let chunk: Value = serde_json::from_str(data).map_err(|e| {
             ModelError::new(
-                "invalid_response",
+                ModelErrorKind::InvalidResponse,
                 format!(
                     "a stream event is not valid JSON ({e}): {}",
                     excerpt(&client.redact(data))
@@ -296,7 +299,7 @@ impl StreamState {
                 .and_then(Value::as_str)
                 .unwrap_or("unknown error");
             return Err(ModelError::new(
-                "provider_error",
+                ModelErrorKind::ProviderError,
                 format!(
                     "the provider reported an error mid-stream: {}",
                     client.redact(message)
@@ -357,7 +360,7 @@ impl StreamState {
     fn into_response(self) -> Result<ModelResponse, ModelError> {
         if !self.done && self.finish_reason.is_none() {
             return Err(ModelError::new(
-                "stream_interrupted",
+                ModelErrorKind::StreamInterrupted,
                 "the stream ended before the model finished its turn",
             ));
         }
@@ -371,7 +374,7 @@ impl StreamState {
             })
             .collect();
         let text = (!self.text.is_empty()).then_some(self.text);
-        turn(text, calls, self.finish_reason.as_deref(), self.usage)
+        Ok(turn(text, calls, self.finish_reason.as_deref(), self.usage))
     }
 }
 

@@ -11,6 +11,7 @@
 //! response starts and between chunks) and the longest stream in all (`stream_timeout`) —
 //! so a slow model that keeps writing is never cut off by a limit meant for a hung one.
 
+use clarion_engine::codes::ModelErrorKind;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -36,7 +37,7 @@ impl ProviderClient {
             .build()
             .map_err(|e| {
                 ModelError::new(
-                    "configuration",
+                    ModelErrorKind::Configuration,
                     format!("cannot build the HTTP client: {e}"),
                 )
             })?;
@@ -58,7 +59,7 @@ impl ProviderClient {
     ) -> Result<reqwest::Response, ModelError> {
         let mut url = reqwest::Url::parse(&self.config.url(endpoint)).map_err(|e| {
             ModelError::new(
-                "configuration",
+                ModelErrorKind::Configuration,
                 format!(
                     "the provider URL `{}` is not valid: {e}",
                     self.config.base_url
@@ -90,7 +91,7 @@ impl ProviderClient {
             };
             let Ok(sent) = sent else {
                 let failure = Failure {
-                    code: "timeout",
+                    code: ModelErrorKind::Timeout,
                     message: format!(
                         "{} did not start its response within {} (the provider's `idle_timeout`)",
                         self.host(),
@@ -158,7 +159,7 @@ impl ProviderClient {
     fn send_failure(&self, error: &reqwest::Error) -> Failure {
         let (code, message) = if error.is_timeout() {
             (
-                "timeout",
+                ModelErrorKind::Timeout,
                 format!(
                     "{} sent no complete response within {} (the provider's `timeout`)",
                     self.host(),
@@ -167,7 +168,7 @@ impl ProviderClient {
             )
         } else if error.is_connect() {
             (
-                "unavailable",
+                ModelErrorKind::Unavailable,
                 format!(
                     "cannot connect to {} ({})",
                     self.host(),
@@ -176,7 +177,7 @@ impl ProviderClient {
             )
         } else {
             (
-                "unavailable",
+                ModelErrorKind::Unavailable,
                 format!(
                     "cannot reach {}: {}",
                     self.host(),
@@ -242,7 +243,7 @@ impl ProviderClient {
         let text = response.text().await.map_err(|e| {
             if e.is_timeout() {
                 ModelError::new(
-                    "timeout",
+                    ModelErrorKind::Timeout,
                     format!(
                         "{} sent no complete response within {} (the provider's `timeout`)",
                         self.host(),
@@ -251,7 +252,7 @@ impl ProviderClient {
                 )
             } else {
                 ModelError::new(
-                    "stream_interrupted",
+                    ModelErrorKind::StreamInterrupted,
                     format!(
                         "the connection to {} closed before the whole response arrived ({})",
                         self.host(),
@@ -262,7 +263,7 @@ impl ProviderClient {
         })?;
         serde_json::from_str(&text).map_err(|e| {
             ModelError::new(
-                "invalid_response",
+                ModelErrorKind::InvalidResponse,
                 format!(
                     "the response is not valid JSON ({e}): {}",
                     crate::chat_completions::excerpt(&self.redact(&text))
@@ -279,7 +280,7 @@ impl ProviderClient {
 }
 
 struct Failure {
-    code: &'static str,
+    code: ModelErrorKind,
     message: String,
     wait: Option<Duration>,
 }
@@ -324,7 +325,7 @@ impl<'a> ChunkReader<'a> {
         match tokio::time::timeout_at(self.deadline.min(idle_until), self.response.chunk()).await {
             Ok(Ok(chunk)) => Ok(chunk),
             Ok(Err(error)) => Err(ModelError::new(
-                "stream_interrupted",
+                ModelErrorKind::StreamInterrupted,
                 format!(
                     "the connection to {} broke off in the middle of the streamed response ({})",
                     self.client.host(),
@@ -332,7 +333,7 @@ impl<'a> ChunkReader<'a> {
                 ),
             )),
             Err(_) if overall => Err(ModelError::new(
-                "timeout",
+                ModelErrorKind::Timeout,
                 format!(
                     "the streamed response from {} took longer than {} in all (the provider's `stream_timeout`)",
                     self.client.host(),
@@ -340,7 +341,7 @@ impl<'a> ChunkReader<'a> {
                 ),
             )),
             Err(_) => Err(ModelError::new(
-                "timeout",
+                ModelErrorKind::Timeout,
                 format!(
                     "{} sent nothing for {} in the middle of a streamed response (the provider's `idle_timeout`)",
                     self.client.host(),
@@ -390,16 +391,16 @@ fn retryable(status: u16) -> bool {
     matches!(status, 408 | 409 | 429) || status >= 500
 }
 
-fn status_code(status: u16) -> &'static str {
+fn status_code(status: u16) -> ModelErrorKind {
     match status {
-        400 | 422 => "bad_request",
-        401 => "unauthorized",
-        403 => "forbidden",
-        404 => "not_found",
-        408 => "timeout",
-        429 => "rate_limited",
-        500..=599 => "unavailable",
-        _ => "http_error",
+        400 | 422 => ModelErrorKind::BadRequest,
+        401 => ModelErrorKind::Unauthorized,
+        403 => ModelErrorKind::Forbidden,
+        404 => ModelErrorKind::NotFound,
+        408 => ModelErrorKind::Timeout,
+        429 => ModelErrorKind::RateLimited,
+        500..=599 => ModelErrorKind::Unavailable,
+        _ => ModelErrorKind::HttpError,
     }
 }
 

@@ -11,6 +11,7 @@
 //! fails with a unified diff of the two requests instead of answering a question nobody
 //! recorded.
 
+use clarion_engine::codes::{IncompleteReason, ModelErrorKind};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -45,6 +46,14 @@ pub enum Outcome {
         /// Tool calls of the turn.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         calls: Vec<ToolCall>,
+        /// Tokens used.
+        #[serde(default)]
+        usage: Usage,
+    },
+    /// The provider stopped the turn short.
+    Stopped {
+        /// Why.
+        reason: IncompleteReason,
         /// Tokens used.
         #[serde(default)]
         usage: Usage,
@@ -113,15 +122,14 @@ impl<M: Model> RecordingModel<M> {
 
     fn write(&self, exchange: &Exchange) -> Result<(), ModelError> {
         let mut line = serde_json::to_string(exchange)
-            .map_err(|e| ModelError::new("recording", e.to_string()))?;
+            .map_err(|e| ModelError::new(ModelErrorKind::Recording, e.to_string()))?;
         for secret in &self.secrets {
             line = line.replace(secret.as_str(), "***");
         }
         line.push('\n');
-        let mut file = self
-            .file
-            .lock()
-            .map_err(|_| ModelError::new("recording", "the recording lock was poisoned"))?;
+        let mut file = self.file.lock().map_err(|_| {
+            ModelError::new(ModelErrorKind::Recording, "the recording lock was poisoned")
+        })?;
         match file.as_mut() {
             Some(file) => file
                 .write_all(line.as_bytes())
@@ -133,7 +141,7 @@ impl<M: Model> RecordingModel<M> {
 
 fn record_error(path: &Path, error: &std::io::Error) -> ModelError {
     ModelError::new(
-        "recording",
+        ModelErrorKind::Recording,
         format!("cannot write the recording {}: {error}", path.display()),
     )
 }
@@ -148,19 +156,24 @@ impl<M: Model> Model for RecordingModel<M> {
             let canonical = canonical_request(&request);
             let result = self.inner.respond(request, events).await;
             let outcome = match &result {
-                Ok(response) => {
-                    let (text, calls) = match &response.turn {
-                        ModelTurn::Text(text) => (Some(text.clone()), Vec::new()),
-                        ModelTurn::ToolCalls { text, calls } => (text.clone(), calls.clone()),
-                    };
-                    Outcome::Turn {
-                        text,
-                        calls,
+                Ok(response) => match &response.turn {
+                    ModelTurn::Text(text) => Outcome::Turn {
+                        text: Some(text.clone()),
+                        calls: Vec::new(),
                         usage: response.usage,
-                    }
-                }
+                    },
+                    ModelTurn::ToolCalls { text, calls } => Outcome::Turn {
+                        text: text.clone(),
+                        calls: calls.clone(),
+                        usage: response.usage,
+                    },
+                    ModelTurn::Stopped { reason } => Outcome::Stopped {
+                        reason: *reason,
+                        usage: response.usage,
+                    },
+                },
                 Err(error) => Outcome::Error {
-                    code: error.code.to_owned(),
+                    code: error.kind.as_str().to_owned(),
                     message: error.message.clone(),
                 },
             };
@@ -187,7 +200,7 @@ impl ReplayModel {
         let path = path.into();
         let text = std::fs::read_to_string(&path).map_err(|e| {
             ModelError::new(
-                "replay",
+                ModelErrorKind::Replay,
                 format!("cannot read the recording {}: {e}", path.display()),
             )
         })?;
@@ -199,7 +212,7 @@ impl ReplayModel {
         {
             let exchange = serde_json::from_str(line).map_err(|e| {
                 ModelError::new(
-                    "replay",
+                    ModelErrorKind::Replay,
                     format!(
                         "{}:{}: not a recorded exchange: {e}",
                         path.display(),
@@ -217,7 +230,7 @@ impl ReplayModel {
     }
 
     fn next(&self, request: &Value) -> Result<Outcome, ModelError> {
-        let poisoned = || ModelError::new("replay", "the replay lock was poisoned");
+        let poisoned = || ModelError::new(ModelErrorKind::Replay, "the replay lock was poisoned");
         let mut served = self.served.lock().map_err(|_| poisoned())?;
         let exchange = self
             .exchanges
@@ -226,7 +239,7 @@ impl ReplayModel {
             .pop_front()
             .ok_or_else(|| {
                 ModelError::new(
-                    "replay_exhausted",
+                    ModelErrorKind::ReplayExhausted,
                     format!(
                         "{} holds {} exchange(s); the engine asked for one more",
                         self.path.display(),
@@ -244,7 +257,7 @@ impl ReplayModel {
                 .header("recorded", "requested")
                 .to_string();
             return Err(ModelError::new(
-                "replay_mismatch",
+                ModelErrorKind::ReplayMismatch,
                 format!(
                     "request #{} differs from {}; re-record it if the change is intended:\n{diff}",
                     *served,
@@ -275,34 +288,32 @@ impl Model for ReplayModel {
                     };
                     Ok(ModelResponse { turn, usage })
                 }
-                Outcome::Error { code, message } => {
-                    Err(ModelError::new(recorded_code(&code), message))
-                }
+                Outcome::Stopped { reason, usage } => Ok(ModelResponse {
+                    turn: ModelTurn::Stopped { reason },
+                    usage,
+                }),
+                Outcome::Error { code, message } => recorded(&code, message),
             }
         })
     }
 }
 
-/// Error codes are `&'static str`; a recorded one maps back to the known codes.
-fn recorded_code(code: &str) -> &'static str {
-    const KNOWN: &[&str] = &[
-        "rate_limited",
-        "unavailable",
-        "timeout",
-        "bad_request",
-        "unauthorized",
-        "forbidden",
-        "not_found",
-        "http_error",
-        "invalid_response",
-        "stream_interrupted",
-        "provider_error",
-        "length",
-        "content_filter",
-    ];
-    KNOWN
-        .iter()
-        .find(|k| **k == code)
-        .copied()
-        .unwrap_or("recorded_error")
+/// A recorded error, as it is replayed. Recordings made before a cut-off turn was a turn
+/// of its own stored it as an error coded `length` or `content_filter`; those replay as the
+/// turn they were. A code this build does not know replays as a provider error.
+fn recorded(code: &str, message: String) -> Result<ModelResponse, ModelError> {
+    let stopped = |reason| {
+        Ok(ModelResponse {
+            turn: ModelTurn::Stopped { reason },
+            usage: Usage::default(),
+        })
+    };
+    match code {
+        "length" => stopped(IncompleteReason::MaxOutputTokens),
+        "content_filter" => stopped(IncompleteReason::ContentFilter),
+        _ => Err(ModelError::new(
+            ModelErrorKind::parse(code).unwrap_or(ModelErrorKind::ProviderError),
+            message,
+        )),
+    }
 }

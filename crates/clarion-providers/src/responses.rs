@@ -7,6 +7,7 @@
 //! Streaming reads the `response.*` events: `response.output_text.delta` for text as it
 //! arrives, and the final `response.completed` (or `.incomplete` / `.failed`) for the turn.
 
+use clarion_engine::codes::ModelErrorKind;
 use serde_json::{Value, json};
 
 use crate::chat_completions::{excerpt, turn};
@@ -115,14 +116,19 @@ pub fn parse_response(body: &Value) -> Result<ModelResponse, ModelError> {
             .and_then(Value::as_str)
             .unwrap_or("unknown error");
         return Err(ModelError::new(
-            "provider_error",
+            ModelErrorKind::ProviderError,
             format!("the provider returned an error: {message}"),
         ));
     }
     let output = body
         .get("output")
         .and_then(Value::as_array)
-        .ok_or_else(|| ModelError::new("invalid_response", "the response has no `output`"))?;
+        .ok_or_else(|| {
+            ModelError::new(
+                ModelErrorKind::InvalidResponse,
+                "the response has no `output`",
+            )
+        })?;
     let calls: Vec<ToolCall> = output
         .iter()
         .filter(|item| item.get("type").and_then(Value::as_str) == Some("function_call"))
@@ -154,7 +160,7 @@ pub fn parse_response(body: &Value) -> Result<ModelResponse, ModelError> {
         },
         Some("failed") => {
             return Err(ModelError::new(
-                "provider_error",
+                ModelErrorKind::ProviderError,
                 "the provider reports the response as failed",
             ));
         }
@@ -170,7 +176,7 @@ pub fn parse_response(body: &Value) -> Result<ModelResponse, ModelError> {
             .and_then(Value::as_u64)
             .unwrap_or(0),
     };
-    turn(response_text(body), calls, finish, usage)
+    Ok(turn(response_text(body), calls, finish, usage))
 }
 
 /// The text of the response's `message` items.
@@ -209,7 +215,7 @@ async fn read_stream(
             let last: Vec<_> = decoder.finish().into_iter().collect();
             if last.is_empty() {
                 return Err(ModelError::new(
-                    "stream_interrupted",
+                    ModelErrorKind::StreamInterrupted,
                     "the stream ended before the response completed",
                 ));
             }
@@ -222,7 +228,7 @@ async fn read_stream(
             }
             let value: Value = serde_json::from_str(data).map_err(|e| {
                 ModelError::new(
-                    "invalid_response",
+                    ModelErrorKind::InvalidResponse,
                     format!(
                         "a stream event is not valid JSON ({e}): {}",
                         excerpt(&client.redact(data))
@@ -252,7 +258,7 @@ async fn read_stream(
                         .and_then(Value::as_str)
                         .unwrap_or("unknown error");
                     return Err(ModelError::new(
-                        "provider_error",
+                        ModelErrorKind::ProviderError,
                         format!(
                             "the provider reported an error mid-stream: {}",
                             client.redact(message)

@@ -8,6 +8,7 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
+use clarion_engine::codes::{IncompleteReason, ModelErrorKind};
 use clarion_engine::events::{Event, EventLog, NoEvents};
 use clarion_engine::model::{Model, ModelRequest, ModelTurn};
 use clarion_engine::run::{Engine, RunStatus};
@@ -289,7 +290,7 @@ async fn a_stream_cut_midway_is_an_error_not_a_truncated_turn() {
         .await
         .err()
         .unwrap_or_else(|| panic!("should fail"));
-    assert_eq!(error.code, "stream_interrupted");
+    assert_eq!(error.kind, ModelErrorKind::StreamInterrupted);
     assert_eq!(
         error.message,
         "the stream ended before the model finished its turn"
@@ -339,7 +340,7 @@ async fn retries_are_capped_and_the_last_failure_is_reported() {
         .await
         .err()
         .unwrap_or_else(|| panic!("should fail"));
-    assert_eq!(error.code, "unavailable");
+    assert_eq!(error.kind, ModelErrorKind::Unavailable);
     assert!(
         error
             .message
@@ -360,7 +361,7 @@ async fn retries_are_capped_and_the_last_failure_is_reported() {
         .await
         .err()
         .unwrap_or_else(|| panic!("should fail"));
-    assert_eq!(error.code, "rate_limited");
+    assert_eq!(error.kind, ModelErrorKind::RateLimited);
     assert!(
         error
             .message
@@ -374,9 +375,9 @@ async fn retries_are_capped_and_the_last_failure_is_reported() {
 #[tokio::test]
 async fn client_errors_are_not_retried_and_keep_the_providers_message_redacted() {
     for (status, code) in [
-        (400, "bad_request"),
-        (401, "unauthorized"),
-        (404, "not_found"),
+        (400, ModelErrorKind::BadRequest),
+        (401, ModelErrorKind::Unauthorized),
+        (404, ModelErrorKind::NotFound),
     ] {
         let server = MockServer::start().await;
         Mock::given(method("POST"))
@@ -390,7 +391,7 @@ async fn client_errors_are_not_retried_and_keep_the_providers_message_redacted()
             .await
             .err()
             .unwrap_or_else(|| panic!("should fail"));
-        assert_eq!(error.code, code);
+        assert_eq!(error.kind, code);
         assert!(
             error.message.contains(&format!(
                 "returned {status}: Incorrect API key provided: *** (or model missing)"
@@ -427,14 +428,17 @@ async fn malformed_bodies_and_empty_choices_are_invalid_responses() {
             .await
             .err()
             .unwrap_or_else(|| panic!("should fail"));
-        assert_eq!(error.code, "invalid_response");
+        assert_eq!(error.kind, ModelErrorKind::InvalidResponse);
         assert!(error.message.starts_with(expected), "{}", error.message);
     }
 }
 
 #[tokio::test]
 async fn length_and_content_filter_end_the_run_as_incomplete() {
-    for (reason, code) in [("length", "length"), ("content_filter", "content_filter")] {
+    for (reason, code) in [
+        ("length", IncompleteReason::MaxOutputTokens),
+        ("content_filter", IncompleteReason::ContentFilter),
+    ] {
         let server = MockServer::start().await;
         Mock::given(method("POST"))
             .respond_with(completion(
@@ -462,7 +466,8 @@ async fn length_and_content_filter_end_the_run_as_incomplete() {
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(run.status, RunStatus::Incomplete);
-        assert_eq!(run.last_error.map(|e| e.code), Some(code.to_owned()));
+        assert_eq!(run.incomplete_details, Some(code));
+        assert!(run.last_error.is_none());
         let thread = store
             .thread(&thread.id)
             .await
@@ -533,7 +538,7 @@ async fn connection_failures_and_timeouts_are_retried_then_reported() {
         .await
         .err()
         .unwrap_or_else(|| panic!("should fail"));
-    assert_eq!(error.code, "unavailable");
+    assert_eq!(error.kind, ModelErrorKind::Unavailable);
     assert!(
         error.message.starts_with(&format!(
             "cannot connect to 127.0.0.1:{port} (connection refused)"
@@ -561,7 +566,7 @@ async fn connection_failures_and_timeouts_are_retried_then_reported() {
         .await
         .err()
         .unwrap_or_else(|| panic!("should fail"));
-    assert_eq!(error.code, "timeout");
+    assert_eq!(error.kind, ModelErrorKind::Timeout);
     assert_eq!(received(&server).await.len(), 2);
 }
 

@@ -8,6 +8,7 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
+use clarion_engine::codes::{ErrorCode, IncompleteReason, ModelErrorKind};
 use clarion_engine::events::{Event, EventLog, NoEvents};
 use clarion_engine::model::{Model, ModelTurn};
 use clarion_engine::run::{Engine, RunStatus};
@@ -199,7 +200,11 @@ async fn streamed_responses_emit_deltas_and_incomplete_ends_the_run() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(run.status, RunStatus::Incomplete);
-    assert_eq!(run.last_error.map(|e| e.code), Some("length".to_owned()));
+    assert_eq!(
+        run.incomplete_details,
+        Some(IncompleteReason::MaxOutputTokens)
+    );
+    assert!(run.last_error.is_none(), "a cut-off turn is not an error");
 }
 
 #[tokio::test]
@@ -289,7 +294,7 @@ async fn a_recorded_conversation_replays_offline_and_a_changed_request_shows_a_d
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(run.status, RunStatus::Failed);
     let error = run.last_error.unwrap_or_else(|| panic!("no error"));
-    assert_eq!(error.code, "model_replay_mismatch");
+    assert_eq!(error.code, ErrorCode::Model(ModelErrorKind::ReplayMismatch));
     assert!(
         error
             .message

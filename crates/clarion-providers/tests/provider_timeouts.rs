@@ -9,6 +9,7 @@ mod support;
 
 use std::time::Duration;
 
+use clarion_engine::codes::ModelErrorKind;
 use clarion_engine::events::EventLog;
 use clarion_engine::model::{Model, ModelError, ModelRequest, ModelTurn};
 use clarion_engine::thread::{Message, MessageKind, Metadata};
@@ -180,7 +181,7 @@ async fn a_stream_that_falls_silent_is_an_idle_timeout() {
         .await
         .err()
         .unwrap_or_else(|| panic!("should time out"));
-    assert_eq!(error.code, "timeout");
+    assert_eq!(error.kind, ModelErrorKind::Timeout);
     assert!(
         error.message.contains("sent nothing for 400ms in the middle of a streamed response (the provider's `idle_timeout`)"),
         "{}",
@@ -197,7 +198,7 @@ async fn a_response_that_never_starts_is_an_idle_timeout_too() {
         .await
         .err()
         .unwrap_or_else(|| panic!("should time out"));
-    assert_eq!(error.code, "timeout");
+    assert_eq!(error.kind, ModelErrorKind::Timeout);
     assert!(
         error.message.contains("did not start its response within 400ms (the provider's `idle_timeout`) (gave up after 1 attempt)"),
         "{}",
@@ -220,7 +221,7 @@ async fn a_stream_longer_than_its_overall_limit_is_stopped_and_says_so() {
         .await
         .err()
         .unwrap_or_else(|| panic!("should time out"));
-    assert_eq!(error.code, "timeout");
+    assert_eq!(error.kind, ModelErrorKind::Timeout);
     assert!(
         error
             .message
@@ -249,7 +250,7 @@ async fn a_connection_that_breaks_mid_stream_says_so() {
             .await
             .err()
             .unwrap_or_else(|| panic!("should fail"));
-        assert_eq!(error.code, "stream_interrupted");
+        assert_eq!(error.kind, ModelErrorKind::StreamInterrupted);
         assert!(
             error
                 .message
@@ -277,7 +278,7 @@ async fn a_refused_connection_says_connection_refused() {
         .await
         .err()
         .unwrap_or_else(|| panic!("should fail"));
-    assert_eq!(error.code, "unavailable");
+    assert_eq!(error.kind, ModelErrorKind::Unavailable);
     assert_eq!(
         error.message,
         format!(
@@ -296,7 +297,7 @@ async fn a_non_streamed_request_keeps_its_total_timeout_and_names_it() {
         .await
         .err()
         .unwrap_or_else(|| panic!("should time out"));
-    assert_eq!(error.code, "timeout");
+    assert_eq!(error.kind, ModelErrorKind::Timeout);
     assert!(
         error
             .message

@@ -3,6 +3,7 @@
 
 mod common;
 
+use clarion_engine::codes::ModelErrorKind;
 use clarion_engine::model::scripted::ScriptedTurn;
 use serde_json::{Value, json};
 
@@ -936,7 +937,7 @@ impl clarion_engine::model::Model for BrokenOffModel {
                 text: "Your goal takes".into(),
             });
             Err(clarion_engine::model::ModelError::new(
-                "stream_interrupted",
+                ModelErrorKind::StreamInterrupted,
                 "the stream broke off",
             ))
         })

@@ -13,6 +13,7 @@
 #[path = "../../clarion-engine/tests/support/mod.rs"]
 mod support;
 
+use clarion_engine::codes::ToolErrorKind;
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -180,7 +181,7 @@ impl ToolExecutor for Stall {
             }
             tokio::time::sleep(Duration::from_secs(3600)).await;
             Err(ToolError::new(
-                "failed",
+                ToolErrorKind::Failed,
                 "the parent should have killed this process",
             ))
         })
@@ -263,8 +264,8 @@ async fn a_run_killed_mid_step_fails_as_interrupted_and_the_thread_goes_on() {
     let run = store.run(&run_id).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(run.status, RunStatus::Failed);
     assert_eq!(
-        run.last_error.as_ref().map(|e| e.code.as_str()),
-        Some("interrupted")
+        run.last_error.as_ref().map(|e| &e.code),
+        Some(&clarion_engine::codes::ErrorCode::Interrupted)
     );
     let thread = store
         .thread(&thread_id)

@@ -136,7 +136,9 @@ fn busy_run(id: &str, thread_id: &str) -> Run {
     run.started_at = Some(3_001);
     run.expires_at = Some(9_000);
     run.last_error = Some(LastError {
-        code: "model_error".to_owned(),
+        code: clarion_engine::codes::ErrorCode::Model(
+            clarion_engine::codes::ModelErrorKind::Unavailable,
+        ),
         message: "earlier hiccup".to_owned(),
     });
     run.required_action = vec![ToolCall {

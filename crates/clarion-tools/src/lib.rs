@@ -42,6 +42,7 @@ pub mod command;
 pub mod http;
 pub mod redact;
 
+use clarion_engine::codes::ToolErrorKind;
 use std::time::Duration;
 
 use clarion_engine::BoxFuture;
@@ -102,7 +103,7 @@ impl ToolExecutor for ClarionTools {
                 Box::pin(self.command.call(request.flow, spec, request.arguments))
             }
             Executor::Client => Box::pin(std::future::ready(Err(ToolError::new(
-                "unavailable",
+                ToolErrorKind::Unavailable,
                 format!(
                     "`{}` is a client tool: the embedding application runs it, not Clarion",
                     request.tool.name

@@ -93,6 +93,7 @@ impl Redactor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clarion_engine::codes::ToolErrorKind;
     use serde_json::json;
 
     #[test]
@@ -110,7 +111,10 @@ mod tests {
         let mut value = json!({"echo": ["Bearer s3cr3t"], "s3cr3t": 1});
         redactor.value(&mut value);
         assert_eq!(value, json!({"echo": ["Bearer ***"], "***": 1}));
-        let error = redactor.error(ToolError::new("failed", "GET ?key=s3cr3t failed"));
+        let error = redactor.error(ToolError::new(
+            ToolErrorKind::Failed,
+            "GET ?key=s3cr3t failed",
+        ));
         assert_eq!(error.message, "GET ?key=*** failed");
         assert!(Redactor::new([""]).is_empty());
     }

@@ -1,6 +1,7 @@
 //! Command tools against real child processes (the scripts in `tests/fixtures/`): the
 //! protocol, every way a program can misbehave, and that nothing it starts outlives the call.
 
+use clarion_engine::codes::ToolErrorKind;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -216,7 +217,7 @@ async fn a_non_zero_exit_is_a_failure_with_the_end_of_stderr() {
                        env = ["PATH"]"#,
     );
     let error = failure(call(&flow, json!({"subject": "x"})).await);
-    assert_eq!(error.kind, "failed");
+    assert_eq!(error.kind, ToolErrorKind::Failed);
     assert_eq!(
         error.message,
         "`python3 fail.py` exited with status 3; stderr: loading the model...\nValueError: the subject is empty"
@@ -227,7 +228,7 @@ async fn a_non_zero_exit_is_a_failure_with_the_end_of_stderr() {
 async fn garbage_on_stdout_is_invalid_output() {
     let garbage = flow(r#"argv = ["/bin/sh", "garbage.sh"]"#);
     let error = failure(call(&garbage, json!({})).await);
-    assert_eq!(error.kind, "invalid_output");
+    assert_eq!(error.kind, ToolErrorKind::InvalidOutput);
     assert!(
         error
             .message
@@ -238,7 +239,7 @@ async fn garbage_on_stdout_is_invalid_output() {
     );
     let silent = flow(r#"argv = ["/bin/true"]"#);
     let error = failure(call(&silent, json!({})).await);
-    assert_eq!(error.kind, "invalid_output");
+    assert_eq!(error.kind, ToolErrorKind::InvalidOutput);
     assert!(
         error.message.contains("printed nothing"),
         "{}",
@@ -256,7 +257,7 @@ async fn output_past_the_limit_is_refused_and_the_program_killed() {
     );
     let started = Instant::now();
     let error = failure(call(&flow, json!({})).await);
-    assert_eq!(error.kind, "invalid_output");
+    assert_eq!(error.kind, ToolErrorKind::InvalidOutput);
     assert_eq!(
         error.message,
         "`python3 big.py` printed more than 10000 bytes (the tool's `max_output_bytes`)"
@@ -273,7 +274,7 @@ async fn a_program_that_hangs_is_killed_at_the_timeout() {
     let started = Instant::now();
     let error = failure(call(&flow, json!({})).await);
     let elapsed = started.elapsed();
-    assert_eq!(error.kind, "timeout");
+    assert_eq!(error.kind, ToolErrorKind::Timeout);
     assert_eq!(
         error.message,
         "`/bin/sh hang.sh` did not finish within 300ms; its process group was killed"
@@ -294,7 +295,7 @@ async fn a_grandchild_dies_with_a_hanging_parent() {
         pidfile.display()
     ));
     let error = failure(call(&flow, json!({})).await);
-    assert_eq!(error.kind, "timeout");
+    assert_eq!(error.kind, ToolErrorKind::Timeout);
     assert_dies(wait_for_pid(&pidfile));
 }
 
@@ -309,7 +310,7 @@ async fn a_grandchild_holding_stdout_after_its_parent_exits_is_killed_at_the_tim
     ));
     let started = Instant::now();
     let error = failure(call(&flow, json!({})).await);
-    assert_eq!(error.kind, "timeout", "{error}");
+    assert_eq!(error.kind, ToolErrorKind::Timeout, "{error}");
     assert!(started.elapsed() < Duration::from_secs(5));
     assert_dies(wait_for_pid(&pidfile));
 }
@@ -357,7 +358,7 @@ async fn a_program_that_ignores_its_input_is_fine() {
 async fn a_missing_program_is_unavailable() {
     let flow = flow(r#"argv = ["./no-such-program"]"#);
     let error = failure(call(&flow, json!({})).await);
-    assert_eq!(error.kind, "unavailable");
+    assert_eq!(error.kind, ToolErrorKind::Unavailable);
     assert!(
         error
             .message

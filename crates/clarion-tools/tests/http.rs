@@ -2,6 +2,7 @@
 //! TCP server for bodies that trickle or never end. Nothing here leaves 127.0.0.1: the
 //! refused addresses are refused before any connection is made.
 
+use clarion_engine::codes::ToolErrorKind;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -142,7 +143,7 @@ async fn a_path_argument_cannot_change_the_path() {
     assert_eq!(sent[0].url.path(), "/files/..%2F..%2Fadmin%3Fx%3D1%23/meta");
     assert_eq!(sent[0].url.query(), None);
     let error = failure(call(&flow, json!({"id": ".."})).await);
-    assert_eq!(error.kind, "invalid_arguments");
+    assert_eq!(error.kind, ToolErrorKind::InvalidArguments);
     assert_eq!(requests(&server).await.len(), 1, "refused before sending");
 }
 
@@ -183,7 +184,7 @@ async fn a_4xx_fails_at_once_with_the_body_and_is_not_retried() {
         server.uri()
     ));
     let error = failure(call(&flow, json!({"q": "ana@ex.com"})).await);
-    assert_eq!(error.kind, "failed");
+    assert_eq!(error.kind, ToolErrorKind::Failed);
     assert_eq!(
         error.message,
         format!(
@@ -212,7 +213,7 @@ async fn a_5xx_is_retried_for_idempotent_methods_only() {
         server.uri()
     ));
     let error = failure(call(&get, json!({})).await);
-    assert_eq!(error.kind, "unavailable");
+    assert_eq!(error.kind, ToolErrorKind::Unavailable);
     assert!(
         error
             .message
@@ -237,7 +238,7 @@ async fn a_5xx_is_retried_for_idempotent_methods_only() {
         server.uri()
     ));
     let error = failure(call(&post, json!({})).await);
-    assert_eq!(error.kind, "unavailable");
+    assert_eq!(error.kind, ToolErrorKind::Unavailable);
     assert_eq!(
         requests(&server).await.len(),
         1,
@@ -289,7 +290,7 @@ async fn a_slow_server_times_out() {
     ));
     let started = Instant::now();
     let error = failure(call(&flow, json!({})).await);
-    assert_eq!(error.kind, "timeout");
+    assert_eq!(error.kind, ToolErrorKind::Timeout);
     assert_eq!(error.message, "no complete response within 300ms");
     assert!(started.elapsed() < Duration::from_secs(5));
 }
@@ -307,7 +308,7 @@ async fn invalid_json_is_invalid_output() {
         server.uri()
     ));
     let error = failure(call(&flow, json!({})).await);
-    assert_eq!(error.kind, "invalid_output");
+    assert_eq!(error.kind, ToolErrorKind::InvalidOutput);
     assert!(
         error.message.starts_with("the response is not JSON (")
             && error
@@ -332,7 +333,7 @@ async fn a_missing_result_pointer_is_invalid_output() {
         server.uri()
     ));
     let error = failure(call(&flow, json!({})).await);
-    assert_eq!(error.kind, "invalid_output");
+    assert_eq!(error.kind, ToolErrorKind::InvalidOutput);
     assert!(error.message.contains("nothing at `/data/offers`"));
 }
 
@@ -350,7 +351,7 @@ async fn an_oversized_body_with_a_length_is_refused_unread() {
         server.uri()
     ));
     let error = failure(call(&flow, json!({})).await);
-    assert_eq!(error.kind, "invalid_output");
+    assert_eq!(error.kind, ToolErrorKind::InvalidOutput);
     assert!(
         error.message.ends_with(
             "the response is larger than 1048576 bytes (the tool's `max_response_bytes`)"
@@ -406,7 +407,7 @@ async fn a_body_that_trickles_forever_times_out_and_the_connection_is_dropped() 
     ));
     let started = Instant::now();
     let error = failure(call(&flow, json!({})).await);
-    assert_eq!(error.kind, "timeout");
+    assert_eq!(error.kind, ToolErrorKind::Timeout);
     assert!(started.elapsed() < Duration::from_secs(5));
     let hung_up = tokio::time::timeout(Duration::from_secs(5), server)
         .await
@@ -431,7 +432,7 @@ async fn an_endless_body_is_cut_at_the_limit() {
     ));
     let started = Instant::now();
     let error = failure(call(&flow, json!({})).await);
-    assert_eq!(error.kind, "invalid_output");
+    assert_eq!(error.kind, ToolErrorKind::InvalidOutput);
     assert!(
         error.message.contains("larger than 100000 bytes"),
         "{}",
@@ -462,7 +463,7 @@ async fn loopback_is_refused_without_the_flag_and_nothing_is_sent() {
     ] {
         let flow = flow(&format!(r#"url = "{url}""#));
         let error = failure(call(&flow, json!({})).await);
-        assert_eq!(error.kind, "refused", "{url}: {error}");
+        assert_eq!(error.kind, ToolErrorKind::Refused, "{url}: {error}");
         assert!(
             error.message.contains("loopback address"),
             "{url}: {}",
@@ -517,7 +518,7 @@ async fn every_redirect_is_checked_again() {
     let at = |route: &str| flow(&format!(r#"url = "http://api.test:{port}{route}""#));
 
     let error = failure(call_with(&tools, &at("/to-metadata"), json!({})).await);
-    assert_eq!(error.kind, "refused");
+    assert_eq!(error.kind, ToolErrorKind::Refused);
     assert!(
         error
             .message
@@ -526,7 +527,7 @@ async fn every_redirect_is_checked_again() {
         error.message
     );
     let error = failure(call_with(&tools, &at("/to-internal-name"), json!({})).await);
-    assert_eq!(error.kind, "refused");
+    assert_eq!(error.kind, ToolErrorKind::Refused);
     assert!(
         error
             .message
@@ -540,7 +541,7 @@ async fn every_redirect_is_checked_again() {
         "a redirect to an allowed address is followed"
     );
     let error = failure(call_with(&tools, &at("/loop"), json!({})).await);
-    assert_eq!(error.kind, "failed");
+    assert_eq!(error.kind, ToolErrorKind::Failed);
     assert!(
         error.message.ends_with("more than 5 redirects"),
         "{}",
@@ -570,7 +571,7 @@ async fn secrets_never_appear_in_errors_or_results() {
         ))
     };
     let error = failure(call(&with_key("/deny"), json!({})).await);
-    assert_eq!(error.kind, "failed");
+    assert_eq!(error.kind, ToolErrorKind::Failed);
     assert!(
         error
             .message
@@ -596,7 +597,7 @@ async fn secrets_never_appear_in_errors_or_results() {
            allow_private_network = true"#
     ));
     let error = failure(call(&flow, json!({})).await);
-    assert_eq!(error.kind, "unavailable");
+    assert_eq!(error.kind, ToolErrorKind::Unavailable);
     assert!(
         error.message.starts_with(&format!(
             "GET http://127.0.0.1:{port}/***/x: cannot connect"
@@ -617,7 +618,7 @@ async fn an_unset_secret_is_unavailable_before_anything_is_sent() {
         server.uri()
     ));
     let error = failure(call(&flow, json!({})).await);
-    assert_eq!(error.kind, "unavailable");
+    assert_eq!(error.kind, ToolErrorKind::Unavailable);
     assert_eq!(
         error.message,
         "environment variable `CLARION_SURELY_UNSET_TOKEN` is not set"
@@ -643,7 +644,7 @@ async fn absurd_durations_neither_panic_nor_wait() {
     ));
     let started = Instant::now();
     let error = failure(call(&flow, json!({})).await);
-    assert_eq!(error.kind, "unavailable", "{error}");
+    assert_eq!(error.kind, ToolErrorKind::Unavailable, "{error}");
     assert!(started.elapsed() < Duration::from_secs(5));
     assert_eq!(
         requests(&server).await.len(),

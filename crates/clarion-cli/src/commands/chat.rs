@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use clarion_engine::codes::ErrorCode;
 use clarion_engine::events::{Event, EventSink};
 use clarion_engine::run::{Engine, Run, RunStatus, ToolOutputSubmission};
 use clarion_engine::store::StoreError;
@@ -223,7 +224,7 @@ async fn chat(args: &ChatArgs, source: &FlowSource<'_>) -> Result<Exit, CliError
                         && run
                             .last_error
                             .as_ref()
-                            .is_some_and(|e| e.code.starts_with("model_"))
+                            .is_some_and(|e| matches!(e.code, ErrorCode::Model(_)))
                     {
                         // Scripted use: an unreachable or refusing provider is a
                         // configuration problem, not a conversation.

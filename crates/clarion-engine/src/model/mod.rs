@@ -14,6 +14,8 @@ use crate::thread::{Message, ToolCall};
 use clarion_flow::Flow;
 
 use crate::BoxFuture;
+use crate::codes::IncompleteReason;
+pub use crate::codes::ModelErrorKind;
 
 /// What the engine asks the model.
 #[derive(Debug, Clone, Copy)]
@@ -57,6 +59,12 @@ impl ModelRequest<'_> {
 /// The model's next turn.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ModelTurn {
+    /// The provider stopped the turn short (its token limit, its content filter): not an
+    /// error, and the run ends `incomplete` with the reason.
+    Stopped {
+        /// Why.
+        reason: IncompleteReason,
+    },
     /// A reply to the user.
     Text(String),
     /// Tool calls, possibly with text.
@@ -81,19 +89,18 @@ pub struct ModelResponse {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct ModelError {
-    /// A stable code, e.g. `rate_limited`, `unavailable`, `bad_request`, `invalid_response`,
-    /// `script_exhausted`, `script_mismatch`.
-    pub code: &'static str,
+    /// What kind of failure it was.
+    pub kind: ModelErrorKind,
     /// What happened, with secrets redacted.
     pub message: String,
 }
 
 impl ModelError {
-    /// An error with `code` and `message`.
+    /// An error of `kind` with `message`.
     #[must_use]
-    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(kind: ModelErrorKind, message: impl Into<String>) -> Self {
         Self {
-            code,
+            kind,
             message: message.into(),
         }
     }

@@ -5,6 +5,7 @@
 //! what it expects of the request (e.g. that the last message is a given tool's output),
 //! so a script that has drifted from the engine's behaviour says so.
 
+use crate::codes::ModelErrorKind;
 use std::collections::VecDeque;
 use std::sync::Mutex;
 
@@ -105,7 +106,7 @@ impl ScriptedModel {
             .pop_front()
             .ok_or_else(|| {
                 ModelError::new(
-                    "script_exhausted",
+                    ModelErrorKind::ScriptExhausted,
                     format!(
                         "the script has no turn left for model request #{}",
                         *played + 1
@@ -120,7 +121,7 @@ impl ScriptedModel {
             });
             if !last_user.is_some_and(|text| text.contains(expected.as_str())) {
                 return Err(ModelError::new(
-                    "script_mismatch",
+                    ModelErrorKind::ScriptMismatch,
                     format!(
                         "turn #{} expects the last user message to contain {expected:?}, but it is {:?}",
                         *played,
@@ -135,7 +136,7 @@ impl ScriptedModel {
 
 fn poisoned() -> ModelError {
     ModelError::new(
-        "script_poisoned",
+        ModelErrorKind::ScriptPoisoned,
         "the script's lock was poisoned by a panic",
     )
 }

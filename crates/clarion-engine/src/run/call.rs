@@ -7,6 +7,7 @@
 //! that is still missing is not an error but a question for the user. A grounded
 //! parameter's value the user never stated is dropped first (see [`super::grounding`]).
 
+use crate::codes::ToolErrorKind;
 use std::collections::HashMap;
 
 use serde_json::{Map, Value};
@@ -120,7 +121,7 @@ pub fn prepare(
         let hint = suggest::closest(&call.name, names.iter().copied())
             .map_or_else(String::new, |near| format!("; did you mean `{near}`?"));
         return Prepared::Rejected(ToolError::new(
-            "unknown_tool",
+            ToolErrorKind::UnknownTool,
             format!(
                 "there is no tool `{}`{hint} (tools: {})",
                 call.name,
@@ -130,7 +131,9 @@ pub fn prepare(
     };
     let mut args = match parse_arguments(&call.arguments) {
         Ok(args) => args,
-        Err(message) => return Prepared::Rejected(ToolError::new("invalid_arguments", message)),
+        Err(message) => {
+            return Prepared::Rejected(ToolError::new(ToolErrorKind::InvalidArguments, message));
+        }
     };
     let mut problems: Vec<String> = args
         .keys()
@@ -149,7 +152,10 @@ pub fn prepare(
         }
     }
     if !problems.is_empty() {
-        return Prepared::Rejected(ToolError::new("invalid_arguments", problems.join("; ")));
+        return Prepared::Rejected(ToolError::new(
+            ToolErrorKind::InvalidArguments,
+            problems.join("; "),
+        ));
     }
     // Only now, so a malformed value is reported to the model rather than silently asked.
     let mut unstated = unstated(tool, &args, pending, said);

@@ -22,6 +22,7 @@ pub use engine::{Engine, ToolOutputSubmission};
 pub use error::EngineError;
 pub use status::{ALL_STATUSES, IllegalTransition, RunStatus};
 
+pub use crate::codes::{ErrorCode, IncompleteReason};
 use crate::thread::ToolCall;
 
 /// Tokens used by a run, summed over its model requests.
@@ -47,12 +48,11 @@ impl Usage {
     }
 }
 
-/// Why a run failed, in a form an API can return.
+/// Why a run failed or expired, in a form an API can return.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LastError {
-    /// A stable code: `model_error`, `tool_failures`, `protocol_violation`, `interrupted`,
-    /// `instructions`.
-    pub code: String,
+    /// What kind of failure (its wire form: `model_timeout`, `tool_failures`…).
+    pub code: ErrorCode,
     /// What happened, for people.
     pub message: String,
 }
@@ -94,6 +94,9 @@ pub struct Run {
     /// String metadata for the embedding application, with the thread metadata's limits.
     #[serde(default, skip_serializing_if = "crate::thread::Metadata::is_empty")]
     pub metadata: crate::thread::Metadata,
+    /// Why the run ended `incomplete`, if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incomplete_details: Option<IncompleteReason>,
     /// Calls the model repeated after they had succeeded in this run (the loop guard: the
     /// first is answered and the model must then answer in words; the second ends the run).
     #[serde(default, skip_serializing_if = "is_zero")]
@@ -149,6 +152,7 @@ impl Run {
             staged: None,
             additional_instructions: None,
             metadata: crate::thread::Metadata::default(),
+            incomplete_details: None,
             repeated_calls: 0,
         }
     }

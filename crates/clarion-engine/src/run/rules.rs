@@ -121,7 +121,7 @@ pub fn on_error(
     if let Some(rule) = &tool.on_error {
         let context = minijinja::context! {
             args => to_value(args),
-            error => minijinja::context! { kind => error.kind, message => error.message.clone() },
+            error => minijinja::context! { kind => error.kind.as_str(), message => error.message.clone() },
             slots => to_value(slots),
         };
         match environment().render_str(&rule.inject, context) {

@@ -8,6 +8,7 @@
 use serde_json::{Map, Value};
 
 use crate::BoxFuture;
+pub use crate::codes::ToolErrorKind;
 use clarion_flow::{Flow, Tool};
 
 /// One call to execute.
@@ -27,9 +28,8 @@ pub struct ToolRequest<'a> {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct ToolError {
-    /// A stable code the model and `on_error` rules can read: `failed`, `timeout`,
-    /// `invalid_output`, `unavailable`, `refused`, `unknown_tool`, `invalid_arguments`.
-    pub kind: &'static str,
+    /// What kind of failure: the model and `on_error` rules read its wire form.
+    pub kind: ToolErrorKind,
     /// What happened, with secrets redacted.
     pub message: String,
 }
@@ -37,7 +37,7 @@ pub struct ToolError {
 impl ToolError {
     /// An error of `kind`.
     #[must_use]
-    pub fn new(kind: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(kind: ToolErrorKind, message: impl Into<String>) -> Self {
         Self {
             kind,
             message: message.into(),
@@ -47,7 +47,7 @@ impl ToolError {
     /// The JSON the model reads as the call's output.
     #[must_use]
     pub fn to_output(&self) -> Value {
-        serde_json::json!({ "error": { "kind": self.kind, "message": self.message } })
+        serde_json::json!({ "error": { "kind": self.kind.as_str(), "message": self.message } })
     }
 }
 

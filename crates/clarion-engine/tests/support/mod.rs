@@ -3,6 +3,7 @@
 
 #![allow(dead_code, clippy::missing_panics_doc, clippy::must_use_candidate)]
 
+use clarion_engine::codes::ToolErrorKind;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -59,7 +60,10 @@ pub fn finance(tool: &clarion_flow::Tool, args: &Map<String, Value>) -> Result<V
                 "overspending": expenses > income * 0.8,
             }))
         }
-        other => Err(ToolError::new("failed", format!("no stand-in for {other}"))),
+        other => Err(ToolError::new(
+            ToolErrorKind::Failed,
+            format!("no stand-in for {other}"),
+        )),
     }
 }
 

@@ -5,6 +5,7 @@
 //! a question is an assistant message whose metadata says `clarion_kind: question` with
 //! the tool and parameters it asks for.
 
+use clarion_engine::codes::{ErrorCode, IncompleteReason, ModelErrorKind};
 use clarion_engine::run::{Run, RunStatus};
 use clarion_engine::store::ThreadHeader;
 use clarion_engine::thread::{Message, MessageKind, Metadata};
@@ -169,17 +170,19 @@ pub fn run(assistant: &Assistant, run: &Run, status: RunStatus) -> Value {
             })
         });
     let last_error = run.last_error.as_ref().map(|e| {
-        let code = if e.code.contains("rate_limit") {
-            "rate_limit_exceeded"
-        } else {
-            "server_error"
+        // The API's codes are `server_error`, `rate_limit_exceeded` and `invalid_prompt`;
+        // Clarion's own code goes into the message.
+        let code = match e.code {
+            ErrorCode::Model(ModelErrorKind::RateLimited) => "rate_limit_exceeded",
+            _ => "server_error",
         };
         json!({"code": code, "message": format!("{} ({})", e.message, e.code)})
     });
     let incomplete_details = (status == RunStatus::Incomplete).then(|| {
-        let reason = match run.last_error.as_ref().map(|e| e.code.as_str()) {
-            Some("length") => "max_completion_tokens",
-            Some("content_filter") => "content_filter",
+        let reason = match run.incomplete_details {
+            Some(IncompleteReason::MaxOutputTokens) => "max_completion_tokens",
+            Some(IncompleteReason::ContentFilter) => "content_filter",
+            Some(IncompleteReason::RepeatedCall) => "repeated_call",
             _ => "max_steps",
         };
         json!({"reason": reason})

@@ -1,6 +1,7 @@
 //! Tool stand-ins: a fixed result, an error or a timeout per tool or per call, and the
 //! real executor for everything else.
 
+use clarion_engine::codes::ToolErrorKind;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -21,7 +22,7 @@ pub enum MockOutcome {
     /// This error.
     Error {
         /// `failed`, `unavailable`, `refused`, `invalid_output` or `timeout`.
-        kind: &'static str,
+        kind: ToolErrorKind,
         /// What happened.
         message: String,
     },
@@ -40,7 +41,7 @@ impl MockOutcome {
         match (result, error, timeout.unwrap_or(false)) {
             (Some(result), None, false) => Some(Self::Result(result.clone())),
             (None, Some(error), false) => Some(Self::Error {
-                kind: error.kind.as_str(),
+                kind: error.kind.tool_kind(),
                 message: error.message.clone(),
             }),
             (None, None, true) => Some(Self::Timeout),
@@ -121,10 +122,10 @@ impl ToolExecutor for MockExecutor {
         let result = match self.outcome(&request) {
             Some(MockOutcome::Result(value)) => Ok(value.clone()),
             Some(MockOutcome::Error { kind, message }) => {
-                Err(ToolError::new(kind, message.clone()))
+                Err(ToolError::new(*kind, message.clone()))
             }
             Some(MockOutcome::Timeout) => Err(ToolError::new(
-                "timeout",
+                ToolErrorKind::Timeout,
                 format!(
                     "`{}` did not finish within {}",
                     request.tool.name,
@@ -140,7 +141,7 @@ impl ToolExecutor for MockExecutor {
                     misses.push((request.call_id.to_owned(), request.tool.name.clone()));
                 }
                 Err(ToolError::new(
-                    "unavailable",
+                    ToolErrorKind::Unavailable,
                     format!("no mock for `{}`", request.tool.name),
                 ))
             }

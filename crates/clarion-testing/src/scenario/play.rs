@@ -6,6 +6,7 @@
 //! runs out, or has steps left, stops the scenario with a located error, because every
 //! later turn would answer the wrong question.
 
+use clarion_engine::codes::{ErrorCode, ModelErrorKind};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -339,7 +340,7 @@ fn script_problem(
     let exhausted = run
         .last_error
         .as_ref()
-        .is_some_and(|e| e.code == "model_script_exhausted");
+        .is_some_and(|e| e.code == ErrorCode::Model(ModelErrorKind::ScriptExhausted));
     if exhausted {
         let last = scripted.saturating_sub(1);
         let diagnostic = Diagnostic::new(
@@ -415,6 +416,11 @@ fn run_note(run: &Run) -> String {
             "the turn's run had already completed (a reply, or a question for the user, ends a run)"
                 .to_owned()
         }
+        (None, RunStatus::Incomplete) => format!(
+            "the turn's run ended `incomplete` ({})",
+            run.incomplete_details
+                .map_or("max_steps", clarion_engine::codes::IncompleteReason::as_str)
+        ),
         (None, status) => format!("the turn's run ended `{}`", status.as_str()),
     }
 }

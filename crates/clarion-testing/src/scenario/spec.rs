@@ -96,6 +96,19 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    /// The engine's kind for it.
+    #[must_use]
+    pub fn tool_kind(self) -> clarion_engine::codes::ToolErrorKind {
+        use clarion_engine::codes::ToolErrorKind;
+        match self {
+            Self::Failed => ToolErrorKind::Failed,
+            Self::Unavailable => ToolErrorKind::Unavailable,
+            Self::Refused => ToolErrorKind::Refused,
+            Self::InvalidOutput => ToolErrorKind::InvalidOutput,
+            Self::Timeout => ToolErrorKind::Timeout,
+        }
+    }
+
     /// The kind as the engine writes it.
     #[must_use]
     pub fn as_str(self) -> &'static str {

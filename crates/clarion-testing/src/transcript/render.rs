@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use serde_json::{Map, Value};
 
 use super::{Redactor, StableIds};
+use clarion_engine::codes::IncompleteReason;
 use clarion_engine::events::Event;
 use clarion_engine::run::{Run, RunStatus};
 use clarion_engine::thread::OutputStatus;
@@ -103,10 +104,22 @@ impl Transcript {
                 )
             }
             (RunStatus::Incomplete, _) => {
-                format!(
-                    "[{id} {status}: the step limit was reached after {} model requests]",
-                    run.steps
-                )
+                let why = match run.incomplete_details {
+                    Some(IncompleteReason::MaxOutputTokens) => {
+                        "the model's turn was cut off at its output token limit".to_owned()
+                    }
+                    Some(IncompleteReason::ContentFilter) => {
+                        "the provider's content filter stopped the model's turn".to_owned()
+                    }
+                    Some(IncompleteReason::RepeatedCall) => {
+                        "the model repeated a call that had already succeeded, twice".to_owned()
+                    }
+                    _ => format!(
+                        "the step limit was reached after {} model requests",
+                        run.steps
+                    ),
+                };
+                format!("[{id} {status}: {why}]")
             }
             (_, Some(error)) => format!("[{id} {status}: {} — {}]", error.code, error.message),
             _ => format!("[{id} {status}]"),

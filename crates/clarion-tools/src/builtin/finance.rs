@@ -18,6 +18,7 @@
 //! anything; a plan that needs longer should be changed, not followed, which is exactly the
 //! flow's "out of reach" advice.
 
+use clarion_engine::codes::ToolErrorKind;
 use rust_decimal::Decimal;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -43,7 +44,7 @@ pub fn register(registry: &mut BuiltinRegistry) {
 }
 
 fn invalid(message: impl Into<String>) -> ToolError {
-    ToolError::new("invalid_arguments", message)
+    ToolError::new(ToolErrorKind::InvalidArguments, message)
 }
 
 fn at_least_zero(name: &str, value: Amount) -> Result<Decimal, ToolError> {
@@ -557,7 +558,11 @@ mod tests {
             let error = call(name, args.clone())
                 .err()
                 .unwrap_or_else(|| panic!("{name} accepted {args}"));
-            assert_eq!(error.kind, "invalid_arguments", "{name} {args}: {error}");
+            assert_eq!(
+                error.kind,
+                ToolErrorKind::InvalidArguments,
+                "{name} {args}: {error}"
+            );
         }
     }
 }

@@ -15,6 +15,7 @@ pub mod finance;
 pub mod money;
 mod schema;
 
+use clarion_engine::codes::ToolErrorKind;
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
 
@@ -55,12 +56,13 @@ where
         let deserializer = serde::de::value::MapDeserializer::new(
             arguments.iter().map(|(name, value)| (name.as_str(), value)),
         );
-        let arguments = A::deserialize(deserializer)
-            .map_err(|e: serde_json::Error| ToolError::new("invalid_arguments", e.to_string()))?;
+        let arguments = A::deserialize(deserializer).map_err(|e: serde_json::Error| {
+            ToolError::new(ToolErrorKind::InvalidArguments, e.to_string())
+        })?;
         let result = (self.function)(arguments)?;
         serde_json::to_value(result).map_err(|e| {
             ToolError::new(
-                "invalid_output",
+                ToolErrorKind::InvalidOutput,
                 format!("the result cannot be represented as JSON: {e}"),
             )
         })
@@ -130,7 +132,7 @@ impl BuiltinRegistry {
         match self.get(name) {
             Some(function) => function.call(arguments),
             None => Err(ToolError::new(
-                "unknown_tool",
+                ToolErrorKind::UnknownTool,
                 format!("there is no built-in `{name}`"),
             )),
         }
@@ -191,7 +193,7 @@ mod tests {
             .call("demo.greet", &args(json!({"name": 3})))
             .err()
             .unwrap_or_else(|| panic!("accepted a number"));
-        assert_eq!(error.kind, "invalid_arguments");
+        assert_eq!(error.kind, ToolErrorKind::InvalidArguments);
         assert!(
             error.message.contains("expected a string"),
             "{}",
@@ -219,7 +221,7 @@ mod tests {
             .call("demo.nope", &Map::new())
             .err()
             .unwrap_or_else(|| panic!("ran an unknown built-in"));
-        assert_eq!(error.kind, "unknown_tool");
+        assert_eq!(error.kind, ToolErrorKind::UnknownTool);
         assert_eq!(registry.call("demo.nothing", &Map::new()), Ok(json!(null)));
     }
 

@@ -17,6 +17,7 @@
 //! [`Amount`] is the argument and result type: JSON numbers in and out (the schema the flow
 //! sees says `number`), `Decimal` inside.
 
+use clarion_engine::codes::ToolErrorKind;
 use std::fmt;
 use std::str::FromStr;
 
@@ -152,7 +153,7 @@ pub(crate) trait Checked: Sized {
 
 fn out_of_range() -> ToolError {
     ToolError::new(
-        "invalid_arguments",
+        ToolErrorKind::InvalidArguments,
         "the numbers are too large to compute with (amounts are limited to 28 significant digits)",
     )
 }

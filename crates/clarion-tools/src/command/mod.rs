@@ -17,6 +17,7 @@
 mod group;
 mod output;
 
+use clarion_engine::codes::ToolErrorKind;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::Mutex;
@@ -113,7 +114,7 @@ struct Started {
 fn start(flow: &Flow, spec: &CommandSpec, env: &[(String, String)]) -> Result<Started, ToolError> {
     let Some((program, rest)) = spec.argv.split_first() else {
         return Err(ToolError::new(
-            "unavailable",
+            ToolErrorKind::Unavailable,
             "the command's `argv` is empty",
         ));
     };
@@ -140,7 +141,7 @@ fn start(flow: &Flow, spec: &CommandSpec, env: &[(String, String)]) -> Result<St
     command.process_group(0);
     let child = command.spawn().map_err(|e| {
         ToolError::new(
-            "unavailable",
+            ToolErrorKind::Unavailable,
             format!("cannot start `{shown}` in {}: {e}", cwd.display()),
         )
     })?;
@@ -160,7 +161,10 @@ async fn run(
     timeout: Duration,
 ) -> Result<Value, ToolError> {
     let input = serde_json::to_vec(arguments).map_err(|e| {
-        ToolError::new("invalid_arguments", format!("cannot encode arguments: {e}"))
+        ToolError::new(
+            ToolErrorKind::InvalidArguments,
+            format!("cannot encode arguments: {e}"),
+        )
     })?;
     let limit = spec.max_output_bytes.unwrap_or(DEFAULT_MAX_OUTPUT_BYTES);
     let Started {
@@ -185,7 +189,7 @@ async fn run(
         // Reap the killed leader now rather than leave a zombie until the next spawn.
         let _ = tokio::time::timeout(Duration::from_secs(1), child.wait()).await;
         return Err(ToolError::new(
-            "timeout",
+            ToolErrorKind::Timeout,
             with_stderr(format!(
                 "`{shown}` did not finish within {}; its process group was killed",
                 humanize(timeout)
@@ -194,20 +198,24 @@ async fn run(
     };
     let Ok(out) = out else {
         return Err(ToolError::new(
-            "invalid_output",
+            ToolErrorKind::InvalidOutput,
             format!("`{shown}` printed more than {limit} bytes (the tool's `max_output_bytes`)"),
         ));
     };
-    let status =
-        status.map_err(|e| ToolError::new("failed", format!("cannot wait for `{shown}`: {e}")))?;
+    let status = status.map_err(|e| {
+        ToolError::new(
+            ToolErrorKind::Failed,
+            format!("cannot wait for `{shown}`: {e}"),
+        )
+    })?;
     if !status.success() {
         return Err(ToolError::new(
-            "failed",
+            ToolErrorKind::Failed,
             with_stderr(exit_message(&shown, status)),
         ));
     }
     parse(&shown, &out).map_err(|error| match error.kind {
-        "invalid_output" if out.iter().all(u8::is_ascii_whitespace) => {
+        ToolErrorKind::InvalidOutput if out.iter().all(u8::is_ascii_whitespace) => {
             ToolError::new(error.kind, with_stderr(error.message))
         }
         _ => error,
@@ -257,7 +265,7 @@ fn parse(shown: &str, out: &[u8]) -> Result<Value, ToolError> {
     let text = text.trim();
     if text.is_empty() {
         return Err(ToolError::new(
-            "invalid_output",
+            ToolErrorKind::InvalidOutput,
             format!(
                 "`{shown}` printed nothing on stdout; a command tool prints its result as JSON"
             ),
@@ -266,7 +274,7 @@ fn parse(shown: &str, out: &[u8]) -> Result<Value, ToolError> {
     serde_json::from_str(text).map_err(|e| {
         let start: String = text.chars().take(120).collect();
         ToolError::new(
-            "invalid_output",
+            ToolErrorKind::InvalidOutput,
             format!("`{shown}` printed something that is not JSON ({e}): {start}"),
         )
     })

@@ -18,6 +18,7 @@ mod request;
 mod resolve;
 mod response;
 
+use clarion_engine::codes::ToolErrorKind;
 use std::error::Error as _;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -120,7 +121,7 @@ impl HttpExecutor {
         };
         cell.get_or_init(|| build_client(&self.policy, allow_private))
             .as_ref()
-            .map_err(|e| ToolError::new("unavailable", e.clone()))
+            .map_err(|e| ToolError::new(ToolErrorKind::Unavailable, e.clone()))
     }
 
     /// Runs one call of a tool with this `[http]` table.
@@ -145,7 +146,7 @@ impl HttpExecutor {
             let plan = request::plan(spec, arguments, &env)?;
             self.policy
                 .check_url(&plan.url, spec.allow_private_network)
-                .map_err(|refused| ToolError::new("refused", refused.to_string()))?;
+                .map_err(|refused| ToolError::new(ToolErrorKind::Refused, refused.to_string()))?;
             let client = self.client(spec.allow_private_network)?;
             self.attempts(client, spec, &plan, deadline).await
         })
@@ -157,7 +158,7 @@ impl HttpExecutor {
             }
             Ok(Err(error)) => Err(redactor.error(error)),
             Err(_) => Err(ToolError::new(
-                "timeout",
+                ToolErrorKind::Timeout,
                 format!("no complete response within {}", humanize(timeout)),
             )),
         }
@@ -223,7 +224,7 @@ async fn send(
         Ok(body) => body,
         Err(BodyError::TooLarge(limit)) => {
             return Err(Failure::fatal(ToolError::new(
-                "invalid_output",
+                ToolErrorKind::InvalidOutput,
                 format!(
                     "{}: the response is larger than {limit} bytes (the tool's `max_response_bytes`)",
                     plan.describe()
@@ -255,9 +256,9 @@ fn status_failure(
         || status == StatusCode::TOO_MANY_REQUESTS
         || status == StatusCode::REQUEST_TIMEOUT;
     let kind = if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
-        "unavailable"
+        ToolErrorKind::Unavailable
     } else {
-        "failed"
+        ToolErrorKind::Failed
     };
     let after = response
         .headers()
@@ -277,11 +278,11 @@ fn transport(plan: &Plan, error: &reqwest::Error) -> Failure {
     let mut source: Option<&(dyn std::error::Error + 'static)> = error.source();
     while let Some(cause) = source {
         if let Some(refused) = cause.downcast_ref::<Refused>() {
-            return Failure::fatal(ToolError::new("refused", refused.to_string()));
+            return Failure::fatal(ToolError::new(ToolErrorKind::Refused, refused.to_string()));
         }
         if cause.downcast_ref::<TooManyRedirects>().is_some() {
             return Failure::fatal(ToolError::new(
-                "failed",
+                ToolErrorKind::Failed,
                 format!("{}: more than {MAX_REDIRECTS} redirects", plan.describe()),
             ));
         }
@@ -296,7 +297,7 @@ fn transport(plan: &Plan, error: &reqwest::Error) -> Failure {
         format!("the connection failed ({detail})")
     };
     Failure::transient(ToolError::new(
-        "unavailable",
+        ToolErrorKind::Unavailable,
         format!("{}: {what}", plan.describe()),
     ))
 }

@@ -6,6 +6,7 @@
 //! arguments go. Arguments the URL template already uses are not repeated in the query
 //! string or the JSON body: `…/customers/{{ args.email }}` sends the email once.
 
+use clarion_engine::codes::ToolErrorKind;
 use std::collections::{BTreeMap, HashSet};
 
 use clarion_engine::tool::ToolError;
@@ -64,7 +65,7 @@ pub(crate) fn body_mode(spec: &HttpSpec) -> HttpBody {
 }
 
 fn invalid(message: String) -> ToolError {
-    ToolError::new("invalid_arguments", message)
+    ToolError::new(ToolErrorKind::InvalidArguments, message)
 }
 
 /// The allow-listed environment variables that are set.
@@ -89,7 +90,7 @@ pub(crate) fn plan(
     let mut headers = headers(spec, &context, &mut env_used)?;
     if let Some(missing) = env_used.iter().find(|name| !env.contains_key(*name)) {
         return Err(ToolError::new(
-            "unavailable",
+            ToolErrorKind::Unavailable,
             format!("environment variable `{missing}` is not set"),
         ));
     }
@@ -101,7 +102,7 @@ pub(crate) fn plan(
         .map_err(|e| invalid(format!("`{rendered}` is not a valid URL ({e})")))?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(ToolError::new(
-            "refused",
+            ToolErrorKind::Refused,
             format!(
                 "only http and https URLs are allowed, not `{}:`",
                 url.scheme()
@@ -285,27 +286,35 @@ mod tests {
     #[test]
     fn bad_requests_are_refused_before_sending() {
         let cases = [
-            (r#"url = "file:///etc/passwd""#, json!({}), "refused"),
+            (
+                r#"url = "file:///etc/passwd""#,
+                json!({}),
+                ToolErrorKind::Refused,
+            ),
             (
                 r#"url = "https://x.example/{{ args.p }}""#,
                 json!({"p": ".."}),
-                "invalid_arguments",
+                ToolErrorKind::InvalidArguments,
             ),
             (
                 r#"url = "https://x.example/"
                    headers = { X-Note = "{{ args.note }}" }
                    body = "none""#,
                 json!({"note": "a\r\nInjected: 1"}),
-                "invalid_arguments",
+                ToolErrorKind::InvalidArguments,
             ),
             (
                 r#"url = "https://x.example/"
                    headers = { Authorization = "{{ env.UNSET_TOKEN }}" }
                    env = ["UNSET_TOKEN"]"#,
                 json!({}),
-                "unavailable",
+                ToolErrorKind::Unavailable,
             ),
-            (r#"url = "not a url""#, json!({}), "invalid_arguments"),
+            (
+                r#"url = "not a url""#,
+                json!({}),
+                ToolErrorKind::InvalidArguments,
+            ),
         ];
         for (table, arguments, kind) in cases {
             let error = plan(&spec(table), &args(arguments), &BTreeMap::new())

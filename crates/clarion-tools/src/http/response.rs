@@ -5,6 +5,7 @@
 //! reading anything), so a huge or endless body costs at most the limit in memory and never
 //! more time than the tool's timeout. Dropping the response closes the connection.
 
+use clarion_engine::codes::ToolErrorKind;
 use clarion_engine::tool::ToolError;
 use serde_json::Value;
 
@@ -56,7 +57,7 @@ pub(crate) fn result(body: &[u8], pointer: Option<&str>) -> Result<Value, ToolEr
     } else {
         serde_json::from_slice::<Value>(body).map_err(|e| {
             ToolError::new(
-                "invalid_output",
+                ToolErrorKind::InvalidOutput,
                 format!(
                     "the response is not JSON ({e}); it starts with: {}",
                     snippet(body, 120)
@@ -68,7 +69,7 @@ pub(crate) fn result(body: &[u8], pointer: Option<&str>) -> Result<Value, ToolEr
         None | Some("") => Ok(value),
         Some(pointer) => value.pointer_mut(pointer).map(Value::take).ok_or_else(|| {
             ToolError::new(
-                "invalid_output",
+                ToolErrorKind::InvalidOutput,
                 format!("the response has nothing at `{pointer}` (the tool's `result_pointer`)"),
             )
         }),
@@ -91,10 +92,10 @@ mod tests {
         let error = result(body, Some("/data/hotels"))
             .err()
             .unwrap_or_else(|| panic!("found a missing pointer"));
-        assert_eq!(error.kind, "invalid_output");
+        assert_eq!(error.kind, ToolErrorKind::InvalidOutput);
         assert_eq!(
             result(b"  \n", Some("/x")).err().map(|e| e.kind),
-            Some("invalid_output")
+            Some(ToolErrorKind::InvalidOutput)
         );
         assert_eq!(result(b"", None), Ok(Value::Null));
     }
@@ -104,7 +105,7 @@ mod tests {
         let error = result(b"<html>oops</html>", None)
             .err()
             .unwrap_or_else(|| panic!("parsed HTML"));
-        assert_eq!(error.kind, "invalid_output");
+        assert_eq!(error.kind, ToolErrorKind::InvalidOutput);
         assert!(
             error.message.ends_with("it starts with: <html>oops</html>"),
             "{}",

@@ -6,12 +6,12 @@ use crate::events::Event;
 use crate::events::EventSink;
 use crate::ids::new_id;
 use crate::model::ModelRequest;
-use crate::model::ModelTurn;
+use crate::model::{ModelResponse, ModelTurn};
 use crate::run::EngineError;
-use crate::run::LastError;
 use crate::run::Run;
 use crate::run::RunStatus;
 use crate::run::protocol;
+use crate::run::{ErrorCode, IncompleteReason};
 use crate::store::Step;
 use crate::thread::MessageKind;
 use crate::thread::Thread;
@@ -45,6 +45,8 @@ impl Engine {
             let (text, calls) = match turn {
                 ModelTurn::ToolCalls { text, calls } => (text, calls),
                 ModelTurn::Text(text) => (Some(text), Vec::new()),
+                // `ask_model` ends the run on these.
+                ModelTurn::Stopped { .. } => return Ok(()),
             };
             if calls.is_empty() {
                 if first_turn {
@@ -129,6 +131,7 @@ impl Engine {
             return Ok(None);
         }
         if run.steps >= self.flow.limits.max_steps {
+            run.incomplete_details = Some(IncompleteReason::MaxSteps);
             self.finish(thread, run, RunStatus::Incomplete, mark, events)
                 .await?;
             return Ok(None);
@@ -139,15 +142,22 @@ impl Engine {
                 None => text,
             },
             Err(message) => {
-                self.fail(thread, run, "instructions", message, mark, events)
+                self.fail(thread, run, ErrorCode::Instructions, message, mark, events)
                     .await?;
                 return Ok(None);
             }
         };
         if let Err(violation) = protocol::check(&thread.messages) {
             let message = format!("refusing to send a broken history to the model: {violation}");
-            self.fail(thread, run, "protocol_violation", message, mark, events)
-                .await?;
+            self.fail(
+                thread,
+                run,
+                ErrorCode::ProtocolViolation,
+                message,
+                mark,
+                events,
+            )
+            .await?;
             return Ok(None);
         }
         run.steps += 1;
@@ -168,6 +178,18 @@ impl Engine {
             }
         };
         match response {
+            // A turn cut short by the token limit or a content filter ends the run as
+            // incomplete, as the Assistants API did: nothing is wrong with the thread.
+            Ok(ModelResponse {
+                turn: ModelTurn::Stopped { reason },
+                usage,
+            }) => {
+                run.usage.add(usage);
+                run.incomplete_details = Some(reason);
+                self.finish(thread, run, RunStatus::Incomplete, mark, events)
+                    .await?;
+                Ok(None)
+            }
             Ok(response) => {
                 run.usage.add(response.usage);
                 Ok(Some(if export::offers_reply(&self.flow) {
@@ -176,23 +198,12 @@ impl Engine {
                     response.turn
                 }))
             }
-            // A turn cut short by the token limit or a content filter ends the run as
-            // incomplete, as the Assistants API did: nothing is wrong with the thread.
-            Err(error) if matches!(error.code, "length" | "content_filter") => {
-                run.last_error = Some(LastError {
-                    code: error.code.to_owned(),
-                    message: error.message.clone(),
-                });
-                self.finish(thread, run, RunStatus::Incomplete, mark, events)
-                    .await?;
-                Ok(None)
-            }
             Err(error) => {
                 let message = format!("the model failed: {error}");
                 self.fail(
                     thread,
                     run,
-                    &format!("model_{}", error.code),
+                    ErrorCode::Model(error.kind),
                     message,
                     mark,
                     events,

@@ -1,6 +1,7 @@
 //! Running one server-side tool call under its timeout.
 
 use super::*;
+use crate::codes::ToolErrorKind;
 
 impl Engine {
     pub(super) async fn execute(
@@ -28,7 +29,7 @@ impl Engine {
         let result = match execution.await {
             Ok(result) => result,
             Err(_) => Err(ToolError::new(
-                "timeout",
+                ToolErrorKind::Timeout,
                 format!(
                     "`{}` did not finish within {}",
                     tool.name,
@@ -37,7 +38,7 @@ impl Engine {
             )),
         };
         if let Err(error) = &result {
-            tracing::warn!(call_id = %call.id, tool = %tool.name, kind = error.kind, "tool failed: {}", error.message);
+            tracing::warn!(call_id = %call.id, tool = %tool.name, kind = error.kind.as_str(), "tool failed: {}", error.message);
         }
         result
     }

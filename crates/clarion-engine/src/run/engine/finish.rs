@@ -2,13 +2,14 @@
 //! open call when a run is cancelled or expires.
 
 use super::{Engine, humanize};
+use crate::codes::ToolErrorKind;
 use crate::events::Event;
 use crate::events::EventSink;
 use crate::ids::new_id;
 use crate::run::EngineError;
-use crate::run::LastError;
 use crate::run::Run;
 use crate::run::RunStatus;
+use crate::run::{ErrorCode, LastError};
 use crate::store::Step;
 use crate::thread::Message;
 use crate::thread::MessageKind;
@@ -100,15 +101,12 @@ impl Engine {
         &self,
         thread: &mut Thread,
         run: &mut Run,
-        code: &str,
+        code: ErrorCode,
         message: String,
         mark: usize,
         events: &dyn EventSink,
     ) -> Result<(), EngineError> {
-        run.last_error = Some(LastError {
-            code: code.to_owned(),
-            message,
-        });
+        run.last_error = Some(LastError { code, message });
         self.finish(thread, run, RunStatus::Failed, mark, events)
             .await
     }
@@ -124,7 +122,7 @@ impl Engine {
     ) {
         for call in calls {
             let content = ToolError::new(
-                "cancelled",
+                ToolErrorKind::Cancelled,
                 "the run was cancelled before this call finished",
             )
             .to_output()
@@ -146,7 +144,7 @@ impl Engine {
         if let Some(mut staged) = run.staged.take() {
             for call in std::mem::take(&mut run.required_action) {
                 let content = ToolError::new(
-                    "cancelled",
+                    ToolErrorKind::Cancelled,
                     "the run was cancelled before the client submitted this output",
                 )
                 .to_output()
@@ -174,10 +172,12 @@ impl Engine {
         let mark = thread.messages.len();
         let mut staged = run.staged.take().unwrap_or_default();
         for call in std::mem::take(&mut run.required_action) {
-            let content =
-                ToolError::new("expired", "the client did not submit this output in time")
-                    .to_output()
-                    .to_string();
+            let content = ToolError::new(
+                ToolErrorKind::Expired,
+                "the client did not submit this output in time",
+            )
+            .to_output()
+            .to_string();
             staged.outputs.push(self.output_message(
                 &run,
                 &call,
@@ -189,7 +189,7 @@ impl Engine {
         staged.asks.clear();
         self.land_turn(&mut thread, &mut run, staged, &events);
         run.last_error = Some(LastError {
-            code: "expired".to_owned(),
+            code: ErrorCode::Expired,
             message: format!(
                 "no tool outputs were submitted within {}",
                 humanize(self.flow.limits.requires_action_timeout)

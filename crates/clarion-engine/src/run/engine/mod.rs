@@ -37,7 +37,7 @@ use tracing::Instrument as _;
 
 use super::call::Validators;
 use super::rules::{self};
-use super::{LastError, Run, RunStatus};
+use super::{ErrorCode, LastError, Run, RunStatus};
 use crate::clock::{Clock, SystemClock};
 use crate::events::{Event, EventSink};
 use crate::ids::new_id;
@@ -503,7 +503,7 @@ impl Engine {
             };
             run.status = RunStatus::Failed;
             run.last_error = Some(LastError {
-                code: "interrupted".to_owned(),
+                code: ErrorCode::Interrupted,
                 message: "the process stopped during this run; the unfinished step was discarded. \
                           Start a new run to retry."
                     .to_owned(),

@@ -2,11 +2,11 @@
 //! ones, and landing the outputs, injected context and questions in the thread.
 
 use super::{Engine, TurnEnd, cancelled};
+use crate::codes::ToolErrorKind;
 use crate::events::Event;
 use crate::events::EventSink;
 use crate::ids::new_id;
 use crate::run::Ask;
-use crate::run::LastError;
 use crate::run::Run;
 use crate::run::RunStatus;
 use crate::run::StagedTurn;
@@ -17,6 +17,7 @@ use crate::run::call::prepare;
 use crate::run::grounding::Said;
 use crate::run::rules;
 use crate::run::rules::RuleEffects;
+use crate::run::{ErrorCode, IncompleteReason, LastError};
 use crate::thread::Message;
 use crate::thread::MessageKind;
 use crate::thread::OutputStatus;
@@ -255,7 +256,7 @@ impl Engine {
         }
         if run.consecutive_failures >= self.flow.limits.max_consecutive_failures {
             run.last_error = Some(LastError {
-                code: "tool_failures".to_owned(),
+                code: ErrorCode::ToolFailures,
                 message: format!(
                     "{} tool calls failed in a row (the flow allows {}); see the tool outputs for each error",
                     run.consecutive_failures, self.flow.limits.max_consecutive_failures
@@ -390,7 +391,7 @@ pub(super) fn guard_repeats(
         {
             repeated = true;
             *prepared = Prepared::Rejected(ToolError::new(
-                "repeated_call",
+                ToolErrorKind::RepeatedCall,
                 format!(
                     "`{}` already ran with these arguments in this run and its result is above; answer the user with it instead of calling it again",
                     call.name
@@ -427,10 +428,7 @@ pub(super) fn end_loop(end: TurnEnd, run: &mut Run) -> TurnEnd {
     if !matches!(end, TurnEnd::Continue) {
         return end;
     }
-    run.last_error = Some(LastError {
-        code: "repeated_call".to_owned(),
-        message: "the model called a tool again with the same arguments after being told its result was already there; the run was ended to stop a loop".to_owned(),
-    });
+    run.incomplete_details = Some(IncompleteReason::RepeatedCall);
     TurnEnd::Stop(RunStatus::Incomplete)
 }
 
