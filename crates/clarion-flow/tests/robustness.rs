@@ -179,8 +179,8 @@ fn five_megabytes_of_instructions_load() {
     let prose = "You are a careful assistant; answer in short, concrete sentences.\n";
     let body = prose.repeat(5 * 1024 * 1024 / prose.len());
     let text = FINANCE.replacen(
-        "Keep answers short and concrete.",
-        &format!("Keep answers short and concrete.\n{body}"),
+        "never calculate yourself.",
+        &format!("never calculate yourself.\n{body}"),
         1,
     );
     assert!(text.len() > 5 * 1024 * 1024);
@@ -193,8 +193,8 @@ fn megabytes_of_template_tags_load() {
     let line = "Use {{ slots.monthly_income }} when {% if slots.risk_tolerance %}set{% endif %}.\n";
     let body = line.repeat(scaled(5 * 1024 * 1024) / line.len());
     let text = FINANCE.replacen(
-        "Keep answers short and concrete.",
-        &format!("Keep answers short and concrete.\n{body}"),
+        "never calculate yourself.",
+        &format!("never calculate yourself.\n{body}"),
         1,
     );
     assert_eq!(codes(&load(&text)), Vec::<&str>::new());

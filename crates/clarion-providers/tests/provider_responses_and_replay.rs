@@ -108,7 +108,7 @@ async fn the_responses_api_pairs_function_calls_and_outputs_by_call_id() {
     assert_eq!(
         bodies[0]["instructions"]
             .as_str()
-            .map(|i| i.starts_with("You are a careful")),
+            .map(|i| i.starts_with("You are a personal finance assistant")),
         Some(true)
     );
     assert_eq!(bodies[0]["tools"][0]["name"], "calculate_savings_timeline");
