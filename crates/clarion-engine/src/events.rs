@@ -14,6 +14,7 @@ use crate::run::RunStatus;
 /// Something that happened during a run.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Event {
     /// The run changed status.
     Status {

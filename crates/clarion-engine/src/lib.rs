@@ -16,10 +16,9 @@
 //!
 //! ```
 //! use std::sync::Arc;
-//! use clarion_engine::{events::EventLog, run::{Engine, RunStatus}, store::MemoryStore};
-//! use clarion_flow as flow;
+//! use clarion_engine::{Engine, EventLog, FnExecutor, MemoryStore, Metadata, RunStatus};
 //! use clarion_engine::model::scripted::{ScriptedModel, ScriptedTurn};
-//! use clarion_engine::{thread::Metadata, tool::FnExecutor};
+//! use clarion_flow as flow;
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -59,6 +58,16 @@ use std::pin::Pin;
 /// A boxed future, so traits with async methods (`Model`, `ToolExecutor`, `ThreadStore`)
 /// stay object-safe.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+// The facade: what an embedder names most. The modules stay public for the rest (the
+// scripted model, store paging types, event sinks), each documented with what it owns.
+pub use codes::{ErrorCode, IncompleteReason, ModelErrorKind, ToolErrorKind};
+pub use events::{Event, EventLog, EventSink, NoEvents};
+pub use model::{Model, ModelError, ModelRequest, ModelResponse, ModelTurn};
+pub use run::{Engine, EngineError, LastError, Run, RunStatus, ToolOutputSubmission, Usage};
+pub use store::{MemoryStore, StoreError, ThreadStore};
+pub use thread::{Message, MessageKind, Metadata, Thread, ToolCall};
+pub use tool::{FnExecutor, ToolError, ToolExecutor, ToolRequest};
 
 pub mod clock;
 pub mod codes;

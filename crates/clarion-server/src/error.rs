@@ -137,6 +137,8 @@ impl From<EngineError> for ApiError {
             EngineError::RunBusy(_) => {
                 Self::bad_request(error.to_string()).with_status(StatusCode::CONFLICT)
             }
+            // A kind this server does not know yet is the server's fault, not the client's.
+            _ => Self::internal(&error.to_string()),
         }
     }
 }
@@ -152,7 +154,7 @@ impl From<StoreError> for ApiError {
             StoreError::MessageNotFound { message_id, .. } => {
                 Self::not_found("message", &message_id)
             }
-            StoreError::Duplicate(_) | StoreError::Backend(_) => Self::internal(&error.to_string()),
+            _ => Self::internal(&error.to_string()),
         }
     }
 }

@@ -800,7 +800,8 @@ impl EventSink for Terminal {
                 self.effect(format!("  × not stated, dropped: {}", params.join(", ")));
             }
             Event::RuleSkipped { tool, reason } => self.effect(format!("  ! {tool}: {reason}")),
-            Event::Status { .. } | Event::ToolCalled { .. } | Event::ModelCalled { .. } => {}
+            // Statuses come from the run; calls are shown with their results.
+            _ => {}
         }
     }
 }

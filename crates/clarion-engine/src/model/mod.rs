@@ -58,6 +58,8 @@ impl ModelRequest<'_> {
 
 /// The model's next turn.
 #[derive(Debug, Clone, PartialEq, Eq)]
+// Not `non_exhaustive`: providers build and recordings replay every turn, so a new kind
+// of turn must fail to compile there rather than be skipped by a wildcard.
 pub enum ModelTurn {
     /// The provider stopped the turn short (its token limit, its content filter): not an
     /// error, and the run ends `incomplete` with the reason.

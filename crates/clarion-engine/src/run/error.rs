@@ -7,6 +7,7 @@ use crate::thread::MetadataError;
 
 /// An operation the engine refused or could not complete.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum EngineError {
     /// The store failed, or the thread or run does not exist, or the thread is locked.
     #[error(transparent)]

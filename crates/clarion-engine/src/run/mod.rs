@@ -22,7 +22,7 @@ pub use engine::{Engine, ToolOutputSubmission};
 pub use error::EngineError;
 pub use status::{ALL_STATUSES, IllegalTransition, RunStatus};
 
-pub use crate::codes::{ErrorCode, IncompleteReason};
+use crate::codes::{ErrorCode, IncompleteReason};
 use crate::thread::ToolCall;
 
 /// Tokens used by a run, summed over its model requests.

@@ -32,6 +32,7 @@ pub use memory::MemoryStore;
 
 /// What a store can fail with.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum StoreError {
     /// No thread with this id.
     #[error("no thread `{0}`")]

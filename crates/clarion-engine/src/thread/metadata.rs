@@ -20,6 +20,7 @@ pub struct Metadata(BTreeMap<String, String>);
 
 /// Why metadata was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum MetadataError {
     /// More than [`MAX_KEYS`] keys.
     #[error("metadata can hold at most {MAX_KEYS} keys; this would make {0}")]

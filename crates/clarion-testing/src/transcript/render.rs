@@ -216,8 +216,9 @@ impl Transcript {
                 self.executing = false;
                 self.block("assistant: ", text);
             }
-            // Streamed text is in the assistant line; statuses come from `run`.
-            Event::TextDelta { .. } | Event::Status { .. } | Event::ModelCalled { .. } => {}
+            // Streamed text is in the assistant line; statuses come from `run`. A kind of
+            // event added later is not shown until it is given a line here.
+            _ => {}
         }
     }
 

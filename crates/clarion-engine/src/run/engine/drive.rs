@@ -2,6 +2,7 @@
 //! needs (cancellation, the step limit, the instructions, the pairing invariant).
 
 use super::{Engine, TurnEnd};
+use crate::codes::{ErrorCode, IncompleteReason};
 use crate::events::Event;
 use crate::events::EventSink;
 use crate::ids::new_id;
@@ -11,7 +12,6 @@ use crate::run::EngineError;
 use crate::run::Run;
 use crate::run::RunStatus;
 use crate::run::protocol;
-use crate::run::{ErrorCode, IncompleteReason};
 use crate::store::Step;
 use crate::thread::MessageKind;
 use crate::thread::Thread;

@@ -2,14 +2,15 @@
 //! open call when a run is cancelled or expires.
 
 use super::{Engine, humanize};
+use crate::codes::ErrorCode;
 use crate::codes::ToolErrorKind;
 use crate::events::Event;
 use crate::events::EventSink;
 use crate::ids::new_id;
 use crate::run::EngineError;
+use crate::run::LastError;
 use crate::run::Run;
 use crate::run::RunStatus;
-use crate::run::{ErrorCode, LastError};
 use crate::store::Step;
 use crate::thread::Message;
 use crate::thread::MessageKind;

@@ -3,10 +3,12 @@
 
 use super::{Engine, TurnEnd, cancelled};
 use crate::codes::ToolErrorKind;
+use crate::codes::{ErrorCode, IncompleteReason};
 use crate::events::Event;
 use crate::events::EventSink;
 use crate::ids::new_id;
 use crate::run::Ask;
+use crate::run::LastError;
 use crate::run::Run;
 use crate::run::RunStatus;
 use crate::run::StagedTurn;
@@ -17,7 +19,6 @@ use crate::run::call::prepare;
 use crate::run::grounding::Said;
 use crate::run::rules;
 use crate::run::rules::RuleEffects;
-use crate::run::{ErrorCode, IncompleteReason, LastError};
 use crate::thread::Message;
 use crate::thread::MessageKind;
 use crate::thread::OutputStatus;
