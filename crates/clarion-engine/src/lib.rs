@@ -8,6 +8,7 @@
 //! - [`store`]: the [`ThreadStore`](store::ThreadStore) trait and the in-memory store (SQLite
 //!   is `clarion-store`);
 //! - [`events`]: the typed event stream of a run;
+//! - [`retry`]: the backoff and `Retry-After` reading shared by model and tool clients;
 //! - [`codes`]: the codes callers branch on (model and tool errors, why a run failed or
 //!   stopped short), as enums.
 //!
@@ -74,6 +75,7 @@ pub mod codes;
 pub mod events;
 pub mod ids;
 pub mod model;
+pub mod retry;
 pub mod run;
 pub mod store;
 pub mod thread;

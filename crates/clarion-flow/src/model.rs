@@ -109,6 +109,28 @@ impl Executor {
     }
 }
 
+impl Tool {
+    /// How long one call of this tool may take: its own `timeout` (HTTP and command tools),
+    /// else `limits.tool_timeout`. One answer for the engine, the executors and the mocks.
+    #[must_use]
+    pub fn timeout(&self, limits: &Limits) -> Duration {
+        let specific = match &self.executor {
+            Executor::Http(http) => http.timeout.as_deref(),
+            Executor::Command(command) => command.timeout.as_deref(),
+            Executor::Builtin(_) | Executor::Client => None,
+        };
+        limits.tool_timeout_or(specific)
+    }
+}
+
+impl Limits {
+    /// A tool's own `timeout` text (already checked by the loader), else `tool_timeout`.
+    #[must_use]
+    pub fn tool_timeout_or(&self, own: Option<&str>) -> Duration {
+        own.and_then(parse_duration).unwrap_or(self.tool_timeout)
+    }
+}
+
 /// One tool parameter.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Param {
@@ -140,6 +162,17 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
         "m" => n.checked_mul(60).map(Duration::from_secs),
         "h" => n.checked_mul(3600).map(Duration::from_secs),
         _ => None,
+    }
+}
+
+/// A duration as a flow author writes it: `30s`, or `500ms` when not whole seconds.
+#[must_use]
+pub fn format_duration(duration: Duration) -> String {
+    let ms = duration.as_millis();
+    if ms.is_multiple_of(1000) {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
     }
 }
 

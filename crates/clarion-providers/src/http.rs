@@ -12,6 +12,7 @@
 //! so a slow model that keeps writing is never cut off by a limit meant for a hung one.
 
 use clarion_engine::codes::ModelErrorKind;
+use clarion_engine::retry::Backoff;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -192,13 +193,12 @@ impl ProviderClient {
         }
     }
 
-    /// Exponential backoff with full jitter: a random delay in `[0, min(cap, base·2^n)]`.
     fn backoff(&self, attempt: u32) -> Duration {
-        let base = self.config.backoff_base.as_millis() as u64;
-        let ceiling = base
-            .saturating_mul(1_u64 << attempt.min(20))
-            .min(self.config.backoff_cap.as_millis() as u64);
-        Duration::from_millis(fastrand::u64(0..=ceiling))
+        Backoff {
+            base: self.config.backoff_base,
+            cap: self.config.backoff_cap,
+        }
+        .delay(attempt)
     }
 
     fn host(&self) -> String {
@@ -404,23 +404,10 @@ fn status_code(status: u16) -> ModelErrorKind {
     }
 }
 
-/// `retry-after-ms` (OpenAI) or `Retry-After` in seconds.
+/// The wait the provider asked for, if any.
 fn retry_after(response: &reqwest::Response) -> Option<Duration> {
-    let header = |name: &str| {
-        response
-            .headers()
-            .get(name)?
-            .to_str()
-            .ok()
-            .map(str::trim)
-            .map(ToOwned::to_owned)
-    };
-    if let Some(ms) = header("retry-after-ms").and_then(|v| v.parse::<f64>().ok()) {
-        return Some(Duration::from_secs_f64(ms.max(0.0) / 1000.0));
-    }
-    header("retry-after")
-        .and_then(|v| v.parse::<f64>().ok())
-        .map(|s| Duration::from_secs_f64(s.max(0.0)))
+    let header = |name: &str| response.headers().get(name)?.to_str().ok();
+    clarion_engine::retry::retry_after(header("retry-after-ms"), header("retry-after"))
 }
 
 /// A reqwest error with its causes, which carry the useful part ("connection refused").

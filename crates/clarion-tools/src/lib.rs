@@ -43,7 +43,6 @@ pub mod http;
 pub mod redact;
 
 use clarion_engine::codes::ToolErrorKind;
-use std::time::Duration;
 
 use clarion_engine::BoxFuture;
 use clarion_engine::tool::{ToolError, ToolExecutor, ToolRequest};
@@ -110,15 +109,5 @@ impl ToolExecutor for ClarionTools {
                 ),
             )))),
         }
-    }
-}
-
-/// `30s`, `1500ms`: durations as flows write them.
-pub(crate) fn humanize(duration: Duration) -> String {
-    let ms = duration.as_millis();
-    if ms.is_multiple_of(1000) {
-        format!("{}s", ms / 1000)
-    } else {
-        format!("{ms}ms")
     }
 }

@@ -4,15 +4,14 @@
 use clarion_engine::codes::ToolErrorKind;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use serde_json::Value;
 
 use super::spec::{MockError, MockSpec};
 use clarion_engine::BoxFuture;
 use clarion_engine::tool::{ToolError, ToolExecutor, ToolRequest};
-use clarion_flow::model::parse_duration;
-use clarion_flow::{Executor, Flow, Tool};
+use clarion_flow::Executor;
+use clarion_flow::model::format_duration;
 
 /// What a mocked call returns.
 #[derive(Debug, Clone, PartialEq)]
@@ -129,7 +128,7 @@ impl ToolExecutor for MockExecutor {
                 format!(
                     "`{}` did not finish within {}",
                     request.tool.name,
-                    humanize(timeout(request.flow, request.tool))
+                    format_duration(request.tool.timeout(&request.flow.limits))
                 ),
             )),
             None => {
@@ -147,26 +146,5 @@ impl ToolExecutor for MockExecutor {
             }
         };
         Box::pin(async move { result })
-    }
-}
-
-/// The timeout the engine applies to `tool`'s calls.
-fn timeout(flow: &Flow, tool: &Tool) -> Duration {
-    let specific = match &tool.executor {
-        Executor::Http(http) => http.timeout.as_deref(),
-        Executor::Command(command) => command.timeout.as_deref(),
-        Executor::Builtin(_) | Executor::Client => None,
-    };
-    specific
-        .and_then(parse_duration)
-        .unwrap_or(flow.limits.tool_timeout)
-}
-
-fn humanize(duration: Duration) -> String {
-    let ms = duration.as_millis();
-    if ms.is_multiple_of(1000) {
-        format!("{}s", ms / 1000)
-    } else {
-        format!("{ms}ms")
     }
 }

@@ -26,12 +26,11 @@ use std::time::Duration;
 use clarion_engine::tool::ToolError;
 use clarion_flow::Flow;
 use clarion_flow::model::CommandSpec;
-use clarion_flow::model::parse_duration;
+use clarion_flow::model::format_duration;
 use serde_json::{Map, Value};
 use tokio::io::AsyncWriteExt;
 use tokio::process::{Child, Command};
 
-use crate::humanize;
 use crate::redact::Redactor;
 use group::ProcessGroup;
 use output::{Overflow, Tail, drain_into, read_limited};
@@ -63,11 +62,7 @@ impl CommandExecutor {
         spec: &CommandSpec,
         arguments: &Map<String, Value>,
     ) -> Result<Value, ToolError> {
-        let timeout = spec
-            .timeout
-            .as_deref()
-            .and_then(parse_duration)
-            .unwrap_or(flow.limits.tool_timeout);
+        let timeout = flow.limits.tool_timeout_or(spec.timeout.as_deref());
         let env: Vec<(String, String)> = spec
             .env
             .iter()
@@ -192,7 +187,7 @@ async fn run(
             ToolErrorKind::Timeout,
             with_stderr(format!(
                 "`{shown}` did not finish within {}; its process group was killed",
-                humanize(timeout)
+                format_duration(timeout)
             )),
         ));
     };

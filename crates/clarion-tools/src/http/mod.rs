@@ -19,6 +19,7 @@ mod resolve;
 mod response;
 
 use clarion_engine::codes::ToolErrorKind;
+use clarion_engine::retry::{Backoff, retry_after};
 use std::error::Error as _;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -26,14 +27,13 @@ use std::time::Duration;
 use clarion_engine::tool::ToolError;
 use clarion_flow::Flow;
 use clarion_flow::model::HttpSpec;
-use clarion_flow::model::parse_duration;
+use clarion_flow::model::format_duration;
 use reqwest::{Client, StatusCode, redirect};
 use serde_json::{Map, Value};
 use tokio::time::Instant;
 
 pub use policy::{NetworkPolicy, Refused};
 
-use crate::humanize;
 use crate::redact::Redactor;
 use request::Plan;
 use resolve::GuardedResolver;
@@ -45,11 +45,11 @@ pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 1024 * 1024;
 /// Redirects followed before giving up.
 pub const MAX_REDIRECTS: usize = 5;
 
-/// The first retry waits this long; each further one twice as long as the last.
-const FIRST_BACKOFF: Duration = Duration::from_millis(100);
-
-/// No single wait between retries is longer than this.
-const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// Waits between retries: at most 100 ms for the first, doubling, never above 2 s.
+const BACKOFF: Backoff = Backoff {
+    base: Duration::from_millis(100),
+    cap: Duration::from_secs(2),
+};
 
 /// The deadline of a call whose timeout is too long for the clock (about 30 years).
 const LONGEST_WAIT: Duration = Duration::from_secs(30 * 365 * 24 * 3600);
@@ -131,11 +131,7 @@ impl HttpExecutor {
         spec: &HttpSpec,
         arguments: &Map<String, Value>,
     ) -> Result<Value, ToolError> {
-        let timeout = spec
-            .timeout
-            .as_deref()
-            .and_then(parse_duration)
-            .unwrap_or(flow.limits.tool_timeout);
+        let timeout = flow.limits.tool_timeout_or(spec.timeout.as_deref());
         let env = request::environment(spec);
         let redactor = Redactor::new(env.values().cloned());
         // Durations come from the flow and headers; none may overflow the clock.
@@ -159,7 +155,7 @@ impl HttpExecutor {
             Ok(Err(error)) => Err(redactor.error(error)),
             Err(_) => Err(ToolError::new(
                 ToolErrorKind::Timeout,
-                format!("no complete response within {}", humanize(timeout)),
+                format!("no complete response within {}", format_duration(timeout)),
             )),
         }
     }
@@ -191,7 +187,7 @@ impl HttpExecutor {
                 return Err(failure.error);
             }
             // The server's `Retry-After` wins; one that would pass the deadline ends the call.
-            let wait = failure.after.unwrap_or_else(|| backoff(attempt));
+            let wait = failure.after.unwrap_or_else(|| BACKOFF.delay(attempt));
             if Instant::now()
                 .checked_add(wait)
                 .is_none_or(|end| end >= deadline)
@@ -260,12 +256,8 @@ fn status_failure(
     } else {
         ToolErrorKind::Failed
     };
-    let after = response
-        .headers()
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs);
+    let header = |name: &str| response.headers().get(name)?.to_str().ok();
+    let after = retry_after(header("retry-after-ms"), header("retry-after"));
     Failure {
         error: ToolError::new(kind, message),
         retry: transient,
@@ -362,32 +354,4 @@ fn install_crypto_provider() {
             let _ = rustls::crypto::ring::default_provider().install_default();
         }
     });
-}
-
-/// `100ms × 2^attempt`, capped, plus up to a quarter more so retries from many calls
-/// spread out.
-fn backoff(attempt: u32) -> Duration {
-    let base = FIRST_BACKOFF
-        .saturating_mul(2u32.saturating_pow(attempt))
-        .min(MAX_BACKOFF);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    let jitter = base.mul_f64(f64::from(nanos % 250) / 1000.0);
-    base + jitter
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_and_is_capped() {
-        let first = backoff(0);
-        assert!(first >= FIRST_BACKOFF && first <= FIRST_BACKOFF.mul_f64(1.25));
-        let third = backoff(2);
-        assert!(third >= Duration::from_millis(400));
-        let late = backoff(30);
-        assert!(late >= MAX_BACKOFF && late <= MAX_BACKOFF.mul_f64(1.25));
-    }
 }

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::codes::ToolErrorKind;
+use clarion_flow::model::format_duration;
 
 impl Engine {
     pub(super) async fn execute(
@@ -16,7 +17,7 @@ impl Engine {
             name: call.name.clone(),
             arguments: Value::Object(args.clone()),
         });
-        let timeout = tool_timeout(&self.flow, tool);
+        let timeout = tool.timeout(&self.flow.limits);
         let request = ToolRequest {
             flow: &self.flow,
             tool,
@@ -33,7 +34,7 @@ impl Engine {
                 format!(
                     "`{}` did not finish within {}",
                     tool.name,
-                    humanize(timeout)
+                    format_duration(timeout)
                 ),
             )),
         };
@@ -41,25 +42,5 @@ impl Engine {
             tracing::warn!(call_id = %call.id, tool = %tool.name, kind = error.kind.as_str(), "tool failed: {}", error.message);
         }
         result
-    }
-}
-
-pub(super) fn tool_timeout(flow: &Flow, tool: &Tool) -> Duration {
-    let specific = match &tool.executor {
-        Executor::Http(http) => http.timeout.as_deref(),
-        Executor::Command(command) => command.timeout.as_deref(),
-        Executor::Builtin(_) | Executor::Client => None,
-    };
-    specific
-        .and_then(clarion_flow::model::parse_duration)
-        .unwrap_or(flow.limits.tool_timeout)
-}
-
-pub(super) fn humanize(duration: Duration) -> String {
-    let ms = duration.as_millis();
-    if ms.is_multiple_of(1000) {
-        format!("{}s", ms / 1000)
-    } else {
-        format!("{ms}ms")
     }
 }

@@ -1,7 +1,9 @@
 //! Ending runs and writing what they leave behind: statuses, messages, outputs for every
 //! open call when a run is cancelled or expires.
 
-use super::{Engine, humanize};
+use clarion_flow::model::format_duration;
+
+use super::Engine;
 use crate::codes::ErrorCode;
 use crate::codes::ToolErrorKind;
 use crate::events::Event;
@@ -193,7 +195,7 @@ impl Engine {
             code: ErrorCode::Expired,
             message: format!(
                 "no tool outputs were submitted within {}",
-                humanize(self.flow.limits.requires_action_timeout)
+                format_duration(self.flow.limits.requires_action_timeout)
             ),
         });
         self.finish(&mut thread, &mut run, RunStatus::Expired, mark, &events)

@@ -29,7 +29,6 @@ mod turn;
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde_json::{Map, Value};
 use tokio::sync::watch;
@@ -37,8 +36,9 @@ use tracing::Instrument as _;
 
 use super::call::Validators;
 use super::rules::{self};
-use super::{ErrorCode, LastError, Run, RunStatus};
+use super::{LastError, Run, RunStatus};
 use crate::clock::{Clock, SystemClock};
+use crate::codes::ErrorCode;
 use crate::events::{Event, EventSink};
 use crate::ids::new_id;
 use crate::model::Model;
@@ -47,12 +47,12 @@ use crate::thread::{
     Message, MessageKind, Metadata, OutputStatus, Thread, ToolCall, content_value,
 };
 use crate::tool::{ToolError, ToolExecutor, ToolRequest};
-use clarion_flow::{Executor, Flow, Tool};
+use clarion_flow::{Flow, Tool};
 
 use super::error::EngineError;
 
 #[allow(clippy::wildcard_imports)] // the helpers each part of the engine shares
-use self::{drive::*, execute::*, turn::*};
+use self::{drive::*, turn::*};
 
 /// One client tool output, as submitted by the embedding application.
 #[derive(Debug, Clone, PartialEq, Eq)]
