@@ -8,6 +8,7 @@
 //! - [`store`]: the [`ThreadStore`](store::ThreadStore) trait and the in-memory store (SQLite
 //!   is `clarion-store`);
 //! - [`events`]: the typed event stream of a run;
+//! - [`redact`]: the one redactor that keeps secrets out of errors, transcripts and logs;
 //! - [`retry`]: the backoff and `Retry-After` reading shared by model and tool clients;
 //! - [`codes`]: the codes callers branch on (model and tool errors, why a run failed or
 //!   stopped short), as enums.
@@ -75,6 +76,7 @@ pub mod codes;
 pub mod events;
 pub mod ids;
 pub mod model;
+pub mod redact;
 pub mod retry;
 pub mod run;
 pub mod store;

@@ -7,6 +7,8 @@
 
 use std::time::Duration;
 
+use clarion_engine::redact::Redactor;
+
 /// A credential. Its `Debug` output is `Secret(***)`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -180,16 +182,14 @@ impl ProviderConfig {
         format!("{}/{endpoint}", self.base_url.trim_end_matches('/'))
     }
 
-    /// Replaces every secret in `text` with `***`, and anything shaped like an OpenAI key.
+    /// Replaces the API key in `text` with `***`, and anything shaped like an OpenAI key.
     #[must_use]
     pub fn redact(&self, text: &str) -> String {
-        let mut out = text.to_owned();
-        if let Some(key) = &self.api_key
-            && !key.expose().is_empty()
-        {
-            out = out.replace(key.expose(), "***");
+        let mut redactor = Redactor::new().with_key_shapes();
+        if let Some(key) = &self.api_key {
+            redactor.add_secret(key.expose());
         }
-        redact_key_shapes(&out)
+        redactor.apply(text).into_owned()
     }
 }
 
@@ -207,27 +207,6 @@ fn is_loopback(url: &str) -> bool {
         || host
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback())
-}
-
-/// Masks `sk-…` tokens (OpenAI echoes partial keys in 401 messages).
-fn redact_key_shapes(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(at) = rest.find("sk-") {
-        out.push_str(&rest[..at]);
-        let tail = &rest[at + 3..];
-        let len = tail
-            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '*'))
-            .unwrap_or(tail.len());
-        if len >= 8 {
-            out.push_str("sk-***");
-        } else {
-            out.push_str(&rest[at..at + 3 + len]);
-        }
-        rest = &tail[len..];
-    }
-    out.push_str(rest);
-    out
 }
 
 #[cfg(test)]

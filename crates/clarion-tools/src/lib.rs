@@ -40,7 +40,6 @@
 pub mod builtin;
 pub mod command;
 pub mod http;
-pub mod redact;
 
 use clarion_engine::codes::ToolErrorKind;
 

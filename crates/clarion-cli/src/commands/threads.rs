@@ -342,7 +342,7 @@ fn transcript(thread: &Thread, runs: &[Run]) -> String {
         .filter_map(|m| m.run_id.as_deref())
         .collect();
     let mut replay = Replay {
-        transcript: Transcript::new(Redactor::none()),
+        transcript: Transcript::new(Redactor::new()),
         runs,
         shown: HashSet::new(),
     };

@@ -54,7 +54,7 @@ impl Transcript {
             .collect();
         Self {
             params,
-            ..Self::new(Redactor::for_flow(flow))
+            ..Self::new(super::redact::for_flow(flow))
         }
     }
 
@@ -133,7 +133,7 @@ impl Transcript {
     pub fn finish(mut self) -> String {
         self.flush();
         let text = self.ids.replace_all(&self.out);
-        self.redactor.apply(&text)
+        self.redactor.apply(&text).into_owned()
     }
 
     fn event(&mut self, event: &Event) {

@@ -31,7 +31,7 @@ use serde_json::{Map, Value};
 use tokio::io::AsyncWriteExt;
 use tokio::process::{Child, Command};
 
-use crate::redact::Redactor;
+use clarion_engine::redact::Redactor;
 use group::ProcessGroup;
 use output::{Overflow, Tail, drain_into, read_limited};
 
@@ -68,7 +68,7 @@ impl CommandExecutor {
             .iter()
             .filter_map(|name| Some((name.clone(), std::env::var(name).ok()?)))
             .collect();
-        let redactor = Redactor::new(
+        let redactor = Redactor::masking(
             env.iter()
                 .filter(|(name, _)| {
                     !NOT_SECRET.contains(&name.as_str()) && !name.starts_with("LC_")

@@ -34,7 +34,7 @@ use tokio::time::Instant;
 
 pub use policy::{NetworkPolicy, Refused};
 
-use crate::redact::Redactor;
+use clarion_engine::redact::Redactor;
 use request::Plan;
 use resolve::GuardedResolver;
 use response::{BodyError, read_limited, snippet};
@@ -133,7 +133,7 @@ impl HttpExecutor {
     ) -> Result<Value, ToolError> {
         let timeout = flow.limits.tool_timeout_or(spec.timeout.as_deref());
         let env = request::environment(spec);
-        let redactor = Redactor::new(env.values().cloned());
+        let redactor = Redactor::masking(env.values().cloned());
         // Durations come from the flow and headers; none may overflow the clock.
         let deadline = Instant::now()
             .checked_add(timeout)
