@@ -308,20 +308,38 @@ fn links(markdown: &str) -> Vec<(String, usize)> {
     found
 }
 
+/// README.md and CONTRIBUTING.md (links relative to the root), then every `docs/*.md`
+/// (links relative to `docs/`): `(name from the root, folder its links start from, text)`.
+fn linking_docs() -> Vec<(String, PathBuf, String)> {
+    let root = root();
+    let mut all = Vec::new();
+    for name in ["README.md", "CONTRIBUTING.md"] {
+        if let Ok(text) = std::fs::read_to_string(root.join(name)) {
+            all.push((name.to_owned(), root.clone(), text));
+        }
+    }
+    for (doc, text) in docs() {
+        all.push((format!("docs/{doc}"), root.join("docs"), text));
+    }
+    all
+}
+
 #[test]
 fn every_relative_link_in_the_docs_resolves() {
-    let docs_dir = root().join("docs");
     let mut broken = Vec::new();
-    for (doc, text) in docs() {
+    for (doc, dir, text) in linking_docs() {
         for (target, line) in links(&text) {
             let (path, fragment) = target.split_once('#').unwrap_or((&target, ""));
             let file = if path.is_empty() {
-                docs_dir.join(&doc)
+                root().join(&doc)
             } else {
-                docs_dir.join(path)
+                dir.join(path)
             };
             if !file.exists() {
-                broken.push(format!("docs/{doc}:{line}: `{target}`: no such file"));
+                broken.push(format!(
+                    "{doc}:{line}: `{target}`: no such file (links are relative to the linking \
+                     file's folder)"
+                ));
                 continue;
             }
             if fragment.is_empty() || file.extension().is_none_or(|e| e != "md") {
@@ -329,7 +347,10 @@ fn every_relative_link_in_the_docs_resolves() {
             }
             let markdown = std::fs::read_to_string(&file).unwrap_or_default();
             if !anchors(&markdown).iter().any(|a| a == fragment) {
-                broken.push(format!("docs/{doc}:{line}: `{target}`: no such heading"));
+                broken.push(format!(
+                    "{doc}:{line}: `{target}`: no heading has the anchor `#{fragment}` (GitHub's \
+                     anchor: the heading in lower case, spaces as `-`, punctuation dropped)"
+                ));
             }
         }
     }

@@ -1,0 +1,271 @@
+//! The maps of the repository in README.md and docs/architecture.md match the repository.
+//!
+//! A newcomer reads the README's Layout and architecture.md's Crates and Where things
+//! live before any code; a crate, doc, module or command missing there (or listed there
+//! and gone) sends them the wrong way. Each failure names the file and line to change.
+
+#[allow(
+    dead_code,
+    reason = "the parsed values are not read here: only the tree is"
+)]
+#[path = "../src/args.rs"]
+mod args;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use clap::CommandFactory;
+
+use args::Cli;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(root().join(path)).unwrap_or_else(|e| panic!("cannot read {path}: {e}"))
+}
+
+/// Names of the entries of `dir` (relative to the root) that `keep` accepts, sorted.
+fn entries(dir: &str, keep: impl Fn(&Path) -> bool) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(root().join(dir))
+        .unwrap_or_else(|e| panic!("cannot list {dir}: {e}"))
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .filter(|path| keep(path))
+        .filter_map(|path| path.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .collect();
+    names.sort();
+    names
+}
+
+fn crates() -> Vec<String> {
+    entries("crates", |p| p.join("Cargo.toml").exists())
+}
+
+/// The lines of the `## heading` section of `markdown`, numbered from 1 in the file.
+fn section<'a>(markdown: &'a str, heading: &str) -> Vec<(usize, &'a str)> {
+    let mut lines = Vec::new();
+    let mut inside = false;
+    for (index, line) in markdown.lines().enumerate() {
+        if line.starts_with("## ") {
+            inside = line == heading;
+            continue;
+        }
+        if inside {
+            lines.push((index + 1, line));
+        }
+    }
+    assert!(!lines.is_empty(), "no `{heading}` section");
+    lines
+}
+
+/// Every code span (text between backticks) of `line`.
+fn spans(line: &str) -> impl Iterator<Item = &str> {
+    line.split('`').skip(1).step_by(2)
+}
+
+/// The subcommands of `clarion`, from the clap tree `clarion --help` prints.
+fn subcommands() -> Vec<String> {
+    Cli::command()
+        .get_subcommands()
+        .map(|c| c.get_name().to_owned())
+        .filter(|name| name != "help")
+        .collect()
+}
+
+#[test]
+fn the_readme_layout_lists_every_crate_and_doc() {
+    let readme = read("README.md");
+    let layout = section(&readme, "## Layout");
+    let text = layout
+        .iter()
+        .map(|(_, l)| *l)
+        .collect::<Vec<_>>()
+        .join("\n");
+    let at = layout[0].0;
+    let mut missing = Vec::new();
+    for name in crates() {
+        let path = format!("crates/{name}");
+        if !text.contains(&format!("{path} ")) {
+            missing.push(format!(
+                "README.md:{at}: the Layout section does not list `{path}`; add a line saying \
+                 what it does"
+            ));
+        }
+    }
+    let docs = entries("docs", |p| p.extension().is_some_and(|e| e == "md"));
+    let contributing = root().join("CONTRIBUTING.md").exists();
+    let docs = docs
+        .iter()
+        .map(|d| format!("docs/{d}"))
+        .chain(contributing.then(|| "CONTRIBUTING.md".to_owned()));
+    for doc in docs {
+        if !text.contains(&format!("({doc})")) {
+            missing.push(format!(
+                "README.md:{at}: the Layout section's table of docs has no row linking \
+                 `{doc}`; add `| [{doc}]({doc}) | what it holds |`"
+            ));
+        }
+    }
+    for (line, text) in &layout {
+        if let Some(name) = text
+            .strip_prefix("crates/")
+            .and_then(|r| r.split_whitespace().next())
+            && !root().join("crates").join(name).exists()
+        {
+            missing.push(format!(
+                "README.md:{line}: the Layout section lists `crates/{name}`, which does not \
+                 exist; remove the line"
+            ));
+        }
+    }
+    assert!(missing.is_empty(), "{}", missing.join("\n"));
+}
+
+#[test]
+fn architecture_lists_every_crate_and_command() {
+    let doc = read("docs/architecture.md");
+    let table = section(&doc, "## Crates");
+    let mut problems = Vec::new();
+    let listed: BTreeSet<&str> = table
+        .iter()
+        .filter_map(|(_, l)| l.strip_prefix("| `"))
+        .filter_map(|l| l.split('`').next())
+        .collect();
+    let at = table[0].0;
+    for name in crates() {
+        if !listed.contains(name.as_str()) {
+            problems.push(format!(
+                "docs/architecture.md:{at}: the Crates table has no row for `{name}`; add one \
+                 with its job and what it depends on"
+            ));
+        }
+    }
+    for name in &listed {
+        if !root().join("crates").join(name).exists() {
+            problems.push(format!(
+                "docs/architecture.md:{at}: the Crates table lists `{name}`, which is not under \
+                 crates/; remove the row"
+            ));
+        }
+    }
+    let places = section(&doc, "## Where things live");
+    let (line, _) = places
+        .iter()
+        .find(|(_, l)| l.starts_with("`crates/clarion-cli/src/`"))
+        .expect("a `crates/clarion-cli/src/` paragraph in Where things live");
+    let paragraph = places
+        .iter()
+        .skip_while(|(n, _)| n != line)
+        .take_while(|(_, l)| !l.is_empty())
+        .map(|(_, l)| *l)
+        .collect::<Vec<_>>()
+        .join(" ");
+    let named: BTreeSet<&str> = spans(&paragraph).map(|s| s.trim_end_matches('/')).collect();
+    for command in subcommands() {
+        if !named.contains(command.as_str()) {
+            problems.push(format!(
+                "docs/architecture.md:{line}: `clarion {command}` is not among the commands of \
+                 the `crates/clarion-cli/src/` paragraph; add `{command}` there"
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// Every path below `dir`, relative to it, directories with a trailing `/`.
+fn tree(dir: &Path, prefix: &str, out: &mut Vec<String>) {
+    let Ok(read) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in read.filter_map(Result::ok) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if entry.path().is_dir() {
+            out.push(format!("{prefix}{name}/"));
+            tree(&entry.path(), &format!("{prefix}{name}/"), out);
+        } else {
+            out.push(format!("{prefix}{name}"));
+        }
+    }
+}
+
+#[test]
+fn architecture_names_only_files_that_exist_and_every_module() {
+    let doc = read("docs/architecture.md");
+    let places = section(&doc, "## Where things live");
+    let mut problems = Vec::new();
+    // Which crate's `src/` the current paragraph or table is about, and its files.
+    let mut base: Option<(String, Vec<String>)> = None;
+    let mut mentioned: Vec<(String, BTreeSet<String>, usize)> = Vec::new();
+    for (line, text) in &places {
+        for span in spans(text) {
+            if let Some(dir) = span
+                .strip_prefix("crates/")
+                .and_then(|s| s.strip_suffix("/src/"))
+            {
+                let mut files = Vec::new();
+                tree(&root().join(format!("crates/{dir}/src")), "", &mut files);
+                if files.is_empty() {
+                    problems.push(format!(
+                        "docs/architecture.md:{line}: `{span}` does not exist; remove or rename \
+                         it"
+                    ));
+                }
+                base = Some((span.to_owned(), files));
+                mentioned.push((span.to_owned(), BTreeSet::new(), *line));
+                continue;
+            }
+            let is_path = !span.contains([' ', ':', '*', '"', '='])
+                && (Path::new(span).extension().is_some_and(|e| e == "rs") || span.ends_with('/'));
+            let Some((base_name, files)) = base.as_ref() else {
+                continue;
+            };
+            if !is_path {
+                continue;
+            }
+            let found = files
+                .iter()
+                .any(|f| f == span || f.ends_with(&format!("/{span}")));
+            if !found {
+                problems.push(format!(
+                    "docs/architecture.md:{line}: `{span}` is not in {base_name}; the module was \
+                     renamed or removed: update the doc"
+                ));
+            }
+            if let Some((_, seen, _)) = mentioned.last_mut() {
+                seen.insert(
+                    span.trim_end_matches('/')
+                        .trim_end_matches(".rs")
+                        .to_owned(),
+                );
+            }
+        }
+    }
+    // Every top-level module of every crate is named where its crate is described.
+    for (base_name, seen, line) in &mentioned {
+        let dir = base_name.trim_end_matches('/');
+        for module in entries(dir, |_| true) {
+            let stem = module.trim_end_matches(".rs");
+            if matches!(stem, "lib" | "main" | "mod") {
+                continue;
+            }
+            if !seen.contains(stem) {
+                problems.push(format!(
+                    "docs/architecture.md:{line}: `{dir}/{module}` is not described under \
+                     `{base_name}`; say in a few words what it holds and why it is separate"
+                ));
+            }
+        }
+    }
+    for name in crates() {
+        let base = format!("crates/{name}/src/");
+        if !mentioned.iter().any(|(b, _, _)| *b == base) {
+            problems.push(format!(
+                "docs/architecture.md: Where things live has no `{base}` paragraph or table; \
+                 add one"
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
