@@ -269,3 +269,67 @@ fn architecture_names_only_files_that_exist_and_every_module() {
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+/// The README's install command installs a binary named `clarion`, from a package whose
+/// manifest says so (what `cargo install --path` reads). `.ci/run` does the install itself.
+#[test]
+fn the_readme_install_command_installs_clarion() {
+    let readme = read("README.md");
+    let (line, path) = readme
+        .lines()
+        .enumerate()
+        .find_map(|(i, l)| {
+            l.strip_prefix("cargo install --locked --path ")
+                .map(|p| (i + 1, p.trim().to_owned()))
+        })
+        .expect("README.md shows `cargo install --locked --path …`");
+    let output = std::process::Command::new(env!("CARGO"))
+        .args([
+            "metadata",
+            "--no-deps",
+            "--offline",
+            "--format-version",
+            "1",
+        ])
+        .current_dir(root())
+        .output()
+        .expect("cargo metadata runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let metadata: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("cargo metadata prints JSON");
+    let manifest = root().join(&path).join("Cargo.toml").canonicalize();
+    let package = metadata["packages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| {
+            p["manifest_path"]
+                .as_str()
+                .and_then(|m| Path::new(m).canonicalize().ok())
+                .is_some_and(|m| manifest.as_ref().is_ok_and(|want| *want == m))
+        })
+        .unwrap_or_else(|| {
+            panic!("README.md:{line}: `--path {path}` is not a package of the workspace")
+        });
+    let bins: Vec<&str> = package["targets"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|t| {
+            t["kind"]
+                .as_array()
+                .is_some_and(|k| k.iter().any(|k| k == "bin"))
+        })
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert_eq!(
+        bins,
+        ["clarion"],
+        "README.md:{line}: `cargo install --path {path}` must install exactly the `clarion` \
+         binary the docs run"
+    );
+}
