@@ -333,3 +333,69 @@ fn the_readme_install_command_installs_clarion() {
          binary the docs run"
     );
 }
+
+/// Paths the docs show as files of the reader's own, not of this repository.
+const EXAMPLE_PATHS: &[&str] = &[
+    // docs/diagnostics.md's broken flow, shown with the output it gives.
+    "flows/loan.toml",
+];
+
+/// Top-level folders of the repository: a code span starting with one is a path in it.
+const TOP_LEVEL: &[&str] = &[
+    "crates/", "docs/", "flows/", "schemas/", "scripts/", "tests/", ".ci/",
+];
+
+#[test]
+fn every_repository_path_in_the_docs_exists() {
+    let mut docs = vec!["README.md".to_owned(), "CONTRIBUTING.md".to_owned()];
+    docs.extend(
+        entries("docs", |p| p.extension().is_some_and(|e| e == "md"))
+            .into_iter()
+            .map(|d| format!("docs/{d}")),
+    );
+    let mut problems = Vec::new();
+    let mut checked = 0;
+    for doc in docs.iter().filter(|d| root().join(d).exists()) {
+        let text = read(doc);
+        let mut in_code = false;
+        for (index, line) in text.lines().enumerate() {
+            if line.trim_start().starts_with("```") {
+                in_code = !in_code;
+                continue;
+            }
+            if in_code {
+                continue;
+            }
+            for span in spans(line) {
+                if !TOP_LEVEL.iter().any(|t| span.starts_with(t)) || span.contains(' ') {
+                    continue;
+                }
+                // `path#anchor`, `path:line:column`.
+                let path = span.split(['#', ':']).next().unwrap_or(span);
+                let placeholder = path.contains('*')
+                    || path.split('/').any(|segment| {
+                        segment.split('.').next().is_some_and(|s| {
+                            !s.is_empty() && s.chars().all(|c| c.is_ascii_uppercase())
+                        })
+                    });
+                if placeholder || EXAMPLE_PATHS.contains(&path) {
+                    continue;
+                }
+                checked += 1;
+                if !root().join(path).exists() {
+                    problems.push(format!(
+                        "{doc}:{}: `{path}` does not exist (paths are from the repository \
+                         root); fix the path, or add it to EXAMPLE_PATHS if it is the reader's \
+                         own file",
+                        index + 1
+                    ));
+                }
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    assert!(
+        checked >= 40,
+        "only {checked} paths found: is the scanner broken?"
+    );
+}
