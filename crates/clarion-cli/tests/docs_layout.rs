@@ -399,3 +399,112 @@ fn every_repository_path_in_the_docs_exists() {
         "only {checked} paths found: is the scanner broken?"
     );
 }
+
+/// Every `.rs` file below `dir`.
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(read) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for path in read.filter_map(Result::ok).map(|e| e.path()) {
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// Environment variables `source` reads by name: `var("NAME")`, `var_os("NAME")`,
+/// `env("NAME")`, `non_empty("NAME")`, and any whole literal `"OPENAI_…"`, `"CLARION_…"`,
+/// `"INSTA_…"` (a default variable name, say).
+fn variables_read(source: &str) -> BTreeSet<String> {
+    let is_name = |s: &str| {
+        !s.is_empty()
+            && s.chars().next().is_some_and(|c| c.is_ascii_uppercase())
+            && s.chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+    };
+    let mut found = BTreeSet::new();
+    for call in ["var(\"", "var_os(\"", "env(\"", "non_empty(\""] {
+        for (at, _) in source.match_indices(call) {
+            let rest = &source[at + call.len()..];
+            if let Some(name) = rest.split_once("\")").map(|(n, _)| n)
+                && is_name(name)
+            {
+                found.insert(name.to_owned());
+            }
+        }
+    }
+    for literal in source.split('"').skip(1).step_by(2) {
+        if is_name(literal)
+            && ["OPENAI_", "CLARION_", "INSTA_"]
+                .iter()
+                .any(|p| literal.starts_with(p))
+        {
+            found.insert(literal.to_owned());
+        }
+    }
+    found
+}
+
+#[test]
+fn every_environment_variable_the_code_reads_is_documented() {
+    let doc = read("docs/configuration.md");
+    let documented: BTreeSet<&str> = doc
+        .lines()
+        .filter(|l| l.starts_with("| `"))
+        .filter_map(|l| l.split(" | ").next())
+        .flat_map(spans)
+        .collect();
+    let mut files = Vec::new();
+    for name in crates() {
+        rust_files(&root().join(format!("crates/{name}/src")), &mut files);
+    }
+    let mut problems = Vec::new();
+    let mut code = String::new();
+    for file in &files {
+        let source = std::fs::read_to_string(file).unwrap_or_default();
+        for name in variables_read(&source) {
+            if !documented.contains(name.as_str()) {
+                let shown = file
+                    .strip_prefix(root())
+                    .unwrap_or(file)
+                    .display()
+                    .to_string();
+                problems.push(format!(
+                    "{shown} reads `{name}`, which docs/configuration.md's table does not list; \
+                     add a row: who reads it, what it means, its default"
+                ));
+            }
+        }
+        code.push_str(&source);
+    }
+    let mut scripts = Vec::new();
+    for entry in std::fs::read_dir(root().join("scripts"))
+        .expect("scripts/ lists")
+        .flatten()
+    {
+        scripts.push(std::fs::read_to_string(entry.path()).unwrap_or_default());
+    }
+    for name in &documented {
+        if !code.contains(name) && !scripts.iter().any(|s| s.contains(name)) {
+            problems.push(format!(
+                "docs/configuration.md lists `{name}`, which no crate or script mentions; \
+                 remove the row"
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    assert!(
+        documented.len() >= 8,
+        "the table of docs/configuration.md was not found"
+    );
+}
+
+#[test]
+fn the_variable_scanner_finds_reads_and_default_names() {
+    let source = r#"std::env::var("CI"); env("OPENAI_MODEL"); var_os(name);
+        let key = x.unwrap_or_else(|| "OPENAI_API_KEY".to_owned()); let s = "NOT_A_READ";"#;
+    let found: Vec<String> = variables_read(source).into_iter().collect();
+    assert_eq!(found, ["CI", "OPENAI_API_KEY", "OPENAI_MODEL"]);
+}
