@@ -270,19 +270,8 @@ fn architecture_names_only_files_that_exist_and_every_module() {
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
-/// The README's install command installs a binary named `clarion`, from a package whose
-/// manifest says so (what `cargo install --path` reads). `.ci/run` does the install itself.
-#[test]
-fn the_readme_install_command_installs_clarion() {
-    let readme = read("README.md");
-    let (line, path) = readme
-        .lines()
-        .enumerate()
-        .find_map(|(i, l)| {
-            l.strip_prefix("cargo install --locked --path ")
-                .map(|p| (i + 1, p.trim().to_owned()))
-        })
-        .expect("README.md shows `cargo install --locked --path …`");
+/// `cargo metadata` of the workspace's own packages (offline: no registry is asked).
+fn cargo_metadata() -> serde_json::Value {
     let output = std::process::Command::new(env!("CARGO"))
         .args([
             "metadata",
@@ -299,8 +288,71 @@ fn the_readme_install_command_installs_clarion() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let metadata: serde_json::Value =
-        serde_json::from_slice(&output.stdout).expect("cargo metadata prints JSON");
+    serde_json::from_slice(&output.stdout).expect("cargo metadata prints JSON")
+}
+
+/// What crates.io shows of a crate is there for every crate: a description, a licence, a
+/// readme that exists, keywords as crates.io takes them (at most 5, each up to 20
+/// characters of `a-z0-9_-`), and categories.
+#[test]
+fn every_crate_is_described_for_crates_io() {
+    let metadata = cargo_metadata();
+    let mut problems = Vec::new();
+    for package in metadata["packages"].as_array().into_iter().flatten() {
+        let name = package["name"].as_str().unwrap_or("?");
+        let manifest = package["manifest_path"].as_str().unwrap_or("?");
+        let mut missing = |what: &str| {
+            problems.push(format!("{manifest}: `{name}` has no {what}"));
+        };
+        if package["description"].as_str().is_none_or(str::is_empty) {
+            missing("description");
+        }
+        if package["license"].as_str().is_none_or(str::is_empty) {
+            missing("license");
+        }
+        let readme = package["readme"].as_str().map(|r| {
+            Path::new(manifest)
+                .parent()
+                .map_or_else(|| PathBuf::from(r), |dir| dir.join(r))
+        });
+        if !readme.is_some_and(|r| r.exists()) {
+            missing("readme that exists (`readme.workspace = true`)");
+        }
+        let keywords: Vec<&str> = package["keywords"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|k| k.as_str())
+            .collect();
+        let fit = |k: &&str| {
+            k.len() <= 20
+                && k.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+        };
+        if keywords.is_empty() || keywords.len() > 5 || !keywords.iter().all(fit) {
+            missing("1 to 5 keywords crates.io accepts (`keywords.workspace = true`)");
+        }
+        if package["categories"].as_array().is_none_or(Vec::is_empty) {
+            missing("categories (crates.io's category slugs)");
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// The README's install command installs a binary named `clarion`, from a package whose
+/// manifest says so (what `cargo install --path` reads). `.ci/run` does the install itself.
+#[test]
+fn the_readme_install_command_installs_clarion() {
+    let readme = read("README.md");
+    let (line, path) = readme
+        .lines()
+        .enumerate()
+        .find_map(|(i, l)| {
+            l.strip_prefix("cargo install --locked --path ")
+                .map(|p| (i + 1, p.trim().to_owned()))
+        })
+        .expect("README.md shows `cargo install --locked --path …`");
+    let metadata = cargo_metadata();
     let manifest = root().join(&path).join("Cargo.toml").canonicalize();
     let package = metadata["packages"]
         .as_array()
