@@ -6,7 +6,8 @@
 //!
 //! - Every `clarion …` line in a code block (and every `cargo run -- …` of this binary)
 //!   parses with the real CLI (`try_parse_from`); the lines that only read files of this
-//!   repository (`validate`, `export`, `graph`, `schema`) are also run, and must succeed.
+//!   repository (`validate`, `export`, `graph`, `schema`, `completions`, scripted `test`)
+//!   are also run, with `CI=true`, and must succeed.
 //! - Every `` `clarion …` `` in running text names a real subcommand and real flags.
 //! - Every subcommand has a row in the README's command table, and every one of its flags
 //!   is named in that row or in a doc the row links to.
@@ -324,6 +325,11 @@ fn synopsis_problem(words: &[String]) -> Option<String> {
     None
 }
 
+/// Whether `words` is a synopsis (`clarion test [PATHS…]`) rather than a command to type.
+fn is_synopsis(words: &[String]) -> bool {
+    words.iter().any(|w| w.starts_with('[') || w.ends_with('…'))
+}
+
 /// Whether `command` takes `flag` (`--long`, `--long=value` or `-s`).
 fn has_flag(command: &clap::Command, flag: &str) -> bool {
     let flag = flag.split_once('=').map_or(flag, |(name, _)| name);
@@ -341,7 +347,20 @@ fn has_flag(command: &clap::Command, flag: &str) -> bool {
 }
 
 /// Subcommands that read only files of this repository and write only to stdout.
-const RUN_OFFLINE: &[&str] = &["validate", "export", "graph", "schema"];
+const RUN_OFFLINE: &[&str] = &[
+    "validate",
+    "export",
+    "graph",
+    "schema",
+    "completions",
+    "test",
+];
+
+/// Flags that need a model, a recording or a person, or write files: a line with one is
+/// parsed, not run.
+const NOT_OFFLINE: &[&str] = &[
+    "--live", "--record", "--replay", "--review", "--accept", "--junit",
+];
 
 #[test]
 fn every_command_line_in_the_docs_parses() {
@@ -350,8 +369,7 @@ fn every_command_line_in_the_docs_parses() {
     for (doc, text) in docs() {
         for line in shell_lines(&doc, &text) {
             for words in clarion_commands(&line.text) {
-                let synopsis = words.iter().any(|w| w.starts_with('[') || w.ends_with('…'));
-                if synopsis {
+                if is_synopsis(&words) {
                     if let Some(problem) = synopsis_problem(&words) {
                         problems.push(format!("{}:{}: {problem}", line.doc, line.line));
                     }
@@ -424,7 +442,11 @@ fn offline_command_lines_in_the_docs_run() {
         for line in shell_lines(&doc, &text) {
             for words in clarion_commands(&line.text) {
                 let Some(sub) = words.get(1) else { continue };
-                if !RUN_OFFLINE.contains(&sub.as_str()) || Cli::try_parse_from(&words).is_err() {
+                if is_synopsis(&words)
+                    || !RUN_OFFLINE.contains(&sub.as_str())
+                    || words.iter().any(|w| NOT_OFFLINE.contains(&w.as_str()))
+                    || Cli::try_parse_from(&words).is_err()
+                {
                     continue;
                 }
                 // A line about a file of the reader's (`savings.toml`) is not runnable here.
@@ -444,6 +466,8 @@ fn offline_command_lines_in_the_docs_run() {
                     .args(&words[1..])
                     .current_dir(&root)
                     .env("NO_COLOR", "1")
+                    // `clarion test` never writes a snapshot under CI.
+                    .env("CI", "true")
                     .output()
                     .expect("clarion runs");
                 if !output.status.success() {
