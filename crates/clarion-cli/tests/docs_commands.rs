@@ -407,6 +407,42 @@ fn every_command_line_in_the_docs_parses() {
     );
 }
 
+/// `--help` is documentation too: every example in a command's help parses.
+#[test]
+fn every_example_in_the_help_parses() {
+    let cli = Cli::command();
+    let mut commands = vec![cli.clone()];
+    for sub in cli.get_subcommands() {
+        commands.push(sub.clone());
+        commands.extend(sub.get_subcommands().cloned());
+    }
+    let mut problems = Vec::new();
+    let mut parsed = 0;
+    for command in &commands {
+        let Some(help) = command.get_after_help() else {
+            continue;
+        };
+        for line in help.to_string().lines() {
+            for words in clarion_commands(line.trim()) {
+                if is_synopsis(&words) {
+                    continue;
+                }
+                parsed += 1;
+                if let Err(e) = Cli::try_parse_from(&words) {
+                    problems.push(format!(
+                        "src/args.rs, the help of `{}`: `{}` does not parse: {}",
+                        command.get_name(),
+                        words.join(" "),
+                        e.render().to_string().lines().next().unwrap_or_default()
+                    ));
+                }
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    assert!(parsed >= 20, "only {parsed} help examples found");
+}
+
 #[test]
 fn every_inline_clarion_command_names_real_commands_and_flags() {
     let mut problems = Vec::new();
