@@ -62,6 +62,11 @@ struct Block {
 
 /// Every TOML code block of `markdown`, with the marker on the line before its fence.
 fn toml_blocks(doc: &str, markdown: &str) -> Vec<Block> {
+    code_blocks(doc, markdown, "toml")
+}
+
+/// Every code block of `markdown` fenced as `want`, with the marker on the line before it.
+fn code_blocks(doc: &str, markdown: &str, want: &str) -> Vec<Block> {
     let lines: Vec<&str> = markdown.lines().collect();
     let mut blocks = Vec::new();
     let mut i = 0;
@@ -84,7 +89,7 @@ fn toml_blocks(doc: &str, markdown: &str) -> Vec<Block> {
                 body.push(lines[i].get(indent..).unwrap_or(lines[i].trim_start()));
                 i += 1;
             }
-            if lang == "toml" {
+            if lang == want {
                 let marker = start
                     .checked_sub(1)
                     .map(|j| lines[j].trim())
@@ -242,6 +247,82 @@ fn the_checker_catches_a_broken_snippet() {
     assert_eq!(problems(&blocks[0]), Vec::<String>::new());
 }
 
+/// A line of Rust as the excerpt check compares it: no `//!` or `///` doc-comment prefix
+/// (examples in crate docs count), no trailing `// comment`, trimmed.
+fn rust_code(line: &str) -> &str {
+    let line = line.trim();
+    let line = line
+        .strip_prefix("//!")
+        .or_else(|| line.strip_prefix("///"))
+        .map_or(line, str::trim);
+    line.split_once(" //")
+        .map_or(line, |(code, _)| code)
+        .trim_end()
+}
+
+/// Problems with a Rust block: every block needs a marker, and an excerpt's lines (comment
+/// lines aside) must appear in its file in the same order — a file the compiler checks.
+fn rust_problems(block: &Block) -> Vec<String> {
+    let Some(marker) = block.marker.as_deref() else {
+        return vec![
+            "a ```rust block needs `<!-- check: excerpt FILE -->` (FILE: a compiled test or \
+             crate doc that holds the same lines) or `<!-- check: none -->` on the line before it"
+                .to_owned(),
+        ];
+    };
+    if marker == "none" {
+        return Vec::new();
+    }
+    let Some(path) = marker.strip_prefix("excerpt ").map(str::trim) else {
+        return vec![format!("unknown marker `{marker}`")];
+    };
+    let Ok(text) = std::fs::read_to_string(root().join(path)) else {
+        return vec![format!("cannot read `{path}`")];
+    };
+    let mut rest = text.lines().map(rust_code);
+    for line in block.text.lines().map(rust_code) {
+        if line.is_empty() || line.starts_with("//") || line == "…" {
+            continue;
+        }
+        if !rest.any(|l| l == line) {
+            return vec![format!(
+                "`{line}` is not in `{path}` (or not in this order): change the example there, \
+                 where it compiles, and copy it here"
+            )];
+        }
+    }
+    Vec::new()
+}
+
+#[test]
+fn every_rust_example_in_the_docs_is_compiled_code() {
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for (doc, text) in docs() {
+        for block in code_blocks(&doc, &text, "rust") {
+            checked += 1;
+            for problem in rust_problems(&block) {
+                failures.push(format!("docs/{}:{}: {problem}", block.doc, block.line));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    assert!(checked >= 3, "only {checked} Rust blocks found");
+}
+
+#[test]
+fn the_rust_checker_catches_a_stale_example() {
+    let markdown = "<!-- check: excerpt crates/clarion-engine/tests/docs_examples.rs -->\n\
+                    ```rust\nlet thread = engine.create_thread(Metadata::default())?;\n```\n\n\
+                    ```rust\nfn unmarked() {}\n```\n";
+    let blocks = code_blocks("x.md", markdown, "rust");
+    assert_eq!(blocks.len(), 2);
+    for block in &blocks {
+        assert!(!rust_problems(block).is_empty(), "line {}", block.line);
+    }
+    assert_eq!(rust_code("//! let a = 1;   // note"), "let a = 1;");
+}
+
 /// GitHub's anchor for a heading: lower case, punctuation dropped, spaces as hyphens.
 fn anchor(heading: &str) -> String {
     heading
@@ -308,20 +389,38 @@ fn links(markdown: &str) -> Vec<(String, usize)> {
     found
 }
 
+/// README.md and CONTRIBUTING.md (links relative to the root), then every `docs/*.md`
+/// (links relative to `docs/`): `(name from the root, folder its links start from, text)`.
+fn linking_docs() -> Vec<(String, PathBuf, String)> {
+    let root = root();
+    let mut all = Vec::new();
+    for name in ["README.md", "CONTRIBUTING.md"] {
+        if let Ok(text) = std::fs::read_to_string(root.join(name)) {
+            all.push((name.to_owned(), root.clone(), text));
+        }
+    }
+    for (doc, text) in docs() {
+        all.push((format!("docs/{doc}"), root.join("docs"), text));
+    }
+    all
+}
+
 #[test]
 fn every_relative_link_in_the_docs_resolves() {
-    let docs_dir = root().join("docs");
     let mut broken = Vec::new();
-    for (doc, text) in docs() {
+    for (doc, dir, text) in linking_docs() {
         for (target, line) in links(&text) {
             let (path, fragment) = target.split_once('#').unwrap_or((&target, ""));
             let file = if path.is_empty() {
-                docs_dir.join(&doc)
+                root().join(&doc)
             } else {
-                docs_dir.join(path)
+                dir.join(path)
             };
             if !file.exists() {
-                broken.push(format!("docs/{doc}:{line}: `{target}`: no such file"));
+                broken.push(format!(
+                    "{doc}:{line}: `{target}`: no such file (links are relative to the linking \
+                     file's folder)"
+                ));
                 continue;
             }
             if fragment.is_empty() || file.extension().is_none_or(|e| e != "md") {
@@ -329,7 +428,10 @@ fn every_relative_link_in_the_docs_resolves() {
             }
             let markdown = std::fs::read_to_string(&file).unwrap_or_default();
             if !anchors(&markdown).iter().any(|a| a == fragment) {
-                broken.push(format!("docs/{doc}:{line}: `{target}`: no such heading"));
+                broken.push(format!(
+                    "{doc}:{line}: `{target}`: no heading has the anchor `#{fragment}` (GitHub's \
+                     anchor: the heading in lower case, spaces as `-`, punctuation dropped)"
+                ));
             }
         }
     }

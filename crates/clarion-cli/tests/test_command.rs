@@ -118,6 +118,14 @@ fn a_new_scenario_fails_and_writes_a_pending_snapshot_then_accept_makes_it_pass(
         "{text}"
     );
     assert!(text.contains("+assistant: About 20 months."), "{text}");
+    // `cargo insta review` cannot find snapshots outside a Cargo package: not recommended.
+    assert!(
+        text.contains(
+            "written to flows/pf/scenarios/snapshots/plan.snap.new; review it with `clarion test --review`\n"
+        ),
+        "{text}"
+    );
+    assert!(!text.contains("cargo insta"), "{text}");
     assert_eq!(last_line(&output), "0 passed, 1 failed");
     assert!(pending(&dir).is_file(), "a .snap.new is written");
     assert!(!snapshot(&dir).exists());

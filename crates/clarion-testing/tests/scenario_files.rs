@@ -145,8 +145,8 @@ fn invalid_scenario_diagnostics() {
     assert!(missing.is_empty(), "no fixture produces {missing:?}");
 }
 
-/// insta itself reads every example snapshot: same header fields, same transcript — so
-/// `cargo insta review`/`accept`/`show` work on them.
+/// insta itself reads every example snapshot: same header fields, same transcript — the
+/// files are insta's, even where `cargo insta review` does not look for them.
 #[test]
 fn example_snapshots_are_insta_snapshot_files() {
     let mut checked = 0;

@@ -3,7 +3,8 @@
 //! test their own flows from `cargo test`.
 //!
 //! A new or changed transcript is written beside its snapshot as `.snap.new` (never with
-//! `CI` set); review it with `clarion test --review` or `cargo insta review`.
+//! `CI` set); review it with `clarion test --review` (`cargo insta review` does not find
+//! `flows/`: it searches Cargo packages only).
 
 use std::path::Path;
 

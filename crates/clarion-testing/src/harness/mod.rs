@@ -12,8 +12,9 @@
 //! [`assert_scenarios`] plays every scenario under a folder (see [`scenario_files`]) and
 //! panics once, listing every failure: problems in a scenario file, expectations that did
 //! not hold, transcripts that differ from their snapshot. New and changed snapshots are
-//! written as `.snap.new` beside the `.snap` for `clarion test --review` or
-//! `cargo insta review`; with `CI` set nothing is ever written ([`UpdateMode::from_env`]).
+//! written as `.snap.new` beside the `.snap` for `clarion test --review`; with `CI` set
+//! nothing is ever written ([`UpdateMode::from_env`]). (`cargo insta review` finds only
+//! snapshots inside a Cargo package, so not those of a top-level `flows/`.)
 //!
 //! Calls without a mock go to the executor given with [`Runner::with_executor`] (e.g. the
 //! real built-in tools; HTTP tools always need a mock); without one, every call must be
@@ -51,7 +52,7 @@ pub enum ModelMode {
     #[default]
     Scripted,
     /// The flow's real provider (its `[provider]` table and the environment, as for
-    /// `clarion run`): the same user turns, mocks and submissions, but the model answers
+    /// `clarion chat`): the same user turns, mocks and submissions, but the model answers
     /// for real. Only expectations are checked; with `record`, every exchange is written to
     /// the scenario's recording ([`recording_path`]) for offline replay.
     Live {
@@ -441,7 +442,7 @@ impl Outcome {
         if let Some(written) = check.written.as_ref().filter(|_| !check.accepted) {
             let _ = writeln!(
                 text,
-                "written to {}; review it with `clarion test --review` (or `cargo insta review`)",
+                "written to {}; review it with `clarion test --review`",
                 written.display()
             );
         }

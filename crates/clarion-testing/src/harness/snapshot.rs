@@ -1,5 +1,7 @@
-//! Snapshot files in insta's format, so `cargo insta review` and `cargo insta accept` work
-//! on them: a YAML header between `---` lines, then the transcript.
+//! Snapshot files in insta's format, so insta's own tools read them: a YAML header between
+//! `---` lines, then the transcript. (`cargo insta review` only searches inside Cargo
+//! packages, so it finds scenarios kept under a crate, not a top-level `flows/`;
+//! `clarion test --review` reviews them wherever they are.)
 //!
 //! ```text
 //! ---
