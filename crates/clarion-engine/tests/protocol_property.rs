@@ -668,18 +668,35 @@ impl World {
         );
     }
 
+    /// The thread and its runs as of one instant. They are two reads, so while a driver
+    /// commits concurrently the runs could be newer than the thread; a snapshot is taken
+    /// again until the thread read before and after the runs is the same.
     async fn snapshot(&self) -> Snapshot {
-        let thread = self
-            .store
-            .thread(&self.thread_id)
-            .await
-            .unwrap_or_else(|e| self.fail(&e.to_string()));
-        let runs = self
-            .store
-            .runs(&self.thread_id)
-            .await
-            .unwrap_or_else(|e| self.fail(&e.to_string()));
-        (thread, runs)
+        let read_thread = || async {
+            self.store
+                .thread(&self.thread_id)
+                .await
+                .unwrap_or_else(|e| self.fail(&e.to_string()))
+        };
+        let shape = |t: &Thread| {
+            (
+                t.messages.len(),
+                t.messages.last().map(|m| m.id.clone()),
+                t.active_run.clone(),
+            )
+        };
+        loop {
+            let thread = read_thread().await;
+            let runs = self
+                .store
+                .runs(&self.thread_id)
+                .await
+                .unwrap_or_else(|e| self.fail(&e.to_string()));
+            if shape(&read_thread().await) == shape(&thread) {
+                return (thread, runs);
+            }
+            tokio::task::yield_now().await;
+        }
     }
 
     /// The checks after every operation. `settled` when nothing runs concurrently: then the

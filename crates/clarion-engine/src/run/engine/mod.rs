@@ -449,6 +449,8 @@ impl Engine {
         if self.claims.signal_cancel(run_id) {
             if run.status != RunStatus::Cancelling && run.status.can_become(RunStatus::Cancelling) {
                 run.status = RunStatus::Cancelling;
+                // Its open calls are being answered `cancelled` by whoever holds the run.
+                run.required_action.clear();
             }
             return Ok(run);
         }
