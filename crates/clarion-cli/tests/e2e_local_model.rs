@@ -199,3 +199,54 @@ async fn a_missing_value_is_asked_for_and_the_answer_completes_the_call() {
     );
     assert_protocol_held(&model);
 }
+
+/// The evaluation scenarios CI plays live, one sample each: the README's promise and one
+/// scenario per example flow, chosen by measurement (docs/benchmarks.md) to fit about ten
+/// minutes on two cores. `CLARION_E2E_EVALS` (space-separated paths) replaces the list.
+const CI_EVALS: &[&str] = &[
+    "flows/personal-finance/evals/readme_example.toml",
+    "flows/personal-finance/evals/house_goal.toml",
+    "flows/support-triage/evals/ticket_id_asked.toml",
+    "flows/travel-booking/evals/no_date.toml",
+];
+
+/// `clarion test --live` through the built binary, as a user runs it: the scenarios' own
+/// structural expectations (tool called, question asked, every run `completed`) must hold.
+#[test]
+#[ignore = "needs a local model server: set CLARION_E2E_BASE_URL"]
+fn clarion_test_live_plays_the_evaluation_scenarios_through_the_binary() {
+    let Ok(base_url) = std::env::var("CLARION_E2E_BASE_URL") else {
+        eprintln!(
+            "skipped: CLARION_E2E_BASE_URL is not set (scripts/local-model.sh start prints it)"
+        );
+        return;
+    };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let evals: Vec<String> = std::env::var("CLARION_E2E_EVALS").map_or_else(
+        |_| CI_EVALS.iter().map(|s| (*s).to_owned()).collect(),
+        |list| list.split_whitespace().map(str::to_owned).collect(),
+    );
+    let started = std::time::Instant::now();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_clarion"))
+        .current_dir(&root)
+        .args(["test", "--live", "--jobs", "1"])
+        .args(&evals)
+        .env("OPENAI_BASE_URL", &base_url)
+        .env_remove("OPENAI_API_KEY")
+        .env("CI", "true")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run clarion: {e}"));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    eprintln!(
+        "e2e: clarion test --live, {} scenarios in {:.0} s\n{stdout}",
+        evals.len(),
+        started.elapsed().as_secs_f64()
+    );
+    assert!(!stderr.contains("panicked"), "clarion panicked:\n{stderr}");
+    assert!(
+        output.status.success(),
+        "clarion test --live failed ({}):\n{stdout}\n{stderr}",
+        output.status
+    );
+}
