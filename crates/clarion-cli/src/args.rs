@@ -13,7 +13,7 @@ Exit codes: 0 success, 1 problems found, 2 usage or configuration error.\n\
 Docs: docs/flow-format.md (the flow file), docs/diagnostics.md (every diagnostic code),\n\
 docs/testing.md (scenarios and `clarion test`)."
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     /// The command to run.
     #[command(subcommand)]
     pub command: Command,
@@ -21,7 +21,7 @@ pub struct Cli {
 
 /// Subcommands.
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Check flow files and report every problem, rustc-style.
     #[command(
         after_help = "Examples:\n  clarion validate flows/\n  clarion validate flows/personal-finance.toml --format json\n  clarion validate flows/ --deny-warnings"
@@ -76,7 +76,7 @@ pub enum Command {
 
 /// `clarion demo`.
 #[derive(Debug, Args)]
-pub struct DemoArgs {
+pub(crate) struct DemoArgs {
     /// Continue a stored thread instead of starting a new one.
     #[arg(long, value_name = "ID")]
     pub thread: Option<String>,
@@ -93,7 +93,7 @@ pub struct DemoArgs {
 
 /// `clarion threads`.
 #[derive(Debug, Args)]
-pub struct ThreadsArgs {
+pub(crate) struct ThreadsArgs {
     /// What to do.
     #[command(subcommand)]
     pub command: ThreadsCommand,
@@ -109,7 +109,7 @@ pub struct ThreadsArgs {
 
 /// `clarion threads …`.
 #[derive(Debug, Subcommand)]
-pub enum ThreadsCommand {
+pub(crate) enum ThreadsCommand {
     /// Every stored thread, newest first: id, flow, messages, last activity, last run.
     #[command(
         after_help = "Examples:\n  clarion threads list\n  clarion threads list --format json | jq '.[].id'"
@@ -134,7 +134,7 @@ pub enum ThreadsCommand {
 
 /// `--format` of `clarion threads list` and `show`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ListFormat {
+pub(crate) enum ListFormat {
     /// For people: a table, or a transcript.
     Human,
     /// JSON.
@@ -143,7 +143,7 @@ pub enum ListFormat {
 
 /// `clarion threads list`.
 #[derive(Debug, Args)]
-pub struct ThreadsListArgs {
+pub(crate) struct ThreadsListArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = ListFormat::Human)]
     pub format: ListFormat,
@@ -154,7 +154,7 @@ pub struct ThreadsListArgs {
 
 /// `clarion threads show`.
 #[derive(Debug, Args)]
-pub struct ThreadsShowArgs {
+pub(crate) struct ThreadsShowArgs {
     /// The thread's id (`clarion threads list` shows them).
     #[arg(value_name = "ID")]
     pub id: String,
@@ -165,7 +165,7 @@ pub struct ThreadsShowArgs {
 
 /// `clarion threads delete`.
 #[derive(Debug, Args)]
-pub struct ThreadsDeleteArgs {
+pub(crate) struct ThreadsDeleteArgs {
     /// The thread's id.
     #[arg(value_name = "ID")]
     pub id: String,
@@ -176,7 +176,7 @@ pub struct ThreadsDeleteArgs {
 
 /// `clarion threads export`.
 #[derive(Debug, Args)]
-pub struct ThreadsExportArgs {
+pub(crate) struct ThreadsExportArgs {
     /// The thread's id.
     #[arg(value_name = "ID")]
     pub id: String,
@@ -190,7 +190,7 @@ pub struct ThreadsExportArgs {
 
 /// `--format` of `clarion threads export`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ExportThreadFormat {
+pub(crate) enum ExportThreadFormat {
     /// The thread (messages, slots, metadata) and its runs, as pretty JSON.
     Json,
     /// The conversation as a transcript, like `clarion test` snapshots.
@@ -199,7 +199,7 @@ pub enum ExportThreadFormat {
 
 /// `clarion graph`.
 #[derive(Debug, Args)]
-pub struct GraphArgs {
+pub(crate) struct GraphArgs {
     /// The flow file.
     #[arg(value_name = "FLOW")]
     pub flow: PathBuf,
@@ -210,7 +210,7 @@ pub struct GraphArgs {
 
 /// `--format` of `clarion graph`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum GraphFormat {
+pub(crate) enum GraphFormat {
     /// A Mermaid flowchart (renders in GitHub and GitLab Markdown).
     Mermaid,
     /// Graphviz dot.
@@ -219,7 +219,7 @@ pub enum GraphFormat {
 
 /// `clarion completions`.
 #[derive(Debug, Args)]
-pub struct CompletionsArgs {
+pub(crate) struct CompletionsArgs {
     /// The shell.
     #[arg(value_enum)]
     pub shell: clap_complete::Shell,
@@ -227,7 +227,7 @@ pub struct CompletionsArgs {
 
 /// `clarion serve`.
 #[derive(Debug, Args)]
-pub struct ServeArgs {
+pub(crate) struct ServeArgs {
     /// Flow files, or directories to search for `*.toml` flow files.
     #[arg(required = true, value_name = "FLOWS")]
     pub flows: Vec<PathBuf>,
@@ -269,7 +269,7 @@ pub struct ServeArgs {
 
 /// `clarion chat`.
 #[derive(Debug, Args)]
-pub struct ChatArgs {
+pub(crate) struct ChatArgs {
     /// The flow file.
     #[arg(value_name = "FLOW")]
     pub flow: PathBuf,
@@ -316,7 +316,7 @@ impl From<ApiArg> for clarion_flow::model::ProviderApi {
 
 /// `clarion validate`.
 #[derive(Debug, Args)]
-pub struct ValidateArgs {
+pub(crate) struct ValidateArgs {
     /// Flow files, or directories to search for `*.toml` flow files.
     #[arg(required = true, value_name = "PATH")]
     pub paths: Vec<PathBuf>,
@@ -330,7 +330,7 @@ pub struct ValidateArgs {
 
 /// How diagnostics are printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum DiagnosticFormat {
+pub(crate) enum DiagnosticFormat {
     /// Code frames with a caret under the problem.
     Human,
     /// JSON Lines: one object per diagnostic (see docs/diagnostics.md for the shape).
@@ -339,7 +339,7 @@ pub enum DiagnosticFormat {
 
 /// `clarion schema`.
 #[derive(Debug, Args)]
-pub struct SchemaArgs {
+pub(crate) struct SchemaArgs {
     /// Print the scenario file's schema instead of the flow file's.
     #[arg(long)]
     pub scenario: bool,
@@ -351,7 +351,7 @@ pub struct SchemaArgs {
     clippy::struct_excessive_bools,
     reason = "each is an independent command-line flag"
 )]
-pub struct TestArgs {
+pub(crate) struct TestArgs {
     /// Scenario files, or folders to search for `scenarios/*.toml` [default: flows/].
     #[arg(value_name = "PATH")]
     pub paths: Vec<PathBuf>,
@@ -386,7 +386,7 @@ pub struct TestArgs {
 
 /// `clarion export`.
 #[derive(Debug, Args)]
-pub struct ExportArgs {
+pub(crate) struct ExportArgs {
     /// The flow file.
     #[arg(value_name = "FLOW")]
     pub flow: PathBuf,
@@ -404,7 +404,7 @@ pub struct ExportArgs {
 
 /// Provider formats for `clarion export`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ProviderFormat {
+pub(crate) enum ProviderFormat {
     /// OpenAI Chat Completions and compatible servers (Ollama, vLLM, llama.cpp…).
     ChatCompletions,
     /// OpenAI Responses API.

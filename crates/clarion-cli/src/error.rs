@@ -6,7 +6,7 @@ use clarion_flow::discover::DiscoverError;
 
 /// A usage or configuration error, printed as one `error:` line.
 #[derive(Debug, thiserror::Error)]
-pub enum CliError {
+pub(crate) enum CliError {
     /// Finding flow or scenario files failed.
     #[error(transparent)]
     Discover(#[from] DiscoverError),

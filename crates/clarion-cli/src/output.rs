@@ -10,31 +10,31 @@ use clarion_flow::LoadReport;
 use clarion_flow::diagnostic::{Severity, render};
 
 /// Writes `text` to stdout.
-pub fn out(text: &str) {
+pub(crate) fn out(text: &str) {
     let mut stdout = anstream::stdout().lock();
     let _ = stdout.write_all(text.as_bytes());
     let _ = stdout.flush();
 }
 
 /// Writes `text` to stderr.
-pub fn err(text: &str) {
+pub(crate) fn err(text: &str) {
     let mut stderr = anstream::stderr().lock();
     let _ = stderr.write_all(text.as_bytes());
     let _ = stderr.flush();
 }
 
 /// Whether styled output would reach a colour terminal on stdout.
-pub fn stdout_styled() -> bool {
+pub(crate) fn stdout_styled() -> bool {
     anstream::AutoStream::choice(&std::io::stdout()) != anstream::ColorChoice::Never
 }
 
 /// Whether styled output would reach a colour terminal on stderr.
-pub fn stderr_styled() -> bool {
+pub(crate) fn stderr_styled() -> bool {
     anstream::AutoStream::choice(&std::io::stderr()) != anstream::ColorChoice::Never
 }
 
 /// `error: MESSAGE` on stderr, rustc style.
-pub fn error_line(message: &str) {
+pub(crate) fn error_line(message: &str) {
     let style = anstyle::Style::new()
         .bold()
         .fg_color(Some(anstyle::AnsiColor::Red.into()));
@@ -43,7 +43,12 @@ pub fn error_line(message: &str) {
 
 /// The flow of `report`, or `None` after saying why on stderr: its errors (and warnings too,
 /// with `warnings`) rendered, then one line "cannot VERB PATH: it has N error(s)…".
-pub fn flow_or_errors(report: LoadReport, verb: &str, path: &Path, warnings: bool) -> Option<Flow> {
+pub(crate) fn flow_or_errors(
+    report: LoadReport,
+    verb: &str,
+    path: &Path,
+    warnings: bool,
+) -> Option<Flow> {
     let styled = stderr_styled();
     for diagnostic in report
         .diagnostics

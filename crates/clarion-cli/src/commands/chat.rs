@@ -41,7 +41,7 @@ use crate::exit::Exit;
 use crate::output;
 
 /// Where the flow comes from: a file, or text built into the binary (`clarion demo`).
-pub enum FlowSource<'a> {
+pub(crate) enum FlowSource<'a> {
     /// `args.flow`.
     File,
     /// A flow embedded in the binary, shown under `name`.
@@ -53,12 +53,12 @@ pub enum FlowSource<'a> {
     },
 }
 
-pub fn run(args: &ChatArgs) -> Result<Exit, CliError> {
+pub(crate) fn run(args: &ChatArgs) -> Result<Exit, CliError> {
     run_flow(args, &FlowSource::File)
 }
 
 /// `clarion chat` on a flow from `source`.
-pub fn run_flow(args: &ChatArgs, source: &FlowSource<'_>) -> Result<Exit, CliError> {
+pub(crate) fn run_flow(args: &ChatArgs, source: &FlowSource<'_>) -> Result<Exit, CliError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -7,7 +7,7 @@ use crate::args::{Cli, CompletionsArgs};
 use crate::exit::Exit;
 use crate::output;
 
-pub fn run(args: &CompletionsArgs) -> Exit {
+pub(crate) fn run(args: &CompletionsArgs) -> Exit {
     let mut script = Vec::new();
     clap_complete::generate(args.shell, &mut Cli::command(), "clarion", &mut script);
     output::out(&String::from_utf8_lossy(&script));

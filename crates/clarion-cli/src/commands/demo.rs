@@ -29,7 +29,7 @@ const LOCAL_MODEL: &str = "qwen2.5-coder-1.5b-instruct";
 /// What to do instead when the local model cannot be had.
 const INSTEAD: &str = "or set OPENAI_BASE_URL (and OPENAI_API_KEY) to use a provider instead";
 
-pub fn run(args: &DemoArgs) -> Result<Exit, CliError> {
+pub(crate) fn run(args: &DemoArgs) -> Result<Exit, CliError> {
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
     let (base_url, model) = if env("OPENAI_BASE_URL").is_some() || env("OPENAI_API_KEY").is_some() {
         (None, args.model.clone().or_else(|| env("OPENAI_MODEL")))

@@ -13,7 +13,7 @@ use crate::error::CliError;
 use crate::exit::Exit;
 use crate::output;
 
-pub fn run(args: &GraphArgs) -> Result<Exit, CliError> {
+pub(crate) fn run(args: &GraphArgs) -> Result<Exit, CliError> {
     if !args.flow.is_file() {
         return Err(CliError::MissingFlow(args.flow.clone()));
     }

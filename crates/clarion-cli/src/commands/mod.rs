@@ -1,12 +1,12 @@
 //! One module per subcommand.
 
-pub mod chat;
-pub mod completions;
-pub mod demo;
-pub mod export;
-pub mod graph;
-pub mod schema;
-pub mod serve;
-pub mod test;
-pub mod threads;
-pub mod validate;
+pub(crate) mod chat;
+pub(crate) mod completions;
+pub(crate) mod demo;
+pub(crate) mod export;
+pub(crate) mod graph;
+pub(crate) mod schema;
+pub(crate) mod serve;
+pub(crate) mod test;
+pub(crate) mod threads;
+pub(crate) mod validate;

@@ -5,7 +5,7 @@ use crate::args::SchemaArgs;
 use crate::exit::Exit;
 use crate::output;
 
-pub fn run(args: &SchemaArgs) -> Exit {
+pub(crate) fn run(args: &SchemaArgs) -> Exit {
     if args.scenario {
         output::out(&clarion_testing::scenario::schema::scenario_schema_text());
         return Exit::Success;

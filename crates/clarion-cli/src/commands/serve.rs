@@ -23,7 +23,7 @@ use crate::exit::Exit;
 use crate::output;
 use clarion_flow::discover::flow_files;
 
-pub fn run(args: &ServeArgs) -> Result<Exit, CliError> {
+pub(crate) fn run(args: &ServeArgs) -> Result<Exit, CliError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

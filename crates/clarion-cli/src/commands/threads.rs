@@ -26,7 +26,7 @@ use crate::error::CliError;
 use crate::exit::Exit;
 use crate::output;
 
-pub fn run(args: &ThreadsArgs) -> Result<Exit, CliError> {
+pub(crate) fn run(args: &ThreadsArgs) -> Result<Exit, CliError> {
     let store = open(args)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

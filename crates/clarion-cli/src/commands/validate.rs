@@ -9,7 +9,7 @@ use crate::exit::Exit;
 use crate::output;
 use clarion_flow::discover::flow_files;
 
-pub fn run(args: &ValidateArgs) -> Result<Exit, crate::error::CliError> {
+pub(crate) fn run(args: &ValidateArgs) -> Result<Exit, crate::error::CliError> {
     let files = flow_files(&args.paths)?;
     let styled = output::stdout_styled();
     let (mut errors, mut warnings, mut failing_files) = (0, 0, 0);

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 /// `message` (a Chat Completions assistant message) as an event stream: text in small
 /// pieces, tool calls whole.
-pub fn stream(message: &Value) -> String {
+pub(crate) fn stream(message: &Value) -> String {
     let mut chunks = Vec::new();
     if let Some(text) = message["content"].as_str() {
         for piece in text.split_inclusive(' ') {
@@ -44,7 +44,7 @@ pub fn stream(message: &Value) -> String {
 }
 
 /// A Chat Completions response for `message`: streamed when the request asked for it.
-pub fn reply(request: &Value, message: &Value) -> wiremock::ResponseTemplate {
+pub(crate) fn reply(request: &Value, message: &Value) -> wiremock::ResponseTemplate {
     if request["stream"] == true {
         wiremock::ResponseTemplate::new(200).set_body_raw(stream(message), "text/event-stream")
     } else {

@@ -17,7 +17,7 @@ use clarion_flow::Flow;
 use clarion_flow::load_file;
 use serde_json::{Map, Value, json};
 
-pub fn personal_finance() -> Arc<Flow> {
+pub(crate) fn personal_finance() -> Arc<Flow> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../flows/personal-finance.toml");
     Arc::new(
         load_file(&path)
@@ -26,7 +26,7 @@ pub fn personal_finance() -> Arc<Flow> {
     )
 }
 
-pub fn flow_from(text: &str) -> Arc<Flow> {
+pub(crate) fn flow_from(text: &str) -> Arc<Flow> {
     let report = clarion_flow::load_str("test.toml", text, None);
     let messages: Vec<String> = report
         .diagnostics
@@ -45,7 +45,10 @@ fn number(args: &Map<String, Value>, key: &str) -> f64 {
 }
 
 /// Stand-in finance tools with the shapes the example flow's rules read.
-pub fn finance(tool: &clarion_flow::Tool, args: &Map<String, Value>) -> Result<Value, ToolError> {
+pub(crate) fn finance(
+    tool: &clarion_flow::Tool,
+    args: &Map<String, Value>,
+) -> Result<Value, ToolError> {
     match tool.name.as_str() {
         "calculate_savings_timeline" => {
             let months = (number(args, "goal_amount") / number(args, "monthly_savings")).ceil();
@@ -67,13 +70,13 @@ pub fn finance(tool: &clarion_flow::Tool, args: &Map<String, Value>) -> Result<V
     }
 }
 
-pub struct Harness {
+pub(crate) struct Harness {
     pub engine: Engine,
     pub model: Arc<ScriptedModel>,
     pub store: Arc<MemoryStore>,
 }
 
-pub fn harness(
+pub(crate) fn harness(
     flow: Arc<Flow>,
     executor: Arc<dyn ToolExecutor>,
     turns: Vec<ScriptedTurn>,
@@ -88,19 +91,19 @@ pub fn harness(
     }
 }
 
-pub fn finance_harness(turns: Vec<ScriptedTurn>) -> Harness {
+pub(crate) fn finance_harness(turns: Vec<ScriptedTurn>) -> Harness {
     harness(personal_finance(), Arc::new(FnExecutor(finance)), turns)
 }
 
 impl Harness {
-    pub async fn thread(&self) -> Thread {
+    pub(crate) async fn thread(&self) -> Thread {
         self.engine
             .create_thread(Metadata::default())
             .await
             .unwrap_or_else(|e| panic!("{e}"))
     }
 
-    pub async fn reload(&self, thread: &Thread) -> Thread {
+    pub(crate) async fn reload(&self, thread: &Thread) -> Thread {
         self.store
             .thread(&thread.id)
             .await
@@ -109,14 +112,14 @@ impl Harness {
 }
 
 /// Every tool call in the thread has exactly one output.
-pub fn assert_protocol(thread: &Thread) {
+pub(crate) fn assert_protocol(thread: &Thread) {
     if let Err(violation) = protocol::check(&thread.messages) {
         panic!("protocol broken: {violation}\n{:#?}", thread.messages);
     }
 }
 
 /// The outputs of the thread, as (tool, status, content JSON).
-pub fn outputs(thread: &Thread) -> Vec<(String, OutputStatus, Value)> {
+pub(crate) fn outputs(thread: &Thread) -> Vec<(String, OutputStatus, Value)> {
     thread
         .messages
         .iter()
@@ -136,7 +139,7 @@ pub fn outputs(thread: &Thread) -> Vec<(String, OutputStatus, Value)> {
         .collect()
 }
 
-pub fn contexts(thread: &Thread) -> Vec<String> {
+pub(crate) fn contexts(thread: &Thread) -> Vec<String> {
     thread
         .messages
         .iter()
@@ -147,7 +150,7 @@ pub fn contexts(thread: &Thread) -> Vec<String> {
         .collect()
 }
 
-pub fn last_text(thread: &Thread) -> String {
+pub(crate) fn last_text(thread: &Thread) -> String {
     thread
         .messages
         .last()
@@ -158,23 +161,25 @@ pub fn last_text(thread: &Thread) -> String {
 
 /// Counts calls, for executors that must (not) be reached.
 #[derive(Default)]
-pub struct Counter(pub AtomicUsize);
+pub(crate) struct Counter(pub AtomicUsize);
 
 impl Counter {
-    pub fn bump(&self) -> usize {
+    pub(crate) fn bump(&self) -> usize {
         self.0.fetch_add(1, Ordering::SeqCst) + 1
     }
-    pub fn get(&self) -> usize {
+    pub(crate) fn get(&self) -> usize {
         self.0.load(Ordering::SeqCst)
     }
 }
 
 /// A wiremock responder that answers with the given responses in order; the last one
 /// repeats.
-pub struct Sequence(std::sync::Mutex<std::collections::VecDeque<wiremock::ResponseTemplate>>);
+pub(crate) struct Sequence(
+    std::sync::Mutex<std::collections::VecDeque<wiremock::ResponseTemplate>>,
+);
 
 impl Sequence {
-    pub fn new(responses: Vec<wiremock::ResponseTemplate>) -> Self {
+    pub(crate) fn new(responses: Vec<wiremock::ResponseTemplate>) -> Self {
         Self(std::sync::Mutex::new(responses.into()))
     }
 }

@@ -21,7 +21,7 @@ use clarion_store::SqliteStore;
 use clarion_tools::ClarionTools;
 
 /// A running server.
-pub struct Server {
+pub(crate) struct Server {
     /// `http://127.0.0.1:PORT/v1`.
     pub base: String,
     /// The address.
@@ -34,12 +34,12 @@ pub struct Server {
 }
 
 /// Starts a server for the `shop` flow playing `turns`, with `keys` (none: open).
-pub async fn start(turns: Vec<ScriptedTurn>, keys: &[&str], body_limit: usize) -> Server {
+pub(crate) async fn start(turns: Vec<ScriptedTurn>, keys: &[&str], body_limit: usize) -> Server {
     start_limited(turns, keys, body_limit, 0.0).await
 }
 
 /// [`start`] with a rate limit (requests per second per key; 0: none).
-pub async fn start_limited(
+pub(crate) async fn start_limited(
     turns: Vec<ScriptedTurn>,
     keys: &[&str],
     body_limit: usize,
@@ -59,7 +59,7 @@ pub async fn start_limited(
 }
 
 /// A server over `state` with a model of its own (the script stays empty).
-pub async fn start_state(state: AppState, dir: tempfile::TempDir) -> Server {
+pub(crate) async fn start_state(state: AppState, dir: tempfile::TempDir) -> Server {
     let router = clarion_server::router(state, clarion_server::DEFAULT_BODY_LIMIT);
     let (addr, stop) = serve_router(router).await;
     Server {
@@ -73,12 +73,14 @@ pub async fn start_state(state: AppState, dir: tempfile::TempDir) -> Server {
 
 /// Serves `router` on a loopback port until the returned sender is dropped, with the
 /// server's own accept loop.
-pub async fn serve_router(router: axum::Router) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
+pub(crate) async fn serve_router(
+    router: axum::Router,
+) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
     serve_router_with(router, clarion_server::HEADER_READ_TIMEOUT).await
 }
 
 /// [`serve_router`] with a header-read timeout of its own.
-pub async fn serve_router_with(
+pub(crate) async fn serve_router_with(
     router: axum::Router,
     header_timeout: std::time::Duration,
 ) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
@@ -98,7 +100,7 @@ pub async fn serve_router_with(
 
 /// State for the `shop` flow with `model`, a SQLite store in a new temporary directory
 /// (kept alive by the returned guard), `keys` (none: open) and a rate limit (0: none).
-pub fn shop_state(
+pub(crate) fn shop_state(
     model: Arc<dyn Model>,
     keys: &[&str],
     rate: f64,
@@ -136,7 +138,7 @@ pub fn shop_state(
 
 /// A model for any number of concurrent conversations: a user message gets a `pay` call,
 /// a tool output gets a reply. It looks only at the request, so runs never share a script.
-pub struct LoopModel;
+pub(crate) struct LoopModel;
 
 impl Model for LoopModel {
     fn respond<'a>(
@@ -165,7 +167,7 @@ impl Model for LoopModel {
 }
 
 /// The turns of the classic loop: a server-side call, then a client call, then a reply.
-pub fn pay_loop() -> Vec<ScriptedTurn> {
+pub(crate) fn pay_loop() -> Vec<ScriptedTurn> {
     vec![
         ScriptedTurn::call(
             "savings",
@@ -177,7 +179,7 @@ pub fn pay_loop() -> Vec<ScriptedTurn> {
 }
 
 /// An HTTP client (rustls needs its process-wide provider even for plain HTTP).
-pub fn client() -> reqwest::Client {
+pub(crate) fn client() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .build()
@@ -185,7 +187,7 @@ pub fn client() -> reqwest::Client {
 }
 
 /// A request's status and JSON body.
-pub async fn call(request: reqwest::RequestBuilder) -> (u16, serde_json::Value) {
+pub(crate) async fn call(request: reqwest::RequestBuilder) -> (u16, serde_json::Value) {
     let response = request.send().await.unwrap_or_else(|e| panic!("{e}"));
     let status = response.status().as_u16();
     let text = response.text().await.unwrap_or_else(|e| panic!("{e}"));
@@ -194,7 +196,7 @@ pub async fn call(request: reqwest::RequestBuilder) -> (u16, serde_json::Value) 
 }
 
 /// Polls a run until it leaves `queued`/`in_progress`/`cancelling`.
-pub async fn poll(
+pub(crate) async fn poll(
     client: &reqwest::Client,
     base: &str,
     thread: &str,
@@ -215,7 +217,7 @@ pub async fn poll(
 }
 
 /// Plays a script and remembers the instructions of every request.
-pub struct Recorder {
+pub(crate) struct Recorder {
     /// The script.
     pub script: ScriptedModel,
     /// Instructions seen, in request order.

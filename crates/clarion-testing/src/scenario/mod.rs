@@ -48,7 +48,7 @@ pub(crate) struct ScriptedCall<'a> {
 
 impl ScriptedCall<'_> {
     /// The arguments as the model would send them.
-    pub fn arguments_text(&self) -> String {
+    pub(crate) fn arguments_text(&self) -> String {
         match (self.arguments, self.args) {
             (Some(raw), _) => raw.to_owned(),
             (None, Some(args)) => Value::Object(args.clone()).to_string(),
@@ -57,12 +57,12 @@ impl ScriptedCall<'_> {
     }
 
     /// The call's own outcome, if it has exactly one.
-    pub fn outcome(&self) -> Option<MockOutcome> {
+    pub(crate) fn outcome(&self) -> Option<MockOutcome> {
         MockOutcome::from_parts(self.result, self.error, self.timeout)
     }
 
     /// Whether the call sets any of `result`, `error` or `timeout`.
-    pub fn has_outcome_keys(&self) -> bool {
+    pub(crate) fn has_outcome_keys(&self) -> bool {
         self.result.is_some() || self.error.is_some() || self.timeout.is_some()
     }
 }

@@ -30,7 +30,7 @@ pub(crate) struct Plan {
 impl Plan {
     /// `GET https://host/path`, without the query (which may hold arguments or keys), for
     /// error messages.
-    pub fn describe(&self) -> String {
+    pub(super) fn describe(&self) -> String {
         let mut url = self.url.clone();
         url.set_query(None);
         url.set_fragment(None);

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use super::Result;
 
-pub fn report(results: &[Result]) -> String {
+pub(super) fn report(results: &[Result]) -> String {
     let mut suites: Vec<(String, Vec<&Result>)> = Vec::new();
     for result in results {
         let suite = suite_name(result);

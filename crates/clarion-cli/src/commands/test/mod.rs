@@ -25,7 +25,7 @@ use crate::exit::Exit;
 use crate::output;
 
 /// One scenario's result.
-pub struct Result {
+pub(crate) struct Result {
     pub outcome: Outcome,
     pub check: SnapshotCheck,
     pub elapsed: Duration,
@@ -37,7 +37,7 @@ impl Result {
     }
 }
 
-pub fn run(args: &TestArgs) -> std::result::Result<Exit, CliError> {
+pub(crate) fn run(args: &TestArgs) -> std::result::Result<Exit, CliError> {
     let paths = if args.paths.is_empty() {
         vec![PathBuf::from("flows")]
     } else {

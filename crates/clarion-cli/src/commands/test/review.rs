@@ -9,7 +9,7 @@ use clarion_testing::{SnapshotState, pending_path};
 use super::Result;
 use crate::output;
 
-pub fn review(results: &mut [Result], styled: bool) {
+pub(super) fn review(results: &mut [Result], styled: bool) {
     let reviewable: Vec<usize> = results
         .iter()
         .enumerate()
