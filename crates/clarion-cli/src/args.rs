@@ -234,9 +234,14 @@ pub struct ServeArgs {
     /// The address to listen on.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
     pub bind: String,
-    /// The thread store (SQLite).
-    #[arg(long, value_name = "PATH", default_value = ".clarion/threads.db")]
+    /// The thread store: a SQLite file, or `postgres://USER:PASSWORD@HOST:PORT/DATABASE`
+    /// to share threads with other replicas of the server.
+    #[arg(long, value_name = "PATH|URL", default_value = ".clarion/threads.db")]
     pub store: PathBuf,
+    /// With a PostgreSQL store: how long a run's lease lasts, in seconds. A replica that
+    /// dies mid-run has its runs taken over by another within about this long.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
+    pub run_lease: f64,
     /// Require bearer API keys, read from this environment variable (comma-separated).
     /// Without it the server is open: use it on loopback only.
     #[arg(long, value_name = "NAME")]
