@@ -80,7 +80,7 @@ pub struct DemoArgs {
     /// Continue a stored thread instead of starting a new one.
     #[arg(long, value_name = "ID")]
     pub thread: Option<String>,
-    /// The thread store (SQLite).
+    /// The thread store: a SQLite file, or a `postgres://` URL.
     #[arg(long, value_name = "PATH", default_value = ".clarion/threads.db")]
     pub store: PathBuf,
     /// The model name (default: `OPENAI_MODEL`, else the flow's, or the local model's).
@@ -97,7 +97,7 @@ pub struct ThreadsArgs {
     /// What to do.
     #[command(subcommand)]
     pub command: ThreadsCommand,
-    /// The thread store (SQLite), as `clarion chat --store`.
+    /// The thread store (a SQLite file, or a `postgres://` URL), as `clarion chat --store`.
     #[arg(
         long,
         value_name = "PATH",
@@ -281,7 +281,7 @@ pub struct ChatArgs {
     /// Continue a stored thread instead of starting a new one.
     #[arg(long, value_name = "ID")]
     pub thread: Option<String>,
-    /// The thread store (SQLite).
+    /// The thread store: a SQLite file, or a `postgres://` URL.
     #[arg(long, value_name = "PATH", default_value = ".clarion/threads.db")]
     pub store: PathBuf,
     /// The provider's base URL (overrides the flow's `[provider]` and `OPENAI_BASE_URL`).

@@ -329,6 +329,19 @@ async fn two_replicas_share_threads_and_one_takes_over_a_killed_ones_run() {
             ("assistant".to_owned(), "It takes 12 months.".to_owned()),
         ]
     );
+
+    // `clarion threads` reads the same database.
+    let listed = Command::new(env!("CARGO_BIN_EXE_clarion"))
+        .args(["threads", "list", "--store", &database])
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let stdout = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        listed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    assert!(stdout.contains(&thread), "{stdout}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -19,7 +19,6 @@ use clarion_flow::{LoadOptions, load_file_with};
 use clarion_providers::select::{ProviderOverrides, model_for};
 use clarion_server::{ApiKeys, AppState};
 use clarion_store::SqliteStore;
-use clarion_store_postgres::PostgresStore;
 use clarion_tools::ClarionTools;
 
 use crate::args::ServeArgs;
@@ -136,9 +135,7 @@ async fn serve(args: &ServeArgs) -> Result<Exit, CliError> {
 /// The store `--store` names — a PostgreSQL URL or a SQLite file — and how to show it in
 /// messages (a URL without its password).
 async fn open_store(args: &ServeArgs) -> Result<(Arc<dyn ThreadStore>, PathBuf), CliError> {
-    let text = args.store.to_string_lossy();
-    if clarion_store_postgres::is_postgres_url(&text) {
-        let shown = PathBuf::from(clarion_store_postgres::redact_url(&text));
+    if crate::store::is_url(&args.store) {
         let lease = Duration::try_from_secs_f64(args.run_lease)
             .ok()
             .filter(|d| !d.is_zero())
@@ -148,14 +145,8 @@ async fn open_store(args: &ServeArgs) -> Result<(Arc<dyn ThreadStore>, PathBuf),
                     args.run_lease
                 ))
             })?;
-        let options = clarion_store_postgres::Options {
-            lease,
-            ..clarion_store_postgres::Options::default()
-        };
-        let store = PostgresStore::connect_with(&text, options)
-            .await
-            .map_err(|e| CliError::Io(format!("cannot open the thread store: {e}")))?;
-        return Ok((Arc::new(store), shown));
+        let store = crate::store::postgres(&args.store, lease).await?;
+        return Ok((Arc::new(store), crate::store::shown(&args.store)));
     }
     if let Some(parent) = args.store.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|e| CliError::Store {
