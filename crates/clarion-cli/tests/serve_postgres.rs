@@ -471,10 +471,13 @@ async fn a_replica_killed_under_load_loses_no_run_and_duplicates_no_output() {
     doomed.child.kill().unwrap_or_else(|e| panic!("{e}"));
     let _ = doomed.child.wait();
     let killed = Instant::now();
+    let mut finished = Vec::new();
     for (thread, run, _, _) in &runs {
         let done = wait_for(&c, &survivor.base, thread, run, Duration::from_secs(20)).await;
         assert_eq!(done["status"], "completed", "{done}");
+        finished.push(format!("{:.1}s", killed.elapsed().as_secs_f64()));
     }
+    eprintln!("load takeover: each run seen completed at {finished:?}");
     eprintln!(
         "load takeover: {} runs completed on the survivor {:?} after the kill (lease {LEASE_SECS}s)",
         runs.len(),
