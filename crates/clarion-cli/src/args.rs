@@ -80,7 +80,7 @@ pub(crate) struct DemoArgs {
     /// Continue a stored thread instead of starting a new one.
     #[arg(long, value_name = "ID")]
     pub thread: Option<String>,
-    /// The thread store (SQLite).
+    /// The thread store: a SQLite file, or a `postgres://` URL.
     #[arg(long, value_name = "PATH", default_value = ".clarion/threads.db")]
     pub store: PathBuf,
     /// The model name (default: `OPENAI_MODEL`, else the flow's, or the local model's).
@@ -97,7 +97,7 @@ pub(crate) struct ThreadsArgs {
     /// What to do.
     #[command(subcommand)]
     pub command: ThreadsCommand,
-    /// The thread store (SQLite), as `clarion chat --store`.
+    /// The thread store (a SQLite file, or a `postgres://` URL), as `clarion chat --store`.
     #[arg(
         long,
         value_name = "PATH",
@@ -234,9 +234,14 @@ pub(crate) struct ServeArgs {
     /// The address to listen on.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
     pub bind: String,
-    /// The thread store (SQLite).
-    #[arg(long, value_name = "PATH", default_value = ".clarion/threads.db")]
+    /// The thread store: a SQLite file, or `postgres://USER:PASSWORD@HOST:PORT/DATABASE`
+    /// to share threads with other replicas of the server.
+    #[arg(long, value_name = "PATH|URL", default_value = ".clarion/threads.db")]
     pub store: PathBuf,
+    /// With a PostgreSQL store: how long a run's lease lasts, in seconds. A replica that
+    /// dies mid-run has its runs taken over by another within about this long.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
+    pub run_lease: f64,
     /// Require bearer API keys, read from this environment variable (comma-separated).
     /// Without it the server is open: use it on loopback only.
     #[arg(long, value_name = "NAME")]
@@ -276,7 +281,7 @@ pub(crate) struct ChatArgs {
     /// Continue a stored thread instead of starting a new one.
     #[arg(long, value_name = "ID")]
     pub thread: Option<String>,
-    /// The thread store (SQLite).
+    /// The thread store: a SQLite file, or a `postgres://` URL.
     #[arg(long, value_name = "PATH", default_value = ".clarion/threads.db")]
     pub store: PathBuf,
     /// The provider's base URL (overrides the flow's `[provider]` and `OPENAI_BASE_URL`).

@@ -9,6 +9,7 @@ mod commands;
 mod error;
 mod exit;
 mod output;
+mod store;
 
 use clap::Parser;
 

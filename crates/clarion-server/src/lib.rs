@@ -13,7 +13,8 @@
 //! - [`routes`]: one module per resource; [`stream`]: server-sent events for runs;
 //! - [`wire`]: the JSON objects, request bodies and list pages;
 //! - [`error`]: the API's error bodies and status codes; [`extract`]: extractors that
-//!   reject with them; [`ids`]: ids and timestamps; [`openapi`]: the document of the subset.
+//!   reject with them; [`ids`]: ids and timestamps; [`openapi`]: the document of the subset;
+//! - [`takeover`]: runs whose replica died, driven on by this one (shared stores).
 
 pub mod auth;
 pub mod error;
@@ -24,11 +25,13 @@ pub mod openapi;
 pub mod routes;
 pub mod state;
 pub mod stream;
+pub mod takeover;
 pub mod wire;
 
 pub use auth::ApiKeys;
 pub use routes::{DEFAULT_BODY_LIMIT, DEFAULT_REQUEST_TIMEOUT, Limits, router, router_with};
 pub use state::{AppState, StateError};
+pub use takeover::spawn_takeover;
 
 /// How long a client may take to send a request's headers once it has started; beyond it
 /// the connection is closed (a slow-headers client cannot hold connections open). The

@@ -26,7 +26,7 @@ use std::time::Duration;
 use clarion_engine::codes::ErrorCode;
 use clarion_engine::events::{Event, EventSink};
 use clarion_engine::run::{Engine, Run, RunStatus, ToolOutputSubmission};
-use clarion_engine::store::StoreError;
+use clarion_engine::store::{StoreError, ThreadStore};
 use clarion_engine::thread::{Metadata, Thread};
 use clarion_flow::{Flow, LoadOptions, load_file_with, load_str_with};
 use clarion_providers::select::{ProviderOverrides, model_for, resolve};
@@ -98,10 +98,15 @@ async fn open(args: &ChatArgs, source: &FlowSource<'_>) -> Result<Option<Session
         return Ok(None);
     };
     let flow = Arc::new(flow);
-    let store = SqliteStore::open(&args.store).map_err(|e| CliError::Store {
-        path: args.store.clone(),
-        reason: e.to_string(),
-    })?;
+    let shown = crate::store::shown(&args.store);
+    let store: Arc<dyn ThreadStore> = if crate::store::is_url(&args.store) {
+        Arc::new(crate::store::postgres(&args.store, clarion_store_postgres::DEFAULT_LEASE).await?)
+    } else {
+        Arc::new(SqliteStore::open(&args.store).map_err(|e| CliError::Store {
+            path: shown.clone(),
+            reason: e.to_string(),
+        })?)
+    };
     let overrides = ProviderOverrides {
         base_url: args.base_url.clone(),
         api: args.api.map(Into::into),
@@ -109,23 +114,18 @@ async fn open(args: &ChatArgs, source: &FlowSource<'_>) -> Result<Option<Session
         stream: args.no_stream.then_some(false),
     };
     let model = model_for(&flow, &overrides).map_err(|e| CliError::Provider(e.to_string()))?;
-    let engine = Arc::new(Engine::new(
-        flow.clone(),
-        model,
-        Arc::new(tools),
-        Arc::new(store),
-    ));
+    let engine = Arc::new(Engine::new(flow.clone(), model, Arc::new(tools), store));
     engine.recover().await.map_err(|e| CliError::Store {
-        path: args.store.clone(),
+        path: shown.clone(),
         reason: e.to_string(),
     })?;
     let thread = match &args.thread {
         Some(id) => engine.thread(id).await.map_err(|e| match e {
             clarion_engine::run::EngineError::Store(StoreError::ThreadNotFound(_)) => {
-                CliError::UnknownThread(id.clone(), args.store.clone())
+                CliError::UnknownThread(id.clone(), shown.clone())
             }
             other => CliError::Store {
-                path: args.store.clone(),
+                path: shown.clone(),
                 reason: other.to_string(),
             },
         })?,
@@ -133,7 +133,7 @@ async fn open(args: &ChatArgs, source: &FlowSource<'_>) -> Result<Option<Session
             .create_thread(Metadata::default())
             .await
             .map_err(|e| CliError::Store {
-                path: args.store.clone(),
+                path: shown.clone(),
                 reason: e.to_string(),
             })?,
     };
@@ -167,7 +167,11 @@ async fn chat(args: &ChatArgs, source: &FlowSource<'_>) -> Result<Exit, CliError
     let interactive = std::io::stdin().is_terminal();
     let spinner = Spinner::start(std::io::stderr().is_terminal());
     let sink = Arc::new(Terminal::new(args.verbose, spinner));
-    let mut input = Input::new(interactive, history_path(&args.store), hangup_signal());
+    let mut input = Input::new(
+        interactive,
+        history_path(&args.store, crate::store::is_url(&args.store)),
+        hangup_signal(),
+    );
     let hint = if interactive {
         " · /help for commands, Ctrl-D to leave"
     } else {
@@ -193,7 +197,7 @@ async fn chat(args: &ChatArgs, source: &FlowSource<'_>) -> Result<Exit, CliError
                 &flow,
                 &mut thread,
                 &mut transcript,
-                &args.store,
+                &crate::store::shown(&args.store),
             )
             .await
             {
@@ -547,7 +551,11 @@ impl Editor {
 }
 
 /// The history file: `history` beside the store.
-fn history_path(store: &Path) -> Option<PathBuf> {
+fn history_path(store: &Path, is_url: bool) -> Option<PathBuf> {
+    if is_url {
+        // A database has no directory: the history stays where the default store would be.
+        return Some(PathBuf::from(".clarion/history"));
+    }
     let dir = store.parent()?;
     let dir = if dir.as_os_str().is_empty() {
         Path::new(".")

@@ -1,12 +1,16 @@
 //! `clarion serve`: the flows given, served over an Assistants-API-compatible HTTP API.
 //!
 //! The command only wires things together: flows are loaded and checked as by `clarion
-//! validate` (any error stops it, exit 1), every flow gets an engine over one shared
-//! SQLite store, runs interrupted by a previous crash are marked failed, and the server
+//! validate` (any error stops it, exit 1), every flow gets an engine over one shared store
+//! (a SQLite file, or PostgreSQL shared with other replicas), runs interrupted by a
+//! previous crash are marked failed (SQLite) or taken over when their lease expires
+//! (PostgreSQL, [`clarion_server::spawn_takeover`]), and the server
 //! from `clarion-server` listens until Ctrl-C. The address goes to stderr as
 //! `listening on http://ADDR/v1`, which scripts and tests wait for.
 
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clarion_engine::run::Engine;
 use clarion_engine::store::ThreadStore;
@@ -58,17 +62,7 @@ async fn serve(args: &ServeArgs) -> Result<Exit, CliError> {
         }
         keys = keys.union(from_file);
     }
-    if let Some(parent) = args.store.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|e| CliError::Store {
-            path: args.store.clone(),
-            reason: e.to_string(),
-        })?;
-    }
-    let store: Arc<dyn ThreadStore> =
-        Arc::new(SqliteStore::open(&args.store).map_err(|e| CliError::Store {
-            path: args.store.clone(),
-            reason: e.to_string(),
-        })?);
+    let (store, shown) = open_store(args).await?;
     let overrides = ProviderOverrides {
         base_url: args.base_url.clone(),
         api: args.api.map(Into::into),
@@ -81,7 +75,7 @@ async fn serve(args: &ServeArgs) -> Result<Exit, CliError> {
     };
     if let Some(engine) = engines.first() {
         let recovered = engine.recover().await.map_err(|e| CliError::Store {
-            path: args.store.clone(),
+            path: shown.clone(),
             reason: e.to_string(),
         })?;
         if !recovered.is_empty() {
@@ -90,7 +84,12 @@ async fn serve(args: &ServeArgs) -> Result<Exit, CliError> {
                 recovered.len()
             ));
         }
-        if !store.sole_user() {
+        if store.lease_duration().is_some() {
+            output::err(
+                "runs are leased: a replica that stops mid-run has its runs taken over by \
+                 another\n",
+            );
+        } else if !store.sole_user() {
             output::err(
                 "note: another process has this store open, so runs left unfinished by a \
                  crash stay locked until a process opens it alone\n",
@@ -104,6 +103,7 @@ async fn serve(args: &ServeArgs) -> Result<Exit, CliError> {
     let state = AppState::new(store, engines, keys.clone())
         .map_err(|e| CliError::Io(e.to_string()))?
         .with_rate_limit(args.rate_limit);
+    let takeover = clarion_server::spawn_takeover(state.clone());
     let listener = tokio::net::TcpListener::bind(&args.bind)
         .await
         .map_err(|e| CliError::Io(format!("cannot listen on {}: {e}", args.bind)))?;
@@ -121,20 +121,50 @@ async fn serve(args: &ServeArgs) -> Result<Exit, CliError> {
     ));
     let limits = clarion_server::Limits {
         body_bytes: args.max_body_bytes,
-        request_timeout: std::time::Duration::from_secs(args.request_timeout.max(1)),
+        request_timeout: Duration::from_secs(args.request_timeout.max(1)),
     };
     clarion_server::serve(listener, state, limits, async {
         let _ = tokio::signal::ctrl_c().await;
     })
     .await
     .map_err(|e| CliError::Io(format!("the server stopped: {e}")))?;
+    takeover.abort();
     Ok(Exit::Success)
+}
+
+/// The store `--store` names — a PostgreSQL URL or a SQLite file — and how to show it in
+/// messages (a URL without its password).
+async fn open_store(args: &ServeArgs) -> Result<(Arc<dyn ThreadStore>, PathBuf), CliError> {
+    if crate::store::is_url(&args.store) {
+        let lease = Duration::try_from_secs_f64(args.run_lease)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| {
+                CliError::Io(format!(
+                    "--run-lease {}: expected a positive number of seconds",
+                    args.run_lease
+                ))
+            })?;
+        let store = crate::store::postgres(&args.store, lease).await?;
+        return Ok((Arc::new(store), crate::store::shown(&args.store)));
+    }
+    if let Some(parent) = args.store.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| CliError::Store {
+            path: args.store.clone(),
+            reason: e.to_string(),
+        })?;
+    }
+    let store = SqliteStore::open(&args.store).map_err(|e| CliError::Store {
+        path: args.store.clone(),
+        reason: e.to_string(),
+    })?;
+    Ok((Arc::new(store), args.store.clone()))
 }
 
 /// One engine per flow file over the shared store; `None` if any flow has errors (they
 /// are printed).
 fn load(
-    files: &[std::path::PathBuf],
+    files: &[PathBuf],
     store: &Arc<dyn ThreadStore>,
     overrides: &ProviderOverrides,
 ) -> Result<Option<Vec<Arc<Engine>>>, CliError> {

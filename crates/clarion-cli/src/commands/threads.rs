@@ -12,7 +12,7 @@ use std::fmt::Write as _;
 
 use clarion_engine::events::Event;
 use clarion_engine::run::Run;
-use clarion_engine::store::{StoreError, ThreadHeader, ThreadStore as _};
+use clarion_engine::store::{StoreError, ThreadHeader, ThreadStore};
 use clarion_engine::thread::{MessageKind, Thread};
 use clarion_store::SqliteStore;
 use clarion_testing::transcript::{Redactor, Transcript, inline_json};
@@ -27,23 +27,30 @@ use crate::exit::Exit;
 use crate::output;
 
 pub(crate) fn run(args: &ThreadsArgs) -> Result<Exit, CliError> {
-    let store = open(args)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| CliError::Io(format!("cannot start the runtime: {e}")))?;
     runtime.block_on(async {
+        let store = open(args).await?;
+        let store = &*store;
         match &args.command {
-            ThreadsCommand::List(list) => self::list(&store, args, list).await,
-            ThreadsCommand::Show(show) => self::show(&store, args, show).await,
-            ThreadsCommand::Delete(delete) => self::delete(&store, args, delete).await,
-            ThreadsCommand::Export(export) => self::export(&store, args, export).await,
+            ThreadsCommand::List(list) => self::list(store, args, list).await,
+            ThreadsCommand::Show(show) => self::show(store, args, show).await,
+            ThreadsCommand::Delete(delete) => self::delete(store, args, delete).await,
+            ThreadsCommand::Export(export) => self::export(store, args, export).await,
         }
     })
 }
 
-/// Opens an existing store; never creates one.
-fn open(args: &ThreadsArgs) -> Result<SqliteStore, CliError> {
+/// Opens an existing store; never creates a SQLite file (a PostgreSQL database gets its
+/// schema if it has none, as every replica does).
+async fn open(args: &ThreadsArgs) -> Result<Box<dyn ThreadStore>, CliError> {
+    if crate::store::is_url(&args.store) {
+        let store =
+            crate::store::postgres(&args.store, clarion_store_postgres::DEFAULT_LEASE).await?;
+        return Ok(Box::new(store));
+    }
     if !args.store.exists() {
         return Err(CliError::NoStore(args.store.clone()));
     }
@@ -56,30 +63,31 @@ fn open(args: &ThreadsArgs) -> Result<SqliteStore, CliError> {
             "it is a directory; pass --store with the database file in it".to_owned(),
         ));
     }
-    SqliteStore::open(&args.store).map_err(|e| {
+    let store = SqliteStore::open(&args.store).map_err(|e| {
         unusable(format!(
             "{e}; --store must name a thread store written by `clarion chat`"
         ))
-    })
+    })?;
+    Ok(Box::new(store))
 }
 
 fn store_error(args: &ThreadsArgs, error: &StoreError) -> CliError {
     CliError::Store {
-        path: args.store.clone(),
+        path: crate::store::shown(&args.store),
         reason: error.to_string(),
     }
 }
 
 /// The thread and its runs, or the one-line "no such thread" error.
 async fn load(
-    store: &SqliteStore,
+    store: &dyn ThreadStore,
     args: &ThreadsArgs,
     id: &str,
 ) -> Result<(Thread, Vec<Run>), CliError> {
     let thread = store.thread(id).await.map_err(|e| match e {
         StoreError::ThreadNotFound(_) => CliError::NoSuchThread {
             id: id.to_owned(),
-            store: args.store.clone(),
+            store: crate::store::shown(&args.store),
         },
         other => store_error(args, &other),
     })?;
@@ -121,7 +129,7 @@ fn summary(thread: &ThreadHeader, runs: &[Run]) -> Summary {
 
 /// The newest threads: their headers (no messages are read) and runs.
 async fn list(
-    store: &SqliteStore,
+    store: &dyn ThreadStore,
     args: &ThreadsArgs,
     list: &ThreadsListArgs,
 ) -> Result<Exit, CliError> {
@@ -156,7 +164,7 @@ async fn list(
         }
         ListFormat::Human if rows.is_empty() => output::out(&format!(
             "no threads in {}; `clarion chat FLOW` starts one\n",
-            args.store.display()
+            crate::store::shown(&args.store).display()
         )),
         ListFormat::Human => output::out(&table(&rows)),
     }
@@ -205,7 +213,7 @@ fn table(rows: &[Summary]) -> String {
 }
 
 async fn show(
-    store: &SqliteStore,
+    store: &dyn ThreadStore,
     args: &ThreadsArgs,
     show: &ThreadsShowArgs,
 ) -> Result<Exit, CliError> {
@@ -219,7 +227,7 @@ async fn show(
 }
 
 async fn delete(
-    store: &SqliteStore,
+    store: &dyn ThreadStore,
     args: &ThreadsArgs,
     delete: &ThreadsDeleteArgs,
 ) -> Result<Exit, CliError> {
@@ -237,20 +245,20 @@ async fn delete(
                 "deleted thread {} ({} messages) from {}\n",
                 thread.id,
                 thread.messages.len(),
-                args.store.display()
+                crate::store::shown(&args.store).display()
             ));
             Ok(Exit::Success)
         }
         Ok(false) => Err(CliError::NoSuchThread {
             id: delete.id.clone(),
-            store: args.store.clone(),
+            store: crate::store::shown(&args.store),
         }),
         Err(e) => Err(store_error(args, &e)),
     }
 }
 
 async fn export(
-    store: &SqliteStore,
+    store: &dyn ThreadStore,
     args: &ThreadsArgs,
     export: &ThreadsExportArgs,
 ) -> Result<Exit, CliError> {

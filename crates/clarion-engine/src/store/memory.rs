@@ -107,20 +107,22 @@ impl MemoryStore {
             return Err(StoreError::ThreadNotFound(step.thread.id.clone()));
         };
         step.check(stored.messages.len())?;
+        // Every check before any write: a refused step writes nothing.
+        if let Some(run) = step.run
+            && let Some(previous) = state.runs.get(&run.id)
+            && previous.status.is_terminal()
+            && previous.status != run.status
+        {
+            return Err(StoreError::Backend(format!(
+                "refusing a stale step for run `{}`: it already ended as `{}`",
+                run.id,
+                previous.status.as_str()
+            )));
+        }
         state
             .threads
             .insert(step.thread.id.clone(), step.thread.clone());
         if let Some(run) = step.run {
-            if let Some(previous) = state.runs.get(&run.id)
-                && previous.status.is_terminal()
-                && previous.status != run.status
-            {
-                return Err(StoreError::Backend(format!(
-                    "refusing a stale step for run `{}`: it already ended as `{}`",
-                    run.id,
-                    previous.status.as_str()
-                )));
-            }
             state.runs.insert(run.id.clone(), run.clone());
         }
         Ok(())

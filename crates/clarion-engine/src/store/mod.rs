@@ -7,7 +7,7 @@
 //!
 //! **Async, and cheap per request.** Every method returns a future, so a store backed by a
 //! database never blocks a runtime worker (the SQLite store runs its queries on
-//! `spawn_blocking`; a Postgres store would use an async driver). And a request's cost must
+//! `spawn_blocking`; the PostgreSQL store uses an async driver). And a request's cost must
 //! not grow with what a user can grow: a thread's header ([`ThreadStore::thread_header`]),
 //! a page of its messages ([`ThreadStore::messages`]), one run, or an appended message are
 //! each one indexed operation, whatever the thread's length. Only a run loads a whole
@@ -17,9 +17,19 @@
 //! either leaves the operation undone or lets it finish on its own (a blocking task runs to
 //! its end), never half-applied, and nothing stays locked.
 //!
+//! **Leases, for stores shared by processes that each drive runs.** A store may lease runs
+//! ([`ThreadStore::lease_duration`]): the engine then takes a run's lease before driving it,
+//! renews it while it drives, and gives it back; a process that dies leaves its leases to
+//! expire, and another takes its runs over ([`ThreadStore::orphaned_runs`],
+//! [`crate::run::Engine::take_over`]). Stores private to one process keep the defaults.
+//!
 //! [`memory`] keeps everything in a map (tests, short-lived embeddings); the SQLite store
-//! (`clarion-store`) is the embedded default for the CLI and the server.
+//! (`clarion-store`) is the embedded default for the CLI and the server; the PostgreSQL
+//! store (`clarion-store-postgres`) lets several server replicas share threads. `contract`
+//! (feature `contract`) is the suite each of them passes.
 
+#[cfg(feature = "contract")]
+pub mod contract;
 pub mod memory;
 
 use serde_json::{Map, Value};
@@ -221,6 +231,18 @@ impl MessageQuery {
     }
 }
 
+/// A run's lease, as [`ThreadStore::renew_lease`] finds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lease {
+    /// This handle holds it, renewed; another process may have asked to cancel the run.
+    Held {
+        /// [`ThreadStore::request_cancel`] was called for the run.
+        cancel_requested: bool,
+    },
+    /// Another handle took it over (this one let it expire), or the run ended.
+    Lost,
+}
+
 /// One step to commit atomically.
 #[derive(Debug, Clone, Copy)]
 pub struct Step<'a> {
@@ -319,6 +341,50 @@ pub trait ThreadStore: Send + Sync {
     fn commit<'a>(&'a self, step: Step<'a>) -> BoxFuture<'a, Result<(), StoreError>>;
     /// Ids of the threads whose lock names a run — what crash recovery has to look at.
     fn locked_thread_ids(&self) -> BoxFuture<'_, Result<Vec<String>, StoreError>>;
+    /// How long a run's lease lasts, for a store shared by several processes that each drive
+    /// runs (PostgreSQL). `None` for a store without leases: the engine's in-process claim is
+    /// then the only one, and [`ThreadStore::sole_user`] decides crash recovery.
+    ///
+    /// With leases, the process driving a run holds its lease (owner and expiry), renews it
+    /// every third of this duration ([`ThreadStore::renew_lease`]) and releases it when the
+    /// run stops; a process that dies leaves its leases to expire, and another process
+    /// takes the run over ([`ThreadStore::orphaned_runs`]) from its last committed step.
+    fn lease_duration(&self) -> Option<std::time::Duration> {
+        None
+    }
+    /// Takes the lease of an unfinished run for this store handle: when nobody holds it,
+    /// this handle already does, or the holder's lease expired. Whether it was taken.
+    /// Without leases, always `true`.
+    fn claim_run<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
+        let _ = run_id;
+        Box::pin(std::future::ready(Ok(true)))
+    }
+    /// Extends this handle's lease of a run; what the store says about it.
+    fn renew_lease<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<Lease, StoreError>> {
+        let _ = run_id;
+        Box::pin(std::future::ready(Ok(Lease::Held {
+            cancel_requested: false,
+        })))
+    }
+    /// Gives back this handle's lease of a run (nothing if it holds none).
+    fn release_run<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
+        let _ = run_id;
+        Box::pin(std::future::ready(Ok(())))
+    }
+    /// Asks the process that holds a run's live lease to cancel it (it sees the request at
+    /// its next renewal); whether another process holds one. `false` means nobody else is
+    /// driving the run, so the caller settles it itself.
+    fn request_cancel<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
+        let _ = run_id;
+        Box::pin(std::future::ready(Ok(false)))
+    }
+    /// Unfinished runs (`queued`, `in_progress`, `cancelling`) whose lease expired: their
+    /// process died, and another one should take them over. Oldest first, at most `limit`.
+    /// Without leases, none.
+    fn orphaned_runs(&self, limit: usize) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
+        let _ = limit;
+        Box::pin(std::future::ready(Ok(Vec::new())))
+    }
     /// Whether this process is the only one using the store, so that every unfinished run
     /// in it was left by a process that died ([`crate::run::Engine::recover`] asks). A
     /// store private to the process always is.

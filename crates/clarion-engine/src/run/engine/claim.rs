@@ -114,6 +114,14 @@ impl Claim<'_> {
     }
 }
 
+impl Claim<'_> {
+    /// Gives the claim back without having driven the run (another process holds it):
+    /// the run is not abandoned here.
+    pub(super) fn give_back(mut self) {
+        self.settled = true;
+    }
+}
+
 impl Drop for Claim<'_> {
     fn drop(&mut self) {
         self.claims.driving().remove(&self.run_id);

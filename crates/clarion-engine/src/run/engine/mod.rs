@@ -29,6 +29,7 @@ mod turn;
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::{Map, Value};
 use tokio::sync::watch;
@@ -42,7 +43,7 @@ use crate::codes::ErrorCode;
 use crate::events::{Event, EventSink};
 use crate::ids::new_id;
 use crate::model::Model;
-use crate::store::{Step, ThreadHeader, ThreadStore};
+use crate::store::{Lease, Step, ThreadHeader, ThreadStore};
 use crate::thread::{
     Message, MessageKind, Metadata, OutputStatus, Thread, ToolCall, content_value,
 };
@@ -294,22 +295,122 @@ impl Engine {
         events: &dyn EventSink,
     ) -> Result<Run, EngineError> {
         let claim = self.claim(run_id)?;
+        if let Err(busy) = self.lease(run_id).await {
+            claim.give_back();
+            return Err(busy);
+        }
         let span = tracing::info_span!("run", run_id, flow = %self.flow.name);
         let result = self
-            .drive_claimed(run_id, claim.cancel.clone(), events)
+            .leased(
+                run_id,
+                self.drive_claimed(run_id, claim.cancel.clone(), false, events),
+            )
             .instrument(span)
             .await;
-        self.release_driven(claim, result, events).await
+        let result = self.release_driven(claim, result, events).await;
+        self.unlease(run_id).await;
+        result
+    }
+
+    /// Takes over a run another process left unfinished — its lease expired
+    /// ([`ThreadStore::orphaned_runs`]) — and drives it on from its last committed step: a
+    /// queued run starts, a run `in_progress` resumes (a model request that was in flight
+    /// is sent again; a tool call whose output was not committed runs again), a run
+    /// `cancelling` is cancelled. `RunBusy` if another process holds its lease.
+    ///
+    /// Cancel safe, as [`Engine::drive_run`].
+    pub async fn take_over(
+        &self,
+        run_id: &str,
+        events: &dyn EventSink,
+    ) -> Result<Run, EngineError> {
+        let claim = self.claim(run_id)?;
+        if let Err(busy) = self.lease(run_id).await {
+            claim.give_back();
+            return Err(busy);
+        }
+        let span = tracing::info_span!("takeover", run_id, flow = %self.flow.name);
+        let result = async {
+            let run = self.store.run(run_id).await?;
+            if run.status == RunStatus::Cancelling {
+                self.claims.forget(run_id);
+                return self.cancel_now(run, events).await;
+            }
+            tracing::info!(
+                status = run.status.as_str(),
+                "taking over a run whose lease expired"
+            );
+            self.drive_claimed(run_id, claim.cancel.clone(), true, events)
+                .await
+        };
+        let result = self.leased(run_id, result).instrument(span).await;
+        let result = self.release_driven(claim, result, events).await;
+        self.unlease(run_id).await;
+        result
+    }
+
+    /// Takes the store's lease of a run (a no-op for a store without leases).
+    async fn lease(&self, run_id: &str) -> Result<(), EngineError> {
+        if self.store.claim_run(run_id).await? {
+            Ok(())
+        } else {
+            Err(EngineError::RunBusy(run_id.to_owned()))
+        }
+    }
+
+    /// Gives the store's lease back; a failure only delays another process's takeover
+    /// until the lease expires.
+    async fn unlease(&self, run_id: &str) {
+        if let Err(error) = self.store.release_run(run_id).await {
+            tracing::warn!(run_id, "could not release the run's lease: {error}");
+        }
+    }
+
+    /// Runs `work` while renewing the run's lease every third of its duration. A cancel
+    /// another process asked for ([`ThreadStore::request_cancel`]) arrives with a renewal
+    /// and is signalled to the driver as a local cancel would be. A lost lease stops the
+    /// renewals; the work's next commit is then refused by the store.
+    async fn leased<T>(&self, run_id: &str, work: impl Future<Output = T>) -> T {
+        let Some(lease) = self.store.lease_duration() else {
+            return work.await;
+        };
+        let heartbeat = async {
+            let every = (lease / 3).max(Duration::from_millis(10));
+            loop {
+                tokio::time::sleep(every).await;
+                match self.store.renew_lease(run_id).await {
+                    Ok(Lease::Held { cancel_requested }) => {
+                        if cancel_requested {
+                            self.claims.signal_cancel(run_id);
+                        }
+                    }
+                    Ok(Lease::Lost) => {
+                        tracing::warn!(run_id, "lost the run's lease to another process");
+                        return;
+                    }
+                    Err(error) => {
+                        tracing::warn!(run_id, "could not renew the run's lease: {error}");
+                    }
+                }
+            }
+        };
+        let mut work = std::pin::pin!(work);
+        tokio::select! {
+            out = &mut work => out,
+            () = heartbeat => work.await,
+        }
     }
 
     async fn drive_claimed(
         &self,
         run_id: &str,
         cancel: watch::Receiver<bool>,
+        takeover: bool,
         events: &dyn EventSink,
     ) -> Result<Run, EngineError> {
         let mut run = self.store.run(run_id).await?;
-        let resumed = run.status == RunStatus::InProgress && self.claims.was_abandoned(run_id);
+        let resumed =
+            run.status == RunStatus::InProgress && (takeover || self.claims.was_abandoned(run_id));
         if run.status != RunStatus::Queued && !resumed {
             return Err(EngineError::RunNotActive {
                 run_id: run.id,
@@ -345,10 +446,19 @@ impl Engine {
         events: &dyn EventSink,
     ) -> Result<Run, EngineError> {
         let claim = self.claim(run_id)?;
+        if let Err(busy) = self.lease(run_id).await {
+            claim.give_back();
+            return Err(busy);
+        }
         let result = self
-            .submit_claimed(run_id, outputs, claim.cancel.clone(), events)
+            .leased(
+                run_id,
+                self.submit_claimed(run_id, outputs, claim.cancel.clone(), events),
+            )
             .await;
-        self.release_driven(claim, result, events).await
+        let result = self.release_driven(claim, result, events).await;
+        self.unlease(run_id).await;
+        result
     }
 
     async fn submit_claimed(
@@ -451,6 +561,13 @@ impl Engine {
                 run.status = RunStatus::Cancelling;
                 // Its open calls are being answered `cancelled` by whoever holds the run.
                 run.required_action.clear();
+            }
+            return Ok(run);
+        }
+        // Driven by another process: it sees the request at its next lease renewal.
+        if self.store.request_cancel(run_id).await? {
+            if run.status.can_become(RunStatus::Cancelling) {
+                run.status = RunStatus::Cancelling;
             }
             return Ok(run);
         }
