@@ -65,6 +65,7 @@ pub mod codes;
 pub mod events;
 pub mod ids;
 pub mod model;
+pub mod observe;
 pub mod run;
 pub mod store;
 pub mod thread;

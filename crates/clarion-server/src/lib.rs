@@ -13,13 +13,16 @@
 //! - [`routes`]: one module per resource; [`stream`]: server-sent events for runs;
 //! - [`wire`]: the JSON objects, request bodies and list pages;
 //! - [`error`]: the API's error bodies and status codes; [`extract`]: extractors that
-//!   reject with them; [`ids`]: ids and timestamps; [`openapi`]: the document of the subset.
+//!   reject with them; [`ids`]: ids and timestamps; [`openapi`]: the document of the subset;
+//! - [`observe`]: the access log and HTTP metrics; `routes::health`: `/healthz`,
+//!   `/readyz` and `/metrics`, outside `/v1` and without keys.
 
 pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod ids;
 pub mod limit;
+pub mod observe;
 pub mod openapi;
 pub mod routes;
 pub mod state;
@@ -27,8 +30,10 @@ pub mod stream;
 pub mod wire;
 
 pub use auth::ApiKeys;
-pub use routes::{DEFAULT_BODY_LIMIT, DEFAULT_REQUEST_TIMEOUT, Limits, router, router_with};
-pub use state::{AppState, StateError};
+pub use routes::{
+    DEFAULT_BODY_LIMIT, DEFAULT_REQUEST_TIMEOUT, Limits, metrics_router, router, router_with,
+};
+pub use state::{AppState, MetricsRenderer, StateError};
 
 /// How long a client may take to send a request's headers once it has started; beyond it
 /// the connection is closed (a slow-headers client cannot hold connections open). The

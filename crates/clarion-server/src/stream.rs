@@ -119,7 +119,7 @@ async fn produce(
                 "thread.run.queued",
                 &objects::run(&assistant, &run, RunStatus::Queued),
             );
-            spawn_drive(assistant.clone(), run.id.clone(), sink)
+            spawn_drive(&state, assistant.clone(), run.id.clone(), sink)
         }
         Start::Submit(outputs) => {
             send(

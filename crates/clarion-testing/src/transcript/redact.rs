@@ -50,6 +50,13 @@ impl Redactor {
         }
     }
 
+    /// Adds every secret `other` knows.
+    pub fn extend(&mut self, other: &Self) {
+        for (name, value) in &other.secrets {
+            self.add(name, value);
+        }
+    }
+
     /// `text` with every secret value replaced.
     #[must_use]
     pub fn apply(&self, text: &str) -> String {

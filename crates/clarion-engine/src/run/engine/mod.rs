@@ -294,6 +294,7 @@ impl Engine {
         events: &dyn EventSink,
     ) -> Result<Run, EngineError> {
         let claim = self.claim(run_id)?;
+        let _active = crate::observe::ActiveRun::start(&self.flow);
         let span = tracing::info_span!("run", run_id, flow = %self.flow.name);
         let result = self
             .drive_claimed(run_id, claim.cancel.clone(), events)
@@ -345,8 +346,11 @@ impl Engine {
         events: &dyn EventSink,
     ) -> Result<Run, EngineError> {
         let claim = self.claim(run_id)?;
+        let _active = crate::observe::ActiveRun::start(&self.flow);
+        let span = tracing::info_span!("run", run_id, flow = %self.flow.name);
         let result = self
             .submit_claimed(run_id, outputs, claim.cancel.clone(), events)
+            .instrument(span)
             .await;
         self.release_driven(claim, result, events).await
     }
@@ -517,6 +521,7 @@ impl Engine {
                     run: Some(&run),
                 })
                 .await?;
+            crate::observe::run_ended(&self.flow, &run);
             self.claims.forget(&run_id);
             recovered.push(run);
         }
