@@ -287,6 +287,10 @@ pub struct ServeArgs {
     /// `interrupted` by the next start).
     #[arg(long, value_name = "SECS", default_value_t = 30)]
     pub shutdown_grace: u64,
+    /// Send an SSE comment (`: keep-alive`) on a streamed run after this many seconds
+    /// without an event, so proxies do not drop streams waiting on a slow model.
+    #[arg(long, value_name = "SECS", default_value_t = 15)]
+    pub sse_keep_alive: u64,
     /// Serve `/metrics` on this address instead of on `--bind` (to keep it off a public
     /// listener).
     #[arg(long, value_name = "ADDR")]

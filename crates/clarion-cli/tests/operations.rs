@@ -24,7 +24,7 @@ const KEY: &str = "sk-planted-operations-key-4711";
 const USER_WORDS: &str = "my-secret-plans-for-the-yacht";
 
 /// A tool call for "12,000"; a call missing two parameters for "question"; a 500 quoting
-/// the user for "break"; a reply after 1.5 s for "slowish"; no reply for "hang"; else a
+/// the user for "break"; a reply after 2 s for "slowish"; no reply for "hang"; else a
 /// reply.
 struct Model;
 
@@ -59,7 +59,7 @@ impl Respond for Model {
         if said("hang") {
             response.set_delay(Duration::from_secs(600))
         } else if said("slowish") {
-            response.set_delay(Duration::from_millis(1500))
+            response.set_delay(Duration::from_secs(2))
         } else {
             response
         }
@@ -388,6 +388,9 @@ async fn events_until(
         while let Some(end) = buffer.find("\n\n") {
             let event: String = buffer[..end].to_owned();
             buffer.drain(..end + 2);
+            if let Some(comment) = event.strip_prefix(':') {
+                seen.push(("comment".to_owned(), Value::from(comment.trim())));
+            }
             if let Some(name) = event.lines().find_map(|l| l.strip_prefix("event: ")) {
                 let data = event
                     .lines()
@@ -409,7 +412,18 @@ async fn sigterm_mid_stream_lets_the_run_finish_then_exits_0() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let flow = flow_for(dir.path(), &format!("{}/v1", model.uri()));
     let store = dir.path().join("threads.db").display().to_string();
-    let mut server = Server::start(&[&flow, "--store", &store, "--shutdown-grace", "20"], &[]);
+    let mut server = Server::start(
+        &[
+            &flow,
+            "--store",
+            &store,
+            "--shutdown-grace",
+            "20",
+            "--sse-keep-alive",
+            "1",
+        ],
+        &[],
+    );
     let c = client();
     let mut response = c
         .post(format!("{}/threads/runs", server.base))
@@ -435,6 +449,11 @@ async fn sigterm_mid_stream_lets_the_run_finish_then_exits_0() {
             || panic!("the run did not complete on the stream: {seen:?}"),
             |(_, run)| run.clone(),
         );
+    assert!(
+        seen.iter()
+            .any(|(name, text)| name == "comment" && text == "keep-alive"),
+        "a 2 s wait on the model sends a keep-alive comment at 1 s: {seen:?}"
+    );
     let (code, took) = server.exit_within(Duration::from_secs(20));
     assert_eq!(code, Some(0), "{}", server.log());
     assert!(took < Duration::from_secs(10), "{took:?}");

@@ -48,7 +48,13 @@ struct Inner {
     runs: RunTasks,
     /// Renders `/metrics`, when the metrics are served on the API's listener.
     metrics: Option<MetricsRenderer>,
+    /// How often a quiet event stream gets a comment line.
+    keep_alive: std::time::Duration,
 }
+
+/// How often a streamed run that has nothing to say sends an SSE comment by default, so
+/// proxies and clients do not drop a stream waiting on a slow model.
+pub const DEFAULT_KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// Renders the Prometheus text exposition of every metric recorded so far.
 pub type MetricsRenderer = Arc<dyn Fn() -> String + Send + Sync>;
@@ -125,6 +131,7 @@ impl AppState {
             limiter: None,
             runs: RunTasks::default(),
             metrics: None,
+            keep_alive: DEFAULT_KEEP_ALIVE,
         })))
     }
 
@@ -152,6 +159,22 @@ impl AppState {
             inner.metrics = Some(render);
         }
         self
+    }
+
+    /// Sends a `: keep-alive` comment on a streamed run's events after `every` of silence.
+    /// Call it before cloning the state.
+    #[must_use]
+    pub fn with_keep_alive(mut self, every: std::time::Duration) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.0) {
+            inner.keep_alive = every.max(std::time::Duration::from_millis(100));
+        }
+        self
+    }
+
+    /// The keep-alive interval of event streams.
+    #[must_use]
+    pub fn keep_alive(&self) -> std::time::Duration {
+        self.0.keep_alive
     }
 
     /// What renders `/metrics`, if it is served here.

@@ -101,7 +101,8 @@ async fn serve(
     };
     let mut state = AppState::new(store, engines, keys.clone())
         .map_err(|e| CliError::Io(e.to_string()))?
-        .with_rate_limit(args.rate_limit);
+        .with_rate_limit(args.rate_limit)
+        .with_keep_alive(Duration::from_secs(args.sse_keep_alive.max(1)));
     if args.metrics_addr.is_none() {
         state = state.with_metrics(render.clone());
     }
