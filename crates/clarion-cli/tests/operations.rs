@@ -352,6 +352,20 @@ async fn probes_answer_without_a_key_and_429_says_when_to_retry() {
     assert_eq!((status, &body), (200, &json!({"status": "ok"})));
     let (status, body) = call(c.get(format!("{}/readyz", server.origin))).await;
     assert_eq!((status, &body["status"]), (200, &json!("ready")), "{body}");
+    // An error axum raises itself (a path that is not UTF-8) has the API's JSON body too.
+    let (status, body) = call(
+        c.get(format!("{}/threads/thread_%FF", server.base))
+            .bearer_auth(KEY),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["type"], "invalid_request_error", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("thread_id")),
+        "{body}"
+    );
     let mut refused = None;
     for _ in 0..5 {
         let response = c

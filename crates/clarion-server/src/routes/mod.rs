@@ -111,6 +111,7 @@ pub fn router_with(state: AppState, limits: Limits) -> Router {
         .layer(from_fn(move |request: Request, next: Next| {
             within(limits.request_timeout, request, next)
         }))
+        .layer(from_fn(in_api_shape))
         .layer(from_fn_with_state(state.clone(), crate::observe::access))
         .with_state(state)
 }
@@ -136,6 +137,41 @@ pub fn metrics_router(render: crate::state::MetricsRenderer) -> Router {
             }),
         )
         .fallback(unknown_route)
+}
+
+/// Errors axum produces itself — a path parameter that is not valid UTF-8, say — come as
+/// plain text; clients of the API expect its JSON error body on every error, so such a
+/// response is rewritten into one, with the same status and axum's text as the message.
+async fn in_api_shape(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    // axum's rejection texts are one line; more than this is not a rejection text.
+    let text = axum::body::to_bytes(response.into_body(), 4096)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+        .unwrap_or_default();
+    let message = if text.is_empty() {
+        status
+            .canonical_reason()
+            .unwrap_or("The request failed.")
+            .to_owned()
+    } else {
+        text
+    };
+    let error = if status.is_server_error() {
+        ApiError::internal(&message)
+    } else {
+        ApiError::bad_request(message)
+    };
+    error.with_status(status).into_response()
 }
 
 /// A request that takes longer than `limit` (a slow or stalled upload) gets 408.
