@@ -388,6 +388,19 @@ async fn probes_answer_without_a_key_and_429_says_when_to_retry() {
     assert_eq!(retry_after, Some(1));
     let body: Value = refused.json().await.unwrap_or(Value::Null);
     assert_eq!(body["error"]["code"], "rate_limit_exceeded");
+
+    // Wrong keys are limited per client address: guessing is 429 after the first try.
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        let (status, _) = call(
+            c.get(format!("{}/assistants", server.base))
+                .bearer_auth("sk-guess-0000"),
+        )
+        .await;
+        statuses.push(status);
+    }
+    assert_eq!(statuses[0], 401, "{statuses:?}");
+    assert!(statuses.contains(&429), "{statuses:?}");
 }
 
 /// Reads server-sent events until `want` arrives; every event seen, with its data.
