@@ -43,7 +43,10 @@ impl Respond for Model {
                 json!({"error": {"message": format!("upstream choked on: {quoted}")}}),
             );
         }
-        let message = if said("question") {
+        let message = if said("wait for it") {
+            json!({ "role": "assistant", "content": null, "tool_calls": [{ "id": "call_w", "type": "function",
+                "function": { "name": "wait_a_while", "arguments": "{}" } }] })
+        } else if said("question") {
             json!({ "role": "assistant", "content": null, "tool_calls": [{ "id": "call_q", "type": "function",
                 "function": { "name": "calculate_savings_timeline", "arguments": "{\"goal_amount\": 5000}" } }] })
         } else if said("12,000") {
@@ -328,6 +331,51 @@ async fn the_log_names_runs_routes_and_codes_and_never_a_key_or_what_users_said(
             assert!(!log.contains(USER_WORDS), "the user's words leaked:\n{log}");
         }
     }
+}
+
+#[tokio::test]
+async fn a_tool_timeout_is_logged_with_its_run_and_code() {
+    let model = model().await;
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let flow = dir.path().join("slow.toml");
+    std::fs::write(
+        &flow,
+        format!(
+            "[flow]\nname = \"slow-tools\"\n\n[assistant]\nmodel = \"gpt-4.1-mini\"\ninstructions = \"Use the tool.\"\n\n\
+             [tools.wait_a_while]\ndescription = \"Waits.\"\n\n[tools.wait_a_while.command]\nargv = [\"sleep\", \"5\"]\n\
+             timeout = \"1s\"\nenv = [\"PATH\"]\n\n[provider]\nbase_url = \"{}/v1\"\nstream = false\nmax_retries = 0\n",
+            model.uri()
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let store = dir.path().join("threads.db").display().to_string();
+    let server = Server::start(&[&flow.display().to_string(), "--store", &store], &[]);
+    let c = client();
+    let (status, run) = call(
+        c.post(format!("{}/threads/runs", server.base))
+            .json(&json!({
+                "assistant_id": "asst_slow-tools",
+                "thread": {"messages": [{"role": "user", "content": "wait for it"}]},
+            })),
+    )
+    .await;
+    assert_eq!(status, 200, "{run}");
+    let run_id = run["id"].as_str().unwrap_or_default().to_owned();
+    let started = Instant::now();
+    let line = loop {
+        let log = server.log();
+        if let Some(line) = log.lines().find(|l| l.contains("tool failed (timeout)")) {
+            break line.to_owned();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no tool-timeout line:\n{log}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(line.contains(&run_id), "the run's span names it: {line}");
+    assert!(line.contains("wait_a_while"), "{line}");
+    assert!(line.contains("command"), "{line}");
 }
 
 #[tokio::test]
