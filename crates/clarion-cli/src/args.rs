@@ -17,6 +17,23 @@ pub(crate) struct Cli {
     /// The command to run.
     #[command(subcommand)]
     pub command: Command,
+    /// The log on stderr: `text` for people, `json` (one object per line) for collectors.
+    /// Levels come from `RUST_LOG` (default `info` for `serve`, `warn` otherwise).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Also log message content (tool arguments and results, provider and tool error
+    /// text), with secrets redacted. Off by default: logs then hold ids, names and codes.
+    #[arg(long, global = true)]
+    pub log_content: bool,
+}
+
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// Subcommands.
@@ -270,6 +287,19 @@ pub(crate) struct ServeArgs {
     /// The model name (overrides every flow's `assistant.model`).
     #[arg(long)]
     pub model: Option<String>,
+    /// On SIGTERM or Ctrl-C: how long, in seconds, requests, streams and runs in flight
+    /// may take to finish before the process exits (runs still going are then marked
+    /// `interrupted` by the next start).
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    pub shutdown_grace: u64,
+    /// Send an SSE comment (`: keep-alive`) on a streamed run after this many seconds
+    /// without an event, so proxies do not drop streams waiting on a slow model.
+    #[arg(long, value_name = "SECS", default_value_t = 15)]
+    pub sse_keep_alive: u64,
+    /// Serve `/metrics` on this address instead of on `--bind` (to keep it off a public
+    /// listener).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<String>,
 }
 
 /// `clarion chat`.

@@ -8,6 +8,7 @@ mod args;
 mod commands;
 mod error;
 mod exit;
+mod logging;
 mod output;
 mod store;
 
@@ -18,6 +19,11 @@ use crate::exit::Exit;
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    let default_level = match cli.command {
+        Command::Serve(_) => "info",
+        _ => "warn",
+    };
+    let redactor = logging::init(cli.log_format, default_level, cli.log_content);
     let result = match cli.command {
         Command::Validate(args) => commands::validate::run(&args),
         Command::Schema(args) => Ok(commands::schema::run(&args)),
@@ -28,7 +34,7 @@ fn main() -> std::process::ExitCode {
         Command::Graph(args) => commands::graph::run(&args),
         Command::Completions(args) => Ok(commands::completions::run(&args)),
         Command::Demo(args) => commands::demo::run(&args),
-        Command::Serve(args) => commands::serve::run(&args),
+        Command::Serve(args) => commands::serve::run(&args, cli.log_format, &redactor),
     };
     match result {
         Ok(exit) => exit.into(),

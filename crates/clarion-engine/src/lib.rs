@@ -76,6 +76,7 @@ pub mod codes;
 pub mod events;
 pub mod ids;
 pub mod model;
+pub mod observe;
 pub mod redact;
 pub mod retry;
 pub mod run;

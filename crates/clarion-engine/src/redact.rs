@@ -63,6 +63,18 @@ impl Redactor {
         self.add(value.to_owned(), &format!("[redacted: {name}]"));
     }
 
+    /// Also replaces every secret `other` knows, as `other` does.
+    pub fn extend(&mut self, other: &Self) {
+        for (value, mask) in &other.secrets {
+            if !self.secrets.iter().any(|(known, _)| known == value) {
+                self.secrets.push((value.clone(), mask.clone()));
+            }
+        }
+        self.secrets
+            .sort_by_key(|(value, _)| std::cmp::Reverse(value.len()));
+        self.key_shapes |= other.key_shapes;
+    }
+
     /// Also masks `sk-…` tokens of 8 characters or more as `sk-***`.
     #[must_use]
     pub fn with_key_shapes(mut self) -> Self {

@@ -699,6 +699,23 @@ impl World {
         }
     }
 
+    /// A snapshot taken while a run may commit: the thread and its runs are two reads, so
+    /// a commit between them pairs an old thread with a newer run (a run already in
+    /// `requires_action` beside a thread without its calls). Two equal snapshots in a row
+    /// are one consistent state.
+    async fn stable_snapshot(&self) -> Snapshot {
+        let mut last = self.snapshot().await;
+        for _ in 0..50 {
+            let next = self.snapshot().await;
+            if next == last {
+                return next;
+            }
+            last = next;
+            tokio::task::yield_now().await;
+        }
+        last
+    }
+
     /// The checks after every operation. `settled` when nothing runs concurrently: then the
     /// runs' statuses and the lock must agree too.
     async fn check(&self, settled: bool) {
@@ -711,7 +728,11 @@ impl World {
         {
             self.fail(&violation);
         }
-        let (thread, runs) = self.snapshot().await;
+        let (thread, runs) = if settled {
+            self.snapshot().await
+        } else {
+            self.stable_snapshot().await
+        };
         let active = thread
             .active_run
             .as_ref()

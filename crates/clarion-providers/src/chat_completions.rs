@@ -47,6 +47,17 @@ impl ChatCompletions {
 }
 
 impl Model for ChatCompletions {
+    fn describe(&self, flow: &clarion_flow::Flow) -> clarion_engine::observe::ModelInfo {
+        clarion_engine::observe::ModelInfo {
+            system: "openai",
+            model: self
+                .client
+                .config()
+                .model
+                .clone()
+                .unwrap_or_else(|| flow.assistant.model.clone()),
+        }
+    }
     fn respond<'a>(
         &'a self,
         request: ModelRequest<'a>,

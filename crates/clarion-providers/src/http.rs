@@ -145,12 +145,7 @@ impl ProviderClient {
                 Some(wait) => wait,
                 None => self.backoff(attempt),
             };
-            tracing::warn!(
-                attempt = attempt + 1,
-                delay_ms = delay.as_millis() as u64,
-                "provider request failed, retrying: {}",
-                failure.message
-            );
+            log_retry(attempt + 1, delay, &failure);
             tokio::time::sleep(delay).await;
             attempt += 1;
         }
@@ -277,6 +272,25 @@ impl ProviderClient {
     pub fn redact(&self, text: &str) -> String {
         self.config.redact(text)
     }
+}
+
+/// A retry, logged: the code on the ordinary log; the provider's message, which can quote
+/// the request, only on the content target.
+fn log_retry(attempt: u32, delay: Duration, failure: &Failure) {
+    let delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+    let code = failure.code.as_str();
+    tracing::warn!(
+        attempt,
+        delay_ms,
+        code,
+        "provider request failed ({code}), retrying"
+    );
+    tracing::warn!(
+        target: clarion_engine::observe::CONTENT_TARGET,
+        attempt,
+        "provider request failed: {}",
+        failure.message
+    );
 }
 
 struct Failure {

@@ -147,6 +147,10 @@ fn record_error(path: &Path, error: &std::io::Error) -> ModelError {
 }
 
 impl<M: Model> Model for RecordingModel<M> {
+    fn describe(&self, flow: &clarion_flow::Flow) -> clarion_engine::observe::ModelInfo {
+        self.inner.describe(flow)
+    }
+
     fn respond<'a>(
         &'a self,
         request: ModelRequest<'a>,
@@ -270,6 +274,13 @@ impl ReplayModel {
 }
 
 impl Model for ReplayModel {
+    fn describe(&self, flow: &clarion_flow::Flow) -> clarion_engine::observe::ModelInfo {
+        clarion_engine::observe::ModelInfo {
+            system: "replay",
+            model: flow.assistant.model.clone(),
+        }
+    }
+
     fn respond<'a>(
         &'a self,
         request: ModelRequest<'a>,

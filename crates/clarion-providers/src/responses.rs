@@ -37,6 +37,17 @@ impl Responses {
 }
 
 impl Model for Responses {
+    fn describe(&self, flow: &clarion_flow::Flow) -> clarion_engine::observe::ModelInfo {
+        clarion_engine::observe::ModelInfo {
+            system: "openai",
+            model: self
+                .client
+                .config()
+                .model
+                .clone()
+                .unwrap_or_else(|| flow.assistant.model.clone()),
+        }
+    }
     fn respond<'a>(
         &'a self,
         request: ModelRequest<'a>,

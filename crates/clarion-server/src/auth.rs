@@ -182,7 +182,20 @@ impl FromRequestParts<AppState> for Caller {
             .headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
-        let caller = state.keys().caller(header)?;
+        let caller = match state.keys().caller(header) {
+            Ok(caller) => caller,
+            Err(refused) => {
+                // Guessing keys costs tokens too: failed attempts share one bucket per
+                // client address, so a wrong key is 429 before it is another 401.
+                let peer = parts
+                    .extensions
+                    .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>();
+                if let (Some(limiter), Some(peer)) = (state.limiter(), peer) {
+                    limiter.check(&format!("address {}", peer.0.ip()))?;
+                }
+                return Err(refused);
+            }
+        };
         if let Some(limiter) = state.limiter() {
             limiter.check(caller.owner.as_deref().unwrap_or("open"))?;
         }

@@ -26,6 +26,8 @@ pub struct ApiError {
     pub param: Option<String>,
     /// A machine-readable code, if any.
     pub code: Option<&'static str>,
+    /// Seconds a client should wait before trying again (`Retry-After`), for a 429.
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -38,6 +40,7 @@ impl ApiError {
             kind: "invalid_request_error",
             param: None,
             code: None,
+            retry_after: None,
         }
     }
 
@@ -50,6 +53,7 @@ impl ApiError {
             kind: "invalid_request_error",
             param: None,
             code: None,
+            retry_after: None,
         }
     }
 
@@ -62,19 +66,22 @@ impl ApiError {
             kind: "invalid_request_error",
             param: None,
             code: Some("invalid_api_key"),
+            retry_after: None,
         }
     }
 
-    /// 500 `server_error` (the detail goes to the log, not to the client).
+    /// 500 `server_error` (the detail goes to the log, not to the client). Details are
+    /// store and lock failures, which name ids and files, never message content.
     #[must_use]
     pub fn internal(detail: &str) -> Self {
-        tracing::error!("internal error: {detail}");
+        tracing::error!(detail, "internal error");
         Self {
             status: StatusCode::INTERNAL_SERVER_ERROR,
             message: "The server had an error while processing your request.".to_owned(),
             kind: "server_error",
             param: None,
             code: None,
+            retry_after: None,
         }
     }
 
@@ -108,7 +115,14 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(self.body())).into_response()
+        let mut response = (self.status, Json(self.body())).into_response();
+        if let Some(seconds) = self.retry_after {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(seconds),
+            );
+        }
+        response
     }
 }
 

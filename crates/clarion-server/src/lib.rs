@@ -15,12 +15,15 @@
 //! - [`error`]: the API's error bodies and status codes; [`extract`]: extractors that
 //!   reject with them; [`ids`]: ids and timestamps; [`openapi`]: the document of the subset;
 //! - [`takeover`]: runs whose replica died, driven on by this one (shared stores).
+//! - [`observe`]: the access log and HTTP metrics; `routes::health`: `/healthz`,
+//!   `/readyz` and `/metrics`, outside `/v1` and without keys.
 
 pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod ids;
 pub mod limit;
+pub mod observe;
 pub mod openapi;
 pub mod routes;
 pub mod state;
@@ -29,8 +32,10 @@ pub mod takeover;
 pub mod wire;
 
 pub use auth::ApiKeys;
-pub use routes::{DEFAULT_BODY_LIMIT, DEFAULT_REQUEST_TIMEOUT, Limits, router, router_with};
-pub use state::{AppState, StateError};
+pub use routes::{
+    DEFAULT_BODY_LIMIT, DEFAULT_REQUEST_TIMEOUT, Limits, metrics_router, router, router_with,
+};
+pub use state::{AppState, MetricsRenderer, StateError};
 pub use takeover::spawn_takeover;
 
 /// How long a client may take to send a request's headers once it has started; beyond it
@@ -76,19 +81,21 @@ pub async fn serve_with(
             accepted = listener.accept() => accepted,
             () = &mut shutdown => break,
         };
-        let Ok((stream, _)) = accepted else {
+        let Ok((stream, peer)) = accepted else {
             // Out of file descriptors and the like: wait instead of spinning.
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             continue;
         };
         let _ = stream.set_nodelay(true);
+        // The peer's address, for what is limited per client rather than per key.
+        let service = tower_layer::Layer::layer(
+            &axum::Extension(axum::extract::ConnectInfo(peer)),
+            router.clone(),
+        );
         let connection = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(header_timeout)
-            .serve_connection(
-                TokioIo::new(stream),
-                TowerToHyperService::new(router.clone()),
-            );
+            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             let _ = connection.await;

@@ -1,7 +1,7 @@
 //! A per-key rate limit: a token bucket per caller (per API key, or one bucket for an open
 //! server), refilled at `rate` requests per second up to a burst of the same size. Over the
 //! limit a request gets 429 with the API's `rate_limit_exceeded` body, which SDKs retry
-//! with backoff.
+//! with backoff, and a `Retry-After` header in whole seconds (at least 1).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -48,6 +48,9 @@ impl RateLimiter {
             return Ok(());
         }
         let wait_ms = ((1.0 - *tokens) / self.rate * 1000.0).ceil();
+        // Whole seconds, rounded up: HTTP has no finer unit, and 0 would invite a spin.
+        #[allow(clippy::cast_sign_loss)] // positive: tokens < 1 and rate > 0
+        let retry_after = ((wait_ms / 1000.0).ceil() as u64).max(1);
         Err(ApiError {
             status: StatusCode::TOO_MANY_REQUESTS,
             message: format!(
@@ -57,6 +60,7 @@ impl RateLimiter {
             kind: "requests",
             param: None,
             code: Some("rate_limit_exceeded"),
+            retry_after: Some(retry_after),
         })
     }
 }
@@ -75,8 +79,15 @@ mod tests {
         assert!(limiter.check_at("a", t0).is_ok());
         let refused = limiter
             .check_at("a", t0)
-            .map_err(|e| (e.status.as_u16(), e.code));
-        assert_eq!(refused, Err((429, Some("rate_limit_exceeded"))));
+            .map_err(|e| (e.status.as_u16(), e.code, e.retry_after));
+        assert_eq!(refused, Err((429, Some("rate_limit_exceeded"), Some(1))));
+        let slow = RateLimiter::new(0.2);
+        assert!(slow.check_at("c", t0).is_ok());
+        assert_eq!(
+            slow.check_at("c", t0).map_err(|e| e.retry_after),
+            Err(Some(5)),
+            "one request per 5 s: wait 5 s"
+        );
         assert!(
             limiter.check_at("b", t0).is_ok(),
             "another key has its own bucket"

@@ -44,6 +44,40 @@ struct Inner {
     started_at: i64,
     /// Requests per second per key, if limited.
     limiter: Option<RateLimiter>,
+    /// Run tasks in this process, so a shutdown can wait for them.
+    runs: RunTasks,
+    /// Renders `/metrics`, when the metrics are served on the API's listener.
+    metrics: Option<MetricsRenderer>,
+    /// How often a quiet event stream gets a comment line.
+    keep_alive: std::time::Duration,
+}
+
+/// How often a streamed run that has nothing to say sends an SSE comment by default, so
+/// proxies and clients do not drop a stream waiting on a slow model.
+pub const DEFAULT_KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Renders the Prometheus text exposition of every metric recorded so far.
+pub type MetricsRenderer = Arc<dyn Fn() -> String + Send + Sync>;
+
+/// Counts the run tasks alive in this process; [`RunTasks::idle`] waits until none is.
+#[derive(Default)]
+struct RunTasks {
+    count: Mutex<usize>,
+    changed: tokio::sync::Notify,
+}
+
+/// Held by a run task while it lives: dropping it (the task ended or was cancelled)
+/// counts the task out.
+pub struct RunTask(AppState);
+
+impl Drop for RunTask {
+    fn drop(&mut self) {
+        let tasks = &(self.0).0.runs;
+        if let Ok(mut count) = tasks.count.lock() {
+            *count = count.saturating_sub(1);
+        }
+        tasks.changed.notify_waiters();
+    }
 }
 
 impl std::fmt::Debug for AppState {
@@ -95,6 +129,9 @@ impl AppState {
             threads: tokio::sync::Mutex::new(()),
             started_at,
             limiter: None,
+            runs: RunTasks::default(),
+            metrics: None,
+            keep_alive: DEFAULT_KEEP_ALIVE,
         })))
     }
 
@@ -112,6 +149,68 @@ impl AppState {
             inner.limiter = (per_second > 0.0).then(|| RateLimiter::new(per_second));
         }
         self
+    }
+
+    /// Serves `/metrics` with `render` on the API's own listener. Call it before cloning
+    /// the state, as [`AppState::with_rate_limit`].
+    #[must_use]
+    pub fn with_metrics(mut self, render: MetricsRenderer) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.0) {
+            inner.metrics = Some(render);
+        }
+        self
+    }
+
+    /// Sends a `: keep-alive` comment on a streamed run's events after `every` of silence.
+    /// Call it before cloning the state.
+    #[must_use]
+    pub fn with_keep_alive(mut self, every: std::time::Duration) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.0) {
+            inner.keep_alive = every.max(std::time::Duration::from_millis(100));
+        }
+        self
+    }
+
+    /// The keep-alive interval of event streams.
+    #[must_use]
+    pub fn keep_alive(&self) -> std::time::Duration {
+        self.0.keep_alive
+    }
+
+    /// What renders `/metrics`, if it is served here.
+    #[must_use]
+    pub fn metrics(&self) -> Option<&MetricsRenderer> {
+        self.0.metrics.as_ref()
+    }
+
+    /// Counts a run task in until the returned guard is dropped.
+    #[must_use]
+    pub fn run_task(&self) -> RunTask {
+        if let Ok(mut count) = self.0.runs.count.lock() {
+            *count += 1;
+        }
+        RunTask(self.clone())
+    }
+
+    /// How many run tasks are alive.
+    #[must_use]
+    pub fn running(&self) -> usize {
+        self.0.runs.count.lock().map_or(0, |c| *c)
+    }
+
+    /// Resolves once no run task is alive. Cancel safe.
+    pub async fn idle(&self) {
+        loop {
+            // Registered before the count is read, so a task ending in between still wakes
+            // this waiter.
+            let changed = self.0.runs.changed.notified();
+            let mut changed = std::pin::pin!(changed);
+            changed.as_mut().enable();
+            if self.running() == 0 {
+                return;
+            }
+            changed.await;
+        }
     }
 
     /// The rate limiter, if any.

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use axum::response::sse::{Event as SseEvent, Sse};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use clarion_engine::events::{Event, EventSink};
 use clarion_engine::run::{Run, RunStatus, ToolOutputSubmission};
@@ -77,11 +77,16 @@ pub fn respond(
     start: Start,
 ) -> Response {
     let (tx, mut rx) = mpsc::unbounded_channel::<SseEvent>();
+    let keep_alive = KeepAlive::new()
+        .interval(state.keep_alive())
+        .text("keep-alive");
     tokio::spawn(produce(state, assistant, run, prelude, start, tx));
     let events = futures_util::stream::poll_fn(move |cx| {
         rx.poll_recv(cx).map(|event| event.map(Ok::<_, Infallible>))
     });
-    Sse::new(events).into_response()
+    // A run waiting on a slow model sends nothing for minutes; comments keep proxies
+    // (and clients with read timeouts) from dropping the stream meanwhile.
+    Sse::new(events).keep_alive(keep_alive).into_response()
 }
 
 fn event(name: &str, data: &Value) -> SseEvent {
@@ -119,7 +124,7 @@ async fn produce(
                 "thread.run.queued",
                 &objects::run(&assistant, &run, RunStatus::Queued),
             );
-            spawn_drive(assistant.clone(), run.id.clone(), sink)
+            spawn_drive(&state, assistant.clone(), run.id.clone(), sink)
         }
         Start::Submit(outputs) => {
             send(

@@ -97,6 +97,7 @@ async fn open(args: &ChatArgs, source: &FlowSource<'_>) -> Result<Option<Session
     let Some(flow) = output::flow_or_errors(report, "chat with", &args.flow, false) else {
         return Ok(None);
     };
+    crate::logging::redactor().add_flow(&flow);
     let flow = Arc::new(flow);
     let shown = crate::store::shown(&args.store);
     let store: Arc<dyn ThreadStore> = if crate::store::is_url(&args.store) {

@@ -4,11 +4,21 @@
 //! validate` (any error stops it, exit 1), every flow gets an engine over one shared store
 //! (a SQLite file, or PostgreSQL shared with other replicas), runs interrupted by a
 //! previous crash are marked failed (SQLite) or taken over when their lease expires
-//! (PostgreSQL, [`clarion_server::spawn_takeover`]), and the server
-//! from `clarion-server` listens until Ctrl-C. The address goes to stderr as
-//! `listening on http://ADDR/v1`, which scripts and tests wait for.
+//! (PostgreSQL, [`clarion_server::spawn_takeover`]), and the server from `clarion-server`
+//! listens until SIGTERM or Ctrl-C. The address goes to stderr as
+//! `listening on http://ADDR/v1` (a JSON line's `message` with `--log-format json`), which
+//! scripts and tests wait for.
+//!
+//! Stopping is graceful: the listener closes at once, requests and streams in flight and
+//! runs being driven get `--shutdown-grace` to finish, then the process exits 0. A run
+//! still going then stays `in_progress` in the store, exactly as after a crash, and the
+//! next start marks it `interrupted` (`Engine::recover`); nothing it committed is lost.
+//! A second signal exits at once.
+//!
+//! Metrics are recorded into a Prometheus recorder installed here and served at
+//! `/metrics`, on the API's listener or on `--metrics-addr`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,26 +31,174 @@ use clarion_server::{ApiKeys, AppState};
 use clarion_store::SqliteStore;
 use clarion_tools::ClarionTools;
 
-use crate::args::ServeArgs;
+use crate::args::{LogFormat, ServeArgs};
 use crate::error::CliError;
 use crate::exit::Exit;
+use crate::logging::LogRedactor;
 use crate::output;
 use clarion_flow::discover::flow_files;
 
-pub(crate) fn run(args: &ServeArgs) -> Result<Exit, CliError> {
+/// Histogram buckets in seconds: from a fast request (5 ms) to a slow run (5 min).
+const BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+];
+
+pub(crate) fn run(
+    args: &ServeArgs,
+    format: LogFormat,
+    redactor: &LogRedactor,
+) -> Result<Exit, CliError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| CliError::Io(format!("cannot start the runtime: {e}")))?;
-    runtime.block_on(serve(args))
+    let result = runtime.block_on(serve(args, format, redactor));
+    // A store query already on the blocking pool gets a moment to commit or roll back.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    result
 }
 
-async fn serve(args: &ServeArgs) -> Result<Exit, CliError> {
+/// A start-up line on stderr: as is, or as a JSON log line with `--log-format json`.
+fn say(format: LogFormat, text: &str) {
+    match format {
+        LogFormat::Text => output::err(&format!("{text}\n")),
+        LogFormat::Json => {
+            for line in text.lines() {
+                let line = serde_json::json!({
+                    "level": "INFO",
+                    "target": "clarion::serve",
+                    "message": line,
+                });
+                output::err(&format!("{line}\n"));
+            }
+        }
+    }
+}
+
+async fn serve(
+    args: &ServeArgs,
+    format: LogFormat,
+    redactor: &LogRedactor,
+) -> Result<Exit, CliError> {
     let files = flow_files(&args.flows)?;
+    let keys = api_keys(args, redactor)?;
+    let (store, shown) = open_store(args).await?;
+    let overrides = ProviderOverrides {
+        base_url: args.base_url.clone(),
+        api: args.api.map(Into::into),
+        model: args.model.clone(),
+        stream: None,
+    };
+    let Some(engines) = load(&files, &store, &overrides)? else {
+        output::error_line("some flows have errors; fix them first (clarion validate)");
+        return Ok(Exit::Problems);
+    };
+    for engine in &engines {
+        redactor.add_flow(engine.flow());
+    }
+    recover(&engines, &store, &shown, format).await?;
+    let names: Vec<String> = engines
+        .iter()
+        .map(|e| clarion_server::ids::assistant_id(&e.flow().name))
+        .collect();
+    let metrics = install_metrics()?;
+    let render: clarion_server::MetricsRenderer = {
+        let metrics = metrics.clone();
+        Arc::new(move || metrics.render())
+    };
+    let mut state = AppState::new(store, engines, keys.clone())
+        .map_err(|e| CliError::Io(e.to_string()))?
+        .with_rate_limit(args.rate_limit)
+        .with_keep_alive(Duration::from_secs(args.sse_keep_alive.max(1)));
+    if args.metrics_addr.is_none() {
+        state = state.with_metrics(render.clone());
+    }
+    let takeover = clarion_server::spawn_takeover(state.clone());
+    let listener = bind(&args.bind).await?;
+    let address = listener
+        .local_addr()
+        .map_err(|e| CliError::Io(format!("cannot listen on {}: {e}", args.bind)))?;
+    let metrics_listener = metrics_listener(args).await?;
+    let metrics_line = match &metrics_listener {
+        Some((_, local)) => format!("metrics on http://{local}/metrics\n"),
+        None => String::new(),
+    };
+    say(
+        format,
+        &format!(
+            "assistants: {}\nkeys: {}\n{metrics_line}listening on http://{address}/v1",
+            names.join(", "),
+            if keys.enabled() {
+                format!("{} configured (bearer)", keys.len())
+            } else {
+                "none (open server: keep it on loopback)".to_owned()
+            }
+        ),
+    );
+    let limits = clarion_server::Limits {
+        body_bytes: args.max_body_bytes,
+        request_timeout: Duration::from_secs(args.request_timeout.max(1)),
+    };
+    let upkeep = spawn_upkeep(metrics);
+    let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+    if let Some((listener, _)) = metrics_listener {
+        tokio::spawn(clarion_server::serve_with(
+            listener,
+            clarion_server::metrics_router(render),
+            clarion_server::HEADER_READ_TIMEOUT,
+            async {
+                let _ = metrics_stopped.await;
+            },
+        ));
+    }
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let mut server = tokio::spawn(clarion_server::serve(
+        listener,
+        state.clone(),
+        limits,
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    if let Some(error) = until_stopped(
+        &mut server,
+        stop,
+        &state,
+        Duration::from_secs(args.shutdown_grace),
+    )
+    .await
+    {
+        return Err(error);
+    }
+    let _ = stop_metrics.send(());
+    upkeep.abort();
+    takeover.abort();
+    Ok(Exit::Success)
+}
+
+/// Drains histogram samples, which wait in the recorder until drained, between scrapes.
+fn spawn_upkeep(
+    metrics: metrics_exporter_prometheus::PrometheusHandle,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            metrics.run_upkeep();
+        }
+    })
+}
+
+/// The keys from `--api-key-env` and `--api-keys-file`; the log's redactor learns them.
+fn api_keys(args: &ServeArgs, redactor: &LogRedactor) -> Result<ApiKeys, CliError> {
     let mut keys = match &args.api_key_env {
         None => ApiKeys::open(),
         Some(name) => {
-            let keys = ApiKeys::parse(&std::env::var(name).unwrap_or_default());
+            let value = std::env::var(name).unwrap_or_default();
+            for key in value.split([',', '\n']) {
+                redactor.add(name, key.trim());
+            }
+            let keys = ApiKeys::parse(&value);
             if keys.is_empty() {
                 return Err(CliError::Io(format!(
                     "--api-key-env {name}: the variable is unset or empty; set it to one or more comma-separated keys"
@@ -55,6 +213,11 @@ async fn serve(args: &ServeArgs) -> Result<Exit, CliError> {
             .map_err(|e| CliError::Io(format!("--api-keys-file {shown}: cannot read it: {e}")))?;
         let from_file = ApiKeys::from_file_text(&text)
             .map_err(|e| CliError::Io(format!("--api-keys-file {shown}: {e}")))?;
+        for line in text.lines().map(str::trim) {
+            if !line.starts_with('#') && !line.starts_with("sha256:") {
+                redactor.add("API key", line);
+            }
+        }
         if from_file.is_empty() {
             return Err(CliError::Io(format!(
                 "--api-keys-file {shown}: no key in it; put one key (or `sha256:` and its digest) per line"
@@ -62,74 +225,58 @@ async fn serve(args: &ServeArgs) -> Result<Exit, CliError> {
         }
         keys = keys.union(from_file);
     }
-    let (store, shown) = open_store(args).await?;
-    let overrides = ProviderOverrides {
-        base_url: args.base_url.clone(),
-        api: args.api.map(Into::into),
-        model: args.model.clone(),
-        stream: None,
-    };
-    let Some(engines) = load(&files, &store, &overrides)? else {
-        output::error_line("some flows have errors; fix them first (clarion validate)");
-        return Ok(Exit::Problems);
-    };
-    if let Some(engine) = engines.first() {
-        let recovered = engine.recover().await.map_err(|e| CliError::Store {
-            path: shown.clone(),
-            reason: e.to_string(),
-        })?;
-        if !recovered.is_empty() {
-            output::err(&format!(
-                "marked {} run(s) interrupted by the last stop as failed\n",
-                recovered.len()
-            ));
+    Ok(keys)
+}
+
+/// Waits for SIGTERM or SIGINT, then stops `server` accepting (through `stop`) and gives
+/// requests, streams and runs in flight `grace` to finish. An error if the server ended
+/// on its own.
+async fn until_stopped(
+    server: &mut tokio::task::JoinHandle<std::io::Result<()>>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    state: &AppState,
+    grace: Duration,
+) -> Option<CliError> {
+    let signal = tokio::select! {
+        signal = stop_signal() => signal,
+        ended = &mut *server => {
+            let reason = match ended {
+                Ok(Ok(())) => "it returned".to_owned(),
+                Ok(Err(e)) => e.to_string(),
+                Err(e) => e.to_string(),
+            };
+            return Some(CliError::Io(format!("the server stopped: {reason}")));
         }
-        if store.lease_duration().is_some() {
-            output::err(
-                "runs are leased: a replica that stops mid-run has its runs taken over by \
-                 another\n",
-            );
-        } else if !store.sole_user() {
-            output::err(
-                "note: another process has this store open, so runs left unfinished by a \
-                 crash stay locked until a process opens it alone\n",
-            );
+    };
+    tracing::info!(
+        signal,
+        grace_s = grace.as_secs(),
+        runs_in_flight = state.running(),
+        "shutting down: no new connections; waiting for requests, streams and runs in flight"
+    );
+    let _ = stop.send(());
+    let drain = async {
+        let _ = (&mut *server).await;
+        state.idle().await;
+    };
+    tokio::select! {
+        drained = tokio::time::timeout(grace, drain) => {
+            if drained.is_ok() {
+                tracing::info!("drained; exiting");
+            } else {
+                tracing::warn!(
+                    runs_left = state.running(),
+                    "shutdown grace ran out; runs still in progress stay in the store and the next start marks them interrupted"
+                );
+            }
         }
+        signal = stop_signal() => tracing::warn!(
+            signal,
+            runs_left = state.running(),
+            "second signal: exiting now; runs still in progress are marked interrupted by the next start"
+        ),
     }
-    let names: Vec<String> = engines
-        .iter()
-        .map(|e| clarion_server::ids::assistant_id(&e.flow().name))
-        .collect();
-    let state = AppState::new(store, engines, keys.clone())
-        .map_err(|e| CliError::Io(e.to_string()))?
-        .with_rate_limit(args.rate_limit);
-    let takeover = clarion_server::spawn_takeover(state.clone());
-    let listener = tokio::net::TcpListener::bind(&args.bind)
-        .await
-        .map_err(|e| CliError::Io(format!("cannot listen on {}: {e}", args.bind)))?;
-    let address = listener
-        .local_addr()
-        .map_err(|e| CliError::Io(format!("cannot listen on {}: {e}", args.bind)))?;
-    output::err(&format!(
-        "assistants: {}\nkeys: {}\nlistening on http://{address}/v1\n",
-        names.join(", "),
-        if keys.enabled() {
-            format!("{} configured (bearer)", keys.len())
-        } else {
-            "none (open server: keep it on loopback)".to_owned()
-        }
-    ));
-    let limits = clarion_server::Limits {
-        body_bytes: args.max_body_bytes,
-        request_timeout: Duration::from_secs(args.request_timeout.max(1)),
-    };
-    clarion_server::serve(listener, state, limits, async {
-        let _ = tokio::signal::ctrl_c().await;
-    })
-    .await
-    .map_err(|e| CliError::Io(format!("the server stopped: {e}")))?;
-    takeover.abort();
-    Ok(Exit::Success)
+    None
 }
 
 /// The store `--store` names — a PostgreSQL URL or a SQLite file — and how to show it in
@@ -159,6 +306,91 @@ async fn open_store(args: &ServeArgs) -> Result<(Arc<dyn ThreadStore>, PathBuf),
         reason: e.to_string(),
     })?;
     Ok((Arc::new(store), args.store.clone()))
+}
+
+/// Marks the runs a previous process left unfinished as interrupted, and says so.
+async fn recover(
+    engines: &[Arc<Engine>],
+    store: &Arc<dyn ThreadStore>,
+    shown: &Path,
+    format: LogFormat,
+) -> Result<(), CliError> {
+    if let Some(engine) = engines.first() {
+        let recovered = engine.recover().await.map_err(|e| CliError::Store {
+            path: shown.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        if !recovered.is_empty() {
+            say(
+                format,
+                &format!(
+                    "marked {} run(s) interrupted by the last stop as failed",
+                    recovered.len()
+                ),
+            );
+        }
+        if store.lease_duration().is_some() {
+            say(
+                format,
+                "runs are leased: a replica that stops mid-run has its runs taken over by \
+                 another",
+            );
+        } else if !store.sole_user() {
+            say(
+                format,
+                "note: another process has this store open, so runs left unfinished by a \
+                 crash stay locked until a process opens it alone",
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The listener of `--metrics-addr`, if given, with its address.
+async fn metrics_listener(
+    args: &ServeArgs,
+) -> Result<Option<(tokio::net::TcpListener, std::net::SocketAddr)>, CliError> {
+    let Some(addr) = &args.metrics_addr else {
+        return Ok(None);
+    };
+    let listener = bind(addr).await?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| CliError::Io(format!("--metrics-addr {addr}: {e}")))?;
+    Ok(Some((listener, local)))
+}
+
+async fn bind(addr: &str) -> Result<tokio::net::TcpListener, CliError> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| CliError::Io(format!("cannot listen on {addr}: {e}")))
+}
+
+/// The Prometheus recorder, with every metric described and real histograms (buckets).
+fn install_metrics() -> Result<metrics_exporter_prometheus::PrometheusHandle, CliError> {
+    let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .set_buckets(BUCKETS)
+        .and_then(metrics_exporter_prometheus::PrometheusBuilder::install_recorder)
+        .map_err(|e| CliError::Io(format!("cannot set up the metrics: {e}")))?;
+    clarion_engine::observe::describe(clarion_engine::observe::METRICS);
+    clarion_engine::observe::describe(clarion_server::observe::METRICS);
+    Ok(handle)
+}
+
+/// Resolves on SIGTERM (how orchestrators stop a process) or SIGINT (Ctrl-C), naming it.
+async fn stop_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            return tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = tokio::signal::ctrl_c() => "SIGINT",
+            };
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+    "SIGINT"
 }
 
 /// One engine per flow file over the shared store; `None` if any flow has errors (they

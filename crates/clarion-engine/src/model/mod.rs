@@ -116,4 +116,13 @@ pub trait Model: Send + Sync {
         request: ModelRequest<'a>,
         events: &'a dyn EventSink,
     ) -> BoxFuture<'a, Result<ModelResponse, ModelError>>;
+
+    /// Who answers, for metrics and logs. The default names no system and the flow's
+    /// model; providers say which protocol and which model they really use.
+    fn describe(&self, flow: &Flow) -> crate::observe::ModelInfo {
+        crate::observe::ModelInfo {
+            system: "unknown",
+            model: flow.assistant.model.clone(),
+        }
+    }
 }

@@ -142,6 +142,13 @@ fn poisoned() -> ModelError {
 }
 
 impl Model for ScriptedModel {
+    fn describe(&self, flow: &clarion_flow::Flow) -> crate::observe::ModelInfo {
+        crate::observe::ModelInfo {
+            system: "scripted",
+            model: flow.assistant.model.clone(),
+        }
+    }
+
     fn respond<'a>(
         &'a self,
         request: ModelRequest<'a>,

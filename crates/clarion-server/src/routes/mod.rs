@@ -4,6 +4,7 @@
 //! reads threads through [`AppState::thread`], so ownership is enforced in one place.
 
 pub mod assistants;
+pub mod health;
 pub mod messages;
 pub mod runs;
 pub mod steps;
@@ -14,7 +15,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{StatusCode, Uri};
-use axum::middleware::{Next, from_fn};
+use axum::middleware::{Next, from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
@@ -101,13 +102,76 @@ pub fn router_with(state: AppState, limits: Limits) -> Router {
         );
     Router::new()
         .nest("/v1", v1)
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
         .fallback(unknown_route)
         .method_not_allowed_fallback(wrong_method)
         .layer(DefaultBodyLimit::max(limits.body_bytes))
         .layer(from_fn(move |request: Request, next: Next| {
             within(limits.request_timeout, request, next)
         }))
+        .layer(from_fn(in_api_shape))
+        .layer(from_fn_with_state(state.clone(), crate::observe::access))
         .with_state(state)
+}
+
+/// A router with only `/metrics` (rendered by `render`) and `/healthz`, for a separate
+/// metrics listener (`clarion serve --metrics-addr`).
+pub fn metrics_router(render: crate::state::MetricsRenderer) -> Router {
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route(
+            "/metrics",
+            get(move || {
+                let render = render.clone();
+                async move {
+                    (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            "text/plain; version=0.0.4; charset=utf-8",
+                        )],
+                        render(),
+                    )
+                }
+            }),
+        )
+        .fallback(unknown_route)
+}
+
+/// Errors axum produces itself — a path parameter that is not valid UTF-8, say — come as
+/// plain text; clients of the API expect its JSON error body on every error, so such a
+/// response is rewritten into one, with the same status and axum's text as the message.
+async fn in_api_shape(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    // axum's rejection texts are one line; more than this is not a rejection text.
+    let text = axum::body::to_bytes(response.into_body(), 4096)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+        .unwrap_or_default();
+    let message = if text.is_empty() {
+        status
+            .canonical_reason()
+            .unwrap_or("The request failed.")
+            .to_owned()
+    } else {
+        text
+    };
+    let error = if status.is_server_error() {
+        ApiError::internal(&message)
+    } else {
+        ApiError::bad_request(message)
+    };
+    error.with_status(status).into_response()
 }
 
 /// A request that takes longer than `limit` (a slow or stalled upload) gets 408.

@@ -33,16 +33,19 @@ fn run_metadata(metadata: Option<&serde_json::Map<String, Value>>) -> Result<Met
         .map_err(|e| ApiError::bad_request(e.to_string()).param("metadata"))
 }
 
-/// Drives a queued run in the background.
+/// Drives a queued run in the background (counted in [`AppState::idle`]).
 pub(crate) fn spawn_drive(
+    state: &AppState,
     assistant: Assistant,
     run_id: String,
     sink: Arc<dyn EventSink>,
 ) -> tokio::task::JoinHandle<()> {
+    let task = state.run_task();
     tokio::spawn(async move {
         if let Err(error) = assistant.engine.drive_run(&run_id, &*sink).await {
             tracing::warn!(run_id = %run_id, "run stopped: {error}");
         }
+        drop(task);
     })
 }
 
@@ -54,6 +57,7 @@ pub(crate) fn spawn_submit(
     outputs: Vec<ToolOutputSubmission>,
     sink: Arc<dyn EventSink>,
 ) -> tokio::task::JoinHandle<()> {
+    let task = state.run_task();
     tokio::spawn(async move {
         let result = assistant
             .engine
@@ -63,6 +67,7 @@ pub(crate) fn spawn_submit(
         if let Err(error) = result {
             tracing::warn!(run_id = %run_id, "submitted run stopped: {error}");
         }
+        drop(task);
     })
 }
 
@@ -89,7 +94,12 @@ fn start(
             Start::Create,
         );
     }
-    spawn_drive(assistant.clone(), run.id.clone(), Arc::new(NoEvents));
+    spawn_drive(
+        &state,
+        assistant.clone(),
+        run.id.clone(),
+        Arc::new(NoEvents),
+    );
     Json(objects::run(assistant, run, RunStatus::Queued)).into_response()
 }
 

@@ -238,6 +238,10 @@ pub fn recording_path(scenario: &Path) -> PathBuf {
 struct Shared(Arc<dyn Model>);
 
 impl Model for Shared {
+    fn describe(&self, flow: &clarion_flow::Flow) -> clarion_engine::observe::ModelInfo {
+        self.0.describe(flow)
+    }
+
     fn respond<'a>(
         &'a self,
         request: ModelRequest<'a>,

@@ -8,9 +8,11 @@ use crate::events::EventSink;
 use crate::ids::new_id;
 use crate::model::ModelRequest;
 use crate::model::{ModelResponse, ModelTurn};
+use crate::observe;
 use crate::run::EngineError;
 use crate::run::Run;
 use crate::run::RunStatus;
+use crate::run::Usage;
 use crate::run::protocol;
 use crate::store::Step;
 use crate::thread::MessageKind;
@@ -170,6 +172,7 @@ impl Engine {
         events.emit(&Event::ModelCalled {
             message_id: reply_id.to_owned(),
         });
+        let started = std::time::Instant::now();
         let response = tokio::select! {
             response = self.model.respond(request, events) => response,
             () = cancelled(cancel) => {
@@ -177,6 +180,16 @@ impl Engine {
                 return Ok(None);
             }
         };
+        let info = self.model.describe(&self.flow);
+        let (outcome, usage) = match &response {
+            Ok(ModelResponse {
+                turn: ModelTurn::Stopped { .. },
+                usage,
+            }) => ("stopped", *usage),
+            Ok(response) => ("ok", response.usage),
+            Err(error) => (error.kind.as_str(), Usage::default()),
+        };
+        observe::model_requested(&self.flow, &info, outcome, started.elapsed(), usage);
         match response {
             // A turn cut short by the token limit or a content filter ends the run as
             // incomplete, as the Assistants API did: nothing is wrong with the thread.

@@ -27,6 +27,7 @@ impl Engine {
         // Argument values can be personal data: spans carry names only.
         let span = tracing::debug_span!("tool", call_id = %call.id, name = %tool.name);
         let execution = tokio::time::timeout(timeout, self.tools.execute(request)).instrument(span);
+        let started = std::time::Instant::now();
         let result = match execution.await {
             Ok(result) => result,
             Err(_) => Err(ToolError::new(
@@ -38,8 +39,13 @@ impl Engine {
                 ),
             )),
         };
+        let outcome = result.as_ref().map_or_else(|e| e.kind.as_str(), |_| "ok");
+        crate::observe::tool_called(&self.flow, tool, outcome, started.elapsed());
         if let Err(error) = &result {
-            tracing::warn!(call_id = %call.id, tool = %tool.name, kind = error.kind.as_str(), "tool failed: {}", error.message);
+            // Failures are part of the loop (the model reads them and goes on), so info;
+            // the message can quote arguments or a response, so only the content target.
+            tracing::info!(call_id = %call.id, tool = %tool.name, executor = tool.executor.kind(), code = error.kind.as_str(), "tool failed ({})", error.kind.as_str());
+            tracing::info!(target: crate::observe::CONTENT_TARGET, call_id = %call.id, tool = %tool.name, "tool failed: {}", error.message);
         }
         result
     }

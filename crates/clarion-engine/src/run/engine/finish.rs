@@ -97,6 +97,7 @@ impl Engine {
                 run: Some(run),
             })
             .await?;
+        crate::observe::run_ended(&self.flow, run);
         Ok(())
     }
 

@@ -299,6 +299,7 @@ impl Engine {
             claim.give_back();
             return Err(busy);
         }
+        let _active = crate::observe::ActiveRun::start(&self.flow);
         let span = tracing::info_span!("run", run_id, flow = %self.flow.name);
         let result = self
             .leased(
@@ -450,11 +451,14 @@ impl Engine {
             claim.give_back();
             return Err(busy);
         }
+        let _active = crate::observe::ActiveRun::start(&self.flow);
+        let span = tracing::info_span!("run", run_id, flow = %self.flow.name);
         let result = self
             .leased(
                 run_id,
                 self.submit_claimed(run_id, outputs, claim.cancel.clone(), events),
             )
+            .instrument(span)
             .await;
         let result = self.release_driven(claim, result, events).await;
         self.unlease(run_id).await;
@@ -636,6 +640,7 @@ impl Engine {
                     run: Some(&run),
                 })
                 .await?;
+            crate::observe::run_ended(&self.flow, &run);
             self.claims.forget(&run_id);
             recovered.push(run);
         }

@@ -231,6 +231,7 @@ impl Engine {
                 }
             }
             let text = texts.join(" ");
+            crate::observe::question_asked(&self.flow, &first.tool, &params);
             events.emit(&Event::QuestionAsked {
                 call_id: first.call_id.clone(),
                 tool: first.tool.clone(),

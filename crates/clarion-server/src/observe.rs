@@ -1,0 +1,100 @@
+//! The access log and the HTTP metrics: one middleware sees every request once, after
+//! routing, and records both from the same facts — method, route template, status,
+//! latency — so the log and the metrics can never disagree.
+//!
+//! The route is axum's matched template (`/v1/threads/{thread_id}/runs`), never the raw
+//! path: ids would make every request its own series and would put them in every log
+//! line. Requests no route matched are `unmatched`; methods outside the standard ones are
+//! `other`, so a client cannot mint label values. The caller is named by its key id (the
+//! owner id of [`crate::auth`], a digest prefix), never by the key. Bodies — and so message
+//! content — are never read here.
+//!
+//! For a streamed run the latency is the time to the response's head: the events that
+//! follow belong to the run, which the engine measures.
+
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{Method, header};
+use axum::middleware::Next;
+use axum::response::Response;
+use clarion_engine::observe::MetricKind;
+
+use crate::state::AppState;
+
+/// Requests answered, by method, route template and status.
+pub const HTTP_REQUESTS_TOTAL: &str = "clarion_http_requests_total";
+/// Seconds to answer a request (to the response's head), by method, route and status.
+pub const HTTP_REQUEST_DURATION: &str = "clarion_http_request_duration_seconds";
+
+/// Every metric the server records itself: name, kind, help.
+pub const METRICS: &[(&str, MetricKind, &str)] = &[
+    (
+        HTTP_REQUESTS_TOTAL,
+        MetricKind::Counter,
+        "Requests answered, by method, route template and status.",
+    ),
+    (
+        HTTP_REQUEST_DURATION,
+        MetricKind::Histogram,
+        "Seconds to answer a request (to the response's head for a stream), by method, route template and status.",
+    ),
+];
+
+/// The log line's target, so access logs can be filtered on their own
+/// (`RUST_LOG=info,clarion::access=off`).
+pub const ACCESS_TARGET: &str = "clarion::access";
+
+/// Logs and counts one request.
+pub async fn access(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = bounded_method(request.method());
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    let key_id = if state.keys().enabled() {
+        let authorization = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        state
+            .keys()
+            .caller(authorization)
+            .ok()
+            .and_then(|c| c.owner)
+    } else {
+        None
+    };
+    let response = next.run(request).await;
+    let elapsed = started.elapsed();
+    let status = response.status().as_u16();
+    metrics::counter!(HTTP_REQUESTS_TOTAL, "method" => method, "route" => route.clone(),
+        "status" => status.to_string())
+    .increment(1);
+    metrics::histogram!(HTTP_REQUEST_DURATION, "method" => method, "route" => route.clone(),
+        "status" => status.to_string())
+    .record(elapsed.as_secs_f64());
+    // Microseconds are as fine as a log reader needs.
+    let latency_ms = (elapsed.as_secs_f64() * 1_000_000.0).round() / 1000.0;
+    let key_id = key_id.as_deref().unwrap_or("-");
+    if response.status().is_server_error() {
+        tracing::warn!(target: ACCESS_TARGET, method, route, status, latency_ms, key_id, "request");
+    } else {
+        tracing::info!(target: ACCESS_TARGET, method, route, status, latency_ms, key_id, "request");
+    }
+    response
+}
+
+fn bounded_method(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
