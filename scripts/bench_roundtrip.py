@@ -286,7 +286,7 @@ def export_history(db, out):
                 for id, run_id, created_at, body in rows]
     with open(out, "w") as f:
         json.dump(messages, f)
-    print(f"(the {len(messages)} messages of the long thread: {out})")
+    print(f"(the {len(messages)} messages of the long thread: {out})", file=sys.stderr)
 
 
 def ms(seconds):
@@ -353,7 +353,8 @@ def main(clarion, n_fresh, n_long):
         # 2. one long thread.
         print(f"\n## one thread, {n_long} turns")
         windows = [(1, 20), (n_long // 2 - 9, n_long // 2 + 10), (n_long - 19, n_long)]
-        print("| client | " + " | ".join(f"turns {a}–{b}: median ms CPU" for a, b in windows)
+        print("| client | " + " | ".join(f"turns {max(a, 2)}–{b}: median ms CPU"
+                                          for a, b in windows)
               + " | last / first |")
         print("| --- |" + " --- |" * (len(windows) + 1))
         bodies = {}
