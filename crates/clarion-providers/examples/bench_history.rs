@@ -90,7 +90,7 @@ fn main() {
         println!(
             "| {turn} | {} | {:.1} KB | {body:.1} µs | {check:.1} µs | {said:.1} µs |",
             history.len(),
-            bytes as f64 / 1000.0
+            f64::from(u32::try_from(bytes).unwrap_or(u32::MAX)) / 1000.0
         );
     }
 }
