@@ -2,7 +2,8 @@
 //! forces (building the Chat Completions body from the whole history and serializing it,
 //! what `respond()` posts) beside two whole-history passes the engine makes before each
 //! request (the protocol check, and the grounding index of the user's messages before a
-//! tool call runs). Run by `scripts/bench-roundtrip.sh` on the thread its long run stored;
+//! tool call runs), and parsing the history back from JSON, which the SQLite store does
+//! for every message each time a run starts. Run by `scripts/bench-roundtrip.sh` on the thread its long run stored;
 //! figures in docs/benchmarks.md.
 //!
 //! ```sh
@@ -62,9 +63,9 @@ fn main() {
         .collect();
     let n = turns.len();
     println!(
-        "| turn | messages sent | request body | body: build + serialize | protocol check | grounding index |"
+        "| turn | messages sent | request body | body: build + serialize | protocol check | grounding index | parse the history from JSON |"
     );
-    println!("| --- | --- | --- | --- | --- | --- |");
+    println!("| --- | --- | --- | --- | --- | --- | --- |");
     for turn in [1, n / 2, n] {
         let history = &messages[..turns[turn - 1]];
         let request = ModelRequest {
@@ -87,8 +88,20 @@ fn main() {
             std::hint::black_box(Said::from_messages(history));
             0
         });
+        // What the SQLite store's `thread()` does per row after reading it (its rows hold
+        // the same JSON without the id, run and time columns).
+        let stored: Vec<String> = history
+            .iter()
+            .map(|m| serde_json::to_string(m).expect("serializable"))
+            .collect();
+        let parse = median_us(reps / 4, || {
+            stored
+                .iter()
+                .map(|text| serde_json::from_str::<Message>(text).expect("parses"))
+                .count()
+        });
         println!(
-            "| {turn} | {} | {:.1} KB | {body:.1} µs | {check:.1} µs | {said:.1} µs |",
+            "| {turn} | {} | {:.1} KB | {body:.1} µs | {check:.1} µs | {said:.1} µs | {parse:.1} µs |",
             history.len(),
             f64::from(u32::try_from(bytes).unwrap_or(u32::MAX)) / 1000.0
         );
