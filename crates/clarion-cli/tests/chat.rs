@@ -183,6 +183,53 @@ async fn a_piped_conversation_is_stored_and_resumable() {
     assert!(out.contains("risk_tolerance (not set)"), "{out}");
 }
 
+/// `--base-url`, `--api`, `--model` and `--no-stream` replace the flow's provider settings;
+/// `--verbose` shows a tool's arguments.
+#[tokio::test]
+async fn provider_flags_override_the_flow_and_verbose_shows_arguments() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(Streaming)
+        .mount(&server)
+        .await;
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    // The flow streams from nowhere: only the flags can make this conversation work.
+    let flow = flow_with(dir.path(), "http://127.0.0.1:9/v1", true);
+    let store = dir.path().join("threads.db");
+    let (flow, store) = (flow.display().to_string(), store.display().to_string());
+    let base_url = format!("{}/v1", server.uri());
+    let out = chat(
+        &[
+            &flow,
+            "--store",
+            &store,
+            "--base-url",
+            &base_url,
+            "--api",
+            "chat-completions",
+            "--model",
+            "flag-model",
+            "--no-stream",
+            "--verbose",
+        ],
+        "I earn $4,000 a month. How long to save $12,000 at $1,000 a month?\n",
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "It takes 12 months.\n");
+    assert!(
+        text(&out.stderr).contains("monthly_income"),
+        "--verbose shows the call's arguments: {}",
+        text(&out.stderr)
+    );
+    let requests = server.received_requests().await.unwrap_or_default();
+    assert!(!requests.is_empty());
+    for request in &requests {
+        let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
+        assert_eq!(body["model"], "flag-model");
+        assert_ne!(body["stream"], true, "--no-stream");
+    }
+}
+
 #[tokio::test]
 async fn an_unreachable_provider_is_a_one_line_error_and_exit_2() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
@@ -600,6 +647,41 @@ async fn the_demo_talks_to_the_provider_in_the_environment() {
     let first: Value = serde_json::from_slice(&requests[0].body).unwrap_or(Value::Null);
     assert_eq!(first["model"], "gpt-4.1-mini");
     assert_eq!(first["stream"], true);
+}
+
+/// `clarion demo --model` names the model over `OPENAI_MODEL`; `--verbose` shows arguments.
+#[tokio::test]
+async fn the_demos_model_flag_wins_over_the_environment() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(Streaming)
+        .mount(&server)
+        .await;
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let store = dir.path().join("threads.db");
+    let output = demo(
+        &[
+            "--store",
+            &store.display().to_string(),
+            "--model",
+            "flag-model",
+            "--verbose",
+        ],
+        &[
+            ("OPENAI_BASE_URL", &format!("{}/v1", server.uri())),
+            ("OPENAI_MODEL", "env-model"),
+        ],
+        "I earn $4,000. How long to save $12,000 at $1,000 a month?\n",
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stderr).contains("monthly_income"),
+        "{}",
+        text(&output.stderr)
+    );
+    let requests = server.received_requests().await.unwrap_or_default();
+    let first: Value = serde_json::from_slice(&requests[0].body).unwrap_or(Value::Null);
+    assert_eq!(first["model"], "flag-model");
 }
 
 #[tokio::test]

@@ -261,3 +261,23 @@ fn the_exit_codes_are_documented() {
         assert!(readme.contains(row), "README.md documents {row}");
     }
 }
+
+#[test]
+fn export_renders_the_instructions_with_metadata() {
+    let output = clarion(&[
+        "export",
+        "flows/travel-booking.toml",
+        "--format",
+        "chat-completions",
+        "--metadata",
+        "today=2026-12-03",
+    ]);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let out = String::from_utf8_lossy(&output.stdout);
+    assert!(out.contains("Today is 2026-12-03."), "{out}");
+}

@@ -316,3 +316,73 @@ fn a_second_server_on_the_same_store_leaves_the_first_ones_runs_alone_and_says_s
         let _ = child.wait();
     }
 }
+
+/// `--base-url`, `--api` and `--model` replace what the flow's `[provider]` and assistant
+/// say; `--max-body-bytes` refuses a larger body with 413; `--request-timeout` is taken.
+#[tokio::test]
+async fn provider_and_request_flags_override_the_flow() {
+    let model = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(Model)
+        .mount(&model)
+        .await;
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    // The flow points nowhere: only --base-url can reach the model.
+    let flow = flow_for(dir.path(), "http://127.0.0.1:9/v1")
+        .display()
+        .to_string();
+    let store = dir.path().join("threads.db").display().to_string();
+    let base_url = format!("{}/v1", model.uri());
+    let (mut child, base) = serve(&[
+        &flow,
+        "--store",
+        &store,
+        "--base-url",
+        &base_url,
+        "--api",
+        "chat-completions",
+        "--model",
+        "flag-model",
+        "--max-body-bytes",
+        "4096",
+        "--request-timeout",
+        "5",
+    ]);
+    let c = client();
+    let (_, run) = call(c.post(format!("{base}/threads/runs")).json(&json!({
+        "assistant_id": "asst_personal-finance",
+        "thread": {"messages": [{"role": "user", "content": "hello"}]},
+    })))
+    .await;
+    let finished = wait_for(
+        &c,
+        &base,
+        run["thread_id"].as_str().unwrap_or_default(),
+        run["id"].as_str().unwrap_or_default(),
+        &["completed", "failed"],
+    )
+    .await;
+    assert_eq!(finished["status"], "completed", "{finished}");
+    let requests = model.received_requests().await.unwrap_or_default();
+    let body: Value = requests
+        .first()
+        .and_then(|r| serde_json::from_slice(&r.body).ok())
+        .unwrap_or(Value::Null);
+    assert_eq!(body["model"], "flag-model");
+    assert!(
+        requests[0].url.path().ends_with("/v1/chat/completions"),
+        "{}",
+        requests[0].url
+    );
+
+    let big = "x".repeat(8192);
+    let response = c
+        .post(format!("{base}/threads"))
+        .json(&json!({"messages": [{"role": "user", "content": big}]}))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(response.status().as_u16(), 413, "over --max-body-bytes");
+    let _ = child.kill();
+    let _ = child.wait();
+}

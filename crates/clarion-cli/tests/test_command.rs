@@ -108,6 +108,34 @@ fn the_example_scenarios_pass_and_the_summary_is_the_last_line() {
 }
 
 #[test]
+fn filter_plays_only_the_scenarios_whose_path_contains_a_name() {
+    let output = clarion_in(
+        &workspace(),
+        &[
+            "test",
+            "--filter",
+            "repeated_call",
+            "-k",
+            "missing_parameter",
+        ],
+        &[("CI", "true")],
+        None,
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
+    assert_eq!(
+        last_line(&output),
+        "2 passed, 0 failed",
+        "{}",
+        stdout(&output)
+    );
+    let out = stdout(&output);
+    assert!(
+        out.contains("repeated_call") && out.contains("missing_parameter"),
+        "{out}"
+    );
+}
+
+#[test]
 fn a_new_scenario_fails_and_writes_a_pending_snapshot_then_accept_makes_it_pass() {
     let dir = project();
     let output = clarion_in(dir.path(), &["test"], &[], None);
