@@ -48,16 +48,9 @@ impl ChatCompletions {
 
 impl Model for ChatCompletions {
     fn describe(&self, flow: &clarion_flow::Flow) -> clarion_engine::observe::ModelInfo {
-        clarion_engine::observe::ModelInfo {
-            system: "openai",
-            model: self
-                .client
-                .config()
-                .model
-                .clone()
-                .unwrap_or_else(|| flow.assistant.model.clone()),
-        }
+        self.client.describe(flow)
     }
+
     fn respond<'a>(
         &'a self,
         request: ModelRequest<'a>,

@@ -267,6 +267,19 @@ impl ProviderClient {
         })
     }
 
+    /// The labels of this provider's requests (the model the flags or the flow name):
+    /// one answer for both protocols.
+    pub(crate) fn describe(&self, flow: &clarion_flow::Flow) -> clarion_engine::observe::ModelInfo {
+        clarion_engine::observe::ModelInfo {
+            system: "openai",
+            model: self
+                .config
+                .model
+                .clone()
+                .unwrap_or_else(|| flow.assistant.model.clone()),
+        }
+    }
+
     /// Redacts secrets from `text`.
     #[must_use]
     pub fn redact(&self, text: &str) -> String {

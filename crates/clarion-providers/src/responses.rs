@@ -38,16 +38,9 @@ impl Responses {
 
 impl Model for Responses {
     fn describe(&self, flow: &clarion_flow::Flow) -> clarion_engine::observe::ModelInfo {
-        clarion_engine::observe::ModelInfo {
-            system: "openai",
-            model: self
-                .client
-                .config()
-                .model
-                .clone()
-                .unwrap_or_else(|| flow.assistant.model.clone()),
-        }
+        self.client.describe(flow)
     }
+
     fn respond<'a>(
         &'a self,
         request: ModelRequest<'a>,
