@@ -1,4 +1,4 @@
-//! The flow format's JSON Schema, generated from [`FlowFile`](super::spec::FlowFile).
+//! The flow format's JSON Schema, generated from `FlowFile` (the spec types).
 //!
 //! Draft-07, because that is what Taplo and Even Better TOML read. The same schema is
 //! compiled once per process and used by the loader for its structural checks, so what an
