@@ -7,6 +7,7 @@ use crate::codes::{ErrorCode, IncompleteReason};
 use crate::events::Event;
 use crate::events::EventSink;
 use crate::ids::new_id;
+use crate::model::follows_met;
 use crate::run::Ask;
 use crate::run::LastError;
 use crate::run::Run;
@@ -162,14 +163,19 @@ impl Engine {
         for call in calls {
             let matching = pending.as_ref().is_some_and(|p| p.tool == call.name);
             let for_call = if matching { pending.take() } else { None };
-            let result = prepare(
-                &self.flow,
-                &self.validators,
-                call,
-                &thread.slots,
-                for_call.as_ref(),
-                &said,
-            );
+            let result = match self.flow.tools.get(&call.name) {
+                Some(tool) if !follows_met(tool, &thread.messages) => {
+                    Prepared::Rejected(not_offered(tool))
+                }
+                _ => prepare(
+                    &self.flow,
+                    &self.validators,
+                    call,
+                    &thread.slots,
+                    for_call.as_ref(),
+                    &said,
+                ),
+            };
             if let Prepared::Ready { args, unstated }
             | Prepared::NeedsInput { args, unstated, .. } = &result
             {
@@ -496,4 +502,18 @@ pub(super) fn said_for(flow: &Flow, calls: &[ToolCall], messages: &[Message]) ->
     } else {
         Said::default()
     }
+}
+
+/// The output of a call to a tool the request did not offer (its `follows` not met): the
+/// model reads what the user must see first.
+fn not_offered(tool: &Tool) -> ToolError {
+    let names: Vec<String> = tool.follows.iter().map(|t| format!("`{t}`")).collect();
+    ToolError::new(
+        ToolErrorKind::NotOffered,
+        format!(
+            "`{}` is not available yet: it follows {}, whose result the user must see and answer first. Show the user the result and ask them.",
+            tool.name,
+            names.join(" and ")
+        ),
+    )
 }
