@@ -1,6 +1,7 @@
 //! Playing one turn of tool calls: preparing each call, the loop guard, running the ready
 //! ones, and landing the outputs, injected context and questions in the thread.
 
+use super::execute::idempotency_key;
 use super::{Engine, TurnEnd, cancelled};
 use crate::codes::ToolErrorKind;
 use crate::codes::{ErrorCode, IncompleteReason};
@@ -52,20 +53,21 @@ impl Engine {
         let loop_ends = guard_repeats(thread, run, calls, &mut prepared);
 
         // Run the ready server-side calls concurrently; client calls wait for the app.
-        let runnable: Vec<(usize, &Tool, &Map<String, Value>)> = prepared
+        let runnable: Vec<(usize, &Tool, &Map<String, Value>, String)> = prepared
             .iter()
             .enumerate()
             .filter_map(|(i, p)| match p {
                 Prepared::Ready { args, .. } => {
                     let tool = self.flow.tools.get(&calls[i].name)?;
-                    (!matches!(tool.executor, Executor::Client)).then_some((i, tool, args))
+                    let key = idempotency_key(&run.id, run.steps, &tool.name, args);
+                    (!matches!(tool.executor, Executor::Client)).then_some((i, tool, args, key))
                 }
                 _ => None,
             })
             .collect();
         let executions = runnable
             .iter()
-            .map(|(i, tool, args)| self.execute(tool, &calls[*i], args, events));
+            .map(|(i, tool, args, key)| self.execute(tool, &calls[*i], args, key, events));
         let results = tokio::select! {
             results = futures_util::future::join_all(executions) => results,
             () = cancelled(cancel) => {
@@ -74,7 +76,7 @@ impl Engine {
             }
         };
         let mut results: HashMap<usize, Result<Value, ToolError>> =
-            runnable.iter().map(|(i, _, _)| *i).zip(results).collect();
+            runnable.iter().map(|(i, ..)| *i).zip(results).collect();
 
         let mut staged = StagedTurn::default();
         let mut waiting: Vec<ToolCall> = Vec::new();
