@@ -323,3 +323,42 @@ fn export_adds_the_reply_tool_under_required_only() {
         !names(&personal_finance(), ExportFormat::ChatCompletions).contains(&REPLY_TOOL.to_owned())
     );
 }
+
+#[tokio::test]
+async fn a_value_grounding_replaces_with_the_stated_one_makes_the_same_call_a_repeat() {
+    let calc = "calculate_savings_timeline";
+    // The model tries another income; the user never said $6,000, so grounding drops it and
+    // the stated $5,000 fills it in: what would run is what already ran.
+    let guessed = r#"{"goal_amount": 12000, "monthly_income": 6000, "monthly_savings": 1000}"#;
+    let (engine, _) = watched(
+        personal_finance(),
+        vec![
+            ScriptedTurn::call(calc, ALL),
+            ScriptedTurn::call(calc, guessed),
+            ScriptedTurn::text("12 months."),
+        ],
+    );
+    let (run, events) = run_once(&engine, SAID).await;
+    assert_eq!((run.status, run.repeated_calls), (RunStatus::Completed, 1));
+    let started = events
+        .iter()
+        .filter(|e| matches!(e, Event::ToolStarted { .. }))
+        .count();
+    assert_eq!(started, 1, "the repeat did not run");
+    let refused = events
+        .iter()
+        .find_map(|e| match e {
+            Event::ToolFinished {
+                status: OutputStatus::Error,
+                content,
+                ..
+            } => Some(content.clone()),
+            _ => None,
+        })
+        .unwrap_or_default();
+    assert!(
+        refused.contains("repeated_call")
+            && refused.contains("`monthly_income` you passed was not stated"),
+        "{refused}"
+    );
+}

@@ -50,7 +50,7 @@ impl Engine {
     ) -> TurnEnd {
         let mut prepared = self.prepare_calls(thread, calls, pending, events);
 
-        let loop_ends = guard_repeats(thread, run, calls, &mut prepared);
+        let loop_ends = self.guard_repeats(thread, run, calls, &mut prepared);
 
         // Run the ready server-side calls concurrently; client calls wait for the app.
         let runnable: Vec<(usize, &Tool, &Map<String, Value>, String)> = prepared
@@ -148,6 +148,21 @@ impl Engine {
         run.expires_at = Some(self.clock.now_ms().saturating_add(timeout));
         Self::set_status(run, RunStatus::RequiresAction, events);
         TurnEnd::Stop(RunStatus::RequiresAction)
+    }
+
+    /// [`guard_repeats`] with the engine's preparation of an earlier call.
+    fn guard_repeats(
+        &self,
+        thread: &Thread,
+        run: &mut Run,
+        calls: &[ToolCall],
+        prepared: &mut [Prepared],
+    ) -> bool {
+        let said = said_for(&self.flow, calls, &thread.messages);
+        let effective = |call: &ToolCall| {
+            prepared_args(&self.flow, &self.validators, call, &thread.slots, &said)
+        };
+        guard_repeats(thread, run, calls, prepared, &effective)
     }
 
     /// Prepares every call of a turn and remembers validated arguments into slots. The
@@ -382,31 +397,62 @@ pub(super) fn last_call_order(thread: &Thread) -> HashMap<&str, usize> {
 /// The loop guard: a ready call that already succeeded in this run with the same
 /// arguments is answered `repeated_call` without running again, and the model must then
 /// answer in words. Whether this is the run's second repeat (the run then ends).
+///
+/// A call is a repeat when the model wrote the same arguments, or when what would run is
+/// what ran: `effective` prepares an earlier call again, so a made-up value that grounding
+/// replaced by the stated one (another date for the same search) counts as the same call.
 pub(super) fn guard_repeats(
     thread: &Thread,
     run: &mut Run,
     calls: &[ToolCall],
     prepared: &mut [Prepared],
+    effective: &dyn Fn(&ToolCall) -> Map<String, Value>,
 ) -> bool {
     let done = succeeded_in_run(thread, run);
     let mut repeated = false;
     for (call, prepared) in calls.iter().zip(prepared.iter_mut()) {
-        if matches!(prepared, Prepared::Ready { .. })
-            && parse_arguments(&call.arguments).is_ok_and(|args| {
-                done.iter().any(|(name, ran)| {
-                    *name == call.name
-                        && same_values(&Value::Object(args.clone()), &Value::Object(ran.clone()))
-                })
-            })
-        {
+        let Prepared::Ready {
+            args: runs_with,
+            unstated,
+        } = &*prepared
+        else {
+            continue;
+        };
+        let written = parse_arguments(&call.arguments).ok();
+        let is_repeat = done.iter().any(|(earlier, ran)| {
+            earlier.name == call.name
+                && (written.as_ref().is_some_and(|args| {
+                    same_values(&Value::Object(args.clone()), &Value::Object(ran.clone()))
+                }) || same_values(
+                    &Value::Object(runs_with.clone()),
+                    &Value::Object(effective(earlier)),
+                ))
+        });
+        if is_repeat {
             repeated = true;
-            *prepared = Prepared::Rejected(ToolError::new(
-                ToolErrorKind::RepeatedCall,
+            let message = if unstated.is_empty() {
                 format!(
                     "`{}` already ran with these arguments in this run and its result is above; answer the user with it instead of calling it again",
                     call.name
-                ),
-            ));
+                )
+            } else {
+                format!(
+                    "`{}` already ran in this run with what the user stated, and its result is above: the {} you passed {} not stated by the user, so the stated {} used again. Answer the user with that result; if other values could help, suggest them and ask",
+                    call.name,
+                    unstated
+                        .iter()
+                        .map(|p| format!("`{p}`"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    if unstated.len() == 1 { "was" } else { "were" },
+                    if unstated.len() == 1 {
+                        "value was"
+                    } else {
+                        "values were"
+                    },
+                )
+            };
+            *prepared = Prepared::Rejected(ToolError::new(ToolErrorKind::RepeatedCall, message));
         }
     }
     if !repeated {
@@ -442,12 +488,12 @@ pub(super) fn end_loop(end: TurnEnd, run: &mut Run) -> TurnEnd {
     TurnEnd::Stop(RunStatus::Incomplete)
 }
 
-/// The calls that succeeded in `run` so far: tool name and arguments as the model wrote
-/// them. The run's messages are the last ones of the thread, so only they are read.
+/// The calls that succeeded in `run` so far, with their arguments as the model wrote them.
+/// The run's messages are the last ones of the thread, so only they are read.
 pub(super) fn succeeded_in_run<'a>(
     thread: &'a Thread,
     run: &Run,
-) -> Vec<(&'a str, Map<String, Value>)> {
+) -> Vec<(&'a ToolCall, Map<String, Value>)> {
     let ours = thread
         .messages
         .iter()
@@ -467,7 +513,7 @@ pub(super) fn succeeded_in_run<'a>(
             MessageKind::ToolCalls { calls, .. } => {
                 for call in calls.iter().filter(|c| ok.contains(c.id.as_str())) {
                     if let Ok(args) = parse_arguments(&call.arguments) {
-                        done.push((call.name.as_str(), args));
+                        done.push((call, args));
                     }
                 }
             }
