@@ -544,6 +544,15 @@ async fn serve_exports_the_tool_loop_under_the_clients_trace_without_content() {
         answered.events
     );
 
+    for run in &runs {
+        let ended = run.events.iter().find(|e| e.name == "run ended");
+        let ended = ended.unwrap_or_else(|| panic!("no `run ended` event: {:?}", run.events));
+        assert_eq!(
+            attribute(&ended.attributes, "status").as_deref(),
+            Some("completed")
+        );
+    }
+
     // Who sent them, with the exporter's header, and nothing anyone must not read.
     assert_eq!(
         attribute(&all[0].0, "service.name").as_deref(),
@@ -665,5 +674,200 @@ fn a_protocol_other_than_http_protobuf_is_refused_with_what_to_do() {
         Some(0),
         "{}",
         String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// User and system CPU the process `pid` has used, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command's closing parenthesis: utime and stime are the 12th and 13th.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<u64> = after
+        .split_whitespace()
+        .map(|f| f.parse().unwrap_or(0))
+        .collect();
+    fields.get(11).copied().unwrap_or(0) + fields.get(12).copied().unwrap_or(0)
+}
+
+/// One arm of the overhead measurement: `clarion serve` with `env`, `clients` concurrent
+/// clients each streaming `loops` tool loops; the server's CPU seconds, the loops done
+/// and the wall time. With `scrape`, `/metrics` is read every second meanwhile.
+#[allow(
+    clippy::cast_precision_loss,
+    reason = "CPU ticks of seconds fit an f64"
+)]
+async fn load_arm(
+    flow: &str,
+    dir: &Path,
+    env: &[(&str, String)],
+    clients: usize,
+    loops: usize,
+    scrape: bool,
+) -> (f64, usize, f64) {
+    let store = dir
+        .join(format!("threads-{}.db", unique_name()))
+        .display()
+        .to_string();
+    let server = Server::start(flow, &store, env);
+    let pid = server.child.id();
+    let c = client();
+    let base = server.base.clone();
+    let origin = base.trim_end_matches("/v1").to_owned();
+    let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let scraping = scrape.then(|| {
+        let (c, origin) = (c.clone(), origin.clone());
+        tokio::spawn(async move {
+            loop {
+                let _ = c
+                    .get(format!("{origin}/metrics"))
+                    .bearer_auth(API_KEY)
+                    .send()
+                    .await;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        })
+    });
+    let before = cpu_ticks(pid);
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..clients)
+        .map(|_| {
+            let (c, base, done) = (c.clone(), base.clone(), done.clone());
+            tokio::spawn(async move {
+                for _ in 0..loops {
+                    let events = c
+                        .post(format!("{base}/threads/runs"))
+                        .bearer_auth(API_KEY)
+                        .json(&json!({
+                            "assistant_id": "asst_personal-finance",
+                            "stream": true,
+                            "thread": {"messages": [{"role": "user",
+                                "content": "I earn $4,000 and save $1,000 a month toward $12,000."}]},
+                        }))
+                        .send()
+                        .await
+                        .and_then(reqwest::Response::error_for_status);
+                    let Ok(events) = events else { continue };
+                    let text = events.text().await.unwrap_or_default();
+                    if text.contains("thread.run.completed") {
+                        done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    join_all(tasks).await;
+    let wall = started.elapsed().as_secs_f64();
+    let ticks = cpu_ticks(pid) - before;
+    if let Some(scraping) = scraping {
+        scraping.abort();
+    }
+    // SIGTERM: the spans still queued are exported before the exit.
+    let mut server = server;
+    server.stop();
+    // Ticks are 1/100 s on Linux, but read the rate rather than assume it.
+    let per_second = clock_ticks_per_second();
+    (
+        ticks as f64 / per_second,
+        done.load(std::sync::atomic::Ordering::Relaxed),
+        wall,
+    )
+}
+
+async fn join_all(tasks: Vec<tokio::task::JoinHandle<()>>) {
+    for task in tasks {
+        let _ = task.await;
+    }
+}
+
+fn clock_ticks_per_second() -> f64 {
+    let output = Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    output.parse().unwrap_or(100.0)
+}
+
+fn unique_name() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{nanos:x}")
+}
+
+/// What traces (OTLP to a receiver on loopback) and metrics scrapes cost `clarion serve`
+/// under `CLARION_LOAD_CLIENTS` (200) concurrent clients, each streaming
+/// `CLARION_LOAD_LOOPS` (5) tool loops (two model calls and a server-side tool each): the
+/// server process's CPU (`/proc/PID/stat`, user + system) per loop, with them off and on,
+/// in alternating rounds of one run. Figures in docs/operations.md.
+///
+/// ```sh
+/// cargo test --release -p clarion-cli --test traces -- --ignored --nocapture
+/// ```
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a load test: run it on purpose, in release mode (see its docs)"]
+#[allow(
+    clippy::print_stderr,
+    clippy::cast_precision_loss,
+    reason = "figures for people"
+)]
+async fn overhead_of_traces_and_metrics_under_200_clients() {
+    let env_or = |name: &str, default: usize| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let (clients, loops) = (
+        env_or("CLARION_LOAD_CLIENTS", 200),
+        env_or("CLARION_LOAD_LOOPS", 5),
+    );
+    let rounds = env_or("CLARION_LOAD_ROUNDS", 3);
+    let model = model().await;
+    let (endpoint, received) = receiver().await;
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let flow = flow_for(dir.path(), &format!("{}/v1", model.uri()));
+    let on = otel_env(&endpoint);
+    let off: Vec<(&str, String)> = on
+        .iter()
+        .filter(|(name, _)| !name.starts_with("OTEL_"))
+        .cloned()
+        .collect();
+    let (mut cpu_off, mut cpu_on) = (Vec::new(), Vec::new());
+    for round in 1..=rounds {
+        for traced in [false, true] {
+            let spans_before = received.spans().len();
+            let (cpu, done, wall) = load_arm(
+                &flow,
+                dir.path(),
+                if traced { &on } else { &off },
+                clients,
+                loops,
+                traced,
+            )
+            .await;
+            let spans = received.spans().len() - spans_before;
+            assert_eq!(done, clients * loops, "every loop completes");
+            let per_loop_ms = cpu * 1000.0 / done as f64;
+            eprintln!(
+                "round {round}, traces and metrics {}: {done} loops in {wall:.2} s, server CPU {cpu:.2} s ({per_loop_ms:.3} ms per loop, {:.0}% of a core), spans exported {spans}",
+                if traced { "on " } else { "off" },
+                cpu / wall * 100.0,
+            );
+            if traced {
+                cpu_on.push(per_loop_ms);
+            } else {
+                cpu_off.push(per_loop_ms);
+            }
+        }
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (off, on) = (median(&mut cpu_off), median(&mut cpu_on));
+    eprintln!(
+        "median server CPU per tool loop: off {off:.3} ms, on {on:.3} ms: {:+.1}%",
+        (on / off - 1.0) * 100.0
     );
 }
