@@ -1,10 +1,11 @@
-//! OpenTelemetry traces, tried from outside on the real binary: `clarion serve` and
-//! `clarion chat` export their spans over OTLP/HTTP to a receiver in this test, which
-//! decodes them with `opentelemetry-proto` as a collector would. A tool loop with a
-//! clarification, started with a client's W3C `traceparent`, must arrive as one tree —
-//! the client's span → the HTTP request → the run → model calls and the tool call, with
-//! the question and the injected context as events — with the `gen_ai.*` attributes, and with
-//! no key, no exporter header and no word the user said in any attribute.
+//! OpenTelemetry traces, tried from outside on the real binary: `clarion serve`, `clarion
+//! chat` and `clarion test --live` export their spans over OTLP/HTTP to a receiver in this
+//! test, which decodes them with `opentelemetry-proto` as a collector would. A tool loop
+//! with a clarification, started with a client's W3C `traceparent`, must arrive as one tree
+//! — the client's span → the HTTP request → the run → model calls and the tool call, with
+//! the question and the injected context as events — with the `gen_ai.*` attributes, and
+//! with no key, no exporter header and no word the user said in any attribute. An ignored
+//! load test measures what traces and metrics scrapes cost the server's CPU.
 
 // The span tree is checked as one story.
 #![allow(clippy::too_many_lines)]
@@ -870,4 +871,74 @@ async fn overhead_of_traces_and_metrics_under_200_clients() {
         "median server CPU per tool loop: off {off:.3} ms, on {on:.3} ms: {:+.1}%",
         (on / off - 1.0) * 100.0
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_live_exports_each_scenarios_run_before_it_exits() {
+    let model = model().await;
+    let (endpoint, received) = receiver().await;
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let flows = dir.path().join("flows");
+    std::fs::create_dir_all(flows.join("pf/scenarios")).unwrap_or_else(|e| panic!("{e}"));
+    let written = flow_for(dir.path(), &format!("{}/v1", model.uri()));
+    std::fs::rename(&written, flows.join("pf.toml")).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(
+        flows.join("pf/scenarios/plan.toml"),
+        r#"[[turns]]
+user = "I earn $4,000 and save $1,000 a month toward $12,000."
+
+[[turns.model]]
+call = "calculate_savings_timeline"
+args = { goal_amount = 12000, monthly_income = 4000, monthly_savings = 1000 }
+
+[[turns.model]]
+text = "It takes 12 months."
+"#,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let mut command = Command::new(env!("CARGO_BIN_EXE_clarion"));
+    command
+        .args(["test", "--live", "--jobs", "1"])
+        .current_dir(dir.path())
+        .env_remove("OPENAI_BASE_URL")
+        .env_remove("RUST_LOG")
+        .env_remove("CI")
+        .env("OTEL_BSP_SCHEDULE_DELAY", "600000")
+        .stdin(Stdio::null());
+    for (name, value) in otel_env(&endpoint) {
+        if name != "OTEL_BSP_SCHEDULE_DELAY" {
+            command.env(name, value);
+        }
+    }
+    let output = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|e| panic!("cannot run clarion: {e}"));
+    assert!(
+        output.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    let spans: Vec<Span> = received.spans().into_iter().map(|(_, s)| s).collect();
+    let runs = named(&spans, "run");
+    assert_eq!(
+        runs.len(),
+        1,
+        "{:#?}",
+        spans.iter().map(|s| &s.name).collect::<Vec<_>>()
+    );
+    let mut steps = children(&spans, runs[0]);
+    steps.sort_by_key(|s| s.start_time_unix_nano);
+    let names: Vec<&str> = steps.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "chat gpt-4.1-mini",
+            "execute_tool calculate_savings_timeline",
+            "chat gpt-4.1-mini"
+        ]
+    );
+    assert_nothing_secret(&received.spans());
 }
