@@ -942,3 +942,47 @@ text = "It takes 12 months."
     );
     assert_nothing_secret(&received.spans());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collector_that_is_down_costs_a_log_line_not_the_conversation() {
+    let model = model().await;
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let flow = flow_for(dir.path(), &format!("{}/v1", model.uri()));
+    let store = dir.path().join("threads.db").display().to_string();
+    // A port nobody listens on: bound, then closed.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut command = Command::new(env!("CARGO_BIN_EXE_clarion"));
+    command
+        .args(["chat", &flow, "--store", &store])
+        .env_remove("OPENAI_BASE_URL")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (name, value) in otel_env(&format!("http://{closed}")) {
+        command.env(name, value);
+    }
+    let output = tokio::task::spawn_blocking(move || {
+        let mut child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run clarion: {e}"));
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin
+                .write_all(b"I earn $4,000 and save $1,000 a month toward $12,000.\n")
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        child.wait_with_output().unwrap_or_else(|e| panic!("{e}"))
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(String::from_utf8_lossy(&output.stdout).contains("It takes 12 months."));
+    assert!(
+        stderr.contains("opentelemetry") && stderr.contains("Export"),
+        "the failed export is logged: {stderr}"
+    );
+    assert!(!stderr.contains(EXPORTER_SECRET), "{stderr}");
+}
