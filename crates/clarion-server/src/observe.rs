@@ -13,7 +13,8 @@
 //! follow belong to the run, which the engine measures.
 //!
 //! The same middleware opens the request's span (`http request`, named `METHOD route` in
-//! a trace, with the OpenTelemetry HTTP attributes). Handlers run inside it and the run
+//! a trace, with the OpenTelemetry HTTP attributes) for the API's routes — not for probes
+//! and scrapes, which would bury them. Handlers run inside it and the run
 //! tasks they spawn carry it along, so a run's span is the child of the request that
 //! started it; when traces are exported, [`AppState::trace_context`] first makes the span
 //! the child of the client's own trace (its `traceparent`).
@@ -77,16 +78,21 @@ pub async fn access(State(state): State<AppState>, request: Request, next: Next)
     } else {
         None
     };
-    let span = tracing::info_span!(
-        target: SPAN_TARGET,
-        "http request",
-        otel.name = %format_args!("{method} {route}"),
-        otel.kind = "server",
-        http.request.method = method,
-        http.route = %route,
-        http.response.status_code = tracing::field::Empty,
-        otel.status_code = tracing::field::Empty,
-    );
+    // Probes and scrapes every few seconds would bury the API's traces.
+    let span = if route.starts_with("/v1") {
+        tracing::info_span!(
+            target: SPAN_TARGET,
+            "http request",
+            otel.name = %format_args!("{method} {route}"),
+            otel.kind = "server",
+            http.request.method = method,
+            http.route = %route,
+            http.response.status_code = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+        )
+    } else {
+        tracing::Span::none()
+    };
     if let Some(adopt) = state.trace_context() {
         adopt(&span, request.headers());
     }
