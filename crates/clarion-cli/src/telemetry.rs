@@ -65,6 +65,13 @@ impl Tracing {
         Self { provider: None }
     }
 
+    /// Keeps `provider` to flush at exit.
+    pub(crate) fn on(provider: SdkTracerProvider) -> Self {
+        Self {
+            provider: Some(provider),
+        }
+    }
+
     /// Whether spans are being exported.
     pub(crate) fn is_on(&self) -> bool {
         self.provider.is_some()
@@ -166,15 +173,6 @@ where
                 && *meta.level() <= Level::INFO
         }));
     Ok(Some((provider, layer)))
-}
-
-impl Tracing {
-    /// Keeps `provider` to flush at exit.
-    pub(crate) fn on(provider: SdkTracerProvider) -> Self {
-        Self {
-            provider: Some(provider),
-        }
-    }
 }
 
 /// What `serve` joins each request's span to the client's trace with: the W3C
