@@ -13,12 +13,12 @@
 //!   [`CONTENT_TARGET`], which the `clarion` binary drops unless `--log-content` is given.
 //!   Every other line names runs, tools and codes, never text.
 //!
-//! The spans follow OpenTelemetry's semantic conventions for generative AI (`gen_ai.*`), so a tracing layer can
-//! export them as they are: `run` holds one `chat` span per model request
-//! ([`model_span`]: `gen_ai.system`, `gen_ai.request.model`, token usage, finish reason)
-//! and one `execute_tool` span per server-side call ([`tool_span`]: `gen_ai.tool.name`,
-//! executor, outcome); questions asked and context injected are events inside `run`. The
-//! same two rules hold: names, ids, codes and counts, never text.
+//! The spans follow OpenTelemetry's semantic conventions for generative AI (`gen_ai.*`),
+//! so a tracing layer can export them as they are: `run` holds one `chat` span per model
+//! request ([`model_span`]: `gen_ai.system`, `gen_ai.request.model`, token usage, finish
+//! reason) and one `execute_tool` span per server-side call ([`tool_span`]:
+//! `gen_ai.tool.name`, executor, outcome); questions asked and context injected are
+//! events inside `run`. The same two rules hold: names, ids, codes and counts, never text.
 
 use std::time::Duration;
 
