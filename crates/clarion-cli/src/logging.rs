@@ -28,6 +28,7 @@ use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{Layer as _, fmt};
 
 use crate::args::LogFormat;
+use crate::telemetry::{self, Tracing, TracingError};
 
 /// The secrets every log line is cleaned of; shared with the writer.
 #[derive(Clone, Default)]
@@ -70,8 +71,14 @@ pub(crate) fn redactor() -> LogRedactor {
     REDACTOR.get().cloned().unwrap_or_default()
 }
 
-/// Installs the subscriber; returns the redactor its writer applies.
-pub(crate) fn init(format: LogFormat, default_level: &str, log_content: bool) -> LogRedactor {
+/// Installs the subscriber; returns the redactor its writer applies, and the OpenTelemetry
+/// exporter when the standard variables turn traces on ([`crate::telemetry`]) — or why
+/// they could not be set up, in which case the log is installed without them.
+pub(crate) fn init(
+    format: LogFormat,
+    default_level: &str,
+    log_content: bool,
+) -> (LogRedactor, Result<Tracing, TracingError>) {
     let redactor = REDACTOR.get_or_init(LogRedactor::default).clone();
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
@@ -92,12 +99,18 @@ pub(crate) fn init(format: LogFormat, default_level: &str, log_content: bool) ->
             .with_filter(content)
             .boxed(),
     };
+    // `RUST_LOG` filters the log only: traces choose their spans themselves.
+    let (traces, exporter) = match telemetry::from_env(&redactor) {
+        Ok(Some((provider, otel))) => (Ok(Tracing::on(provider)), Some(otel)),
+        Ok(None) => (Ok(Tracing::off()), None),
+        Err(error) => (Err(error), None),
+    };
     // Fails only if a subscriber is already set, which `main` never does twice.
     let _ = tracing_subscriber::registry()
-        .with(filter)
-        .with(layer)
+        .with(layer.with_filter(filter))
+        .with(exporter)
         .try_init();
-    redactor
+    (redactor, traces)
 }
 
 /// Writes each formatted line to stderr after redaction. The formatter hands over a whole

@@ -11,6 +11,7 @@ mod exit;
 mod logging;
 mod output;
 mod store;
+mod telemetry;
 
 use clap::Parser;
 
@@ -23,7 +24,14 @@ fn main() -> std::process::ExitCode {
         Command::Serve(_) => "info",
         _ => "warn",
     };
-    let redactor = logging::init(cli.log_format, default_level, cli.log_content);
+    let (redactor, traces) = logging::init(cli.log_format, default_level, cli.log_content);
+    let mut traces = match traces {
+        Ok(traces) => traces,
+        Err(error) => {
+            output::error_line(&format!("cannot export traces: {error}"));
+            return Exit::Usage.into();
+        }
+    };
     let result = match cli.command {
         Command::Validate(args) => commands::validate::run(&args),
         Command::Schema(args) => Ok(commands::schema::run(&args)),
@@ -34,8 +42,12 @@ fn main() -> std::process::ExitCode {
         Command::Graph(args) => commands::graph::run(&args),
         Command::Completions(args) => Ok(commands::completions::run(&args)),
         Command::Demo(args) => commands::demo::run(&args),
-        Command::Serve(args) => commands::serve::run(&args, cli.log_format, &redactor),
+        Command::Serve(args) => {
+            commands::serve::run(&args, cli.log_format, &redactor, traces.is_on())
+        }
     };
+    // The last spans of a short command are still queued: export them before exiting.
+    traces.shutdown();
     match result {
         Ok(exit) => exit.into(),
         Err(error) => {

@@ -12,6 +12,13 @@
 //!   results, a tool's or a provider's error text — is logged only under
 //!   [`CONTENT_TARGET`], which the `clarion` binary drops unless `--log-content` is given.
 //!   Every other line names runs, tools and codes, never text.
+//!
+//! The spans follow OpenTelemetry's semantic conventions for generative AI (`gen_ai.*`),
+//! so a tracing layer can export them as they are: `run` holds one `chat` span per model
+//! request ([`model_span`]: `gen_ai.system`, `gen_ai.request.model`, token usage, finish
+//! reason) and one `execute_tool` span per server-side call ([`tool_span`]:
+//! `gen_ai.tool.name`, executor, outcome); questions asked and context injected are
+//! events inside `run`. The same two rules hold: names, ids, codes and counts, never text.
 
 use std::time::Duration;
 
@@ -190,14 +197,24 @@ pub(crate) fn run_ended(flow: &Flow, run: &Run) {
     }
 }
 
-/// One model request finished: `outcome` is `ok`, `stopped` or the error kind.
+/// One model request finished: its metrics (outcome `ok`, `stopped` or the error kind),
+/// its log line, and how it ended on its `span` ([`model_span`]).
 pub(crate) fn model_requested(
     flow: &Flow,
     info: &ModelInfo,
-    outcome: &'static str,
+    span: &tracing::Span,
+    response: &Result<crate::model::ModelResponse, crate::model::ModelError>,
     elapsed: Duration,
-    usage: crate::run::Usage,
 ) {
+    model_span_end(span, response);
+    let (outcome, usage) = match response {
+        Ok(crate::model::ModelResponse {
+            turn: crate::model::ModelTurn::Stopped { .. },
+            usage,
+        }) => ("stopped", *usage),
+        Ok(response) => ("ok", response.usage),
+        Err(error) => (error.kind.as_str(), crate::run::Usage::default()),
+    };
     metrics::counter!(MODEL_REQUESTS_TOTAL, "flow" => flow.name.clone(), "system" => info.system,
         "model" => info.model.clone(), "outcome" => outcome)
     .increment(1);
@@ -222,8 +239,87 @@ pub(crate) fn model_requested(
     );
 }
 
+/// The span of one model request (`chat` in the `gen_ai` conventions), filled in by
+/// [`model_requested`].
+pub(crate) fn model_span(info: &ModelInfo) -> tracing::Span {
+    tracing::info_span!(
+        "chat",
+        otel.name = %format_args!("chat {}", info.model),
+        otel.kind = "client",
+        gen_ai.operation.name = "chat",
+        gen_ai.system = info.system,
+        gen_ai.request.model = %info.model,
+        gen_ai.usage.input_tokens = tracing::field::Empty,
+        gen_ai.usage.output_tokens = tracing::field::Empty,
+        gen_ai.response.finish_reasons = tracing::field::Empty,
+        "error.type" = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+    )
+}
+
+/// Records how a model request ended on its span: the provider's token counts and finish
+/// reason (`stop`, `tool_calls`, `length`, `content_filter`), or the error kind.
+fn model_span_end(
+    span: &tracing::Span,
+    response: &Result<crate::model::ModelResponse, crate::model::ModelError>,
+) {
+    use crate::codes::IncompleteReason;
+    use crate::model::ModelTurn;
+    match response {
+        Ok(response) => {
+            span.record("gen_ai.usage.input_tokens", response.usage.prompt_tokens);
+            span.record(
+                "gen_ai.usage.output_tokens",
+                response.usage.completion_tokens,
+            );
+            let reason = match &response.turn {
+                ModelTurn::Text(_) => "stop",
+                ModelTurn::ToolCalls { .. } => "tool_calls",
+                ModelTurn::Stopped {
+                    reason: IncompleteReason::MaxOutputTokens,
+                } => "length",
+                ModelTurn::Stopped { reason } => reason.as_str(),
+            };
+            span.record("gen_ai.response.finish_reasons", reason);
+        }
+        Err(error) => span_failed(span, error.kind.as_str()),
+    }
+}
+
+/// The span of one server-side tool call (`execute_tool` in the `gen_ai` conventions);
+/// [`tool_called`] records its outcome.
+pub(crate) fn tool_span(tool: &Tool, call_id: &str) -> tracing::Span {
+    tracing::info_span!(
+        "execute_tool",
+        otel.name = %format_args!("execute_tool {}", tool.name),
+        gen_ai.operation.name = "execute_tool",
+        gen_ai.tool.name = %tool.name,
+        gen_ai.tool.call.id = call_id,
+        clarion.tool.executor = tool.executor.kind(),
+        clarion.tool.outcome = tracing::field::Empty,
+        "error.type" = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+    )
+}
+
+/// Marks `span` failed with a bounded `code`.
+pub(crate) fn span_failed(span: &tracing::Span, code: &str) {
+    span.record("error.type", code);
+    span.record("otel.status_code", "error");
+}
+
 /// One server-side tool call finished: `outcome` is `ok` or the error kind.
-pub(crate) fn tool_called(flow: &Flow, tool: &Tool, outcome: &'static str, elapsed: Duration) {
+pub(crate) fn tool_called(
+    flow: &Flow,
+    tool: &Tool,
+    span: &tracing::Span,
+    outcome: &'static str,
+    elapsed: Duration,
+) {
+    span.record("clarion.tool.outcome", outcome);
+    if outcome != "ok" {
+        span_failed(span, outcome);
+    }
     let executor = tool.executor.kind();
     metrics::counter!(TOOL_CALLS_TOTAL, "flow" => flow.name.clone(), "tool" => tool.name.clone(),
         "executor" => executor, "outcome" => outcome)
@@ -241,6 +337,11 @@ pub(crate) fn question_asked(flow: &Flow, tool: &str, params: &[String]) {
         .increment(1);
     }
     tracing::info!(flow = %flow.name, tool, params = %params.join(","), "question asked");
+}
+
+/// A rule of `tool` injected context for the model (its text is content: not here).
+pub(crate) fn context_injected(flow: &Flow, tool: &str) {
+    tracing::info!(flow = %flow.name, tool, "context injected");
 }
 
 /// A code fit for a label: codes this build does not know (read back from a store)

@@ -84,7 +84,7 @@ pub use auth::ApiKeys;
 pub use routes::{
     DEFAULT_BODY_LIMIT, DEFAULT_REQUEST_TIMEOUT, Limits, metrics_router, router, router_with,
 };
-pub use state::{AppState, MetricsRenderer, StateError};
+pub use state::{AppState, MetricsRenderer, StateError, TraceContext};
 pub use takeover::spawn_takeover;
 
 /// How long a client may take to send a request's headers once it has started; beyond it

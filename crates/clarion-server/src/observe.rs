@@ -11,6 +11,13 @@
 //!
 //! For a streamed run the latency is the time to the response's head: the events that
 //! follow belong to the run, which the engine measures.
+//!
+//! The same middleware opens the request's span (`http request`, named `METHOD route` in
+//! a trace, with the OpenTelemetry HTTP attributes) for the API's routes — not for probes
+//! and scrapes, which would bury them. Handlers run inside it and the run
+//! tasks they spawn carry it along, so a run's span is the child of the request that
+//! started it; when traces are exported, [`AppState::trace_context`] first makes the span
+//! the child of the client's own trace (its `traceparent`).
 
 use std::time::Instant;
 
@@ -19,6 +26,7 @@ use axum::http::{Method, header};
 use axum::middleware::Next;
 use axum::response::Response;
 use clarion_engine::observe::MetricKind;
+use tracing::Instrument as _;
 
 use crate::state::AppState;
 
@@ -45,7 +53,11 @@ pub const METRICS: &[(&str, MetricKind, &str)] = &[
 /// (`RUST_LOG=info,clarion::access=off`).
 pub const ACCESS_TARGET: &str = "clarion::access";
 
-/// Logs and counts one request.
+/// The request span's target: `RUST_LOG=clarion::http=off` keeps it out of the log's
+/// `span` field; traces take it whatever `RUST_LOG` says.
+pub const SPAN_TARGET: &str = "clarion::http";
+
+/// Logs and counts one request, inside its span.
 pub async fn access(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = bounded_method(request.method());
@@ -66,9 +78,31 @@ pub async fn access(State(state): State<AppState>, request: Request, next: Next)
     } else {
         None
     };
-    let response = next.run(request).await;
+    // Probes and scrapes every few seconds would bury the API's traces.
+    let span = if route.starts_with("/v1") {
+        tracing::info_span!(
+            target: SPAN_TARGET,
+            "http request",
+            otel.name = %format_args!("{method} {route}"),
+            otel.kind = "server",
+            http.request.method = method,
+            http.route = %route,
+            http.response.status_code = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+        )
+    } else {
+        tracing::Span::none()
+    };
+    if let Some(adopt) = state.trace_context() {
+        adopt(&span, request.headers());
+    }
+    let response = next.run(request).instrument(span.clone()).await;
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
+    span.record("http.response.status_code", status);
+    if response.status().is_server_error() {
+        span.record("otel.status_code", "error");
+    }
     metrics::counter!(HTTP_REQUESTS_TOTAL, "method" => method, "route" => route.clone(),
         "status" => status.to_string())
     .increment(1);

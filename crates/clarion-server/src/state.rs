@@ -50,6 +50,8 @@ struct Inner {
     metrics: Option<MetricsRenderer>,
     /// How often a quiet event stream gets a comment line.
     keep_alive: std::time::Duration,
+    /// Joins a request's span to the trace its headers name, when traces are exported.
+    trace_context: Option<TraceContext>,
 }
 
 /// How often a streamed run that has nothing to say sends an SSE comment by default, so
@@ -58,6 +60,11 @@ pub const DEFAULT_KEEP_ALIVE: std::time::Duration = std::time::Duration::from_se
 
 /// Renders the Prometheus text exposition of every metric recorded so far.
 pub type MetricsRenderer = Arc<dyn Fn() -> String + Send + Sync>;
+
+/// Makes a request's span (the first argument) the child of the trace its headers name —
+/// the W3C `traceparent` — so the client's trace holds the request and the run it starts.
+/// The server creates spans; what a trace context is belongs to the binary's exporter.
+pub type TraceContext = Arc<dyn Fn(&tracing::Span, &axum::http::HeaderMap) + Send + Sync>;
 
 /// Counts the run tasks alive in this process; [`RunTasks::idle`] waits until none is.
 #[derive(Default)]
@@ -132,6 +139,7 @@ impl AppState {
             runs: RunTasks::default(),
             metrics: None,
             keep_alive: DEFAULT_KEEP_ALIVE,
+            trace_context: None,
         })))
     }
 
@@ -169,6 +177,22 @@ impl AppState {
             inner.keep_alive = every.max(std::time::Duration::from_millis(100));
         }
         self
+    }
+
+    /// Joins each request's span to the trace its headers name, with `adopt`. Call it
+    /// before cloning the state, as [`AppState::with_rate_limit`].
+    #[must_use]
+    pub fn with_trace_context(mut self, adopt: TraceContext) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.0) {
+            inner.trace_context = Some(adopt);
+        }
+        self
+    }
+
+    /// What joins a request's span to its caller's trace, if traces are exported.
+    #[must_use]
+    pub fn trace_context(&self) -> Option<&TraceContext> {
+        self.0.trace_context.as_ref()
     }
 
     /// The keep-alive interval of event streams.

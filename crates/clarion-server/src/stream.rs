@@ -20,6 +20,7 @@ use clarion_engine::{Event, EventSink};
 use clarion_engine::{Run, RunStatus, ToolOutputSubmission};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
+use tracing::Instrument as _;
 
 use crate::error::ApiError;
 use crate::routes::runs::{shown, spawn_drive, spawn_submit};
@@ -80,7 +81,8 @@ pub fn respond(
     let keep_alive = KeepAlive::new()
         .interval(state.keep_alive())
         .text("keep-alive");
-    tokio::spawn(produce(state, assistant, run, prelude, start, tx));
+    // The request's span goes along: the run's span is its child.
+    tokio::spawn(produce(state, assistant, run, prelude, start, tx).in_current_span());
     let events = futures_util::stream::poll_fn(move |cx| {
         rx.poll_recv(cx).map(|event| event.map(Ok::<_, Infallible>))
     });

@@ -47,12 +47,13 @@ pub(crate) fn run(
     args: &ServeArgs,
     format: LogFormat,
     redactor: &LogRedactor,
+    traces: bool,
 ) -> Result<Exit, CliError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| CliError::Io(format!("cannot start the runtime: {e}")))?;
-    let result = runtime.block_on(serve(args, format, redactor));
+    let result = runtime.block_on(serve(args, format, redactor, traces));
     // A store query already on the blocking pool gets a moment to commit or roll back.
     runtime.shutdown_timeout(Duration::from_secs(1));
     result
@@ -79,6 +80,7 @@ async fn serve(
     args: &ServeArgs,
     format: LogFormat,
     redactor: &LogRedactor,
+    traces: bool,
 ) -> Result<Exit, CliError> {
     let files = flow_files(&args.flows)?;
     let keys = api_keys(args, redactor)?;
@@ -112,6 +114,9 @@ async fn serve(
         .with_keep_alive(Duration::from_secs(args.sse_keep_alive.max(1)));
     if args.metrics_addr.is_none() {
         state = state.with_metrics(render.clone());
+    }
+    if traces {
+        state = state.with_trace_context(crate::telemetry::trace_context());
     }
     let takeover = clarion_server::spawn_takeover(state.clone());
     let listener = bind(&args.bind).await?;

@@ -16,6 +16,7 @@ use clarion_engine::Metadata;
 use clarion_engine::{EventSink, NoEvents};
 use clarion_engine::{Run, RunStatus, ToolOutputSubmission};
 use serde_json::Value;
+use tracing::Instrument as _;
 
 use crate::auth::Caller;
 use crate::error::ApiError;
@@ -41,12 +42,16 @@ pub(crate) fn spawn_drive(
     sink: Arc<dyn EventSink>,
 ) -> tokio::task::JoinHandle<()> {
     let task = state.run_task();
-    tokio::spawn(async move {
-        if let Err(error) = assistant.engine.drive_run(&run_id, &*sink).await {
-            tracing::warn!(run_id = %run_id, "run stopped: {error}");
+    // The request's span goes along: the run's span is its child.
+    tokio::spawn(
+        async move {
+            if let Err(error) = assistant.engine.drive_run(&run_id, &*sink).await {
+                tracing::warn!(run_id = %run_id, "run stopped: {error}");
+            }
+            drop(task);
         }
-        drop(task);
-    })
+        .in_current_span(),
+    )
 }
 
 /// Submits accepted outputs in the background; the run reads `in_progress` until done.
@@ -58,17 +63,20 @@ pub(crate) fn spawn_submit(
     sink: Arc<dyn EventSink>,
 ) -> tokio::task::JoinHandle<()> {
     let task = state.run_task();
-    tokio::spawn(async move {
-        let result = assistant
-            .engine
-            .submit_tool_outputs(&run_id, outputs, &*sink)
-            .await;
-        state.settled(&run_id);
-        if let Err(error) = result {
-            tracing::warn!(run_id = %run_id, "submitted run stopped: {error}");
+    tokio::spawn(
+        async move {
+            let result = assistant
+                .engine
+                .submit_tool_outputs(&run_id, outputs, &*sink)
+                .await;
+            state.settled(&run_id);
+            if let Err(error) = result {
+                tracing::warn!(run_id = %run_id, "submitted run stopped: {error}");
+            }
+            drop(task);
         }
-        drop(task);
-    })
+        .in_current_span(),
+    )
 }
 
 /// The run JSON as a client should see it now.

@@ -12,7 +12,6 @@ use crate::observe;
 use crate::run::EngineError;
 use crate::run::Run;
 use crate::run::RunStatus;
-use crate::run::Usage;
 use crate::run::protocol;
 use crate::store::Step;
 use crate::thread::MessageKind;
@@ -23,6 +22,7 @@ use clarion_flow::template;
 use serde_json::Map;
 use serde_json::Value;
 use tokio::sync::watch;
+use tracing::Instrument as _;
 
 impl Engine {
     pub(super) async fn drive(
@@ -172,24 +172,20 @@ impl Engine {
         events.emit(&Event::ModelCalled {
             message_id: reply_id.to_owned(),
         });
+        let info = self.model.describe(&self.flow);
+        let span = observe::model_span(&info);
         let started = std::time::Instant::now();
         let response = tokio::select! {
-            response = self.model.respond(request, events) => response,
+            response = self.model.respond(request, events).instrument(span.clone()) => response,
             () = cancelled(cancel) => {
+                observe::span_failed(&span, "cancelled");
+                drop(span);
                 self.finish(thread, run, RunStatus::Cancelled, mark, events).await?;
                 return Ok(None);
             }
         };
-        let info = self.model.describe(&self.flow);
-        let (outcome, usage) = match &response {
-            Ok(ModelResponse {
-                turn: ModelTurn::Stopped { .. },
-                usage,
-            }) => ("stopped", *usage),
-            Ok(response) => ("ok", response.usage),
-            Err(error) => (error.kind.as_str(), Usage::default()),
-        };
-        observe::model_requested(&self.flow, &info, outcome, started.elapsed(), usage);
+        observe::model_requested(&self.flow, &info, &span, &response, started.elapsed());
+        drop(span);
         match response {
             // A turn cut short by the token limit or a content filter ends the run as
             // incomplete, as the Assistants API did: nothing is wrong with the thread.

@@ -27,8 +27,9 @@ impl Engine {
             arguments: args,
         };
         // Argument values can be personal data: spans carry names only.
-        let span = tracing::debug_span!("tool", call_id = %call.id, name = %tool.name);
-        let execution = tokio::time::timeout(timeout, self.tools.execute(request)).instrument(span);
+        let span = crate::observe::tool_span(tool, &call.id);
+        let execution =
+            tokio::time::timeout(timeout, self.tools.execute(request)).instrument(span.clone());
         let started = std::time::Instant::now();
         let result = match execution.await {
             Ok(result) => result,
@@ -42,7 +43,7 @@ impl Engine {
             )),
         };
         let outcome = result.as_ref().map_or_else(|e| e.kind.as_str(), |_| "ok");
-        crate::observe::tool_called(&self.flow, tool, outcome, started.elapsed());
+        crate::observe::tool_called(&self.flow, tool, &span, outcome, started.elapsed());
         if let Err(error) = &result {
             // Failures are part of the loop (the model reads them and goes on), so info;
             // the message can quote arguments or a response, so only the content target.

@@ -360,6 +360,7 @@ impl Engine {
         events: &dyn EventSink,
     ) {
         for text in effects.contexts {
+            crate::observe::context_injected(&self.flow, &tool.name);
             events.emit(&Event::ContextInjected {
                 tool: tool.name.clone(),
                 text: text.clone(),
