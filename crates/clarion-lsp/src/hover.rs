@@ -124,10 +124,14 @@ fn symbol(document: &Document, index: &Index, symbol: &Symbol) -> String {
     let line = |o: &crate::symbols::Occurrence| document.range(&o.span).start.line + 1;
     let uses = index.of_symbol(symbol);
     let list = |role: Role| -> Vec<String> {
-        uses.iter()
+        let mut places: Vec<String> = uses
+            .iter()
             .filter(|o| o.role == role)
             .map(|o| format!("line {} (`{}`)", line(o), describe(&o.at)))
-            .collect()
+            .collect();
+        // Two reads in one template are one place to look.
+        places.dedup();
+        places
     };
     let mut out = match symbol {
         Symbol::Slot(name) => {
