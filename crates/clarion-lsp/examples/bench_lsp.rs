@@ -6,7 +6,8 @@
 //! memory`, the same loop `clarion lsp` runs on stdio), with the built-in catalog the CLI
 //! passes. Run: `cargo run --release -p clarion-lsp --example bench_lsp`.
 
-#![allow(clippy::print_stdout, clippy::unwrap_used)]
+// A measuring script: one straight `main`, printing its figures, failing loudly.
+#![allow(clippy::print_stdout, clippy::unwrap_used, clippy::too_many_lines)]
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -37,10 +38,10 @@ fn main() {
             )))
             .unwrap();
         loop {
-            if let Message::Response(response) = client.receiver.recv().unwrap() {
-                if response.id == RequestId::from(next_id) {
-                    return response.result.unwrap_or(Value::Null);
-                }
+            if let Message::Response(response) = client.receiver.recv().unwrap()
+                && response.id == RequestId::from(next_id)
+            {
+                return response.response_result.unwrap_or(Value::Null);
             }
         }
     };
@@ -214,12 +215,12 @@ fn main() {
 
 fn report(what: &str, latencies: &mut [Duration]) {
     latencies.sort();
-    let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize];
+    let at = |percent: usize| latencies[(latencies.len() - 1) * percent / 100];
     println!(
         "{what}: median {:.2?}, p95 {:.2?}, max {:.2?} ({} runs)",
-        at(0.5),
-        at(0.95),
-        at(1.0),
+        at(50),
+        at(95),
+        at(100),
         latencies.len()
     );
 }

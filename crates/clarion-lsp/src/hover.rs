@@ -5,6 +5,8 @@
 //! parameter, its type and every place it is filled, set and read, with line numbers. On a
 //! built-in's name, its signature from the catalog.
 
+use std::fmt::Write as _;
+
 use clarion_flow::BuiltinCatalog;
 use clarion_flow::schema::{resolve, schema_at};
 use clarion_flow::spans::pointer;
@@ -146,12 +148,10 @@ fn symbol(document: &Document, index: &Index, symbol: &Symbol) -> String {
             let detail = spec.map_or_else(|| "not declared".to_owned(), slot_detail);
             let mut text = format!("**parameter `{name}`** of `{tool}`: {detail}");
             if let Some(slot) = spec.and_then(|s| s.get("slot")).and_then(Value::as_str) {
-                text.push_str(&format!(
-                    "\n\nfilled from and remembered into slot `{slot}`"
-                ));
+                let _ = write!(text, "\n\nfilled from and remembered into slot `{slot}`");
             }
             if let Some(ask) = spec.and_then(|s| s.get("ask")).and_then(Value::as_str) {
-                text.push_str(&format!("\n\nasked: \"{ask}\""));
+                let _ = write!(text, "\n\nasked: \"{ask}\"");
             }
             text
         }
@@ -175,7 +175,7 @@ fn symbol(document: &Document, index: &Index, symbol: &Symbol) -> String {
     ] {
         let places = list(role);
         if !places.is_empty() {
-            out.push_str(&format!("\n\n{title}: {}", places.join(", ")));
+            let _ = write!(out, "\n\n{title}: {}", places.join(", "));
         }
     }
     out

@@ -94,9 +94,8 @@ pub fn template_site(key: &[String]) -> Option<TemplateSite> {
     let (scope, expression) = match key.as_slice() {
         ["assistant", "instructions"] => return Some(site(Scope::Instructions, false, None)),
         ["tools", _, "params", _, "ask"] => (Scope::Ask, false),
-        ["tools", _, "after", "when"] => (Scope::After, true),
+        ["tools", _, "after", "when"] | ["tools", _, "after", "set", _] => (Scope::After, true),
         ["tools", _, "after", "inject"] => (Scope::After, false),
-        ["tools", _, "after", "set", _] => (Scope::After, true),
         ["tools", _, "on_error", "inject"] => (Scope::OnError, false),
         ["tools", _, "http", "url"] | ["tools", _, "http", "headers", _] => (Scope::Http, false),
         _ => return None,

@@ -266,7 +266,9 @@ pub fn cursor(text: &str, outline: &Outline, offset: usize) -> Cursor {
     statement(prefix, table)
 }
 
-/// Reads one statement up to the cursor: `a.b = { c = "x`, with inline tables.
+/// Reads one statement up to the cursor: `a.b = { c = "x`, with inline tables. One
+/// character loop with its states in view reads better than the same split in pieces.
+#[allow(clippy::too_many_lines)]
 fn statement(prefix: &str, table: Vec<String>) -> Cursor {
     let mut base = table; // the table a key being typed goes in
     let mut stack: Vec<usize> = Vec::new(); // `base` lengths outside each `{`

@@ -1,5 +1,6 @@
 //! A scripted LSP client: `clarion lsp` as a real process, spoken to over its stdio.
 
+use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
@@ -63,7 +64,9 @@ impl Client {
     }
 
     pub(crate) fn notify(&mut self, method: &str, params: Value) {
-        self.send(&json!({ "jsonrpc": "2.0", "method": method, "params": params }));
+        let mut message = json!({ "jsonrpc": "2.0", "method": method });
+        message["params"] = params;
+        self.send(&message);
     }
 
     /// Sends a request and waits for its response: the result, or the error object under
@@ -71,7 +74,9 @@ impl Client {
     pub(crate) fn request(&mut self, method: &str, params: Value) -> Value {
         let id = self.next_id;
         self.next_id += 1;
-        self.send(&json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params }));
+        let mut message = json!({ "jsonrpc": "2.0", "id": id, "method": method });
+        message["params"] = params;
+        self.send(&message);
         let deadline = Instant::now() + PATIENCE;
         loop {
             let message = self.next(deadline, method);
@@ -191,7 +196,7 @@ pub(crate) fn uri(path: &std::path::Path) -> String {
         if byte.is_ascii_alphanumeric() || b"/-_.~".contains(&byte) {
             out.push(byte as char);
         } else {
-            out.push_str(&format!("%{byte:02X}"));
+            let _ = write!(out, "%{byte:02X}");
         }
     }
     out
