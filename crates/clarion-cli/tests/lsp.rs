@@ -202,6 +202,7 @@ fn completion_hover_definition_references_rename_and_outline_on_an_example_flow(
         ("slots. in instructions", "{{ slots.risk_tolerance }}.", 9),
         ("error. in on_error", "{{ error.message", 9),
         ("roots in when", "when = \"not result.attainable\"", 12),
+        ("result. in when", "when = \"not result.attainable\"", 19),
         ("keys of a parameter", "grounded = true #", 0),
         (
             "tables after [tools.",
@@ -402,6 +403,33 @@ fn a_scenario_is_checked_against_its_flows_unsaved_text() {
     );
     let found = summary(&client.diagnostics(&scenario_uri, 2));
     assert!(found.iter().any(|d| d.contains("not_a_key")), "{found:#?}");
+    assert!(client.stop().success());
+}
+
+#[test]
+fn a_flow_is_rechecked_when_its_ref_schema_file_changes_on_disk() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let schema = write(dir.path(), "schemas/amount.json", r#"{ "type": "number" }"#);
+    let text = BROKEN
+        .replace("aks", "ask")
+        .replace("objectf", "objectif")
+        .replace("montnt", "montant")
+        .replace(
+            "type = \"number\"\ndescription = \"Montant",
+            "\"$ref\" = \"schemas/amount.json\"\ndescription = \"Montant",
+        );
+    let path = write(dir.path(), "flow.toml", &text);
+    let uri = uri(&path);
+    let (mut client, _) = Client::start(&[], &[]);
+    open(&mut client, &uri, &text);
+    assert_eq!(summary(&client.diagnostics(&uri, 1)), Vec::<String>::new());
+    std::fs::write(&schema, "{ not json").unwrap_or_else(|e| panic!("{e}"));
+    client.notify(
+        "workspace/didChangeWatchedFiles",
+        json!({ "changes": [{ "uri": client::uri(&schema), "type": 2 }] }),
+    );
+    let found = summary(&client.diagnostics(&uri, 1));
+    assert!(found.iter().any(|d| d.starts_with("E019")), "{found:#?}");
     assert!(client.stop().success());
 }
 

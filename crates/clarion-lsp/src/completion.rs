@@ -5,7 +5,8 @@
 //! loader would reject. Values come from what the file declares: slot names after
 //! `slot =`, the catalog's built-ins after `builtin =`, a schema's `enum` values. Inside a
 //! template or `when` expression, the names its scope reads: the roots (`args`, `slots`,
-//! `result`…), then a tool's parameters after `args.`, the slots after `slots.`, the
+//! `result`…), then a tool's parameters after `args.`, the slots after `slots.`, a
+//! built-in's result fields after `result.` (from the catalog's result schema), the
 //! allow-listed variables after `env.`, `kind` and `message` after `error.`.
 
 use clarion_flow::BuiltinCatalog;
@@ -41,7 +42,7 @@ pub fn complete(
                 let open = before.rfind("{{").max(before.rfind("{%"));
                 let close = before.rfind("}}").max(before.rfind("%}"));
                 if site.expression || open > close {
-                    names_in_scope(&index, site.scope, site.tool.as_deref(), &before)
+                    names_in_scope(&index, site.scope, site.tool.as_deref(), &before, builtins)
                 } else {
                     Vec::new()
                 }
@@ -185,7 +186,7 @@ fn values(
                 .map(|name| {
                     let detail = builtins
                         .and_then(|b| b.describe(name))
-                        .map(|schema| crate::hover::signature(name, &schema));
+                        .map(|schema| crate::hover::signature(name, &schema, None));
                     item(&quote(name), CompletionItemKind::FUNCTION, detail)
                 })
                 .collect();
@@ -259,6 +260,7 @@ fn names_in_scope(
     scope: Scope,
     tool: Option<&str>,
     before: &str,
+    builtins: Option<&dyn BuiltinCatalog>,
 ) -> Vec<CompletionItem> {
     let path = syntax::trailing_path(before);
     let Some((root, _)) = path.split_once('.') else {
@@ -308,6 +310,22 @@ fn names_in_scope(
                 vars.iter()
                     .filter_map(Value::as_str)
                     .map(|var| item(var, CompletionItemKind::CONSTANT, None))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        // A built-in's result fields, from its result type's schema.
+        ("result", Some(tool)) => index
+            .json
+            .pointer(&pointer(&["tools", tool, "builtin"]))
+            .and_then(Value::as_str)
+            .and_then(|name| builtins?.describe_result(name))
+            .and_then(|schema| schema.get("properties").and_then(Value::as_object).cloned())
+            .map(|fields| {
+                fields
+                    .iter()
+                    .map(|(field, spec)| {
+                        item(field, CompletionItemKind::FIELD, Some(slot_detail(spec)))
+                    })
                     .collect()
             })
             .unwrap_or_default(),

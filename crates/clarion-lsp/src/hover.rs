@@ -37,9 +37,10 @@ pub fn hover(
                 occurrence.span.clone(),
             )
         } else if let Some((name, span)) = builtin_at(&index, offset) {
+            let result = builtins.and_then(|b| b.describe_result(&name));
             let signature = builtins.and_then(|b| b.describe(&name)).map_or_else(
                 || format!("no built-in `{name}` is known"),
-                |s| signature(&name, &s),
+                |s| signature(&name, &s, result.as_ref()),
             );
             (signature, span)
         } else {
@@ -61,10 +62,10 @@ pub fn hover(
     })
 }
 
-/// A built-in's signature: `finance.x(a: number, b?: integer)` and each parameter's
-/// description.
+/// A built-in's signature: `finance.x(a: number, b?: integer)`, each parameter's
+/// description, and the result's fields when known.
 #[must_use]
-pub fn signature(name: &str, schema: &Value) -> String {
+pub fn signature(name: &str, schema: &Value, result: Option<&Value>) -> String {
     let required: Vec<&str> = schema
         .get("required")
         .and_then(Value::as_array)
@@ -89,6 +90,15 @@ pub fn signature(name: &str, schema: &Value) -> String {
     if !lines.is_empty() {
         out.push_str("\n\n");
         out.push_str(&lines.join("\n"));
+    }
+    let fields = result
+        .and_then(|r| r.get("properties"))
+        .and_then(Value::as_object);
+    if let Some(fields) = fields {
+        out.push_str("\n\nresult:");
+        for (field, spec) in fields {
+            let _ = write!(out, "\n- `result.{field}`: {}", slot_detail(spec));
+        }
     }
     out
 }
