@@ -151,6 +151,30 @@ fn diagnostics_are_published_on_open_updated_on_change_and_cleared_when_fixed() 
 }
 
 #[test]
+fn a_diagnostic_with_several_spans_carries_the_others_as_related_information() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    // Two executors: `client` and an HTTP table (E009 points at both).
+    let text = BROKEN.replace(
+        "client = true\n",
+        "client = true\n\n[tools.plan.http]\nurl = \"https://example.com\"\n",
+    );
+    let path = write(dir.path(), "flow.toml", &text);
+    let uri = uri(&path);
+    let (mut client, _) = Client::start(&[], &[]);
+    open(&mut client, &uri, &text);
+    let diagnostics = client.diagnostics(&uri, 1);
+    let e009 = diagnostics.iter().find(|d| d["code"] == "E009");
+    let e009 = e009.unwrap_or_else(|| panic!("no E009 in {diagnostics:#?}"));
+    let related = &e009["relatedInformation"][0];
+    assert_eq!(related["location"]["uri"], uri);
+    let start = offset(&text, &related["location"]["range"]["start"]);
+    let end = offset(&text, &related["location"]["range"]["end"]);
+    assert_eq!(&text[start..end], "client", "{e009:#}");
+    assert!(related["message"].as_str().is_some_and(|m| !m.is_empty()));
+    assert!(client.stop().success());
+}
+
+#[test]
 fn utf8_positions_are_used_when_the_client_offers_them() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let path = write(dir.path(), "flow.toml", BROKEN);
