@@ -189,9 +189,17 @@ fn main() {
             json!({ "textDocument": { "uri": uri, "languageId": "toml", "version": 1, "text": text } }),
         );
     }
-    for path in &files {
-        let uri = format!("file://{}", path.canonicalize().unwrap().display());
-        wait_diagnostics(&client, &uri, 1);
+    // Each file's first publication (a flow's opening re-checks the open scenarios too).
+    let mut waiting: std::collections::HashSet<String> = files
+        .iter()
+        .map(|path| format!("file://{}", path.canonicalize().unwrap().display()))
+        .collect();
+    while !waiting.is_empty() {
+        if let Message::Notification(n) = client.receiver.recv().unwrap()
+            && n.method == "textDocument/publishDiagnostics"
+        {
+            waiting.remove(n.params["uri"].as_str().unwrap_or_default());
+        }
     }
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let field = |name: &str| {
