@@ -18,8 +18,8 @@
 use std::io::Write as _;
 use std::sync::{Arc, PoisonError, RwLock};
 
+use clarion_engine::Redactor;
 use clarion_engine::observe::CONTENT_TARGET;
-use clarion_engine::redact::Redactor;
 use clarion_flow::Flow;
 use tracing_subscriber::filter::{EnvFilter, filter_fn};
 use tracing_subscriber::fmt::MakeWriter;

@@ -15,11 +15,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clarion_engine::BoxFuture;
-use clarion_engine::events::{Event, EventLog};
-use clarion_engine::model::{Model, ModelError, ModelRequest, ModelResponse};
-use clarion_engine::run::{Engine, RunStatus, protocol};
-use clarion_engine::store::MemoryStore;
-use clarion_engine::thread::{Metadata, OutputStatus};
+use clarion_engine::MemoryStore;
+use clarion_engine::{Engine, RunStatus, protocol};
+use clarion_engine::{Event, EventLog};
+use clarion_engine::{Metadata, OutputStatus};
+use clarion_engine::{Model, ModelError, ModelRequest, ModelResponse};
 use clarion_flow::Flow;
 use clarion_flow::{LoadOptions, load_file_with};
 use clarion_providers::chat_completions::ChatCompletions;
@@ -37,7 +37,7 @@ impl Model for Checked {
     fn respond<'a>(
         &'a self,
         request: ModelRequest<'a>,
-        events: &'a dyn clarion_engine::events::EventSink,
+        events: &'a dyn clarion_engine::EventSink,
     ) -> BoxFuture<'a, Result<ModelResponse, ModelError>> {
         if let Err(violation) = protocol::check(request.messages)
             && let Ok(mut violations) = self.violations.lock()

@@ -493,17 +493,17 @@ async fn a_replica_killed_under_load_loses_no_run_and_duplicates_no_output() {
         assert_eq!(seen[0], ("user".to_owned(), text.clone()));
         assert_eq!(seen[1].0, "assistant", "{seen:?}");
         assert!(!seen[1].1.is_empty(), "{seen:?}");
-        let stored = clarion_engine::store::ThreadStore::thread(&store, thread)
+        let stored = clarion_engine::ThreadStore::thread(&store, thread)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         let mut calls = Vec::new();
         let mut outputs = Vec::new();
         for message in &stored.messages {
             match &message.kind {
-                clarion_engine::thread::MessageKind::ToolCalls { calls: made, .. } => {
+                clarion_engine::MessageKind::ToolCalls { calls: made, .. } => {
                     calls.extend(made.iter().map(|call| call.id.clone()));
                 }
-                clarion_engine::thread::MessageKind::ToolOutput { call_id, .. } => {
+                clarion_engine::MessageKind::ToolOutput { call_id, .. } => {
                     outputs.push(call_id.clone());
                 }
                 _ => {}

@@ -6,8 +6,8 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use clarion_engine::store::ThreadStore as _;
-use clarion_engine::thread::{Metadata, Thread};
+use clarion_engine::ThreadStore as _;
+use clarion_engine::{Metadata, Thread};
 use clarion_store::SqliteStore;
 use serde_json::{Value, json};
 use wiremock::matchers::method;

@@ -1,17 +1,27 @@
 //! Clarion's engine: runs the conversations a flow (`clarion-flow`) describes.
 //!
-//! - [`thread`]: conversations (messages, slots, metadata, the pending call);
-//! - [`run`]: runs, their state machine, and the [`Engine`](run::Engine) that drives them;
-//! - [`model`]: the [`Model`](model::Model) trait and a scripted model (the HTTP providers
-//!   are `clarion-providers`);
-//! - [`tool`]: the [`ToolExecutor`](tool::ToolExecutor) trait;
-//! - [`store`]: the [`ThreadStore`](store::ThreadStore) trait and the in-memory store (SQLite
-//!   is `clarion-store`);
-//! - [`events`]: the typed event stream of a run;
-//! - [`redact`]: the one redactor that keeps secrets out of errors, transcripts and logs;
-//! - [`retry`]: the backoff and `Retry-After` reading shared by model and tool clients;
-//! - [`codes`]: the codes callers branch on (model and tool errors, why a run failed or
-//!   stopped short), as enums.
+//! The crate root is the API: everything an embedder names is re-exported here, and the
+//! modules behind it are private. What it holds, by job:
+//!
+//! - threads: [`Thread`], [`Message`] and [`MessageKind`], [`Metadata`], the
+//!   [`PendingCall`] a question waits on;
+//! - runs: [`Engine`] drives them (model → tool calls → outputs → model…), [`Run`] is a
+//!   snapshot of one, [`RunStatus`] its state machine, [`Event`]s what happened on the way;
+//! - the seams an embedder implements: [`Model`] (the HTTP providers are
+//!   `clarion-providers`), [`ToolExecutor`] (HTTP and command tools are `clarion-tools`),
+//!   [`ThreadStore`] ([`MemoryStore`] here; SQLite is `clarion-store`, PostgreSQL
+//!   `clarion-store-postgres`);
+//! - the codes callers branch on, as enums: [`ErrorCode`], [`ModelErrorKind`],
+//!   [`ToolErrorKind`], [`IncompleteReason`];
+//! - shared plumbing: the one [`Redactor`], [`Backoff`] and [`retry_after`], [`Clock`].
+//!
+//! Three modules stay public because they are namespaces in their own right: [`observe`]
+//! (the metric and log names operators depend on), [`protocol`] (the tool-call pairing
+//! invariant, for anyone who builds a history) and [`scripted`] (a model that plays
+//! scripted turns, for tests). `contract` (feature `contract`) is the suite a store passes.
+//!
+//! **Cancel safety.** Every public async method of [`Engine`] is cancel-safe: dropping its
+//! future never leaves a thread locked (each method's docs say what happens to the work).
 //!
 //! Embedding Clarion takes a flow, a model, tool executors and a store; then a thread, a
 //! message and a run. Here the model is scripted and the one tool is a closure:
@@ -19,7 +29,7 @@
 //! ```
 //! use std::sync::Arc;
 //! use clarion_engine::{Engine, EventLog, FnExecutor, MemoryStore, Metadata, RunStatus};
-//! use clarion_engine::model::scripted::{ScriptedModel, ScriptedTurn};
+//! use clarion_engine::scripted::{ScriptedModel, ScriptedTurn};
 //! use clarion_flow as flow;
 //!
 //! # #[tokio::main(flavor = "current_thread")]
@@ -61,25 +71,51 @@ use std::pin::Pin;
 /// stay object-safe.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-// The facade: what an embedder names most. The modules stay public for the rest (the
-// scripted model, store paging types, event sinks), each documented with what it owns.
+// The facade: the API an embedder needs, named from the root.
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use codes::{ErrorCode, IncompleteReason, ModelErrorKind, ToolErrorKind};
 pub use events::{Event, EventLog, EventSink, NoEvents};
+pub use ids::new_id;
 pub use model::{Model, ModelError, ModelRequest, ModelResponse, ModelTurn};
-pub use run::{Engine, EngineError, LastError, Run, RunStatus, ToolOutputSubmission, Usage};
-pub use store::{MemoryStore, StoreError, ThreadStore};
-pub use thread::{Message, MessageKind, Metadata, Thread, ToolCall};
+pub use redact::Redactor;
+pub use retry::{Backoff, retry_after};
+pub use run::{
+    Ask, Engine, EngineError, IllegalTransition, LastError, Run, RunStatus, StagedTurn,
+    ToolOutputSubmission, Usage,
+};
+pub use store::{
+    Lease, MemoryStore, MessagePage, MessageQuery, Order, Step, StoreError, ThreadHeader,
+    ThreadStore,
+};
+pub use thread::{
+    MAX_KEY_CHARS, MAX_KEYS, MAX_VALUE_CHARS, Message, MessageKind, Metadata, MetadataError,
+    OutputStatus, PendingCall, Thread, ToolCall, content_value,
+};
 pub use tool::{FnExecutor, ToolError, ToolExecutor, ToolRequest};
 
-pub mod clock;
-pub mod codes;
-pub mod events;
-pub mod ids;
-pub mod model;
 pub mod observe;
-pub mod redact;
-pub mod retry;
-pub mod run;
-pub mod store;
-pub mod thread;
-pub mod tool;
+pub use run::protocol;
+/// A model that plays scripted turns, for tests, scenarios and examples.
+pub mod scripted {
+    pub use crate::model::scripted::{ScriptedModel, ScriptedTurn};
+}
+#[cfg(feature = "contract")]
+pub use store::contract;
+
+/// Internals the benchmarks in `clarion-providers` time on their own; not API.
+#[doc(hidden)]
+pub mod bench {
+    pub use crate::run::grounding::Said;
+}
+
+mod clock;
+mod codes;
+mod events;
+mod ids;
+mod model;
+mod redact;
+mod retry;
+mod run;
+mod store;
+mod thread;
+mod tool;

@@ -9,14 +9,14 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use clarion_engine::BoxFuture;
-use clarion_engine::codes::ErrorCode;
-use clarion_engine::events::{EventSink, NoEvents};
-use clarion_engine::model::scripted::{ScriptedModel, ScriptedTurn};
-use clarion_engine::model::{Model, ModelError, ModelRequest, ModelResponse};
-use clarion_engine::run::{Engine, EngineError, RunStatus};
-use clarion_engine::store::{MemoryStore, ThreadStore};
-use clarion_engine::thread::Metadata;
-use clarion_engine::tool::{ToolError, ToolExecutor, ToolRequest};
+use clarion_engine::ErrorCode;
+use clarion_engine::Metadata;
+use clarion_engine::scripted::{ScriptedModel, ScriptedTurn};
+use clarion_engine::{Engine, EngineError, RunStatus};
+use clarion_engine::{EventSink, NoEvents};
+use clarion_engine::{MemoryStore, ThreadStore};
+use clarion_engine::{Model, ModelError, ModelRequest, ModelResponse};
+use clarion_engine::{ToolError, ToolExecutor, ToolRequest};
 use serde_json::{Value, json};
 use support::{assert_protocol, flow_from};
 

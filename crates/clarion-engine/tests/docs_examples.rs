@@ -6,12 +6,12 @@
 
 use std::sync::Arc;
 
-use clarion_engine::events::EventLog;
-use clarion_engine::model::scripted::{ScriptedModel, ScriptedTurn};
-use clarion_engine::run::{Engine, RunStatus};
-use clarion_engine::store::MemoryStore;
-use clarion_engine::thread::Metadata;
-use clarion_engine::tool::FnExecutor;
+use clarion_engine::EventLog;
+use clarion_engine::FnExecutor;
+use clarion_engine::MemoryStore;
+use clarion_engine::Metadata;
+use clarion_engine::scripted::{ScriptedModel, ScriptedTurn};
+use clarion_engine::{Engine, RunStatus};
 
 #[tokio::test]
 async fn polling_the_run_is_one_await() -> Result<(), Box<dyn std::error::Error>> {

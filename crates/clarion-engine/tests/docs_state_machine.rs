@@ -8,7 +8,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use clarion_engine::run::{ALL_STATUSES, RunStatus};
+use clarion_engine::RunStatus;
 
 const MARKER: &str = "<!-- check: run-states -->";
 
@@ -32,7 +32,7 @@ fn diagram() -> String {
 }
 
 fn status(name: &str) -> Option<RunStatus> {
-    ALL_STATUSES.into_iter().find(|s| s.as_str() == name)
+    RunStatus::ALL.into_iter().find(|s| s.as_str() == name)
 }
 
 /// `(from, to)` for every `from --> to[: label]` line; `[*]` stays as written.
@@ -76,10 +76,10 @@ fn the_documented_state_diagram_is_the_codes_transition_table() {
         }
     }
 
-    let legal: BTreeSet<(&str, &str)> = ALL_STATUSES
+    let legal: BTreeSet<(&str, &str)> = RunStatus::ALL
         .into_iter()
         .flat_map(|from| {
-            ALL_STATUSES
+            RunStatus::ALL
                 .into_iter()
                 .filter(move |to| from.can_become(*to))
                 .map(move |to| (from.as_str(), to.as_str()))
@@ -103,7 +103,7 @@ fn the_documented_state_diagram_is_the_codes_transition_table() {
         BTreeSet::from(["queued".to_owned()]),
         "a run starts queued"
     );
-    let terminal: BTreeSet<String> = ALL_STATUSES
+    let terminal: BTreeSet<String> = RunStatus::ALL
         .into_iter()
         .filter(|s| s.is_terminal())
         .map(|s| s.as_str().to_owned())

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use clarion_engine::codes::{ErrorCode, IncompleteReason, ToolErrorKind};
+use clarion_engine::{ErrorCode, IncompleteReason, ToolErrorKind};
 
 /// The first column of the table that follows `heading` in the `## Codes` section.
 fn documented(heading: &str) -> BTreeSet<String> {

@@ -20,20 +20,20 @@
 
 mod support;
 
-use clarion_engine::codes::{ErrorCode, ModelErrorKind, ToolErrorKind};
+use clarion_engine::{ErrorCode, ModelErrorKind, ToolErrorKind};
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clarion_engine::BoxFuture;
-use clarion_engine::clock::{Clock, ManualClock};
-use clarion_engine::events::{EventSink, NoEvents};
-use clarion_engine::model::scripted::{ScriptedModel, ScriptedTurn};
-use clarion_engine::model::{Model, ModelError, ModelRequest, ModelResponse, ModelTurn};
-use clarion_engine::run::{Engine, EngineError, Run, RunStatus, ToolOutputSubmission, protocol};
-use clarion_engine::store::{MemoryStore, StoreError, ThreadStore};
-use clarion_engine::thread::{Message, MessageKind, Metadata, OutputStatus, Thread, ToolCall};
-use clarion_engine::tool::{ToolError, ToolExecutor, ToolRequest};
+use clarion_engine::scripted::{ScriptedModel, ScriptedTurn};
+use clarion_engine::{Clock, ManualClock};
+use clarion_engine::{Engine, EngineError, Run, RunStatus, ToolOutputSubmission, protocol};
+use clarion_engine::{EventSink, NoEvents};
+use clarion_engine::{MemoryStore, StoreError, ThreadStore};
+use clarion_engine::{Message, MessageKind, Metadata, OutputStatus, Thread, ToolCall};
+use clarion_engine::{Model, ModelError, ModelRequest, ModelResponse, ModelTurn};
+use clarion_engine::{ToolError, ToolExecutor, ToolRequest};
 use clarion_flow::Flow;
 use clarion_store::SqliteStore;
 use futures_util::FutureExt as _;
@@ -497,8 +497,7 @@ fn check_history(thread: &Thread, active: Option<&Run>) -> Result<(), String> {
         return Err("requires_action with nothing required or no expiry".into());
     }
     let staged = run
-        .staged
-        .as_ref()
+        .staged()
         .ok_or("requires_action without a staged turn")?;
     let mut accounted: Vec<&str> = run.required_action.iter().map(|c| c.id.as_str()).collect();
     for output in &staged.outputs {
@@ -573,7 +572,7 @@ fn check_runs(thread: &Thread, runs: &[Run]) -> Result<(), String> {
             }
             if run.completed_at.is_none()
                 || !run.required_action.is_empty()
-                || run.staged.is_some()
+                || run.staged().is_some()
                 || run.expires_at.is_some()
             {
                 return Err(format!("run {} ended untidy: {run:?}", run.id));

@@ -13,15 +13,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clarion_engine::BoxFuture;
-use clarion_engine::clock::ManualClock;
-use clarion_engine::events::NoEvents;
-use clarion_engine::model::scripted::{ScriptedModel, ScriptedTurn};
-use clarion_engine::run::{Engine, EngineError, Run, RunStatus};
-use clarion_engine::store::{
+use clarion_engine::ManualClock;
+use clarion_engine::NoEvents;
+use clarion_engine::scripted::{ScriptedModel, ScriptedTurn};
+use clarion_engine::{Engine, EngineError, Run, RunStatus};
+use clarion_engine::{
     MemoryStore, MessagePage, MessageQuery, Step, StoreError, ThreadHeader, ThreadStore,
 };
-use clarion_engine::thread::{Message, Metadata, Thread};
-use clarion_engine::tool::{ToolError, ToolExecutor, ToolRequest};
+use clarion_engine::{Message, Metadata, Thread};
+use clarion_engine::{ToolError, ToolExecutor, ToolRequest};
 use clarion_flow::diagnostic::{Diagnostic, render};
 use clarion_flow::{LoadReport, load_bytes, load_file, load_str};
 use serde_json::{Value, json};

@@ -3,17 +3,17 @@
 
 mod support;
 
-use clarion_engine::codes::{ErrorCode, ToolErrorKind};
+use clarion_engine::{ErrorCode, ToolErrorKind};
 use std::sync::Arc;
 use std::time::Duration;
 
-use clarion_engine::clock::ManualClock;
-use clarion_engine::events::{Event, EventLog, NoEvents};
-use clarion_engine::model::scripted::{ScriptedModel, ScriptedTurn};
-use clarion_engine::run::{Engine, EngineError, RunStatus, ToolOutputSubmission};
-use clarion_engine::store::{MemoryStore, StoreError, ThreadStore};
-use clarion_engine::thread::{Metadata, MetadataError, OutputStatus};
-use clarion_engine::tool::{FnExecutor, ToolError, ToolExecutor, ToolRequest};
+use clarion_engine::ManualClock;
+use clarion_engine::scripted::{ScriptedModel, ScriptedTurn};
+use clarion_engine::{Engine, EngineError, RunStatus, ToolOutputSubmission};
+use clarion_engine::{Event, EventLog, NoEvents};
+use clarion_engine::{FnExecutor, ToolError, ToolExecutor, ToolRequest};
+use clarion_engine::{MemoryStore, StoreError, ThreadStore};
+use clarion_engine::{Metadata, MetadataError, OutputStatus};
 use serde_json::{Value, json};
 use support::*;
 

@@ -3,14 +3,14 @@
 
 mod support;
 
-use clarion_engine::codes::{ErrorCode, ModelErrorKind, ToolErrorKind};
+use clarion_engine::{ErrorCode, ModelErrorKind, ToolErrorKind};
 use std::sync::Arc;
 
-use clarion_engine::events::{Event, EventLog, NoEvents};
-use clarion_engine::model::scripted::ScriptedTurn;
-use clarion_engine::run::RunStatus;
-use clarion_engine::thread::{MessageKind, OutputStatus};
-use clarion_engine::tool::{FnExecutor, ToolError};
+use clarion_engine::RunStatus;
+use clarion_engine::scripted::ScriptedTurn;
+use clarion_engine::{Event, EventLog, NoEvents};
+use clarion_engine::{FnExecutor, ToolError};
+use clarion_engine::{MessageKind, OutputStatus};
 use serde_json::json;
 use support::*;
 

@@ -6,14 +6,14 @@ mod support;
 use std::sync::{Arc, Mutex};
 
 use clarion_engine::BoxFuture;
-use clarion_engine::codes::IncompleteReason;
-use clarion_engine::events::{Event, EventLog, EventSink};
-use clarion_engine::model::scripted::{ScriptedModel, ScriptedTurn};
-use clarion_engine::model::{Model, ModelError, ModelRequest, ModelResponse};
-use clarion_engine::run::{Engine, RunStatus};
-use clarion_engine::store::MemoryStore;
-use clarion_engine::thread::{MessageKind, Metadata, OutputStatus};
-use clarion_engine::tool::FnExecutor;
+use clarion_engine::FnExecutor;
+use clarion_engine::IncompleteReason;
+use clarion_engine::MemoryStore;
+use clarion_engine::scripted::{ScriptedModel, ScriptedTurn};
+use clarion_engine::{Engine, RunStatus};
+use clarion_engine::{Event, EventLog, EventSink};
+use clarion_engine::{MessageKind, Metadata, OutputStatus};
+use clarion_engine::{Model, ModelError, ModelRequest, ModelResponse};
 use clarion_flow::export::{ExportFormat, REPLY_TOOL, export};
 use serde_json::{Map, Value, json};
 use support::*;
@@ -71,7 +71,7 @@ fn watched(flow: Arc<clarion_flow::Flow>, turns: Vec<ScriptedTurn>) -> (Engine, 
     (engine, model)
 }
 
-async fn run_once(engine: &Engine, text: &str) -> (clarion_engine::run::Run, Vec<Event>) {
+async fn run_once(engine: &Engine, text: &str) -> (clarion_engine::Run, Vec<Event>) {
     let thread = engine
         .create_thread(Metadata::default())
         .await

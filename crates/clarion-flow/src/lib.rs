@@ -20,6 +20,42 @@
 //! - [`template`]: the MiniJinja environment and template scopes;
 //! - [`discover`]: the flow (and scenario) files below a directory;
 //! - [`source`], [`suggest`]: file text and line/column arithmetic; "did you mean".
+//!
+//! From text to a flow, to the body a provider receives, to a diagram; and a mistake found
+//! where it is, with its code:
+//!
+//! ```
+//! use clarion_flow::export::{ExportFormat, export};
+//! use clarion_flow::graph::Graph;
+//!
+//! let text = r#"
+//!     [flow]
+//!     name = "savings"
+//!     [assistant]
+//!     model = "gpt-4.1-mini"
+//!     instructions = "Help people plan their savings."
+//!     [tools.timeline]
+//!     description = "Months to reach a savings goal."
+//!     builtin = "finance.savings_timeline"
+//!     [tools.timeline.params.goal]
+//!     type = "number"
+//!     description = "The amount to save."
+//!     ask = "How much do you want to save?"
+//! "#;
+//! let flow = clarion_flow::load_str("savings.toml", text, None).into_result()?;
+//! let body = export(&flow, ExportFormat::ChatCompletions, &Default::default(), &Default::default())?;
+//! assert_eq!(body["tools"][0]["function"]["name"], "timeline");
+//! assert!(Graph::of(&flow).mermaid().contains("timeline"));
+//!
+//! let typo = text.replace("ask =", "askk =");
+//! let report = clarion_flow::load_str("savings.toml", &typo, None);
+//! assert!(report.flow.is_none());
+//! let first = &report.diagnostics[0];
+//! let at = report.source.line_column(first.span.as_ref().map_or(0, |span| span.start));
+//! assert_eq!((first.code(), at.line), ("E004", 13), "{}", first.message());
+//! assert!(first.message().contains("unknown key `askk`"), "{}", first.message());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 pub mod catalog;
 pub mod check;

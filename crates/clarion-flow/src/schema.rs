@@ -1,4 +1,4 @@
-//! The flow format's JSON Schema, generated from [`FlowFile`](super::spec::FlowFile).
+//! The flow format's JSON Schema, generated from `FlowFile` (the spec types).
 //!
 //! Draft-07, because that is what Taplo and Even Better TOML read. The same schema is
 //! compiled once per process and used by the loader for its structural checks, so what an
@@ -124,19 +124,13 @@ pub fn resolve<'a>(root: &'a Value, node: &'a Value) -> Option<&'a Value> {
     None
 }
 
-/// The keys a table at `pointer` accepts, in schema order.
-#[must_use]
-pub fn keys_at(pointer: &str) -> Vec<String> {
-    schema_at(flow_schema(), pointer)
-        .and_then(|s| s.get("properties"))
-        .and_then(Value::as_object)
-        .map(|p| p.keys().cloned().collect())
-        .unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::structure::FLOW;
+
+    fn keys_at(pointer: &str) -> Vec<String> {
+        FLOW.keys_at(pointer)
+    }
 
     #[test]
     fn keys_are_found_through_refs_and_maps() {

@@ -20,8 +20,8 @@
 use std::path::Path;
 use std::time::Instant;
 
-use clarion_engine::run::grounding::Said;
-use clarion_engine::run::protocol;
+use clarion_engine::bench::Said;
+use clarion_engine::protocol;
 use clarion_engine::{Message, MessageKind, ModelRequest};
 use clarion_flow::{LoadOptions, load_file_with};
 use clarion_providers::chat_completions::request_body;

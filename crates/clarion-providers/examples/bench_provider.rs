@@ -30,9 +30,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use clarion_engine::events::NoEvents;
-use clarion_engine::model::{Model, ModelRequest, ModelTurn};
-use clarion_engine::thread::{Message, MessageKind, OutputStatus, ToolCall};
+use clarion_engine::NoEvents;
+use clarion_engine::{Message, MessageKind, OutputStatus, ToolCall};
+use clarion_engine::{Model, ModelRequest, ModelTurn};
 use clarion_flow::load_file;
 use clarion_providers::chat_completions::{ChatCompletions, request_body};
 use clarion_providers::config::ProviderConfig;
@@ -263,7 +263,7 @@ fn thread() -> Vec<Message> {
         run_id: None,
         created_at: 0,
         kind,
-        metadata: clarion_engine::thread::Metadata::default(),
+        metadata: clarion_engine::Metadata::default(),
     };
     vec![
         message(

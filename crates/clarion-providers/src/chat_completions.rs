@@ -16,7 +16,7 @@
 //! Responses are read whole or streamed (SSE): text deltas become `TextDelta` events as
 //! they arrive, and tool-call deltas are assembled by their `index`.
 
-use clarion_engine::codes::{IncompleteReason, ModelErrorKind};
+use clarion_engine::{IncompleteReason, ModelErrorKind};
 use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
@@ -25,10 +25,10 @@ use crate::config::{ContextRole, ProviderConfig};
 use crate::http::{ChunkReader, ProviderClient};
 use crate::sse::SseDecoder;
 use clarion_engine::BoxFuture;
-use clarion_engine::events::{Event, EventSink};
-use clarion_engine::model::{Model, ModelError, ModelRequest, ModelResponse, ModelTurn};
-use clarion_engine::run::Usage;
-use clarion_engine::thread::{MessageKind, ToolCall};
+use clarion_engine::Usage;
+use clarion_engine::{Event, EventSink};
+use clarion_engine::{MessageKind, ToolCall};
+use clarion_engine::{Model, ModelError, ModelRequest, ModelResponse, ModelTurn};
 use clarion_flow::export::{ExportFormat, definition};
 
 /// A Chat Completions model.

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use clarion_engine::redact::Redactor;
+use clarion_engine::Redactor;
 
 /// A credential. Its `Debug` output is `Secret(***)`.
 #[derive(Clone, PartialEq, Eq)]

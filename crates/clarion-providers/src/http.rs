@@ -11,14 +11,14 @@
 //! response starts and between chunks) and the longest stream in all (`stream_timeout`) —
 //! so a slow model that keeps writing is never cut off by a limit meant for a hung one.
 
-use clarion_engine::codes::ModelErrorKind;
-use clarion_engine::retry::Backoff;
+use clarion_engine::Backoff;
+use clarion_engine::ModelErrorKind;
 use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::config::{AuthStyle, ProviderConfig};
-use clarion_engine::model::ModelError;
+use clarion_engine::ModelError;
 
 /// An HTTP client for one provider.
 #[derive(Debug, Clone)]
@@ -434,7 +434,7 @@ fn status_code(status: u16) -> ModelErrorKind {
 /// The wait the provider asked for, if any.
 fn retry_after(response: &reqwest::Response) -> Option<Duration> {
     let header = |name: &str| response.headers().get(name)?.to_str().ok();
-    clarion_engine::retry::retry_after(header("retry-after-ms"), header("retry-after"))
+    clarion_engine::retry_after(header("retry-after-ms"), header("retry-after"))
 }
 
 /// A reqwest error with its causes, which carry the useful part ("connection refused").

@@ -11,7 +11,7 @@
 //! fails with a unified diff of the two requests instead of answering a question nobody
 //! recorded.
 
-use clarion_engine::codes::{IncompleteReason, ModelErrorKind};
+use clarion_engine::{IncompleteReason, ModelErrorKind};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -20,10 +20,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use clarion_engine::BoxFuture;
-use clarion_engine::events::{Event, EventSink};
-use clarion_engine::model::{Model, ModelError, ModelRequest, ModelResponse, ModelTurn};
-use clarion_engine::run::Usage;
-use clarion_engine::thread::ToolCall;
+use clarion_engine::ToolCall;
+use clarion_engine::Usage;
+use clarion_engine::{Event, EventSink};
+use clarion_engine::{Model, ModelError, ModelRequest, ModelResponse, ModelTurn};
 
 /// One recorded exchange (a line of the recording file).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -7,7 +7,7 @@
 //! Streaming reads the `response.*` events: `response.output_text.delta` for text as it
 //! arrives, and the final `response.completed` (or `.incomplete` / `.failed`) for the turn.
 
-use clarion_engine::codes::ModelErrorKind;
+use clarion_engine::ModelErrorKind;
 use serde_json::{Value, json};
 
 use crate::chat_completions::{excerpt, turn};
@@ -15,10 +15,10 @@ use crate::config::{ContextRole, ProviderConfig};
 use crate::http::{ChunkReader, ProviderClient};
 use crate::sse::SseDecoder;
 use clarion_engine::BoxFuture;
-use clarion_engine::events::{Event, EventSink};
-use clarion_engine::model::{Model, ModelError, ModelRequest, ModelResponse};
-use clarion_engine::run::Usage;
-use clarion_engine::thread::{MessageKind, ToolCall};
+use clarion_engine::Usage;
+use clarion_engine::{Event, EventSink};
+use clarion_engine::{MessageKind, ToolCall};
+use clarion_engine::{Model, ModelError, ModelRequest, ModelResponse};
 use clarion_flow::export::{ExportFormat, definition};
 
 /// A Responses API model.

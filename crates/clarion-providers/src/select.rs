@@ -10,7 +10,7 @@ use std::sync::Arc;
 use crate::chat_completions::ChatCompletions;
 use crate::config::{ContextRole, OPENAI_BASE_URL, ProviderConfig, Secret};
 use crate::responses::Responses;
-use clarion_engine::model::{Model, ModelError};
+use clarion_engine::{Model, ModelError};
 use clarion_flow::Flow;
 use clarion_flow::model::{ContextRoleSpec, ProviderApi, parse_duration};
 

@@ -8,13 +8,13 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clarion_engine::codes::{IncompleteReason, ModelErrorKind};
-use clarion_engine::events::{Event, EventLog, NoEvents};
-use clarion_engine::model::{Model, ModelRequest, ModelTurn};
-use clarion_engine::run::{Engine, RunStatus};
-use clarion_engine::store::{MemoryStore, ThreadStore};
-use clarion_engine::thread::{Message, MessageKind, Metadata, OutputStatus, ToolCall};
-use clarion_engine::tool::FnExecutor;
+use clarion_engine::FnExecutor;
+use clarion_engine::{Engine, RunStatus};
+use clarion_engine::{Event, EventLog, NoEvents};
+use clarion_engine::{IncompleteReason, ModelErrorKind};
+use clarion_engine::{MemoryStore, ThreadStore};
+use clarion_engine::{Message, MessageKind, Metadata, OutputStatus, ToolCall};
+use clarion_engine::{Model, ModelRequest, ModelTurn};
 use clarion_providers::chat_completions::{ChatCompletions, request_body};
 use clarion_providers::config::{ContextRole, ProviderConfig, Secret};
 use serde_json::{Value, json};
@@ -74,7 +74,7 @@ async fn ask(
     model: &ChatCompletions,
     messages: &[Message],
     events: &EventLog,
-) -> Result<clarion_engine::model::ModelResponse, clarion_engine::model::ModelError> {
+) -> Result<clarion_engine::ModelResponse, clarion_engine::ModelError> {
     let flow = personal_finance();
     model
         .respond(

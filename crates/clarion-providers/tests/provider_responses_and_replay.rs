@@ -8,13 +8,13 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clarion_engine::codes::{ErrorCode, IncompleteReason, ModelErrorKind};
-use clarion_engine::events::{Event, EventLog, NoEvents};
-use clarion_engine::model::{Model, ModelTurn};
-use clarion_engine::run::{Engine, RunStatus};
-use clarion_engine::store::{MemoryStore, ThreadStore};
-use clarion_engine::thread::Metadata;
-use clarion_engine::tool::FnExecutor;
+use clarion_engine::FnExecutor;
+use clarion_engine::Metadata;
+use clarion_engine::{Engine, RunStatus};
+use clarion_engine::{ErrorCode, IncompleteReason, ModelErrorKind};
+use clarion_engine::{Event, EventLog, NoEvents};
+use clarion_engine::{MemoryStore, ThreadStore};
+use clarion_engine::{Model, ModelTurn};
 use clarion_providers::config::{ProviderConfig, Secret};
 use clarion_providers::replay::{RecordingModel, ReplayModel};
 use clarion_providers::responses::Responses;
@@ -160,7 +160,7 @@ async fn streamed_responses_emit_deltas_and_incomplete_ends_the_run() {
     let messages = [];
     let response = model
         .respond(
-            clarion_engine::model::ModelRequest {
+            clarion_engine::ModelRequest {
                 flow: &flow,
                 instructions: "I",
                 messages: &messages,
@@ -268,7 +268,7 @@ async fn a_recorded_conversation_replays_offline_and_a_changed_request_shows_a_d
         .thread(&thread.id)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let kinds = |t: &clarion_engine::thread::Thread| {
+    let kinds = |t: &clarion_engine::Thread| {
         t.messages
             .iter()
             .map(|m| m.kind.clone())

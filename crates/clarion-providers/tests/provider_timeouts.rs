@@ -9,10 +9,10 @@ mod support;
 
 use std::time::Duration;
 
-use clarion_engine::codes::ModelErrorKind;
-use clarion_engine::events::EventLog;
-use clarion_engine::model::{Model, ModelError, ModelRequest, ModelTurn};
-use clarion_engine::thread::{Message, MessageKind, Metadata};
+use clarion_engine::EventLog;
+use clarion_engine::ModelErrorKind;
+use clarion_engine::{Message, MessageKind, Metadata};
+use clarion_engine::{Model, ModelError, ModelRequest, ModelTurn};
 use clarion_providers::chat_completions::ChatCompletions;
 use clarion_providers::config::ProviderConfig;
 use clarion_providers::responses::Responses;

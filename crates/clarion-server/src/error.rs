@@ -9,8 +9,8 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use clarion_engine::run::EngineError;
-use clarion_engine::store::StoreError;
+use clarion_engine::EngineError;
+use clarion_engine::StoreError;
 use serde_json::json;
 
 /// An error response.

@@ -17,6 +17,55 @@
 //! - [`takeover`]: runs whose replica died, driven on by this one (shared stores).
 //! - [`observe`]: the access log and HTTP metrics; `routes::health`: `/healthz`,
 //!   `/readyz` and `/metrics`, outside `/v1` and without keys.
+//!
+//! Embedded in a program of one's own: a flow's engine, a store, keys, and [`serve`] on a
+//! listener, stopped by a future (here a one-shot channel; `clarion serve` uses SIGTERM):
+//!
+//! ```
+//! use std::sync::Arc;
+//! use clarion_engine::scripted::{ScriptedModel, ScriptedTurn};
+//! use clarion_engine::{Engine, FnExecutor, MemoryStore, ThreadStore};
+//! use clarion_server::{ApiKeys, AppState, Limits};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let flow = clarion_flow::load_str("hello.toml", r#"
+//!     [flow]
+//!     name = "hello"
+//!     [assistant]
+//!     model = "gpt-4.1-mini"
+//!     instructions = "Greet people."
+//! "#, None).into_result()?;
+//! let store: Arc<dyn ThreadStore> = Arc::new(MemoryStore::new());
+//! let engine = Engine::new(
+//!     Arc::new(flow),
+//!     Arc::new(ScriptedModel::new([ScriptedTurn::text("Hello!")])),
+//!     Arc::new(FnExecutor(|_: &clarion_flow::Tool, _: &serde_json::Map<_, _>| Ok(serde_json::json!({})))),
+//!     store.clone(),
+//! );
+//! let state = AppState::new(store, vec![Arc::new(engine)], ApiKeys::new(["sk-local"]))?;
+//!
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let base = format!("http://{}/v1", listener.local_addr()?);
+//! let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+//! let server = tokio::spawn(clarion_server::serve(listener, state, Limits::default(), async {
+//!     let _ = stopped.await;
+//! }));
+//!
+//! # let _ = rustls::crypto::ring::default_provider().install_default();
+//! let assistant: serde_json::Value = reqwest::Client::new()
+//!     .get(format!("{base}/assistants/asst_hello"))
+//!     .bearer_auth("sk-local")
+//!     .send()
+//!     .await?
+//!     .json()
+//!     .await?;
+//! assert_eq!(assistant["instructions"], "Greet people.");
+//! let _ = stop.send(());
+//! server.await??;
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod auth;
 pub mod error;

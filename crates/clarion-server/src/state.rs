@@ -9,8 +9,8 @@
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
-use clarion_engine::run::Engine;
-use clarion_engine::store::{StoreError, ThreadHeader, ThreadStore};
+use clarion_engine::Engine;
+use clarion_engine::{StoreError, ThreadHeader, ThreadStore};
 
 use crate::auth::{ApiKeys, Caller, OWNER_KEY};
 use crate::error::ApiError;

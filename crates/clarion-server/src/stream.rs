@@ -16,8 +16,8 @@ use std::sync::Arc;
 
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use clarion_engine::events::{Event, EventSink};
-use clarion_engine::run::{Run, RunStatus, ToolOutputSubmission};
+use clarion_engine::{Event, EventSink};
+use clarion_engine::{Run, RunStatus, ToolOutputSubmission};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 

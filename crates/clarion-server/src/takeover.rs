@@ -3,14 +3,14 @@
 //! With a store that leases runs (PostgreSQL), a replica killed mid-run stops renewing its
 //! leases. [`spawn_takeover`] scans the store every half lease for unfinished runs whose
 //! lease expired and hands each to the engine of its thread's flow
-//! ([`Engine::take_over`](clarion_engine::run::Engine::take_over)), which claims the lease
+//! ([`Engine::take_over`](clarion_engine::Engine::take_over)), which claims the lease
 //! — only one replica wins it — and resumes the run from its last committed step. A store
 //! without leases has no orphans, and the task ends at once.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use clarion_engine::events::NoEvents;
+use clarion_engine::NoEvents;
 
 use crate::state::AppState;
 

@@ -3,8 +3,8 @@
 
 mod common;
 
-use clarion_engine::codes::ModelErrorKind;
-use clarion_engine::model::scripted::ScriptedTurn;
+use clarion_engine::ModelErrorKind;
+use clarion_engine::scripted::ScriptedTurn;
 use serde_json::{Value, json};
 
 use common::{
@@ -706,7 +706,7 @@ async fn many_threads_run_in_parallel_and_each_thread_has_one_active_run() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn additional_instructions_reach_the_model_for_that_run_only() {
     let recorder = std::sync::Arc::new(Recorder {
-        script: clarion_engine::model::scripted::ScriptedModel::new([
+        script: clarion_engine::scripted::ScriptedModel::new([
             ScriptedTurn::text("Bonjour."),
             ScriptedTurn::text("Hello."),
         ]),
@@ -820,16 +820,16 @@ struct HalfwayModel {
     release: tokio::sync::Notify,
 }
 
-impl clarion_engine::model::Model for HalfwayModel {
+impl clarion_engine::Model for HalfwayModel {
     fn respond<'a>(
         &'a self,
-        _request: clarion_engine::model::ModelRequest<'a>,
-        events: &'a dyn clarion_engine::events::EventSink,
+        _request: clarion_engine::ModelRequest<'a>,
+        events: &'a dyn clarion_engine::EventSink,
     ) -> clarion_engine::BoxFuture<
         'a,
-        Result<clarion_engine::model::ModelResponse, clarion_engine::model::ModelError>,
+        Result<clarion_engine::ModelResponse, clarion_engine::ModelError>,
     > {
-        use clarion_engine::events::Event;
+        use clarion_engine::Event;
         Box::pin(async move {
             events.emit(&Event::TextDelta {
                 text: "Hello".into(),
@@ -838,9 +838,9 @@ impl clarion_engine::model::Model for HalfwayModel {
             events.emit(&Event::TextDelta {
                 text: " world".into(),
             });
-            Ok(clarion_engine::model::ModelResponse {
-                turn: clarion_engine::model::ModelTurn::Text("Hello world".into()),
-                usage: clarion_engine::run::Usage::default(),
+            Ok(clarion_engine::ModelResponse {
+                turn: clarion_engine::ModelTurn::Text("Hello world".into()),
+                usage: clarion_engine::Usage::default(),
             })
         })
     }
@@ -923,20 +923,20 @@ async fn a_client_that_never_finishes_its_headers_is_cut_off() {
 /// Streams a few words, then fails.
 struct BrokenOffModel;
 
-impl clarion_engine::model::Model for BrokenOffModel {
+impl clarion_engine::Model for BrokenOffModel {
     fn respond<'a>(
         &'a self,
-        _request: clarion_engine::model::ModelRequest<'a>,
-        events: &'a dyn clarion_engine::events::EventSink,
+        _request: clarion_engine::ModelRequest<'a>,
+        events: &'a dyn clarion_engine::EventSink,
     ) -> clarion_engine::BoxFuture<
         'a,
-        Result<clarion_engine::model::ModelResponse, clarion_engine::model::ModelError>,
+        Result<clarion_engine::ModelResponse, clarion_engine::ModelError>,
     > {
         Box::pin(async move {
-            events.emit(&clarion_engine::events::Event::TextDelta {
+            events.emit(&clarion_engine::Event::TextDelta {
                 text: "Your goal takes".into(),
             });
-            Err(clarion_engine::model::ModelError::new(
+            Err(clarion_engine::ModelError::new(
                 ModelErrorKind::StreamInterrupted,
                 "the stream broke off",
             ))

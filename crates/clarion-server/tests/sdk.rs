@@ -13,7 +13,7 @@ mod common;
 use std::path::PathBuf;
 use std::process::Command;
 
-use clarion_engine::model::scripted::ScriptedTurn;
+use clarion_engine::scripted::ScriptedTurn;
 
 use common::{pay_loop, start};
 

@@ -12,8 +12,8 @@
 
 use std::time::{Duration, Instant};
 
-use clarion_engine::store::contract::{thread, user};
-use clarion_engine::store::{MessageQuery, ThreadStore};
+use clarion_engine::contract::{thread, user};
+use clarion_engine::{MessageQuery, ThreadStore};
 use clarion_store::SqliteStore;
 use clarion_store_postgres::testing::fresh_schema;
 use clarion_store_postgres::{Options, PostgresStore};

@@ -7,7 +7,7 @@ use std::fmt;
 use tokio_postgres::config::Host;
 use tokio_postgres::error::SqlState;
 
-use clarion_engine::store::StoreError;
+use clarion_engine::StoreError;
 
 /// Why a [`PostgresStore`](crate::PostgresStore) could not be opened. `Display` never shows
 /// a password: URLs are shown with it replaced by `***`.

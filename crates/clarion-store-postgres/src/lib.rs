@@ -2,7 +2,7 @@
 //! replica answers for any thread, and a run whose replica dies is taken over by another.
 //!
 //! This crate owns the SQL schema and its migrations ([`migrate`]), connecting with errors
-//! a person can act on ([`connect`]), and the [`ThreadStore`](clarion_engine::store::ThreadStore)
+//! a person can act on ([`connect`]), and the [`ThreadStore`](clarion_engine::ThreadStore)
 //! operations ([`store`]). It lives apart from `clarion-store` (SQLite) so that a build
 //! that embeds Clarion with SQLite carries no PostgreSQL driver, and so the driver's
 //! dependencies stay out of the crates that do not talk to a server.
@@ -19,7 +19,24 @@
 //! `kill -9` leaves its leases to expire, and [`ThreadStore::orphaned_runs`] lists those
 //! runs for another replica to resume from their last committed step.
 //!
-//! [`ThreadStore::orphaned_runs`]: clarion_engine::store::ThreadStore::orphaned_runs
+//! [`ThreadStore::orphaned_runs`]: clarion_engine::ThreadStore::orphaned_runs
+//!
+//! Connecting migrates the schema; a failure says what happened, where, and never shows the
+//! password of the URL (here nothing listens on port 1):
+//!
+//! ```
+//! use clarion_store_postgres::PostgresStore;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let url = "postgres://clarion:s3cret@127.0.0.1:1/clarion";
+//! let Err(error) = PostgresStore::connect(url).await else { panic!("nothing listens on port 1") };
+//! let message = error.to_string();
+//! assert!(message.contains("127.0.0.1:1") && !message.contains("s3cret"), "{message}");
+//! // With a server: `let store = Arc::new(PostgresStore::connect(url).await?);`, then
+//! // `Engine::new(flow, model, tools, store)` as with any `ThreadStore`.
+//! # }
+//! ```
 
 pub mod connect;
 pub mod migrate;

@@ -1,7 +1,7 @@
 //! The schema and its versions: an ordered list of SQL scripts applied at start-up, safe
 //! when several replicas start at once.
 //!
-//! `clarion_migrations` records the versions applied. [`migrate`] opens one transaction,
+//! `clarion_migrations` records the versions applied. `migrate` opens one transaction,
 //! takes a transaction-scoped advisory lock named after the schema, reads the version and
 //! applies the missing scripts, all before committing: PostgreSQL's DDL is transactional,
 //! so a replica killed mid-migration leaves nothing half-applied, and a second replica
@@ -10,7 +10,7 @@
 
 use tokio_postgres::Client;
 
-use clarion_engine::store::StoreError;
+use clarion_engine::StoreError;
 
 /// Migrations in order: `MIGRATIONS[n]` takes a schema from version `n` to `n + 1`.
 pub(crate) const MIGRATIONS: &[&str] = &[

@@ -22,11 +22,11 @@ use tokio_postgres::IsolationLevel;
 use tokio_postgres::types::ToSql;
 
 use clarion_engine::BoxFuture;
-use clarion_engine::run::{ALL_STATUSES, Run, RunStatus};
-use clarion_engine::store::{
+use clarion_engine::{
     Lease, MessagePage, MessageQuery, Order, Step, StoreError, ThreadHeader, ThreadStore,
 };
-use clarion_engine::thread::{Message, MessageKind, Metadata, PendingCall, Thread};
+use clarion_engine::{Message, MessageKind, Metadata, PendingCall, Thread};
+use clarion_engine::{Run, RunStatus};
 
 /// Threads and runs in PostgreSQL, shared by every replica that connects to the database.
 ///
@@ -98,7 +98,7 @@ fn kind_name(kind: &MessageKind) -> &'static str {
 }
 
 fn parse_status(text: &str, run_id: &str) -> Result<RunStatus, StoreError> {
-    ALL_STATUSES
+    RunStatus::ALL
         .into_iter()
         .find(|s| s.as_str() == text)
         .ok_or_else(|| {

@@ -1,4 +1,4 @@
-//! The `ThreadStore` contract (`clarion_engine::store::contract`) against a real
+//! The `ThreadStore` contract (`clarion_engine::contract`) against a real
 //! PostgreSQL — the same suite the memory and SQLite stores pass — each test in a schema of
 //! its own, so they run in parallel. Then what only a shared server has: migrations racing
 //! from two replicas, racing run creates, leases and their takeover, and connection errors
@@ -10,8 +10,8 @@
 
 use std::time::Duration;
 
-use clarion_engine::store::contract::{begin, run, thread};
-use clarion_engine::store::{Lease, StoreError, ThreadStore};
+use clarion_engine::contract::{begin, run, thread};
+use clarion_engine::{Lease, StoreError, ThreadStore};
 use clarion_store_postgres::testing::{fresh_schema, server_url};
 use clarion_store_postgres::{ConnectError, Options, PostgresStore};
 
@@ -174,7 +174,7 @@ async fn a_lease_is_exclusive_until_it_expires_and_fences_the_old_holder() {
     let mut stale = r.clone();
     stale.steps = 1;
     let refused = first
-        .commit(clarion_engine::store::Step {
+        .commit(clarion_engine::Step {
             thread: &t,
             appended: &[],
             run: Some(&stale),
@@ -185,7 +185,7 @@ async fn a_lease_is_exclusive_until_it_expires_and_fences_the_old_holder() {
         "{refused:?}"
     );
     second
-        .commit(clarion_engine::store::Step {
+        .commit(clarion_engine::Step {
             thread: &t,
             appended: &[],
             run: Some(&stale),

@@ -19,7 +19,7 @@
 //! - **Durability.** WAL journal with `synchronous = NORMAL`: a killed process loses
 //!   nothing that was committed (the WAL is in the OS's hands), and a power cut can lose at
 //!   most the last commits — never corrupt the file — which looks exactly like a crash in
-//!   the middle of a step and is what [`clarion_engine::run::Engine::recover`] handles. `FULL` would
+//!   the middle of a step and is what [`clarion_engine::Engine::recover`] handles. `FULL` would
 //!   add an fsync to every step for no state the engine cannot already recover from.
 //! - **Two processes wait, not fail.** A busy timeout ([`BUSY_TIMEOUT`]) makes a writer
 //!   wait for another process's transaction (they last milliseconds) instead of failing
@@ -45,11 +45,11 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde::de::DeserializeOwned;
 
 use clarion_engine::BoxFuture;
-use clarion_engine::run::{ALL_STATUSES, Run, RunStatus};
-use clarion_engine::store::{
+use clarion_engine::{Message, MessageKind, Metadata, PendingCall, Thread};
+use clarion_engine::{
     MessagePage, MessageQuery, Order, Step, StoreError, ThreadHeader, ThreadStore,
 };
-use clarion_engine::thread::{Message, MessageKind, Metadata, PendingCall, Thread};
+use clarion_engine::{Run, RunStatus};
 
 /// Where the CLI and the server keep threads unless told otherwise (relative to the
 /// working directory).
@@ -199,7 +199,7 @@ fn kind_name(kind: &MessageKind) -> &'static str {
 }
 
 fn parse_status(text: &str, run_id: &str) -> Result<RunStatus, StoreError> {
-    ALL_STATUSES
+    RunStatus::ALL
         .into_iter()
         .find(|s| s.as_str() == text)
         .ok_or_else(|| {

@@ -13,7 +13,7 @@
 #[path = "../../clarion-engine/tests/support/mod.rs"]
 mod support;
 
-use clarion_engine::codes::ToolErrorKind;
+use clarion_engine::ToolErrorKind;
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -22,12 +22,12 @@ use std::sync::{Arc, OnceLock, mpsc};
 use std::time::Duration;
 
 use clarion_engine::BoxFuture;
-use clarion_engine::events::NoEvents;
-use clarion_engine::model::scripted::{ScriptedModel, ScriptedTurn};
-use clarion_engine::run::{Engine, RunStatus, ToolOutputSubmission, protocol};
-use clarion_engine::store::ThreadStore;
-use clarion_engine::thread::{MessageKind, Metadata, Thread};
-use clarion_engine::tool::{FnExecutor, ToolError, ToolExecutor, ToolRequest};
+use clarion_engine::NoEvents;
+use clarion_engine::ThreadStore;
+use clarion_engine::scripted::{ScriptedModel, ScriptedTurn};
+use clarion_engine::{Engine, RunStatus, ToolOutputSubmission, protocol};
+use clarion_engine::{FnExecutor, ToolError, ToolExecutor, ToolRequest};
+use clarion_engine::{MessageKind, Metadata, Thread};
 use clarion_flow::Flow;
 use clarion_store::SqliteStore;
 use serde_json::Value;
@@ -265,7 +265,7 @@ async fn a_run_killed_mid_step_fails_as_interrupted_and_the_thread_goes_on() {
     assert_eq!(run.status, RunStatus::Failed);
     assert_eq!(
         run.last_error.as_ref().map(|e| &e.code),
-        Some(&clarion_engine::codes::ErrorCode::Interrupted)
+        Some(&clarion_engine::ErrorCode::Interrupted)
     );
     let thread = store
         .thread(&thread_id)

@@ -1,22 +1,22 @@
-//! The `ThreadStore` contract (`clarion_engine::store::contract`), run against the memory
+//! The `ThreadStore` contract (`clarion_engine::contract`), run against the memory
 //! store, SQLite in memory and SQLite in a file — the Postgres store runs the same suite in
 //! its own crate. A store that passes it behaves the same under the engine. SQLite-only behaviour (corrupt files, schema versions, reopening, two
 //! connections on one file) follows, and an ignored measurement of load time.
 
 use std::path::{Path, PathBuf};
 
-use clarion_engine::store::contract::{
+use clarion_engine::MessageKind;
+use clarion_engine::contract::{
     backend, begin, busy_run, commit, load, message, run, thread, turn, user,
 };
-use clarion_engine::store::{MessageQuery, StoreError, ThreadStore};
-use clarion_engine::thread::MessageKind;
+use clarion_engine::{MessageQuery, StoreError, ThreadStore};
 use clarion_store::SqliteStore;
 use clarion_store::sqlite::{DEFAULT_PATH, SCHEMA_VERSION};
 use serde_json::json;
 use tempfile::TempDir;
 
 mod memory_store {
-    clarion_engine::store_contract!(async { Some(clarion_engine::store::MemoryStore::new()) });
+    clarion_engine::store_contract!(async { Some(clarion_engine::MemoryStore::new()) });
 }
 
 mod sqlite_in_memory {
@@ -30,8 +30,8 @@ mod sqlite_file {
         store: clarion_store::SqliteStore,
     }
 
-    impl clarion_engine::store::contract::Fixture for InFile {
-        fn store(&self) -> &dyn clarion_engine::store::ThreadStore {
+    impl clarion_engine::contract::Fixture for InFile {
+        fn store(&self) -> &dyn clarion_engine::ThreadStore {
             &self.store
         }
     }

@@ -7,6 +7,22 @@
 //!   redacted;
 //! - the harness ([`Runner`], [`assert_scenarios`]): plays scenarios, compares transcripts
 //!   with snapshots in insta's format, and reports located failures with a diff.
+//!
+//! A scenario of this repository played through the real engine, its transcript compared
+//! with the accepted snapshot beside it (what `clarion test` does for each file):
+//!
+//! ```
+//! use clarion_testing::{Runner, UpdateMode};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let scenario = "../../flows/personal-finance/scenarios/answer_completes_pending_call.toml";
+//! let outcome = Runner::new().run(scenario.as_ref()).await;
+//! assert!(outcome.problems.is_empty() && outcome.failures.is_empty());
+//! let check = outcome.check_snapshot(UpdateMode::Never);
+//! assert!(outcome.passed(&check), "{}", outcome.failure_report(&check, false));
+//! # }
+//! ```
 
 mod harness;
 pub mod scenario;

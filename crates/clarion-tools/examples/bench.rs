@@ -15,7 +15,7 @@ use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use clarion_engine::tool::{ToolExecutor, ToolRequest};
+use clarion_engine::{ToolExecutor, ToolRequest};
 use clarion_flow::{Flow, load_str};
 use clarion_tools::{BuiltinRegistry, ClarionTools};
 use serde_json::{Map, Value, json};

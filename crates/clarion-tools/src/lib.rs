@@ -41,10 +41,10 @@ pub mod builtin;
 pub mod command;
 pub mod http;
 
-use clarion_engine::codes::ToolErrorKind;
+use clarion_engine::ToolErrorKind;
 
 use clarion_engine::BoxFuture;
-use clarion_engine::tool::{ToolError, ToolExecutor, ToolRequest};
+use clarion_engine::{ToolError, ToolExecutor, ToolRequest};
 use clarion_flow::Executor;
 use serde_json::Value;
 

@@ -1,11 +1,11 @@
 //! Command tools against real child processes (the scripts in `tests/fixtures/`): the
 //! protocol, every way a program can misbehave, and that nothing it starts outlives the call.
 
-use clarion_engine::codes::ToolErrorKind;
+use clarion_engine::ToolErrorKind;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use clarion_engine::tool::{ToolError, ToolExecutor, ToolRequest};
+use clarion_engine::{ToolError, ToolExecutor, ToolRequest};
 use clarion_flow::{Flow, Tool, load_str};
 use clarion_tools::ClarionTools;
 use serde_json::{Map, Value, json};

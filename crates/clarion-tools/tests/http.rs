@@ -2,11 +2,11 @@
 //! TCP server for bodies that trickle or never end. Nothing here leaves 127.0.0.1: the
 //! refused addresses are refused before any connection is made.
 
-use clarion_engine::codes::ToolErrorKind;
+use clarion_engine::ToolErrorKind;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use clarion_engine::tool::{ToolError, ToolExecutor, ToolRequest};
+use clarion_engine::{ToolError, ToolExecutor, ToolRequest};
 use clarion_flow::{Flow, load_str};
 use clarion_tools::{ClarionTools, NetworkPolicy};
 use serde_json::{Map, Value, json};

@@ -4,11 +4,11 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use clarion_engine::events::NoEvents;
-use clarion_engine::model::scripted::{ScriptedModel, ScriptedTurn};
-use clarion_engine::run::{Engine, RunStatus};
-use clarion_engine::store::{MemoryStore, ThreadStore};
-use clarion_engine::thread::{MessageKind, Metadata, OutputStatus, Thread};
+use clarion_engine::NoEvents;
+use clarion_engine::scripted::{ScriptedModel, ScriptedTurn};
+use clarion_engine::{Engine, RunStatus};
+use clarion_engine::{MemoryStore, ThreadStore};
+use clarion_engine::{MessageKind, Metadata, OutputStatus, Thread};
 use clarion_flow::{LoadOptions, load_file_with};
 use clarion_tools::ClarionTools;
 use serde_json::{Value, json};

@@ -23,11 +23,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use clarion_engine::codes::ErrorCode;
-use clarion_engine::events::{Event, EventSink};
-use clarion_engine::run::{Engine, Run, RunStatus, ToolOutputSubmission};
-use clarion_engine::store::{StoreError, ThreadStore};
-use clarion_engine::thread::{Metadata, Thread};
+use clarion_engine::ErrorCode;
+use clarion_engine::{Engine, Run, RunStatus, ToolOutputSubmission};
+use clarion_engine::{Event, EventSink};
+use clarion_engine::{Metadata, Thread};
+use clarion_engine::{StoreError, ThreadStore};
 use clarion_flow::{Flow, LoadOptions, load_file_with, load_str_with};
 use clarion_providers::select::{ProviderOverrides, model_for, resolve};
 use clarion_store::SqliteStore;
@@ -122,7 +122,7 @@ async fn open(args: &ChatArgs, source: &FlowSource<'_>) -> Result<Option<Session
     })?;
     let thread = match &args.thread {
         Some(id) => engine.thread(id).await.map_err(|e| match e {
-            clarion_engine::run::EngineError::Store(StoreError::ThreadNotFound(_)) => {
+            clarion_engine::EngineError::Store(StoreError::ThreadNotFound(_)) => {
                 CliError::UnknownThread(id.clone(), shown.clone())
             }
             other => CliError::Store {

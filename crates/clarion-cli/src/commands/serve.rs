@@ -22,8 +22,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use clarion_engine::run::Engine;
-use clarion_engine::store::ThreadStore;
+use clarion_engine::Engine;
+use clarion_engine::ThreadStore;
 use clarion_flow::diagnostic::{Severity, render};
 use clarion_flow::{LoadOptions, load_file_with};
 use clarion_providers::select::{ProviderOverrides, model_for};

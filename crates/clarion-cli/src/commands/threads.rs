@@ -10,10 +10,10 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 
-use clarion_engine::events::Event;
-use clarion_engine::run::Run;
-use clarion_engine::store::{StoreError, ThreadHeader, ThreadStore};
-use clarion_engine::thread::{MessageKind, Thread};
+use clarion_engine::Event;
+use clarion_engine::Run;
+use clarion_engine::{MessageKind, Thread};
+use clarion_engine::{StoreError, ThreadHeader, ThreadStore};
 use clarion_store::SqliteStore;
 use clarion_testing::transcript::{Redactor, Transcript, inline_json};
 use serde_json::{Value, json};

@@ -6,7 +6,7 @@
 //! engine never sees a wire format. The HTTP providers live in `clarion-providers`;
 //! [`scripted`] plays the model's side from a list of turns, for tests and scenarios.
 
-pub mod scripted;
+pub(crate) mod scripted;
 
 use crate::events::EventSink;
 use crate::run::Usage;
@@ -15,7 +15,7 @@ use clarion_flow::Flow;
 
 use crate::BoxFuture;
 use crate::codes::IncompleteReason;
-pub use crate::codes::ModelErrorKind;
+pub(crate) use crate::codes::ModelErrorKind;
 
 /// What the engine asks the model.
 #[derive(Debug, Clone, Copy)]

@@ -19,7 +19,7 @@ use clarion_flow::suggest;
 use clarion_flow::{Flow, Tool};
 
 /// Compiled JSON Schema validators for every parameter and slot of a flow, built once.
-pub struct Validators {
+pub(crate) struct Validators {
     params: HashMap<(String, String), jsonschema::Validator>,
     slots: HashMap<String, jsonschema::Validator>,
 }
@@ -37,7 +37,7 @@ impl Validators {
     /// Compiles every schema of `flow` (the loader has meta-validated them, so a schema
     /// that still fails to compile accepts anything rather than blocking the run).
     #[must_use]
-    pub fn new(flow: &Flow) -> Self {
+    pub(crate) fn new(flow: &Flow) -> Self {
         let mut params = HashMap::new();
         for tool in flow.tools.values() {
             for param in tool.params.values() {
@@ -61,7 +61,7 @@ impl Validators {
 
     /// Every problem with `value` as parameter `param` of `tool`.
     #[must_use]
-    pub fn param_problems(&self, tool: &str, param: &str, value: &Value) -> Vec<String> {
+    pub(crate) fn param_problems(&self, tool: &str, param: &str, value: &Value) -> Vec<String> {
         self.params
             .get(&(tool.to_owned(), param.to_owned()))
             .map(|v| {
@@ -77,14 +77,14 @@ impl Validators {
 
     /// Whether `value` fits slot `slot`.
     #[must_use]
-    pub fn slot_accepts(&self, slot: &str, value: &Value) -> bool {
+    pub(crate) fn slot_accepts(&self, slot: &str, value: &Value) -> bool {
         self.slots.get(slot).is_none_or(|v| v.is_valid(value))
     }
 }
 
 /// What a call is ready for.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Prepared {
+pub(crate) enum Prepared {
     /// It cannot run; the model reads why.
     Rejected(ToolError),
     /// Required parameters are missing; the user will be asked.
@@ -108,7 +108,7 @@ pub enum Prepared {
 /// Prepares `call`. `pending` is the thread's pending call when it is for the same tool;
 /// `said` is what the user said in the thread, for grounded parameters.
 #[must_use]
-pub fn prepare(
+pub(crate) fn prepare(
     flow: &Flow,
     validators: &Validators,
     call: &ToolCall,

@@ -8,19 +8,19 @@
 //! - [`protocol`]: the check that every tool call has exactly one output;
 //! - [`error`]: what can go wrong, for callers.
 
-pub mod call;
-pub mod engine;
-pub mod error;
-pub mod grounding;
+pub(crate) mod call;
+pub(crate) mod engine;
+pub(crate) mod error;
+pub(crate) mod grounding;
 pub mod protocol;
-pub mod rules;
-pub mod status;
+pub(crate) mod rules;
+pub(crate) mod status;
 
 use serde::{Deserialize, Serialize};
 
 pub use engine::{Engine, ToolOutputSubmission};
 pub use error::EngineError;
-pub use status::{ALL_STATUSES, IllegalTransition, RunStatus};
+pub use status::{IllegalTransition, RunStatus};
 
 use crate::codes::{ErrorCode, IncompleteReason};
 use crate::thread::ToolCall;
@@ -57,8 +57,12 @@ pub struct LastError {
     pub message: String,
 }
 
-/// One run of the engine over a thread.
+/// One run of the engine over a thread: a snapshot, read by callers and written only by the
+/// engine (its state machine is [`RunStatus`]). Non-exhaustive, so a caller cannot build one
+/// that skips the engine; the engine's bookkeeping (failures in a row, the staged turn) is
+/// private or read-only.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Run {
     /// `run_…`.
     pub id: String,
@@ -75,7 +79,7 @@ pub struct Run {
     /// Client tool calls waiting for outputs (in `requires_action`).
     pub required_action: Vec<ToolCall>,
     /// Tool failures in a row (reset by a success).
-    pub consecutive_failures: u32,
+    pub(crate) consecutive_failures: u32,
     /// When it was created (ms since the epoch).
     pub created_at: i64,
     /// When it started.
@@ -86,7 +90,7 @@ pub struct Run {
     pub expires_at: Option<i64>,
     /// While in `requires_action`: the turn's outputs and effects that wait for the client's
     /// outputs, so the whole turn lands in the thread at once, in call order.
-    pub staged: Option<StagedTurn>,
+    pub(crate) staged: Option<StagedTurn>,
     /// Text appended to the flow's instructions for this run only (the Assistants API's
     /// `additional_instructions`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -108,8 +112,9 @@ fn is_zero(n: &u32) -> bool {
     *n == 0
 }
 
-/// The part of a turn already done while client tools are outstanding.
+/// The part of a turn already done while client tools are outstanding ([`Run::staged`]).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct StagedTurn {
     /// Outputs of the calls that are done.
     pub outputs: Vec<crate::thread::Message>,
@@ -121,6 +126,7 @@ pub struct StagedTurn {
 
 /// A call waiting for the user's answers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Ask {
     /// The call.
     pub call_id: String,
@@ -133,6 +139,13 @@ pub struct Ask {
 }
 
 impl Run {
+    /// While in `requires_action`: the turn's outputs and effects that wait for the
+    /// client's outputs.
+    #[must_use]
+    pub fn staged(&self) -> Option<&StagedTurn> {
+        self.staged.as_ref()
+    }
+
     /// A queued run.
     #[must_use]
     pub fn new(id: String, thread_id: String, created_at: i64) -> Self {

@@ -16,13 +16,13 @@ use clarion_flow::template::{describe, environment, to_value};
 
 /// What the rules of one call produced.
 #[derive(Debug, Default, Clone, PartialEq)]
-pub struct RuleEffects {
+pub(crate) struct RuleEffects {
     /// Context messages to inject, in rule order.
     pub contexts: Vec<String>,
 }
 
 /// Applies `tool`'s `after` rules for a successful call, updating `slots` in place.
-pub fn after(
+pub(crate) fn after(
     tool: &Tool,
     validators: &Validators,
     args: &Map<String, Value>,
@@ -110,7 +110,7 @@ pub fn after(
 }
 
 /// Applies `tool`'s `on_error` rule for a failed call.
-pub fn on_error(
+pub(crate) fn on_error(
     tool: &Tool,
     args: &Map<String, Value>,
     error: &ToolError,
@@ -142,7 +142,7 @@ pub fn on_error(
 /// the known arguments and slots, in declaration order; a parameter without `ask` (or
 /// whose `ask` fails to render) gets a question built from its description.
 #[must_use]
-pub fn question(
+pub(crate) fn question(
     tool: &Tool,
     args: &Map<String, Value>,
     missing: &[String],

@@ -42,18 +42,20 @@ pub enum RunStatus {
     Incomplete,
 }
 
-/// Every status, for exhaustive tests and listings.
-pub const ALL_STATUSES: [RunStatus; 9] = [
-    RunStatus::Queued,
-    RunStatus::InProgress,
-    RunStatus::RequiresAction,
-    RunStatus::Cancelling,
-    RunStatus::Cancelled,
-    RunStatus::Failed,
-    RunStatus::Completed,
-    RunStatus::Expired,
-    RunStatus::Incomplete,
-];
+impl RunStatus {
+    /// Every status, for exhaustive tests and listings.
+    pub const ALL: [Self; 9] = [
+        Self::Queued,
+        Self::InProgress,
+        Self::RequiresAction,
+        Self::Cancelling,
+        Self::Cancelled,
+        Self::Failed,
+        Self::Completed,
+        Self::Expired,
+        Self::Incomplete,
+    ];
+}
 
 /// A transition the state machine does not allow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -145,8 +147,8 @@ mod tests {
             (Cancelling, Cancelled),
             (Cancelling, Failed),
         ];
-        for from in ALL_STATUSES {
-            for to in ALL_STATUSES {
+        for from in RunStatus::ALL {
+            for to in RunStatus::ALL {
                 let mut status = from;
                 let result = status.transition(to);
                 if legal.contains(&(from, to)) {
@@ -166,9 +168,9 @@ mod tests {
 
     #[test]
     fn terminal_statuses_have_no_way_out() {
-        for from in ALL_STATUSES.into_iter().filter(|s| s.is_terminal()) {
+        for from in RunStatus::ALL.into_iter().filter(|s| s.is_terminal()) {
             assert!(
-                ALL_STATUSES.iter().all(|to| !from.can_become(*to)),
+                RunStatus::ALL.iter().all(|to| !from.can_become(*to)),
                 "{from:?}"
             );
         }

@@ -918,7 +918,7 @@ macro_rules! store_contract {
                 let Some(fixture) = ($fixture).await else {
                     return;
                 };
-                $crate::store::contract::$name($crate::store::contract::Fixture::store(&fixture))
+                $crate::contract::$name($crate::contract::Fixture::store(&fixture))
                     .await;
             }
         )*

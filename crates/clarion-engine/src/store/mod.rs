@@ -30,7 +30,7 @@
 
 #[cfg(feature = "contract")]
 pub mod contract;
-pub mod memory;
+pub(crate) mod memory;
 
 use serde_json::{Map, Value};
 

@@ -8,7 +8,7 @@
 use serde_json::{Map, Value};
 
 use crate::BoxFuture;
-pub use crate::codes::ToolErrorKind;
+pub(crate) use crate::codes::ToolErrorKind;
 use clarion_flow::{Flow, Tool};
 
 /// One call to execute.

@@ -3,16 +3,16 @@
 
 #![allow(dead_code, clippy::missing_panics_doc, clippy::must_use_candidate)]
 
-use clarion_engine::codes::ToolErrorKind;
+use clarion_engine::ToolErrorKind;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use clarion_engine::model::scripted::{ScriptedModel, ScriptedTurn};
-use clarion_engine::run::{Engine, protocol};
-use clarion_engine::store::{MemoryStore, ThreadStore};
-use clarion_engine::thread::{MessageKind, Metadata, OutputStatus, Thread};
-use clarion_engine::tool::{FnExecutor, ToolError, ToolExecutor};
+use clarion_engine::scripted::{ScriptedModel, ScriptedTurn};
+use clarion_engine::{Engine, protocol};
+use clarion_engine::{FnExecutor, ToolError, ToolExecutor};
+use clarion_engine::{MemoryStore, ThreadStore};
+use clarion_engine::{MessageKind, Metadata, OutputStatus, Thread};
 use clarion_flow::Flow;
 use clarion_flow::load_file;
 use serde_json::{Map, Value, json};

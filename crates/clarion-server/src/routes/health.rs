@@ -12,7 +12,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use clarion_engine::store::StoreError;
+use clarion_engine::StoreError;
 use serde_json::json;
 
 use crate::error::ApiError;

@@ -3,7 +3,7 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use clarion_engine::store::StoreError;
+use clarion_engine::StoreError;
 use serde_json::Value;
 
 use crate::auth::Caller;
@@ -20,7 +20,7 @@ pub(crate) async fn append(
     state: &AppState,
     thread_id: &str,
     input: &MessageInput,
-) -> Result<clarion_engine::thread::Message, ApiError> {
+) -> Result<clarion_engine::Message, ApiError> {
     let message = super::threads::message(input)?;
     state
         .store()
@@ -111,7 +111,7 @@ async fn message_of(
     state: &AppState,
     thread_id: &str,
     message_id: &str,
-) -> Result<Option<clarion_engine::thread::Message>, ApiError> {
+) -> Result<Option<clarion_engine::Message>, ApiError> {
     Ok(state.store().message(thread_id, message_id).await?)
 }
 

@@ -12,9 +12,9 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
-use clarion_engine::events::{EventSink, NoEvents};
-use clarion_engine::run::{Run, RunStatus, ToolOutputSubmission};
-use clarion_engine::thread::Metadata;
+use clarion_engine::Metadata;
+use clarion_engine::{EventSink, NoEvents};
+use clarion_engine::{Run, RunStatus, ToolOutputSubmission};
 use serde_json::Value;
 
 use crate::auth::Caller;
@@ -187,9 +187,9 @@ pub(crate) async fn find_run(
         .run_status(run_id)
         .await
         .map_err(|e| match e {
-            clarion_engine::run::EngineError::Store(
-                clarion_engine::store::StoreError::RunNotFound(_),
-            ) => not_found(),
+            clarion_engine::EngineError::Store(clarion_engine::StoreError::RunNotFound(_)) => {
+                not_found()
+            }
             other => other.into(),
         })?;
     if run.thread_id != thread.id {

@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use clarion_engine::store::{MessageQuery, Order};
+use clarion_engine::{MessageQuery, Order};
 use serde_json::Value;
 
 use crate::auth::Caller;
@@ -34,8 +34,8 @@ async fn run_steps(
 /// Every message a run appended, oldest first.
 pub(crate) async fn run_messages(
     state: &AppState,
-    run: &clarion_engine::run::Run,
-) -> Result<Vec<clarion_engine::thread::Message>, ApiError> {
+    run: &clarion_engine::Run,
+) -> Result<Vec<clarion_engine::Message>, ApiError> {
     let query = MessageQuery {
         order: Order::Asc,
         limit: usize::MAX - 1,

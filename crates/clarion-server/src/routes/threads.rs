@@ -2,8 +2,8 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use clarion_engine::ids::new_id;
-use clarion_engine::thread::{Message, MessageKind, Metadata, Thread};
+use clarion_engine::new_id;
+use clarion_engine::{Message, MessageKind, Metadata, Thread};
 use serde_json::{Value, json};
 
 use crate::auth::{Caller, OWNER_KEY};
@@ -100,7 +100,7 @@ pub async fn modify(
         .update_thread(&thread)
         .await
         .map_err(|e| match e {
-            clarion_engine::store::StoreError::Locked { run_id, .. } => refused(&run_id),
+            clarion_engine::StoreError::Locked { run_id, .. } => refused(&run_id),
             other => other.into(),
         })?;
     Ok(Json(objects::thread(&thread)))

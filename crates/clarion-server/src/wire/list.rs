@@ -2,7 +2,7 @@
 //! API's cursor parameters `order` (`desc` by default), `limit` (1–100, 20 by default),
 //! `after` and `before` (ids of items in the list).
 
-use clarion_engine::store::{MessageQuery, Order};
+use clarion_engine::{MessageQuery, Order};
 use serde::Deserialize;
 use serde_json::{Value, json};
 

@@ -5,10 +5,10 @@
 //! a question is an assistant message whose metadata says `clarion_kind: question` with
 //! the tool and parameters it asks for.
 
-use clarion_engine::codes::{ErrorCode, IncompleteReason, ModelErrorKind};
-use clarion_engine::run::{Run, RunStatus};
-use clarion_engine::store::ThreadHeader;
-use clarion_engine::thread::{Message, MessageKind, Metadata};
+use clarion_engine::ThreadHeader;
+use clarion_engine::{ErrorCode, IncompleteReason, ModelErrorKind};
+use clarion_engine::{Message, MessageKind, Metadata};
+use clarion_engine::{Run, RunStatus};
 use clarion_flow::Executor;
 use serde_json::{Map, Value, json};
 

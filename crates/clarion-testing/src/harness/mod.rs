@@ -36,9 +36,9 @@ pub use snapshot::{Snapshot, SnapshotState, UpdateMode, is_ci, normalize, pendin
 use crate::scenario::Scenario;
 use crate::scenario::{self, FlowCache};
 use clarion_engine::BoxFuture;
-use clarion_engine::events::EventSink;
-use clarion_engine::model::{Model, ModelError, ModelRequest, ModelResponse};
-use clarion_engine::tool::ToolExecutor;
+use clarion_engine::EventSink;
+use clarion_engine::ToolExecutor;
+use clarion_engine::{Model, ModelError, ModelRequest, ModelResponse};
 use clarion_flow::BuiltinCatalog;
 use clarion_flow::diagnostic::{Diagnostic, DiagnosticKind, render};
 use clarion_flow::source::SourceFile;

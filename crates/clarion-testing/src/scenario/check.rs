@@ -1,7 +1,7 @@
 //! Checks of a structurally valid scenario against its flow: every tool, parameter and
 //! slot it names exists, each mock and call says one thing, and client tools are answered
 //! by the app and not mocked. (Whether every mock is used depends on the script, so
-//! [`super::play`] checks it.)
+//! `play` checks it.)
 
 use std::ops::Range;
 

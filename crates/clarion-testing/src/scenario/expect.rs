@@ -5,8 +5,8 @@ use serde_json::{Map, Value};
 
 use super::spec::{ExpectSpec, OneOrMany, ToolCalledSpec};
 use crate::transcript::inline_json;
-use clarion_engine::events::Event;
-use clarion_engine::run::RunStatus;
+use clarion_engine::Event;
+use clarion_engine::RunStatus;
 use clarion_flow::diagnostic::{Diagnostic, DiagnosticKind};
 use clarion_flow::spans::{SpanIndex, escape};
 

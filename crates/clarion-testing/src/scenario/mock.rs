@@ -1,7 +1,7 @@
 //! Tool stand-ins: a fixed result, an error or a timeout per tool or per call, and the
 //! real executor for everything else.
 
-use clarion_engine::codes::ToolErrorKind;
+use clarion_engine::ToolErrorKind;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::spec::{MockError, MockSpec};
 use clarion_engine::BoxFuture;
-use clarion_engine::tool::{ToolError, ToolExecutor, ToolRequest};
+use clarion_engine::{ToolError, ToolExecutor, ToolRequest};
 use clarion_flow::Executor;
 use clarion_flow::model::format_duration;
 

@@ -3,7 +3,7 @@
 //! A scenario file (TOML, `flows/NAME/scenarios/*.toml` beside `flows/NAME.toml`) holds the
 //! user's turns and, for each, what the model does — reply, or call tools with given
 //! arguments — plus tool stand-ins ([`mock`]) and expectations ([`expect`]). Playing it
-//! ([`play`]) drives the real [`Engine`](clarion_engine::run::Engine) with a scripted model, so the
+//! (`play`) drives the real [`Engine`](clarion_engine::Engine) with a scripted model, so the
 //! flow's rules, slots, questions and pending calls behave exactly as in production, and
 //! yields a [`transcript`](crate::transcript) to snapshot.
 //!
@@ -13,7 +13,7 @@
 //! - [`check`]: checks against the flow (tools, parameters, mocks, slots);
 //! - [`load`]: file → checked [`Scenario`], or every diagnostic;
 //! - [`mock`]: the mocking tool executor;
-//! - [`play`]: runs a scenario through the engine;
+//! - `play`: runs a scenario through the engine;
 //! - [`expect`]: evaluates `[turns.expect]`.
 //!
 //! The reference is docs/testing.md; `clarion test` and [`crate`] use this.

@@ -6,7 +6,7 @@
 //! runs out, or has steps left, stops the scenario with a located error, because every
 //! later turn would answer the wrong question.
 
-use clarion_engine::codes::{ErrorCode, ModelErrorKind};
+use clarion_engine::{ErrorCode, ModelErrorKind};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -18,13 +18,13 @@ use super::mock::{MockExecutor, MockOutcome};
 use super::spec::SubmitSpec;
 use super::step_calls;
 use crate::transcript::Transcript;
-use clarion_engine::events::{Event, EventLog};
-use clarion_engine::model::scripted::{ScriptedModel, ScriptedTurn};
-use clarion_engine::model::{Model, ModelTurn};
-use clarion_engine::run::{Engine, EngineError, Run, RunStatus, ToolOutputSubmission};
-use clarion_engine::store::MemoryStore;
-use clarion_engine::thread::{Metadata, ToolCall};
-use clarion_engine::tool::ToolExecutor;
+use clarion_engine::MemoryStore;
+use clarion_engine::ToolExecutor;
+use clarion_engine::scripted::{ScriptedModel, ScriptedTurn};
+use clarion_engine::{Engine, EngineError, Run, RunStatus, ToolOutputSubmission};
+use clarion_engine::{Event, EventLog};
+use clarion_engine::{Metadata, ToolCall};
+use clarion_engine::{Model, ModelTurn};
 use clarion_flow::Executor;
 use clarion_flow::diagnostic::{Diagnostic, DiagnosticKind};
 use clarion_flow::spans::escape;
@@ -419,7 +419,7 @@ fn run_note(run: &Run) -> String {
         (None, RunStatus::Incomplete) => format!(
             "the turn's run ended `incomplete` ({})",
             run.incomplete_details
-                .map_or("max_steps", clarion_engine::codes::IncompleteReason::as_str)
+                .map_or("max_steps", clarion_engine::IncompleteReason::as_str)
         ),
         (None, status) => format!("the turn's run ended `{}`", status.as_str()),
     }

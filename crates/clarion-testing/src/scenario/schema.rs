@@ -38,19 +38,11 @@ pub fn scenario_schema_text() -> String {
     text
 }
 
-/// The keys the table at `pointer` accepts, in schema order.
-#[must_use]
-pub fn keys_at(pointer: &str) -> Vec<String> {
-    clarion_flow::schema::schema_at(scenario_schema(), pointer)
-        .and_then(|s| s.get("properties"))
-        .and_then(Value::as_object)
-        .map(|p| p.keys().cloned().collect())
-        .unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
-    use super::*;
+    fn keys_at(pointer: &str) -> Vec<String> {
+        super::super::structure::SCENARIO.keys_at(pointer)
+    }
 
     #[test]
     fn keys_are_found_through_arrays_and_maps() {

@@ -98,8 +98,8 @@ pub enum ErrorKind {
 impl ErrorKind {
     /// The engine's kind for it.
     #[must_use]
-    pub fn tool_kind(self) -> clarion_engine::codes::ToolErrorKind {
-        use clarion_engine::codes::ToolErrorKind;
+    pub fn tool_kind(self) -> clarion_engine::ToolErrorKind {
+        use clarion_engine::ToolErrorKind;
         match self {
             Self::Failed => ToolErrorKind::Failed,
             Self::Unavailable => ToolErrorKind::Unavailable,
@@ -295,8 +295,8 @@ pub enum ExpectedStatus {
 impl ExpectedStatus {
     /// The run status it stands for.
     #[must_use]
-    pub fn status(self) -> clarion_engine::run::RunStatus {
-        use clarion_engine::run::RunStatus;
+    pub fn status(self) -> clarion_engine::RunStatus {
+        use clarion_engine::RunStatus;
         match self {
             Self::Completed => RunStatus::Completed,
             Self::Failed => RunStatus::Failed,

@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-/// The prefixes of the engine's identifiers (see [`clarion_engine::ids::new_id`]).
+/// The prefixes of the engine's identifiers (see [`clarion_engine::new_id`]).
 const PREFIXES: [&str; 5] = ["thread", "run", "msg", "call", "step"];
 
 /// Length of the random part of an engine id.
@@ -104,9 +104,9 @@ mod tests {
 
     #[test]
     fn random_ids_become_sequential_per_prefix_in_order_of_appearance() {
-        let run_a = clarion_engine::ids::new_id("run");
-        let run_b = clarion_engine::ids::new_id("run");
-        let call = clarion_engine::ids::new_id("call");
+        let run_a = clarion_engine::new_id("run");
+        let run_b = clarion_engine::new_id("run");
+        let call = clarion_engine::new_id("call");
         let mut ids = StableIds::new();
         ids.reserve("call_1");
         let text = format!("[{run_b}] {call} then {run_a}, again {run_b}.");

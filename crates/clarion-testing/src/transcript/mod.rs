@@ -1,7 +1,7 @@
 //! Transcripts: a conversation as a person reads it, deterministic enough to snapshot.
 //!
 //! A transcript is rendered from what the user said, the engine's typed
-//! [`Event`](clarion_engine::events::Event)s, the outputs an app submitted and the runs' outcomes.
+//! [`Event`](clarion_engine::Event)s, the outputs an app submitted and the runs' outcomes.
 //! It shows every event — tool calls and the arguments they ran with, outputs, questions
 //! and the parameters they ask for, slots set, context injected, pending calls abandoned,
 //! rules skipped, run statuses — and nothing that changes between two runs of the same

@@ -2,7 +2,7 @@
 //! command tools may read are replaced by `[redacted: NAME]` (the engine's
 //! [`Redactor`], with names so a reader sees which secret was there).
 
-pub use clarion_engine::redact::Redactor;
+pub use clarion_engine::Redactor;
 use clarion_flow::{Executor, Flow};
 
 /// Values too short to be secrets would mangle ordinary text if replaced.

@@ -6,10 +6,10 @@ use std::fmt::Write as _;
 use serde_json::{Map, Value};
 
 use super::{Redactor, StableIds};
-use clarion_engine::codes::IncompleteReason;
-use clarion_engine::events::Event;
-use clarion_engine::run::{Run, RunStatus};
-use clarion_engine::thread::OutputStatus;
+use clarion_engine::Event;
+use clarion_engine::IncompleteReason;
+use clarion_engine::OutputStatus;
+use clarion_engine::{Run, RunStatus};
 use clarion_flow::Flow;
 
 /// A transcript being written. Feed it in conversation order, then [`Transcript::finish`].

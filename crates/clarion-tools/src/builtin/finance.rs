@@ -18,12 +18,12 @@
 //! anything; a plan that needs longer should be changed, not followed, which is exactly the
 //! flow's "out of reach" advice.
 
-use clarion_engine::codes::ToolErrorKind;
+use clarion_engine::ToolErrorKind;
 use rust_decimal::Decimal;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use clarion_engine::tool::ToolError;
+use clarion_engine::ToolError;
 
 use super::BuiltinRegistry;
 use super::money::{Amount, Checked};

@@ -15,11 +15,11 @@ pub mod finance;
 pub mod money;
 mod schema;
 
-use clarion_engine::codes::ToolErrorKind;
+use clarion_engine::ToolErrorKind;
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
 
-use clarion_engine::tool::ToolError;
+use clarion_engine::ToolError;
 use clarion_flow::BuiltinCatalog;
 use schemars::JsonSchema;
 use serde::de::DeserializeOwned;

@@ -17,7 +17,7 @@
 //! [`Amount`] is the argument and result type: JSON numbers in and out (the schema the flow
 //! sees says `number`), `Decimal` inside.
 
-use clarion_engine::codes::ToolErrorKind;
+use clarion_engine::ToolErrorKind;
 use std::fmt;
 use std::str::FromStr;
 
@@ -26,7 +26,7 @@ use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 
-use clarion_engine::tool::ToolError;
+use clarion_engine::ToolError;
 
 /// A decimal number read from and written as a JSON number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Hash)]

@@ -9,7 +9,7 @@
 //! ever parsed as shell syntax — in the flow file's directory (or `cwd`, relative to it),
 //! with an environment holding only the variables the tool allow-lists. It runs in a process
 //! group of its own that is killed when the call ends, times out, or is cancelled
-//! ([`group`]); its output is bounded ([`output`]).
+//! (`group`); its output is bounded (`output`).
 //!
 //! Error kinds: `unavailable` (the program cannot be started), `timeout`, `failed` (non-zero
 //! exit or killed by a signal), `invalid_output` (no JSON, not JSON, or too much of it).
@@ -17,13 +17,13 @@
 mod group;
 mod output;
 
-use clarion_engine::codes::ToolErrorKind;
+use clarion_engine::ToolErrorKind;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use clarion_engine::tool::ToolError;
+use clarion_engine::ToolError;
 use clarion_flow::Flow;
 use clarion_flow::model::CommandSpec;
 use clarion_flow::model::format_duration;
@@ -31,7 +31,7 @@ use serde_json::{Map, Value};
 use tokio::io::AsyncWriteExt;
 use tokio::process::{Child, Command};
 
-use clarion_engine::redact::Redactor;
+use clarion_engine::Redactor;
 use group::ProcessGroup;
 use output::{Overflow, Tail, drain_into, read_limited};
 

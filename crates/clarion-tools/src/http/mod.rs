@@ -1,8 +1,8 @@
 //! HTTP tools: `[tools.NAME.http]`.
 //!
-//! One call is: build the request ([`request`]), send it through a client whose resolver
-//! and redirect policy enforce the [`NetworkPolicy`] ([`policy`], [`resolve`]), read the body
-//! within its size limit and pick the result ([`response`]), retrying idempotent requests
+//! One call is: build the request (`request`), send it through a client whose resolver
+//! and redirect policy enforce the [`NetworkPolicy`] (`policy`, `resolve`), read the body
+//! within its size limit and pick the result (`response`), retrying idempotent requests
 //! that failed in a way a retry can fix. The tool's timeout bounds all of it, retries
 //! included, and every error message is redacted of the tool's secrets before it leaves.
 //!
@@ -18,13 +18,13 @@ mod request;
 mod resolve;
 mod response;
 
-use clarion_engine::codes::ToolErrorKind;
-use clarion_engine::retry::{Backoff, retry_after};
+use clarion_engine::ToolErrorKind;
+use clarion_engine::{Backoff, retry_after};
 use std::error::Error as _;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use clarion_engine::tool::ToolError;
+use clarion_engine::ToolError;
 use clarion_flow::Flow;
 use clarion_flow::model::HttpSpec;
 use clarion_flow::model::format_duration;
@@ -34,7 +34,7 @@ use tokio::time::Instant;
 
 pub use policy::{NetworkPolicy, Refused};
 
-use clarion_engine::redact::Redactor;
+use clarion_engine::Redactor;
 use request::Plan;
 use resolve::GuardedResolver;
 use response::{BodyError, read_limited, snippet};

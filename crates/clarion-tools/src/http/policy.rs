@@ -6,7 +6,7 @@
 //! unless the tool says `allow_private_network = true`.
 //!
 //! The check is on *addresses*, not names: a host name is resolved by Clarion's own resolver
-//! (see [`resolve`](super::resolve)), every address it returns is checked, and the
+//! (see `resolve`), every address it returns is checked, and the
 //! connection goes only to those checked addresses — so a DNS answer cannot change between
 //! the check and the connection. URLs whose host is an IP literal (including spellings such
 //! as `http://2130706433/`, which URL parsing turns into `127.0.0.1`) are checked before the

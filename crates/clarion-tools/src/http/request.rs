@@ -6,10 +6,10 @@
 //! arguments go. Arguments the URL template already uses are not repeated in the query
 //! string or the JSON body: `…/customers/{{ args.email }}` sends the email once.
 
-use clarion_engine::codes::ToolErrorKind;
+use clarion_engine::ToolErrorKind;
 use std::collections::{BTreeMap, HashSet};
 
-use clarion_engine::tool::ToolError;
+use clarion_engine::ToolError;
 use clarion_flow::model::{HttpBody, HttpMethod, HttpSpec};
 use clarion_flow::template::{self, describe, to_value};
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};

@@ -5,8 +5,8 @@
 //! reading anything), so a huge or endless body costs at most the limit in memory and never
 //! more time than the tool's timeout. Dropping the response closes the connection.
 
-use clarion_engine::codes::ToolErrorKind;
-use clarion_engine::tool::ToolError;
+use clarion_engine::ToolError;
+use clarion_engine::ToolErrorKind;
 use serde_json::Value;
 
 /// Why a body could not be read.
