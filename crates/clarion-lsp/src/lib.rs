@@ -23,6 +23,43 @@
 //! - [`completion`], [`hover`], [`navigate`] (definition, references, outline, rename),
 //!   [`actions`] (quick fixes);
 //! - [`server`]: the message loop.
+//!
+//! A session on an in-memory connection (`clarion lsp` runs the same loop on stdio): open
+//! a flow with a misspelt key, and the loader's `E004` arrives as a diagnostic.
+//!
+//! ```
+//! use lsp_server::{Connection, Message, Notification, Request, RequestId};
+//! use serde_json::json;
+//!
+//! let (server, client) = Connection::memory();
+//! let session = std::thread::spawn(move || clarion_lsp::serve(&server, Default::default()));
+//! let request = |id: i32, method: &str, params| {
+//!     Message::Request(Request::new(RequestId::from(id), method.to_owned(), params))
+//! };
+//! let notify = |method: &str, params| Message::Notification(Notification::new(method.to_owned(), params));
+//!
+//! client.sender.send(request(1, "initialize", json!({ "capabilities": {} })))?;
+//! client.receiver.recv()?; // the server's capabilities
+//! client.sender.send(notify("initialized", json!({})))?;
+//! let text = "[flow]\nname = \"x\"\n[assistant]\nmodel = \"m\"\ninstructions = \"Hi.\"\ntemprature = 0.2\n";
+//! client.sender.send(notify("textDocument/didOpen", json!({
+//!     "textDocument": { "uri": "file:///tmp/x.toml", "languageId": "toml", "version": 1, "text": text },
+//! })))?;
+//! let diagnostics = loop {
+//!     if let Message::Notification(n) = client.receiver.recv()? {
+//!         break n.params["diagnostics"].clone();
+//!     }
+//! };
+//! assert_eq!(diagnostics[0]["code"], "E004");
+//! assert_eq!(diagnostics[0]["range"]["start"], json!({ "line": 5, "character": 0 }));
+//! assert!(diagnostics[0]["message"].as_str().unwrap_or_default().contains("did you mean `temperature`?"));
+//!
+//! client.sender.send(request(2, "shutdown", json!(null)))?;
+//! client.receiver.recv()?;
+//! client.sender.send(notify("exit", json!(null)))?;
+//! session.join().expect("the session ends")?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 pub mod actions;
 pub mod completion;
