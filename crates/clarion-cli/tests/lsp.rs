@@ -514,6 +514,44 @@ fn the_server_survives_nonsense() {
     assert_eq!(status.code(), Some(2), "{status}");
 }
 
+#[test]
+fn the_vscode_extension_starts_clarion_lsp_on_toml_files() {
+    let dir = repo().join("editors/vscode");
+    let manifest =
+        std::fs::read_to_string(dir.join("package.json")).unwrap_or_else(|e| panic!("{e}"));
+    let manifest: Value =
+        serde_json::from_str(&manifest).unwrap_or_else(|e| panic!("package.json: {e}"));
+    for key in [
+        "name",
+        "version",
+        "publisher",
+        "engines",
+        "main",
+        "activationEvents",
+    ] {
+        assert!(!manifest[key].is_null(), "package.json has no `{key}`");
+    }
+    assert!(manifest["dependencies"]["vscode-languageclient"].is_string());
+    let main = manifest["main"].as_str().unwrap_or_default();
+    let script = std::fs::read_to_string(dir.join(main)).unwrap_or_else(|e| panic!("{main}: {e}"));
+    assert!(
+        script.contains("args: ['lsp']"),
+        "{main} does not run `clarion lsp`"
+    );
+    assert!(
+        script.contains("get('path') || 'clarion'"),
+        "{main} ignores `clarion.path`"
+    );
+    let setting = &manifest["contributes"]["configuration"]["properties"]["clarion.path"];
+    assert_eq!(setting["default"], "clarion");
+    // What the extension launches is a command line this binary accepts.
+    let (client, _) = Client::start(&["--stdio"], &[]);
+    assert!(client.stop().success());
+    let packaging = std::fs::read_to_string(repo().join("scripts/package-vscode.sh"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(packaging.contains("@vscode/vsce package"));
+}
+
 // ----------------------------------------------------------------------------------------
 // Neovim as the client.
 
