@@ -3,7 +3,7 @@
 # Install it with: code --install-extension target/clarion.vsix
 set -euo pipefail
 cd "$(dirname "$0")/../editors/vscode"
-npm install --omit=dev --no-audit --no-fund
+npm ci --omit=dev --no-audit --no-fund
 mkdir -p ../../target
 npx --yes @vscode/vsce package --skip-license --out ../../target/clarion.vsix
 echo "wrote target/clarion.vsix"
