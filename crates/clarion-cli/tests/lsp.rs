@@ -419,6 +419,18 @@ fn a_scenario_is_checked_against_its_flows_unsaved_text() {
             "the scenario kept its diagnostics"
         );
     }
+    // Keys complete from the scenario schema: `[scenario]` has no `flow` yet.
+    let keys = client.request(
+        "textDocument/completion",
+        at(&scenario_uri, &scenario_text, "description = \"The user", 0),
+    );
+    let keys: Vec<&str> = keys.as_array().map_or_else(Vec::new, |items| {
+        items.iter().filter_map(|i| i["label"].as_str()).collect()
+    });
+    assert!(
+        keys.contains(&"flow") && !keys.contains(&"name"),
+        "{keys:?}"
+    );
     // A mistake in the scenario itself is located in it.
     let bad = scenario_text.replacen("[scenario]", "[scenario]\nnot_a_key = 1", 1);
     client.notify(
