@@ -554,7 +554,7 @@ async fn sigterm_mid_stream_lets_the_run_finish_then_exits_0() {
 }
 
 #[tokio::test]
-async fn after_the_grace_a_hung_run_is_left_for_the_next_start_to_mark_interrupted() {
+async fn after_the_grace_a_hung_run_is_left_for_the_next_start_to_resume() {
     let model = model().await;
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let flow = flow_for(dir.path(), &format!("{}/v1", model.uri()));
@@ -584,32 +584,51 @@ async fn after_the_grace_a_hung_run_is_left_for_the_next_start_to_mark_interrupt
         server.log()
     );
 
+    // The next start resumes the run from its last committed step, against a model that
+    // answers this time: the request in flight at the stop is sent again.
+    let answering = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "choices": [{ "index": 0, "message": { "role": "assistant", "content": "Here you are." }, "finish_reason": "stop" }],
+        })))
+        .mount(&answering)
+        .await;
+    let flow = flow_for(dir.path(), &format!("{}/v1", answering.uri()));
     let server = Server::start(&[&flow, "--store", &store], &[]);
     assert!(
-        server.log().contains("marked 1 run(s) interrupted"),
+        server
+            .log()
+            .contains("resuming 1 run(s) interrupted by the last stop"),
         "{}",
         server.log()
     );
-    let (_, run) = call(c.get(format!("{}/threads/{thread}/runs/{id}", server.base))).await;
-    assert_eq!(run["status"], "failed", "{run}");
-    let (_, messages) = call(c.get(format!("{}/threads/{thread}/messages", server.base))).await;
+    let mut run = Value::Null;
+    for _ in 0..250 {
+        run = call(c.get(format!("{}/threads/{thread}/runs/{id}", server.base)))
+            .await
+            .1;
+        if run["status"] == "completed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(run["status"], "completed", "{run}");
+    let (_, messages) = call(c.get(format!(
+        "{}/threads/{thread}/messages?order=asc",
+        server.base
+    )))
+    .await;
+    let texts: Vec<&str> = messages["data"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["content"][0]["text"]["value"].as_str())
+        .collect();
     assert_eq!(
-        messages["data"][0]["content"][0]["text"]["value"], "hang on",
-        "the user's message is kept: {messages}"
+        texts,
+        ["hang on", "Here you are."],
+        "the user's message kept, one reply"
     );
-    let done = {
-        let (status, run) = call(
-            c.post(format!("{}/threads/{thread}/runs", server.base))
-                .json(&json!({
-                    "assistant_id": "asst_personal-finance",
-                    "additional_messages": [{"role": "user", "content": "just answer"}],
-                })),
-        )
-        .await;
-        assert_eq!(status, 200, "the thread is unlocked: {run}");
-        run
-    };
-    assert_eq!(done["status"], "queued");
 }
 
 /// The metric names docs/operations.md lists, in its table.

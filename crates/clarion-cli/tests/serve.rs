@@ -11,8 +11,9 @@ use serde_json::{Value, json};
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
-/// A tool call for "12,000", a reply that never comes for "slow", else a reply.
-struct Model;
+/// A tool call for "12,000", a reply that never comes for the first "slow" request (the
+/// server is killed while it waits), else a reply.
+struct Model(std::sync::atomic::AtomicBool);
 
 impl Respond for Model {
     fn respond(&self, request: &Request) -> ResponseTemplate {
@@ -31,7 +32,7 @@ impl Respond for Model {
         let response = ResponseTemplate::new(200).set_body_json(
             json!({ "choices": [{ "index": 0, "message": message, "finish_reason": "stop" }] }),
         );
-        if said("slow") {
+        if said("slow") && !self.0.swap(true, std::sync::atomic::Ordering::SeqCst) {
             response.set_delay(Duration::from_secs(600))
         } else {
             response
@@ -119,7 +120,7 @@ async fn wait_for(
 async fn served_flows_answer_over_http_and_survive_kill_9() {
     let model = MockServer::start().await;
     Mock::given(method("POST"))
-        .respond_with(Model)
+        .respond_with(Model(std::sync::atomic::AtomicBool::new(false)))
         .mount(&model)
         .await;
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
@@ -167,14 +168,33 @@ async fn served_flows_answer_over_http_and_survive_kill_9() {
     child.kill().unwrap_or_else(|e| panic!("{e}"));
     let _ = child.wait();
 
-    let (mut child, base) = serve(&[&flow, "--store", &store]);
-    let (_, run) = call(c.get(format!("{base}/threads/{tid}/runs/{rid}"))).await;
-    assert_eq!(run["status"], "failed", "{run}");
+    // The restart resumes the run from its last committed step: the model request that was
+    // in flight is sent again, and the run completes with one reply.
+    let (mut child, base, started) = serve_logged(&[&flow, "--store", &store]);
     assert!(
-        run["last_error"]["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("interrupted")),
-        "{run}"
+        started.contains("resuming 1 run(s) interrupted by the last stop"),
+        "{started}"
+    );
+    let run = wait_for(&c, &base, &tid, &rid, &["completed", "failed"]).await;
+    assert_eq!(run["status"], "completed", "{run}");
+    let (_, messages) = call(c.get(format!("{base}/threads/{tid}/messages?order=asc"))).await;
+    let roles: Vec<(&str, &str)> = messages["data"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| {
+            Some((
+                m["role"].as_str()?,
+                m["content"][0]["text"]["value"].as_str()?,
+            ))
+        })
+        .collect();
+    assert_eq!(
+        roles,
+        [
+            ("user", "slow please"),
+            ("assistant", "It takes 12 months.")
+        ]
     );
     let (status, _) = call(
         c.post(format!("{base}/threads/{tid}/messages"))
@@ -323,7 +343,7 @@ fn a_second_server_on_the_same_store_leaves_the_first_ones_runs_alone_and_says_s
 async fn provider_and_request_flags_override_the_flow() {
     let model = MockServer::start().await;
     Mock::given(method("POST"))
-        .respond_with(Model)
+        .respond_with(Model(std::sync::atomic::AtomicBool::new(false)))
         .mount(&model)
         .await;
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));

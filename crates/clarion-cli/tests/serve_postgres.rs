@@ -2,7 +2,8 @@
 //! read and continued on the other, racing run creates from both let exactly one win, and
 //! when the replica driving a run is killed with SIGKILL mid-model-call, the other takes
 //! the run over once its lease expires and completes it — the user's message kept, one
-//! reply, the protocol held.
+//! reply, the protocol held; and the `openai` SDK alternating between the replicas request
+//! by request sees one conversation (`tests/python/replicas.py`).
 //!
 //! The server comes from `CLARION_TEST_POSTGRES` (`eval "$(bash scripts/postgres.sh
 //! start)"`); each test makes a database of its own. Without it the tests print "skipped:
@@ -513,4 +514,126 @@ async fn a_replica_killed_under_load_loses_no_run_and_duplicates_no_output() {
         assert_eq!(calls.len(), usize::from(*with_tool), "{stored:?}");
         assert!(stored.active_run.is_none(), "unlocked");
     }
+}
+
+/// The model of the SDK conversation: the call without the income, the call with it, the
+/// client tool, and a reply after each tool output.
+struct SdkModel;
+
+impl Respond for SdkModel {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
+        let messages = body["messages"].as_array().cloned().unwrap_or_default();
+        let last = messages.last().cloned().unwrap_or(Value::Null);
+        // The newest user message (context the flow injects may follow it).
+        let user = messages
+            .iter()
+            .rev()
+            .find(|m| m["role"] == "user")
+            .and_then(|m| m["content"].as_str())
+            .unwrap_or_default()
+            .to_owned();
+        let said = |text: &str| last["role"] != "tool" && user.contains(text);
+        let call = |id: &str, name: &str, arguments: &str| {
+            json!({ "role": "assistant", "content": null, "tool_calls": [{ "id": id, "type": "function",
+                "function": { "name": name, "arguments": arguments } }] })
+        };
+        let text = |content: &str| json!({ "role": "assistant", "content": content });
+        let message = if said("12,000") {
+            call(
+                "call_plan",
+                "calculate_savings_timeline",
+                r#"{"goal_amount": 12000, "monthly_savings": 1000}"#,
+            )
+        } else if said("I earn") {
+            call(
+                "call_income",
+                "calculate_savings_timeline",
+                r#"{"monthly_income": 4000}"#,
+            )
+        } else if said("Remind me") {
+            call("call_remind", "set_reminder", r#"{"cadence": "monthly"}"#)
+        } else if last["role"] == "tool" && last["tool_call_id"] == "call_remind" {
+            text("Your monthly reminder is set.")
+        } else if last["role"] == "tool" {
+            text("It takes 12 months.")
+        } else {
+            text("You're welcome.")
+        };
+        ResponseTemplate::new(200).set_body_json(
+            json!({ "choices": [{ "index": 0, "message": message, "finish_reason": "stop" }] }),
+        )
+    }
+}
+
+/// The Python interpreter of `scripts/sdk-venv.sh`, if it has the SDK; under CI its
+/// absence fails the test.
+fn sdk_python() -> Option<PathBuf> {
+    let candidate = std::env::var_os("CLARION_SDK_PYTHON")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .map(|home| PathBuf::from(home).join(".cache/clarion/sdk-venv/bin/python"))
+        })?;
+    let works = Command::new(&candidate)
+        .args(["-c", "import openai"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if works {
+        return Some(candidate);
+    }
+    let why = format!(
+        "no Python with the openai package at {} (run scripts/sdk-venv.sh)",
+        candidate.display()
+    );
+    assert!(std::env::var_os("CI").is_none(), "{why}");
+    eprintln!("skipped: {why}");
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openai_sdk_alternating_between_two_replicas_sees_one_conversation() {
+    let Some(url) = server_url("the_openai_sdk_alternating_between_two_replicas") else {
+        return;
+    };
+    let Some(python) = sdk_python() else { return };
+    let database = fresh_database(&url).await;
+    let model = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(SdkModel)
+        .mount(&model)
+        .await;
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let finance = flow_for(dir.path(), &format!("{}/v1", model.uri()));
+    let text = std::fs::read_to_string(&finance)
+        .unwrap_or_default()
+        .replacen("name = \"personal-finance\"", "name = \"replicas\"", 1);
+    let flow = dir.path().join("replicas.toml");
+    std::fs::write(
+        &flow,
+        format!(
+            "{text}\n[tools.set_reminder]\ndescription = \"Sets a savings reminder in the app.\"\nclient = true\n\n[tools.set_reminder.params.cadence]\ntype = \"string\"\ndescription = \"How often.\"\nask = \"How often?\"\n"
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let first = replica(&flow, &database);
+    let second = replica(&flow, &database);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/replicas.py");
+    let mut command = Command::new(python);
+    command
+        .arg(script)
+        .env("CLARION_REPLICA_A", &first.base)
+        .env("CLARION_REPLICA_B", &second.base)
+        .env_remove("OPENAI_BASE_URL")
+        .env_remove("OPENAI_API_KEY");
+    let output = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|e| panic!("cannot run python: {e}"));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.trim() == "ok",
+        "the SDK script failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }

@@ -216,6 +216,7 @@ fn baseline_round_trips(flow: &Flow, n: usize) -> Result<Vec<Duration>> {
                     flow,
                     tool,
                     call_id: "call",
+                    idempotency_key: "key_1",
                     arguments: &arguments,
                 })
                 .await?;

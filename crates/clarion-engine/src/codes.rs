@@ -126,6 +126,9 @@ codes! {
         Expired = "expired",
         /// The model called a tool the flow does not have.
         UnknownTool = "unknown_tool",
+        /// The model called a tool this request did not offer: it `follows` a tool that has
+        /// not returned before the user's latest message.
+        NotOffered = "not_offered",
         /// The model's arguments do not fit the tool's parameters.
         InvalidArguments = "invalid_arguments",
         /// The model repeated a call that had already succeeded in the run (the loop guard).

@@ -391,6 +391,7 @@ fn build(file: FlowFile, limits: Limits, refs: &params::ResolvedRefs, path: &Pat
                 description: spec.description,
                 executor,
                 strict: spec.strict,
+                follows: spec.follows,
                 params,
                 after: spec.after,
                 on_error: spec.on_error,

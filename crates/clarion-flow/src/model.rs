@@ -75,6 +75,9 @@ pub struct Tool {
     pub executor: Executor,
     /// Strict mode: `Some(true)` demanded, `Some(false)` refused, `None` when possible.
     pub strict: Option<bool>,
+    /// Tools that must have returned before the user's latest message for this one to be
+    /// offered (`follows`).
+    pub follows: Vec<String>,
     /// Parameters in declaration order (the order questions are asked in).
     pub params: IndexMap<String, Param>,
     /// Rules evaluated after a successful call.

@@ -262,6 +262,12 @@ pub struct ToolSpec {
     /// off; unset uses it whenever the schemas allow.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub strict: Option<bool>,
+    /// Offer this tool to the model only once each of these tools has returned a result
+    /// before the user's latest message: the user has seen what they returned (e.g.
+    /// `follows = ["search_flights"]` on `book_flight`). A call made earlier is refused
+    /// with a `not_offered` output.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub follows: Vec<String>,
     /// The tool's parameters, in the order questions are asked.
     #[serde(default)]
     pub params: IndexMap<String, ParamSpec>,

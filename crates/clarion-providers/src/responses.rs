@@ -19,7 +19,7 @@ use clarion_engine::Usage;
 use clarion_engine::{Event, EventSink};
 use clarion_engine::{MessageKind, ToolCall};
 use clarion_engine::{Model, ModelError, ModelRequest, ModelResponse};
-use clarion_flow::export::{ExportFormat, definition};
+use clarion_flow::export::{ExportFormat, definition_offering};
 
 /// A Responses API model.
 #[derive(Debug, Clone)]
@@ -66,10 +66,11 @@ impl Model for Responses {
 /// The request body for `request`.
 #[must_use]
 pub fn request_body(config: &ProviderConfig, request: &ModelRequest<'_>) -> Value {
-    let mut body = definition(
+    let mut body = definition_offering(
         request.flow,
         ExportFormat::Responses,
         request.instructions.to_owned(),
+        &|tool| request.offers(tool),
     );
     if let Some(model) = &config.model {
         body.insert("model".to_owned(), Value::String(model.clone()));

@@ -633,3 +633,65 @@ fn context_can_be_sent_as_a_user_message_for_strict_chat_templates() {
     );
     assert_eq!(body["model"], "qwen2.5");
 }
+
+#[test]
+fn a_tool_that_follows_another_is_left_out_until_the_user_answered_its_result() {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../flows/travel-booking.toml");
+    let flow = clarion_flow::load_file(&path)
+        .into_result()
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let call = ToolCall {
+        id: "call_1".into(),
+        name: "search_flights".into(),
+        arguments: r#"{"origin": "LIS"}"#.into(),
+    };
+    let mut messages = vec![
+        user("Flights LIS to JFK on July 3 for two?"),
+        Message {
+            id: "a".into(),
+            run_id: None,
+            created_at: 0,
+            kind: MessageKind::ToolCalls {
+                text: None,
+                calls: vec![call],
+            },
+            metadata: Metadata::default(),
+        },
+        Message {
+            id: "o".into(),
+            run_id: None,
+            created_at: 0,
+            kind: MessageKind::ToolOutput {
+                call_id: "call_1".into(),
+                name: "search_flights".into(),
+                status: OutputStatus::Ok,
+                content: "[]".into(),
+            },
+            metadata: Metadata::default(),
+        },
+    ];
+    let tools = |messages: &[Message]| -> Vec<String> {
+        let body = request_body(
+            &ProviderConfig::new("http://x/v1"),
+            &ModelRequest {
+                flow: &flow,
+                instructions: "I",
+                messages,
+                words_only: false,
+            },
+        );
+        body["tools"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|t| t["function"]["name"].as_str().map(str::to_owned))
+            .collect()
+    };
+    assert_eq!(tools(&messages), ["search_flights", "search_hotels"]);
+    messages.push(user("Book the first one."));
+    assert_eq!(
+        tools(&messages),
+        ["search_flights", "search_hotels", "book_flight"]
+    );
+}

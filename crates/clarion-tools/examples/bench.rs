@@ -161,6 +161,7 @@ fn bench_builtins(rows: &mut Vec<String>) {
         flow: &flow,
         tool: &flow.tools["loan"],
         call_id: "call_1",
+        idempotency_key: "key_1",
         arguments: &args,
     };
     let mut ok = true;
@@ -226,6 +227,7 @@ async fn bench_http(rows: &mut Vec<String>) {
         flow: &flow,
         tool: &flow.tools["item"],
         call_id: "call_1",
+        idempotency_key: "key_1",
         arguments: &args,
     };
     let token = format!("Bearer {}", std::env::var("HOME").unwrap_or_default());
@@ -297,6 +299,7 @@ async fn bench_command(rows: &mut Vec<String>) {
         flow: &flow,
         tool: &flow.tools["cat"],
         call_id: "call_1",
+        idempotency_key: "key_1",
         arguments: &args,
     };
     for _ in 0..20 {

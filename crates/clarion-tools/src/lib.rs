@@ -96,10 +96,18 @@ impl ToolExecutor for ClarionTools {
                 let result = self.builtins.call(name, request.arguments);
                 Box::pin(std::future::ready(result))
             }
-            Executor::Http(spec) => Box::pin(self.http.call(request.flow, spec, request.arguments)),
-            Executor::Command(spec) => {
-                Box::pin(self.command.call(request.flow, spec, request.arguments))
-            }
+            Executor::Http(spec) => Box::pin(self.http.call(
+                request.flow,
+                spec,
+                request.arguments,
+                request.idempotency_key,
+            )),
+            Executor::Command(spec) => Box::pin(self.command.call(
+                request.flow,
+                spec,
+                request.arguments,
+                request.idempotency_key,
+            )),
             Executor::Client => Box::pin(std::future::ready(Err(ToolError::new(
                 ToolErrorKind::Unavailable,
                 format!(

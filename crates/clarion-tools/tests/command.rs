@@ -69,6 +69,7 @@ async fn call(flow: &Flow, args: Value) -> Result<Value, ToolError> {
             flow,
             tool,
             call_id: "call_1",
+            idempotency_key: "key_1",
             arguments: &arguments,
         })
         .await
@@ -162,9 +163,10 @@ async fn arguments_go_in_on_stdin_and_the_result_comes_out_on_stdout() {
     );
     assert_eq!(
         environment(&result),
-        ["PATH"],
-        "the environment is cleared except allow-listed variables"
+        ["CLARION_IDEMPOTENCY_KEY", "PATH"],
+        "the environment is cleared except allow-listed variables and the call's key"
     );
+    assert_eq!(result["idempotency_key"], "key_1");
 }
 
 #[tokio::test]
@@ -207,7 +209,10 @@ async fn an_allow_listed_variable_passes_through_and_nothing_else_does() {
     let result = call(&flow, json!({}))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(environment(&result), ["CARGO_MANIFEST_DIR", "PATH"]);
+    assert_eq!(
+        environment(&result),
+        ["CARGO_MANIFEST_DIR", "CLARION_IDEMPOTENCY_KEY", "PATH"]
+    );
 }
 
 #[tokio::test]
@@ -386,6 +391,7 @@ async fn the_example_classifier_runs_as_the_flow_declares_it() {
             flow: &flow,
             tool: &flow.tools["classify_ticket"],
             call_id: "call_1",
+            idempotency_key: "key_1",
             arguments: &arguments,
         })
         .await

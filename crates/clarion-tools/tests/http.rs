@@ -66,6 +66,7 @@ async fn call_with(tools: &ClarionTools, flow: &Flow, args: Value) -> Result<Val
             flow,
             tool: &flow.tools["api"],
             call_id: "call_1",
+            idempotency_key: "key_1",
             arguments: &arguments,
         })
         .await
@@ -651,4 +652,46 @@ async fn absurd_durations_neither_panic_nor_wait() {
         1,
         "a wait past the deadline is not waited"
     );
+}
+
+#[tokio::test]
+async fn every_request_carries_the_calls_idempotency_key_unless_the_flow_sets_one() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/pay"))
+        .and(header("idempotency-key", "key_1"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"paid": true})))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/own"))
+        .and(header("idempotency-key", "the-flows-own"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"paid": true})))
+        .mount(&server)
+        .await;
+    let paid = call(
+        &flow(&format!(
+            r#"method = "POST"
+               url = "{}/pay"
+               allow_private_network = true"#,
+            server.uri()
+        )),
+        json!({"n": 3}),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(paid, json!({"paid": true}));
+    let own = call(
+        &flow(&format!(
+            r#"method = "POST"
+               url = "{}/own"
+               headers = {{ Idempotency-Key = "the-flows-own" }}
+               allow_private_network = true"#,
+            server.uri()
+        )),
+        json!({}),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(own, json!({"paid": true}));
 }

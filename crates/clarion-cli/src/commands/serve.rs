@@ -308,7 +308,10 @@ async fn open_store(args: &ServeArgs) -> Result<(Arc<dyn ThreadStore>, PathBuf),
     Ok((Arc::new(store), args.store.clone()))
 }
 
-/// Marks the runs a previous process left unfinished as interrupted, and says so.
+/// Resumes the runs a previous process left unfinished, on a store this process has to
+/// itself, from their last committed step (each on the engine of its thread's flow, in the
+/// background); a run whose flow is not loaded keeps its thread locked for the process
+/// that loads it. Says what it did.
 async fn recover(
     engines: &[Arc<Engine>],
     store: &Arc<dyn ThreadStore>,
@@ -316,16 +319,45 @@ async fn recover(
     format: LogFormat,
 ) -> Result<(), CliError> {
     if let Some(engine) = engines.first() {
-        let recovered = engine.recover().await.map_err(|e| CliError::Store {
+        let failed = |e: clarion_engine::EngineError| CliError::Store {
             path: shown.to_path_buf(),
             reason: e.to_string(),
-        })?;
-        if !recovered.is_empty() {
+        };
+        let interrupted = engine.interrupted_runs().await.map_err(failed)?;
+        let (mut resumed, mut waiting) = (0, 0);
+        for run in interrupted {
+            let header = store
+                .thread_header(&run.thread_id)
+                .await
+                .map_err(|e| failed(e.into()))?;
+            let Some(engine) = engines.iter().find(|e| e.flow().name == header.flow) else {
+                waiting += 1;
+                continue;
+            };
+            let engine = engine.clone();
+            resumed += 1;
+            tokio::spawn(async move {
+                match engine.take_over(&run.id, &clarion_engine::NoEvents).await {
+                    Ok(run) => {
+                        tracing::info!(run_id = %run.id, status = run.status.as_str(), "resumed a run interrupted by the last stop");
+                    }
+                    Err(error) => {
+                        tracing::warn!(run_id = %run.id, "could not resume a run interrupted by the last stop: {error}");
+                    }
+                }
+            });
+        }
+        if resumed > 0 {
+            say(
+                format,
+                &format!("resuming {resumed} run(s) interrupted by the last stop"),
+            );
+        }
+        if waiting > 0 {
             say(
                 format,
                 &format!(
-                    "marked {} run(s) interrupted by the last stop as failed",
-                    recovered.len()
+                    "{waiting} run(s) interrupted by the last stop belong to flows not loaded here; their threads stay locked until a server that loads them starts"
                 ),
             );
         }

@@ -10,7 +10,7 @@ pub(crate) mod scripted;
 
 use crate::events::EventSink;
 use crate::run::Usage;
-use crate::thread::{Message, ToolCall};
+use crate::thread::{Message, MessageKind, OutputStatus, ToolCall};
 use clarion_flow::Flow;
 
 use crate::BoxFuture;
@@ -33,6 +33,14 @@ pub struct ModelRequest<'a> {
 }
 
 impl ModelRequest<'_> {
+    /// Whether this request offers `tool` to the model: a tool that `follows` others only
+    /// once each of them has returned before the user's latest message. Providers build
+    /// their tool list with it; the engine refuses a call to a tool it did not offer.
+    #[must_use]
+    pub fn offers(&self, tool: &clarion_flow::Tool) -> bool {
+        follows_met(tool, self.messages)
+    }
+
     /// The `tool_choice` to send when it differs from the flow's: words only.
     #[must_use]
     pub fn tool_choice_override(
@@ -125,4 +133,28 @@ pub trait Model: Send + Sync {
             model: flow.assistant.model.clone(),
         }
     }
+}
+
+/// Whether each tool `tool` follows has returned a result before the latest user message
+/// of `messages`: the user has seen it and spoken since. Only tools with `follows` look at
+/// the history, from its end.
+pub(crate) fn follows_met(tool: &clarion_flow::Tool, messages: &[Message]) -> bool {
+    if tool.follows.is_empty() {
+        return true;
+    }
+    let Some(last_user) = messages
+        .iter()
+        .rposition(|m| matches!(m.kind, MessageKind::User { .. }))
+    else {
+        return false;
+    };
+    let before = &messages[..last_user];
+    tool.follows.iter().all(|followed| {
+        before.iter().rev().any(|m| {
+            matches!(
+                &m.kind,
+                MessageKind::ToolOutput { name, status: OutputStatus::Ok, .. } if name == followed
+            )
+        })
+    })
 }

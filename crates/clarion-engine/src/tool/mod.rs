@@ -20,6 +20,11 @@ pub struct ToolRequest<'a> {
     pub tool: &'a Tool,
     /// The call's id.
     pub call_id: &'a str,
+    /// The same for the same call at the same step of the same run, whichever replica
+    /// makes it: HTTP tools send it as `Idempotency-Key`, command tools get it as
+    /// `CLARION_IDEMPOTENCY_KEY`, so a tool run again after a takeover can deduplicate.
+    /// (The call id cannot serve: the model asked again names its calls anew.)
+    pub idempotency_key: &'a str,
     /// Validated arguments.
     pub arguments: &'a Map<String, Value>,
 }

@@ -80,6 +80,36 @@ pub(super) fn check(checker: &mut Checker<'_>) {
                 .with_help("rename the tool, e.g. `send_reply`"),
             );
         }
+        for (i, name) in spec.follows.iter().enumerate() {
+            if name != tool && file.tools.contains_key(name) {
+                continue;
+            }
+            let at = pointer(&["tools", tool, "follows", &i.to_string()]);
+            let others = file.tools.keys().filter(|t| *t != tool).map(String::as_str);
+            let help = if name == tool {
+                "a tool cannot follow itself: name the tool whose result the user sees first"
+                    .to_owned()
+            } else {
+                match crate::suggest::closest(name, others.clone()) {
+                    Some(near) => format!("did you mean `{near}`?"),
+                    None => format!(
+                        "the other tools are {}",
+                        crate::suggest::list(&others.map(str::to_owned).collect::<Vec<_>>())
+                    ),
+                }
+            };
+            checker.report(
+                Diagnostic::new(
+                    DiagnosticKind::UnknownFollowedTool {
+                        tool: tool.clone(),
+                        name: name.clone(),
+                    },
+                    checker.value(&at),
+                )
+                .with_label("not another tool of this flow")
+                .with_help(help),
+            );
+        }
         for param in spec.params.keys() {
             if !is_identifier(param) {
                 let at = pointer(&["tools", tool, "params", param]);

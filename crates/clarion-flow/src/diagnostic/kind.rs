@@ -357,6 +357,14 @@ pub enum DiagnosticKind {
         /// What its type is, e.g. "its type is `boolean`" or "it has no `type`".
         found: String,
     },
+    /// `follows` naming something that is not another tool of the flow.
+    #[error("tool `{tool}` follows `{name}`, which is not another tool of this flow")]
+    UnknownFollowedTool {
+        /// The tool with `follows`.
+        tool: String,
+        /// The name as written.
+        name: String,
+    },
     /// A tool named like the one Clarion adds itself.
     #[error("tool name `{name}` is reserved: {reason}")]
     ReservedToolName {
@@ -396,6 +404,7 @@ impl DiagnosticKind {
             Self::BuiltinMismatch { .. } => "E022",
             Self::GroundedType { .. } => "E023",
             Self::ReservedToolName { .. } => "E024",
+            Self::UnknownFollowedTool { .. } => "E025",
             Self::MissingAsk { .. } => "W001",
             Self::UnusedSlot { .. } => "W002",
             Self::MissingToolDescription { .. } => "W003",
@@ -835,5 +844,14 @@ mod tests {
         },
         "E024",
         "tool name `reply` is reserved: with `tool_choice = \"required\"` Clarion adds its own `reply` tool"
+    );
+    message!(
+        unknown_followed_tool,
+        DiagnosticKind::UnknownFollowedTool {
+            tool: s("book_flight"),
+            name: s("search_flight")
+        },
+        "E025",
+        "tool `book_flight` follows `search_flight`, which is not another tool of this flow"
     );
 }

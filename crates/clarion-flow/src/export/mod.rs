@@ -152,8 +152,19 @@ pub fn export(
 /// request from this, so what `clarion export` prints is exactly what a model receives.
 #[must_use]
 pub fn definition(flow: &Flow, format: ExportFormat, instructions: String) -> Map<String, Value> {
+    definition_offering(flow, format, instructions, &|_| true)
+}
+
+/// [`definition`] with only the tools `offered` accepts: a request leaves out a tool whose
+/// `follows` have not returned yet.
+#[must_use]
+pub fn definition_offering(
+    flow: &Flow,
+    format: ExportFormat,
+    instructions: String,
+    offered: &dyn Fn(&Tool) -> bool,
+) -> Map<String, Value> {
     let assistant = &flow.assistant;
-    let has_tools = !flow.tools.is_empty();
     let mut body = Map::new();
     body.insert("model".to_owned(), Value::String(assistant.model.clone()));
     let entry = |function: Map<String, Value>| match format {
@@ -170,6 +181,7 @@ pub fn definition(flow: &Flow, format: ExportFormat, instructions: String) -> Ma
     let mut tools: Vec<Value> = flow
         .tools
         .values()
+        .filter(|tool| offered(tool))
         .map(|tool| entry(function(tool)))
         .collect();
     // The Assistants format has no tool_choice in its definition; the app sets it per run.
@@ -195,7 +207,9 @@ pub fn definition(flow: &Flow, format: ExportFormat, instructions: String) -> Ma
             body.insert("instructions".to_owned(), Value::String(instructions));
         }
     }
-    if has_tools {
+    // No tool offered (only tools that follow others): no tools, and no `tool_choice`,
+    // which providers refuse without them.
+    if !tools.is_empty() {
         body.insert("tools".to_owned(), Value::Array(tools));
         if format != ExportFormat::Assistants {
             if let Some(choice) = assistant.tool_choice {

@@ -44,6 +44,9 @@ const NOT_SECRET: &[&str] = &[
     "PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TERM", "PWD",
 ];
 
+/// The variable that carries a call's idempotency key to the program.
+pub const IDEMPOTENCY_KEY_VAR: &str = "CLARION_IDEMPOTENCY_KEY";
+
 /// Runs command tools.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct CommandExecutor;
@@ -55,15 +58,17 @@ impl CommandExecutor {
         Self
     }
 
-    /// Runs one call of a tool with this `[command]` table.
+    /// Runs one call of a tool with this `[command]` table. The program gets
+    /// `idempotency_key` as `CLARION_IDEMPOTENCY_KEY`, beside the allow-listed variables.
     pub async fn call(
         &self,
         flow: &Flow,
         spec: &CommandSpec,
         arguments: &Map<String, Value>,
+        idempotency_key: &str,
     ) -> Result<Value, ToolError> {
         let timeout = flow.limits.tool_timeout_or(spec.timeout.as_deref());
-        let env: Vec<(String, String)> = spec
+        let mut env: Vec<(String, String)> = spec
             .env
             .iter()
             .filter_map(|name| Some((name.clone(), std::env::var(name).ok()?)))
@@ -75,6 +80,8 @@ impl CommandExecutor {
                 })
                 .map(|(_, value)| value.clone()),
         );
+        // Not a secret, and after the redactor is built: it may appear in errors.
+        env.push((IDEMPOTENCY_KEY_VAR.to_owned(), idempotency_key.to_owned()));
         run(flow, spec, arguments, &env, timeout)
             .await
             .map_err(|error| redactor.error(error))

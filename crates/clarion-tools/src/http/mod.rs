@@ -124,12 +124,14 @@ impl HttpExecutor {
             .map_err(|e| ToolError::new(ToolErrorKind::Unavailable, e.clone()))
     }
 
-    /// Runs one call of a tool with this `[http]` table.
+    /// Runs one call of a tool with this `[http]` table. `idempotency_key` goes out as the
+    /// `Idempotency-Key` header unless the flow sets that header itself.
     pub async fn call(
         &self,
         flow: &Flow,
         spec: &HttpSpec,
         arguments: &Map<String, Value>,
+        idempotency_key: &str,
     ) -> Result<Value, ToolError> {
         let timeout = flow.limits.tool_timeout_or(spec.timeout.as_deref());
         let env = request::environment(spec);
@@ -139,7 +141,12 @@ impl HttpExecutor {
             .checked_add(timeout)
             .unwrap_or_else(|| Instant::now() + LONGEST_WAIT);
         let outcome = tokio::time::timeout_at(deadline, async {
-            let plan = request::plan(spec, arguments, &env)?;
+            let mut plan = request::plan(spec, arguments, &env)?;
+            if let Ok(key) = reqwest::header::HeaderValue::from_str(idempotency_key) {
+                plan.headers
+                    .entry(reqwest::header::HeaderName::from_static("idempotency-key"))
+                    .or_insert(key);
+            }
             self.policy
                 .check_url(&plan.url, spec.allow_private_network)
                 .map_err(|refused| ToolError::new(ToolErrorKind::Refused, refused.to_string()))?;

@@ -10,6 +10,7 @@ impl Engine {
         tool: &Tool,
         call: &ToolCall,
         args: &Map<String, Value>,
+        idempotency_key: &str,
         events: &dyn EventSink,
     ) -> Result<Value, ToolError> {
         events.emit(&Event::ToolStarted {
@@ -22,6 +23,7 @@ impl Engine {
             flow: &self.flow,
             tool,
             call_id: &call.id,
+            idempotency_key,
             arguments: args,
         };
         // Argument values can be personal data: spans carry names only.
@@ -48,5 +50,77 @@ impl Engine {
             tracing::info!(target: crate::observe::CONTENT_TARGET, call_id = %call.id, tool = %tool.name, "tool failed: {}", error.message);
         }
         result
+    }
+}
+
+/// The idempotency key of a call: a name-based UUID (v5) of the run, its step, the tool and
+/// the arguments with their keys sorted. A takeover that asks the model again at the same
+/// step gets the same key for the same call, and a different one for a different call.
+pub(super) fn idempotency_key(
+    run_id: &str,
+    step: u32,
+    tool: &str,
+    args: &Map<String, Value>,
+) -> String {
+    fn canonical(value: &Value, out: &mut String) {
+        match value {
+            Value::Object(map) => {
+                let mut keys: Vec<&String> = map.keys().collect();
+                keys.sort();
+                out.push('{');
+                for key in keys {
+                    out.push_str(&Value::String(key.clone()).to_string());
+                    out.push(':');
+                    canonical(&map[key], out);
+                    out.push(',');
+                }
+                out.push('}');
+            }
+            Value::Array(items) => {
+                out.push('[');
+                for item in items {
+                    canonical(item, out);
+                    out.push(',');
+                }
+                out.push(']');
+            }
+            other => out.push_str(&other.to_string()),
+        }
+    }
+    let mut name = format!("{run_id}\n{step}\n{tool}\n");
+    canonical(&Value::Object(args.clone()), &mut name);
+    uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, name.as_bytes()).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::idempotency_key;
+    use serde_json::json;
+
+    fn args(value: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
+        match value {
+            serde_json::Value::Object(map) => map,
+            _ => serde_json::Map::new(),
+        }
+    }
+
+    #[test]
+    fn the_key_depends_on_run_step_tool_and_arguments_not_on_key_order() {
+        let a = args(
+            json!({ "to": "x", "amount": 3, "meta": { "b": 1, "a": [1, { "d": 2, "c": 3 }] } }),
+        );
+        let b = args(
+            json!({ "meta": { "a": [1, { "c": 3, "d": 2 }], "b": 1 }, "amount": 3, "to": "x" }),
+        );
+        let key = idempotency_key("run_1", 2, "pay", &a);
+        assert_eq!(key, idempotency_key("run_1", 2, "pay", &b));
+        assert_eq!(key.len(), 36);
+        assert_ne!(key, idempotency_key("run_2", 2, "pay", &a));
+        assert_ne!(key, idempotency_key("run_1", 3, "pay", &a));
+        assert_ne!(key, idempotency_key("run_1", 2, "refund", &a));
+        assert_ne!(
+            key,
+            idempotency_key("run_1", 2, "pay", &args(json!({ "to": "x", "amount": 4 })))
+        );
     }
 }

@@ -314,7 +314,9 @@ impl Engine {
     }
 
     /// Takes over a run another process left unfinished — its lease expired
-    /// ([`ThreadStore::orphaned_runs`]) — and drives it on from its last committed step: a
+    /// ([`ThreadStore::orphaned_runs`]), or the process that drove it died and this one
+    /// has the store to itself ([`Engine::interrupted_runs`]) — and drives it on from its
+    /// last committed step: a
     /// queued run starts, a run `in_progress` resumes (a model request that was in flight
     /// is sent again; a tool call whose output was not committed runs again), a run
     /// `cancelling` is cancelled. `RunBusy` if another process holds its lease.
@@ -587,6 +589,36 @@ impl Engine {
         let run = self.cancel_now(run, events).await?;
         self.claims.forget(run_id);
         Ok(run)
+    }
+
+    /// The runs a process that died left unfinished (`queued`, `in_progress` or
+    /// `cancelling`) on a store this process has to itself and that leases nothing (a
+    /// SQLite file opened alone): each can be resumed from its last committed step with
+    /// [`Engine::take_over`] — what [`Engine::recover`] would otherwise fail. Empty while
+    /// another process shares the store (its runs in flight look the same), and for a
+    /// store with leases, whose orphans [`ThreadStore::orphaned_runs`] lists instead.
+    ///
+    /// Cancel safe: it only reads.
+    pub async fn interrupted_runs(&self) -> Result<Vec<Run>, EngineError> {
+        if self.store.lease_duration().is_some() || !self.store.sole_user() {
+            return Ok(Vec::new());
+        }
+        let mut runs = Vec::new();
+        for thread_id in self.store.locked_thread_ids().await? {
+            let header = self.store.thread_header(&thread_id).await?;
+            let Some(run_id) = header.active_run else {
+                continue;
+            };
+            let run = self.store.run(&run_id).await?;
+            if matches!(
+                run.status,
+                RunStatus::Queued | RunStatus::InProgress | RunStatus::Cancelling
+            ) && !self.claims.is_driving(&run_id)
+            {
+                runs.push(run);
+            }
+        }
+        Ok(runs)
     }
 
     /// Fails the runs left unfinished (`queued`, `in_progress` or `cancelling`) by a

@@ -1,12 +1,14 @@
 //! Playing one turn of tool calls: preparing each call, the loop guard, running the ready
 //! ones, and landing the outputs, injected context and questions in the thread.
 
+use super::execute::idempotency_key;
 use super::{Engine, TurnEnd, cancelled};
 use crate::codes::ToolErrorKind;
 use crate::codes::{ErrorCode, IncompleteReason};
 use crate::events::Event;
 use crate::events::EventSink;
 use crate::ids::new_id;
+use crate::model::follows_met;
 use crate::run::Ask;
 use crate::run::LastError;
 use crate::run::Run;
@@ -51,20 +53,21 @@ impl Engine {
         let loop_ends = guard_repeats(thread, run, calls, &mut prepared);
 
         // Run the ready server-side calls concurrently; client calls wait for the app.
-        let runnable: Vec<(usize, &Tool, &Map<String, Value>)> = prepared
+        let runnable: Vec<(usize, &Tool, &Map<String, Value>, String)> = prepared
             .iter()
             .enumerate()
             .filter_map(|(i, p)| match p {
                 Prepared::Ready { args, .. } => {
                     let tool = self.flow.tools.get(&calls[i].name)?;
-                    (!matches!(tool.executor, Executor::Client)).then_some((i, tool, args))
+                    let key = idempotency_key(&run.id, run.steps, &tool.name, args);
+                    (!matches!(tool.executor, Executor::Client)).then_some((i, tool, args, key))
                 }
                 _ => None,
             })
             .collect();
         let executions = runnable
             .iter()
-            .map(|(i, tool, args)| self.execute(tool, &calls[*i], args, events));
+            .map(|(i, tool, args, key)| self.execute(tool, &calls[*i], args, key, events));
         let results = tokio::select! {
             results = futures_util::future::join_all(executions) => results,
             () = cancelled(cancel) => {
@@ -73,7 +76,7 @@ impl Engine {
             }
         };
         let mut results: HashMap<usize, Result<Value, ToolError>> =
-            runnable.iter().map(|(i, _, _)| *i).zip(results).collect();
+            runnable.iter().map(|(i, ..)| *i).zip(results).collect();
 
         let mut staged = StagedTurn::default();
         let mut waiting: Vec<ToolCall> = Vec::new();
@@ -162,14 +165,19 @@ impl Engine {
         for call in calls {
             let matching = pending.as_ref().is_some_and(|p| p.tool == call.name);
             let for_call = if matching { pending.take() } else { None };
-            let result = prepare(
-                &self.flow,
-                &self.validators,
-                call,
-                &thread.slots,
-                for_call.as_ref(),
-                &said,
-            );
+            let result = match self.flow.tools.get(&call.name) {
+                Some(tool) if !follows_met(tool, &thread.messages) => {
+                    Prepared::Rejected(not_offered(tool))
+                }
+                _ => prepare(
+                    &self.flow,
+                    &self.validators,
+                    call,
+                    &thread.slots,
+                    for_call.as_ref(),
+                    &said,
+                ),
+            };
             if let Prepared::Ready { args, unstated }
             | Prepared::NeedsInput { args, unstated, .. } = &result
             {
@@ -496,4 +504,18 @@ pub(super) fn said_for(flow: &Flow, calls: &[ToolCall], messages: &[Message]) ->
     } else {
         Said::default()
     }
+}
+
+/// The output of a call to a tool the request did not offer (its `follows` not met): the
+/// model reads what the user must see first.
+fn not_offered(tool: &Tool) -> ToolError {
+    let names: Vec<String> = tool.follows.iter().map(|t| format!("`{t}`")).collect();
+    ToolError::new(
+        ToolErrorKind::NotOffered,
+        format!(
+            "`{}` is not available yet: it follows {}, whose result the user must see and answer first. Show the user the result and ask them.",
+            tool.name,
+            names.join(" and ")
+        ),
+    )
 }
