@@ -79,6 +79,13 @@ pub(crate) enum Command {
         after_help = "Examples:\n  clarion completions bash > ~/.local/share/bash-completion/completions/clarion\n  clarion completions zsh > ~/.zfunc/_clarion\n  clarion completions fish > ~/.config/fish/completions/clarion.fish"
     )]
     Completions(CompletionsArgs),
+    /// Run the language server on stdin and stdout: diagnostics as you type, completion,
+    /// hover, go to definition, references, rename and quick fixes for flow and scenario
+    /// files.
+    #[command(
+        after_help = "Examples:\n  clarion lsp\n  clarion lsp --stdio   # what VS Code's language client passes\n\nAn editor starts it; it speaks the Language Server Protocol on stdin and stdout.\nSet-up for VS Code, Neovim, Helix and Zed: docs/editors.md."
+    )]
+    Lsp(LspArgs),
     /// Start a conversation with the built-in example flow: no flow file, account or key.
     #[command(
         after_help = "Examples:\n  clarion demo\n  OPENAI_API_KEY=sk-… clarion demo\n  OPENAI_BASE_URL=http://127.0.0.1:11434/v1 OPENAI_MODEL=qwen2.5:1.5b clarion demo\n\nThe flow is flows/personal-finance.toml, built in. The model is the provider in\nOPENAI_BASE_URL / OPENAI_API_KEY (and OPENAI_MODEL) when set; otherwise a local model\n(qwen2.5-coder-1.5b-instruct on llama.cpp, on 127.0.0.1:8089): the first run builds and\ndownloads it into ~/.cache/clarion (10 to 30 minutes, progress shown), later runs start it in seconds.\nCLARION_LOCAL_MODEL_SCRIPT replaces the built-in set-up script."
@@ -240,6 +247,15 @@ pub(crate) struct CompletionsArgs {
     /// The shell.
     #[arg(value_enum)]
     pub shell: clap_complete::Shell,
+}
+
+/// `clarion lsp`.
+#[derive(Debug, Args)]
+pub(crate) struct LspArgs {
+    /// Speak the protocol on stdin and stdout (the only transport, and the default;
+    /// accepted because language clients pass it).
+    #[arg(long)]
+    pub stdio: bool,
 }
 
 /// `clarion serve`.

@@ -38,6 +38,9 @@ pub(crate) enum CliError {
     /// `--thread` naming a thread the store does not hold.
     #[error("no thread `{0}` in {1}; start a new conversation without --thread")]
     UnknownThread(String, PathBuf),
+    /// The language server's connection failed (a client that broke the protocol).
+    #[error("the language server stopped: {0}")]
+    Lsp(String),
     /// The provider cannot be set up, or cannot be reached.
     #[error("{0}")]
     Provider(String),

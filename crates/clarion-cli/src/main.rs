@@ -42,6 +42,7 @@ fn main() -> std::process::ExitCode {
         Command::Graph(args) => commands::graph::run(&args),
         Command::Completions(args) => Ok(commands::completions::run(&args)),
         Command::Demo(args) => commands::demo::run(&args),
+        Command::Lsp(args) => commands::lsp::run(&args),
         Command::Serve(args) => {
             commands::serve::run(&args, cli.log_format, &redactor, traces.is_on())
         }

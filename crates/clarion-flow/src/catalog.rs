@@ -19,6 +19,14 @@ pub trait BuiltinCatalog {
     /// its parameters and whose `required` lists those it cannot run without — or `None`
     /// when there is no built-in of that name.
     fn describe(&self, name: &str) -> Option<Value>;
+
+    /// The JSON Schema of a built-in's result, whose `properties` are the fields `after`
+    /// rules read as `result.…`; `None` when unknown. Only editors use it (completion and
+    /// hover in `clarion lsp`), so a catalog need not say.
+    fn describe_result(&self, name: &str) -> Option<Value> {
+        let _ = name;
+        None
+    }
 }
 
 /// How to load a flow.

@@ -50,6 +50,14 @@ impl SpanIndex {
         self.nearest(pointer).map(|node| node.value.clone())
     }
 
+    /// Every node: its pointer and spans, in no particular order. The language server
+    /// walks them to find what is under the cursor and every place a name is used.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &NodeSpan)> {
+        self.nodes
+            .iter()
+            .map(|(pointer, node)| (pointer.as_str(), node))
+    }
+
     fn nearest(&self, pointer: &str) -> Option<&NodeSpan> {
         let mut pointer = pointer;
         loop {

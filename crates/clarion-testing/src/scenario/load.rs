@@ -109,6 +109,17 @@ impl FlowCache {
         cell.get_or_init(|| self.load_uncached(path)).clone()
     }
 
+    /// Uses `loaded` for the flow at `path` from now on instead of reading the file: a
+    /// language server checks scenarios against the flow's unsaved text in the editor.
+    pub fn insert(&self, path: &Path, loaded: Result<Arc<Flow>, String>) {
+        let key = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+        let cell = OnceLock::new();
+        let _ = cell.set(loaded);
+        if let Ok(mut flows) = self.flows.lock() {
+            flows.insert(key, Arc::new(cell));
+        }
+    }
+
     fn load_uncached(&self, path: &Path) -> Loaded {
         if !path.is_file() {
             return Err("no such file".to_owned());

@@ -99,7 +99,7 @@ pub struct SavingsTimelineArgs {
 }
 
 /// Result of `finance.savings_timeline`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 pub struct SavingsTimeline {
     /// Whole months until the goal is reached (a last partial month counts).
     pub months: Amount,
@@ -144,7 +144,7 @@ pub struct BudgetArgs {
 }
 
 /// Result of `finance.budget_analysis`: the 50/30/20 rule applied to the income.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 pub struct Budget {
     /// 50 % of income: the budget for needs.
     pub needs: Amount,
@@ -224,7 +224,7 @@ pub struct GrowthArgs {
 }
 
 /// Result of `finance.compound_growth`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 pub struct Growth {
     /// Value at the end of the horizon.
     pub future_value: Amount,
@@ -272,7 +272,7 @@ pub struct LoanArgs {
 }
 
 /// Result of `finance.loan_payment`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 pub struct Loan {
     /// The fixed monthly payment, to the cent.
     pub monthly_payment: Amount,

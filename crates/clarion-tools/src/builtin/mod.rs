@@ -33,11 +33,17 @@ pub trait Builtin: Send + Sync {
 
     /// Runs it.
     fn call(&self, arguments: &Map<String, Value>) -> Result<Value, ToolError>;
+
+    /// The JSON Schema of its result, when known.
+    fn result_schema(&self) -> Option<&Value> {
+        None
+    }
 }
 
 /// A function with typed arguments `A` and result `R`.
 struct Typed<A, R, F> {
     schema: Value,
+    result: Value,
     function: F,
     types: PhantomData<fn(A) -> R>,
 }
@@ -50,6 +56,10 @@ where
 {
     fn schema(&self) -> &Value {
         &self.schema
+    }
+
+    fn result_schema(&self) -> Option<&Value> {
+        Some(&self.result)
     }
 
     fn call(&self, arguments: &Map<String, Value>) -> Result<Value, ToolError> {
@@ -105,15 +115,17 @@ impl BuiltinRegistry {
     }
 
     /// Adds (or replaces) the function `name`. Its arguments are parsed into `A`, whose
-    /// derived JSON Schema is what flows are checked against.
+    /// derived JSON Schema is what flows are checked against; `R`'s schema tells editors
+    /// the fields `result.…` has.
     pub fn register<A, R, F>(&mut self, name: impl Into<String>, function: F) -> &mut Self
     where
         A: DeserializeOwned + JsonSchema + 'static,
-        R: Serialize + 'static,
+        R: Serialize + JsonSchema + 'static,
         F: Fn(A) -> Result<R, ToolError> + Send + Sync + 'static,
     {
         let typed = Typed {
             schema: schema::arguments::<A>(),
+            result: schema::result::<R>(),
             function,
             types: PhantomData,
         };
@@ -146,6 +158,10 @@ impl BuiltinCatalog for BuiltinRegistry {
 
     fn describe(&self, name: &str) -> Option<Value> {
         self.get(name).map(|function| function.schema().clone())
+    }
+
+    fn describe_result(&self, name: &str) -> Option<Value> {
+        self.get(name)?.result_schema().cloned()
     }
 }
 

@@ -24,3 +24,21 @@ pub(super) fn arguments<A: JsonSchema>() -> Value {
     }
     schema
 }
+
+/// The schema of a result type `R` as it is serialized: the fields `after` rules can read
+/// as `result.…` (what the language server completes and shows on hover).
+pub(super) fn result<R: JsonSchema>() -> Value {
+    let generator = SchemaSettings::draft2020_12()
+        .for_serialize()
+        .with(|settings| {
+            settings.inline_subschemas = true;
+            settings.meta_schema = None;
+        })
+        .into_generator();
+    let mut schema = Value::from(generator.into_root_schema_for::<R>());
+    if let Some(object) = schema.as_object_mut() {
+        object.remove("title");
+        object.remove("$defs");
+    }
+    schema
+}
