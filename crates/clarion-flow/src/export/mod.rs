@@ -148,6 +148,25 @@ pub fn export(
     Ok(Value::Object(definition(flow, format, instructions)))
 }
 
+/// A flow's tools as each export format lists them. They depend only on the flow's tools
+/// and tool choice, which do not change once it is loaded, and a provider sends them with
+/// every request: built once, not per request (strict-mode schemas are the costly part).
+/// A clone of the flow starts empty, so a changed copy never sends its original's tools.
+#[derive(Default)]
+pub(crate) struct ToolsCache([std::sync::OnceLock<Vec<Value>>; 3]);
+
+impl Clone for ToolsCache {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
+impl std::fmt::Debug for ToolsCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ToolsCache")
+    }
+}
+
 /// The assistant definition with already-rendered `instructions`. Providers start every
 /// request from this, so what `clarion export` prints is exactly what a model receives.
 #[must_use]
@@ -167,15 +186,23 @@ pub fn definition(flow: &Flow, format: ExportFormat, instructions: String) -> Ma
             json!({ "type": "function", "function": Value::Object(function) })
         }
     };
-    let mut tools: Vec<Value> = flow
-        .tools
-        .values()
-        .map(|tool| entry(function(tool)))
-        .collect();
-    // The Assistants format has no tool_choice in its definition; the app sets it per run.
-    if offers_reply(flow) && format != ExportFormat::Assistants {
-        tools.push(entry(reply_function()));
-    }
+    let cached = match format {
+        ExportFormat::ChatCompletions => &flow.exported.0[0],
+        ExportFormat::Responses => &flow.exported.0[1],
+        ExportFormat::Assistants => &flow.exported.0[2],
+    };
+    let tools = cached.get_or_init(|| {
+        let mut tools: Vec<Value> = flow
+            .tools
+            .values()
+            .map(|tool| entry(function(tool)))
+            .collect();
+        // The Assistants format has no tool_choice in its definition; the app sets it per run.
+        if offers_reply(flow) && format != ExportFormat::Assistants {
+            tools.push(entry(reply_function()));
+        }
+        tools
+    });
     match format {
         ExportFormat::ChatCompletions => {
             body.insert(
@@ -196,7 +223,7 @@ pub fn definition(flow: &Flow, format: ExportFormat, instructions: String) -> Ma
         }
     }
     if has_tools {
-        body.insert("tools".to_owned(), Value::Array(tools));
+        body.insert("tools".to_owned(), Value::Array(tools.clone()));
         if format != ExportFormat::Assistants {
             if let Some(choice) = assistant.tool_choice {
                 body.insert(
