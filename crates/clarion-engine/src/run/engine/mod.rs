@@ -17,7 +17,8 @@
 //! The parts, one file each: `claim` (one driver per run, the cancel signal), `drive` (the
 //! loop and one model request), `turn` (preparing, guarding and landing a turn of tool
 //! calls), `execute` (one tool call under its timeout), `finish` (ending runs, and the
-//! messages they write). This file holds the public API.
+//! messages they write), `kept` (the threads kept between runs, with the indices that grow
+//! with them). This file holds the public API.
 
 mod claim;
 
