@@ -409,5 +409,6 @@ fn build(file: FlowFile, limits: Limits, refs: &params::ResolvedRefs, path: &Pat
         provider: file.provider,
         slots,
         tools,
+        exported: crate::export::ToolsCache::default(),
     }
 }

@@ -38,6 +38,9 @@ pub struct Flow {
     pub slots: IndexMap<String, Slot>,
     /// Declared tools, in file order.
     pub tools: IndexMap<String, Tool>,
+    /// The tools as each export format lists them, built the first time a definition
+    /// needs them (see [`crate::export::definition`]).
+    pub(crate) exported: crate::export::ToolsCache,
 }
 
 /// `[limits]`, with durations parsed.

@@ -464,15 +464,7 @@ fn header(
 /// The thread with its messages (call inside a transaction, so the row and the messages
 /// are one snapshot).
 fn load_thread(conn: &Connection, id: &str) -> Result<Thread, StoreError> {
-    let header = load_header(conn, id)?;
-    let messages = load_messages(conn, id)?;
-    if messages.len() != header.message_count {
-        return Err(StoreError::Backend(format!(
-            "thread `{id}` counts {} messages but holds {}; the store file may be corrupt",
-            header.message_count,
-            messages.len()
-        )));
-    }
+    let (header, messages) = load_since(conn, id, 0)?;
     Ok(Thread {
         id: header.id,
         flow: header.flow,
@@ -483,6 +475,25 @@ fn load_thread(conn: &Connection, id: &str) -> Result<Thread, StoreError> {
         pending: header.pending,
         active_run: header.active_run,
     })
+}
+
+/// The thread's header and its messages from position `from` on (inside a transaction,
+/// as [`load_thread`]).
+fn load_since(
+    conn: &Connection,
+    id: &str,
+    from: usize,
+) -> Result<(ThreadHeader, Vec<Message>), StoreError> {
+    let header = load_header(conn, id)?;
+    let messages = load_messages(conn, id, from)?;
+    if from.max(header.message_count) != from + messages.len() {
+        return Err(StoreError::Backend(format!(
+            "thread `{id}` counts {} messages but holds {}; the store file may be corrupt",
+            header.message_count,
+            from.min(header.message_count) + messages.len()
+        )));
+    }
+    Ok((header, messages))
 }
 
 /// One message row as stored.
@@ -514,21 +525,26 @@ fn message_columns(row: &rusqlite::Row<'_>) -> rusqlite::Result<MessageColumns> 
     ))
 }
 
-fn load_messages(conn: &Connection, thread_id: &str) -> Result<Vec<Message>, StoreError> {
+/// The thread's messages from position `from` on, in order.
+fn load_messages(
+    conn: &Connection,
+    thread_id: &str,
+    from: usize,
+) -> Result<Vec<Message>, StoreError> {
     let loading = || format!("loading the messages of thread `{thread_id}`");
     let mut stmt = conn
         .prepare_cached(
             "SELECT seq, id, run_id, created_at, body FROM messages
-             WHERE thread_id = ?1 ORDER BY seq",
+             WHERE thread_id = ?1 AND seq >= ?2 ORDER BY seq",
         )
         .context(loading)?;
     let rows = stmt
-        .query_map([thread_id], message_columns)
+        .query_map(params![thread_id, to_i64(from)], message_columns)
         .context(loading)?;
     let mut messages = Vec::new();
     for row in rows {
         let row = row.context(loading)?;
-        let expected = to_i64(messages.len());
+        let expected = to_i64(from + messages.len());
         if row.0 != expected {
             return Err(StoreError::Backend(format!(
                 "thread `{thread_id}`: message `{}` is stored at position {} where {expected} \
@@ -1142,6 +1158,20 @@ impl ThreadStore for SqliteStore {
     fn thread_header<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<ThreadHeader, StoreError>> {
         let id = id.to_owned();
         self.blocking(move |db| load_header(&db.conn(), &id))
+    }
+
+    fn thread_since<'a>(
+        &'a self,
+        id: &'a str,
+        from: usize,
+    ) -> BoxFuture<'a, Result<(ThreadHeader, Vec<Message>), StoreError>> {
+        let id = id.to_owned();
+        self.blocking(move |db| {
+            db.read(
+                || format!("loading thread `{id}`"),
+                |tx| load_since(tx, &id, from),
+            )
+        })
     }
 
     fn messages<'a>(

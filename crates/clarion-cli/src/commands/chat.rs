@@ -59,8 +59,10 @@ pub(crate) fn run(args: &ChatArgs) -> Result<Exit, CliError> {
 
 /// `clarion chat` on a flow from `source`.
 pub(crate) fn run_flow(args: &ChatArgs, source: &FlowSource<'_>) -> Result<Exit, CliError> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // One conversation needs no parallelism: a current-thread runtime runs the run's task,
+    // the input and the signals on this thread, with no wake-ups across worker threads
+    // (blocking work — SQLite, stdin — still goes to the blocking pool).
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| CliError::Io(format!("cannot start the runtime: {e}")))?;

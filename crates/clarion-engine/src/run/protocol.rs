@@ -30,45 +30,91 @@ pub enum ProtocolViolation {
 
 /// Checks a whole history.
 pub fn check(messages: &[Message]) -> Result<(), ProtocolViolation> {
-    let mut all_calls: HashSet<&str> = HashSet::new();
-    // Calls of the current block still waiting for an output, and those answered.
-    let mut open: Vec<&str> = Vec::new();
-    let mut answered: HashSet<&str> = HashSet::new();
-    let mut in_block = false;
-    for message in messages {
+    Checker::default().check(messages)
+}
+
+/// The pairing check, kept beside a history that only grows: each [`Checker::check`]
+/// reads only the messages appended since the last one, so checking before every model
+/// request costs what the step appended, not the thread's length. It gives exactly what
+/// [`check`] gives on the whole history.
+#[derive(Debug, Clone, Default)]
+pub struct Checker {
+    /// How many messages were read, and the id of the last: a history that does not
+    /// continue the one read is checked again from its start.
+    read: usize,
+    last_id: Option<String>,
+    /// Every call id seen.
+    all_calls: HashSet<String>,
+    /// Calls of the current block still waiting for an output, and those answered.
+    open: Vec<String>,
+    answered: HashSet<String>,
+    in_block: bool,
+}
+
+impl Checker {
+    /// Checks `messages`, the history read before with messages appended.
+    pub fn check(&mut self, messages: &[Message]) -> Result<(), ProtocolViolation> {
+        let continues = match self.read.checked_sub(1) {
+            None => true,
+            Some(last) => messages
+                .get(last)
+                .is_some_and(|m| self.last_id.as_deref() == Some(m.id.as_str())),
+        };
+        if !continues {
+            *self = Self::default();
+        }
+        for message in &messages[self.read..] {
+            if let Err(violation) = self.read_one(message) {
+                // Half-read state is worthless: the next check starts over.
+                *self = Self::default();
+                return Err(violation);
+            }
+        }
+        self.read = messages.len();
+        self.last_id = messages.last().map(|m| m.id.clone());
+        match self.open.first() {
+            Some(missing) => Err(ProtocolViolation::MissingOutput(missing.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// The ids of every tool call in the history read so far.
+    #[must_use]
+    pub fn call_ids(&self) -> &HashSet<String> {
+        &self.all_calls
+    }
+
+    fn read_one(&mut self, message: &Message) -> Result<(), ProtocolViolation> {
         match &message.kind {
             MessageKind::ToolOutput { call_id, .. } => {
-                if !in_block
-                    || !(open.contains(&call_id.as_str()) || answered.contains(call_id.as_str()))
+                if !self.in_block
+                    || !(self.open.contains(call_id) || self.answered.contains(call_id))
                 {
                     return Err(ProtocolViolation::OrphanOutput(call_id.clone()));
                 }
-                if !answered.insert(call_id) {
+                if !self.answered.insert(call_id.clone()) {
                     return Err(ProtocolViolation::DuplicateOutput(call_id.clone()));
                 }
-                open.retain(|id| id != call_id);
+                self.open.retain(|id| id != call_id);
             }
             other => {
-                if let Some(missing) = open.first() {
-                    return Err(ProtocolViolation::MissingOutput((*missing).to_owned()));
+                if let Some(missing) = self.open.first() {
+                    return Err(ProtocolViolation::MissingOutput(missing.clone()));
                 }
-                answered.clear();
-                in_block = false;
+                self.answered.clear();
+                self.in_block = false;
                 if let MessageKind::ToolCalls { calls, .. } = other {
                     for call in calls {
-                        if !all_calls.insert(&call.id) {
+                        if !self.all_calls.insert(call.id.clone()) {
                             return Err(ProtocolViolation::DuplicateCallId(call.id.clone()));
                         }
-                        open.push(&call.id);
+                        self.open.push(call.id.clone());
                     }
-                    in_block = true;
+                    self.in_block = true;
                 }
             }
         }
-    }
-    match open.first() {
-        Some(missing) => Err(ProtocolViolation::MissingOutput((*missing).to_owned())),
-        None => Ok(()),
+        Ok(())
     }
 }
 
@@ -166,5 +212,50 @@ mod tests {
             check(&[calls(&["a", "a"])]),
             Err(ProtocolViolation::DuplicateCallId("a".into()))
         );
+    }
+
+    /// Checking a history as it grows, one message at a time, gives what checking each
+    /// prefix whole gives; after a violation, a grown history is checked afresh.
+    #[test]
+    fn the_incremental_check_agrees_with_the_whole_one() {
+        let histories = [
+            vec![user(), calls(&["a", "b"]), output("b"), output("a"), user()],
+            vec![calls(&["a", "b"]), output("a"), user()],
+            vec![calls(&["a"]), output("a"), output("a")],
+            vec![user(), output("x"), user()],
+            vec![
+                calls(&["a"]),
+                output("a"),
+                user(),
+                calls(&["a"]),
+                output("a"),
+            ],
+            vec![
+                calls(&["a"]),
+                output("a"),
+                calls(&["b"]),
+                output("b"),
+                user(),
+            ],
+        ];
+        for history in &histories {
+            let mut history: Vec<Message> = history.clone();
+            for (i, m) in history.iter_mut().enumerate() {
+                m.id = format!("msg_{i}");
+            }
+            let mut checker = Checker::default();
+            for end in 0..=history.len() {
+                assert_eq!(
+                    checker.check(&history[..end]),
+                    check(&history[..end]),
+                    "{history:?} up to {end}"
+                );
+            }
+            // Another history than the one read is read from its start.
+            let mut other = history.clone();
+            other.insert(0, user());
+            other[0].id = "other".into();
+            assert_eq!(checker.check(&other), check(&other));
+        }
     }
 }

@@ -673,6 +673,28 @@ pub async fn headers_count_without_loading_messages(store: &dyn ThreadStore) {
     assert_eq!(listed, vec![header]);
 }
 
+/// `thread_since` gives the header and exactly the messages from a position on, as the
+/// whole thread has them; past the end, none.
+pub async fn thread_since_reads_the_tail(store: &dyn ThreadStore) {
+    let t = paged_thread(store).await;
+    for from in [0, 1, 7, 12, 13, 20] {
+        let (header, tail) = store
+            .thread_since("thread_p", from)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(header, t.header(), "from {from}");
+        assert_eq!(
+            tail,
+            t.messages.get(from..).unwrap_or_default(),
+            "from {from}"
+        );
+    }
+    assert_eq!(
+        store.thread_since("thread_nope", 0).await.map(|_| ()),
+        Err(StoreError::ThreadNotFound("thread_nope".to_owned()))
+    );
+}
+
 /// Every page a client can ask for is the reference page ([`MessageQuery::select`] over
 /// the whole thread): orders, limits, cursors either side, a run, people's messages only.
 pub async fn message_pages_match_the_reference(store: &dyn ThreadStore) {
@@ -905,6 +927,7 @@ macro_rules! store_contract {
             commit_appends_exactly_the_new_messages,
             runs_are_listed_oldest_first,
             headers_count_without_loading_messages,
+            thread_since_reads_the_tail,
             message_pages_match_the_reference,
             update_thread_rewrites_the_row_unless_locked,
             a_step_that_does_not_continue_the_stored_history_is_refused,

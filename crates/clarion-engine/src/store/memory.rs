@@ -150,6 +150,17 @@ impl ThreadStore for MemoryStore {
         ready(self.with_thread(id, Thread::header))
     }
 
+    fn thread_since<'a>(
+        &'a self,
+        id: &'a str,
+        from: usize,
+    ) -> BoxFuture<'a, Result<(ThreadHeader, Vec<Message>), StoreError>> {
+        ready(self.with_thread(id, |t| {
+            let tail = t.messages.get(from..).unwrap_or_default().to_vec();
+            (t.header(), tail)
+        }))
+    }
+
     fn messages<'a>(
         &'a self,
         thread_id: &'a str,

@@ -10,8 +10,10 @@
 //! `spawn_blocking`; the PostgreSQL store uses an async driver). And a request's cost must
 //! not grow with what a user can grow: a thread's header ([`ThreadStore::thread_header`]),
 //! a page of its messages ([`ThreadStore::messages`]), one run, or an appended message are
-//! each one indexed operation, whatever the thread's length. Only a run loads a whole
-//! thread ([`ThreadStore::thread`]), because the model is sent the whole history anyway.
+//! each one indexed operation, whatever the thread's length. Only a run needs a whole
+//! thread ([`ThreadStore::thread`]), because the model is sent the whole history anyway;
+//! an engine that kept the thread from its last run reads only what was appended since
+//! ([`ThreadStore::thread_since`]).
 //!
 //! **Cancel safety.** A store's futures hold no lock across an `.await`: dropping one
 //! either leaves the operation undone or lets it finish on its own (a blocking task runs to
@@ -295,6 +297,22 @@ pub trait ThreadStore: Send + Sync {
     fn thread<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Thread, StoreError>>;
     /// A thread's header, without its messages.
     fn thread_header<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<ThreadHeader, StoreError>>;
+    /// A thread's header and its messages from position `from` on (none if it has fewer),
+    /// read together: what a caller that holds the first `from` messages needs to bring
+    /// its copy up to date. A store should read only those messages; the default loads
+    /// the whole thread.
+    fn thread_since<'a>(
+        &'a self,
+        id: &'a str,
+        from: usize,
+    ) -> BoxFuture<'a, Result<(ThreadHeader, Vec<Message>), StoreError>> {
+        Box::pin(async move {
+            let mut thread = self.thread(id).await?;
+            let header = thread.header();
+            let tail = thread.messages.split_off(from.min(thread.messages.len()));
+            Ok((header, tail))
+        })
+    }
     /// A page of a thread's messages.
     fn messages<'a>(
         &'a self,

@@ -148,6 +148,25 @@ pub fn export(
     Ok(Value::Object(definition(flow, format, instructions)))
 }
 
+/// A flow's tools as each export format lists them. They depend only on the flow's tools
+/// and tool choice, which do not change once it is loaded, and a provider sends them with
+/// every request: built once, not per request (strict-mode schemas are the costly part).
+/// A clone of the flow starts empty, so a changed copy never sends its original's tools.
+#[derive(Default)]
+pub(crate) struct ToolsCache([std::sync::OnceLock<Vec<Value>>; 3]);
+
+impl Clone for ToolsCache {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
+impl std::fmt::Debug for ToolsCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ToolsCache")
+    }
+}
+
 /// The assistant definition with already-rendered `instructions`. Providers start every
 /// request from this, so what `clarion export` prints is exactly what a model receives.
 #[must_use]
@@ -167,27 +186,7 @@ pub fn definition_offering(
     let assistant = &flow.assistant;
     let mut body = Map::new();
     body.insert("model".to_owned(), Value::String(assistant.model.clone()));
-    let entry = |function: Map<String, Value>| match format {
-        ExportFormat::Responses => {
-            let mut entry = Map::new();
-            entry.insert("type".to_owned(), json!("function"));
-            entry.extend(function);
-            Value::Object(entry)
-        }
-        ExportFormat::ChatCompletions | ExportFormat::Assistants => {
-            json!({ "type": "function", "function": Value::Object(function) })
-        }
-    };
-    let mut tools: Vec<Value> = flow
-        .tools
-        .values()
-        .filter(|tool| offered(tool))
-        .map(|tool| entry(function(tool)))
-        .collect();
-    // The Assistants format has no tool_choice in its definition; the app sets it per run.
-    if offers_reply(flow) && format != ExportFormat::Assistants {
-        tools.push(entry(reply_function()));
-    }
+    let tools = offered_tools(flow, format, offered);
     match format {
         ExportFormat::ChatCompletions => {
             body.insert(
@@ -256,4 +255,48 @@ pub fn definition_offering(
         }
     }
     body
+}
+
+/// The tools of `flow` that `offered` accepts, as `format` lists them, from the flow's cache
+/// (built once per format: strict-mode schemas are the costly part).
+fn offered_tools(flow: &Flow, format: ExportFormat, offered: &dyn Fn(&Tool) -> bool) -> Vec<Value> {
+    let entry = |function: Map<String, Value>| match format {
+        ExportFormat::Responses => {
+            let mut entry = Map::new();
+            entry.insert("type".to_owned(), json!("function"));
+            entry.extend(function);
+            Value::Object(entry)
+        }
+        ExportFormat::ChatCompletions | ExportFormat::Assistants => {
+            json!({ "type": "function", "function": Value::Object(function) })
+        }
+    };
+    let cached = match format {
+        ExportFormat::ChatCompletions => &flow.exported.0[0],
+        ExportFormat::Responses => &flow.exported.0[1],
+        ExportFormat::Assistants => &flow.exported.0[2],
+    };
+    let all = cached.get_or_init(|| {
+        let mut tools: Vec<Value> = flow
+            .tools
+            .values()
+            .map(|tool| entry(function(tool)))
+            .collect();
+        // The Assistants format has no tool_choice in its definition; the app sets it per run.
+        if offers_reply(flow) && format != ExportFormat::Assistants {
+            tools.push(entry(reply_function()));
+        }
+        tools
+    });
+    // The cache holds the flow's tools in order, then the reply tool, which is always
+    // offered.
+    all.iter()
+        .enumerate()
+        .filter(|(i, _)| {
+            flow.tools
+                .get_index(*i)
+                .is_none_or(|(_, tool)| offered(tool))
+        })
+        .map(|(_, entry)| entry.clone())
+        .collect()
 }

@@ -1,7 +1,7 @@
 //! Driving a run: the loop of steps, and one model request with the checks every request
 //! needs (cancellation, the step limit, the instructions, the pairing invariant).
 
-use super::{Engine, TurnEnd};
+use super::{Engine, Indices, TurnEnd};
 use crate::codes::{ErrorCode, IncompleteReason};
 use crate::events::Event;
 use crate::events::EventSink;
@@ -12,7 +12,6 @@ use crate::observe;
 use crate::run::EngineError;
 use crate::run::Run;
 use crate::run::RunStatus;
-use crate::run::protocol;
 use crate::store::Step;
 use crate::thread::MessageKind;
 use crate::thread::Thread;
@@ -28,6 +27,7 @@ impl Engine {
     pub(super) async fn drive(
         &self,
         thread: &mut Thread,
+        indices: &mut Indices,
         run: &mut Run,
         mut cancel: watch::Receiver<bool>,
         events: &dyn EventSink,
@@ -38,7 +38,7 @@ impl Engine {
             // word of it, so a live consumer can show the text under its final id.
             let reply_id = new_id("msg");
             let Some(turn) = self
-                .ask_model(thread, run, &mut cancel, mark, &reply_id, events)
+                .ask_model(thread, indices, run, &mut cancel, mark, &reply_id, events)
                 .await?
             else {
                 return Ok(());
@@ -63,7 +63,7 @@ impl Engine {
                     .finish(thread, run, RunStatus::Completed, mark, events)
                     .await;
             }
-            let calls = Self::normalize_ids(thread, calls);
+            let calls = Self::normalize_ids(indices.protocol.call_ids(), calls);
             for call in &calls {
                 events.emit(&Event::ToolCalled {
                     call_id: call.id.clone(),
@@ -86,7 +86,7 @@ impl Engine {
                 None
             };
             match self
-                .play_turn(thread, run, &calls, pending, &mut cancel, events)
+                .play_turn(thread, indices, run, &calls, pending, &mut cancel, events)
                 .await
             {
                 TurnEnd::Continue => {
@@ -118,9 +118,11 @@ impl Engine {
     /// One model request, after the checks every request needs. `None` when the run
     /// ended instead (cancelled, step limit, broken instructions or history, model error),
     /// with the bookkeeping done.
+    #[allow(clippy::too_many_arguments)] // the loop's state, passed apart to borrow apart
     pub(super) async fn ask_model(
         &self,
         thread: &mut Thread,
+        indices: &mut Indices,
         run: &mut Run,
         cancel: &mut watch::Receiver<bool>,
         mark: usize,
@@ -149,7 +151,7 @@ impl Engine {
                 return Ok(None);
             }
         };
-        if let Err(violation) = protocol::check(&thread.messages) {
+        if let Err(violation) = indices.protocol.check(&thread.messages) {
             let message = format!("refusing to send a broken history to the model: {violation}");
             self.fail(
                 thread,

@@ -17,7 +17,8 @@
 //! The parts, one file each: `claim` (one driver per run, the cancel signal), `drive` (the
 //! loop and one model request), `turn` (preparing, guarding and landing a turn of tool
 //! calls), `execute` (one tool call under its timeout), `finish` (ending runs, and the
-//! messages they write). This file holds the public API.
+//! messages they write), `kept` (the threads kept between runs, with the indices that grow
+//! with them). This file holds the public API.
 
 mod claim;
 
@@ -25,7 +26,10 @@ use self::claim::Claims;
 mod drive;
 mod execute;
 mod finish;
+mod kept;
 mod turn;
+
+use self::kept::{Indices, Kept};
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -83,6 +87,8 @@ pub struct Engine {
     clock: Arc<dyn Clock>,
     /// The runs this engine is driving, and those whose driver was dropped.
     claims: Claims,
+    /// The threads its last runs left, so the next run on one reads only what is new.
+    kept: Kept,
 }
 
 impl std::fmt::Debug for Engine {
@@ -117,6 +123,7 @@ impl Engine {
             store,
             clock: Arc::new(SystemClock),
             claims: Claims::default(),
+            kept: Kept::default(),
         }
     }
 
@@ -421,7 +428,7 @@ impl Engine {
             });
         }
         self.claims.forget(run_id);
-        let mut thread = self.store.thread(&run.thread_id).await?;
+        let (mut thread, mut indices) = self.working_thread(&run.thread_id).await?;
         if !resumed {
             Self::set_status(&mut run, RunStatus::InProgress, events);
             run.started_at = Some(self.clock.now_ms());
@@ -433,7 +440,9 @@ impl Engine {
                 })
                 .await?;
         }
-        self.drive(&mut thread, &mut run, cancel, events).await?;
+        self.drive(&mut thread, &mut indices, &mut run, cancel, events)
+            .await?;
+        self.kept.keep(thread, indices);
         Ok(run)
     }
 
@@ -502,7 +511,7 @@ impl Engine {
         if !missing.is_empty() {
             return Err(EngineError::MissingToolOutputs(missing));
         }
-        let mut thread = self.store.thread(&run.thread_id).await?;
+        let (mut thread, mut indices) = self.working_thread(&run.thread_id).await?;
         let mark = thread.messages.len();
         let mut staged = run.staged.take().unwrap_or_default();
         let calls = std::mem::take(&mut run.required_action);
@@ -515,8 +524,13 @@ impl Engine {
             let output = self.output_message(&run, call, OutputStatus::Ok, content, events);
             staged.outputs.push(output);
             if let Some(tool) = self.flow.tools.get(&call.name) {
-                let said = said_for(&self.flow, std::slice::from_ref(call), &thread.messages);
-                let args = prepared_args(&self.flow, &self.validators, call, &thread.slots, &said);
+                let said = said_for(
+                    &self.flow,
+                    std::slice::from_ref(call),
+                    &mut indices.said,
+                    &thread.messages,
+                );
+                let args = prepared_args(&self.flow, &self.validators, call, &thread.slots, said);
                 let effects = rules::after(
                     tool,
                     &self.validators,
@@ -544,7 +558,9 @@ impl Engine {
                         run: Some(&run),
                     })
                     .await?;
-                self.drive(&mut thread, &mut run, cancel, events).await?;
+                self.drive(&mut thread, &mut indices, &mut run, cancel, events)
+                    .await?;
+                self.kept.keep(thread, indices);
             }
         }
         Ok(run)

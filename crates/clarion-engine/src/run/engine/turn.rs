@@ -2,7 +2,7 @@
 //! ones, and landing the outputs, injected context and questions in the thread.
 
 use super::execute::idempotency_key;
-use super::{Engine, TurnEnd, cancelled};
+use super::{Engine, Indices, TurnEnd, cancelled};
 use crate::codes::ToolErrorKind;
 use crate::codes::{ErrorCode, IncompleteReason};
 use crate::events::Event;
@@ -39,18 +39,20 @@ use tokio::sync::watch;
 
 impl Engine {
     /// Plays one turn of tool calls.
+    #[allow(clippy::too_many_arguments)] // the loop's state, passed apart to borrow apart
     pub(super) async fn play_turn(
         &self,
         thread: &mut Thread,
+        indices: &mut Indices,
         run: &mut Run,
         calls: &[ToolCall],
         pending: Option<PendingCall>,
         cancel: &mut watch::Receiver<bool>,
         events: &dyn EventSink,
     ) -> TurnEnd {
-        let mut prepared = self.prepare_calls(thread, calls, pending, events);
+        let mut prepared = self.prepare_calls(thread, &mut indices.said, calls, pending, events);
 
-        let loop_ends = self.guard_repeats(thread, run, calls, &mut prepared);
+        let loop_ends = self.guard_repeats(thread, &mut indices.said, run, calls, &mut prepared);
 
         // Run the ready server-side calls concurrently; client calls wait for the app.
         let runnable: Vec<(usize, &Tool, &Map<String, Value>, String)> = prepared
@@ -154,13 +156,14 @@ impl Engine {
     fn guard_repeats(
         &self,
         thread: &Thread,
+        said: &mut Said,
         run: &mut Run,
         calls: &[ToolCall],
         prepared: &mut [Prepared],
     ) -> bool {
-        let said = said_for(&self.flow, calls, &thread.messages);
+        let said = said_for(&self.flow, calls, said, &thread.messages);
         let effective = |call: &ToolCall| {
-            prepared_args(&self.flow, &self.validators, call, &thread.slots, &said)
+            prepared_args(&self.flow, &self.validators, call, &thread.slots, said)
         };
         guard_repeats(thread, run, calls, prepared, &effective)
     }
@@ -171,12 +174,13 @@ impl Engine {
     pub(super) fn prepare_calls(
         &self,
         thread: &mut Thread,
+        said: &mut Said,
         calls: &[ToolCall],
         mut pending: Option<PendingCall>,
         events: &dyn EventSink,
     ) -> Vec<Prepared> {
         let mut prepared = Vec::with_capacity(calls.len());
-        let said = said_for(&self.flow, calls, &thread.messages);
+        let said = said_for(&self.flow, calls, said, &thread.messages);
         for call in calls {
             let matching = pending.as_ref().is_some_and(|p| p.tool == call.name);
             let for_call = if matching { pending.take() } else { None };
@@ -190,7 +194,7 @@ impl Engine {
                     call,
                     &thread.slots,
                     for_call.as_ref(),
-                    &said,
+                    said,
                 ),
             };
             if let Prepared::Ready { args, unstated }
@@ -326,26 +330,18 @@ impl Engine {
         }
     }
 
-    /// Gives calls fresh ids when the model's are empty or already used in the thread, so
-    /// pairing never depends on a model's id hygiene.
-    pub(super) fn normalize_ids(thread: &Thread, calls: Vec<ToolCall>) -> Vec<ToolCall> {
-        let mut used: HashSet<String> = thread
-            .messages
-            .iter()
-            .flat_map(|m| match &m.kind {
-                MessageKind::ToolCalls { calls, .. } => {
-                    calls.iter().map(|c| c.id.clone()).collect()
-                }
-                _ => Vec::new(),
-            })
-            .collect();
+    /// Gives calls fresh ids when the model's are empty or already used in the thread
+    /// (`used`: the ids of every call in it), so pairing never depends on a model's id
+    /// hygiene.
+    pub(super) fn normalize_ids(used: &HashSet<String>, calls: Vec<ToolCall>) -> Vec<ToolCall> {
+        let mut fresh: HashSet<String> = HashSet::new();
         calls
             .into_iter()
             .map(|mut call| {
-                if call.id.is_empty() || used.contains(&call.id) {
+                if call.id.is_empty() || used.contains(&call.id) || fresh.contains(&call.id) {
                     call.id = new_id("call");
                 }
-                used.insert(call.id.clone());
+                fresh.insert(call.id.clone());
                 call
             })
             .collect()
@@ -538,18 +534,25 @@ pub(super) fn prepared_args(
     }
 }
 
-/// What the user said in the thread, indexed only when one of `calls` has a grounded
-/// parameter (most turns need none).
-pub(super) fn said_for(flow: &Flow, calls: &[ToolCall], messages: &[Message]) -> Said {
+/// What the user said in the thread, brought up to date from `messages` only when one of
+/// `calls` has a grounded parameter (most turns need none); nothing said otherwise.
+pub(super) fn said_for<'a>(
+    flow: &Flow,
+    calls: &[ToolCall],
+    said: &'a mut Said,
+    messages: &[Message],
+) -> &'a Said {
+    static NOTHING: Said = Said::EMPTY;
     let grounded = calls.iter().any(|call| {
         flow.tools
             .get(&call.name)
             .is_some_and(|tool| tool.params.values().any(|p| p.grounded))
     });
     if grounded {
-        Said::from_messages(messages)
+        said.catch_up(messages);
+        said
     } else {
-        Said::default()
+        &NOTHING
     }
 }
 

@@ -98,44 +98,74 @@ pub struct Claim<'a> {
 #[derive(Debug, Clone, PartialEq)]
 struct Mention {
     values: Vec<f64>,
-    /// Whether it is in the user's latest message.
-    latest: bool,
 }
 
 /// What the user has said in a thread, indexed for [`Said::unstated`].
+///
+/// The index grows with the thread: [`Said::catch_up`] reads only the messages appended
+/// since its last call, so a run on a long thread does not re-parse every user message
+/// for each grounded call.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Said {
     numbers: Vec<Mention>,
+    /// Where the mentions of the user's latest message start in `numbers`.
+    latest: usize,
     /// Every user message, normalized, one per line.
     text: String,
+    /// How many messages of the history [`Said::catch_up`] has read, and the id of the
+    /// last, so a history that is not the one it read is indexed again from the start.
+    read: usize,
+    last_id: Option<String>,
 }
 
 impl Said {
+    /// Nothing said.
+    pub const EMPTY: Self = Self {
+        numbers: Vec::new(),
+        latest: 0,
+        text: String::new(),
+        read: 0,
+        last_id: None,
+    };
+
     /// Indexes the user's messages among `messages`.
     #[must_use]
     pub fn from_messages(messages: &[Message]) -> Self {
         let mut said = Self::default();
-        for message in messages {
+        said.catch_up(messages);
+        said
+    }
+
+    /// Indexes the user's messages that `messages` appended since the last call: the same
+    /// history, grown. A history that does not continue the one read before (shorter, or
+    /// another message where the last one read was) is indexed again from the start.
+    pub fn catch_up(&mut self, messages: &[Message]) {
+        let continues = match self.read.checked_sub(1) {
+            None => true,
+            Some(last) => messages
+                .get(last)
+                .is_some_and(|m| self.last_id.as_deref() == Some(m.id.as_str())),
+        };
+        if !continues {
+            *self = Self::default();
+        }
+        for message in &messages[self.read..] {
             if let MessageKind::User { text } = &message.kind {
-                said.add(text);
+                self.add(text);
             }
         }
-        said
+        self.read = messages.len();
+        self.last_id = messages.last().map(|m| m.id.clone());
     }
 
     /// Indexes one more thing the user said (the latest, until the next one).
     pub fn add(&mut self, text: &str) {
-        for mention in &mut self.numbers {
-            mention.latest = false;
-        }
+        self.latest = self.numbers.len();
         self.numbers.extend(
             numbers(text)
                 .into_iter()
                 .chain(number_words(text).into_iter().map(|n| vec![n]))
-                .map(|values| Mention {
-                    values,
-                    latest: true,
-                }),
+                .map(|values| Mention { values }),
         );
         if !self.text.is_empty() {
             self.text.push('\n');
@@ -202,7 +232,7 @@ impl Said {
             .numbers
             .iter()
             .enumerate()
-            .filter(|(id, m)| m.latest && !used.contains(id))
+            .filter(|(id, _)| *id >= self.latest && !used.contains(id))
             .count();
         for (i, claim) in claims.iter().enumerate() {
             if unstated[i] && claim.asked && claim.kind == ValueKind::Number && free > 0 {
