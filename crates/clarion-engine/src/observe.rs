@@ -15,8 +15,8 @@
 //!
 //! The spans follow OpenTelemetry's semantic conventions for generative AI (`gen_ai.*`),
 //! so a tracing layer can export them as they are: `run` holds one `chat` span per model
-//! request ([`model_span`]: `gen_ai.system`, `gen_ai.request.model`, token usage, finish
-//! reason) and one `execute_tool` span per server-side call ([`tool_span`]:
+//! request (`model_span`: `gen_ai.system`, `gen_ai.request.model`, token usage, finish
+//! reason) and one `execute_tool` span per server-side call (`tool_span`:
 //! `gen_ai.tool.name`, executor, outcome); questions asked and context injected are
 //! events inside `run`. The same two rules hold: names, ids, codes and counts, never text.
 
