@@ -9,6 +9,10 @@
 // as one scripted story.
 #![allow(clippy::float_cmp, clippy::too_many_lines)]
 
+mod support;
+
+use support::{call, client, flow_for};
+
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -76,19 +80,6 @@ async fn model() -> MockServer {
         .mount(&server)
         .await;
     server
-}
-
-fn flow_for(dir: &Path, base_url: &str) -> String {
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let text =
-        std::fs::read_to_string(workspace.join("flows/personal-finance.toml")).unwrap_or_default();
-    let path = dir.join("finance.toml");
-    std::fs::write(
-        &path,
-        format!("{text}\n[provider]\nbase_url = \"{base_url}\"\nstream = false\nmax_retries = 0\ntimeout = \"600s\"\n"),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    path.display().to_string()
 }
 
 /// A running `clarion serve`, its API base and everything it wrote to stderr.
@@ -195,17 +186,6 @@ impl Drop for Server {
     }
 }
 
-fn client() -> reqwest::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::new()
-}
-
-async fn call(request: reqwest::RequestBuilder) -> (u16, Value) {
-    let response = request.send().await.unwrap_or_else(|e| panic!("{e}"));
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
 /// Starts a thread with `words` and waits until its run ends; the run.
 async fn converse(c: &reqwest::Client, base: &str, key: Option<&str>, words: &str) -> Value {
     let auth = |r: reqwest::RequestBuilder| match key {
@@ -247,7 +227,9 @@ fn key_id(key: &str) -> String {
 async fn the_log_names_runs_routes_and_codes_and_never_a_key_or_what_users_said() {
     let model = model().await;
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let flow = flow_for(dir.path(), &format!("{}/v1", model.uri()));
+    let flow = flow_for(dir.path(), &format!("{}/v1", model.uri()))
+        .display()
+        .to_string();
     let store = dir.path().join("threads.db").display().to_string();
     let keys = format!("sk-other-key-0000,{KEY}");
     let c = client();
@@ -381,7 +363,9 @@ async fn a_tool_timeout_is_logged_with_its_run_and_code() {
 #[tokio::test]
 async fn probes_answer_without_a_key_and_429_says_when_to_retry() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let flow = flow_for(dir.path(), "http://127.0.0.1:9/v1");
+    let flow = flow_for(dir.path(), "http://127.0.0.1:9/v1")
+        .display()
+        .to_string();
     let store = dir.path().join("threads.db").display().to_string();
     let server = Server::start(
         &[
@@ -485,7 +469,9 @@ async fn events_until(
 async fn sigterm_mid_stream_lets_the_run_finish_then_exits_0() {
     let model = model().await;
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let flow = flow_for(dir.path(), &format!("{}/v1", model.uri()));
+    let flow = flow_for(dir.path(), &format!("{}/v1", model.uri()))
+        .display()
+        .to_string();
     let store = dir.path().join("threads.db").display().to_string();
     let mut server = Server::start(
         &[
@@ -557,7 +543,9 @@ async fn sigterm_mid_stream_lets_the_run_finish_then_exits_0() {
 async fn after_the_grace_a_hung_run_is_left_for_the_next_start_to_resume() {
     let model = model().await;
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let flow = flow_for(dir.path(), &format!("{}/v1", model.uri()));
+    let flow = flow_for(dir.path(), &format!("{}/v1", model.uri()))
+        .display()
+        .to_string();
     let store = dir.path().join("threads.db").display().to_string();
     let mut server = Server::start(&[&flow, "--store", &store, "--shutdown-grace", "1"], &[]);
     let c = client();
@@ -593,7 +581,9 @@ async fn after_the_grace_a_hung_run_is_left_for_the_next_start_to_resume() {
         })))
         .mount(&answering)
         .await;
-    let flow = flow_for(dir.path(), &format!("{}/v1", answering.uri()));
+    let flow = flow_for(dir.path(), &format!("{}/v1", answering.uri()))
+        .display()
+        .to_string();
     let server = Server::start(&[&flow, "--store", &store], &[]);
     assert!(
         server
@@ -689,7 +679,9 @@ fn skip_or_fail(why: &str) {
 async fn metrics_are_valid_exposition_bounded_and_documented_and_prometheus_scrapes_them() {
     let model = model().await;
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let flow = flow_for(dir.path(), &format!("{}/v1", model.uri()));
+    let flow = flow_for(dir.path(), &format!("{}/v1", model.uri()))
+        .display()
+        .to_string();
     let store = dir.path().join("threads.db").display().to_string();
     let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())

@@ -2,8 +2,12 @@
 //! loopback, a restart after `kill -9` during a run leaves every thread consistent, and
 //! the one-line errors for what stops it from starting.
 
+mod support;
+
+use support::{call, client, flow_for};
+
 use std::io::{BufRead as _, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -40,19 +44,6 @@ impl Respond for Model {
     }
 }
 
-fn flow_for(dir: &Path, base_url: &str) -> PathBuf {
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let text =
-        std::fs::read_to_string(workspace.join("flows/personal-finance.toml")).unwrap_or_default();
-    let path = dir.join("finance.toml");
-    std::fs::write(
-        &path,
-        format!("{text}\n[provider]\nbase_url = \"{base_url}\"\nstream = false\nmax_retries = 0\ntimeout = \"600s\"\n"),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    path
-}
-
 /// Starts `clarion serve` and waits for its address.
 fn serve(args: &[&str]) -> (Child, String) {
     let (child, address, _) = serve_logged(args);
@@ -86,17 +77,6 @@ fn serve_logged(args: &[&str]) -> (Child, String, String) {
     let _ = child.kill();
     let _ = child.wait();
     panic!("clarion serve did not start:\n{seen}");
-}
-
-fn client() -> reqwest::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::new()
-}
-
-async fn call(request: reqwest::RequestBuilder) -> (u16, Value) {
-    let response = request.send().await.unwrap_or_else(|e| panic!("{e}"));
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
 }
 
 async fn wait_for(

@@ -10,6 +10,10 @@
 //! why", except under `CI=true`, where they fail.
 #![allow(clippy::print_stderr)] // the measured takeover time, for the record
 
+mod support;
+
+use support::{call, client, flow_for, sdk_python};
+
 use std::collections::HashSet;
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
@@ -95,19 +99,6 @@ async fn model(delay: Duration) -> MockServer {
     server
 }
 
-fn flow_for(dir: &Path, base_url: &str) -> PathBuf {
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let text =
-        std::fs::read_to_string(workspace.join("flows/personal-finance.toml")).unwrap_or_default();
-    let path = dir.join("finance.toml");
-    std::fs::write(
-        &path,
-        format!("{text}\n[provider]\nbase_url = \"{base_url}\"\nstream = false\nmax_retries = 0\ntimeout = \"600s\"\n"),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    path
-}
-
 /// A `clarion serve` process, killed when dropped.
 struct Replica {
     child: Child,
@@ -157,17 +148,6 @@ fn replica(flow: &Path, store: &str) -> Replica {
     let _ = child.kill();
     let _ = child.wait();
     panic!("clarion serve did not start:\n{seen}");
-}
-
-fn client() -> reqwest::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::new()
-}
-
-async fn call(request: reqwest::RequestBuilder) -> (u16, Value) {
-    let response = request.send().await.unwrap_or_else(|e| panic!("{e}"));
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
 }
 
 async fn wait_for(
@@ -564,31 +544,6 @@ impl Respond for SdkModel {
             json!({ "choices": [{ "index": 0, "message": message, "finish_reason": "stop" }] }),
         )
     }
-}
-
-/// The Python interpreter of `scripts/sdk-venv.sh`, if it has the SDK; under CI its
-/// absence fails the test.
-fn sdk_python() -> Option<PathBuf> {
-    let candidate = std::env::var_os("CLARION_SDK_PYTHON")
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME")
-                .map(|home| PathBuf::from(home).join(".cache/clarion/sdk-venv/bin/python"))
-        })?;
-    let works = Command::new(&candidate)
-        .args(["-c", "import openai"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if works {
-        return Some(candidate);
-    }
-    let why = format!(
-        "no Python with the openai package at {} (run scripts/sdk-venv.sh)",
-        candidate.display()
-    );
-    assert!(std::env::var_os("CI").is_none(), "{why}");
-    eprintln!("skipped: {why}");
-    None
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

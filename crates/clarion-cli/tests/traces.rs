@@ -10,6 +10,10 @@
 // The span tree is checked as one story.
 #![allow(clippy::too_many_lines)]
 
+mod support;
+
+use support::{client, flow_for};
+
 use std::collections::HashMap;
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::path::Path;
@@ -83,19 +87,6 @@ async fn model() -> MockServer {
         .mount(&server)
         .await;
     server
-}
-
-fn flow_for(dir: &Path, base_url: &str) -> String {
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let text =
-        std::fs::read_to_string(workspace.join("flows/personal-finance.toml")).unwrap_or_default();
-    let path = dir.join("finance.toml");
-    std::fs::write(
-        &path,
-        format!("{text}\n[provider]\nbase_url = \"{base_url}\"\nstream = false\nmax_retries = 0\n"),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    path.display().to_string()
 }
 
 /// A span as received, with its resource's attributes.
@@ -347,11 +338,6 @@ impl Drop for Server {
     }
 }
 
-fn client() -> reqwest::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::new()
-}
-
 /// POSTs `body` to `url` as the client's span; the JSON answer.
 async fn post(c: &reqwest::Client, url: &str, body: &Value) -> Value {
     let response = c
@@ -418,7 +404,9 @@ async fn serve_exports_the_tool_loop_under_the_clients_trace_without_content() {
     let model = model().await;
     let (endpoint, received) = receiver().await;
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let flow = flow_for(dir.path(), &format!("{}/v1", model.uri()));
+    let flow = flow_for(dir.path(), &format!("{}/v1", model.uri()))
+        .display()
+        .to_string();
     let store = dir.path().join("threads.db").display().to_string();
     let mut server = Server::start(&flow, &store, &otel_env(&endpoint));
     let c = client();
@@ -579,7 +567,9 @@ async fn a_short_chat_exports_its_run_before_it_exits() {
     let model = model().await;
     let (endpoint, received) = receiver().await;
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let flow = flow_for(dir.path(), &format!("{}/v1", model.uri()));
+    let flow = flow_for(dir.path(), &format!("{}/v1", model.uri()))
+        .display()
+        .to_string();
     let store = dir.path().join("threads.db").display().to_string();
     let mut command = Command::new(env!("CARGO_BIN_EXE_clarion"));
     command
@@ -827,7 +817,9 @@ async fn overhead_of_traces_and_metrics_under_200_clients() {
     let model = model().await;
     let (endpoint, received) = receiver().await;
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let flow = flow_for(dir.path(), &format!("{}/v1", model.uri()));
+    let flow = flow_for(dir.path(), &format!("{}/v1", model.uri()))
+        .display()
+        .to_string();
     let on = otel_env(&endpoint);
     let off: Vec<(&str, String)> = on
         .iter()
@@ -880,7 +872,9 @@ async fn test_live_exports_each_scenarios_run_before_it_exits() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let flows = dir.path().join("flows");
     std::fs::create_dir_all(flows.join("pf/scenarios")).unwrap_or_else(|e| panic!("{e}"));
-    let written = flow_for(dir.path(), &format!("{}/v1", model.uri()));
+    let written = flow_for(dir.path(), &format!("{}/v1", model.uri()))
+        .display()
+        .to_string();
     std::fs::rename(&written, flows.join("pf.toml")).unwrap_or_else(|e| panic!("{e}"));
     std::fs::write(
         flows.join("pf/scenarios/plan.toml"),
@@ -947,7 +941,9 @@ text = "It takes 12 months."
 async fn a_collector_that_is_down_costs_a_log_line_not_the_conversation() {
     let model = model().await;
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let flow = flow_for(dir.path(), &format!("{}/v1", model.uri()));
+    let flow = flow_for(dir.path(), &format!("{}/v1", model.uri()))
+        .display()
+        .to_string();
     let store = dir.path().join("threads.db").display().to_string();
     // A port nobody listens on: bound, then closed.
     let closed = std::net::TcpListener::bind("127.0.0.1:0")

@@ -1,9 +1,70 @@
-//! Shared by the CLI's test binaries: a loopback OpenAI-compatible model's wire format.
+//! Shared by the CLI's test binaries: a loopback OpenAI-compatible model's wire format, the
+//! example flow pointed at it, an HTTP client for `clarion serve`, and the Python with the
+//! `openai` SDK.
 
 // Each test binary uses part of this module.
 #![allow(dead_code)]
 
+use std::path::{Path, PathBuf};
+
 use serde_json::{Value, json};
+
+/// `flows/personal-finance.toml` with a `[provider]` at `base_url` (not streamed, no
+/// retries, a 600 s timeout so a slow test machine never times a request out), written
+/// into `dir`.
+pub(crate) fn flow_for(dir: &Path, base_url: &str) -> PathBuf {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let text =
+        std::fs::read_to_string(workspace.join("flows/personal-finance.toml")).unwrap_or_default();
+    let path = dir.join("finance.toml");
+    std::fs::write(
+        &path,
+        format!("{text}\n[provider]\nbase_url = \"{base_url}\"\nstream = false\nmax_retries = 0\ntimeout = \"600s\"\n"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    path
+}
+
+/// An HTTP client for the server under test.
+pub(crate) fn client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}
+
+/// Sends `request`: the status and the JSON body (null when there is none).
+pub(crate) async fn call(request: reqwest::RequestBuilder) -> (u16, Value) {
+    let response = request.send().await.unwrap_or_else(|e| panic!("{e}"));
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// The Python of `scripts/sdk-venv.sh` (or `CLARION_SDK_PYTHON`) when it has the `openai`
+/// package; without it the caller skips, except under CI, where this fails.
+pub(crate) fn sdk_python() -> Option<PathBuf> {
+    let candidate = std::env::var_os("CLARION_SDK_PYTHON")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .map(|home| PathBuf::from(home).join(".cache/clarion/sdk-venv/bin/python"))
+        })?;
+    let works = std::process::Command::new(&candidate)
+        .args(["-c", "import openai"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if works {
+        return Some(candidate);
+    }
+    let why = format!(
+        "no Python with the openai package at {} (run scripts/sdk-venv.sh)",
+        candidate.display()
+    );
+    assert!(std::env::var_os("CI").is_none(), "{why}");
+    #[allow(clippy::print_stderr)]
+    {
+        eprintln!("skipped: {why}");
+    }
+    None
+}
 
 /// `message` (a Chat Completions assistant message) as an event stream: text in small
 /// pieces, tool calls whole.
