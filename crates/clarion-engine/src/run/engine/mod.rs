@@ -626,15 +626,21 @@ impl Engine {
                 continue;
             };
             let run = self.store.run(&run_id).await?;
-            if matches!(
-                run.status,
-                RunStatus::Queued | RunStatus::InProgress | RunStatus::Cancelling
-            ) && !self.claims.is_driving(&run_id)
-            {
+            if self.left_unfinished(&run) {
                 runs.push(run);
             }
         }
         Ok(runs)
+    }
+
+    /// Whether `run` was left unfinished (`queued`, `in_progress` or `cancelling`) and no
+    /// driver in this process holds it: what [`Engine::interrupted_runs`] resumes and
+    /// [`Engine::recover`] fails.
+    fn left_unfinished(&self, run: &Run) -> bool {
+        matches!(
+            run.status,
+            RunStatus::Queued | RunStatus::InProgress | RunStatus::Cancelling
+        ) && !self.claims.is_driving(&run.id)
     }
 
     /// Fails the runs left unfinished (`queued`, `in_progress` or `cancelling`) by a
@@ -662,11 +668,7 @@ impl Engine {
                 continue;
             };
             let mut run = self.store.run(&run_id).await?;
-            if !matches!(
-                run.status,
-                RunStatus::Queued | RunStatus::InProgress | RunStatus::Cancelling
-            ) || self.claims.is_driving(&run_id)
-            {
+            if !self.left_unfinished(&run) {
                 continue;
             }
             let Ok(_claim) = self.claim_to_settle(&run_id) else {
