@@ -1,5 +1,5 @@
 //! Finding files below the paths a user gives: flow files for `clarion validate` and
-//! `clarion serve`, scenario files for `clarion test`. One walker for both.
+//! `clarion serve`, scenario files for `clarion test` and `clarion eval`. One walker for all.
 //!
 //! Directories are walked with the `ignore` crate, as ripgrep walks them: `.gitignore`
 //! (and `.ignore`) rules hold, hidden files and folders are skipped, and entries come in
@@ -48,6 +48,21 @@ pub fn scenario_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, DiscoverError> 
             path.parent()
                 .and_then(Path::file_name)
                 .is_some_and(|n| n == "scenarios")
+        },
+        false,
+    )
+}
+
+/// The scenario files `clarion eval` plays, in order, without duplicates: files as given,
+/// and the `*.toml` files in folders named `evals` (scenarios written for live evaluation)
+/// or `scenarios` below each directory.
+pub fn eval_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, DiscoverError> {
+    files(
+        paths,
+        |path| {
+            path.parent()
+                .and_then(Path::file_name)
+                .is_some_and(|n| n == "scenarios" || n == "evals")
         },
         false,
     )

@@ -34,10 +34,12 @@ pub use diff::unified_diff;
 pub use snapshot::{Snapshot, SnapshotState, UpdateMode, is_ci, normalize, pending_path};
 
 use crate::scenario::Scenario;
+use crate::scenario::expect::Check;
 use crate::scenario::{self, FlowCache};
 use clarion_engine::BoxFuture;
 use clarion_engine::EventSink;
 use clarion_engine::ToolExecutor;
+use clarion_engine::Usage;
 use clarion_engine::{Model, ModelError, ModelRequest, ModelResponse};
 use clarion_flow::BuiltinCatalog;
 use clarion_flow::diagnostic::{Diagnostic, DiagnosticKind, render};
@@ -69,6 +71,7 @@ pub struct Runner {
     flows: FlowCache,
     executor: Option<Arc<dyn ToolExecutor>>,
     mode: ModelMode,
+    overrides: ProviderOverrides,
 }
 
 impl std::fmt::Debug for Runner {
@@ -109,8 +112,23 @@ impl Runner {
         self
     }
 
-    /// Loads and plays the scenario at `path`.
+    /// Live runs use `overrides` over the flow's `[provider]` table and the environment
+    /// (as `clarion chat`'s `--base-url`, `--model`… do).
+    #[must_use]
+    pub fn with_provider_overrides(mut self, overrides: ProviderOverrides) -> Self {
+        self.overrides = overrides;
+        self
+    }
+
+    /// Loads and plays the scenario at `path` (a live model records to, and a replay
+    /// reads, its [`recording_path`]).
     pub async fn run(&self, path: &Path) -> Outcome {
+        self.run_recording(path, recording_path(path)).await
+    }
+
+    /// Loads and plays the scenario at `path`, the recording of a live or replayed model at
+    /// `recording` instead of the scenario's own (one file per sample of `clarion eval`).
+    pub async fn run_recording(&self, path: &Path, recording: PathBuf) -> Outcome {
         let report = scenario::load_file(path, &self.flows);
         let name = path.file_stem().map_or_else(
             || "scenario".to_owned(),
@@ -126,11 +144,14 @@ impl Runner {
             failures: Vec::new(),
             transcript: String::new(),
             compared: self.mode == ModelMode::Scripted,
+            checks: Vec::new(),
+            usage: Usage::default(),
+            turns: 0,
         };
         if let Some(scenario) = report.scenario {
             outcome.title.clone_from(&scenario.title);
             outcome.description.clone_from(&scenario.description);
-            let model = match self.model(&scenario) {
+            let model = match self.model(&scenario, recording) {
                 Ok(model) => model,
                 Err(diagnostic) => {
                     outcome.problems.push(*diagnostic);
@@ -141,12 +162,19 @@ impl Runner {
             outcome.problems = played.problems;
             outcome.failures = played.failures;
             outcome.transcript = played.transcript;
+            outcome.checks = played.checks;
+            outcome.usage = played.usage;
+            outcome.turns = played.turns;
         }
         outcome
     }
 
     /// The model `mode` asks for, `None` for the script.
-    fn model(&self, scenario: &Scenario) -> Result<Option<Arc<dyn Model>>, Box<Diagnostic>> {
+    fn model(
+        &self,
+        scenario: &Scenario,
+        recording: PathBuf,
+    ) -> Result<Option<Arc<dyn Model>>, Box<Diagnostic>> {
         let unavailable = |error: ModelError, help: &str| {
             Box::new(
                 Diagnostic::new(
@@ -158,7 +186,6 @@ impl Runner {
                 .with_help(help),
             )
         };
-        let recording = recording_path(&scenario.path);
         match self.mode {
             ModelMode::Scripted => Ok(None),
             ModelMode::Replay => ReplayModel::open(&recording)
@@ -171,7 +198,7 @@ impl Runner {
                 }),
             ModelMode::Live { record } => {
                 let help = "set the flow's [provider] table, or OPENAI_BASE_URL and OPENAI_API_KEY";
-                let model = select::model_for(&scenario.flow, &ProviderOverrides::default())
+                let model = select::model_for(&scenario.flow, &self.overrides)
                     .map_err(|e| unavailable(e, help))?;
                 if !record {
                     return Ok(Some(model));
@@ -279,6 +306,12 @@ pub struct Outcome {
     /// Whether the transcript is compared with the snapshot (scripted runs only: a live or
     /// replayed model's conversation is checked by its expectations).
     pub compared: bool,
+    /// Every expectation of the turns played, held or not.
+    pub checks: Vec<Check>,
+    /// The model's token usage, as its provider reported it.
+    pub usage: Usage,
+    /// The turns played to the end.
+    pub turns: usize,
 }
 
 /// What comparing with the snapshot found, and what was written.

@@ -17,27 +17,65 @@ struct Call<'a> {
     args: Map<String, Value>,
 }
 
-/// Where failures go: the file's spans and the `[turns.expect]` table's pointer.
+/// One expectation of a turn, judged: what `clarion eval` counts per expectation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    /// The expectation's key (`tool_called`, `question_asked`, …).
+    pub key: &'static str,
+    /// The JSON pointer of its value in the scenario file, e.g.
+    /// `/turns/0/expect/tool_called/1`: stable across runs, so samples add up.
+    pub pointer: String,
+    /// What happened instead, when it did not hold.
+    pub failure: Option<String>,
+}
+
+impl Check {
+    /// Whether the expectation held.
+    #[must_use]
+    pub fn held(&self) -> bool {
+        self.failure.is_none()
+    }
+
+    /// A failed check as a located diagnostic (`S015`); `None` when it held.
+    #[must_use]
+    pub fn diagnostic(&self, spans: &SpanIndex) -> Option<Diagnostic> {
+        let detail = self.failure.clone()?;
+        Some(
+            Diagnostic::new(
+                DiagnosticKind::ExpectationFailed {
+                    expectation: self.key.to_owned(),
+                    detail,
+                },
+                spans.value_span(&self.pointer),
+            )
+            .with_label("expected here"),
+        )
+    }
+}
+
+/// Where checks go, below the `[turns.expect]` table's pointer.
 struct Failures<'a> {
-    spans: &'a SpanIndex,
     at: &'a str,
-    found: Vec<Diagnostic>,
+    found: Vec<Check>,
 }
 
 impl Failures<'_> {
+    /// `key` held, at `pointer` (below `at`).
+    fn pass(&mut self, key: &'static str, pointer: &str) {
+        self.found.push(Check {
+            key,
+            pointer: format!("{}/{pointer}", self.at),
+            failure: None,
+        });
+    }
+
     /// A failure of `key`, with a caret under the value at `pointer` (below `at`).
-    fn fail(&mut self, key: &str, pointer: &str, detail: String) {
-        let span = self.spans.value_span(&format!("{}/{pointer}", self.at));
-        self.found.push(
-            Diagnostic::new(
-                DiagnosticKind::ExpectationFailed {
-                    expectation: key.to_owned(),
-                    detail,
-                },
-                span,
-            )
-            .with_label("expected here"),
-        );
+    fn fail(&mut self, key: &'static str, pointer: &str, detail: String) {
+        self.found.push(Check {
+            key,
+            pointer: format!("{}/{pointer}", self.at),
+            failure: Some(detail),
+        });
     }
 }
 
@@ -59,8 +97,22 @@ pub fn evaluate(
     spans: &SpanIndex,
     at: &str,
 ) -> Vec<Diagnostic> {
+    check(expect, events, status, at)
+        .iter()
+        .filter_map(|c| c.diagnostic(spans))
+        .collect()
+}
+
+/// Every expectation of `expect` (at JSON pointer `at`), held or not, in the table's order
+/// of keys.
+#[must_use]
+pub fn check(
+    expect: &ExpectSpec,
+    events: &[Event],
+    status: Option<RunStatus>,
+    at: &str,
+) -> Vec<Check> {
     let mut failures = Failures {
-        spans,
         at,
         found: Vec::new(),
     };
@@ -78,24 +130,30 @@ pub fn evaluate(
             Event::SlotSet { name: n, value } if n == name => Some(value),
             _ => None,
         });
+        let pointer = format!("slot_set/{}", escape(name));
         let detail = match set {
-            Some(actual) if matches(value, actual) => continue,
+            Some(actual) if matches(value, actual) => {
+                failures.pass("slot_set", &pointer);
+                continue;
+            }
             Some(actual) => format!("slot `{name}` was set to {}", inline_json(actual)),
             None => format!("slot `{name}` was not set"),
         };
-        failures.fail("slot_set", &format!("slot_set/{}", escape(name)), detail);
+        failures.fail("slot_set", &pointer, detail);
     }
     if let Some(expected) = &expect.context_injected {
         context_injected(&mut failures, expected, events);
     }
-    if let Some(expected) = expect.run_status
-        && status != Some(expected.status())
-    {
-        let detail = match status {
-            Some(status) => format!("the run ended `{}`", status.as_str()),
-            None => "no run ended".to_owned(),
-        };
-        failures.fail("run_status", "run_status", detail);
+    if let Some(expected) = expect.run_status {
+        if status == Some(expected.status()) {
+            failures.pass("run_status", "run_status");
+        } else {
+            let detail = match status {
+                Some(status) => format!("the run ended `{}`", status.as_str()),
+                None => "no run ended".to_owned(),
+            };
+            failures.fail("run_status", "run_status", detail);
+        }
     }
     if let Some(expected) = expect.pending_abandoned {
         let abandoned = events.iter().find_map(|e| match e {
@@ -107,8 +165,9 @@ pub fn evaluate(
             (false, Some(tool)) => Some(format!("the pending `{tool}` call was abandoned")),
             _ => None,
         };
-        if let Some(detail) = detail {
-            failures.fail("pending_abandoned", "pending_abandoned", detail);
+        match detail {
+            Some(detail) => failures.fail("pending_abandoned", "pending_abandoned", detail),
+            None => failures.pass("pending_abandoned", "pending_abandoned"),
         }
     }
     failures.found
@@ -126,6 +185,7 @@ fn tool_called(
             .iter()
             .any(|c| c.name == spec.tool && matches(&wanted, &Value::Object(c.args.clone())));
         if found {
+            failures.pass("tool_called", &entry("tool_called", expected, k));
             continue;
         }
         let same: Vec<String> = calls
@@ -168,16 +228,18 @@ fn question_asked(failures: &mut Failures<'_>, expected: &[String], events: &[Ev
     } else {
         want.iter().all(|w| got.contains(w))
     };
-    if !held {
+    let key = if exact {
+        "question_asked"
+    } else {
+        "question_includes"
+    };
+    if held {
+        failures.pass(key, key);
+    } else {
         let detail = if asked.is_empty() {
             "no question was asked".to_owned()
         } else {
             format!("the question asked for {}", asked.join(", "))
-        };
-        let key = if exact {
-            "question_asked"
-        } else {
-            "question_includes"
         };
         failures.fail(key, key, detail);
     }
@@ -193,6 +255,7 @@ fn context_injected(failures: &mut Failures<'_>, expected: &OneOrMany<String>, e
         .collect();
     for (k, wanted) in expected.as_slice().iter().enumerate() {
         if injected.iter().any(|text| text.contains(wanted.as_str())) {
+            failures.pass("context_injected", &entry("context_injected", expected, k));
             continue;
         }
         let detail = if injected.is_empty() {

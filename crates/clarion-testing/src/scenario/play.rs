@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::expect;
+use super::expect::{self, Check};
 use super::load::Scenario;
 use super::mock::{MockExecutor, MockOutcome};
 use super::spec::SubmitSpec;
@@ -21,7 +21,7 @@ use crate::transcript::Transcript;
 use clarion_engine::MemoryStore;
 use clarion_engine::ToolExecutor;
 use clarion_engine::scripted::{ScriptedModel, ScriptedTurn};
-use clarion_engine::{Engine, EngineError, Run, RunStatus, ToolOutputSubmission};
+use clarion_engine::{Engine, EngineError, Run, RunStatus, ToolOutputSubmission, Usage};
 use clarion_engine::{Event, EventLog};
 use clarion_engine::{Metadata, ToolCall};
 use clarion_engine::{Model, ModelTurn};
@@ -40,6 +40,13 @@ pub struct Played {
     pub problems: Vec<Diagnostic>,
     /// Expectations that did not hold.
     pub failures: Vec<Diagnostic>,
+    /// Every expectation of the turns played, held or not (`failures` are those that did
+    /// not hold, as diagnostics).
+    pub checks: Vec<Check>,
+    /// The model's token usage over every run, as its provider reported it.
+    pub usage: Usage,
+    /// The turns played to the end.
+    pub turns: usize,
 }
 
 /// Plays `scenario` with its scripted model steps. Calls no mock answers go to `executor`
@@ -125,7 +132,14 @@ pub async fn play_with(
     };
     for (i, steps) in turns.into_iter().enumerate() {
         match session.turn(i, steps).await {
-            Ok(failures) => played.failures.extend(failures),
+            Ok((checks, usage)) => {
+                played
+                    .failures
+                    .extend(checks.iter().filter_map(|c| c.diagnostic(&scenario.spans)));
+                played.checks.extend(checks);
+                played.usage.add(usage);
+                played.turns += 1;
+            }
             Err(problem) => {
                 played.problems.push(*problem);
                 break;
@@ -150,13 +164,13 @@ struct Player<'a> {
 }
 
 impl Player<'_> {
-    /// Plays turn `i` with its model `steps`: the failed expectations, or the problem that
-    /// stops the scenario.
+    /// Plays turn `i` with its model `steps`: its expectations judged and the model's
+    /// usage, or the problem that stops the scenario.
     async fn turn(
         &mut self,
         i: usize,
         steps: Vec<ScriptedTurn>,
-    ) -> Result<Vec<Diagnostic>, Box<Diagnostic>> {
+    ) -> Result<(Vec<Check>, Usage), Box<Diagnostic>> {
         let scenario = self.scenario;
         let turn = &scenario.file.turns[i];
         let at = format!("/turns/{i}");
@@ -224,15 +238,10 @@ impl Player<'_> {
         {
             return Err(Box::new(problem));
         }
-        Ok(turn.expect.as_ref().map_or_else(Vec::new, |spec| {
-            expect::evaluate(
-                spec,
-                &events,
-                Some(run.status),
-                &scenario.spans,
-                &format!("{at}/expect"),
-            )
-        }))
+        let checks = turn.expect.as_ref().map_or_else(Vec::new, |spec| {
+            expect::check(spec, &events, Some(run.status), &format!("{at}/expect"))
+        });
+        Ok((checks, run.usage))
     }
 
     /// A call that had no mock and nothing else could run, as a problem.
