@@ -59,6 +59,12 @@ pub(crate) enum Command {
         after_help = "Examples:\n  clarion test\n  clarion test flows/personal-finance -k parallel\n  clarion test --review\n  CI=true clarion test --junit target/scenarios.xml\n  clarion test --live --record -k booking\n\nNew and changed transcripts are written as .snap.new beside the .snap (never when CI is set).\nDocs: docs/testing.md."
     )]
     Test(TestArgs),
+    /// Play scenarios live against a real model many times: pass rates per scenario and per
+    /// expectation, with confidence intervals, as JSON, text, HTML and `JUnit`.
+    #[command(
+        after_help = "Examples:\n  clarion eval flows/personal-finance/evals --samples 10 --report eval.html\n  clarion eval -k readme --samples 20 --min-pass-rate 0.9 --junit target/eval.xml\n  OPENAI_API_KEY=sk-… OPENAI_MODEL=gpt-4.1-mini clarion eval --out gpt.json\n  clarion eval --compare local.json gpt.json\n  clarion eval --replay eval-results.json   # re-judge recorded samples offline\n\nScenarios come from folders named `evals` or `scenarios`; their scripted model steps are ignored.\nThe model is --base-url/--model, the flow's [provider], OPENAI_BASE_URL / OPENAI_API_KEY,\nor else the local model of `clarion demo`. Docs: docs/testing.md."
+    )]
+    Eval(EvalArgs),
     /// Talk to a flow: a conversation in the terminal (or over pipes), stored and resumable.
     #[command(
         after_help = "Examples:\n  clarion chat flows/personal-finance.toml\n  clarion chat flows/personal-finance.toml --thread thread_3f…  # resume\n  echo 'How long to save $12,000 at $1,000 a month?' | clarion chat flows/personal-finance.toml\n  clarion chat flows/travel-booking.toml --base-url http://127.0.0.1:11434/v1 --model qwen2.5:1.5b\n\nIn the conversation: /slots, /metadata, /reset, /transcript FILE, /help; Ctrl-C cancels a run, Ctrl-D exits.\nThe provider comes from --base-url/--api/--model, then the flow's [provider], then OPENAI_BASE_URL and OPENAI_API_KEY."
@@ -433,6 +439,67 @@ pub(crate) struct TestArgs {
     /// machine answers one request at a time].
     #[arg(long, short = 'j', value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub jobs: Option<u32>,
+}
+
+/// `clarion eval`.
+#[derive(Debug, Args)]
+pub(crate) struct EvalArgs {
+    /// Scenario files, or folders to search for `evals/*.toml` and `scenarios/*.toml`
+    /// [default: flows/].
+    #[arg(value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// Only scenarios whose file name or path contains NAME (repeatable: any of them).
+    #[arg(short = 'k', long = "filter", value_name = "NAME")]
+    pub filter: Vec<String>,
+    /// Plays of each scenario.
+    #[arg(long, short = 'n', value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub samples: u32,
+    /// Conversations played at once (a local model server answers one request at a time).
+    #[arg(long, short = 'j', value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub jobs: u32,
+    /// Write the results (every sample, and the aggregates) as JSON to FILE.
+    #[arg(long, value_name = "FILE", default_value = "eval-results.json")]
+    pub out: PathBuf,
+    /// Also write a self-contained HTML report to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// Also write a `JUnit` XML report to FILE (a scenario fails below --min-pass-rate).
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Exit 1 when a scenario's pass rate is below RATE (a fraction, e.g. 0.9).
+    #[arg(long, value_name = "RATE", value_parser = pass_rate)]
+    pub min_pass_rate: Option<f64>,
+    /// Keep every sample's model exchanges beside the results (`FILE.recordings/`), for
+    /// `--replay`.
+    #[arg(long, conflicts_with = "replay")]
+    pub record: bool,
+    /// Re-judge the samples recorded in a results file, offline (after editing the
+    /// expectations, say); writes new results to --out.
+    #[arg(long, value_name = "RESULTS", conflicts_with_all = ["paths", "filter", "compare"])]
+    pub replay: Option<PathBuf>,
+    /// Compare two results files: what got better or worse, with significance; exits 1
+    /// when a scenario got significantly worse.
+    #[arg(long, num_args = 2, value_names = ["BEFORE", "AFTER"], conflicts_with_all = ["paths", "filter", "record"])]
+    pub compare: Option<Vec<PathBuf>>,
+    /// The provider's base URL (overrides the flows' `[provider]` and `OPENAI_BASE_URL`).
+    #[arg(long, value_name = "URL")]
+    pub base_url: Option<String>,
+    /// The protocol.
+    #[arg(long, value_enum)]
+    pub api: Option<ApiArg>,
+    /// The model name (overrides every flow's `assistant.model`).
+    #[arg(long)]
+    pub model: Option<String>,
+}
+
+/// A pass rate: a fraction in [0, 1].
+fn pass_rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(rate) if (0.0..=1.0).contains(&rate) => Ok(rate),
+        _ => Err(format!(
+            "`{text}` is not a fraction between 0 and 1 (for 90%, write 0.9)"
+        )),
+    }
 }
 
 /// `clarion export`.

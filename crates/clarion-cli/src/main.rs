@@ -37,6 +37,7 @@ fn main() -> std::process::ExitCode {
         Command::Schema(args) => Ok(commands::schema::run(&args)),
         Command::Export(args) => commands::export::run(&args),
         Command::Test(args) => commands::test::run(&args),
+        Command::Eval(args) => commands::eval::run(&args),
         Command::Chat(args) => commands::chat::run(&args),
         Command::Threads(args) => commands::threads::run(&args),
         Command::Graph(args) => commands::graph::run(&args),

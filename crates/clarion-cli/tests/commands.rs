@@ -61,6 +61,7 @@ fn the_command_list_is_what_we_think_it_is() {
         "schema",
         "export",
         "test",
+        "eval",
         "chat",
         "threads",
         "threads list",
@@ -197,6 +198,10 @@ fn exit_codes_are_pinned_for_every_command() {
         (&["test", "flows/personal-finance"], 0),
         (&["test", &unsnapshotted], 1),
         (&["test", &empty], 2),
+        // eval (0 and 1 against a loopback model are in eval.rs)
+        (&["eval", &empty], 2),
+        (&["eval", "--compare", "nope.json", "nope.json"], 2),
+        (&["eval", "--samples", "0"], 2),
         // chat (a conversation itself is covered in chat.rs)
         (&["chat", &broken, "--store", &no_store], 1),
         (&["chat", "nope.toml"], 2),

@@ -249,3 +249,66 @@ fn clarion_test_live_plays_the_evaluation_scenarios_through_the_binary() {
         output.status
     );
 }
+
+/// `clarion eval` through the built binary against the local model: a small evaluation of
+/// the finance flow (the README's promise, one sample) yields a results file whose
+/// structure holds whatever the model said, and a well-formed HTML report.
+#[test]
+#[ignore = "needs a local model server: set CLARION_E2E_BASE_URL"]
+fn clarion_eval_reports_on_the_finance_flow_against_the_local_model() {
+    let Ok(base_url) = std::env::var("CLARION_E2E_BASE_URL") else {
+        eprintln!(
+            "skipped: CLARION_E2E_BASE_URL is not set (scripts/local-model.sh start prints it)"
+        );
+        return;
+    };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let out = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let results = out.path().join("results.json");
+    let report = out.path().join("eval.html");
+    let started = std::time::Instant::now();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_clarion"))
+        .current_dir(&root)
+        .args(["eval", "flows/personal-finance/evals/readme_example.toml"])
+        .args(["--samples", "1", "--model", "qwen2.5-coder-1.5b-instruct"])
+        .arg("--out")
+        .arg(&results)
+        .arg("--report")
+        .arg(&report)
+        .env("OPENAI_BASE_URL", &base_url)
+        .env_remove("OPENAI_API_KEY")
+        .env("CI", "true")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run clarion: {e}"));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    eprintln!(
+        "e2e: clarion eval, 1 sample in {:.0} s\n{stdout}",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(!stderr.contains("panicked"), "clarion panicked:\n{stderr}");
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&results).unwrap_or_default())
+            .unwrap_or_else(|e| panic!("the results file: {e}"));
+    assert_eq!(json["model"], "qwen2.5-coder-1.5b-instruct");
+    let scenario = &json["scenarios"][0];
+    assert_eq!(scenario["total"], 1, "{scenario}");
+    let sample = &scenario["samples"][0];
+    assert!(
+        ["passed", "failed"].contains(&sample["verdict"].as_str().unwrap_or_default()),
+        "the conversation was played to the end: {sample}"
+    );
+    assert_eq!(sample["turns"], 2, "{sample}");
+    assert!(
+        sample["prompt_tokens"].as_u64().is_some_and(|t| t > 0),
+        "llama.cpp reports usage"
+    );
+    assert_eq!(
+        scenario["expectations"].as_array().map(Vec::len),
+        Some(4),
+        "every expectation of the scenario is judged"
+    );
+    let html = std::fs::read_to_string(&report).unwrap_or_default();
+    assert!(html.contains("id=\"expectations\"") && html.contains("qwen2.5-coder-1.5b-instruct"));
+}

@@ -25,7 +25,7 @@ const FLOW: &str = include_str!("../../../../flows/personal-finance.toml");
 const SCRIPT: &str = include_str!("../../../../scripts/local-model.sh");
 const TEMPLATE: &str = include_str!("../../../../scripts/templates/qwen2.5-tools.jinja");
 /// The name `scripts/local-model.sh` serves its model under.
-const LOCAL_MODEL: &str = "qwen2.5-coder-1.5b-instruct";
+pub(crate) const LOCAL_MODEL: &str = "qwen2.5-coder-1.5b-instruct";
 /// What to do instead when the local model cannot be had.
 const INSTEAD: &str = "or set OPENAI_BASE_URL (and OPENAI_API_KEY) to use a provider instead";
 
@@ -66,7 +66,7 @@ pub(crate) fn run(args: &DemoArgs) -> Result<Exit, CliError> {
 
 /// The local-model script: `CLARION_LOCAL_MODEL_SCRIPT`, or the built-in one written to
 /// the cache.
-fn script() -> Result<PathBuf, CliError> {
+pub(crate) fn script() -> Result<PathBuf, CliError> {
     if let Some(path) = std::env::var_os("CLARION_LOCAL_MODEL_SCRIPT") {
         let path = PathBuf::from(path);
         if !path.is_file() {
@@ -109,7 +109,7 @@ fn write_script(dir: &Path) -> std::io::Result<PathBuf> {
 }
 
 /// Installs (or finds) and starts the local model; its base URL.
-fn local_model(script: &Path) -> Result<String, CliError> {
+pub(crate) fn local_model(script: &Path) -> Result<String, CliError> {
     note(&format!(
         "no provider configured (OPENAI_BASE_URL / OPENAI_API_KEY): using a local model, {LOCAL_MODEL} on llama.cpp"
     ));
@@ -152,7 +152,7 @@ fn step(script: &Path, step: &str, done: &str) -> Result<String, CliError> {
             .code()
             .map_or_else(|| "was killed".to_owned(), |code| format!("exited {code}"));
         return Err(CliError::Provider(format!(
-            "the local model could not be {done}: `bash {} {step}` {how} (its log is above); fix that and run clarion demo again, {INSTEAD}",
+            "the local model could not be {done}: `bash {} {step}` {how} (its log is above); fix that and run the command again, {INSTEAD}",
             script.display()
         )));
     }

@@ -3,6 +3,7 @@
 pub(crate) mod chat;
 pub(crate) mod completions;
 pub(crate) mod demo;
+pub(crate) mod eval;
 pub(crate) mod export;
 pub(crate) mod graph;
 pub(crate) mod lsp;
