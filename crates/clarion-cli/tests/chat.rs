@@ -733,7 +733,7 @@ fn a_failing_local_model_install_is_one_line_and_exit_2() {
     assert_eq!(
         errors,
         [format!(
-            "error: the local model could not be installed: `bash {} install` exited 1 (its log is above); fix that and run clarion demo again, or set OPENAI_BASE_URL (and OPENAI_API_KEY) to use a provider instead",
+            "error: the local model could not be installed: `bash {} install` exited 1 (its log is above); fix that and run the command again, or set OPENAI_BASE_URL (and OPENAI_API_KEY) to use a provider instead",
             script.display()
         )],
         "{log}"

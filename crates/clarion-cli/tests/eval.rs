@@ -58,6 +58,9 @@ impl wiremock::Respond for Noisy {
         } else {
             json!({ "role": "assistant", "content": "About 20 months." })
         };
+        if body["stream"] == true {
+            return support::reply(&body, &message);
+        }
         let finish = if message["tool_calls"].is_array() {
             "tool_calls"
         } else {
@@ -101,8 +104,8 @@ const NO_EXPECTATIONS: &str = r#"[[turns]]
 user = "Hello"
 "#;
 
-/// A project: the finance flow pointed at `base_url`, one evaluable scenario and one
-/// without expectations.
+/// A project: the finance flow pointed at `base_url` (none: the flow names no provider),
+/// one evaluable scenario and one without expectations.
 fn project(base_url: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
@@ -110,9 +113,14 @@ fn project(base_url: &str) -> tempfile::TempDir {
         .unwrap_or_else(|e| panic!("{e}"));
     let evals = dir.path().join("flows/pf/evals");
     std::fs::create_dir_all(&evals).unwrap_or_else(|e| panic!("{e}"));
+    let provider = if base_url.is_empty() {
+        String::new()
+    } else {
+        format!("\n[provider]\nbase_url = \"{base_url}\"\nstream = false\nmax_retries = 0\n")
+    };
     std::fs::write(
         dir.path().join("flows/pf.toml"),
-        format!("{flow}\n[provider]\nbase_url = \"{base_url}\"\nstream = false\nmax_retries = 0\n"),
+        format!("{flow}{provider}"),
     )
     .unwrap_or_else(|e| panic!("{e}"));
     std::fs::write(evals.join("all_given.toml"), EVALUABLE).unwrap_or_else(|e| panic!("{e}"));
@@ -122,8 +130,13 @@ fn project(base_url: &str) -> tempfile::TempDir {
 }
 
 fn clarion(dir: &Path, args: &[&str]) -> Output {
+    clarion_with(dir, args, &[])
+}
+
+fn clarion_with(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_clarion"))
         .args(args)
+        .envs(env.iter().copied())
         .current_dir(dir)
         .env_remove("CI")
         .env_remove("OPENAI_BASE_URL")
@@ -401,4 +414,45 @@ fn bad_input_is_a_clear_usage_error() {
     let output = clarion(dir.path(), &["eval", "-k", "nothing-matches"]);
     assert_eq!(output.status.code(), Some(2));
     assert!(text(&output).contains("no scenario files found matching -k"));
+}
+
+/// With no provider anywhere, `clarion eval` sets up the local model as `clarion demo`
+/// does (here a stand-in script that "starts" the noisy model) and names it in the results.
+#[test]
+fn without_a_provider_the_local_model_is_used() {
+    let (_runtime, server) = model(1.0, 3);
+    let dir = project("");
+    let script = dir.path().join("fake-local-model.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "case $1 in\n  install) echo '[local-model] model: cached' >&2 ;;\n  start) echo '{}/v1' ;;\n  *) exit 2 ;;\nesac\n",
+            server.uri()
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let script = script.display().to_string();
+    let output = clarion_with(
+        dir.path(),
+        &[
+            "eval",
+            "-k",
+            "all_given",
+            "--samples",
+            "2",
+            "--out",
+            "local.json",
+        ],
+        &[("CLARION_LOCAL_MODEL_SCRIPT", &script)],
+    );
+    let all = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{all}");
+    assert!(all.contains("no provider configured"), "{all}");
+    let results = json_file(&dir.path().join("local.json"));
+    assert_eq!(results["model"], "qwen2.5-coder-1.5b-instruct");
+    assert_eq!(
+        scenario(&results, "all_given.toml")["passed"],
+        2,
+        "{results}"
+    );
 }
