@@ -277,8 +277,9 @@ pub(crate) struct ServeArgs {
     /// to share threads with other replicas of the server.
     #[arg(long, value_name = "PATH|URL", default_value = ".clarion/threads.db")]
     pub store: PathBuf,
-    /// With a PostgreSQL store: how long a run's lease lasts, in seconds. A replica that
-    /// dies mid-run has its runs taken over by another within about this long.
+    /// How long a run's lease lasts, in seconds. A server that dies mid-run has its runs
+    /// taken over by another process on the same store (PostgreSQL or SQLite file) within
+    /// about this long.
     #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
     pub run_lease: f64,
     /// Require bearer API keys, read from this environment variable (comma-separated).

@@ -298,7 +298,7 @@ async fn keys_from_a_file_by_value_or_by_digest() {
 }
 
 #[test]
-fn a_second_server_on_the_same_store_leaves_the_first_ones_runs_alone_and_says_so() {
+fn a_second_server_on_the_same_store_says_runs_are_leased() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let flow = flow_for(dir.path(), "http://127.0.0.1:9/v1")
         .display()
@@ -306,9 +306,9 @@ fn a_second_server_on_the_same_store_leaves_the_first_ones_runs_alone_and_says_s
     let store = dir.path().join("threads.db").display().to_string();
     let (mut first, _, log) = serve_logged(&[&flow, "--store", &store]);
     assert!(!log.contains("another process"), "{log}");
-    let (mut second, _, log) = serve_logged(&[&flow, "--store", &store]);
+    let (mut second, _, log) = serve_logged(&[&flow, "--store", &store, "--run-lease", "3"]);
     assert!(
-        log.contains("note: another process has this store open"),
+        log.contains("runs are leased (3 s): another process shares this store"),
         "{log}"
     );
     for child in [&mut first, &mut second] {

@@ -3,7 +3,8 @@
 //! when the replica driving a run is killed with SIGKILL mid-model-call, the other takes
 //! the run over once its lease expires and completes it — the user's message kept, one
 //! reply, the protocol held; and the `openai` SDK alternating between the replicas request
-//! by request sees one conversation (`tests/python/replicas.py`).
+//! by request sees one conversation (`tests/python/replicas.py`). Two servers on one SQLite
+//! file lease runs the same way, and one takes over a killed one's run too.
 //!
 //! The server comes from `CLARION_TEST_POSTGRES` (`eval "$(bash scripts/postgres.sh
 //! start)"`); each test makes a database of its own. Without it the tests print "skipped:
@@ -223,7 +224,7 @@ async fn two_replicas_share_threads_and_one_takes_over_a_killed_ones_run() {
     let Some((model, _dir, flow, database)) = setup(test, Duration::ZERO).await else {
         return;
     };
-    let mut a = replica(&flow, &database);
+    let a = replica(&flow, &database);
     let b = replica(&flow, &database);
     let c = client();
 
@@ -269,7 +270,32 @@ async fn two_replicas_share_threads_and_one_takes_over_a_killed_ones_run() {
         ("user".to_owned(), "And at $2,000 a month?".to_owned())
     );
 
-    // A run on A whose model request hangs; A is killed mid-request.
+    // A run on A whose model request hangs; A is killed mid-request, and B takes the run
+    // over once A's lease expires, and completes it.
+    let takeover = kill_mid_run_and_take_over(&model, a, &b).await;
+    eprintln!(
+        "takeover: the run completed on the surviving replica {takeover:?} after the kill (lease {LEASE_SECS}s)"
+    );
+    assert!(takeover < Duration::from_secs(8), "took {takeover:?}");
+
+    // `clarion threads` reads the same database.
+    let listed = Command::new(env!("CARGO_BIN_EXE_clarion"))
+        .args(["threads", "list", "--store", &database])
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let stdout = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        listed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    assert!(stdout.contains(&thread), "{stdout}");
+}
+
+/// Starts a run whose model request hangs on `a`, kills `a` mid-request, and waits for the
+/// other server `b` to take the run over and complete it; how long that took.
+async fn kill_mid_run_and_take_over(model: &MockServer, mut a: Replica, b: &Replica) -> Duration {
+    let c = client();
     let before = model.received_requests().await.map_or(0, |r| r.len());
     let (status, run) = call(c.post(format!("{}/threads/runs", a.base)).json(&json!({
         "assistant_id": "asst_personal-finance",
@@ -290,15 +316,9 @@ async fn two_replicas_share_threads_and_one_takes_over_a_killed_ones_run() {
     a.child.kill().unwrap_or_else(|e| panic!("{e}"));
     let _ = a.child.wait();
     let killed = Instant::now();
-
-    // B takes the run over once A's lease expires, and completes it.
     let done = wait_for(&c, &b.base, &thread, &run_id, Duration::from_secs(15)).await;
     let takeover = killed.elapsed();
     assert_eq!(done["status"], "completed", "{done}");
-    eprintln!(
-        "takeover: the run completed on the surviving replica {takeover:?} after the kill (lease {LEASE_SECS}s)"
-    );
-    assert!(takeover < Duration::from_secs(8), "took {takeover:?}");
     let seen = messages(&c, &b.base, &thread).await;
     assert_eq!(
         seen,
@@ -310,19 +330,25 @@ async fn two_replicas_share_threads_and_one_takes_over_a_killed_ones_run() {
             ("assistant".to_owned(), "It takes 12 months.".to_owned()),
         ]
     );
+    takeover
+}
 
-    // `clarion threads` reads the same database.
-    let listed = Command::new(env!("CARGO_BIN_EXE_clarion"))
-        .args(["threads", "list", "--store", &database])
-        .output()
-        .unwrap_or_else(|e| panic!("{e}"));
-    let stdout = String::from_utf8_lossy(&listed.stdout);
-    assert!(
-        listed.status.success(),
-        "{}",
-        String::from_utf8_lossy(&listed.stderr)
+/// No PostgreSQL needed: two servers share one SQLite file. The second no longer waits for
+/// a process that opens the file alone: it takes the killed one's run over when the lease
+/// expires.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_on_one_sqlite_file_take_over_a_killed_ones_run() {
+    let model = model(Duration::ZERO).await;
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let flow = flow_for(dir.path(), &format!("{}/v1", model.uri()));
+    let store = dir.path().join("threads.db").display().to_string();
+    let a = replica(&flow, &store);
+    let b = replica(&flow, &store);
+    let takeover = kill_mid_run_and_take_over(&model, a, &b).await;
+    eprintln!(
+        "takeover on SQLite: the run completed on the other server {takeover:?} after the kill (lease {LEASE_SECS}s)"
     );
-    assert!(stdout.contains(&thread), "{stdout}");
+    assert!(takeover < Duration::from_secs(8), "took {takeover:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -30,6 +30,15 @@
 //!   server's runs in flight), and the store cannot tell whose a run is; so
 //!   [`sole_user`](ThreadStore::sole_user) asks whether this handle could take that lock
 //!   exclusively, and recovery only runs when it could.
+//! - **Runs are leased.** A store opened on a file leases runs as the PostgreSQL store
+//!   does ([`DEFAULT_LEASE`], [`SqliteStore::open_with_lease`]): the process driving a run
+//!   holds its lease (`runs.lease_owner`, `runs.lease_until`) and renews it; a step of a run
+//!   whose live lease another process holds is refused. A process killed mid-run leaves its
+//!   leases to expire, and another process on the same file takes the runs over
+//!   ([`ThreadStore::orphaned_runs`]) — a second `clarion serve` no longer waits for a
+//!   process that opens the file alone. A process that *has* the file alone takes over a
+//!   dead process's runs at once, without waiting for their leases. Lease times are this
+//!   machine's clock: every process sharing a SQLite file runs on it.
 //! - **Versioned from day one.** `PRAGMA user_version` is the schema version; [`open`]
 //!   applies the missing migrations in order, one transaction each, and refuses a file
 //!   written by a newer Clarion instead of guessing at its schema.
@@ -45,10 +54,10 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde::de::DeserializeOwned;
 
 use clarion_engine::BoxFuture;
-use clarion_engine::{Message, MessageKind, Metadata, PendingCall, Thread};
 use clarion_engine::{
-    MessagePage, MessageQuery, Order, Step, StoreError, ThreadHeader, ThreadStore,
+    Lease, MessagePage, MessageQuery, Order, Step, StoreError, ThreadHeader, ThreadStore,
 };
+use clarion_engine::{Message, MessageKind, Metadata, PendingCall, Thread};
 use clarion_engine::{Run, RunStatus};
 
 /// Where the CLI and the server keep threads unless told otherwise (relative to the
@@ -60,6 +69,9 @@ pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The schema version this build writes (`PRAGMA user_version`).
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
+
+/// How long a run's lease lasts unless told otherwise ([`SqliteStore::open_with_lease`]).
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(10);
 
 /// `PRAGMA application_id` of a Clarion store ("Clar"), so a file of another application is
 /// recognised and left alone instead of getting Clarion's tables added to it.
@@ -122,6 +134,15 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX messages_by_id ON messages (thread_id, id);
     CREATE INDEX messages_by_run ON messages (run_id) WHERE run_id IS NOT NULL;
     ",
+    // 3: run leases, so several processes sharing the file can take over each other's runs.
+    "
+    ALTER TABLE runs ADD COLUMN lease_owner TEXT;          -- the store handle driving it
+    ALTER TABLE runs ADD COLUMN lease_until INTEGER;       -- ms since the epoch
+    ALTER TABLE runs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;
+    -- What a takeover scan reads: unfinished runs, by lease expiry.
+    CREATE INDEX runs_unfinished ON runs (lease_until)
+        WHERE status IN ('queued', 'in_progress', 'cancelling');
+    ",
 ];
 
 /// Threads and runs in a SQLite file.
@@ -143,6 +164,10 @@ struct Db {
     /// The sidecar lock file, locked shared while the store is open; `None` in memory, or
     /// when it cannot be created (then this process never counts as the sole user).
     presence: Option<Mutex<File>>,
+    /// This handle's lease owner id (`<pid>:<time>:<n>`).
+    owner: String,
+    /// How long a run's lease lasts; `None` leases nothing (in memory).
+    lease: Option<Duration>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -211,8 +236,14 @@ fn parse_status(text: &str, run_id: &str) -> Result<RunStatus, StoreError> {
 
 impl SqliteStore {
     /// Opens (or creates) the store at `path`, creating its directory, and brings its
-    /// schema up to date.
+    /// schema up to date. Runs are leased for [`DEFAULT_LEASE`].
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        Self::open_with_lease(path, DEFAULT_LEASE)
+    }
+
+    /// [`SqliteStore::open`], with runs leased for `lease`: a process killed mid-run has
+    /// its runs taken over by another process on the file about this long after.
+    pub fn open_with_lease(path: impl AsRef<Path>, lease: Duration) -> Result<Self, StoreError> {
         let path = path.as_ref();
         if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| {
@@ -226,6 +257,7 @@ impl SqliteStore {
         let conn = Connection::open(path).context(|| format!("opening `{shown}`"))?;
         let mut db = Db::setup(conn, Some(path.to_path_buf()))?;
         db.presence = presence(path).map(Mutex::new);
+        db.lease = Some(lease.max(Duration::from_millis(30)));
         Ok(Self { db: Arc::new(db) })
     }
 
@@ -286,6 +318,8 @@ impl Db {
             conn: Mutex::new(conn),
             path,
             presence: None,
+            owner: owner_id(),
+            lease: None,
         })
     }
 
@@ -294,6 +328,28 @@ impl Db {
     fn conn(&self) -> MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// A lease owner id unique to this handle: the process id, the time it opened, a counter.
+fn owner_id() -> String {
+    static OPENED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = OPENED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{}:{nanos:x}:{n}", std::process::id())
+}
+
+/// Now, in ms since the epoch (the unit of `lease_until`).
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// When a lease taken now ends, in ms since the epoch.
+fn lease_end(lease: Duration) -> i64 {
+    now_ms().saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// Runs `attempt` again while SQLite answers "busy" without waiting itself, for up to
@@ -993,8 +1049,15 @@ impl Db {
         let beginning = || format!("starting run `{}` on thread `{thread_id}`", run.id);
         let body = to_json(run, || format!("run `{}`", run.id))?;
         self.write_unlocked(thread_id, beginning, |tx| {
+            // The creator holds the new run's lease, so no other process takes over a run
+            // that is only waiting for its creator to drive it.
+            let (owner, until) = match self.lease {
+                Some(lease) => (Some(self.owner.as_str()), Some(lease_end(lease))),
+                None => (None, None),
+            };
             tx.prepare_cached(
-                "INSERT INTO runs (id, thread_id, status, created_at, body) VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO runs (id, thread_id, status, created_at, body, lease_owner, lease_until)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )
             .and_then(|mut stmt| {
                 stmt.execute(params![
@@ -1002,7 +1065,9 @@ impl Db {
                     thread_id,
                     run.status.as_str(),
                     run.created_at,
-                    body
+                    body,
+                    owner,
+                    until
                 ])
             })
             .context(beginning)?;
@@ -1045,6 +1110,204 @@ impl Db {
         let _ = file.unlock();
         let _ = file.lock_shared();
         sole
+    }
+
+    fn claim_run(&self, run_id: &str) -> Result<bool, StoreError> {
+        let Some(lease) = self.lease else {
+            return Ok(true);
+        };
+        let claiming = || format!("claiming the lease of run `{run_id}`");
+        // Alone on the file, a lease held by another handle is a dead process's.
+        let alone = self.sole_user();
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .context(claiming)?;
+        let claimed = tx
+            .prepare_cached(
+                "UPDATE runs SET lease_owner = ?2, lease_until = ?3
+                 WHERE id = ?1
+                   AND status NOT IN ('completed', 'failed', 'incomplete', 'cancelled', 'expired')
+                   AND (lease_owner IS NULL OR lease_owner = ?2 OR lease_until < ?4 OR ?5)",
+            )
+            .and_then(|mut stmt| {
+                stmt.execute(params![
+                    run_id,
+                    self.owner,
+                    lease_end(lease),
+                    now_ms(),
+                    alone
+                ])
+            })
+            .context(claiming)?;
+        tx.commit().context(claiming)?;
+        Ok(claimed > 0)
+    }
+
+    fn renew_lease(&self, run_id: &str) -> Result<Lease, StoreError> {
+        let Some(lease) = self.lease else {
+            return Ok(Lease::Held {
+                cancel_requested: false,
+            });
+        };
+        let renewing = || format!("renewing the lease of run `{run_id}`");
+        let conn = self.conn();
+        let cancel: Option<bool> = conn
+            .prepare_cached(
+                "UPDATE runs SET lease_until = ?3 WHERE id = ?1 AND lease_owner = ?2
+                 RETURNING cancel_requested",
+            )
+            .and_then(|mut stmt| {
+                stmt.query_row(params![run_id, self.owner, lease_end(lease)], |row| {
+                    row.get(0)
+                })
+                .optional()
+            })
+            .context(renewing)?;
+        Ok(match cancel {
+            Some(cancel_requested) => Lease::Held { cancel_requested },
+            None => Lease::Lost,
+        })
+    }
+
+    fn release_run(&self, run_id: &str) -> Result<(), StoreError> {
+        if self.lease.is_none() {
+            return Ok(());
+        }
+        let releasing = || format!("releasing the lease of run `{run_id}`");
+        self.conn()
+            .prepare_cached(
+                "UPDATE runs SET lease_owner = NULL, lease_until = NULL
+                 WHERE id = ?1 AND lease_owner = ?2",
+            )
+            .and_then(|mut stmt| stmt.execute(params![run_id, self.owner]))
+            .context(releasing)?;
+        Ok(())
+    }
+
+    fn request_cancel(&self, run_id: &str) -> Result<bool, StoreError> {
+        if self.lease.is_none() {
+            return Ok(false);
+        }
+        let requesting = || format!("asking the driver of run `{run_id}` to cancel it");
+        let requested = self
+            .conn()
+            .prepare_cached(
+                "UPDATE runs SET cancel_requested = 1
+                 WHERE id = ?1 AND lease_owner IS NOT NULL AND lease_owner <> ?2
+                   AND lease_until > ?3
+                   AND status IN ('queued', 'in_progress', 'cancelling')",
+            )
+            .and_then(|mut stmt| stmt.execute(params![run_id, self.owner, now_ms()]))
+            .context(requesting)?;
+        Ok(requested > 0)
+    }
+
+    /// Unfinished runs whose lease expired — and, when this handle has the file to itself,
+    /// those leased by a handle that is gone (its process died: nobody else has the file
+    /// open), without waiting for the lease to run out.
+    fn orphaned_runs(&self, limit: usize) -> Result<Vec<String>, StoreError> {
+        if self.lease.is_none() {
+            return Ok(Vec::new());
+        }
+        let alone = self.sole_user();
+        let listing = || "listing runs whose lease expired".to_owned();
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT id FROM runs
+                 WHERE status IN ('queued', 'in_progress', 'cancelling')
+                   AND (lease_until IS NULL OR lease_until < ?1
+                        OR (?2 AND lease_owner <> ?3))
+                 ORDER BY lease_until LIMIT ?4",
+            )
+            .context(listing)?;
+        let ids = stmt
+            .query_map(params![now_ms(), alone, self.owner, to_i64(limit)], |row| {
+                row.get::<_, String>(0)
+            })
+            .context(listing)?
+            .collect::<Result<Vec<_>, _>>()
+            .context(listing)?;
+        Ok(ids)
+    }
+
+    /// Saves the run of a step (inside its transaction): refused when the run already
+    /// ended, or when another handle holds its live lease (fencing); a run that rests or
+    /// ended gives its lease back.
+    fn save_run(
+        &self,
+        tx: &rusqlite::Transaction<'_>,
+        id: &str,
+        run: &Run,
+        body: &str,
+    ) -> Result<(), StoreError> {
+        let committing = || format!("committing a step of thread `{id}`");
+        let previous: Option<(String, bool)> = tx
+            .prepare_cached(
+                "SELECT status, lease_owner IS NOT NULL AND lease_owner <> ?2
+                        AND lease_until > ?3
+                 FROM runs WHERE id = ?1",
+            )
+            .and_then(|mut stmt| {
+                stmt.query_row(params![run.id, self.owner, now_ms()], |row| {
+                    Ok((row.get(0)?, row.get(1)?))
+                })
+                .optional()
+            })
+            .context(committing)?;
+        // A run that ended stays ended: a step from a process that lost the run (e.g.
+        // `recover` in another process failed it meanwhile) must not revive it.
+        if let Some((previous, leased_elsewhere)) = previous {
+            // Fencing: a process whose lease expired and was taken cannot write over
+            // the process that took the run over.
+            if leased_elsewhere {
+                return Err(StoreError::Backend(format!(
+                    "refusing a step for run `{}`: another process holds its lease (this \
+                     one lost it); nothing was written",
+                    run.id
+                )));
+            }
+            let previous = parse_status(&previous, &run.id)?;
+            if previous.is_terminal() && previous != run.status {
+                return Err(StoreError::Backend(format!(
+                    "refusing a stale step for run `{}`: it already ended as `{}`; nothing \
+                     was written",
+                    run.id,
+                    previous.as_str()
+                )));
+            }
+        }
+        // A run that rests (waiting for outputs) or ended holds no lease.
+        let rests = run.status.is_terminal() || run.status == RunStatus::RequiresAction;
+        let saved = tx
+            .prepare_cached(
+                "INSERT INTO runs (id, thread_id, status, created_at, body)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (id) DO UPDATE SET status = excluded.status, body = excluded.body,
+                 lease_owner = CASE WHEN ?6 THEN NULL ELSE runs.lease_owner END,
+                 lease_until = CASE WHEN ?6 THEN NULL ELSE runs.lease_until END,
+                 cancel_requested = runs.cancel_requested AND NOT ?6
+             WHERE runs.thread_id = excluded.thread_id",
+            )
+            .and_then(|mut stmt| {
+                stmt.execute(params![
+                    run.id,
+                    id,
+                    run.status.as_str(),
+                    run.created_at,
+                    body,
+                    rests
+                ])
+            })
+            .context(|| format!("saving run `{}`", run.id))?;
+        if saved == 0 {
+            return Err(StoreError::Backend(format!(
+                "refusing a step of thread `{id}`: run `{}` belongs to another thread",
+                run.id
+            )));
+        }
+        Ok(())
     }
 
     fn commit(&self, step: &OwnedStep) -> Result<(), StoreError> {
@@ -1094,46 +1357,7 @@ impl Db {
         }
         insert_messages(&tx, id, stored, &step.appended)?;
         if let (Some(run), Some(body)) = (&step.run, run_body) {
-            let previous: Option<String> = tx
-                .prepare_cached("SELECT status FROM runs WHERE id = ?1")
-                .and_then(|mut stmt| stmt.query_row([&run.id], |row| row.get(0)).optional())
-                .context(committing)?;
-            // A run that ended stays ended: a step from a process that lost the run (e.g.
-            // `recover` in another process failed it meanwhile) must not revive it.
-            if let Some(previous) = previous {
-                let previous = parse_status(&previous, &run.id)?;
-                if previous.is_terminal() && previous != run.status {
-                    return Err(StoreError::Backend(format!(
-                        "refusing a stale step for run `{}`: it already ended as `{}`; nothing \
-                         was written",
-                        run.id,
-                        previous.as_str()
-                    )));
-                }
-            }
-            let saved = tx
-                .prepare_cached(
-                    "INSERT INTO runs (id, thread_id, status, created_at, body)
-                 VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT (id) DO UPDATE SET status = excluded.status, body = excluded.body
-                 WHERE runs.thread_id = excluded.thread_id",
-                )
-                .and_then(|mut stmt| {
-                    stmt.execute(params![
-                        run.id,
-                        id,
-                        run.status.as_str(),
-                        run.created_at,
-                        body
-                    ])
-                })
-                .context(|| format!("saving run `{}`", run.id))?;
-            if saved == 0 {
-                return Err(StoreError::Backend(format!(
-                    "refusing a step of thread `{id}`: run `{}` belongs to another thread",
-                    run.id
-                )));
-            }
+            self.save_run(&tx, id, run, &body)?;
         }
         tx.commit().context(committing)
     }
@@ -1292,5 +1516,33 @@ impl ThreadStore for SqliteStore {
 
     fn sole_user(&self) -> bool {
         self.db.sole_user()
+    }
+
+    fn lease_duration(&self) -> Option<Duration> {
+        self.db.lease
+    }
+
+    fn claim_run<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
+        let run_id = run_id.to_owned();
+        self.blocking(move |db| db.claim_run(&run_id))
+    }
+
+    fn renew_lease<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<Lease, StoreError>> {
+        let run_id = run_id.to_owned();
+        self.blocking(move |db| db.renew_lease(&run_id))
+    }
+
+    fn release_run<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
+        let run_id = run_id.to_owned();
+        self.blocking(move |db| db.release_run(&run_id))
+    }
+
+    fn request_cancel<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
+        let run_id = run_id.to_owned();
+        self.blocking(move |db| db.request_cancel(&run_id))
+    }
+
+    fn orphaned_runs(&self, limit: usize) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
+        self.blocking(move |db| db.orphaned_runs(limit))
     }
 }

@@ -287,16 +287,16 @@ async fn until_stopped(
 /// The store `--store` names — a PostgreSQL URL or a SQLite file — and how to show it in
 /// messages (a URL without its password).
 async fn open_store(args: &ServeArgs) -> Result<(Arc<dyn ThreadStore>, PathBuf), CliError> {
+    let lease = Duration::try_from_secs_f64(args.run_lease)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| {
+            CliError::Io(format!(
+                "--run-lease {}: expected a positive number of seconds",
+                args.run_lease
+            ))
+        })?;
     if crate::store::is_url(&args.store) {
-        let lease = Duration::try_from_secs_f64(args.run_lease)
-            .ok()
-            .filter(|d| !d.is_zero())
-            .ok_or_else(|| {
-                CliError::Io(format!(
-                    "--run-lease {}: expected a positive number of seconds",
-                    args.run_lease
-                ))
-            })?;
         let store = crate::store::postgres(&args.store, lease).await?;
         return Ok((Arc::new(store), crate::store::shown(&args.store)));
     }
@@ -306,7 +306,7 @@ async fn open_store(args: &ServeArgs) -> Result<(Arc<dyn ThreadStore>, PathBuf),
             reason: e.to_string(),
         })?;
     }
-    let store = SqliteStore::open(&args.store).map_err(|e| CliError::Store {
+    let store = SqliteStore::open_with_lease(&args.store, lease).map_err(|e| CliError::Store {
         path: args.store.clone(),
         reason: e.to_string(),
     })?;
@@ -366,17 +366,14 @@ async fn recover(
                 ),
             );
         }
-        if store.lease_duration().is_some() {
+        if let Some(lease) = store.lease_duration().filter(|_| !store.sole_user()) {
             say(
                 format,
-                "runs are leased: a replica that stops mid-run has its runs taken over by \
-                 another",
-            );
-        } else if !store.sole_user() {
-            say(
-                format,
-                "note: another process has this store open, so runs left unfinished by a \
-                 crash stay locked until a process opens it alone",
+                &format!(
+                    "runs are leased ({:.0} s): another process shares this store, and one that \
+                     stops mid-run has its runs taken over by another",
+                    lease.as_secs_f64()
+                ),
             );
         }
     }

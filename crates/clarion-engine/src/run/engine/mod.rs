@@ -608,15 +608,27 @@ impl Engine {
     }
 
     /// The runs a process that died left unfinished (`queued`, `in_progress` or
-    /// `cancelling`) on a store this process has to itself and that leases nothing (a
-    /// SQLite file opened alone): each can be resumed from its last committed step with
-    /// [`Engine::take_over`] — what [`Engine::recover`] would otherwise fail. Empty while
-    /// another process shares the store (its runs in flight look the same), and for a
-    /// store with leases, whose orphans [`ThreadStore::orphaned_runs`] lists instead.
+    /// `cancelling`): each can be resumed from its last committed step with
+    /// [`Engine::take_over`] — what [`Engine::recover`] would otherwise fail. On a store
+    /// with leases, the runs whose lease expired or whose holder is gone
+    /// ([`ThreadStore::orphaned_runs`]); on one without, every unfinished run when this
+    /// process has the store to itself, and none while another process shares it (its
+    /// runs in flight look the same).
     ///
     /// Cancel safe: it only reads.
     pub async fn interrupted_runs(&self) -> Result<Vec<Run>, EngineError> {
-        if self.store.lease_duration().is_some() || !self.store.sole_user() {
+        if self.store.lease_duration().is_some() {
+            let mut runs = Vec::new();
+            // Bounded: any beyond are taken over by later scans (`clarion serve` scans on).
+            for run_id in self.store.orphaned_runs(1024).await? {
+                let run = self.store.run(&run_id).await?;
+                if self.left_unfinished(&run) {
+                    runs.push(run);
+                }
+            }
+            return Ok(runs);
+        }
+        if !self.store.sole_user() {
             return Ok(Vec::new());
         }
         let mut runs = Vec::new();
@@ -674,6 +686,11 @@ impl Engine {
             let Ok(_claim) = self.claim_to_settle(&run_id) else {
                 continue;
             };
+            // A store with leases fences off steps of a run leased elsewhere: take it (a
+            // live process's lease is not taken, and its run is left alone).
+            if !self.store.claim_run(&run_id).await? {
+                continue;
+            }
             run.status = RunStatus::Failed;
             run.last_error = Some(LastError {
                 code: ErrorCode::Interrupted,
