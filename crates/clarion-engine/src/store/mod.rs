@@ -360,8 +360,9 @@ pub trait ThreadStore: Send + Sync {
     /// Ids of the threads whose lock names a run — what crash recovery has to look at.
     fn locked_thread_ids(&self) -> BoxFuture<'_, Result<Vec<String>, StoreError>>;
     /// How long a run's lease lasts, for a store shared by several processes that each drive
-    /// runs (PostgreSQL, a SQLite file). `None` for a store without leases: the engine's in-process claim is
-    /// then the only one, and [`ThreadStore::sole_user`] decides crash recovery.
+    /// runs (PostgreSQL, a SQLite file). `None` for a store without leases: the engine's
+    /// in-process claim is then the only one, and [`ThreadStore::sole_user`] decides crash
+    /// recovery.
     ///
     /// With leases, the process driving a run holds its lease (owner and expiry), renews it
     /// every third of this duration ([`ThreadStore::renew_lease`]) and releases it when the
