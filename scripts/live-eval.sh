@@ -12,9 +12,10 @@
 # flows' own `tool_choice` ("flow"), or every flow's `[assistant] tool_choice` set to it, in
 # a copy of flows/ under the output folder; the repository is never modified.
 #
-# Output: DIR/results.jsonl (one line per scenario sample), DIR/summary.md (pass rates
-# per policy and per scenario, engine CPU per turn) printed at the end. Rerunnable: a new
-# DIR each time (default: target/live-eval/<timestamp>).
+# Output: DIR/POLICY.json (`clarion eval`'s results: every sample), DIR/POLICY.html (its
+# report), DIR/summary.md (pass rates per policy and per scenario, engine CPU per turn)
+# printed at the end. Rerunnable: a new DIR each time (default:
+# target/live-eval/<timestamp>). For one policy, `clarion eval` alone does the same.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -72,79 +73,49 @@ open(path, 'w').write(text)
 PY
     done
   fi
-  for ((i = 1; i <= samples; i++)); do
-    report="$out/$policy-$i"
-    started=$SECONDS
-    # user+system CPU of the clarion process: the engine's share of a live turn.
-    /usr/bin/time -f '%U %S' -o "$report.cpu" \
-      "$clarion" test --live --jobs "$jobs" --junit "$report.xml" \
-      "${scenarios[@]/#/$tree/}" >"$report.log" 2>&1 || true
-    echo "live-eval: $policy sample $i done in $((SECONDS - started)) s" >&2
-  done
+  # `clarion eval` plays the samples and judges them (docs/testing.md); its results file
+  # per policy holds every sample, and Clarion's own CPU over the evaluation.
+  started=$SECONDS
+  "$clarion" eval --samples "$samples" --jobs "$jobs" \
+    --out "$out/$policy.json" --report "$out/$policy.html" \
+    "${scenarios[@]/#/$tree/}" >"$out/$policy.log" 2>&1 || true
+  echo "live-eval: policy $policy done in $((SECONDS - started)) s" >&2
 done
 
-python3 - "$out" "$samples" "$policies" <<'PY'
-import json, math, re, sys, xml.etree.ElementTree as ET
-out, samples, policies = sys.argv[1], int(sys.argv[2]), sys.argv[3].split()
-
-def wilson(k, n, z=1.96):
-    """The 95% Wilson score interval of k successes in n."""
-    if n == 0:
-        return (0.0, 0.0)
-    p = k / n
+python3 - "$out" "$policies" <<'PY'
+import json, sys
+out, policies = sys.argv[1], sys.argv[2].split()
+summary = ["| policy | samples passed | rate | 95% interval | engine CPU per user turn | time per user turn |",
+           "| --- | --- | --- | --- | --- | --- |"]
+per_scenario = {}
+for policy in policies:
+    try:
+        results = json.load(open(f"{out}/{policy}.json"))
+    except (OSError, ValueError):
+        summary.append(f"| {policy} | no results (see {policy}.log) | | | | |")
+        continue
+    passed = sum(s["passed"] for s in results["scenarios"])
+    total = sum(s["total"] for s in results["scenarios"])
+    turns = sum(x["turns"] for s in results["scenarios"] for x in s["samples"])
+    seconds = sum(x["seconds"] for s in results["scenarios"] for x in s["samples"])
+    cpu = results.get("cpu_seconds")
+    # The overall interval, as clarion eval computes it per scenario (Wilson, 95%).
+    import math
+    z = 1.959963984540054
+    n, p = max(total, 1), passed / max(total, 1)
     d = 1 + z * z / n
     c = (p + z * z / (2 * n)) / d
     h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
-    return (max(0.0, c - h), min(1.0, c + h))
-
-def turns(path):
-    try:
-        return max(1, len(re.findall(r'(?m)^\[\[turns\]\]', open(path).read())))
-    except OSError:
-        return 1
-
-rows, per_scenario = [], {}
-summary = ["| policy | samples passed | rate | 95% interval | engine CPU per user turn | time per user turn |",
-           "| --- | --- | --- | --- | --- | --- |"]
-for policy in policies:
-    passed = total = user_turns = 0
-    cpu = seconds = 0.0
-    for i in range(1, samples + 1):
-        base = f"{out}/{policy}-{i}"
-        try:
-            suites = ET.parse(base + ".xml").getroot()
-        except (OSError, ET.ParseError):
-            continue
-        try:
-            user, system = open(base + ".cpu").read().split()[-2:]
-            cpu += float(user) + float(system)
-        except (OSError, ValueError):
-            pass
-        for case in suites.iter("testcase"):
-            name = f"{case.get('classname')}/{case.get('name')}"
-            failure = case.find("failure")
-            ok = failure is None
-            passed += ok
-            total += 1
-            user_turns += turns(case.get("file"))
-            seconds += float(case.get("time") or 0)
-            message = None if ok else (failure.get("message") or "")[:300]
-            rows.append({"policy": policy, "sample": i, "scenario": name, "passed": ok,
-                         "seconds": float(case.get("time") or 0), "failure": message})
-            per_scenario.setdefault(name, {}).setdefault(policy, []).append(ok)
-    lo, hi = wilson(passed, total)
-    per_turn = f"{1000 * cpu / user_turns:.1f} ms" if user_turns else "—"
-    wall = f"{seconds / user_turns:.0f} s" if user_turns else "—"
-    summary.append(f"| {policy} | {passed}/{total} | {100 * passed / max(total, 1):.0f}% "
-                   f"| {100 * lo:.0f}–{100 * hi:.0f}% | {per_turn} | {wall} |")
+    per_turn = f"{1000 * cpu / turns:.1f} ms" if cpu is not None and turns else "—"
+    wall = f"{seconds / turns:.0f} s" if turns else "—"
+    summary.append(f"| {policy} | {passed}/{total} | {100 * p:.0f}% | {100 * max(0, c - h):.0f}–{100 * min(1, c + h):.0f}% | {per_turn} | {wall} |")
+    for s in results["scenarios"]:
+        name = s["path"].split("/flows/", 1)[-1]
+        per_scenario.setdefault(name, {})[policy] = f"{s['passed']}/{s['total']}" if s["total"] else "not evaluable"
 summary += ["", "| scenario | " + " | ".join(policies) + " |",
             "| --- | " + " | ".join("---" for _ in policies) + " |"]
 for name, by in sorted(per_scenario.items()):
-    cells = [f"{sum(by.get(p, []))}/{len(by.get(p, []))}" for p in policies]
-    summary.append(f"| {name} | " + " | ".join(cells) + " |")
-with open(f"{out}/results.jsonl", "w") as f:
-    for row in rows:
-        f.write(json.dumps(row) + "\n")
+    summary.append(f"| {name} | " + " | ".join(by.get(p, "—") for p in policies) + " |")
 text = "\n".join(summary) + "\n"
 open(f"{out}/summary.md", "w").write(text)
 print(text)
