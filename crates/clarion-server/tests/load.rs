@@ -1,13 +1,20 @@
 //! A bounded load test over loopback (ignored by default; figures in docs/serve.md):
 //! `CLARION_LOAD_CLIENTS` concurrent clients (200) each run `CLARION_LOAD_LOOPS` (5) full
 //! tool loops — create thread and run, poll to `requires_action`, submit the output, poll
-//! to `completed`, list the messages — against the server with a SQLite store and a model
-//! that answers at once. Reports throughput, client-side and server-side latency (the
-//! server's own time per request, measured by a middleware around the router), errors and
-//! protocol violations; fails on any error or violation.
+//! to `completed`, list the messages — against the server with a model that answers at
+//! once. Reports throughput, client-side and server-side latency (the server's own time per
+//! request, measured by a middleware around the router), errors and protocol violations;
+//! fails on any error or violation.
+//!
+//! The store is `CLARION_LOAD_STORE`: `sqlite` (default, a file) or `postgres` (a fresh
+//! database on `CLARION_TEST_POSTGRES`). With `CLARION_LOAD_REPLICAS` = N (1), N servers
+//! share it — each on a runtime of its own with a store handle of its own (its own pool and
+//! lease owner), as N processes would be — and every client sends each request to the next
+//! replica in turn, so a run created on one is polled, submitted to and listed on others.
 //!
 //! ```sh
 //! cargo test --release -p clarion-server --test load -- --ignored --nocapture
+//! CLARION_LOAD_STORE=postgres CLARION_LOAD_REPLICAS=2 cargo test --release -p clarion-server --test load -- --ignored --nocapture
 //! ```
 
 #![allow(
@@ -26,7 +33,8 @@ use axum::extract::Request;
 use axum::middleware::{Next, from_fn};
 use serde_json::{Value, json};
 
-use common::{LoopModel, client, serve_router, shop_state};
+use clarion_engine::ThreadStore;
+use common::{LoopModel, client, serve_router, shop_state_on};
 
 fn env_or(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -44,11 +52,19 @@ struct Tally {
 
 struct Client {
     http: reqwest::Client,
-    base: String,
+    /// One base URL per replica; requests go to each in turn.
+    bases: Vec<String>,
+    next: std::sync::atomic::AtomicUsize,
     tally: Arc<Mutex<Tally>>,
 }
 
 impl Client {
+    /// The replica for the next request.
+    fn base(&self) -> &str {
+        let k = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        &self.bases[k % self.bases.len()]
+    }
+
     async fn call(&self, request: reqwest::RequestBuilder) -> Option<Value> {
         let start = Instant::now();
         let result = request.send().await;
@@ -92,7 +108,7 @@ impl Client {
             let run = self
                 .call(
                     self.http
-                        .get(format!("{}/threads/{thread}/runs/{run}", self.base)),
+                        .get(format!("{}/threads/{thread}/runs/{run}", self.base())),
                 )
                 .await?;
             match run["status"].as_str() {
@@ -111,13 +127,16 @@ impl Client {
     }
 
     async fn one_loop(&self, n: usize) -> Option<()> {
-        let base = &self.base;
         let user = format!("pay bill {n}");
         let run = self
-            .call(self.http.post(format!("{base}/threads/runs")).json(&json!({
-                "assistant_id": "asst_shop",
-                "thread": {"messages": [{"role": "user", "content": user}]},
-            })))
+            .call(
+                self.http
+                    .post(format!("{}/threads/runs", self.base()))
+                    .json(&json!({
+                        "assistant_id": "asst_shop",
+                        "thread": {"messages": [{"role": "user", "content": user}]},
+                    })),
+            )
             .await?;
         let (tid, rid) = (
             run["thread_id"].as_str()?.to_owned(),
@@ -133,7 +152,8 @@ impl Client {
         self.call(
             self.http
                 .post(format!(
-                    "{base}/threads/{tid}/runs/{rid}/submit_tool_outputs"
+                    "{}/threads/{tid}/runs/{rid}/submit_tool_outputs",
+                    self.base()
                 ))
                 .json(&json!({"tool_outputs": [{"tool_call_id": call_id, "output": "ok"}]})),
         )
@@ -142,7 +162,7 @@ impl Client {
         let messages = self
             .call(
                 self.http
-                    .get(format!("{base}/threads/{tid}/messages?order=asc")),
+                    .get(format!("{}/threads/{tid}/messages?order=asc", self.base())),
             )
             .await?;
         let texts: Vec<&str> = messages["data"]
@@ -169,53 +189,103 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
     sorted[rank.min(sorted.len() - 1)] as f64 / 1000.0
 }
 
-#[tokio::test(flavor = "multi_thread")]
-#[ignore = "a load test: run it on purpose, in release mode (see the module docs)"]
-async fn load_200_clients_full_tool_loops() {
-    let clients = env_or("CLARION_LOAD_CLIENTS", 200);
-    let loops = env_or("CLARION_LOAD_LOOPS", 5);
-    let (state, _dir) = shop_state(Arc::new(LoopModel), &[], 0.0);
-    let server_us = Arc::new(Mutex::new(Vec::<u64>::new()));
-    let timer = server_us.clone();
-    let router = clarion_server::router(state, clarion_server::DEFAULT_BODY_LIMIT).layer(from_fn(
-        move |request: Request, next: Next| {
-            let timer = timer.clone();
-            async move {
-                let start = Instant::now();
-                let response = next.run(request).await;
-                let elapsed = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
-                timer
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .push(elapsed);
-                response
-            }
-        },
-    ));
-    // The server gets a runtime of its own, so its requests never queue behind the load
-    // generator's tasks on the same workers (the two still share the machine's cores).
+/// The store one replica opens: `CLARION_LOAD_STORE`'s, at `place` (a SQLite file or a
+/// PostgreSQL URL).
+async fn open_store(place: &str) -> Arc<dyn ThreadStore> {
+    if place.starts_with("postgres") {
+        Arc::new(
+            clarion_store_postgres::PostgresStore::connect(place)
+                .await
+                .unwrap_or_else(|e| panic!("{e}")),
+        )
+    } else {
+        Arc::new(clarion_store::SqliteStore::open(place).unwrap_or_else(|e| panic!("{e}")))
+    }
+}
+
+/// Starts a replica on a thread and runtime of its own; its address, and what stops it.
+fn replica(
+    place: String,
+    server_us: Arc<Mutex<Vec<u64>>>,
+) -> (
+    std::net::SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    std::thread::JoinHandle<()>,
+) {
     let (ready, addr) = std::sync::mpsc::channel();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server_thread = std::thread::spawn(move || {
+    let thread = std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
             .unwrap_or_else(|e| panic!("{e}"));
         runtime.block_on(async move {
+            let store = open_store(&place).await;
+            let state = shop_state_on(Arc::new(LoopModel), store, &[], 0.0);
+            let takeover = clarion_server::spawn_takeover(state.clone());
+            let timer = server_us;
+            let router = clarion_server::router(state, clarion_server::DEFAULT_BODY_LIMIT).layer(
+                from_fn(move |request: Request, next: Next| {
+                    let timer = timer.clone();
+                    async move {
+                        let start = Instant::now();
+                        let response = next.run(request).await;
+                        let elapsed =
+                            u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
+                        timer
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .push(elapsed);
+                        response
+                    }
+                }),
+            );
             let (addr, stop) = serve_router(router).await;
             let _ = ready.send(addr);
             let _ = stopped.await;
+            takeover.abort();
             drop(stop);
         });
     });
     let addr = addr.recv().unwrap_or_else(|e| panic!("{e}"));
+    (addr, stop, thread)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "a load test: run it on purpose, in release mode (see the module docs)"]
+async fn load_200_clients_full_tool_loops() {
+    let clients = env_or("CLARION_LOAD_CLIENTS", 200);
+    let loops = env_or("CLARION_LOAD_LOOPS", 5);
+    let replicas = env_or("CLARION_LOAD_REPLICAS", 1).max(1);
+    let kind = std::env::var("CLARION_LOAD_STORE").unwrap_or_else(|_| "sqlite".to_owned());
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let place = match kind.as_str() {
+        "postgres" => {
+            let url = clarion_store_postgres::testing::server_url("load").unwrap_or_else(|| {
+                panic!("CLARION_LOAD_STORE=postgres needs CLARION_TEST_POSTGRES")
+            });
+            clarion_store_postgres::testing::fresh_database(&url).await
+        }
+        _ => dir.path().join("threads.db").display().to_string(),
+    };
+    let server_us = Arc::new(Mutex::new(Vec::<u64>::new()));
+    // Each replica gets a runtime of its own, so its requests never queue behind the load
+    // generator's tasks on the same workers (they all still share the machine's cores).
+    let servers: Vec<_> = (0..replicas)
+        .map(|_| replica(place.clone(), server_us.clone()))
+        .collect();
+    let bases: Vec<String> = servers
+        .iter()
+        .map(|(addr, _, _)| format!("http://{addr}/v1"))
+        .collect();
     let tally = Arc::new(Mutex::new(Tally::default()));
     let http = client();
     let started = Instant::now();
     let tasks = (0..clients).map(|c| {
         let client = Client {
             http: http.clone(),
-            base: format!("http://{addr}/v1"),
+            bases: bases.clone(),
+            next: std::sync::atomic::AtomicUsize::new(c),
             tally: tally.clone(),
         };
         tokio::spawn(async move {
@@ -240,7 +310,7 @@ async fn load_200_clients_full_tool_loops() {
     );
     server.sort_unstable();
     eprintln!(
-        "load: {clients} clients × {loops} loops = {} tool loops in {wall:.2} s ({:.0} loops/s)\n\
+        "load on {kind}, {replicas} replica(s): {clients} clients × {loops} loops = {} tool loops in {wall:.2} s ({:.0} loops/s)\n\
          requests: {} ({:.0}/s); errors: {}; protocol violations: {}\n\
          client latency ms: p50 {:.2}, p99 {:.2}, max {:.2}\n\
          server time per request ms: p50 {:.3}, p99 {:.3}, max {:.3}",
@@ -257,8 +327,10 @@ async fn load_200_clients_full_tool_loops() {
         percentile(&server, 99.0),
         percentile(&server, 100.0),
     );
-    drop(stop);
-    let _ = server_thread.join();
+    for (_, stop, thread) in servers {
+        drop(stop);
+        let _ = thread.join();
+    }
     assert!(
         tally.errors.is_empty(),
         "errors: {:?}",

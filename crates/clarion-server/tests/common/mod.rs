@@ -109,6 +109,16 @@ pub(crate) fn shop_state(
     let store: Arc<dyn ThreadStore> = Arc::new(
         SqliteStore::open(dir.path().join("threads.db")).unwrap_or_else(|e| panic!("{e}")),
     );
+    (shop_state_on(model, store, keys, rate), dir)
+}
+
+/// The shop flow's server state on `store`.
+pub(crate) fn shop_state_on(
+    model: Arc<dyn Model>,
+    store: Arc<dyn ThreadStore>,
+    keys: &[&str],
+    rate: f64,
+) -> AppState {
     let tools = ClarionTools::new();
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/flows/shop.toml");
     let flow = load_file_with(
@@ -130,10 +140,9 @@ pub(crate) fn shop_state(
     } else {
         ApiKeys::new(keys.iter().copied())
     };
-    let state = AppState::new(store, vec![engine], keys)
+    AppState::new(store, vec![engine], keys)
         .unwrap_or_else(|e| panic!("{e}"))
-        .with_rate_limit(rate);
-    (state, dir)
+        .with_rate_limit(rate)
 }
 
 /// A model for any number of concurrent conversations: a user message gets a `pay` call,
