@@ -33,6 +33,7 @@ pub use clarion_flow::discover::{DiscoverError, scenario_files};
 pub use diff::unified_diff;
 pub use snapshot::{Snapshot, SnapshotState, UpdateMode, is_ci, normalize, pending_path};
 
+use crate::coverage::ScenarioHits;
 use crate::scenario::Scenario;
 use crate::scenario::{self, FlowCache};
 use clarion_engine::BoxFuture;
@@ -69,6 +70,7 @@ pub struct Runner {
     flows: FlowCache,
     executor: Option<Arc<dyn ToolExecutor>>,
     mode: ModelMode,
+    coverage: bool,
 }
 
 impl std::fmt::Debug for Runner {
@@ -109,6 +111,14 @@ impl Runner {
         self
     }
 
+    /// Also counts what each scenario exercised of its flow ([`Outcome::coverage`]; add
+    /// them up with [`crate::coverage::Coverage`]).
+    #[must_use]
+    pub fn with_coverage(mut self) -> Self {
+        self.coverage = true;
+        self
+    }
+
     /// Loads and plays the scenario at `path`.
     pub async fn run(&self, path: &Path) -> Outcome {
         let report = scenario::load_file(path, &self.flows);
@@ -126,6 +136,7 @@ impl Runner {
             failures: Vec::new(),
             transcript: String::new(),
             compared: self.mode == ModelMode::Scripted,
+            coverage: None,
         };
         if let Some(scenario) = report.scenario {
             outcome.title.clone_from(&scenario.title);
@@ -137,10 +148,21 @@ impl Runner {
                     return outcome;
                 }
             };
-            let played = scenario::play::play_with(&scenario, self.executor.clone(), model).await;
+            let played = scenario::play::play_covered(
+                &scenario,
+                self.executor.clone(),
+                model,
+                self.coverage,
+            )
+            .await;
             outcome.problems = played.problems;
             outcome.failures = played.failures;
             outcome.transcript = played.transcript;
+            outcome.coverage = played.hits.map(|hits| ScenarioHits {
+                flow_path: scenario.flow_path.clone(),
+                flow: Arc::clone(&scenario.flow),
+                hits,
+            });
         }
         outcome
     }
@@ -279,6 +301,9 @@ pub struct Outcome {
     /// Whether the transcript is compared with the snapshot (scripted runs only: a live or
     /// replayed model's conversation is checked by its expectations).
     pub compared: bool,
+    /// What the scenario exercised of its flow, when the runner counts coverage
+    /// ([`Runner::with_coverage`]) and the scenario loaded.
+    pub coverage: Option<ScenarioHits>,
 }
 
 /// What comparing with the snapshot found, and what was written.
