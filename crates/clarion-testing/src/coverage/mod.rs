@@ -3,7 +3,7 @@
 //! A flow's *elements* are the things a conversation can exercise: each tool (called by
 //! the model), each parameter's `ask` (asked), each slot (set, and read), each `after` rule
 //! (its `when` seen true and seen false, or, without `when`, applied) and each `on_error`
-//! (ran). [`elements`] lists them from the validated flow; [`Collector`] counts hits from
+//! (ran). [`FlowIndex`] lists them from the validated flow; [`Collector`] counts hits from
 //! the engine's events while a scenario plays — the same events transcripts come from,
 //! plus two that exist for this ([`Event::FilledFromSlots`], [`Event::RuleEvaluated`]);
 //! [`Coverage`] adds up every scenario's hits per flow and, given the flow file's spans,
@@ -14,12 +14,14 @@
 
 pub mod render;
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use clarion_engine::{Event, RuleRef};
 use clarion_flow::Flow;
+use clarion_flow::model::AfterRule;
 use clarion_flow::source::SourceFile;
 use clarion_flow::spans::{self, SpanIndex, pointer};
 use clarion_flow::template::{expression_names, template_names};
@@ -34,7 +36,7 @@ pub enum Element {
         /// The tool.
         tool: String,
     },
-    /// The user was asked for the parameter with its `ask`.
+    /// The user was asked for the parameter with its `ask` (required parameters only).
     Ask {
         /// The tool.
         tool: String,
@@ -110,123 +112,194 @@ impl Element {
     }
 }
 
-/// Every element of `flow`, in file order: slots, then each tool with its parameters'
-/// `ask`, its `after` rules and its `on_error`.
-#[must_use]
-pub fn elements(flow: &Flow) -> Vec<Element> {
-    let mut all = Vec::new();
-    for slot in flow.slots.keys() {
-        all.push(Element::SlotSet { slot: slot.clone() });
-        all.push(Element::SlotRead { slot: slot.clone() });
-    }
-    for (name, tool) in &flow.tools {
-        let tool_name = || name.clone();
-        all.push(Element::Tool { tool: tool_name() });
-        for (param, spec) in &tool.params {
-            if spec.ask.is_some() {
-                all.push(Element::Ask {
-                    tool: tool_name(),
-                    param: param.clone(),
-                });
-            }
-        }
-        for (rule, after) in tool.after.iter().enumerate() {
-            if after.when.is_some() {
-                for value in [true, false] {
-                    all.push(Element::When {
-                        tool: tool_name(),
-                        rule,
-                        value,
-                    });
-                }
-            } else {
-                all.push(Element::After {
-                    tool: tool_name(),
+/// What counting needs of a flow, worked out once and shared by the collectors of all its
+/// scenarios: its elements, and for each event a collector sees, which element positions it
+/// hits and which slots the templates it evaluated name (compiling templates once per
+/// scenario, or hashing element names per event, would cost more than the counting).
+#[derive(Debug)]
+pub struct FlowIndex {
+    flow: Arc<Flow>,
+    elements: Vec<Element>,
+    /// Slot name → its number: a position in `slot_set`, `slot_read` and a collector's
+    /// `holding`.
+    slot_numbers: HashMap<String, usize>,
+    /// Per slot number, the position of its `SlotSet` and `SlotRead` elements.
+    slot_set: Vec<usize>,
+    slot_read: Vec<usize>,
+    /// The slots (numbers) `instructions` names.
+    instructions: Vec<usize>,
+    tools: HashMap<String, ToolIndex>,
+}
+
+/// One tool's elements.
+#[derive(Debug)]
+struct ToolIndex {
+    called: usize,
+    /// Parameter → its `Ask` element and the slots its `ask` names.
+    asks: HashMap<String, Counted>,
+    /// Parameter → the number of the slot it is filled from.
+    fills: HashMap<String, usize>,
+    after: Vec<RuleIndex>,
+    on_error: Option<Counted>,
+}
+
+/// An element, and the slots (numbers) the template behind it names.
+#[derive(Debug)]
+struct Counted {
+    element: usize,
+    reads: Vec<usize>,
+}
+
+/// One `after` rule's elements: `When` true and false, or `After` for a rule without `when`.
+#[derive(Debug)]
+struct RuleIndex {
+    when: Option<(usize, usize)>,
+    applied: Option<usize>,
+    /// The slots its `when` names; those its `set` and `inject` name (read when it applies).
+    when_reads: Vec<usize>,
+    body_reads: Vec<usize>,
+}
+
+impl RuleIndex {
+    /// Indexes `tool`'s `after` rule number `rule` (from 0), adding its elements.
+    fn new(
+        elements: &mut Vec<Element>,
+        slot_numbers: &HashMap<String, usize>,
+        tool: &str,
+        rule: usize,
+        spec: &AfterRule,
+    ) -> Self {
+        let when = spec.when.as_ref().map(|_| {
+            let mut outcome = |value| {
+                let element = Element::When {
+                    tool: tool.to_owned(),
                     rule,
-                });
-            }
+                    value,
+                };
+                push(elements, element)
+            };
+            (outcome(true), outcome(false))
+        });
+        let applied = when.is_none().then(|| {
+            let element = Element::After {
+                tool: tool.to_owned(),
+                rule,
+            };
+            push(elements, element)
+        });
+        let mut body: Vec<String> = spec
+            .set
+            .values()
+            .flat_map(|e| slot_names(expression_names(e)))
+            .collect();
+        if let Some(inject) = &spec.inject {
+            body.extend(template_slots(inject));
         }
-        if tool.on_error.is_some() {
-            all.push(Element::OnError { tool: tool_name() });
+        let when_names = spec.when.as_deref().map(expression_names);
+        Self {
+            when,
+            applied,
+            when_reads: numbers(
+                slot_numbers,
+                &when_names.map(slot_names).unwrap_or_default(),
+            ),
+            body_reads: numbers(slot_numbers, &body),
         }
     }
-    all
 }
 
-/// How often each element was exercised. Elements never hit are absent.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Hits(HashMap<Element, u64>);
+/// The numbers of the slots `names` (names that are not slots have none).
+fn numbers(slot_numbers: &HashMap<String, usize>, names: &[String]) -> Vec<usize> {
+    names
+        .iter()
+        .filter_map(|name| slot_numbers.get(name).copied())
+        .collect()
+}
 
-impl Hits {
-    /// Counts one hit of `element`.
-    pub fn hit(&mut self, element: Element) {
-        *self.0.entry(element).or_default() += 1;
-    }
+fn push(elements: &mut Vec<Element>, element: Element) -> usize {
+    elements.push(element);
+    elements.len() - 1
+}
 
-    /// How often `element` was hit.
+impl FlowIndex {
+    /// Indexes `flow`'s elements: slots, then each tool with its required parameters'
+    /// `ask`, its `after` rules and its `on_error` (reports sort them by line).
     #[must_use]
-    pub fn get(&self, element: &Element) -> u64 {
-        self.0.get(element).copied().unwrap_or_default()
-    }
-
-    /// Adds `other`'s hits to these.
-    pub fn merge(&mut self, other: &Self) {
-        for (element, n) in &other.0 {
-            *self.0.entry(element.clone()).or_default() += n;
+    pub fn new(flow: Arc<Flow>) -> Self {
+        let mut elements = Vec::new();
+        let mut slot_numbers = HashMap::new();
+        let (mut slot_set, mut slot_read) = (Vec::new(), Vec::new());
+        for (n, slot) in flow.slots.keys().enumerate() {
+            slot_numbers.insert(slot.clone(), n);
+            slot_set.push(push(&mut elements, Element::SlotSet { slot: slot.clone() }));
+            slot_read.push(push(
+                &mut elements,
+                Element::SlotRead { slot: slot.clone() },
+            ));
         }
-    }
-}
-
-/// The slots each template and expression of a flow names (`slots.NAME`), so that
-/// evaluating it counts as reading them.
-#[derive(Debug, Default)]
-struct Reads {
-    instructions: Vec<String>,
-    /// (tool, parameter) → the slots its `ask` names.
-    ask: HashMap<(String, String), Vec<String>>,
-    /// (tool, rule) → the slots its `when` names; and its `set` and `inject`.
-    when: HashMap<(String, usize), Vec<String>>,
-    body: HashMap<(String, usize), Vec<String>>,
-    on_error: HashMap<String, Vec<String>>,
-}
-
-impl Reads {
-    fn of(flow: &Flow) -> Self {
-        let mut reads = Self {
-            instructions: template_slots(&flow.assistant.instructions),
-            ..Self::default()
-        };
+        let numbers = |names: Vec<String>| numbers(&slot_numbers, &names);
+        let instructions = numbers(template_slots(&flow.assistant.instructions));
+        let mut tools = HashMap::new();
         for (name, tool) in &flow.tools {
+            let tool_name = || name.clone();
+            let called = push(&mut elements, Element::Tool { tool: tool_name() });
+            let mut asks = HashMap::new();
+            let mut fills = HashMap::new();
             for (param, spec) in &tool.params {
-                if let Some(ask) = &spec.ask {
-                    reads
-                        .ask
-                        .insert((name.clone(), param.clone()), template_slots(ask));
+                // Only a required parameter is ever asked for: an optional one's `ask`
+                // could never be covered.
+                if let (Some(ask), true) = (&spec.ask, spec.required) {
+                    let element = Element::Ask {
+                        tool: tool_name(),
+                        param: param.clone(),
+                    };
+                    let counted = Counted {
+                        element: push(&mut elements, element),
+                        reads: numbers(template_slots(ask)),
+                    };
+                    asks.insert(param.clone(), counted);
+                }
+                if let Some(&n) = spec.slot.as_ref().and_then(|s| slot_numbers.get(s)) {
+                    fills.insert(param.clone(), n);
                 }
             }
-            for (i, rule) in tool.after.iter().enumerate() {
-                if let Some(when) = &rule.when {
-                    reads
-                        .when
-                        .insert((name.clone(), i), slot_names(expression_names(when)));
-                }
-                let mut body: Vec<String> = rule
-                    .set
-                    .values()
-                    .flat_map(|e| slot_names(expression_names(e)))
-                    .collect();
-                if let Some(inject) = &rule.inject {
-                    body.extend(template_slots(inject));
-                }
-                reads.body.insert((name.clone(), i), body);
-            }
-            if let Some(on_error) = &tool.on_error {
-                reads
-                    .on_error
-                    .insert(name.clone(), template_slots(&on_error.inject));
-            }
+            let after = (tool.after.iter().enumerate())
+                .map(|(rule, spec)| RuleIndex::new(&mut elements, &slot_numbers, name, rule, spec))
+                .collect();
+            let on_error = tool.on_error.as_ref().map(|rule| Counted {
+                element: push(&mut elements, Element::OnError { tool: tool_name() }),
+                reads: numbers(template_slots(&rule.inject)),
+            });
+            let index = ToolIndex {
+                called,
+                asks,
+                fills,
+                after,
+                on_error,
+            };
+            tools.insert(name.clone(), index);
         }
-        reads
+        Self {
+            flow,
+            elements,
+            slot_numbers,
+            slot_set,
+            slot_read,
+            instructions,
+            tools,
+        }
+    }
+
+    /// The flow.
+    #[must_use]
+    pub fn flow(&self) -> &Arc<Flow> {
+        &self.flow
+    }
+
+    /// Every element, in the order hits are counted in.
+    #[must_use]
+    pub fn elements(&self) -> &[Element] {
+        &self.elements
     }
 }
 
@@ -250,151 +323,223 @@ fn slot_names<E>(names: Result<HashSet<String>, E>) -> Vec<String> {
     slots
 }
 
+/// The indexes of the flows a runner's scenarios played, one per loaded flow.
+#[derive(Debug, Default)]
+pub(crate) struct Indexes(Mutex<Vec<Arc<FlowIndex>>>);
+
+impl Indexes {
+    /// The index of `flow`, made on first use. An index holds its flow, so the flow's
+    /// address identifies it for as long as the entry exists.
+    pub(crate) fn get(&self, flow: &Arc<Flow>) -> Arc<FlowIndex> {
+        let Ok(mut indexes) = self.0.lock() else {
+            return Arc::new(FlowIndex::new(Arc::clone(flow)));
+        };
+        if let Some(index) = indexes.iter().find(|i| Arc::ptr_eq(&i.flow, flow)) {
+            return Arc::clone(index);
+        }
+        let index = Arc::new(FlowIndex::new(Arc::clone(flow)));
+        indexes.push(Arc::clone(&index));
+        index
+    }
+}
+
+/// How often each element of one flow was exercised.
+#[derive(Debug, Clone)]
+pub struct Hits {
+    index: Arc<FlowIndex>,
+    /// Per element, in the index's order.
+    counts: Vec<u64>,
+}
+
+impl Hits {
+    /// No hits yet.
+    #[must_use]
+    pub fn new(index: Arc<FlowIndex>) -> Self {
+        Self {
+            counts: vec![0; index.elements.len()],
+            index,
+        }
+    }
+
+    /// The flow.
+    #[must_use]
+    pub fn flow(&self) -> &Arc<Flow> {
+        &self.index.flow
+    }
+
+    /// How often `element` was hit (0 for an element the flow does not have).
+    #[must_use]
+    pub fn get(&self, element: &Element) -> u64 {
+        self.position(element)
+            .and_then(|i| self.counts.get(i).copied())
+            .unwrap_or_default()
+    }
+
+    /// Adds `n` hits of `element` (none if the flow does not have it).
+    pub fn add(&mut self, element: &Element, n: u64) {
+        if let Some(count) = self.position(element).and_then(|i| self.counts.get_mut(i)) {
+            *count += n;
+        }
+    }
+
+    /// Adds `other`'s hits to these: the same elements, matched by name when `other` was
+    /// counted against another index of the flow.
+    pub fn merge(&mut self, other: &Self) {
+        if Arc::ptr_eq(&self.index, &other.index) {
+            for (count, n) in self.counts.iter_mut().zip(&other.counts) {
+                *count += n;
+            }
+        } else {
+            for (element, n) in other.index.elements.iter().zip(&other.counts) {
+                self.add(element, *n);
+            }
+        }
+    }
+
+    fn position(&self, element: &Element) -> Option<usize> {
+        self.index.elements.iter().position(|e| e == element)
+    }
+}
+
 /// Counts one scenario's hits from its events, in order.
 #[derive(Debug)]
 pub struct Collector {
-    flow: Arc<Flow>,
-    reads: Reads,
-    /// Slots holding a value: a template reads a slot only when it has one.
-    holding: HashSet<String>,
-    hits: Hits,
+    index: Arc<FlowIndex>,
+    /// Per slot number, whether it holds a value: a template reads a slot only then.
+    holding: Vec<bool>,
+    counts: Vec<u64>,
 }
 
 impl Collector {
-    /// A collector for a scenario of `flow` (whose thread starts with no slot values).
+    /// A collector for a scenario of the indexed flow (whose thread starts with no slot
+    /// values).
     #[must_use]
-    pub fn new(flow: Arc<Flow>) -> Self {
+    pub fn new(index: Arc<FlowIndex>) -> Self {
         Self {
-            reads: Reads::of(&flow),
-            flow,
-            holding: HashSet::new(),
-            hits: Hits::default(),
+            holding: vec![false; index.slot_set.len()],
+            counts: vec![0; index.elements.len()],
+            index,
         }
     }
 
     /// Counts what `events` exercised.
     pub fn events(&mut self, events: &[Event]) {
+        let index = Arc::clone(&self.index);
         for event in events {
-            self.event(event);
+            self.event(&index, event);
         }
     }
 
-    fn event(&mut self, event: &Event) {
+    fn event(&mut self, index: &FlowIndex, event: &Event) {
         match event {
-            Event::ModelCalled { .. } => {
-                read(&self.holding, &mut self.hits, &self.reads.instructions);
-            }
-            Event::ToolCalled { name, .. } if self.flow.tools.contains_key(name) => {
-                self.hits.hit(Element::Tool { tool: name.clone() });
+            Event::ModelCalled { .. } => self.read(index, &index.instructions),
+            Event::ToolCalled { name, .. } => {
+                if let Some(tool) = index.tools.get(name) {
+                    self.hit(tool.called);
+                }
             }
             Event::QuestionAsked { tool, params, .. } => {
-                for param in params {
-                    let key = (tool.clone(), param.clone());
-                    if let Some(slots) = self.reads.ask.get(&key) {
-                        read(&self.holding, &mut self.hits, slots);
-                        let (tool, param) = key;
-                        self.hits.hit(Element::Ask { tool, param });
-                    }
+                let Some(tool) = index.tools.get(tool) else {
+                    return;
+                };
+                for ask in params.iter().filter_map(|p| tool.asks.get(p)) {
+                    self.read(index, &ask.reads);
+                    self.hit(ask.element);
                 }
             }
             Event::SlotSet { name, .. } => {
-                self.holding.insert(name.clone());
-                self.hits.hit(Element::SlotSet { slot: name.clone() });
+                if let Some(&n) = index.slot_numbers.get(name) {
+                    if let Some(holding) = self.holding.get_mut(n) {
+                        *holding = true;
+                    }
+                    self.hit_slot(&index.slot_set, n);
+                }
             }
             Event::FilledFromSlots { tool, params, .. } => {
-                let Some(tool) = self.flow.tools.get(tool) else {
+                let Some(tool) = index.tools.get(tool) else {
                     return;
                 };
-                let slots: Vec<String> = params
-                    .iter()
-                    .filter_map(|p| tool.params.get(p)?.slot.clone())
-                    .collect();
-                for slot in slots {
-                    self.hits.hit(Element::SlotRead { slot });
+                for &n in params.iter().filter_map(|p| tool.fills.get(p)) {
+                    self.hit_slot(&index.slot_read, n);
                 }
             }
             Event::RuleEvaluated {
                 tool,
                 rule,
                 applied,
-            } => self.rule(tool, *rule, *applied),
+            } => {
+                if let Some(tool) = index.tools.get(tool) {
+                    self.rule(index, tool, *rule, *applied);
+                }
+            }
             _ => {}
         }
     }
 
-    fn rule(&mut self, tool: &str, rule: RuleRef, applied: bool) {
-        let Some(spec) = self.flow.tools.get(tool) else {
-            return;
-        };
+    fn rule(&mut self, index: &FlowIndex, tool: &ToolIndex, rule: RuleRef, applied: bool) {
         match rule {
-            RuleRef::After { index } => {
-                let Some(after) = spec.after.get(index) else {
+            RuleRef::After { index: i } => {
+                let Some(after) = tool.after.get(i) else {
                     return;
                 };
-                let key = (tool.to_owned(), index);
-                let element = if after.when.is_some() {
-                    Element::When {
-                        tool: key.0.clone(),
-                        rule: index,
-                        value: applied,
-                    }
-                } else {
-                    Element::After {
-                        tool: key.0.clone(),
-                        rule: index,
-                    }
-                };
-                let none = Vec::new();
-                read(
-                    &self.holding,
-                    &mut self.hits,
-                    self.reads.when.get(&key).unwrap_or(&none),
-                );
-                if applied {
-                    read(
-                        &self.holding,
-                        &mut self.hits,
-                        self.reads.body.get(&key).unwrap_or(&none),
-                    );
+                self.read(index, &after.when_reads);
+                match (after.when, after.applied) {
+                    (Some((true_, false_)), _) => self.hit(if applied { true_ } else { false_ }),
+                    (None, Some(element)) if applied => self.hit(element),
+                    _ => {}
                 }
-                self.hits.hit(element);
+                if applied {
+                    self.read(index, &after.body_reads);
+                }
             }
             RuleRef::OnError => {
-                if let Some(slots) = self.reads.on_error.get(tool) {
-                    read(&self.holding, &mut self.hits, slots);
+                if let Some(on_error) = &tool.on_error {
+                    self.read(index, &on_error.reads);
+                    self.hit(on_error.element);
                 }
-                self.hits.hit(Element::OnError {
-                    tool: tool.to_owned(),
-                });
             }
             // A kind of rule added to the engine later counts once it is listed here.
             _ => {}
         }
     }
 
+    fn hit(&mut self, element: usize) {
+        if let Some(count) = self.counts.get_mut(element) {
+            *count += 1;
+        }
+    }
+
+    /// A hit of slot `n`'s element in `elements` (`slot_set` or `slot_read`).
+    fn hit_slot(&mut self, elements: &[usize], n: usize) {
+        if let Some(&element) = elements.get(n) {
+            self.hit(element);
+        }
+    }
+
+    /// Counts a read of each of `slots` that holds a value.
+    fn read(&mut self, index: &FlowIndex, slots: &[usize]) {
+        for &n in slots {
+            if self.holding.get(n).copied().unwrap_or_default() {
+                self.hit_slot(&index.slot_read, n);
+            }
+        }
+    }
+
     /// The hits counted.
     #[must_use]
     pub fn finish(self) -> Hits {
-        self.hits
-    }
-}
-
-/// Counts a read of each of `slots` that holds a value.
-fn read(holding: &HashSet<String>, hits: &mut Hits, slots: &[String]) {
-    for slot in slots {
-        if holding.contains(slot) {
-            hits.hit(Element::SlotRead { slot: slot.clone() });
+        Hits {
+            index: self.index,
+            counts: self.counts,
         }
     }
 }
 
-/// One scenario's hits, with the flow they count for.
+/// One scenario's hits, with the flow file they count for.
 #[derive(Debug, Clone)]
 pub struct ScenarioHits {
     /// The flow file, as the scenario found it.
     pub flow_path: PathBuf,
-    /// The flow.
-    pub flow: Arc<Flow>,
     /// What the scenario exercised.
     pub hits: Hits,
 }
@@ -402,7 +547,7 @@ pub struct ScenarioHits {
 /// Every scenario's hits, added up per flow file.
 #[derive(Debug, Default)]
 pub struct Coverage {
-    flows: BTreeMap<PathBuf, (PathBuf, Arc<Flow>, Hits)>,
+    flows: BTreeMap<PathBuf, (PathBuf, Hits)>,
 }
 
 impl Coverage {
@@ -418,14 +563,12 @@ impl Coverage {
             .flow_path
             .canonicalize()
             .unwrap_or_else(|_| scenario.flow_path.clone());
-        let entry = self.flows.entry(key).or_insert_with(|| {
-            (
-                scenario.flow_path.clone(),
-                Arc::clone(&scenario.flow),
-                Hits::default(),
-            )
-        });
-        entry.2.merge(&scenario.hits);
+        match self.flows.entry(key) {
+            Entry::Occupied(mut entry) => entry.get_mut().1.merge(&scenario.hits),
+            Entry::Vacant(entry) => {
+                entry.insert((scenario.flow_path.clone(), scenario.hits.clone()));
+            }
+        }
     }
 
     /// Each flow's report, its elements on their lines (in the order of the flow paths).
@@ -437,7 +580,7 @@ impl Coverage {
     pub fn reports(&self) -> Result<Vec<FlowReport>, CoverageError> {
         self.flows
             .values()
-            .map(|(path, flow, hits)| FlowReport::new(path, flow, hits))
+            .map(|(path, hits)| FlowReport::new(path, hits))
             .collect()
     }
 }
@@ -479,7 +622,7 @@ pub struct FlowReport {
 }
 
 impl FlowReport {
-    fn new(path: &Path, flow: &Flow, hits: &Hits) -> Result<Self, CoverageError> {
+    fn new(path: &Path, hits: &Hits) -> Result<Self, CoverageError> {
         let unreadable = |reason: String| CoverageError::Unreadable {
             path: path.to_path_buf(),
             reason,
@@ -488,17 +631,20 @@ impl FlowReport {
         let parsed = toml::de::DeTable::parse(&text).map_err(|e| unreadable(e.to_string()))?;
         let (_, index, _) = spans::to_json(&parsed);
         let source = SourceFile::new(path, text.as_str());
-        let mut elements: Vec<Covered> = elements(flow)
-            .into_iter()
-            .map(|element| Covered {
+        let mut elements: Vec<Covered> = hits
+            .index
+            .elements
+            .iter()
+            .zip(&hits.counts)
+            .map(|(element, &hits)| Covered {
                 line: line_of(&index, &source, &element.pointer()),
-                hits: hits.get(&element),
-                element,
+                hits,
+                element: element.clone(),
             })
             .collect();
         elements.sort_by_key(|c| c.line);
         Ok(Self {
-            flow: flow.name.clone(),
+            flow: hits.index.flow.name.clone(),
             path: path.to_path_buf(),
             elements,
         })

@@ -47,11 +47,15 @@ fn flow() -> Arc<Flow> {
     )
 }
 
+fn index() -> Arc<FlowIndex> {
+    Arc::new(FlowIndex::new(flow()))
+}
+
 fn report(hits: &Hits) -> FlowReport {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let path = dir.path().join("savings.toml");
     std::fs::write(&path, FLOW).unwrap_or_else(|e| panic!("{e}"));
-    FlowReport::new(&path, &flow(), hits).unwrap_or_else(|e| panic!("{e}"))
+    FlowReport::new(&path, hits).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn line(report: &FlowReport, element: &Element) -> usize {
@@ -64,7 +68,7 @@ fn line(report: &FlowReport, element: &Element) -> usize {
 
 #[test]
 fn every_element_is_listed_on_its_line() {
-    let report = report(&Hits::default());
+    let report = report(&Hits::new(index()));
     let tool = || "plan".to_owned();
     let expected = [
         (
@@ -128,7 +132,7 @@ fn every_element_is_listed_on_its_line() {
 
 #[test]
 fn events_count_as_hits() {
-    let mut collector = Collector::new(flow());
+    let mut collector = Collector::new(index());
     let events = [
         Event::ModelCalled {
             message_id: "m".into(),
@@ -224,15 +228,21 @@ fn events_count_as_hits() {
 
 #[test]
 fn lcov_has_a_line_per_element_line_and_a_branch_pair_per_when() {
-    let mut hits = Hits::default();
-    hits.hit(Element::Tool {
-        tool: "plan".into(),
-    });
-    hits.hit(Element::When {
-        tool: "plan".into(),
-        rule: 0,
-        value: true,
-    });
+    let mut hits = Hits::new(index());
+    hits.add(
+        &Element::Tool {
+            tool: "plan".into(),
+        },
+        1,
+    );
+    hits.add(
+        &Element::When {
+            tool: "plan".into(),
+            rule: 0,
+            value: true,
+        },
+        1,
+    );
     let report = report(&hits);
     let lcov = render::lcov(std::slice::from_ref(&report));
     assert!(lcov.starts_with("TN:clarion\nSF:"), "{lcov}");

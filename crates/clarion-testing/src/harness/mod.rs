@@ -33,7 +33,7 @@ pub use clarion_flow::discover::{DiscoverError, scenario_files};
 pub use diff::unified_diff;
 pub use snapshot::{Snapshot, SnapshotState, UpdateMode, is_ci, normalize, pending_path};
 
-use crate::coverage::ScenarioHits;
+use crate::coverage::{Indexes, ScenarioHits};
 use crate::scenario::Scenario;
 use crate::scenario::{self, FlowCache};
 use clarion_engine::BoxFuture;
@@ -70,7 +70,8 @@ pub struct Runner {
     flows: FlowCache,
     executor: Option<Arc<dyn ToolExecutor>>,
     mode: ModelMode,
-    coverage: bool,
+    /// With coverage: the flows' indexes, shared by their scenarios.
+    coverage: Option<Indexes>,
 }
 
 impl std::fmt::Debug for Runner {
@@ -115,7 +116,7 @@ impl Runner {
     /// them up with [`crate::coverage::Coverage`]).
     #[must_use]
     pub fn with_coverage(mut self) -> Self {
-        self.coverage = true;
+        self.coverage = Some(Indexes::default());
         self
     }
 
@@ -152,7 +153,7 @@ impl Runner {
                 &scenario,
                 self.executor.clone(),
                 model,
-                self.coverage,
+                self.coverage.as_ref().map(|i| i.get(&scenario.flow)),
             )
             .await;
             outcome.problems = played.problems;
@@ -160,7 +161,6 @@ impl Runner {
             outcome.transcript = played.transcript;
             outcome.coverage = played.hits.map(|hits| ScenarioHits {
                 flow_path: scenario.flow_path.clone(),
-                flow: Arc::clone(&scenario.flow),
                 hits,
             });
         }

@@ -17,7 +17,7 @@ use super::load::Scenario;
 use super::mock::{MockExecutor, MockOutcome};
 use super::spec::SubmitSpec;
 use super::step_calls;
-use crate::coverage::{Collector, Hits};
+use crate::coverage::{Collector, FlowIndex, Hits};
 use crate::transcript::Transcript;
 use clarion_engine::MemoryStore;
 use clarion_engine::ToolExecutor;
@@ -61,16 +61,16 @@ pub async fn play_with(
     executor: Option<Arc<dyn ToolExecutor>>,
     model: Option<Arc<dyn Model>>,
 ) -> Played {
-    play_covered(scenario, executor, model, false).await
+    play_covered(scenario, executor, model, None).await
 }
 
-/// [`play_with`], and with `coverage` also counts what the scenario exercised of its flow
-/// ([`Played::hits`]).
+/// [`play_with`], and with the index of the scenario's flow also counts what the scenario
+/// exercised of it ([`Played::hits`]).
 pub async fn play_covered(
     scenario: &Scenario,
     executor: Option<Arc<dyn ToolExecutor>>,
     model: Option<Arc<dyn Model>>,
-    coverage: bool,
+    coverage: Option<Arc<FlowIndex>>,
 ) -> Played {
     if model.is_none() {
         let unused = unused_mocks(scenario);
@@ -137,7 +137,7 @@ pub async fn play_covered(
         calls,
         thread_id: thread.id,
         transcript: Transcript::for_flow(&scenario.flow),
-        collector: coverage.then(|| Collector::new(Arc::clone(&scenario.flow))),
+        collector: coverage.map(Collector::new),
     };
     for (i, steps) in turns.into_iter().enumerate() {
         match session.turn(i, steps).await {
