@@ -27,9 +27,11 @@ use clarion_flow::spans::{self, SpanIndex, pointer};
 use clarion_flow::template::{expression_names, template_names};
 use serde::Serialize;
 
-/// One thing in a flow that scenarios can exercise.
+/// One thing in a flow that scenarios can exercise. Non-exhaustive: confirmations and
+/// handoffs join when the format has them.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Element {
     /// The model called the tool.
     Tool {
@@ -587,6 +589,7 @@ impl Coverage {
 
 /// Why a coverage report could not be made.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum CoverageError {
     /// The flow file cannot be read.
     #[error("cannot read {path} for its coverage report: {reason}")]
