@@ -3,6 +3,8 @@
 # folder and times `clarion test` on them with hyperfine (docs/benchmarks.md, "Scenarios").
 #
 #   scripts/bench-scenarios.sh [N=100] [CLARION=target/release/clarion]
+#   COVERAGE=1 [RUNS=60] scripts/bench-scenarios.sh   # --coverage (and an LCOV file)
+#                                   # against the plain run, alternating, medians
 #
 # The first run writes the snapshots (--accept); the timed runs compare against them, as
 # CI does.
@@ -128,4 +130,33 @@ cd "$dir"
 "$clarion" test --accept flows > /dev/null
 "$clarion" test flows | tail -1
 [ -n "${KEEP:-}" ] && cp -r "$dir" "$KEEP"
-hyperfine --warmup 3 --runs 20 "$clarion test flows"
+if [ -n "${COVERAGE:-}" ]; then
+  # Coverage against the plain run as its baseline, in the same session: the two commands
+  # alternate, run after run, so the machine's other work weighs on both alike. Medians of
+  # wall-clock and of CPU time (user + system), which the machine's load disturbs less.
+  runs="${RUNS:-60}"
+  plain=("$clarion" test flows)
+  covered=("$clarion" test --coverage-format lcov --coverage-output "$dir/lcov.info" flows)
+  for _ in 1 2 3; do "${plain[@]}" >/dev/null; "${covered[@]}" >/dev/null; done
+  TIMEFORMAT='%R %U %S'
+  for _ in $(seq 1 "$runs"); do
+    { time "${plain[@]}" >/dev/null 2>&1; } 2>>"$dir/plain.times"
+    { time "${covered[@]}" >/dev/null 2>&1; } 2>>"$dir/covered.times"
+  done
+  median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+  report() {
+    local wall cpu
+    wall=$(awk '{ print $1 * 1000 }' "$1" | median)
+    cpu=$(awk '{ print ($2 + $3) * 1000 }' "$1" | median)
+    echo "$wall $cpu"
+  }
+  read -r pw pc < <(report "$dir/plain.times")
+  read -r cw cc < <(report "$dir/covered.times")
+  echo "$runs runs each, alternating; medians"
+  printf '  %-26s wall %6.1f ms   cpu %6.1f ms\n' "clarion test" "$pw" "$pc"
+  printf '  %-26s wall %6.1f ms   cpu %6.1f ms\n' "clarion test --coverage" "$cw" "$cc"
+  awk -v pw="$pw" -v pc="$pc" -v cw="$cw" -v cc="$cc" \
+    'BEGIN { printf "  coverage adds: wall %+.1f%%, cpu %+.1f%%\n", (cw / pw - 1) * 100, (cc / pc - 1) * 100 }'
+else
+  hyperfine --warmup 3 --runs 20 "$clarion test flows"
+fi

@@ -440,6 +440,48 @@ pub(crate) struct TestArgs {
     /// machine answers one request at a time].
     #[arg(long, short = 'j', value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub jobs: Option<u32>,
+    /// Report what the scenarios exercised of each flow (tools called, `ask`s asked, slots
+    /// set and read, `after` rules' `when` true and false, `on_error`): a percentage per
+    /// flow and every uncovered element at its `file:line`.
+    #[arg(long)]
+    pub coverage: bool,
+    /// Also write the coverage report as `json` or `lcov` (implies --coverage).
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub coverage_format: Option<CoverageFormat>,
+    /// Where --coverage-format writes [default: `lcov.info`, or `coverage.json`].
+    #[arg(long, value_name = "FILE", requires = "coverage_format")]
+    pub coverage_output: Option<PathBuf>,
+    /// Fail (exit 1) when any flow's coverage is below N percent (implies --coverage).
+    #[arg(long, value_name = "N", value_parser = percentage)]
+    pub min_coverage: Option<f64>,
+}
+
+/// Formats of `clarion test --coverage-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum CoverageFormat {
+    /// Totals and every element with its line and hits, per flow.
+    Json,
+    /// An LCOV tracefile: lines (and `when` branches) of the flow files.
+    Lcov,
+}
+
+impl CoverageFormat {
+    /// The file written when --coverage-output is not given.
+    #[must_use]
+    pub(crate) fn default_output(self) -> &'static str {
+        match self {
+            Self::Json => "coverage.json",
+            Self::Lcov => "lcov.info",
+        }
+    }
+}
+
+/// A percentage from 0 to 100.
+fn percentage(text: &str) -> Result<f64, String> {
+    match text.trim_end_matches('%').parse::<f64>() {
+        Ok(n) if (0.0..=100.0).contains(&n) => Ok(n),
+        _ => Err(format!("`{text}` is not a percentage from 0 to 100")),
+    }
 }
 
 /// `clarion eval`.

@@ -359,7 +359,14 @@ const RUN_OFFLINE: &[&str] = &[
 /// Flags that need a model, a recording or a person, or write files: a line with one is
 /// parsed, not run.
 const NOT_OFFLINE: &[&str] = &[
-    "--live", "--record", "--replay", "--review", "--accept", "--junit",
+    "--live",
+    "--record",
+    "--replay",
+    "--review",
+    "--accept",
+    "--junit",
+    "--coverage-format",
+    "--coverage-output",
 ];
 
 #[test]

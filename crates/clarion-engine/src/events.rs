@@ -113,11 +113,47 @@ pub enum Event {
         /// Why.
         reason: String,
     },
+    /// Parameters the model left out were filled from their slots (the slots were read).
+    /// Not shown in transcripts: the `▸ runs with` line shows the values; this says where
+    /// they came from, for coverage.
+    FilledFromSlots {
+        /// The call.
+        call_id: String,
+        /// The tool.
+        tool: String,
+        /// The parameters filled, each from its own `slot`.
+        params: Vec<String>,
+    },
+    /// A tool's rule was evaluated after its call: an `after` rule (whether its `when`
+    /// held; `true` for a rule without one) or `on_error`. Not shown in transcripts: the
+    /// rule's effects are; this says which rule ran, for coverage.
+    RuleEvaluated {
+        /// The tool.
+        tool: String,
+        /// Which of its rules.
+        rule: RuleRef,
+        /// Whether it applied (its `when` held).
+        applied: bool,
+    },
     /// The assistant replied.
     AssistantMessage {
         /// The reply.
         text: String,
     },
+}
+
+/// One rule of a tool, as [`Event::RuleEvaluated`] names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum RuleRef {
+    /// `[[tools.T.after]]` number `index` (from 0, in file order).
+    After {
+        /// The rule's position among the tool's `after` rules.
+        index: usize,
+    },
+    /// `[tools.T.on_error]`.
+    OnError,
 }
 
 /// Receives events.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use clarion_engine::RunStatus;
 use clarion_engine::scripted::ScriptedTurn;
-use clarion_engine::{Event, EventLog, NoEvents};
+use clarion_engine::{Event, EventLog, NoEvents, RuleRef};
 use clarion_engine::{FnExecutor, ToolError};
 use clarion_engine::{MessageKind, OutputStatus};
 use serde_json::json;
@@ -658,4 +658,125 @@ async fn a_grounded_value_the_model_got_wrong_is_reported_before_it_is_grounded(
         .unwrap_or_else(|| panic!("no output"));
     assert_eq!(status, OutputStatus::Error);
     assert!(output.to_string().contains("monthly_income"), "{output}");
+}
+
+/// The events coverage counts: which `after` rules applied (each `when`, true or false),
+/// `on_error`, and the parameters filled from slots.
+#[tokio::test]
+async fn rules_evaluated_and_slots_read_are_events() {
+    let h = finance_harness(vec![
+        ScriptedTurn::call(
+            "analyze_budget",
+            r#"{"monthly_income": 6000, "monthly_expenses": 4000}"#,
+        ),
+        ScriptedTurn::call("calculate_savings_timeline", r#"{"goal_amount": 24000}"#),
+        ScriptedTurn::text("Two years."),
+    ]);
+    let thread = h.thread().await;
+    h.engine
+        .add_message(
+            &thread.id,
+            "I earn 6000 and spend 4000 a month; how long to save 24k?",
+        )
+        .await
+        .ok();
+    let log = EventLog::new();
+    h.engine
+        .run(&thread.id, &log)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let events = log.events();
+    let rules: Vec<(&str, RuleRef, bool)> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::RuleEvaluated {
+                tool,
+                rule,
+                applied,
+            } => Some((tool.as_str(), *rule, *applied)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        rules,
+        [
+            // No `when`: it applies. Not overspending: the second's `when` is false.
+            ("analyze_budget", RuleRef::After { index: 0 }, true),
+            ("analyze_budget", RuleRef::After { index: 1 }, false),
+            // Attainable: the first `when` is false, the second true.
+            (
+                "calculate_savings_timeline",
+                RuleRef::After { index: 0 },
+                false
+            ),
+            (
+                "calculate_savings_timeline",
+                RuleRef::After { index: 1 },
+                true
+            ),
+        ]
+    );
+    let filled: Vec<&Vec<String>> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::FilledFromSlots { tool, params, .. } if tool == "calculate_savings_timeline" => {
+                Some(params)
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        filled,
+        [&vec![
+            "monthly_income".to_owned(),
+            "monthly_savings".to_owned()
+        ]]
+    );
+}
+
+#[tokio::test]
+async fn on_error_running_is_an_event() {
+    let executor = FnExecutor(
+        |_: &clarion_flow::Tool, _: &serde_json::Map<String, serde_json::Value>| {
+            Err(ToolError::new(ToolErrorKind::Failed, "division by zero"))
+        },
+    );
+    let h = harness(
+        personal_finance(),
+        Arc::new(executor),
+        vec![
+            ScriptedTurn::call(
+                "calculate_savings_timeline",
+                r#"{"goal_amount": 1000, "monthly_income": 100, "monthly_savings": 10}"#,
+            ),
+            ScriptedTurn::text("Sorry."),
+        ],
+    );
+    let thread = h.thread().await;
+    h.engine
+        .add_message(
+            &thread.id,
+            "plan 1000 on an income of 100, saving 10 a month",
+        )
+        .await
+        .ok();
+    let log = EventLog::new();
+    h.engine
+        .run(&thread.id, &log)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let rules: Vec<Event> = log
+        .events()
+        .into_iter()
+        .filter(|e| matches!(e, Event::RuleEvaluated { .. }))
+        .collect();
+    assert_eq!(
+        rules,
+        [Event::RuleEvaluated {
+            tool: "calculate_savings_timeline".to_owned(),
+            rule: RuleRef::OnError,
+            applied: true,
+        }],
+        "no `after` rule runs for a failure"
+    );
 }

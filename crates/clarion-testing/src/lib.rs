@@ -5,6 +5,8 @@
 //!   mocks and expectations — loaded, checked and played through the real engine;
 //! - [`transcript`]: a run's events rendered as a deterministic transcript, secrets
 //!   redacted;
+//! - [`coverage`]: which tools, questions, slots and rules of each flow the scenarios
+//!   exercised, as a summary, JSON or LCOV;
 //! - the harness ([`Runner`], [`assert_scenarios`]): plays scenarios, compares transcripts
 //!   with snapshots in insta's format, and reports located failures with a diff.
 //!
@@ -24,6 +26,7 @@
 //! # }
 //! ```
 
+pub mod coverage;
 mod harness;
 pub mod scenario;
 pub mod transcript;

@@ -95,6 +95,8 @@ pub(crate) enum Prepared {
         missing: Vec<String>,
         /// Grounded parameters whose value the model made up, dropped.
         unstated: Vec<String>,
+        /// Parameters filled from their slot.
+        from_slots: Vec<String>,
     },
     /// It can run.
     Ready {
@@ -102,6 +104,8 @@ pub(crate) enum Prepared {
         args: Map<String, Value>,
         /// Grounded parameters whose value the model made up, dropped.
         unstated: Vec<String>,
+        /// Parameters filled from their slot.
+        from_slots: Vec<String>,
     },
 }
 
@@ -164,7 +168,7 @@ pub(crate) fn prepare(
         .map(|name| (name.clone(), args.remove(name)))
         .collect();
     // `fill` takes a pending or remembered value only when it fits the parameter.
-    fill(tool, validators, &mut args, slots, pending);
+    let from_slots = fill(tool, validators, &mut args, slots, pending);
     // A value the slot or the pending call gives back unchanged was known, not guessed.
     unstated.retain(|name| {
         dropped
@@ -178,12 +182,17 @@ pub(crate) fn prepare(
         .map(|p| p.name.clone())
         .collect();
     if missing.is_empty() {
-        Prepared::Ready { args, unstated }
+        Prepared::Ready {
+            args,
+            unstated,
+            from_slots,
+        }
     } else {
         Prepared::NeedsInput {
             args,
             missing,
             unstated,
+            from_slots,
         }
     }
 }
@@ -246,29 +255,34 @@ pub(crate) fn parse_arguments(raw: &str) -> Result<Map<String, Value>, String> {
 }
 
 /// Fills parameters the model left out: from the pending call, then from slots, each only
-/// when the value fits the parameter.
+/// when the value fits the parameter. Returns the parameters filled from their slot.
 fn fill(
     tool: &Tool,
     validators: &Validators,
     args: &mut Map<String, Value>,
     slots: &Map<String, Value>,
     pending: Option<&PendingCall>,
-) {
+) -> Vec<String> {
+    let mut from_slots = Vec::new();
     for param in tool.params.values() {
         if args.contains_key(&param.name) {
             continue;
         }
         let from_pending = pending.and_then(|p| p.known.get(&param.name));
         let from_slot = param.slot.as_ref().and_then(|s| slots.get(s));
-        let value = [from_pending, from_slot].into_iter().flatten().find(|v| {
+        let fits = |v: &&Value| {
             validators
                 .param_problems(&tool.name, &param.name, v)
                 .is_empty()
-        });
-        if let Some(value) = value {
+        };
+        if let Some(value) = from_pending.filter(fits) {
             args.insert(param.name.clone(), value.clone());
+        } else if let Some(value) = from_slot.filter(fits) {
+            args.insert(param.name.clone(), value.clone());
+            from_slots.push(param.name.clone());
         }
     }
+    from_slots
 }
 
 fn param_list(tool: &Tool) -> String {

@@ -8,7 +8,7 @@
 use serde_json::{Map, Value};
 
 use super::call::Validators;
-use crate::events::{Event, EventSink};
+use crate::events::{Event, EventSink, RuleRef};
 use crate::tool::ToolError;
 use clarion_flow::Tool;
 use clarion_flow::check::params::suggested_question;
@@ -44,13 +44,23 @@ pub(crate) fn after(
             result => to_value(result),
             slots => to_value(&*slots),
         };
+        let evaluated = |applied: bool| {
+            events.emit(&Event::RuleEvaluated {
+                tool: tool.name.clone(),
+                rule: RuleRef::After { index: i },
+                applied,
+            });
+        };
         if let Some(when) = &rule.when {
             let applies = environment()
                 .compile_expression(when)
                 .and_then(|e| e.eval(context.clone()));
             match applies {
-                Ok(value) if value.is_true() => {}
-                Ok(_) => continue,
+                Ok(value) if value.is_true() => evaluated(true),
+                Ok(_) => {
+                    evaluated(false);
+                    continue;
+                }
                 Err(error) => {
                     skip(format!(
                         "after rule #{number}: `when` failed: {}",
@@ -59,6 +69,8 @@ pub(crate) fn after(
                     continue;
                 }
             }
+        } else {
+            evaluated(true);
         }
         for (slot, expression) in &rule.set {
             let value = environment()
@@ -119,6 +131,11 @@ pub(crate) fn on_error(
 ) -> RuleEffects {
     let mut effects = RuleEffects::default();
     if let Some(rule) = &tool.on_error {
+        events.emit(&Event::RuleEvaluated {
+            tool: tool.name.clone(),
+            rule: RuleRef::OnError,
+            applied: true,
+        });
         let context = minijinja::context! {
             args => to_value(args),
             error => minijinja::context! { kind => error.kind.as_str(), message => error.message.clone() },

@@ -33,6 +33,7 @@ pub use clarion_flow::discover::{DiscoverError, scenario_files};
 pub use diff::unified_diff;
 pub use snapshot::{Snapshot, SnapshotState, UpdateMode, is_ci, normalize, pending_path};
 
+use crate::coverage::{Indexes, ScenarioHits};
 use crate::scenario::Scenario;
 use crate::scenario::expect::Check;
 use crate::scenario::{self, FlowCache};
@@ -72,6 +73,8 @@ pub struct Runner {
     executor: Option<Arc<dyn ToolExecutor>>,
     mode: ModelMode,
     overrides: ProviderOverrides,
+    /// With coverage: the flows' indexes, shared by their scenarios.
+    coverage: Option<Indexes>,
 }
 
 impl std::fmt::Debug for Runner {
@@ -120,6 +123,14 @@ impl Runner {
         self
     }
 
+    /// Also counts what each scenario exercised of its flow ([`Outcome::coverage`]; add
+    /// them up with [`crate::coverage::Coverage`]).
+    #[must_use]
+    pub fn with_coverage(mut self) -> Self {
+        self.coverage = Some(Indexes::default());
+        self
+    }
+
     /// Loads and plays the scenario at `path` (a live model records to, and a replay
     /// reads, its [`recording_path`]).
     pub async fn run(&self, path: &Path) -> Outcome {
@@ -147,6 +158,7 @@ impl Runner {
             checks: Vec::new(),
             usage: Usage::default(),
             turns: 0,
+            coverage: None,
         };
         if let Some(scenario) = report.scenario {
             outcome.title.clone_from(&scenario.title);
@@ -158,13 +170,23 @@ impl Runner {
                     return outcome;
                 }
             };
-            let played = scenario::play::play_with(&scenario, self.executor.clone(), model).await;
+            let played = scenario::play::play_covered(
+                &scenario,
+                self.executor.clone(),
+                model,
+                self.coverage.as_ref().map(|i| i.get(&scenario.flow)),
+            )
+            .await;
             outcome.problems = played.problems;
             outcome.failures = played.failures;
             outcome.transcript = played.transcript;
             outcome.checks = played.checks;
             outcome.usage = played.usage;
             outcome.turns = played.turns;
+            outcome.coverage = played.hits.map(|hits| ScenarioHits {
+                flow_path: scenario.flow_path.clone(),
+                hits,
+            });
         }
         outcome
     }
@@ -312,6 +334,9 @@ pub struct Outcome {
     pub usage: Usage,
     /// The turns played to the end.
     pub turns: usize,
+    /// What the scenario exercised of its flow, when the runner counts coverage
+    /// ([`Runner::with_coverage`]) and the scenario loaded.
+    pub coverage: Option<ScenarioHits>,
 }
 
 /// What comparing with the snapshot found, and what was written.

@@ -17,6 +17,7 @@ use super::load::Scenario;
 use super::mock::{MockExecutor, MockOutcome};
 use super::spec::SubmitSpec;
 use super::step_calls;
+use crate::coverage::{Collector, FlowIndex, Hits};
 use crate::transcript::Transcript;
 use clarion_engine::MemoryStore;
 use clarion_engine::ToolExecutor;
@@ -47,6 +48,9 @@ pub struct Played {
     pub usage: Usage,
     /// The turns played to the end.
     pub turns: usize,
+    /// What the scenario exercised of its flow, when coverage was asked for
+    /// ([`play_covered`]).
+    pub hits: Option<Hits>,
 }
 
 /// Plays `scenario` with its scripted model steps. Calls no mock answers go to `executor`
@@ -63,6 +67,17 @@ pub async fn play_with(
     scenario: &Scenario,
     executor: Option<Arc<dyn ToolExecutor>>,
     model: Option<Arc<dyn Model>>,
+) -> Played {
+    play_covered(scenario, executor, model, None).await
+}
+
+/// [`play_with`], and with the index of the scenario's flow also counts what the scenario
+/// exercised of it ([`Played::hits`]).
+pub async fn play_covered(
+    scenario: &Scenario,
+    executor: Option<Arc<dyn ToolExecutor>>,
+    model: Option<Arc<dyn Model>>,
+    coverage: Option<Arc<FlowIndex>>,
 ) -> Played {
     if model.is_none() {
         let unused = unused_mocks(scenario);
@@ -129,6 +144,7 @@ pub async fn play_with(
         calls,
         thread_id: thread.id,
         transcript: Transcript::for_flow(&scenario.flow),
+        collector: coverage.map(Collector::new),
     };
     for (i, steps) in turns.into_iter().enumerate() {
         match session.turn(i, steps).await {
@@ -147,6 +163,7 @@ pub async fn play_with(
         }
     }
     played.transcript = session.transcript.finish();
+    played.hits = session.collector.map(Collector::finish);
     played
 }
 
@@ -161,6 +178,8 @@ struct Player<'a> {
     calls: HashMap<String, (String, String)>,
     thread_id: String,
     transcript: Transcript,
+    /// Counts coverage, when asked for.
+    collector: Option<Collector>,
 }
 
 impl Player<'_> {
@@ -200,6 +219,9 @@ impl Player<'_> {
             .map_err(refused)?;
         let mut events: Vec<Event> = log.take();
         self.transcript.events(&events);
+        if let Some(collector) = &mut self.collector {
+            collector.events(&events);
+        }
         self.transcript.run(&run);
         let mut submits = turn.submit.iter().enumerate();
         while run.status == RunStatus::RequiresAction {
@@ -211,6 +233,9 @@ impl Player<'_> {
                 .map_err(refused)?;
             let more = log.take();
             self.transcript.events(&more);
+            if let Some(collector) = &mut self.collector {
+                collector.events(&more);
+            }
             self.transcript.run(&run);
             events.extend(more);
         }

@@ -3,8 +3,10 @@
 //!
 //! Scenarios are independent (each has its own engine, store and script), so they run as
 //! tasks on a multi-threaded runtime; results are printed in discovery order, whatever
-//! order they finish in.
+//! order they finish in. With `--coverage`, what they exercised of each flow follows
+//! (`coverage.rs`).
 
+mod coverage;
 mod junit;
 mod review;
 
@@ -95,7 +97,8 @@ pub(crate) fn run(args: &TestArgs) -> std::result::Result<Exit, CliError> {
         .map(|n| n as usize)
         .or(args.live.then_some(LIVE_JOBS))
         .unwrap_or(usize::MAX);
-    let mut results = play_all(files, mode, model, jobs)?;
+    let coverage = coverage::Options::from_args(args);
+    let mut results = play_all(files, mode, model, jobs, coverage.is_some())?;
     if args.review && !ci {
         review::review(&mut results, styled);
     }
@@ -104,9 +107,13 @@ pub(crate) fn run(args: &TestArgs) -> std::result::Result<Exit, CliError> {
         std::fs::write(path, junit::report(&results))
             .map_err(|e| CliError::Io(format!("cannot write {}: {e}", path.display())))?;
     }
+    let covered = match &coverage {
+        Some(options) => coverage::report(options, &results, styled)?,
+        None => true,
+    };
     let failed = results.iter().filter(|r| !r.passed()).count();
     output::out(&summary(results.len() - failed, failed, styled));
-    Ok(if failed > 0 {
+    Ok(if failed > 0 || !covered {
         Exit::Problems
     } else {
         Exit::Success
@@ -123,18 +130,21 @@ fn play_all(
     mode: UpdateMode,
     model: ModelMode,
     jobs: usize,
+    coverage: bool,
 ) -> std::result::Result<Vec<Result>, CliError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| CliError::Io(format!("cannot start the runtime: {e}")))?;
     // Unmocked built-in and command tools run for real; HTTP tools always need a mock.
-    let runner = Arc::new(
-        Runner::new()
-            .with_builtins(Arc::new(BuiltinRegistry::standard()))
-            .with_executor(Arc::new(ClarionTools::new()))
-            .with_model_mode(model),
-    );
+    let mut runner = Runner::new()
+        .with_builtins(Arc::new(BuiltinRegistry::standard()))
+        .with_executor(Arc::new(ClarionTools::new()))
+        .with_model_mode(model);
+    if coverage {
+        runner = runner.with_coverage();
+    }
+    let runner = Arc::new(runner);
     let slots = Arc::new(tokio::sync::Semaphore::new(
         jobs.min(tokio::sync::Semaphore::MAX_PERMITS),
     ));

@@ -90,6 +90,7 @@ impl Engine {
                     args,
                     missing,
                     unstated,
+                    ..
                 } => {
                     let mut content = serde_json::json!({
                         "status": "needs_input",
@@ -197,9 +198,25 @@ impl Engine {
                     said,
                 ),
             };
-            if let Prepared::Ready { args, unstated }
-            | Prepared::NeedsInput { args, unstated, .. } = &result
+            if let Prepared::Ready {
+                args,
+                unstated,
+                from_slots,
+            }
+            | Prepared::NeedsInput {
+                args,
+                unstated,
+                from_slots,
+                ..
+            } = &result
             {
+                if !from_slots.is_empty() {
+                    events.emit(&Event::FilledFromSlots {
+                        call_id: call.id.clone(),
+                        tool: call.name.clone(),
+                        params: from_slots.clone(),
+                    });
+                }
                 if !unstated.is_empty() {
                     events.emit(&Event::NotStated {
                         call_id: call.id.clone(),
@@ -411,6 +428,7 @@ pub(super) fn guard_repeats(
         let Prepared::Ready {
             args: runs_with,
             unstated,
+            ..
         } = &*prepared
         else {
             continue;
