@@ -23,6 +23,14 @@ pub enum Event {
         /// Its new status.
         status: RunStatus,
     },
+    /// A step of the run is committed: from here on every process that reads the store
+    /// (another replica answering a poll, say) sees the run in `status`.
+    StepCommitted {
+        /// The run.
+        run_id: String,
+        /// Its status as stored.
+        status: RunStatus,
+    },
     /// The model was asked for its next turn. The text it streams next (`TextDelta`) belongs
     /// to the message with this id: the reply, or the tool-call message it comes with.
     ModelCalled {

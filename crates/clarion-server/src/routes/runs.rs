@@ -3,8 +3,8 @@
 //! A run executes in a background task: create returns it `queued` and clients poll, as
 //! the SDKs' `create_and_poll` does; with `stream: true` the same task's progress comes
 //! back as server-sent events (see [`crate::stream`]). Submitting tool outputs validates
-//! them synchronously (a wrong set is a 400 and changes nothing), then drives the run on
-//! in the background.
+//! them synchronously (a wrong set is a 400 and changes nothing), answers once they are
+//! committed (so every replica sees them), and drives the run on in the background.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -13,7 +13,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use clarion_engine::Metadata;
-use clarion_engine::{EventSink, NoEvents};
+use clarion_engine::{EngineError, Event, EventSink, NoEvents};
 use clarion_engine::{Run, RunStatus, ToolOutputSubmission};
 use serde_json::Value;
 use tracing::Instrument as _;
@@ -34,34 +34,37 @@ fn run_metadata(metadata: Option<&serde_json::Map<String, Value>>) -> Result<Met
         .map_err(|e| ApiError::bad_request(e.to_string()).param("metadata"))
 }
 
-/// Drives a queued run in the background (counted in [`AppState::idle`]).
+/// Drives a queued run in the background (counted in [`AppState::idle`]). The task ends
+/// with the engine's verdict.
 pub(crate) fn spawn_drive(
     state: &AppState,
     assistant: Assistant,
     run_id: String,
     sink: Arc<dyn EventSink>,
-) -> tokio::task::JoinHandle<()> {
+) -> tokio::task::JoinHandle<Result<(), EngineError>> {
     let task = state.run_task();
     // The request's span goes along: the run's span is its child.
     tokio::spawn(
         async move {
-            if let Err(error) = assistant.engine.drive_run(&run_id, &*sink).await {
-                tracing::warn!(run_id = %run_id, "run stopped: {error}");
-            }
+            let result = assistant.engine.drive_run(&run_id, &*sink).await;
             drop(task);
+            result.map(drop).inspect_err(|error| {
+                tracing::warn!(run_id = %run_id, "run stopped: {error}");
+            })
         }
         .in_current_span(),
     )
 }
 
 /// Submits accepted outputs in the background; the run reads `in_progress` until done.
+/// The task ends with the engine's verdict.
 pub(crate) fn spawn_submit(
     state: AppState,
     assistant: Assistant,
     run_id: String,
     outputs: Vec<ToolOutputSubmission>,
     sink: Arc<dyn EventSink>,
-) -> tokio::task::JoinHandle<()> {
+) -> tokio::task::JoinHandle<Result<(), EngineError>> {
     let task = state.run_task();
     tokio::spawn(
         async move {
@@ -70,13 +73,57 @@ pub(crate) fn spawn_submit(
                 .submit_tool_outputs(&run_id, outputs, &*sink)
                 .await;
             state.settled(&run_id);
-            if let Err(error) = result {
-                tracing::warn!(run_id = %run_id, "submitted run stopped: {error}");
-            }
             drop(task);
+            result.map(drop).inspect_err(|error| {
+                tracing::warn!(run_id = %run_id, "submitted run stopped: {error}");
+            })
         }
         .in_current_span(),
     )
+}
+
+/// Tells a waiting request when a run's first step after it is committed.
+struct Committed(std::sync::Mutex<Option<tokio::sync::oneshot::Sender<()>>>);
+
+impl EventSink for Committed {
+    fn emit(&self, event: &Event) {
+        if matches!(event, Event::StepCommitted { .. })
+            && let Some(tx) = self
+                .0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take()
+        {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Submits accepted outputs in the background and returns once they are committed, so
+/// that a poll on any replica sees the run move on from the response on (an in-process
+/// "submitted" mark alone would leave another replica showing `requires_action` until
+/// the commit). A refusal before that — another replica submitting the same outputs at the
+/// same moment — is the answer instead.
+async fn submit_committed(
+    state: &AppState,
+    assistant: &Assistant,
+    run_id: &str,
+    outputs: Vec<ToolOutputSubmission>,
+) -> Result<(), EngineError> {
+    let (tx, committed) = tokio::sync::oneshot::channel();
+    let sink = Arc::new(Committed(std::sync::Mutex::new(Some(tx))));
+    let mut task = spawn_submit(
+        state.clone(),
+        assistant.clone(),
+        run_id.to_owned(),
+        outputs,
+        sink,
+    );
+    tokio::select! {
+        // A dropped request leaves the task running: the outputs are accepted either way.
+        Ok(()) = committed => Ok(()),
+        joined = &mut task => joined.unwrap_or(Ok(())),
+    }
 }
 
 /// The run JSON as a client should see it now.
@@ -195,9 +242,7 @@ pub(crate) async fn find_run(
         .run_status(run_id)
         .await
         .map_err(|e| match e {
-            clarion_engine::EngineError::Store(clarion_engine::StoreError::RunNotFound(_)) => {
-                not_found()
-            }
+            EngineError::Store(clarion_engine::StoreError::RunNotFound(_)) => not_found(),
             other => other.into(),
         })?;
     if run.thread_id != thread.id {
@@ -315,12 +360,7 @@ pub async fn submit_tool_outputs(
             Start::Submit(outputs),
         ));
     }
-    spawn_submit(
-        state.clone(),
-        assistant.clone(),
-        run.id.clone(),
-        outputs,
-        Arc::new(NoEvents),
-    );
+    submit_committed(&state, &assistant, &run.id, outputs).await?;
+    // The run as its committed step left it, as the Assistants API answers.
     Ok(Json(objects::run(&assistant, &run, RunStatus::InProgress)).into_response())
 }

@@ -18,12 +18,17 @@ use super::Engine;
 use crate::events::EventSink;
 use crate::run::{EngineError, Run, RunStatus};
 
+/// How long [`Engine::claim_soon`] waits for a claim held in this process.
+const CLAIM_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The runs this engine is driving, each with its cancel signal, and the runs whose
 /// driver was dropped before it finished.
 #[derive(Debug, Default)]
 pub(super) struct Claims {
     driving: Mutex<HashMap<String, watch::Sender<bool>>>,
     abandoned: Mutex<HashSet<String>>,
+    /// Told whenever a claim is given back, for [`Claims::claim_soon`].
+    released: tokio::sync::Notify,
 }
 
 impl Claims {
@@ -42,6 +47,33 @@ impl Claims {
             cancel,
             settled: !drives,
         })
+    }
+
+    /// Claims `run_id` to drive it, waiting up to `wait` for a holder that is letting go
+    /// of it: a client answering a run in `requires_action` can arrive while the driver
+    /// that committed that step is still on its way out. `RunBusy` if it is still held
+    /// then.
+    ///
+    /// Cancel safe: waiting holds nothing.
+    pub(super) async fn claim_soon(
+        &self,
+        run_id: &str,
+        wait: std::time::Duration,
+    ) -> Result<Claim<'_>, EngineError> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            // Registered before trying, so a release between the try and the wait is seen.
+            let released = self.released.notified();
+            let mut released = std::pin::pin!(released);
+            released.as_mut().enable();
+            match self.claim(run_id, true) {
+                Ok(claim) => return Ok(claim),
+                Err(busy) if tokio::time::Instant::now() >= deadline => return Err(busy),
+                Err(_) => {
+                    let _ = tokio::time::timeout_at(deadline, released).await;
+                }
+            }
+        }
     }
 
     /// Signals the driver of `run_id` to stop; whether one is driving it.
@@ -109,6 +141,7 @@ impl Claim<'_> {
             .is_some_and(|signal| *signal.borrow());
         if !requested {
             driving.remove(&self.run_id);
+            self.claims.released.notify_waiters();
         }
         requested
     }
@@ -124,7 +157,9 @@ impl Claim<'_> {
 
 impl Drop for Claim<'_> {
     fn drop(&mut self) {
-        self.claims.driving().remove(&self.run_id);
+        if self.claims.driving().remove(&self.run_id).is_some() {
+            self.claims.released.notify_waiters();
+        }
         if !self.settled {
             self.claims.abandoned().insert(self.run_id.clone());
         }
@@ -135,6 +170,12 @@ impl Engine {
     /// Claims a run to drive it; `RunBusy` if this engine already holds it.
     pub(super) fn claim(&self, run_id: &str) -> Result<Claim<'_>, EngineError> {
         self.claims.claim(run_id, true)
+    }
+
+    /// Claims a run to drive it, waiting a moment for a holder in this process that is
+    /// letting go of it ([`Claims::claim_soon`]).
+    pub(super) async fn claim_soon(&self, run_id: &str) -> Result<Claim<'_>, EngineError> {
+        self.claims.claim_soon(run_id, CLAIM_WAIT).await
     }
 
     /// Claims a run only to settle it (expire or cancel it); given back when dropped.
@@ -163,5 +204,30 @@ impl Engine {
         };
         drop(claim);
         result.and(settled)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn claim_soon_waits_for_a_holder_letting_go_and_no_longer() {
+        let claims = Claims::default();
+        let held = claims
+            .claim("run_1", true)
+            .unwrap_or_else(|e| panic!("{e}"));
+        // Held for good: busy after the wait.
+        let busy = claims.claim_soon("run_1", Duration::from_millis(30)).await;
+        assert!(matches!(busy, Err(EngineError::RunBusy(_))), "{busy:?}");
+        // Let go meanwhile: the waiter gets it.
+        let waiter = claims.claim_soon("run_1", Duration::from_secs(5));
+        let release = async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            drop(held);
+        };
+        let (claim, ()) = tokio::join!(waiter, release);
+        assert!(claim.is_ok());
     }
 }

@@ -12,7 +12,6 @@ use crate::observe;
 use crate::run::EngineError;
 use crate::run::Run;
 use crate::run::RunStatus;
-use crate::store::Step;
 use crate::thread::MessageKind;
 use crate::thread::Thread;
 use crate::thread::ToolCall;
@@ -90,22 +89,10 @@ impl Engine {
                 .await
             {
                 TurnEnd::Continue => {
-                    self.store
-                        .commit(Step {
-                            thread,
-                            appended: &thread.messages[mark..],
-                            run: Some(run),
-                        })
-                        .await?;
+                    self.commit_step(thread, mark, run, events).await?;
                 }
                 TurnEnd::Stop(RunStatus::RequiresAction) => {
-                    self.store
-                        .commit(Step {
-                            thread,
-                            appended: &thread.messages[mark..],
-                            run: Some(run),
-                        })
-                        .await?;
+                    self.commit_step(thread, mark, run, events).await?;
                     return Ok(());
                 }
                 TurnEnd::Stop(status) => {

@@ -58,6 +58,29 @@ impl Engine {
         )
     }
 
+    /// Commits a step of `run` — the thread's messages from `mark` on — and says so
+    /// ([`Event::StepCommitted`]).
+    pub(super) async fn commit_step(
+        &self,
+        thread: &Thread,
+        mark: usize,
+        run: &Run,
+        events: &dyn EventSink,
+    ) -> Result<(), EngineError> {
+        self.store
+            .commit(Step {
+                thread,
+                appended: &thread.messages[mark..],
+                run: Some(run),
+            })
+            .await?;
+        events.emit(&Event::StepCommitted {
+            run_id: run.id.clone(),
+            status: run.status,
+        });
+        Ok(())
+    }
+
     pub(super) fn set_status(run: &mut Run, status: RunStatus, events: &dyn EventSink) {
         // The engine only asks for legal transitions; a refusal here is a bug, and the
         // status is left as it was rather than forced.
@@ -90,13 +113,7 @@ impl Engine {
         run.staged = None;
         run.expires_at = None;
         thread.active_run = None;
-        self.store
-            .commit(Step {
-                thread,
-                appended: &thread.messages[mark..],
-                run: Some(run),
-            })
-            .await?;
+        self.commit_step(thread, mark, run, events).await?;
         crate::observe::run_ended(&self.flow, run);
         Ok(())
     }

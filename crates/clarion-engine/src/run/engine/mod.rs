@@ -316,7 +316,7 @@ impl Engine {
             .instrument(span)
             .await;
         let result = self.release_driven(claim, result, events).await;
-        self.unlease(run_id).await;
+        self.unlease(run_id, &result).await;
         result
     }
 
@@ -355,7 +355,7 @@ impl Engine {
         };
         let result = self.leased(run_id, result).instrument(span).await;
         let result = self.release_driven(claim, result, events).await;
-        self.unlease(run_id).await;
+        self.unlease(run_id, &result).await;
         result
     }
 
@@ -368,9 +368,18 @@ impl Engine {
         }
     }
 
-    /// Gives the store's lease back; a failure only delays another process's takeover
-    /// until the lease expires.
-    async fn unlease(&self, run_id: &str) {
+    /// Gives the store's lease back, unless the run's last commit already did (it rests in
+    /// `requires_action` or ended: the store clears the lease with that step, and a later
+    /// release could clear the lease of a submit that took the run since). A failure only
+    /// delays another process's takeover until the lease expires.
+    async fn unlease(&self, run_id: &str, result: &Result<Run, EngineError>) {
+        if self.store.lease_duration().is_none()
+            || result.as_ref().is_ok_and(|run| {
+                run.status.is_terminal() || run.status == RunStatus::RequiresAction
+            })
+        {
+            return;
+        }
         if let Err(error) = self.store.release_run(run_id).await {
             tracing::warn!(run_id, "could not release the run's lease: {error}");
         }
@@ -432,13 +441,8 @@ impl Engine {
         if !resumed {
             Self::set_status(&mut run, RunStatus::InProgress, events);
             run.started_at = Some(self.clock.now_ms());
-            self.store
-                .commit(Step {
-                    thread: &thread,
-                    appended: &[],
-                    run: Some(&run),
-                })
-                .await?;
+            let mark = thread.messages.len();
+            self.commit_step(&thread, mark, &run, events).await?;
         }
         self.drive(&mut thread, &mut indices, &mut run, cancel, events)
             .await?;
@@ -448,6 +452,8 @@ impl Engine {
 
     /// Submits the outputs of the client tool calls a run is waiting for — all of them,
     /// each once — and drives the run on. A missing, extra or duplicate id changes nothing.
+    /// A driver in this process still letting go of the run (it has just committed the
+    /// step that asked for these outputs) is waited for, up to two seconds.
     ///
     /// Cancel safe, as [`Engine::drive_run`]: once the outputs are committed the run is
     /// `in_progress`, and a dropped driver leaves it resumable.
@@ -457,7 +463,7 @@ impl Engine {
         outputs: Vec<ToolOutputSubmission>,
         events: &dyn EventSink,
     ) -> Result<Run, EngineError> {
-        let claim = self.claim(run_id)?;
+        let claim = self.claim_soon(run_id).await?;
         if let Err(busy) = self.lease(run_id).await {
             claim.give_back();
             return Err(busy);
@@ -472,7 +478,7 @@ impl Engine {
             .instrument(span)
             .await;
         let result = self.release_driven(claim, result, events).await;
-        self.unlease(run_id).await;
+        self.unlease(run_id, &result).await;
         result
     }
 
@@ -551,13 +557,7 @@ impl Engine {
                     .await?;
             }
             TurnEnd::Continue => {
-                self.store
-                    .commit(Step {
-                        thread: &thread,
-                        appended: &thread.messages[mark..],
-                        run: Some(&run),
-                    })
-                    .await?;
+                self.commit_step(&thread, mark, &run, events).await?;
                 self.drive(&mut thread, &mut indices, &mut run, cancel, events)
                     .await?;
                 self.kept.keep(thread, indices);
