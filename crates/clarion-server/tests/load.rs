@@ -6,7 +6,8 @@
 //! request, measured by a middleware around the router), errors and protocol violations;
 //! fails on any error or violation.
 //!
-//! The store is `CLARION_LOAD_STORE`: `sqlite` (default, a file) or `postgres` (a fresh
+//! The store is `CLARION_LOAD_STORE`: `sqlite` (default, a file; `CLARION_LOAD_LEASE=0`
+//! opens it without run leases, the single-process baseline) or `postgres` (a fresh
 //! database on `CLARION_TEST_POSTGRES`). With `CLARION_LOAD_REPLICAS` = N (1), N servers
 //! share it — each on a runtime of its own with a store handle of its own (its own pool and
 //! lease owner), as N processes would be — and every client sends each request to the next
@@ -199,7 +200,18 @@ async fn open_store(place: &str) -> Arc<dyn ThreadStore> {
                 .unwrap_or_else(|e| panic!("{e}")),
         )
     } else {
-        Arc::new(clarion_store::SqliteStore::open(place).unwrap_or_else(|e| panic!("{e}")))
+        // `CLARION_LOAD_LEASE` seconds (default 10; 0: no leases, the baseline).
+        let lease = std::env::var("CLARION_LOAD_LEASE")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map_or(
+                clarion_store::sqlite::DEFAULT_LEASE,
+                Duration::from_secs_f64,
+            );
+        Arc::new(
+            clarion_store::SqliteStore::open_with_lease(place, lease)
+                .unwrap_or_else(|e| panic!("{e}")),
+        )
     }
 }
 
