@@ -86,6 +86,7 @@ async fn open(args: &ChatArgs, source: &FlowSource<'_>) -> Result<Option<Session
     let tools = ClarionTools::new();
     let options = LoadOptions {
         builtins: Some(tools.builtins()),
+        ..LoadOptions::default()
     };
     let report = match source {
         FlowSource::File => {

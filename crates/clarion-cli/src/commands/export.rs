@@ -22,6 +22,7 @@ pub(crate) fn run(args: &ExportArgs) -> Result<Exit, CliError> {
         &args.flow,
         &LoadOptions {
             builtins: Some(&builtins),
+            ..LoadOptions::default()
         },
     );
     let Some(flow) = output::flow_or_errors(report, "export", &args.flow, true) else {

@@ -445,6 +445,7 @@ fn load(
             file,
             &LoadOptions {
                 builtins: Some(tools.builtins()),
+                ..LoadOptions::default()
             },
         );
         for diagnostic in report

@@ -115,6 +115,7 @@ pub(crate) fn shop_state(
         &path,
         &LoadOptions {
             builtins: Some(tools.builtins()),
+            ..LoadOptions::default()
         },
     )
     .flow
