@@ -97,9 +97,12 @@ pub fn resolve(checker: &mut Checker<'_>, lock: &LockSource<'_>) -> IndexMap<Str
                     suggest::list(&listed)
                 ),
             };
-            let span = checker
-                .value(&format!("{at}/mcp_tool"))
-                .or_else(|| checker.value(&format!("{at}/mcp")));
+            let key = if spec.mcp_tool.is_some() {
+                "mcp_tool"
+            } else {
+                "mcp"
+            };
+            let span = checker.value(&format!("{at}/{key}"));
             checker.report(
                 Diagnostic::new(DiagnosticKind::McpToolNotLocked { server, remote }, span)
                     .with_label("not in the lock file")
