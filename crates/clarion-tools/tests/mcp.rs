@@ -381,3 +381,144 @@ async fn an_http_server_on_loopback_is_refused_unless_the_flow_allows_it() {
         error.message
     );
 }
+
+/// The median and 99th percentile of `samples`, in microseconds.
+fn percentiles(samples: &mut [Duration]) -> (f64, f64) {
+    samples.sort();
+    let at = |percent: usize| samples[(samples.len() - 1) * percent / 100].as_secs_f64() * 1e6;
+    (at(50), at(99))
+}
+
+/// What a call costs through Clarion over the same call straight through `rmcp` to the
+/// same server (stdio, warm), and what the first call costs with the server's start.
+/// Figures in docs/benchmarks.md; run with
+/// `cargo test --release -p clarion-tools --test mcp -- --ignored --nocapture`.
+#[tokio::test]
+#[ignore = "a benchmark: run it on purpose, in release"]
+#[allow(
+    clippy::print_stdout,
+    clippy::cast_precision_loss,
+    clippy::cast_sign_loss
+)]
+async fn benchmark_call_overhead_over_the_servers_own_time() {
+    use rmcp::ServiceExt;
+    use rmcp::model::CallToolRequestParams;
+    const CALLS: usize = 2000;
+    let Some(js) = server("CLARION_TEST_MCP_EVERYTHING") else {
+        return;
+    };
+    let dir = temp();
+    let pid_file = dir.path().join("server.pid");
+    let tools = ClarionTools::new();
+    let (flow, _) = flow(&tools, dir.path(), &everything_stdio(&js, &pid_file, "30s")).await;
+    let args = json!({"message": "hello"});
+
+    let started = Instant::now();
+    call(&tools, &flow, "echo", args.clone())
+        .await
+        .unwrap_or_else(|e| panic!("{}", e.message));
+    let first = started.elapsed();
+
+    let mut through_clarion = Vec::with_capacity(CALLS);
+    for _ in 0..CALLS {
+        let started = Instant::now();
+        call(&tools, &flow, "echo", args.clone())
+            .await
+            .unwrap_or_else(|e| panic!("{}", e.message));
+        through_clarion.push(started.elapsed());
+    }
+
+    let mut child = tokio::process::Command::new("node")
+        .arg(&js)
+        .arg("stdio")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (Some(stdout), Some(stdin)) = (child.stdout.take(), child.stdin.take()) else {
+        panic!("no pipes");
+    };
+    let direct = ().serve((stdout, stdin)).await.unwrap_or_else(|e| panic!("{e}"));
+    let Value::Object(arguments) = args else {
+        panic!("not an object")
+    };
+    let mut straight = Vec::with_capacity(CALLS);
+    for _ in 0..=CALLS {
+        let request = CallToolRequestParams::new("echo").with_arguments(arguments.clone());
+        let started = Instant::now();
+        direct
+            .call_tool(request)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        straight.push(started.elapsed());
+    }
+    straight.remove(0); // the first call of a fresh client warms it
+
+    let (clarion_median, clarion_p99) = percentiles(&mut through_clarion);
+    let (direct_median, direct_p99) = percentiles(&mut straight);
+    println!(
+        "mcp echo over stdio, {CALLS} warm calls: through Clarion median {clarion_median:.0} µs \
+         (p99 {clarion_p99:.0}), straight through rmcp median {direct_median:.0} µs (p99 \
+         {direct_p99:.0}): overhead {:.0} µs; first call with the server's start {:.0} ms",
+        clarion_median - direct_median,
+        first.as_secs_f64() * 1e3
+    );
+    assert!(
+        clarion_median - direct_median < 1000.0,
+        "Clarion adds {:.0} µs to a warm call",
+        clarion_median - direct_median
+    );
+}
+
+/// The first call of `mcp-server-time` (a Python program) with its start, and warm calls.
+#[tokio::test]
+#[ignore = "a benchmark: run it on purpose, in release"]
+#[allow(clippy::print_stdout)]
+async fn benchmark_first_call_of_mcp_server_time() {
+    let Some(time) = server("CLARION_TEST_MCP_TIME") else {
+        return;
+    };
+    let dir = temp();
+
+    let tools = ClarionTools::new();
+    let (time_flow, _) = flow(
+        &tools,
+        dir.path(),
+        &format!(
+            "[mcp.time]\ncommand = [\"{}\"]\ntools = [\"get_current_time\"]\n",
+            time.display()
+        ),
+    )
+    .await;
+    let started = Instant::now();
+    call(
+        &tools,
+        &time_flow,
+        "get_current_time",
+        json!({"timezone": "UTC"}),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{}", e.message));
+    let first = started.elapsed();
+    let mut warm = Vec::with_capacity(200);
+    for _ in 0..200 {
+        let started = Instant::now();
+        call(
+            &tools,
+            &time_flow,
+            "get_current_time",
+            json!({"timezone": "UTC"}),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{}", e.message));
+        warm.push(started.elapsed());
+    }
+    let (median, p99) = percentiles(&mut warm);
+    println!(
+        "mcp-server-time over stdio: first call with the server's start {:.0} ms; warm \
+         median {median:.0} µs (p99 {p99:.0})",
+        first.as_secs_f64() * 1e3
+    );
+}
