@@ -88,6 +88,13 @@ impl ClarionTools {
         self
     }
 
+    /// Sends the progress notifications of MCP tool calls to `sink`.
+    #[must_use]
+    pub fn with_mcp_progress(mut self, sink: mcp::ProgressSink) -> Self {
+        self.mcp = std::mem::take(&mut self.mcp).with_progress(sink);
+        self
+    }
+
     /// The MCP executor: its connections, and listing a server's tools.
     #[must_use]
     pub fn mcp(&self) -> &McpExecutor {

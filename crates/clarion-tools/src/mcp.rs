@@ -15,6 +15,9 @@
 //!   redirect policy) unless the server has `allow_private_network = true`; `headers` are
 //!   templates over `env`.
 //!
+//! Progress notifications a server sends during a call go to the sink given with
+//! [`McpExecutor::with_progress`] (`clarion chat` shows them in its spinner).
+//!
 //! The result the model and `after` rules see is the call's structured content when there
 //! is some, else its text (parsed as JSON when it is JSON); an `isError` result, a protocol
 //! error, a dead server and a timeout are [`ToolError`]s with the server's message, so the
@@ -30,11 +33,13 @@ use clarion_engine::{Redactor, ToolError, ToolErrorKind};
 use clarion_flow::mcp::{LockedServer, LockedTool};
 use clarion_flow::model::{McpServerSpec, format_duration};
 use clarion_flow::{Flow, McpTool};
-use rmcp::model::{CallToolRequestParams, CallToolResult, ContentBlock, ErrorCode};
-use rmcp::service::RunningService;
+use rmcp::model::{
+    CallToolRequestParams, CallToolResult, ContentBlock, ErrorCode, ProgressNotificationParam,
+};
+use rmcp::service::{NotificationContext, RunningService};
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
-use rmcp::{RoleClient, ServiceError, ServiceExt};
+use rmcp::{ClientHandler, RoleClient, ServiceError, ServiceExt};
 use serde_json::{Map, Value};
 use tokio::process::Command;
 
@@ -45,9 +50,91 @@ use crate::http::NetworkPolicy;
 /// How long starting a server (spawn and the protocol's handshake) may take.
 pub const START_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// A progress notification of a call in flight.
+#[derive(Debug, Clone, PartialEq)]
+pub struct McpProgress {
+    /// The server's name in the flow.
+    pub server: String,
+    /// The tool's name on the server.
+    pub tool: String,
+    /// Progress so far (grows with each notification).
+    pub progress: f64,
+    /// The total, when the server knows it.
+    pub total: Option<f64>,
+    /// What the server says it is doing.
+    pub message: Option<String>,
+}
+
+/// Where progress notifications go.
+pub type ProgressSink = Arc<dyn Fn(&McpProgress) + Send + Sync>;
+
+/// The client side of a connection: forwards the server's progress notifications, naming
+/// the tool in flight (rmcp numbers the progress tokens itself; when calls of several tools
+/// overlap, the notification names them all).
+struct Client {
+    server: String,
+    progress: Option<ProgressSink>,
+    in_flight: Mutex<Vec<String>>,
+}
+
+/// A call's place in its connection's list of calls in flight, left when dropped.
+struct InFlight<'a> {
+    list: &'a Mutex<Vec<String>>,
+    tool: String,
+}
+
+impl<'a> InFlight<'a> {
+    fn new(list: &'a Mutex<Vec<String>>, tool: &str) -> Self {
+        if let Ok(mut list) = list.lock() {
+            list.push(tool.to_owned());
+        }
+        Self {
+            list,
+            tool: tool.to_owned(),
+        }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut list) = self.list.lock()
+            && let Some(at) = list.iter().position(|t| *t == self.tool)
+        {
+            list.remove(at);
+        }
+    }
+}
+
+impl ClientHandler for Client {
+    async fn on_progress(
+        &self,
+        params: ProgressNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        let Some(sink) = &self.progress else { return };
+        let tool = self
+            .in_flight
+            .lock()
+            .map(|list| {
+                let mut names: Vec<&str> = list.iter().map(String::as_str).collect();
+                names.sort_unstable();
+                names.dedup();
+                names.join(", ")
+            })
+            .unwrap_or_default();
+        sink(&McpProgress {
+            server: self.server.clone(),
+            tool,
+            progress: params.progress,
+            total: params.total,
+            message: params.message,
+        });
+    }
+}
+
 /// One live connection to a server.
 struct Connection {
-    service: RunningService<RoleClient, ()>,
+    service: RunningService<RoleClient, Client>,
     /// A stdio server's process group, killed when the connection is dropped.
     _group: Option<ProcessGroup>,
     /// The end of a stdio server's stderr.
@@ -70,6 +157,7 @@ type Slot = Arc<tokio::sync::Mutex<Option<Arc<Connection>>>>;
 pub struct McpExecutor {
     policy: Arc<NetworkPolicy>,
     servers: Mutex<HashMap<String, Slot>>,
+    progress: Option<ProgressSink>,
 }
 
 impl std::fmt::Debug for McpExecutor {
@@ -87,8 +175,15 @@ impl McpExecutor {
     pub fn new(policy: NetworkPolicy) -> Self {
         Self {
             policy: Arc::new(policy),
-            servers: Mutex::new(HashMap::new()),
+            ..Self::default()
         }
+    }
+
+    /// Sends the progress notifications of calls to `sink` (connections started from now).
+    #[must_use]
+    pub fn with_progress(mut self, sink: ProgressSink) -> Self {
+        self.progress = Some(sink);
+        self
     }
 
     /// Runs one call of an MCP tool, starting its server if no connection is live.
@@ -106,7 +201,10 @@ impl McpExecutor {
             let connection = self.connect(&slot, &dir, &tool.server, &tool.spec).await?;
             let request =
                 CallToolRequestParams::new(tool.tool.clone()).with_arguments(arguments.clone());
-            let result = connection.service.call_tool(request).await;
+            let result = {
+                let _in_flight = InFlight::new(&connection.service.service().in_flight, &tool.tool);
+                connection.service.call_tool(request).await
+            };
             Ok::<_, ToolError>((connection, result))
         })
         .await;
@@ -162,7 +260,7 @@ impl McpExecutor {
         spec: &McpServerSpec,
     ) -> Result<LockedServer, ToolError> {
         let redactor = redactor(spec);
-        let connection = start(&self.policy, flow_dir, name, spec)
+        let connection = start(&self.policy, None, flow_dir, name, spec)
             .await
             .map_err(|e| redactor.error(e))?;
         let listed = tokio::time::timeout(START_TIMEOUT, connection.service.list_all_tools()).await;
@@ -233,7 +331,8 @@ impl McpExecutor {
         {
             return Ok(Arc::clone(connection));
         }
-        let connection = Arc::new(start(&self.policy, dir, name, spec).await?);
+        let connection =
+            Arc::new(start(&self.policy, self.progress.clone(), dir, name, spec).await?);
         *current = Some(Arc::clone(&connection));
         Ok(connection)
     }
@@ -260,16 +359,22 @@ fn redactor(spec: &McpServerSpec) -> Redactor {
 
 async fn start(
     policy: &Arc<NetworkPolicy>,
+    progress: Option<ProgressSink>,
     dir: &Path,
     name: &str,
     spec: &McpServerSpec,
 ) -> Result<Connection, ToolError> {
+    let client = Client {
+        server: name.to_owned(),
+        progress,
+        in_flight: Mutex::new(Vec::new()),
+    };
     let started = match (&spec.command, &spec.url) {
         (Some(argv), _) => {
-            tokio::time::timeout(START_TIMEOUT, start_stdio(dir, name, argv, spec)).await
+            tokio::time::timeout(START_TIMEOUT, start_stdio(client, dir, name, argv, spec)).await
         }
         (None, Some(url)) => {
-            tokio::time::timeout(START_TIMEOUT, start_http(policy, name, url, spec)).await
+            tokio::time::timeout(START_TIMEOUT, start_http(client, policy, name, url, spec)).await
         }
         (None, None) => {
             return Err(ToolError::new(
@@ -290,6 +395,7 @@ async fn start(
 }
 
 async fn start_stdio(
+    client: Client,
     dir: &Path,
     name: &str,
     argv: &[String],
@@ -353,7 +459,7 @@ async fn start_stdio(
     tokio::spawn(async move {
         let _ = child.wait().await;
     });
-    match ().serve((stdout, stdin)).await {
+    match client.serve((stdout, stdin)).await {
         Ok(service) => Ok(Connection {
             service,
             _group: Some(group),
@@ -375,6 +481,7 @@ async fn start_stdio(
 }
 
 async fn start_http(
+    handler: Client,
     policy: &Arc<NetworkPolicy>,
     name: &str,
     url: &str,
@@ -416,7 +523,7 @@ async fn start_http(
     let config =
         StreamableHttpClientTransportConfig::with_uri(url.to_owned()).custom_headers(headers);
     let transport = StreamableHttpClientTransport::with_client(client, config);
-    let service = ().serve(transport).await.map_err(|e| {
+    let service = handler.serve(transport).await.map_err(|e| {
         unavailable(format!(
             "cannot connect to MCP server `{name}` at {url}: {e}"
         ))

@@ -291,6 +291,36 @@ async fn a_call_past_the_servers_timeout_is_a_timeout_and_the_server_stays_usabl
         .unwrap_or_else(|e| panic!("{}", e.message));
 }
 
+#[tokio::test]
+async fn progress_notifications_of_a_call_reach_the_sink() {
+    let Some(js) = server("CLARION_TEST_MCP_EVERYTHING") else {
+        return;
+    };
+    let dir = temp();
+    let pid_file = dir.path().join("server.pid");
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = std::sync::Arc::clone(&seen);
+    let tools = ClarionTools::new().with_mcp_progress(std::sync::Arc::new(
+        move |progress: &clarion_tools::mcp::McpProgress| {
+            if let Ok(mut seen) = sink.lock() {
+                seen.push(progress.clone());
+            }
+        },
+    ));
+    let (flow, _) = flow(&tools, dir.path(), &everything_stdio(&js, &pid_file, "30s")).await;
+    call(&tools, &flow, "long", json!({"duration": 1, "steps": 3}))
+        .await
+        .unwrap_or_else(|e| panic!("{}", e.message));
+    let seen = seen.lock().map(|s| s.clone()).unwrap_or_default();
+    assert!(!seen.is_empty(), "no progress notification arrived");
+    assert!(
+        seen.iter().all(|p| p.server == "everything"
+            && p.tool == "trigger-long-running-operation"
+            && p.total == Some(3.0)),
+        "{seen:?}"
+    );
+}
+
 /// server-everything over streamable HTTP on a free loopback port; killed on drop.
 struct HttpServer {
     child: std::process::Child,
