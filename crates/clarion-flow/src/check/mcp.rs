@@ -22,6 +22,7 @@ use crate::mcp::{LockError, LockedTool, McpLock};
 use crate::spans::pointer;
 use crate::spec::{ParamSpec, Required, ToolSpec};
 use crate::suggest;
+use crate::template::{describe, template_names};
 
 /// Where a flow's lock came from, for `resolve`.
 #[derive(Debug)]
@@ -190,6 +191,65 @@ fn servers(checker: &mut Checker<'_>) {
             checker.report(
                 Diagnostic::new(invalid(&key, reason), checker.key(&key_at)).with_help(help),
             );
+        }
+        headers(checker, name, server);
+    }
+}
+
+/// Header templates compile and read only allow-listed variables (`env.NAME`): a secret
+/// the flow does not name never leaves the machine.
+fn headers(checker: &mut Checker<'_>, name: &str, server: &crate::spec::McpServerSpec) {
+    let env_broken = checker.broken.covers(&pointer(&["mcp", name, "env"]));
+    for (header, text) in &server.headers {
+        let at = pointer(&["mcp", name, "headers", header]);
+        let names = match template_names(text) {
+            Ok(names) => names,
+            Err(error) => {
+                checker.report(
+                    Diagnostic::new(
+                        DiagnosticKind::TemplateSyntax {
+                            what: "this header".to_owned(),
+                            message: describe(&error),
+                        },
+                        checker.value(&at),
+                    )
+                    .with_help("header values are MiniJinja templates over `env`"),
+                );
+                continue;
+            }
+        };
+        let mut names: Vec<String> = names.into_iter().collect();
+        names.sort();
+        for used in names {
+            let (root, field) = used.split_once('.').unwrap_or((used.as_str(), ""));
+            let span = checker.find_in_string(&at, text, &used);
+            if root != "env" {
+                checker.report(
+                    Diagnostic::new(DiagnosticKind::UndefinedName { name: used.clone() }, span)
+                        .with_label("not in scope")
+                        .with_help("an MCP server's headers read only `env`"),
+                );
+            } else if !env_broken && !field.is_empty() && !server.env.iter().any(|v| v == field) {
+                checker.report(
+                    Diagnostic::new(
+                        DiagnosticKind::EnvNotAllowed {
+                            var: field.to_owned(),
+                            tool: format!("mcp.{name}"),
+                        },
+                        span,
+                    )
+                    .with_label("not allow-listed")
+                    .with_help(
+                        match suggest::closest(field, server.env.iter().map(String::as_str)) {
+                            Some(near) => format!("did you mean `env.{near}`?"),
+                            None => format!(
+                                "add it to the server's allow-list: `env = [\"{field}\"]` in \
+                                 [mcp.{name}]"
+                            ),
+                        },
+                    ),
+                );
+            }
         }
     }
 }
