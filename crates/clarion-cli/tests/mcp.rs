@@ -177,3 +177,108 @@ fn a_server_that_cannot_start_fails_mcp_lock_with_its_reason() {
     assert!(shown.contains("cannot start MCP server `time`"), "{shown}");
     assert!(!dir.path().join("clock.mcp.lock").exists());
 }
+
+/// The server-everything of `scripts/mcp-servers.sh`, or "skipped: why".
+fn everything_server() -> Option<PathBuf> {
+    let found = std::env::var_os("CLARION_TEST_MCP_EVERYTHING")
+        .map(PathBuf::from)
+        .filter(|path| path.exists());
+    if found.is_none() {
+        let why =
+            "CLARION_TEST_MCP_EVERYTHING names no server-everything (run scripts/mcp-servers.sh)";
+        assert!(std::env::var_os("CI").is_none(), "{why}");
+        #[allow(clippy::print_stderr)] // the suites' convention for a skipped test
+        {
+            eprintln!("skipped: {why}");
+        }
+    }
+    found
+}
+
+/// Whether `pid` is gone (or a zombie nobody has reaped yet).
+fn dead(pid: &str) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+    }
+}
+
+#[test]
+fn an_unmocked_mcp_tool_runs_in_clarion_test_and_its_server_dies_with_the_process() {
+    let Some(js) = everything_server() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    // The server leaves a child behind, as servers that start helpers do: the process
+    // group takes it too.
+    std::fs::write(
+        dir.path().join("echo.toml"),
+        format!(
+            r#"[flow]
+name = "echo"
+
+[assistant]
+model = "gpt-4.1-mini"
+instructions = "Echo."
+
+[mcp.everything]
+command = ["sh", "-c", "sleep 300 & echo $! > helper.pid; exec node '{}' stdio"]
+env = ["PATH"]
+tools = ["echo"]
+"#,
+            js.display()
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let locked = clarion(dir.path(), &["mcp", "lock", "echo.toml"]);
+    assert_eq!(locked.status.code(), Some(0), "{}", text(&locked));
+    let helper =
+        std::fs::read_to_string(dir.path().join("helper.pid")).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        dead(helper.trim()),
+        "mcp lock left the server's helper running"
+    );
+
+    let scenarios = dir.path().join("echo/scenarios");
+    std::fs::create_dir_all(&scenarios).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(
+        scenarios.join("echo.toml"),
+        r#"[scenario]
+name = "echo"
+
+[[turns]]
+user = "Say hello back."
+
+[[turns.model]]
+call = "echo"
+args = { message = "hello" }
+
+[[turns.model]]
+text = "Echo: hello"
+
+[turns.expect]
+tool_called = { tool = "echo", args = { message = "hello" } }
+"#,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let output = Command::new(env!("CARGO_BIN_EXE_clarion"))
+        .args(["test", "echo", "--accept"])
+        .current_dir(dir.path())
+        .env("NO_COLOR", "1")
+        .env_remove("CI")
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let shown = text(&output);
+    let snapshot = std::fs::read_to_string(scenarios.join("snapshots/echo.snap"))
+        .unwrap_or_else(|e| panic!("{e}: {shown}"));
+    assert!(snapshot.contains("← ok \"Echo: hello\""), "{snapshot}");
+    let helper =
+        std::fs::read_to_string(dir.path().join("helper.pid")).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        dead(helper.trim()),
+        "clarion test exited and left the server's helper {} running",
+        helper.trim()
+    );
+}
