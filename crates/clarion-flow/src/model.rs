@@ -129,6 +129,19 @@ impl Executor {
     }
 }
 
+impl Executor {
+    /// Whether the tool reaches a service over the network (an HTTP tool, an MCP server
+    /// reached by `url`): scenarios must mock it, so a transcript never depends on one.
+    #[must_use]
+    pub fn is_remote(&self) -> bool {
+        match self {
+            Self::Http(_) => true,
+            Self::Mcp(mcp) => mcp.spec.url.is_some(),
+            Self::Builtin(_) | Self::Command(_) | Self::Client => false,
+        }
+    }
+}
+
 impl Tool {
     /// How long one call of this tool may take: its own `timeout` (HTTP and command tools,
     /// an MCP tool's server), else `limits.tool_timeout`. One answer for the engine, the executors and the mocks.
