@@ -139,12 +139,21 @@ struct Connection {
     _group: Option<ProcessGroup>,
     /// The end of a stdio server's stderr.
     stderr: Arc<Mutex<Tail>>,
+    /// Set when a stdio server's process has exited (an HTTP server has no process).
+    exited: Arc<std::sync::atomic::AtomicBool>,
     shown: String,
 }
 
 impl Connection {
     fn stderr(&self) -> String {
         self.stderr.lock().map(|t| t.text()).unwrap_or_default()
+    }
+
+    /// Whether calls may still go to this connection: the protocol is open and a stdio
+    /// server's process is alive (the transport notices a dead server only when it next
+    /// writes, and that call would fail).
+    fn usable(&self) -> bool {
+        !self.service.is_closed() && !self.exited.load(std::sync::atomic::Ordering::Acquire)
     }
 }
 
@@ -327,7 +336,7 @@ impl McpExecutor {
     ) -> Result<Arc<Connection>, ToolError> {
         let mut current = slot.lock().await;
         if let Some(connection) = current.as_ref()
-            && !connection.service.is_closed()
+            && connection.usable()
         {
             return Ok(Arc::clone(connection));
         }
@@ -454,16 +463,20 @@ async fn start_stdio(
             format!("MCP server `{name}`: no pipes to `{shown}`"),
         ));
     };
-    // The child is reaped by tokio once dropped (it was told to kill on drop); the group
-    // takes everything the server started with it.
+    // Waits for the server (reaping it) and marks the connection unusable when it exits;
+    // the group takes everything the server started with it.
+    let exited = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let marker = Arc::clone(&exited);
     tokio::spawn(async move {
         let _ = child.wait().await;
+        marker.store(true, std::sync::atomic::Ordering::Release);
     });
     match client.serve((stdout, stdin)).await {
         Ok(service) => Ok(Connection {
             service,
             _group: Some(group),
             stderr,
+            exited,
             shown,
         }),
         Err(error) => {
@@ -532,6 +545,7 @@ async fn start_http(
         service,
         _group: None,
         stderr: Arc::new(Mutex::new(Tail::default())),
+        exited: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         shown: url.to_owned(),
     })
 }

@@ -269,6 +269,34 @@ async fn a_server_killed_mid_call_fails_that_call_and_is_started_again_for_the_n
 }
 
 #[tokio::test]
+async fn a_server_that_died_between_calls_is_started_again_and_the_call_succeeds() {
+    let Some(js) = server("CLARION_TEST_MCP_EVERYTHING") else {
+        return;
+    };
+    let dir = temp();
+    let pid_file = dir.path().join("server.pid");
+    let tools = ClarionTools::new();
+    let (flow, _) = flow(&tools, dir.path(), &everything_stdio(&js, &pid_file, "30s")).await;
+    call(&tools, &flow, "echo", json!({"message": "one"}))
+        .await
+        .unwrap_or_else(|e| panic!("{}", e.message));
+    let first = pid_in(&pid_file);
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", &first])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(killed, "cannot kill the server {first}");
+    // Between calls: the connection notices its server is gone.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // No call was in flight: nothing is lost, and the next call simply works.
+    let again = call(&tools, &flow, "echo", json!({"message": "two"}))
+        .await
+        .unwrap_or_else(|e| panic!("{}", e.message));
+    assert_eq!(again, json!("Echo: two"));
+    assert_ne!(pid_in(&pid_file), first, "the server was not started again");
+}
+
+#[tokio::test]
 async fn a_call_past_the_servers_timeout_is_a_timeout_and_the_server_stays_usable() {
     let Some(js) = server("CLARION_TEST_MCP_EVERYTHING") else {
         return;
