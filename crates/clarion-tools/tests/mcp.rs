@@ -397,7 +397,20 @@ async fn everything_over_streamable_http_lists_and_calls() {
         &tools,
         dir.path(),
         &format!(
-            "[mcp.everything]\nurl = \"http://127.0.0.1:{}/mcp\"\nallow_private_network = true\ntools = [\"echo\", \"get-sum\"]\n",
+            r#"
+[mcp.everything]
+url = "http://127.0.0.1:{}/mcp"
+allow_private_network = true
+tools = ["echo", "get-sum"]
+
+# A narrowed schema: two of the server's three cities.
+[tools.weather]
+mcp = "everything"
+mcp_tool = "get-structured-content"
+[tools.weather.params.location]
+enum = ["Chicago", "New York"]
+ask = "Which city?"
+"#,
             http.port
         ),
     )
@@ -411,6 +424,16 @@ async fn everything_over_streamable_http_lists_and_calls() {
         .await
         .unwrap_or_else(|e| panic!("{}", e.message));
     assert!(sum.to_string().contains('5'), "{sum}");
+    assert_eq!(
+        flow.tools["weather"].params["location"].schema["enum"],
+        json!(["Chicago", "New York"])
+    );
+    // Structured content is the result, as the server's output schema describes it.
+    let weather = call(&tools, &flow, "weather", json!({"location": "Chicago"}))
+        .await
+        .unwrap_or_else(|e| panic!("{}", e.message));
+    assert_eq!(weather["temperature"], json!(36), "{weather}");
+    assert_eq!(weather["humidity"], json!(82), "{weather}");
 }
 
 #[tokio::test]
