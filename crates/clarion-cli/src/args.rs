@@ -484,6 +484,10 @@ pub(crate) struct ExportArgs {
     /// A metadata value for rendering the instructions, as KEY=VALUE. Repeatable.
     #[arg(long = "metadata", value_name = "KEY=VALUE")]
     pub metadata: Vec<String>,
+    /// Start each `[mcp]` server and export against what it lists now; any drift from the
+    /// lock file is an error, as for `clarion validate --connect`.
+    #[arg(long)]
+    pub connect: bool,
 }
 
 /// Provider formats for `clarion export`.

@@ -151,6 +151,16 @@ fn mcp_lock_writes_the_lock_and_validate_connect_reports_drift() {
     assert!(text(&again).contains("unchanged"), "{}", text(&again));
     let connected = clarion(dir.path(), &["validate", "--connect", "clock.toml"]);
     assert_eq!(connected.status.code(), Some(0), "{}", text(&connected));
+    let export = [
+        "export",
+        "--connect",
+        "clock.toml",
+        "--format",
+        "chat-completions",
+    ];
+    let exported = clarion(dir.path(), &export);
+    assert_eq!(exported.status.code(), Some(0), "{}", text(&exported));
+    assert!(text(&exported).contains("Convert time between timezones"));
 
     // A lock older than the server: a description the server changed since.
     let stale = lock.replace("Convert time between timezones", "Convert times");
@@ -165,6 +175,14 @@ fn mcp_lock_writes_the_lock_and_validate_connect_reports_drift() {
         "{shown}"
     );
     assert!(shown.contains("clock.toml:8:1"), "{shown}");
+    // An export against a server that drifted from the reviewed lock is refused.
+    let exported = clarion(dir.path(), &export);
+    assert_eq!(exported.status.code(), Some(1), "{}", text(&exported));
+    assert!(
+        text(&exported).contains("error[E030]"),
+        "{}",
+        text(&exported)
+    );
 }
 
 #[test]

@@ -57,7 +57,7 @@ pub(crate) fn run(args: &ValidateArgs) -> Result<Exit, CliError> {
 
 /// The report of `file` checked against its servers' live listing, plus the drift from
 /// its lock file and the servers that could not be asked.
-fn connected(file: &Path, options: &LoadOptions<'_>) -> Result<LoadReport, CliError> {
+pub(crate) fn connected(file: &Path, options: &LoadOptions<'_>) -> Result<LoadReport, CliError> {
     let (live, unreachable) = crate::commands::mcp::live_lock(file)?;
     if live.servers.is_empty() && unreachable.is_empty() {
         return Ok(load_file_with(file, options));
