@@ -16,7 +16,7 @@ function activate() {
     {
       documentSelector: [{ scheme: 'file', pattern: '**/*.toml' }],
       // `$ref` schema files and flows on disk: their changes re-check the open files.
-      synchronize: { fileEvents: workspace.createFileSystemWatcher('**/*.{toml,json}') },
+      synchronize: { fileEvents: workspace.createFileSystemWatcher('**/*.{toml,json,lock}') },
     },
   );
   return client.start();

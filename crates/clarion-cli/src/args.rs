@@ -102,6 +102,35 @@ pub(crate) enum Command {
         after_help = "Examples:\n  clarion serve flows/travel-booking.toml flows/personal-finance.toml\n  CLARION_API_KEYS=sk-one,sk-two clarion serve flows/ --bind 0.0.0.0:8080 --api-key-env CLARION_API_KEYS\n\nClients use base_url http://ADDR/v1 and assistant ids asst_<flow name>. Docs: docs/serve.md."
     )]
     Serve(ServeArgs),
+    /// Model Context Protocol servers: write the lock file of their tools.
+    #[command(
+        after_help = "Examples:\n  clarion mcp lock flows/time.toml\n  clarion mcp lock flows/\n\nStarts each [mcp] server of the flow, lists its tools and writes FLOW.mcp.lock next to it:\nreview the diff and check it in. Docs: docs/flow-format.md (MCP servers)."
+    )]
+    Mcp(McpArgs),
+}
+
+/// `clarion mcp`.
+#[derive(Debug, Args)]
+pub(crate) struct McpArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: McpCommand,
+}
+
+/// `clarion mcp …`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum McpCommand {
+    /// Start each `[mcp]` server, list its tools and write the flow's lock file.
+    #[command(after_help = "Examples:\n  clarion mcp lock flows/time.toml")]
+    Lock(McpLockArgs),
+}
+
+/// `clarion mcp lock`.
+#[derive(Debug, Args)]
+pub(crate) struct McpLockArgs {
+    /// Flow files, or directories to search for `*.toml` flow files.
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
 }
 
 /// `clarion demo`.
@@ -384,6 +413,10 @@ pub(crate) struct ValidateArgs {
     /// Treat warnings as errors (exit 1 when there are any).
     #[arg(long)]
     pub deny_warnings: bool,
+    /// Start each `[mcp]` server and check the flow against what it lists now (drift from
+    /// the lock file is an error).
+    #[arg(long)]
+    pub connect: bool,
 }
 
 /// How diagnostics are printed.
@@ -561,6 +594,10 @@ pub(crate) struct ExportArgs {
     /// A metadata value for rendering the instructions, as KEY=VALUE. Repeatable.
     #[arg(long = "metadata", value_name = "KEY=VALUE")]
     pub metadata: Vec<String>,
+    /// Start each `[mcp]` server and export against what it lists now; any drift from the
+    /// lock file is an error, as for `clarion validate --connect`.
+    #[arg(long)]
+    pub connect: bool,
 }
 
 /// Provider formats for `clarion export`.

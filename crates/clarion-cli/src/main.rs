@@ -44,6 +44,7 @@ fn main() -> std::process::ExitCode {
         Command::Completions(args) => Ok(commands::completions::run(&args)),
         Command::Demo(args) => commands::demo::run(&args),
         Command::Lsp(args) => commands::lsp::run(&args),
+        Command::Mcp(args) => commands::mcp::run(&args),
         Command::Serve(args) => {
             commands::serve::run(&args, cli.log_format, &redactor, traces.is_on())
         }

@@ -242,7 +242,11 @@ fn the_lcov_file_is_read_by_lcov_and_genhtml() {
     };
     let (lines, hit, branches, taken) = (sum("LF:"), sum("LH:"), sum("BRF:"), sum("BRH:"));
     assert!(lines > 0 && branches > 0, "{text}");
-    assert_eq!(text.matches("end_of_record").count(), 3, "{text}");
+    assert_eq!(
+        text.matches("end_of_record").count(),
+        4,
+        "one record per example flow: {text}"
+    );
 
     let Some(lcov) = tool("lcov") else {
         return;

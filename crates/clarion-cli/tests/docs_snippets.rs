@@ -135,6 +135,7 @@ fn load_errors(name: &str, text: &str) -> Vec<String> {
     let tools = ClarionTools::new();
     let options = LoadOptions {
         builtins: Some(tools.builtins()),
+        ..LoadOptions::default()
     };
     // `$ref` paths in docs are written as from a flow in `flows/`.
     let base = root().join("flows");
@@ -178,6 +179,7 @@ fn excerpt_problems(block: &Block, path: &str) -> Vec<String> {
         &file,
         &LoadOptions {
             builtins: Some(tools.builtins()),
+            ..LoadOptions::default()
         },
     );
     if report.error_count() > 0 {

@@ -64,6 +64,7 @@ fn setup() -> Option<(Engine, Arc<Checked>)> {
         &path,
         &LoadOptions {
             builtins: Some(tools.builtins()),
+            ..LoadOptions::default()
         },
     )
     .into_result()

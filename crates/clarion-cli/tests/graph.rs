@@ -48,6 +48,7 @@ fn graph_of(file: &str) -> Graph {
         &workspace().join("flows").join(file),
         &LoadOptions {
             builtins: Some(&builtins),
+            ..LoadOptions::default()
         },
     );
     let flow = report

@@ -470,6 +470,49 @@ fn a_flow_is_rechecked_when_its_ref_schema_file_changes_on_disk() {
 }
 
 #[test]
+fn an_mcp_flow_is_checked_against_its_lock_file_and_completes_server_names() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let text = std::fs::read_to_string(repo().join("flows/world-clock.toml"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let lock_text = std::fs::read_to_string(repo().join("flows/world-clock.mcp.lock"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let lock = write(dir.path(), "world-clock.mcp.lock", &lock_text);
+    let path = write(dir.path(), "world-clock.toml", &text);
+    let uri = uri(&path);
+    let (mut client, _) = Client::start(&[], &[]);
+    open(&mut client, &uri, &text);
+    assert_eq!(summary(&client.diagnostics(&uri, 1)), Vec::<String>::new());
+
+    let result = client.request(
+        "textDocument/completion",
+        at(&uri, &text, "[tools.convert_time]\nmcp = \"time\"", 28),
+    );
+    let items = result.get("items").unwrap_or(&result);
+    let labels: Vec<&str> = items
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i["label"].as_str())
+        .collect();
+    assert_eq!(labels, ["time"], "{result}");
+
+    // The server renamed `time`: `clarion mcp lock` recorded it, and the editor says where
+    // the flow no longer fits.
+    let drifted = lock_text.replace(
+        "\"time\": {\n                \"description\": \"Time to convert",
+        "\"time_hhmm\": {\n                \"description\": \"Time to convert",
+    );
+    std::fs::write(&lock, drifted).unwrap_or_else(|e| panic!("{e}"));
+    client.notify(
+        "workspace/didChangeWatchedFiles",
+        json!({ "changes": [{ "uri": client::uri(&lock), "type": 2 }] }),
+    );
+    let found = summary(&client.diagnostics(&uri, 1));
+    assert!(found.iter().any(|d| d.starts_with("E028")), "{found:#?}");
+    assert!(client.stop().success());
+}
+
+#[test]
 fn the_server_survives_nonsense() {
     let (mut client, _) = Client::start(&[], &[]);
     let uri = "file:///nowhere/flow.toml";

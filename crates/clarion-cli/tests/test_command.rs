@@ -371,7 +371,7 @@ fn unmocked_builtins_run_for_real_but_http_tools_need_a_mock() {
     let text = stdout(&output);
     assert!(
         text.contains(
-            "error[S012]: `search_flights` is called but has no mock: HTTP tools always need one"
+            "error[S012]: `search_flights` is called but has no mock: HTTP tools (and MCP servers reached by URL) always need one"
         ),
         "{text}"
     );

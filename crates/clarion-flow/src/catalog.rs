@@ -34,12 +34,16 @@ pub trait BuiltinCatalog {
 pub struct LoadOptions<'a> {
     /// The built-ins `builtin = "…"` may name; `None` leaves those names unchecked.
     pub builtins: Option<&'a dyn BuiltinCatalog>,
+    /// What MCP servers list, instead of the lock file next to the flow
+    /// (`clarion validate --connect` passes what the servers answered just now).
+    pub mcp_lock: Option<&'a crate::mcp::McpLock>,
 }
 
 impl std::fmt::Debug for LoadOptions<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LoadOptions")
             .field("builtins", &self.builtins.map(BuiltinCatalog::names))
+            .field("mcp_lock", &self.mcp_lock.is_some())
             .finish()
     }
 }

@@ -428,7 +428,7 @@ impl Builder {
     }
 }
 
-/// `builtin NAME`, `http METHOD URL`, `command ARGV`, or `client`.
+/// `builtin NAME`, `http METHOD URL`, `command ARGV`, `mcp SERVER TOOL`, or `client`.
 fn executor(tool: &Tool) -> String {
     match &tool.executor {
         Executor::Builtin(name) => format!("builtin {name}"),
@@ -440,6 +440,7 @@ fn executor(tool: &Tool) -> String {
             shorten(&format!("http {method} {}", http.url))
         }
         Executor::Command(command) => shorten(&format!("command {}", command.argv.join(" "))),
+        Executor::Mcp(mcp) => shorten(&format!("mcp {}.{}", mcp.server, mcp.tool)),
         Executor::Client => "client (the app runs it)".to_owned(),
     }
 }

@@ -13,6 +13,7 @@
 //! - [`check`]: semantic checks;
 //! - [`load`]: the pipeline that ties them together;
 //! - [`catalog`]: the built-ins a loader may check `builtin` names against;
+//! - [`mcp`]: the lock file of a flow's MCP servers' tools;
 //! - [`model`]: the validated [`Flow`] everything else uses;
 //! - [`diagnostic`]: located, coded problems and their rendering;
 //! - [`export`]: assistant definitions for Chat Completions, Responses and Assistants;
@@ -65,6 +66,7 @@ pub mod export;
 pub mod graph;
 pub mod keywords;
 pub mod load;
+pub mod mcp;
 pub mod model;
 pub mod schema;
 pub mod source;
@@ -79,4 +81,4 @@ pub use load::{
     LoadError, LoadReport, MAX_FILE_BYTES, load_bytes, load_bytes_with, load_file, load_file_with,
     load_str, load_str_with,
 };
-pub use model::{Executor, Flow, Limits, Param, Slot, Tool};
+pub use model::{Executor, Flow, Limits, McpTool, Param, Slot, Tool};

@@ -13,7 +13,8 @@ use toml::de::DeTable;
 
 use super::catalog::LoadOptions;
 use super::check::{self, Checker, params};
-use super::model::{Executor, Flow, Limits, Param, Slot, Tool, parse_duration};
+use super::mcp::{self, LockError, McpLock};
+use super::model::{Executor, Flow, Limits, McpTool, Param, Slot, Tool, parse_duration};
 use super::spans::{self, pointer};
 use super::spec::FlowFile;
 use super::structure;
@@ -236,6 +237,12 @@ fn check_source(
             return (diagnostics, None);
         }
     };
+    // MCP tools first: they take their parameters from the lock file, and every other check
+    // runs on the tools as the model will see them.
+    let lock = match options.mcp_lock {
+        Some(given) => check::mcp::LockSource::Given(given),
+        None => check::mcp::LockSource::File(read_lock(&file, source.path(), base_dir)),
+    };
     let mut checker = Checker {
         file: &file,
         spans: &spans,
@@ -243,6 +250,19 @@ fn check_source(
         broken: &broken,
         base_dir,
         diagnostics: Vec::new(),
+        resolved_refs: params::ResolvedRefs::new(),
+        builtins: options.builtins,
+    };
+    let tools = check::mcp::resolve(&mut checker, &lock);
+    let found = std::mem::take(&mut checker.diagnostics);
+    let file = FlowFile { tools, ..file };
+    let mut checker = Checker {
+        file: &file,
+        spans: &spans,
+        source,
+        broken: &broken,
+        base_dir,
+        diagnostics: found,
         resolved_refs: params::ResolvedRefs::new(),
         builtins: options.builtins,
     };
@@ -257,6 +277,19 @@ fn check_source(
         _ => None,
     };
     (diagnostics, flow)
+}
+
+/// The lock file next to the flow, read only when the flow uses an MCP server.
+fn read_lock(file: &FlowFile, path: &Path, base_dir: Option<&Path>) -> Result<McpLock, LockError> {
+    let lock = mcp::lock_path(path);
+    let lock = match (base_dir, lock.file_name()) {
+        (Some(dir), Some(name)) => dir.join(name),
+        _ => lock,
+    };
+    if file.mcp.is_empty() && file.tools.values().all(|t| t.mcp.is_none()) {
+        return Err(LockError::Missing(lock));
+    }
+    McpLock::read(&lock)
 }
 
 /// A TOML syntax error as a diagnostic; duplicate keys get their own code.
@@ -324,6 +357,11 @@ fn limits(checker: &mut Checker<'_>) -> Option<Limits> {
             duration(checker, &pointer(&["tools", name, table, "timeout"]), &text);
         }
     }
+    for (name, server) in &checker.file.mcp {
+        if let Some(text) = &server.timeout {
+            duration(checker, &pointer(&["mcp", name, "timeout"]), text);
+        }
+    }
     if let Some(provider) = checker.file.provider.clone() {
         for (key, text) in [
             ("timeout", provider.timeout),
@@ -355,10 +393,19 @@ fn build(file: FlowFile, limits: Limits, refs: &params::ResolvedRefs, path: &Pat
         .tools
         .into_iter()
         .map(|(name, spec)| {
-            let executor = match (spec.builtin, spec.http, spec.command) {
-                (Some(builtin), _, _) => Executor::Builtin(builtin),
-                (_, Some(http), _) => Executor::Http(http),
-                (_, _, Some(command)) => Executor::Command(command),
+            let server = spec
+                .mcp
+                .as_ref()
+                .and_then(|server| Some((server.clone(), file.mcp.get(server)?.clone())));
+            let executor = match (spec.builtin, spec.http, spec.command, server) {
+                (Some(builtin), _, _, _) => Executor::Builtin(builtin),
+                (_, Some(http), _, _) => Executor::Http(http),
+                (_, _, Some(command), _) => Executor::Command(command),
+                (_, _, _, Some((server, mcp))) => Executor::Mcp(McpTool {
+                    server,
+                    tool: spec.mcp_tool.unwrap_or_else(|| name.clone()),
+                    spec: mcp,
+                }),
                 _ => Executor::Client,
             };
             let params: IndexMap<String, Param> = spec

@@ -14,7 +14,7 @@ use serde_json::Value;
 
 pub use super::spec::{
     AfterRule, AssistantSpec, AzureSpec, CommandSpec, ContextRoleSpec, HttpBody, HttpMethod,
-    HttpSpec, OnError, ProviderApi, ProviderSpec, ToolChoice,
+    HttpSpec, McpServerSpec, OnError, ProviderApi, ProviderSpec, ToolChoice,
 };
 
 /// A loaded, validated flow.
@@ -98,8 +98,21 @@ pub enum Executor {
     Http(HttpSpec),
     /// A local program.
     Command(CommandSpec),
+    /// A tool of a Model Context Protocol server.
+    Mcp(McpTool),
     /// The embedding application.
     Client,
+}
+
+/// A tool of an MCP server: which server, and the tool's name there.
+#[derive(Debug, Clone, PartialEq)]
+pub struct McpTool {
+    /// The server's name in the flow (`[mcp.NAME]`).
+    pub server: String,
+    /// The tool's name on the server (`mcp_tool`, else the flow's name for it).
+    pub tool: String,
+    /// How to reach the server.
+    pub spec: McpServerSpec,
 }
 
 impl Executor {
@@ -110,19 +123,34 @@ impl Executor {
             Self::Builtin(_) => "builtin",
             Self::Http(_) => "http",
             Self::Command(_) => "command",
+            Self::Mcp(_) => "mcp",
             Self::Client => "client",
         }
     }
 }
 
+impl Executor {
+    /// Whether the tool reaches a service over the network (an HTTP tool, an MCP server
+    /// reached by `url`): scenarios must mock it, so a transcript never depends on one.
+    #[must_use]
+    pub fn is_remote(&self) -> bool {
+        match self {
+            Self::Http(_) => true,
+            Self::Mcp(mcp) => mcp.spec.url.is_some(),
+            Self::Builtin(_) | Self::Command(_) | Self::Client => false,
+        }
+    }
+}
+
 impl Tool {
-    /// How long one call of this tool may take: its own `timeout` (HTTP and command tools),
-    /// else `limits.tool_timeout`. One answer for the engine, the executors and the mocks.
+    /// How long one call of this tool may take: its own `timeout` (HTTP and command tools,
+    /// an MCP tool's server), else `limits.tool_timeout`. One answer for the engine, the executors and the mocks.
     #[must_use]
     pub fn timeout(&self, limits: &Limits) -> Duration {
         let specific = match &self.executor {
             Executor::Http(http) => http.timeout.as_deref(),
             Executor::Command(command) => command.timeout.as_deref(),
+            Executor::Mcp(mcp) => mcp.spec.timeout.as_deref(),
             Executor::Builtin(_) | Executor::Client => None,
         };
         limits.tool_timeout_or(specific)

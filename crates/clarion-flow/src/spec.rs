@@ -35,6 +35,51 @@ pub struct FlowFile {
     /// The tools the model may call, by name (the name the model sees).
     #[serde(default)]
     pub tools: IndexMap<String, ToolSpec>,
+    /// Model Context Protocol servers whose tools the flow uses, by name (`mcp = "NAME"`
+    /// on a tool).
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub mcp: IndexMap<String, McpServerSpec>,
+}
+
+/// `[mcp.NAME]`: a Model Context Protocol server, started as a local program (`command`)
+/// or reached over streamable HTTP (`url`). What its tools take comes from the lock file
+/// next to the flow (`clarion mcp lock`), reviewed like code.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct McpServerSpec {
+    /// A stdio server: the program and its arguments, e.g. `["uvx", "mcp-server-time"]`.
+    /// Never run through a shell.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub command: Option<Vec<String>>,
+    /// A streamable HTTP server: its endpoint, e.g. `http://127.0.0.1:9000/mcp`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^https?://"))]
+    pub url: Option<String>,
+    /// A stdio server's working directory, relative to the flow file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<String>,
+    /// Environment variables: a stdio server gets these and nothing else; an HTTP
+    /// server's `headers` may read them as `env.NAME` (for secrets).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<String>,
+    /// An HTTP server's request headers: templates over `env`, e.g.
+    /// `Authorization = "Bearer {{ env.TOKEN }}"`.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub headers: IndexMap<String, String>,
+    /// How long one call of this server's tools may take, overriding
+    /// `limits.tool_timeout`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]+(ms|s|m|h)$"))]
+    pub timeout: Option<String>,
+    /// An HTTP server on a private, loopback or link-local address is refused unless this
+    /// is `true` (the SSRF policy of HTTP tools).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_private_network: bool,
+    /// Import these tools of the server under their own names, as if each had a
+    /// `[tools.NAME]` table with `mcp = "…"` (an allow-list: nothing else is imported).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tools: Vec<String>,
 }
 
 /// `[flow]`: identification.
@@ -258,6 +303,13 @@ pub struct ToolSpec {
     /// The embedding application runs the tool; the run stops in `requires_action`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client: Option<bool>,
+    /// A tool of the MCP server declared as `[mcp.NAME]`; its description and parameters
+    /// come from the server (through the lock file), and the flow may narrow them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mcp: Option<String>,
+    /// The tool's name on the MCP server, when it differs from this tool's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mcp_tool: Option<String>,
     /// Provider strict mode for this tool's schema: `true` demands it, `false` turns it
     /// off; unset uses it whenever the schemas allow.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -3,8 +3,8 @@
 //! Table and key names come from the format's generated JSON Schema (the flow's or the
 //! scenario's), each with its description, so completion can never offer a key the
 //! loader would reject. Values come from what the file declares: slot names after
-//! `slot =`, the catalog's built-ins after `builtin =`, a schema's `enum` values. Inside a
-//! template or `when` expression, the names its scope reads: the roots (`args`, `slots`,
+//! `slot =`, the catalog's built-ins after `builtin =`, the `[mcp]` servers after `mcp =`,
+//! a schema's `enum` values. Inside a template or `when` expression, the names its scope reads: the roots (`args`, `slots`,
 //! `result`…), then a tool's parameters after `args.`, the slots after `slots.`, a
 //! built-in's result fields after `result.` (from the catalog's result schema), the
 //! allow-listed variables after `env.`, `kind` and `message` after `error.`.
@@ -175,6 +175,25 @@ fn values(
                         .pointer(&pointer(&["slots", slot]))
                         .map(slot_detail);
                     item(&quote(slot), CompletionItemKind::VARIABLE, detail)
+                })
+                .collect();
+        }
+        ["tools", _, "mcp"] => {
+            return index
+                .names("/mcp")
+                .iter()
+                .map(|server| {
+                    let table = index.json.pointer(&pointer(&["mcp", server]));
+                    let detail = table
+                        .and_then(|t| t.get("url"))
+                        .and_then(Value::as_str)
+                        .map(ToOwned::to_owned)
+                        .or_else(|| {
+                            let argv = table?.get("command")?.as_array()?;
+                            let words: Vec<&str> = argv.iter().filter_map(Value::as_str).collect();
+                            Some(words.join(" "))
+                        });
+                    item(&quote(server), CompletionItemKind::MODULE, detail)
                 })
                 .collect();
         }

@@ -46,7 +46,10 @@ pub fn check(
                 document.path.clone(),
                 &document.text,
                 document.base_dir(),
-                &LoadOptions { builtins },
+                &LoadOptions {
+                    builtins,
+                    ..LoadOptions::default()
+                },
             );
             let diagnostics = convert(document, &report.diagnostics);
             let errors = report.error_count();

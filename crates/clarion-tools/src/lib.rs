@@ -1,4 +1,4 @@
-//! Tool executors for Clarion flows: built-in, HTTP and command tools.
+//! Tool executors for Clarion flows: built-in, HTTP, command and MCP tools.
 //!
 //! The engine knows tools only through its [`ToolExecutor`] trait; this crate implements it
 //! for the three kinds of tool a flow can run itself:
@@ -10,7 +10,9 @@
 //! - [`http`]: HTTP APIs, with SSRF protection, bounded responses, retries for idempotent
 //!   methods and secrets kept out of every message;
 //! - [`command`]: local programs speaking JSON over stdin/stdout, in a process group that
-//!   dies with the call.
+//!   dies with the call;
+//! - [`mcp`]: tools of Model Context Protocol servers (`rmcp`), one connection per server
+//!   per process, started lazily and again after a crash.
 //!
 //! [`ClarionTools`] dispatches on the tool's executor. Every failure is a [`ToolError`] with
 //! a stable `kind` (`failed`, `timeout`, `invalid_output`, `unavailable`, `refused`,
@@ -23,7 +25,7 @@
 //! use clarion_tools::ClarionTools;
 //!
 //! let tools = ClarionTools::new();
-//! let options = LoadOptions { builtins: Some(tools.builtins()) };
+//! let options = LoadOptions { builtins: Some(tools.builtins()), ..LoadOptions::default() };
 //! let report = load_str_with("loan.toml", r#"
 //!     [flow]
 //!     name = "loan"
@@ -40,6 +42,7 @@
 pub mod builtin;
 pub mod command;
 pub mod http;
+pub mod mcp;
 
 use clarion_engine::ToolErrorKind;
 
@@ -51,13 +54,16 @@ use serde_json::Value;
 pub use builtin::{Builtin, BuiltinRegistry};
 pub use command::CommandExecutor;
 pub use http::{HttpExecutor, NetworkPolicy};
+pub use mcp::McpExecutor;
 
-/// Runs built-in, HTTP and command tools; client tools belong to the embedding application.
+/// Runs built-in, HTTP, command and MCP tools; client tools belong to the embedding
+/// application.
 #[derive(Debug, Default)]
 pub struct ClarionTools {
     builtins: BuiltinRegistry,
     http: HttpExecutor,
     command: CommandExecutor,
+    mcp: McpExecutor,
 }
 
 impl ClarionTools {
@@ -77,8 +83,22 @@ impl ClarionTools {
     /// Replaces the network policy of HTTP tools.
     #[must_use]
     pub fn with_network_policy(mut self, policy: NetworkPolicy) -> Self {
+        self.mcp = McpExecutor::new(policy.clone());
         self.http = HttpExecutor::new(policy);
         self
+    }
+
+    /// Sends the progress notifications of MCP tool calls to `sink`.
+    #[must_use]
+    pub fn with_mcp_progress(mut self, sink: mcp::ProgressSink) -> Self {
+        self.mcp = std::mem::take(&mut self.mcp).with_progress(sink);
+        self
+    }
+
+    /// The MCP executor: its connections, and listing a server's tools.
+    #[must_use]
+    pub fn mcp(&self) -> &McpExecutor {
+        &self.mcp
     }
 
     /// The built-ins, which are also the catalog to load flows with.
@@ -108,6 +128,7 @@ impl ToolExecutor for ClarionTools {
                 request.arguments,
                 request.idempotency_key,
             )),
+            Executor::Mcp(tool) => Box::pin(self.mcp.call(request.flow, tool, request.arguments)),
             Executor::Client => Box::pin(std::future::ready(Err(ToolError::new(
                 ToolErrorKind::Unavailable,
                 format!(

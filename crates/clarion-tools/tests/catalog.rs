@@ -15,6 +15,7 @@ fn with_catalog(text: &str) -> LoadReport {
         None,
         &LoadOptions {
             builtins: Some(&registry),
+            ..LoadOptions::default()
         },
     )
 }
@@ -43,6 +44,7 @@ fn the_example_flow_fits_its_built_ins() {
         &path,
         &LoadOptions {
             builtins: Some(&registry),
+            ..LoadOptions::default()
         },
     );
     let unchecked = load_file(&path);

@@ -20,6 +20,7 @@ fn engine(turns: Vec<ScriptedTurn>) -> (Engine, Arc<MemoryStore>) {
         &path,
         &LoadOptions {
             builtins: Some(tools.builtins()),
+            ..LoadOptions::default()
         },
     );
     let flow = report.into_result().unwrap_or_else(|e| panic!("{e}"));

@@ -82,10 +82,19 @@ struct Session {
 
 /// Loads the flow, opens the store, picks the provider, and finds or creates the thread.
 /// `Ok(None)` when the flow has errors (they are printed).
-async fn open(args: &ChatArgs, source: &FlowSource<'_>) -> Result<Option<Session>, CliError> {
-    let tools = ClarionTools::new();
+async fn open(
+    args: &ChatArgs,
+    source: &FlowSource<'_>,
+    spinner: &Arc<Spinner>,
+) -> Result<Option<Session>, CliError> {
+    // An MCP server's progress notifications show in the spinner: "running TOOL (2/5: …)".
+    let progress_spinner = Arc::clone(spinner);
+    let tools = ClarionTools::new().with_mcp_progress(Arc::new(move |progress| {
+        progress_spinner.spin(&progress_label(progress));
+    }));
     let options = LoadOptions {
         builtins: Some(tools.builtins()),
+        ..LoadOptions::default()
     };
     let report = match source {
         FlowSource::File => {
@@ -158,17 +167,17 @@ async fn open(args: &ChatArgs, source: &FlowSource<'_>) -> Result<Option<Session
 }
 
 async fn chat(args: &ChatArgs, source: &FlowSource<'_>) -> Result<Exit, CliError> {
+    let spinner = Spinner::start(std::io::stderr().is_terminal());
     let Some(Session {
         engine,
         flow,
         mut thread,
         banner,
-    }) = open(args, source).await?
+    }) = open(args, source, &spinner).await?
     else {
         return Ok(Exit::Problems);
     };
     let interactive = std::io::stdin().is_terminal();
-    let spinner = Spinner::start(std::io::stderr().is_terminal());
     let sink = Arc::new(Terminal::new(args.verbose, spinner));
     let mut input = Input::new(
         interactive,
@@ -585,6 +594,19 @@ fn hangup_signal() -> watch::Receiver<bool> {
 fn note(text: &str) {
     let style = anstyle::Style::new().dimmed();
     output::err(&format!("{style}{text}{style:#}\n"));
+}
+
+/// The spinner's label for an MCP progress notification, e.g. `running get_data (2/5:
+/// fetching)`.
+fn progress_label(progress: &clarion_tools::mcp::McpProgress) -> String {
+    let count = match progress.total {
+        Some(total) => format!("{}/{}", progress.progress, total),
+        None => progress.progress.to_string(),
+    };
+    match &progress.message {
+        Some(message) => format!("running {} ({count}: {message})", progress.tool),
+        None => format!("running {} ({count})", progress.tool),
+    }
 }
 
 /// A spinner on stderr while the model or a tool works: a small task redraws one line

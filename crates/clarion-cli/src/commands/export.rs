@@ -1,5 +1,7 @@
 //! `clarion export`: the assistant definition for a provider, as pretty JSON on stdout.
-//! Diagnostics (warnings, or the errors that stop the export) go to stderr.
+//! Diagnostics (warnings, or the errors that stop the export) go to stderr. MCP tools come
+//! from the lock file; with `--connect`, from what the servers list now, and a server that
+//! drifted from the lock stops the export.
 
 use clarion_flow::export::{ExportFormat, export};
 use clarion_flow::{LoadOptions, load_file_with};
@@ -18,12 +20,15 @@ pub(crate) fn run(args: &ExportArgs) -> Result<Exit, CliError> {
     let slots = pairs(&args.slots, "--slot", true)?;
     let metadata = pairs(&args.metadata, "--metadata", false)?;
     let builtins = BuiltinRegistry::standard();
-    let report = load_file_with(
-        &args.flow,
-        &LoadOptions {
-            builtins: Some(&builtins),
-        },
-    );
+    let options = LoadOptions {
+        builtins: Some(&builtins),
+        ..LoadOptions::default()
+    };
+    let report = if args.connect {
+        crate::commands::validate::connected(&args.flow, &options)?
+    } else {
+        load_file_with(&args.flow, &options)
+    };
     let Some(flow) = output::flow_or_errors(report, "export", &args.flow, true) else {
         return Ok(Exit::Problems);
     };

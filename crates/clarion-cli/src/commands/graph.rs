@@ -22,6 +22,7 @@ pub(crate) fn run(args: &GraphArgs) -> Result<Exit, CliError> {
         &args.flow,
         &LoadOptions {
             builtins: Some(&builtins),
+            ..LoadOptions::default()
         },
     );
     let Some(flow) = output::flow_or_errors(report, "draw", &args.flow, false) else {

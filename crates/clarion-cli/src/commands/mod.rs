@@ -7,6 +7,7 @@ pub(crate) mod eval;
 pub(crate) mod export;
 pub(crate) mod graph;
 pub(crate) mod lsp;
+pub(crate) mod mcp;
 pub(crate) mod schema;
 pub(crate) mod serve;
 pub(crate) mod test;

@@ -436,12 +436,14 @@ fn load(
 ) -> Result<Option<Vec<Arc<Engine>>>, CliError> {
     let mut engines = Vec::new();
     let mut broken = false;
+    // One executor for every flow: an MCP server two flows declare alike is one connection.
+    let tools = Arc::new(ClarionTools::new());
     for file in files {
-        let tools = ClarionTools::new();
         let report = load_file_with(
             file,
             &LoadOptions {
                 builtins: Some(tools.builtins()),
+                ..LoadOptions::default()
             },
         );
         for diagnostic in report
@@ -463,7 +465,7 @@ fn load(
         engines.push(Arc::new(Engine::new(
             flow,
             model,
-            Arc::new(tools),
+            Arc::clone(&tools) as Arc<dyn clarion_engine::ToolExecutor>,
             store.clone(),
         )));
     }

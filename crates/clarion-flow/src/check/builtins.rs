@@ -26,7 +26,11 @@ pub(super) fn check(checker: &mut Checker<'_>) {
         };
         // A tool with several executors is `E009`; which one the author meant is open, so
         // the built-in is not held against the tool's parameters as well.
-        if spec.http.is_some() || spec.command.is_some() || spec.client == Some(true) {
+        if spec.http.is_some()
+            || spec.command.is_some()
+            || spec.mcp.is_some()
+            || spec.client == Some(true)
+        {
             continue;
         }
         let at = pointer(&["tools", tool]);
@@ -116,9 +120,13 @@ fn compare(checker: &mut Checker<'_>, tool: &str, builtin: &str, schema: &Value)
             );
         }
         let schema = model_schema(param_spec, checker.resolved_refs.get(&at));
-        if let Some(diagnostic) = type_mismatch(checker, &at, param, &schema, expected) {
+        if let Some(diagnostic) =
+            type_mismatch(checker, &at, param, &schema, expected, "the built-in")
+        {
             found.push(diagnostic.with_kind(&mismatch));
-        } else if let Some(diagnostic) = enum_mismatch(checker, &at, param, &schema, expected) {
+        } else if let Some(diagnostic) =
+            enum_mismatch(checker, &at, param, &schema, expected, "the built-in")
+        {
             found.push(diagnostic.with_kind(&mismatch));
         }
     }
@@ -151,7 +159,7 @@ fn compare(checker: &mut Checker<'_>, tool: &str, builtin: &str, schema: &Value)
 }
 
 /// A diagnostic whose kind is filled in by the caller.
-struct Pending {
+pub(super) struct Pending {
     reason: String,
     span: Option<std::ops::Range<usize>>,
     label: String,
@@ -159,7 +167,7 @@ struct Pending {
 }
 
 impl Pending {
-    fn with_kind(self, kind: &dyn Fn(String) -> DiagnosticKind) -> Diagnostic {
+    pub(super) fn with_kind(self, kind: &dyn Fn(String) -> DiagnosticKind) -> Diagnostic {
         Diagnostic::new(kind(self.reason), self.span)
             .with_label(self.label)
             .with_help(self.help)
@@ -167,12 +175,14 @@ impl Pending {
 }
 
 /// The flow's types must all be accepted by the built-in (an integer is a number).
-fn type_mismatch(
+/// `what` names the other side in the message: "the built-in", "the MCP tool".
+pub(super) fn type_mismatch(
     checker: &Checker<'_>,
     at: &str,
     param: &str,
     schema: &Value,
     expected: &Value,
+    what: &str,
 ) -> Option<Pending> {
     let ours = declared_types(schema)?;
     let theirs = declared_types(expected)?;
@@ -183,14 +193,14 @@ fn type_mismatch(
     }
     Some(Pending {
         reason: format!(
-            "parameter `{param}` is {} here, but the built-in takes {}",
+            "parameter `{param}` is {} here, but {what} takes {}",
             type_words(&ours),
             type_words(&theirs)
         ),
         span: checker
             .value(&format!("{at}/type"))
             .or_else(|| checker.key(at)),
-        label: format!("the built-in takes {}", type_words(&theirs)),
+        label: format!("{what} takes {}", type_words(&theirs)),
         help: format!(
             "write `type = \"{}\"`",
             theirs
@@ -202,12 +212,13 @@ fn type_mismatch(
 }
 
 /// When the built-in accepts only some values, the flow must offer no others.
-fn enum_mismatch(
+pub(super) fn enum_mismatch(
     checker: &Checker<'_>,
     at: &str,
     param: &str,
     schema: &Value,
     expected: &Value,
+    what: &str,
 ) -> Option<Pending> {
     let theirs = allowed_values(expected)?;
     let listed = suggest::list(&theirs.iter().map(text).collect::<Vec<_>>());
@@ -215,7 +226,7 @@ fn enum_mismatch(
         let values: Vec<String> = theirs.iter().map(Value::to_string).collect();
         return Some(Pending {
             reason: format!(
-                "parameter `{param}` accepts any value here, but the built-in takes only {listed}"
+                "parameter `{param}` accepts any value here, but {what} takes only {listed}"
             ),
             span: checker.key(at),
             label: "no `enum` here".to_owned(),
@@ -232,19 +243,19 @@ fn enum_mismatch(
     }
     Some(Pending {
         reason: format!(
-            "parameter `{param}` allows {} here, which the built-in does not accept",
+            "parameter `{param}` allows {} here, which {what} does not accept",
             suggest::list(&extra)
         ),
         span: checker
             .value(&format!("{at}/enum"))
             .or_else(|| checker.key(at)),
-        label: format!("the built-in takes {listed}"),
-        help: format!("keep only values the built-in accepts: {listed}"),
+        label: format!("{what} takes {listed}"),
+        help: format!("keep only values {what} accepts: {listed}"),
     })
 }
 
 /// The values an `enum`, a `const`, or a `oneOf`/`anyOf` of `const`s allows.
-fn allowed_values(schema: &Value) -> Option<Vec<Value>> {
+pub(super) fn allowed_values(schema: &Value) -> Option<Vec<Value>> {
     if let Some(Value::Array(values)) = schema.get("enum") {
         return Some(values.clone());
     }

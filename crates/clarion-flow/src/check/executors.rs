@@ -1,4 +1,4 @@
-//! Exactly one executor per tool: `builtin`, `http`, `command`, or `client = true`.
+//! Exactly one executor per tool: `builtin`, `http`, `command`, `mcp`, or `client = true`.
 
 use super::Checker;
 use crate::diagnostic::{Diagnostic, DiagnosticKind};
@@ -10,7 +10,7 @@ pub(super) fn check(checker: &mut Checker<'_>) {
         let at = pointer(&["tools", tool]);
         // A removed `builtin` or `client` key would make the count wrong; `http` and
         // `command` tables are repaired in place and still count.
-        if ["", "/builtin", "/client"]
+        if ["", "/builtin", "/client", "/mcp"]
             .iter()
             .any(|key| checker.broken.covers(&format!("{at}{key}")))
         {
@@ -25,6 +25,9 @@ pub(super) fn check(checker: &mut Checker<'_>) {
         }
         if spec.command.is_some() {
             found.push("command");
+        }
+        if spec.mcp.is_some() {
+            found.push("mcp");
         }
         if spec.client == Some(true) {
             found.push("client");
@@ -41,7 +44,7 @@ pub(super) fn check(checker: &mut Checker<'_>) {
                 .with_label("nothing runs this tool")
                 .with_help(
                     "add one of `builtin = \"…\"`, a `[tools.NAME.http]` table, a \
-                         `[tools.NAME.command]` table, or `client = true`",
+                         `[tools.NAME.command]` table, `mcp = \"SERVER\"`, or `client = true`",
                 ),
             ),
             [first, rest @ ..] => {

@@ -12,7 +12,9 @@ pub(super) fn check(checker: &mut Checker<'_>) {
             continue;
         }
         // A broken key may be a misspelt `description`; the typo is reported already.
+        // An MCP tool's description comes from its server.
         if !checker.broken.has_broken_key(&at)
+            && spec.mcp.is_none()
             && spec
                 .description
                 .as_deref()
@@ -29,7 +31,11 @@ pub(super) fn check(checker: &mut Checker<'_>) {
         }
         for (param, param_spec) in &spec.params {
             let param_at = pointer(&["tools", tool, "params", param]);
-            if checker.broken.covers(&param_at) || checker.broken.has_broken_key(&param_at) {
+            // An MCP tool's parameters are described by its server.
+            if checker.broken.covers(&param_at)
+                || checker.broken.has_broken_key(&param_at)
+                || spec.mcp.is_some()
+            {
                 continue;
             }
             // A `$ref` file may carry the description; one that could not be read was

@@ -5,12 +5,15 @@
 //! [`params`] (parameter and slot schemas, `$ref` files, slot links, questions),
 //! [`templates`] (every template and expression compiles and reads only names in scope),
 //! [`builtins`] (tools match the built-in functions they name, when a catalog is given),
+//! [`mcp`] (servers, and MCP tools resolved against the lock file — run first, by the
+//! loader, because it fills in the parameters the others check),
 //! and [`lints`] (warnings: things that work but are probably not meant). Every check
 //! reports through [`Checker::report`] and skips parts the structural pass marked broken.
 
 pub mod builtins;
 pub mod executors;
 pub mod lints;
+pub mod mcp;
 pub mod names;
 pub mod params;
 pub mod templates;
@@ -45,6 +48,13 @@ pub struct Checker<'a> {
 }
 
 impl Checker<'_> {
+    /// Whether the author wrote the node at `pointer` (an MCP tool's parameter that only
+    /// the server's schema declares was not, and gets no warnings about its wording).
+    #[must_use]
+    pub fn written(&self, pointer: &str) -> bool {
+        self.spans.get(pointer).is_some()
+    }
+
     /// Records a diagnostic.
     pub fn report(&mut self, diagnostic: Diagnostic) {
         self.diagnostics.push(diagnostic);

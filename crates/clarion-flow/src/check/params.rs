@@ -466,7 +466,7 @@ fn slot_link(checker: &mut Checker<'_>, at: &str, param: &str, spec: &ParamSpec,
 fn questions(checker: &mut Checker<'_>, at: &str, param: &str, spec: &ParamSpec, schema: &Value) {
     let required = is_required(spec);
     // A broken key may be a misspelt `ask`; the typo is reported already.
-    if required && spec.ask.is_none() && !checker.broken.has_broken_key(at) {
+    if required && spec.ask.is_none() && !checker.broken.has_broken_key(at) && checker.written(at) {
         let description = schema.get("description").and_then(Value::as_str);
         checker.report(
             Diagnostic::new(

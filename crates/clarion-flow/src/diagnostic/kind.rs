@@ -365,6 +365,47 @@ pub enum DiagnosticKind {
         /// The name as written.
         name: String,
     },
+    /// `mcp = "…"` naming a server the flow does not declare under `[mcp]`.
+    #[error("tool `{tool}` uses MCP server `{server}`, which is not declared")]
+    UnknownMcpServer {
+        /// The tool.
+        tool: String,
+        /// The server's name as written.
+        server: String,
+    },
+    /// An MCP tool the lock file does not list: the server does not have it, or the lock
+    /// is older than the flow.
+    #[error("MCP server `{server}` has no tool `{remote}` in the lock file")]
+    McpToolNotLocked {
+        /// The server.
+        server: String,
+        /// The tool's name on the server.
+        remote: String,
+    },
+    /// A tool's parameters widen, or do not fit, the MCP tool's input schema.
+    #[error("tool `{tool}` does not match MCP tool `{remote}`: {reason}")]
+    McpMismatch {
+        /// The tool.
+        tool: String,
+        /// The tool's name on the server.
+        remote: String,
+        /// What does not fit.
+        reason: String,
+    },
+    /// The lock file of a flow with MCP servers is missing or cannot be read.
+    #[error("the MCP lock file cannot be used: {reason}")]
+    McpLockUnusable {
+        /// Why.
+        reason: String,
+    },
+    /// What a server lists now differs from its lock (`clarion validate --connect`).
+    #[error("MCP server `{server}` no longer matches the lock file: {reason}")]
+    McpDrift {
+        /// The server.
+        server: String,
+        /// What changed.
+        reason: String,
+    },
     /// A tool named like the one Clarion adds itself.
     #[error("tool name `{name}` is reserved: {reason}")]
     ReservedToolName {
@@ -405,6 +446,11 @@ impl DiagnosticKind {
             Self::GroundedType { .. } => "E023",
             Self::ReservedToolName { .. } => "E024",
             Self::UnknownFollowedTool { .. } => "E025",
+            Self::UnknownMcpServer { .. } => "E026",
+            Self::McpToolNotLocked { .. } => "E027",
+            Self::McpMismatch { .. } => "E028",
+            Self::McpLockUnusable { .. } => "E029",
+            Self::McpDrift { .. } => "E030",
             Self::MissingAsk { .. } => "W001",
             Self::UnusedSlot { .. } => "W002",
             Self::MissingToolDescription { .. } => "W003",
@@ -853,5 +899,50 @@ mod tests {
         },
         "E025",
         "tool `book_flight` follows `search_flight`, which is not another tool of this flow"
+    );
+    message!(
+        unknown_mcp_server,
+        DiagnosticKind::UnknownMcpServer {
+            tool: s("now"),
+            server: s("tme")
+        },
+        "E026",
+        "tool `now` uses MCP server `tme`, which is not declared"
+    );
+    message!(
+        mcp_tool_not_locked,
+        DiagnosticKind::McpToolNotLocked {
+            server: s("time"),
+            remote: s("get_time")
+        },
+        "E027",
+        "MCP server `time` has no tool `get_time` in the lock file"
+    );
+    message!(
+        mcp_mismatch,
+        DiagnosticKind::McpMismatch {
+            tool: s("now"),
+            remote: s("get_current_time"),
+            reason: s("the MCP tool has no parameter `zone`")
+        },
+        "E028",
+        "tool `now` does not match MCP tool `get_current_time`: the MCP tool has no parameter `zone`"
+    );
+    message!(
+        mcp_lock_unusable,
+        DiagnosticKind::McpLockUnusable {
+            reason: s("there is no lock file flows/time.mcp.lock")
+        },
+        "E029",
+        "the MCP lock file cannot be used: there is no lock file flows/time.mcp.lock"
+    );
+    message!(
+        mcp_drift,
+        DiagnosticKind::McpDrift {
+            server: s("time"),
+            reason: s("the input schema of tool `convert_time` changed")
+        },
+        "E030",
+        "MCP server `time` no longer matches the lock file: the input schema of tool `convert_time` changed"
     );
 }

@@ -125,6 +125,7 @@ pub(crate) fn shop_state_on(
         &path,
         &LoadOptions {
             builtins: Some(tools.builtins()),
+            ..LoadOptions::default()
         },
     )
     .flow

@@ -126,6 +126,7 @@ impl FlowCache {
         }
         let options = LoadOptions {
             builtins: self.builtins.as_deref().map(|b| b as &dyn BuiltinCatalog),
+            ..LoadOptions::default()
         };
         let report = clarion_flow::load_file_with(path, &options);
         let errors = report.error_count();

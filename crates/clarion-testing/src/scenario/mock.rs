@@ -10,7 +10,6 @@ use serde_json::Value;
 use super::spec::{MockError, MockSpec};
 use clarion_engine::BoxFuture;
 use clarion_engine::{ToolError, ToolExecutor, ToolRequest};
-use clarion_flow::Executor;
 use clarion_flow::model::format_duration;
 
 /// What a mocked call returns.
@@ -132,7 +131,7 @@ impl ToolExecutor for MockExecutor {
                 ),
             )),
             None => {
-                let remote = matches!(request.tool.executor, Executor::Http(_));
+                let remote = request.tool.executor.is_remote();
                 if let Some(fallback) = self.fallback.as_ref().filter(|_| !remote) {
                     return fallback.execute(request);
                 }

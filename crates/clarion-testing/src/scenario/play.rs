@@ -26,7 +26,6 @@ use clarion_engine::{Engine, EngineError, Run, RunStatus, ToolOutputSubmission, 
 use clarion_engine::{Event, EventLog};
 use clarion_engine::{Metadata, ToolCall};
 use clarion_engine::{Model, ModelTurn};
-use clarion_flow::Executor;
 use clarion_flow::diagnostic::{Diagnostic, DiagnosticKind};
 use clarion_flow::spans::escape;
 
@@ -284,9 +283,9 @@ impl Player<'_> {
             .flow
             .tools
             .get(&tool)
-            .is_some_and(|t| matches!(t.executor, Executor::Http(_)));
+            .is_some_and(|t| t.executor.is_remote());
         let reason = if remote {
-            "HTTP tools always need one in scenarios, so a transcript never depends on a remote service"
+            "HTTP tools (and MCP servers reached by URL) always need one in scenarios, so a transcript never depends on a remote service"
         } else {
             "no tool executor was given to run it"
         };

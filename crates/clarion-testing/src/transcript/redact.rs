@@ -17,6 +17,7 @@ pub fn for_flow(flow: &Flow) -> Redactor {
         let names = match &tool.executor {
             Executor::Http(http) => http.env.as_slice(),
             Executor::Command(command) => command.env.as_slice(),
+            Executor::Mcp(mcp) => mcp.spec.env.as_slice(),
             Executor::Builtin(_) | Executor::Client => &[],
         };
         for name in names {

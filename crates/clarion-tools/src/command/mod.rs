@@ -14,8 +14,8 @@
 //! Error kinds: `unavailable` (the program cannot be started), `timeout`, `failed` (non-zero
 //! exit or killed by a signal), `invalid_output` (no JSON, not JSON, or too much of it).
 
-mod group;
-mod output;
+pub(crate) mod group;
+pub(crate) mod output;
 
 use clarion_engine::ToolErrorKind;
 use std::path::{Path, PathBuf};
@@ -40,7 +40,7 @@ pub const DEFAULT_MAX_OUTPUT_BYTES: u64 = 1024 * 1024;
 
 /// Variables commonly passed through that are not secrets; their values are not redacted
 /// from error messages (every other allow-listed variable's value is).
-const NOT_SECRET: &[&str] = &[
+pub(crate) const NOT_SECRET: &[&str] = &[
     "PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TERM", "PWD",
 ];
 

@@ -323,6 +323,14 @@ impl std::fmt::Display for TooManyRedirects {
 
 impl std::error::Error for TooManyRedirects {}
 
+/// A client under `policy` (its resolver and redirect policy), for MCP servers over HTTP.
+pub(crate) fn guarded_client(
+    policy: &Arc<NetworkPolicy>,
+    allow_private: bool,
+) -> Result<Client, String> {
+    build_client(policy, allow_private)
+}
+
 fn build_client(policy: &Arc<NetworkPolicy>, allow_private: bool) -> Result<Client, String> {
     install_crypto_provider();
     let redirect_policy = Arc::clone(policy);
