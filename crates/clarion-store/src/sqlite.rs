@@ -1118,14 +1118,20 @@ impl Db {
         let Some(lease) = self.lease else {
             return Ok(true);
         };
+        if self.take_lease(run_id, lease, false)? {
+            return Ok(true);
+        }
+        // Held by another handle: alone on the file, that handle's process is dead. Asked
+        // only now, because asking briefly lets go of this handle's own presence lock.
+        Ok(self.sole_user() && self.take_lease(run_id, lease, true)?)
+    }
+
+    /// Takes an unfinished run's lease when it is free, this handle's, expired — or held
+    /// by anyone, with `steal` (the holder is known dead).
+    fn take_lease(&self, run_id: &str, lease: Duration, steal: bool) -> Result<bool, StoreError> {
         let claiming = || format!("claiming the lease of run `{run_id}`");
-        // Alone on the file, a lease held by another handle is a dead process's.
-        let alone = self.sole_user();
-        let mut conn = self.conn();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .context(claiming)?;
-        let claimed = tx
+        let claimed = self
+            .conn()
             .prepare_cached(
                 "UPDATE runs SET lease_owner = ?2, lease_until = ?3
                  WHERE id = ?1
@@ -1138,11 +1144,10 @@ impl Db {
                     self.owner,
                     lease_end(lease),
                     now_ms(),
-                    alone
+                    steal
                 ])
             })
             .context(claiming)?;
-        tx.commit().context(claiming)?;
         Ok(claimed > 0)
     }
 
