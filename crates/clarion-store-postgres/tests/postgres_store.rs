@@ -10,8 +10,8 @@
 
 use std::time::Duration;
 
-use clarion_engine::contract::{begin, run, thread};
-use clarion_engine::{Lease, StoreError, ThreadStore};
+use clarion_engine::contract::{run, thread};
+use clarion_engine::{StoreError, ThreadStore};
 use clarion_store_postgres::testing::{fresh_schema, server_url};
 use clarion_store_postgres::{ConnectError, Options, PostgresStore};
 
@@ -130,73 +130,10 @@ async fn a_lease_is_exclusive_until_it_expires_and_fences_the_old_holder() {
         return;
     };
     let second = replica(test, &a_schema(&first), lease).await;
-    first
-        .insert_thread(&thread("thread_l"))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let r = run("run_l", "thread_l");
-    let t = begin(&first, &r).await;
-    // The creator holds the new run's lease.
-    assert_eq!(first.claim_run("run_l").await, Ok(true));
-    assert_eq!(
-        second.claim_run("run_l").await,
-        Ok(false),
-        "held by the first"
-    );
-    assert_eq!(second.orphaned_runs(10).await, Ok(Vec::new()));
-    assert_eq!(
-        first.renew_lease("run_l").await,
-        Ok(Lease::Held {
-            cancel_requested: false
-        })
-    );
-    // Another replica asks for a cancel; the holder sees it at its next renewal.
-    assert_eq!(second.request_cancel("run_l").await, Ok(true));
-    assert_eq!(
-        first.request_cancel("run_l").await,
-        Ok(false),
-        "the first holds it itself"
-    );
-    assert_eq!(
-        first.renew_lease("run_l").await,
-        Ok(Lease::Held {
-            cancel_requested: true
-        })
-    );
-    // The first stops renewing (killed): the lease expires; the second sees the orphan and
-    // takes it.
-    tokio::time::sleep(lease + Duration::from_millis(500)).await;
-    assert_eq!(second.orphaned_runs(10).await, Ok(vec!["run_l".to_owned()]));
-    assert_eq!(second.claim_run("run_l").await, Ok(true));
-    assert_eq!(first.renew_lease("run_l").await, Ok(Lease::Lost));
-    assert_eq!(second.orphaned_runs(10).await, Ok(Vec::new()));
-    // A step from the first, which lost the lease, is refused; the second's goes through.
-    let mut stale = r.clone();
-    stale.steps = 1;
-    let refused = first
-        .commit(clarion_engine::Step {
-            thread: &t,
-            appended: &[],
-            run: Some(&stale),
-        })
-        .await;
-    assert!(
-        matches!(&refused, Err(StoreError::Backend(m)) if m.contains("another replica holds its lease")),
-        "{refused:?}"
-    );
-    second
-        .commit(clarion_engine::Step {
-            thread: &t,
-            appended: &[],
-            run: Some(&stale),
-        })
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    second
-        .release_run("run_l")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(first.claim_run("run_l").await, Ok(true), "released");
+    clarion_engine::contract::leases_are_exclusive_until_they_expire_and_fence_the_old_holder(
+        &first, &second, lease,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -418,77 +418,33 @@ async fn a_version_1_file_is_migrated_with_its_counts_filled_in() {
     assert_eq!(load(&store, "thread_old").await.messages.len(), 3);
 }
 
-/// Two handles on one file lease runs as two processes would: exclusive until the lease
-/// expires, a cancel asked by the other arrives with a renewal, the holder that lost its
-/// lease is fenced off, and a handle alone on the file takes a gone holder's runs at once.
+/// Two handles on one file lease runs as two processes would (the contract's lease check,
+/// as PostgreSQL's replicas pass it); then a handle alone on the file takes a gone
+/// holder's runs at once, and a store in memory leases nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lease_is_exclusive_until_it_expires_and_fences_the_old_holder() {
-    use clarion_engine::Lease;
     use std::time::Duration;
     let dir = TempDir::new().unwrap_or_else(|e| panic!("{e}"));
     let path = dir.path().join("threads.db");
     let lease = Duration::from_millis(600);
     let first = SqliteStore::open_with_lease(&path, lease).unwrap_or_else(|e| panic!("{e}"));
     let second = SqliteStore::open_with_lease(&path, lease).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(first.lease_duration(), Some(lease));
+    clarion_engine::contract::leases_are_exclusive_until_they_expire_and_fence_the_old_holder(
+        &first, &second, lease,
+    )
+    .await;
+    // The second takes the run again, and its process dies holding a live lease: a handle
+    // alone on the file takes the run over at once, without waiting for the lease.
     first
-        .insert_thread(&thread("thread_l"))
+        .release_run("run_l")
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let r = run("run_l", "thread_l");
-    let t = begin(&first, &r).await;
-    // The creator holds the new run's lease.
-    assert_eq!(first.claim_run("run_l").await, Ok(true));
-    assert_eq!(
-        second.claim_run("run_l").await,
-        Ok(false),
-        "held by the first"
-    );
-    assert_eq!(second.orphaned_runs(10).await, Ok(Vec::new()));
-    assert_eq!(
-        first.renew_lease("run_l").await,
-        Ok(Lease::Held {
-            cancel_requested: false
-        })
-    );
-    assert_eq!(second.request_cancel("run_l").await, Ok(true));
-    assert_eq!(first.request_cancel("run_l").await, Ok(false), "its own");
-    assert_eq!(
-        first.renew_lease("run_l").await,
-        Ok(Lease::Held {
-            cancel_requested: true
-        })
-    );
-    // The first stops renewing: the lease expires; the second sees the orphan and takes it.
-    tokio::time::sleep(lease + Duration::from_millis(200)).await;
-    assert_eq!(second.orphaned_runs(10).await, Ok(vec!["run_l".to_owned()]));
     assert_eq!(second.claim_run("run_l").await, Ok(true));
-    assert_eq!(first.renew_lease("run_l").await, Ok(Lease::Lost));
-    assert_eq!(second.orphaned_runs(10).await, Ok(Vec::new()));
-    // A step from the first, which lost the lease, is refused; the second's goes through.
-    let mut stale = r.clone();
-    stale.steps = 1;
-    let refused = first
-        .commit(clarion_engine::Step {
-            thread: &t,
-            appended: &[],
-            run: Some(&stale),
-        })
-        .await;
-    assert!(
-        matches!(&refused, Err(StoreError::Backend(m)) if m.contains("another process holds its lease")),
-        "{refused:?}"
+    assert_eq!(
+        first.claim_run("run_l").await,
+        Ok(false),
+        "the second is alive"
     );
-    second
-        .commit(clarion_engine::Step {
-            thread: &t,
-            appended: &[],
-            run: Some(&stale),
-        })
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    // The second's process dies holding a live lease: a handle alone on the file takes the
-    // run over at once, without waiting for the lease to run out.
     drop(second);
     assert!(first.sole_user());
     assert_eq!(first.orphaned_runs(10).await, Ok(vec!["run_l".to_owned()]));

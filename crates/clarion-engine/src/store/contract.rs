@@ -28,6 +28,69 @@ impl<S: ThreadStore> Fixture for S {
     }
 }
 
+/// Leases between two handles of one shared store (two processes, two replicas), each
+/// leasing for `lease`: a new run's lease is its creator's; another handle cannot claim it
+/// until it expires, sees it as an orphan only then, and can ask its holder to cancel; the
+/// holder that lost it is fenced off (its step refused, nothing written); a released lease
+/// is free. Not in [`store_contract!`](crate::store_contract): it needs two handles.
+pub async fn leases_are_exclusive_until_they_expire_and_fence_the_old_holder(
+    first: &dyn ThreadStore,
+    second: &dyn ThreadStore,
+    lease: std::time::Duration,
+) {
+    use crate::store::Lease;
+    assert_eq!(first.lease_duration(), Some(lease));
+    first
+        .insert_thread(&thread("thread_l"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let r = run("run_l", "thread_l");
+    let t = begin(first, &r).await;
+    // The creator holds the new run's lease.
+    assert_eq!(first.claim_run("run_l").await, Ok(true));
+    assert_eq!(
+        second.claim_run("run_l").await,
+        Ok(false),
+        "held by the first"
+    );
+    assert_eq!(second.orphaned_runs(10).await, Ok(Vec::new()));
+    let held = |cancel_requested| Ok(Lease::Held { cancel_requested });
+    assert_eq!(first.renew_lease("run_l").await, held(false));
+    // Another handle asks for a cancel; the holder sees it at its next renewal.
+    assert_eq!(second.request_cancel("run_l").await, Ok(true));
+    assert_eq!(first.request_cancel("run_l").await, Ok(false), "its own");
+    assert_eq!(first.renew_lease("run_l").await, held(true));
+    // The first stops renewing (killed): the lease expires; the second sees the orphan
+    // and takes it.
+    tokio::time::sleep(lease + lease / 4).await;
+    assert_eq!(second.orphaned_runs(10).await, Ok(vec!["run_l".to_owned()]));
+    assert_eq!(second.claim_run("run_l").await, Ok(true));
+    assert_eq!(first.renew_lease("run_l").await, Ok(Lease::Lost));
+    assert_eq!(second.orphaned_runs(10).await, Ok(Vec::new()));
+    // A step from the first, which lost the lease, is refused; the second's goes through.
+    let mut stale = r.clone();
+    stale.steps = 1;
+    let step = || Step {
+        thread: &t,
+        appended: &[],
+        run: Some(&stale),
+    };
+    let refused = first.commit(step()).await;
+    assert!(
+        matches!(&refused, Err(StoreError::Backend(m)) if m.contains("holds its lease")),
+        "{refused:?}"
+    );
+    second
+        .commit(step())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    second
+        .release_run("run_l")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(first.claim_run("run_l").await, Ok(true), "released");
+}
+
 /// A fixture: `thread`.
 #[must_use]
 pub fn thread(id: &str) -> Thread {
