@@ -6,6 +6,7 @@
 //! - [`grounding`]: whether a value the model passed is something the user said;
 //! - [`rules`]: `after` and `on_error` rules, slots set and context injected;
 //! - [`protocol`]: the check that every tool call has exactly one output;
+//! - [`window`]: what a request sends of a long thread (`max_context_tokens`, `truncation`);
 //! - [`error`]: what can go wrong, for callers.
 
 pub(crate) mod call;
@@ -15,6 +16,7 @@ pub(crate) mod grounding;
 pub mod protocol;
 pub(crate) mod rules;
 pub(crate) mod status;
+pub(crate) mod window;
 
 use serde::{Deserialize, Serialize};
 

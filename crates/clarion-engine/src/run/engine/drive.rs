@@ -152,10 +152,17 @@ impl Engine {
             return Ok(None);
         }
         run.steps += 1;
+        // Long threads: the oldest turns stay in the thread but are not sent.
+        let start = indices.window.sent_from(
+            &thread.messages,
+            &instructions,
+            &self.flow.limits,
+            thread.pending.as_ref(),
+        );
         let request = ModelRequest {
             flow: &self.flow,
             instructions: &instructions,
-            messages: &thread.messages,
+            messages: &thread.messages[start..],
             words_only: run.repeated_calls > 0,
         };
         events.emit(&Event::ModelCalled {
