@@ -174,18 +174,18 @@ fn micros(d: Duration) -> f64 {
 }
 
 fn report(out: &mut impl std::io::Write, what: &str, sorted: &[Duration]) -> Result<()> {
-    report_as(out, what, "round trip", sorted)
+    report_as(out, what, ("round trip", "round trips"), sorted)
 }
 
 fn report_as(
     out: &mut impl std::io::Write,
     what: &str,
-    unit: &str,
+    (unit, units): (&str, &str),
     sorted: &[Duration],
 ) -> Result<()> {
     writeln!(
         out,
-        "{what:<36} {unit}: median {:>7.1} µs   p99 {:>7.1} µs   ({} {unit}s)",
+        "{what:<36} {unit}: median {:>7.1} µs   p99 {:>7.1} µs   ({} {units})",
         micros(percentile(sorted, 50)),
         micros(percentile(sorted, 99)),
         sorted.len()
@@ -529,9 +529,14 @@ fn token_counting(out: &mut impl std::io::Write) -> Result<()> {
     cold.sort();
     warm.sort();
     writeln!(out, "token estimates of a 1,000-message thread:")?;
-    report_as(out, "baseline: serialize to JSON", "pass", &baseline)?;
-    report_as(out, "estimate from scratch", "pass", &cold)?;
-    report_as(out, "estimate after one message", "pass", &warm)?;
+    report_as(
+        out,
+        "baseline: serialize to JSON",
+        ("pass", "passes"),
+        &baseline,
+    )?;
+    report_as(out, "estimate from scratch", ("pass", "passes"), &cold)?;
+    report_as(out, "estimate after one message", ("pass", "passes"), &warm)?;
     writeln!(out)?;
     Ok(())
 }

@@ -107,6 +107,11 @@ pub struct Run {
     /// first is answered and the model must then answer in words; the second ends the run).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub repeated_calls: u32,
+    /// At most this many of the latest messages, in whole turns, are sent with each of
+    /// this run's requests, over the flow's `limits.truncation` (the Assistants API's
+    /// `truncation_strategy` of type `last_messages`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_messages: Option<u32>,
 }
 
 #[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if takes a reference
@@ -169,6 +174,7 @@ impl Run {
             metadata: crate::thread::Metadata::default(),
             incomplete_details: None,
             repeated_calls: 0,
+            last_messages: None,
         }
     }
 }

@@ -62,15 +62,16 @@ pub struct Budget {
 }
 
 impl Budget {
-    /// The budget `[limits]` sets.
+    /// The budget `[limits]` sets, with a run's own `last_messages` over the flow's.
     #[must_use]
-    pub fn of(limits: &clarion_flow::Limits) -> Self {
+    pub fn of(limits: &clarion_flow::Limits, last_messages: Option<u32>) -> Self {
+        let flow_messages = match limits.truncation {
+            Truncation::Auto => None,
+            Truncation::LastMessages(n) => Some(n),
+        };
         Self {
             max_tokens: limits.max_context_tokens.map(u64::from),
-            max_messages: match limits.truncation {
-                Truncation::Auto => None,
-                Truncation::LastMessages(n) => Some(n as usize),
-            },
+            max_messages: last_messages.or(flow_messages).map(|n| n as usize),
         }
     }
 
@@ -103,16 +104,15 @@ impl Default for Window {
 }
 
 impl Window {
-    /// Where the history a request sends starts under `[limits]`, with `instructions`:
+    /// Where the history a request sends starts under `budget`, with `instructions`:
     /// 0 when nothing is bounded (nothing is read then).
     pub fn sent_from(
         &mut self,
         messages: &[Message],
         instructions: &str,
-        limits: &clarion_flow::Limits,
+        budget: Budget,
         pending: Option<&PendingCall>,
     ) -> usize {
-        let budget = Budget::of(limits);
         if budget.is_unbounded() {
             return 0;
         }

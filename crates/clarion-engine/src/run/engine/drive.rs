@@ -12,6 +12,7 @@ use crate::observe;
 use crate::run::EngineError;
 use crate::run::Run;
 use crate::run::RunStatus;
+use crate::run::window::Budget;
 use crate::thread::MessageKind;
 use crate::thread::Thread;
 use crate::thread::ToolCall;
@@ -156,7 +157,7 @@ impl Engine {
         let start = indices.window.sent_from(
             &thread.messages,
             &instructions,
-            &self.flow.limits,
+            Budget::of(&self.flow.limits, run.last_messages),
             thread.pending.as_ref(),
         );
         let request = ModelRequest {
