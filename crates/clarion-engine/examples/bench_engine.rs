@@ -230,6 +230,7 @@ fn baseline_round_trips(flow: &Flow, n: usize) -> Result<Vec<Duration>> {
         flow,
         instructions: "Answer with the ping tool.",
         messages: &history,
+        history: &history,
         words_only: false,
     };
     current_thread()?.block_on(async {

@@ -2,6 +2,7 @@
 //! call. The requests stay within the budget and never break the pairing rule, the oldest
 //! turns are left out of them (never out of the thread), and the fact the user stated at
 //! turn 1 — a slot — is still in the instructions and still fills the call at turn 300.
+//! A tool that `follows` one called at turn 1 is still offered.
 
 mod support;
 
@@ -39,6 +40,10 @@ type = "string"
 description = "Airport code."
 ask = "Where to?"
 slot = "destination"
+[tools.book]
+description = "Book the flight found."
+builtin = "test.book"
+follows = ["search"]
 "#;
 
 /// What one request sent: the instructions, and the history's estimated tokens, first
@@ -50,6 +55,7 @@ struct Sent {
     first_user: Option<String>,
     messages: usize,
     violation: Option<String>,
+    offers_book: bool,
 }
 
 /// The scripted model, recording what each request sent.
@@ -84,6 +90,11 @@ impl Model for Recording {
                 violation: protocol::check(request.messages)
                     .err()
                     .map(|v| v.to_string()),
+                offers_book: request
+                    .flow
+                    .tools
+                    .get("book")
+                    .is_some_and(|book| request.offers(book)),
             });
         }
         self.inner.respond(request, events)
@@ -145,6 +156,9 @@ async fn a_slot_stated_at_turn_one_is_used_at_turn_300() {
     assert_eq!(sent.len(), 2 * TURNS);
     for (i, request) in sent.iter().enumerate() {
         assert_eq!(request.violation, None, "request {i} broke the pairing");
+        // `book` follows `search`, which returned at turn 1: however much is cut, it stays
+        // offered from turn 2 on.
+        assert_eq!(request.offers_book, i >= 2, "request {i}");
         assert!(
             request.tokens <= BUDGET,
             "request {i} sent ~{} tokens",
