@@ -61,6 +61,7 @@ description = "A number."
 ask = "Which number?"
 "#;
 
+/// The model's arguments; the user says the number (`n` is grounded: a number with a question).
 const ARGUMENTS: &str = r#"{"n": 1}"#;
 /// Round trips per thread.
 const ROUND_TRIPS: usize = 10;
@@ -215,7 +216,7 @@ fn baseline_round_trips(flow: &Flow, n: usize) -> Result<Vec<Duration>> {
     };
     let history = vec![
         message(MessageKind::User {
-            text: "ping".into(),
+            text: "ping 1".into(),
         }),
         message(MessageKind::ToolCalls {
             text: None,
@@ -268,7 +269,7 @@ fn engine_round_trips(
             let thread = engine.create_thread(Metadata::default()).await?;
             for _ in 0..ROUND_TRIPS {
                 let start = Instant::now();
-                engine.add_message(&thread.id, "ping").await?;
+                engine.add_message(&thread.id, "ping 1").await?;
                 let run = engine.run(&thread.id, &NoEvents).await?;
                 times.push(start.elapsed());
                 if run.status != RunStatus::Completed || run.steps != 2 {
@@ -368,7 +369,7 @@ fn concurrent(
                         .map_err(|e| e.to_string())?;
                     for _ in 0..ROUND_TRIPS {
                         engine
-                            .add_message(&thread.id, "ping")
+                            .add_message(&thread.id, "ping 1")
                             .await
                             .map_err(|e| e.to_string())?;
                         let run = engine
