@@ -411,6 +411,27 @@ mod tests {
     }
 
     #[test]
+    fn a_runs_last_messages_overrides_the_flows() {
+        let mut limits = clarion_flow::Limits {
+            max_steps: 10,
+            tool_timeout: std::time::Duration::from_secs(30),
+            max_consecutive_failures: 3,
+            requires_action_timeout: std::time::Duration::from_secs(600),
+            max_context_tokens: None,
+            truncation: Truncation::Auto,
+        };
+        assert!(Budget::of(&limits, None).is_unbounded());
+        limits.max_context_tokens = Some(100);
+        limits.truncation = Truncation::LastMessages(8);
+        let budget = Budget::of(&limits, None);
+        assert_eq!(
+            (budget.max_tokens, budget.max_messages),
+            (Some(100), Some(8))
+        );
+        assert_eq!(Budget::of(&limits, Some(3)).max_messages, Some(3));
+    }
+
+    #[test]
     fn estimates_are_a_quarter_of_the_bytes_plus_overhead() {
         assert_eq!(text_tokens(""), 0);
         assert_eq!(text_tokens("abcde"), 2);
