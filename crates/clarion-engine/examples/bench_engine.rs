@@ -14,11 +14,19 @@
 //!   with an instant model (throughput) and once with a 5 ms model, so that every run is
 //!   in flight at the same time (memory).
 //!
+//! - **long thread**: one thread of 300 round trips, with and without truncation
+//!   (`max_context_tokens`), interleaved; the median round trip at turns 281–300;
+//! - **token counting**: estimating a 1,000-message thread from scratch, and after one
+//!   appended message, beside serializing the same messages to JSON (the baseline).
+//!
+//! `--long` runs only the last two.
+//!
 //! A plain binary, not criterion, so the tests' compile time stays low. Run it in release:
 //!
 //! ```text
 //! cargo run --release -p clarion-engine --example bench_engine
 //! cargo run --release -p clarion-engine --example bench_engine -- --threads 200   # quicker
+//! cargo run --release -p clarion-engine --example bench_engine -- --long
 //! ```
 
 use std::io::Write as _;
@@ -53,6 +61,7 @@ description = "A number."
 ask = "Which number?"
 "#;
 
+/// The model's arguments; the user says the number (`n` is grounded: a number with a question).
 const ARGUMENTS: &str = r#"{"n": 1}"#;
 /// Round trips per thread.
 const ROUND_TRIPS: usize = 10;
@@ -64,13 +73,17 @@ type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
 fn main() -> Result<()> {
     let mut threads = 1_000;
+    let mut long_only = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--threads" => {
                 threads = args.next().ok_or("--threads needs a number")?.parse()?;
             }
-            other => return Err(format!("unknown argument `{other}` (try --threads N)").into()),
+            "--long" => long_only = true,
+            other => {
+                return Err(format!("unknown argument `{other}` (try --threads N, --long)").into());
+            }
         }
     }
     let flow = Arc::new(
@@ -79,6 +92,11 @@ fn main() -> Result<()> {
             .map_err(|_| "the bench flow does not load")?,
     );
     let mut out = std::io::stdout().lock();
+    long_thread(&mut out, &flow)?;
+    token_counting(&mut out)?;
+    if long_only {
+        return Ok(());
+    }
     writeln!(
         out,
         "clarion engine benchmarks ({threads} threads × {ROUND_TRIPS} round trips each)\n"
@@ -157,9 +175,18 @@ fn micros(d: Duration) -> f64 {
 }
 
 fn report(out: &mut impl std::io::Write, what: &str, sorted: &[Duration]) -> Result<()> {
+    report_as(out, what, ("round trip", "round trips"), sorted)
+}
+
+fn report_as(
+    out: &mut impl std::io::Write,
+    what: &str,
+    (unit, units): (&str, &str),
+    sorted: &[Duration],
+) -> Result<()> {
     writeln!(
         out,
-        "{what:<36} round trip: median {:>7.1} µs   p99 {:>7.1} µs   ({} round trips)",
+        "{what:<36} {unit}: median {:>7.1} µs   p99 {:>7.1} µs   ({} {units})",
         micros(percentile(sorted, 50)),
         micros(percentile(sorted, 99)),
         sorted.len()
@@ -189,7 +216,7 @@ fn baseline_round_trips(flow: &Flow, n: usize) -> Result<Vec<Duration>> {
     };
     let history = vec![
         message(MessageKind::User {
-            text: "ping".into(),
+            text: "ping 1".into(),
         }),
         message(MessageKind::ToolCalls {
             text: None,
@@ -204,6 +231,7 @@ fn baseline_round_trips(flow: &Flow, n: usize) -> Result<Vec<Duration>> {
         flow,
         instructions: "Answer with the ping tool.",
         messages: &history,
+        history: &history,
         words_only: false,
     };
     current_thread()?.block_on(async {
@@ -241,7 +269,7 @@ fn engine_round_trips(
             let thread = engine.create_thread(Metadata::default()).await?;
             for _ in 0..ROUND_TRIPS {
                 let start = Instant::now();
-                engine.add_message(&thread.id, "ping").await?;
+                engine.add_message(&thread.id, "ping 1").await?;
                 let run = engine.run(&thread.id, &NoEvents).await?;
                 times.push(start.elapsed());
                 if run.status != RunStatus::Completed || run.steps != 2 {
@@ -341,7 +369,7 @@ fn concurrent(
                         .map_err(|e| e.to_string())?;
                     for _ in 0..ROUND_TRIPS {
                         engine
-                            .add_message(&thread.id, "ping")
+                            .add_message(&thread.id, "ping 1")
                             .await
                             .map_err(|e| e.to_string())?;
                         let run = engine
@@ -389,4 +417,179 @@ fn concurrent(
         writeln!(out, "  first error: {first}")?;
     }
     Ok(())
+}
+
+/// Turns of the long thread, and how many threads of each kind are interleaved.
+const LONG_TURNS: usize = 300;
+const LONG_REPEATS: usize = 5;
+
+/// One thread of [`LONG_TURNS`] round trips, with and without truncation, interleaved so
+/// that the machine's load falls on both alike: the median round trip of the last 20 turns.
+fn long_thread(out: &mut impl std::io::Write, flow: &Arc<Flow>) -> Result<()> {
+    let truncated = Arc::new(
+        load_str(
+            "bench.toml",
+            &format!("{FLOW}[limits]\nmax_context_tokens = 2000\n"),
+            None,
+        )
+        .into_result()
+        .map_err(|_| "the truncated bench flow does not load")?,
+    );
+    let mut whole = Vec::new();
+    let mut cut = Vec::new();
+    for _ in 0..LONG_REPEATS {
+        whole.extend(one_long_thread(flow)?);
+        cut.extend(one_long_thread(&truncated)?);
+    }
+    whole.sort();
+    cut.sort();
+    writeln!(
+        out,
+        "one thread of {LONG_TURNS} round trips ({LONG_REPEATS} threads each, interleaved), turns 281–300:"
+    )?;
+    report(out, "whole history sent", &whole)?;
+    report(out, "max_context_tokens = 2000", &cut)?;
+    let ratio = micros(percentile(&cut, 50)) / micros(percentile(&whole, 50));
+    writeln!(
+        out,
+        "  truncation adds {:+.1} % to the median\n",
+        (ratio - 1.0) * 100.0
+    )?;
+    Ok(())
+}
+
+/// The round trips of turns 281–300 of one thread on the memory store.
+fn one_long_thread(flow: &Arc<Flow>) -> Result<Vec<Duration>> {
+    let model = Arc::new(PingPong {
+        latency: Duration::ZERO,
+    });
+    let engine = Engine::new(
+        flow.clone(),
+        model,
+        Arc::new(FnExecutor(ping)),
+        Arc::new(MemoryStore::new()),
+    );
+    current_thread()?.block_on(async {
+        let thread = engine.create_thread(Metadata::default()).await?;
+        let mut times = Vec::new();
+        for turn in 1..=LONG_TURNS {
+            let start = Instant::now();
+            // The number the model passes is one the user said (grounding).
+            engine.add_message(&thread.id, "ping 1").await?;
+            let run = engine.run(&thread.id, &NoEvents).await?;
+            let took = start.elapsed();
+            if run.status != RunStatus::Completed || run.steps != 2 {
+                return Err(format!(
+                    "turn {turn} ended {:?} after {} steps",
+                    run.status, run.steps
+                )
+                .into());
+            }
+            if turn > LONG_TURNS - 20 {
+                times.push(took);
+            }
+        }
+        Ok(times)
+    })
+}
+
+/// Estimating the tokens of a 1,000-message thread: from scratch (a thread the engine has
+/// not kept), and after one more message (the kept case); beside serializing the same
+/// messages to JSON, which every request does anyway.
+fn token_counting(out: &mut impl std::io::Write) -> Result<()> {
+    use clarion_engine::bench::{Budget, Window};
+    let messages = thousand_messages();
+    let budget = Budget {
+        max_tokens: Some(4_000),
+        max_messages: None,
+    };
+    let mut baseline = Vec::new();
+    let mut cold = Vec::new();
+    let mut warm = Vec::new();
+    for _ in 0..200 {
+        let start = Instant::now();
+        let body = serde_json::to_string(&messages)?;
+        baseline.push(start.elapsed());
+        std::hint::black_box(body);
+
+        let start = Instant::now();
+        let mut window = Window::default();
+        window.update(&messages);
+        let from = window.start(&messages, 100, budget, None);
+        cold.push(start.elapsed());
+        std::hint::black_box(from);
+
+        let mut window = Window::default();
+        window.update(&messages[..messages.len() - 1]);
+        let start = Instant::now();
+        window.update(&messages);
+        let from = window.start(&messages, 100, budget, None);
+        warm.push(start.elapsed());
+        std::hint::black_box(from);
+    }
+    baseline.sort();
+    cold.sort();
+    warm.sort();
+    writeln!(out, "token estimates of a 1,000-message thread:")?;
+    report_as(
+        out,
+        "baseline: serialize to JSON",
+        ("pass", "passes"),
+        &baseline,
+    )?;
+    report_as(out, "estimate from scratch", ("pass", "passes"), &cold)?;
+    report_as(out, "estimate after one message", ("pass", "passes"), &warm)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+/// 250 turns of four messages: a question, a call, its output, a reply.
+fn thousand_messages() -> Vec<Message> {
+    let message = |i: usize, kind: MessageKind| Message {
+        id: format!("msg_{i}"),
+        run_id: None,
+        created_at: 0,
+        kind,
+        metadata: Metadata::default(),
+    };
+    let mut messages = Vec::with_capacity(1_000);
+    for turn in 0..250 {
+        let at = messages.len();
+        messages.push(message(
+            at,
+            MessageKind::User {
+                text: format!(
+                    "Turn {turn}: how much will I have saved by next spring if I keep this up?"
+                ),
+            },
+        ));
+        messages.push(message(
+            at + 1,
+            MessageKind::ToolCalls {
+                text: None,
+                calls: vec![ToolCall {
+                    id: format!("call_{turn}"),
+                    name: "calculate_savings_timeline".into(),
+                    arguments: r#"{"goal_amount": 12000, "monthly_savings": 450}"#.into(),
+                }],
+            },
+        ));
+        messages.push(message(
+            at + 2,
+            MessageKind::ToolOutput {
+                call_id: format!("call_{turn}"),
+                name: "calculate_savings_timeline".into(),
+                status: clarion_engine::OutputStatus::Ok,
+                content: r#"{"months": 27, "years": 2.3, "attainable": true}"#.into(),
+            },
+        ));
+        messages.push(message(
+            at + 3,
+            MessageKind::Assistant {
+                text: "At 450 a month you reach 12,000 in 27 months, a little over two years."
+                    .into(),
+            },
+        ));
+    }
+    messages
 }

@@ -102,10 +102,12 @@ pub mod scripted {
 #[cfg(feature = "contract")]
 pub use store::contract;
 
-/// Internals the benchmarks in `clarion-providers` time on their own; not API.
+/// Internals the benchmarks in `clarion-providers` and `clarion-engine` time on their own;
+/// not API.
 #[doc(hidden)]
 pub mod bench {
     pub use crate::run::grounding::Said;
+    pub use crate::run::window::{Budget, MESSAGE_OVERHEAD, Window, message_tokens, text_tokens};
 }
 
 mod clock;

@@ -14,7 +14,8 @@
 //! run in `requires_action` leaves exactly its own turn open (its client calls waiting, the
 //! rest staged); no terminal run holds the lock; a pending call names a `needs_input`
 //! output; refused operations change nothing. And a checking model asserts the pairing on
-//! every request — the real invariant: no history *sent* to a model is ever broken.
+//! every request — the real invariant: no history *sent* to a model is ever broken, also
+//! when `max_context_tokens` and `truncation` cut it (chosen per case).
 //!
 //! `PROPTEST_CASES` sets the number of cases (default 128).
 
@@ -620,8 +621,22 @@ struct World {
 type Snapshot = (Thread, Vec<Run>);
 
 impl World {
-    async fn new(script: &[Turn], sqlite: bool) -> Self {
-        let flow = flow_from(FLOW);
+    /// `truncation`: a token budget and maybe a message count the requests are cut to.
+    async fn new(script: &[Turn], sqlite: bool, truncation: Option<(u32, Option<u32>)>) -> Self {
+        let flow = match truncation {
+            None => flow_from(FLOW),
+            Some((tokens, messages)) => {
+                let truncation = messages
+                    .map(|n| format!("truncation = {{ last_messages = {n} }}\n"))
+                    .unwrap_or_default();
+                let limits = format!("max_context_tokens = {tokens}\n{truncation}");
+                let text = FLOW.replace(
+                    "requires_action_timeout = \"1m\"\n",
+                    &format!("requires_action_timeout = \"1m\"\n{limits}"),
+                );
+                flow_from(&text)
+            }
+        };
         let model = Arc::new(CheckingModel {
             inner: ScriptedModel::new(script.iter().map(Turn::scripted)),
             violations: Mutex::new(Vec::new()),
@@ -1140,6 +1155,7 @@ proptest! {
         script in prop::collection::vec(turn(), 0..24),
         actions in prop::collection::vec(action(), 1..24),
         sqlite in any::<bool>(),
+        truncation in prop::option::of((1..300u32, prop::option::of(1..12u32))),
     ) {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -1147,7 +1163,7 @@ proptest! {
             .build()
             .unwrap_or_else(|e| panic!("runtime: {e}"));
         runtime.block_on(async {
-            let mut world = World::new(&script, sqlite).await;
+            let mut world = World::new(&script, sqlite, truncation).await;
             world.check(true).await;
             for action in actions {
                 world.play(action).await;

@@ -342,6 +342,13 @@ fn limits(checker: &mut Checker<'_>) -> Option<Limits> {
             "/limits/requires_action_timeout",
             &spec.requires_action_timeout.clone(),
         ),
+        max_context_tokens: spec.max_context_tokens,
+        truncation: match spec.truncation {
+            None | Some(crate::spec::TruncationSpec::Auto(_)) => crate::model::Truncation::Auto,
+            Some(crate::spec::TruncationSpec::LastMessages(n)) => {
+                crate::model::Truncation::LastMessages(n.last_messages)
+            }
+        },
     };
     for (name, tool) in &checker.file.tools {
         let timeout = tool

@@ -54,6 +54,21 @@ pub struct Limits {
     pub max_consecutive_failures: u32,
     /// How long a run may wait for client tool outputs.
     pub requires_action_timeout: Duration,
+    /// The estimated tokens one model request may hold, if bounded.
+    pub max_context_tokens: Option<u32>,
+    /// Which history a request sends.
+    pub truncation: Truncation,
+}
+
+/// Which part of a long history a model request sends (`limits.truncation`). Whatever
+/// it says, the engine drops whole turns only, oldest first, and always sends the latest.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Truncation {
+    /// Every turn that fits `max_context_tokens` (all of them when it is unset).
+    #[default]
+    Auto,
+    /// At most the last N messages, in whole turns (and within `max_context_tokens`).
+    LastMessages(u32),
 }
 
 /// A typed fact remembered across turns.

@@ -246,6 +246,44 @@ pub struct LimitsSpec {
     #[serde(default = "default_requires_action_timeout")]
     #[schemars(regex(pattern = r"^[0-9]+(ms|s|m|h)$"))]
     pub requires_action_timeout: String,
+    /// The estimated tokens one model request may hold (instructions and history): the
+    /// oldest turns are left out of the request until it fits. Unset: no token limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_context_tokens: Option<u32>,
+    /// Which history a request sends: `"auto"` (everything that fits
+    /// `max_context_tokens`) or `{ last_messages = N }` (at most the last N messages, in
+    /// whole turns, and within `max_context_tokens` if set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub truncation: Option<TruncationSpec>,
+}
+
+/// `limits.truncation`: which part of a long history a model request sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum TruncationSpec {
+    /// `"auto"`: the latest turns that fit `max_context_tokens`.
+    Auto(TruncationAuto),
+    /// `{ last_messages = N }`: at most the last N messages, in whole turns.
+    LastMessages(LastMessagesSpec),
+}
+
+/// The one word `truncation` accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TruncationAuto {
+    /// The latest turns that fit `max_context_tokens`.
+    Auto,
+}
+
+/// `truncation = { last_messages = N }`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LastMessagesSpec {
+    /// How many of the latest messages a request may send (the latest turn is always
+    /// sent whole).
+    #[schemars(range(min = 1))]
+    pub last_messages: u32,
 }
 
 fn default_max_steps() -> u32 {
@@ -268,6 +306,8 @@ impl Default for LimitsSpec {
             tool_timeout: default_tool_timeout(),
             max_consecutive_failures: default_max_consecutive_failures(),
             requires_action_timeout: default_requires_action_timeout(),
+            max_context_tokens: None,
+            truncation: None,
         }
     }
 }

@@ -72,6 +72,7 @@ fn main() {
             flow: &flow,
             instructions: "You are a personal finance assistant.",
             messages: history,
+            history,
             words_only: false,
         };
         let bytes = serde_json::to_vec(&request_body(&config, &request))

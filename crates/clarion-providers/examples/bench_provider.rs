@@ -84,6 +84,7 @@ impl Input {
             flow: &self.flow,
             instructions: "You are a careful personal finance assistant.",
             messages: &self.messages,
+            history: &self.messages,
             words_only: false,
         }
     }

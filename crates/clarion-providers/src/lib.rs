@@ -30,7 +30,7 @@
 //!     kind: MessageKind::User { text: "Hi".to_owned() },
 //!     metadata: Default::default(),
 //! }];
-//! let request = ModelRequest { flow: &flow, instructions: "Greet people.", messages: &messages, words_only: false };
+//! let request = ModelRequest { flow: &flow, instructions: "Greet people.", messages: &messages, history: &messages, words_only: false };
 //! let body = request_body(&config, &request);
 //! assert_eq!(body["model"], "qwen2.5-coder-1.5b");
 //! assert_eq!(body["messages"][1]["content"], "Hi");

@@ -82,6 +82,7 @@ async fn ask(
                 flow: &flow,
                 instructions: "Be careful.",
                 messages,
+                history: messages,
                 words_only: false,
             },
             events,
@@ -624,6 +625,7 @@ fn context_can_be_sent_as_a_user_message_for_strict_chat_templates() {
             flow: &flow,
             instructions: "I",
             messages: &messages,
+            history: &messages,
             words_only: false,
         },
     );
@@ -678,6 +680,7 @@ fn a_tool_that_follows_another_is_left_out_until_the_user_answered_its_result() 
                 flow: &flow,
                 instructions: "I",
                 messages,
+                history: messages,
                 words_only: false,
             },
         );

@@ -164,6 +164,7 @@ async fn streamed_responses_emit_deltas_and_incomplete_ends_the_run() {
                 flow: &flow,
                 instructions: "I",
                 messages: &messages,
+                history: &messages,
                 words_only: false,
             },
             &log,

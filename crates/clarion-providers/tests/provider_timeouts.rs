@@ -133,6 +133,7 @@ async fn ask(model: &dyn Model) -> Result<ModelTurn, ModelError> {
                 flow: &flow,
                 instructions: "Be brief.",
                 messages: &messages,
+                history: &messages,
                 words_only: false,
             },
             &EventLog::new(),

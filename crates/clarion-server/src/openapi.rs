@@ -148,12 +148,18 @@ fn schemas() -> Value {
             "additional_messages": {"type": "array", "items": reference("MessageInput")},
             "metadata": reference("Metadata"),
             "stream": {"type": "boolean"},
+            "truncation_strategy": reference("TruncationStrategy"),
+        }},
+        "TruncationStrategy": {"type": ["object", "null"], "required": ["type"], "properties": {
+            "type": {"type": "string", "enum": ["auto", "last_messages"]},
+            "last_messages": {"type": ["integer", "null"], "minimum": 1},
         }},
         "CreateThreadAndRun": {"type": "object", "required": ["assistant_id"], "properties": {
             "assistant_id": {"type": "string"},
             "thread": reference("CreateThread"),
             "metadata": reference("Metadata"),
             "stream": {"type": "boolean"},
+            "truncation_strategy": reference("TruncationStrategy"),
         }},
         "SubmitToolOutputs": {"type": "object", "required": ["tool_outputs"], "properties": {
             "tool_outputs": {"type": "array", "items": {"type": "object", "required": ["tool_call_id"], "properties": {

@@ -711,6 +711,7 @@ async fn additional_instructions_reach_the_model_for_that_run_only() {
             ScriptedTurn::text("Hello."),
         ]),
         instructions: std::sync::Mutex::default(),
+        sent: std::sync::Mutex::default(),
     });
     let (state, dir) = shop_state(recorder.clone(), &[], 0.0);
     let server = start_state(state, dir).await;
@@ -743,6 +744,74 @@ async fn additional_instructions_reach_the_model_for_that_run_only() {
         "{seen:?}"
     );
     assert!(!seen[1].contains("French"), "{seen:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn truncation_strategy_bounds_what_a_run_sends() {
+    let recorder = std::sync::Arc::new(Recorder {
+        script: clarion_engine::scripted::ScriptedModel::new([
+            ScriptedTurn::text("One."),
+            ScriptedTurn::text("Two."),
+            ScriptedTurn::text("Three."),
+        ]),
+        instructions: std::sync::Mutex::default(),
+        sent: std::sync::Mutex::default(),
+    });
+    let (state, dir) = shop_state(recorder.clone(), &[], 0.0);
+    let server = start_state(state, dir).await;
+    let (c, base) = (client(), server.base.clone());
+    let (_, thread) = call(
+        c.post(format!("{base}/threads"))
+            .json(&json!({"messages": [{"role": "user", "content": "hi"}]})),
+    )
+    .await;
+    let tid = thread["id"].as_str().unwrap_or_default();
+    for bad in [
+        json!("auto"),
+        json!({"type": "everything"}),
+        json!({"type": "last_messages"}),
+        json!({"type": "last_messages", "last_messages": 0}),
+    ] {
+        let (status, error) = call(
+            c.post(format!("{base}/threads/{tid}/runs"))
+                .json(&json!({"assistant_id": "asst_shop", "truncation_strategy": bad})),
+        )
+        .await;
+        assert_eq!(status, 400, "{bad}: {error}");
+        assert_eq!(error["error"]["param"], "truncation_strategy", "{error}");
+    }
+    // Three runs on a growing thread: auto sends everything, last_messages = 2 the
+    // latest turn only (a user message and nothing after it).
+    let strategies = [
+        json!({"type": "auto"}),
+        json!({"type": "last_messages", "last_messages": 2}),
+        json!(null),
+    ];
+    for (i, strategy) in strategies.iter().enumerate() {
+        if i > 0 {
+            call(
+                c.post(format!("{base}/threads/{tid}/messages"))
+                    .json(&json!({"role": "user", "content": "more"})),
+            )
+            .await;
+        }
+        let (status, run) = call(
+            c.post(format!("{base}/threads/{tid}/runs"))
+                .json(&json!({"assistant_id": "asst_shop", "truncation_strategy": strategy})),
+        )
+        .await;
+        assert_eq!(status, 200, "{run}");
+        let expected = if i == 1 {
+            json!({"type": "last_messages", "last_messages": 2})
+        } else {
+            json!({"type": "auto", "last_messages": null})
+        };
+        assert_eq!(run["truncation_strategy"], expected);
+        let run = poll(&c, &base, tid, run["id"].as_str().unwrap_or_default()).await;
+        assert_eq!(run["status"], "completed", "{run}");
+    }
+    let sent = recorder.sent.lock().map(|s| s.clone()).unwrap_or_default();
+    assert_eq!(sent, [1, 1, 5]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

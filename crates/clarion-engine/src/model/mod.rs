@@ -24,8 +24,12 @@ pub struct ModelRequest<'a> {
     pub flow: &'a Flow,
     /// The instructions, rendered with the thread's slots and metadata.
     pub instructions: &'a str,
-    /// The conversation so far; every tool call in it has exactly one output.
+    /// The conversation to send: the thread's history, or its latest whole turns when
+    /// `[limits]` cut a long one. Every tool call in it has exactly one output.
     pub messages: &'a [Message],
+    /// The thread's whole history, of which `messages` is the end: what depends on the
+    /// past beyond what is sent (`follows`, in [`ModelRequest::offers`]) reads it.
+    pub history: &'a [Message],
     /// Answer in words this time, calling no tool: `tool_choice` is `none`, or under
     /// `required` the [reply tool](clarion_flow::export::REPLY_TOOL) (the engine's loop guard asks
     /// for it after the model repeated a call that had already succeeded).
@@ -38,7 +42,7 @@ impl ModelRequest<'_> {
     /// their tool list with it; the engine refuses a call to a tool it did not offer.
     #[must_use]
     pub fn offers(&self, tool: &clarion_flow::Tool) -> bool {
-        follows_met(tool, self.messages)
+        follows_met(tool, self.history)
     }
 
     /// The `tool_choice` to send when it differs from the flow's: words only.

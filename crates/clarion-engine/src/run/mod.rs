@@ -6,6 +6,7 @@
 //! - [`grounding`]: whether a value the model passed is something the user said;
 //! - [`rules`]: `after` and `on_error` rules, slots set and context injected;
 //! - [`protocol`]: the check that every tool call has exactly one output;
+//! - [`window`]: what a request sends of a long thread (`max_context_tokens`, `truncation`);
 //! - [`error`]: what can go wrong, for callers.
 
 pub(crate) mod call;
@@ -15,6 +16,7 @@ pub(crate) mod grounding;
 pub mod protocol;
 pub(crate) mod rules;
 pub(crate) mod status;
+pub(crate) mod window;
 
 use serde::{Deserialize, Serialize};
 
@@ -105,6 +107,11 @@ pub struct Run {
     /// first is answered and the model must then answer in words; the second ends the run).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub repeated_calls: u32,
+    /// At most this many of the latest messages, in whole turns, are sent with each of
+    /// this run's requests, over the flow's `limits.truncation` (the Assistants API's
+    /// `truncation_strategy` of type `last_messages`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_messages: Option<u32>,
 }
 
 #[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if takes a reference
@@ -167,6 +174,7 @@ impl Run {
             metadata: crate::thread::Metadata::default(),
             incomplete_details: None,
             repeated_calls: 0,
+            last_messages: None,
         }
     }
 }

@@ -214,6 +214,12 @@ impl Format {
                 diagnostic
             }
             ValidationErrorKind::AnyOf { .. } | ValidationErrorKind::OneOfNotValid { .. } => {
+                if last == "truncation" {
+                    return invalid(
+                        "expected `\"auto\"` or `{ last_messages = N }` with N at least 1"
+                            .to_owned(),
+                    );
+                }
                 if let Some(options) = self.branch_constants(at) {
                     return one_of(invalid, &options, instance);
                 }

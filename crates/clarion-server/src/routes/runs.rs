@@ -27,6 +27,7 @@ use crate::wire::list::{ListQuery, page};
 use crate::wire::objects;
 use crate::wire::requests::{
     CreateRun, CreateThreadAndRun, SubmitToolOutputs, metadata_pairs, refuse_overrides,
+    truncation_last_messages,
 };
 
 fn run_metadata(metadata: Option<&serde_json::Map<String, Value>>) -> Result<Metadata, ApiError> {
@@ -172,6 +173,7 @@ pub async fn create(
     ])?;
     let assistant = state.assistant(&body.assistant_id)?.clone();
     let metadata = run_metadata(body.metadata.as_ref())?;
+    let last_messages = truncation_last_messages(body.truncation_strategy.as_ref())?;
     let inputs = body
         .additional_messages
         .iter()
@@ -185,7 +187,12 @@ pub async fn create(
     }
     let run = assistant
         .engine
-        .create_run_with(&thread.id, body.additional_instructions.clone(), metadata)
+        .create_run_truncated(
+            &thread.id,
+            body.additional_instructions.clone(),
+            metadata,
+            last_messages,
+        )
         .await?;
     drop(guard);
     Ok(start(
@@ -210,12 +217,13 @@ pub async fn create_thread_and_run(
     ])?;
     let assistant = state.assistant(&body.assistant_id)?.clone();
     let metadata = run_metadata(body.metadata.as_ref())?;
+    let last_messages = truncation_last_messages(body.truncation_strategy.as_ref())?;
     let request = body.thread.unwrap_or_default();
     let thread = super::threads::build(&caller, assistant.engine.flow().name.clone(), &request)?;
     state.store().insert_thread(&thread).await?;
     let run = assistant
         .engine
-        .create_run_with(&thread.id, None, metadata)
+        .create_run_truncated(&thread.id, None, metadata, last_messages)
         .await?;
     let prelude = vec![("thread.created", objects::thread(&thread.header()))];
     Ok(start(

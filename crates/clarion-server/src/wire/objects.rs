@@ -219,11 +219,24 @@ pub fn run(assistant: &Assistant, run: &Run, status: RunStatus) -> Value {
         "top_p": flow.assistant.top_p,
         "max_prompt_tokens": null,
         "max_completion_tokens": flow.assistant.max_output_tokens,
-        "truncation_strategy": {"type": "auto", "last_messages": null},
+        "truncation_strategy": truncation_strategy(flow, run),
         "response_format": "auto",
         "tool_choice": "auto",
         "parallel_tool_calls": flow.assistant.parallel_tool_calls.unwrap_or(true),
     })
+}
+
+/// The run's `truncation_strategy`: its own `last_messages`, else the flow's
+/// `limits.truncation`.
+fn truncation_strategy(flow: &clarion_flow::Flow, run: &Run) -> Value {
+    let flow_messages = match flow.limits.truncation {
+        clarion_flow::Truncation::Auto => None,
+        clarion_flow::Truncation::LastMessages(n) => Some(n),
+    };
+    match run.last_messages.or(flow_messages) {
+        Some(n) => json!({"type": "last_messages", "last_messages": n}),
+        None => json!({"type": "auto", "last_messages": null}),
+    }
 }
 
 /// The steps of a run, oldest first, derived from the messages it appended (`messages`,

@@ -106,6 +106,9 @@ pub struct CreateRun {
     /// Stream events instead of returning the run.
     #[serde(default)]
     pub stream: Option<bool>,
+    /// Which history each request sends: `{"type": "auto"}` (the flow's `[limits]`) or
+    /// `{"type": "last_messages", "last_messages": N}`.
+    pub truncation_strategy: Option<Value>,
     /// Refused: the flow decides.
     pub instructions: Option<Value>,
     /// Refused: the flow decides.
@@ -126,6 +129,9 @@ pub struct CreateThreadAndRun {
     /// Stream events instead of returning the run.
     #[serde(default)]
     pub stream: Option<bool>,
+    /// Which history each request sends: `{"type": "auto"}` (the flow's `[limits]`) or
+    /// `{"type": "last_messages", "last_messages": N}`.
+    pub truncation_strategy: Option<Value>,
     /// Refused: the flow decides.
     pub instructions: Option<Value>,
     /// Refused: the flow decides.
@@ -152,6 +158,34 @@ pub struct ToolOutput {
     /// The output (any string; JSON is passed to the model as is).
     #[serde(default)]
     pub output: String,
+}
+
+/// The `last_messages` a run's `truncation_strategy` asks for: `None` for `auto` (or no
+/// strategy), which leaves the flow's `[limits]` in charge.
+pub fn truncation_last_messages(strategy: Option<&Value>) -> Result<Option<u32>, ApiError> {
+    let invalid = |message: &str| {
+        Err(ApiError::bad_request(format!(
+            "Invalid 'truncation_strategy': {message}. Send {{\"type\": \"auto\"}} or \
+             {{\"type\": \"last_messages\", \"last_messages\": N}} with N at least 1."
+        ))
+        .param("truncation_strategy"))
+    };
+    let Some(strategy) = strategy.filter(|s| !s.is_null()) else {
+        return Ok(None);
+    };
+    let Some(object) = strategy.as_object() else {
+        return invalid("expected an object");
+    };
+    let count = object.get("last_messages").filter(|n| !n.is_null());
+    match object.get("type").and_then(Value::as_str) {
+        Some("auto") => Ok(None),
+        Some("last_messages") => match count.and_then(Value::as_u64) {
+            Some(n @ 1..) => Ok(Some(u32::try_from(n).unwrap_or(u32::MAX))),
+            _ => invalid("'last_messages' must be a positive integer"),
+        },
+        Some(other) => invalid(&format!("unknown type '{other}'")),
+        None => invalid("'type' is missing"),
+    }
 }
 
 /// Refuses overrides of what the flow file decides.

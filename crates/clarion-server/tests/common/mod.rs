@@ -232,6 +232,8 @@ pub(crate) struct Recorder {
     pub script: ScriptedModel,
     /// Instructions seen, in request order.
     pub instructions: std::sync::Mutex<Vec<String>>,
+    /// How many messages each request sent, in request order.
+    pub sent: std::sync::Mutex<Vec<usize>>,
 }
 
 impl Model for Recorder {
@@ -242,6 +244,9 @@ impl Model for Recorder {
     ) -> BoxFuture<'a, Result<ModelResponse, ModelError>> {
         if let Ok(mut seen) = self.instructions.lock() {
             seen.push(request.instructions.to_owned());
+        }
+        if let Ok(mut sent) = self.sent.lock() {
+            sent.push(request.messages.len());
         }
         self.script.respond(request, events)
     }

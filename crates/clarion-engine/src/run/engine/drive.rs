@@ -12,6 +12,7 @@ use crate::observe;
 use crate::run::EngineError;
 use crate::run::Run;
 use crate::run::RunStatus;
+use crate::run::window::Budget;
 use crate::thread::MessageKind;
 use crate::thread::Thread;
 use crate::thread::ToolCall;
@@ -152,10 +153,12 @@ impl Engine {
             return Ok(None);
         }
         run.steps += 1;
+        let start = Self::sent_from(thread, indices, run, &self.flow.limits, &instructions);
         let request = ModelRequest {
             flow: &self.flow,
             instructions: &instructions,
-            messages: &thread.messages,
+            messages: &thread.messages[start..],
+            history: &thread.messages,
             words_only: run.repeated_calls > 0,
         };
         events.emit(&Event::ModelCalled {
@@ -210,6 +213,22 @@ impl Engine {
                 Ok(None)
             }
         }
+    }
+
+    /// Where the history a request sends starts: long threads keep their oldest turns but
+    /// do not send them (`run/window.rs`).
+    fn sent_from(
+        thread: &Thread,
+        indices: &mut Indices,
+        run: &Run,
+        limits: &clarion_flow::Limits,
+        instructions: &str,
+    ) -> usize {
+        let budget = Budget::of(limits, run.last_messages);
+        let pending = thread.pending.as_ref();
+        indices
+            .window
+            .sent_from(&thread.messages, instructions, budget, pending)
     }
 
     pub(super) fn instructions(&self, thread: &Thread) -> Result<String, String> {

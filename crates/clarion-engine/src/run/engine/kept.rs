@@ -4,8 +4,8 @@
 //! The model must be sent the whole history with every request, but nothing else needs
 //! to re-read it: a run on a thread this engine drove before starts from the copy it kept
 //! and reads from the store only the header and the messages appended since (the user's
-//! new message), and the indices — what the user said, for grounding; the pairing check —
-//! read only what each step appended. So a step's cost beyond the request body does not
+//! new message), and the indices — what the user said, for grounding; the pairing check;
+//! the token estimates that cut a long history — read only what each step appended. So a step's cost beyond the request body does not
 //! grow with the thread.
 //!
 //! The store stays the truth. A kept copy is used only if the store still holds its last
@@ -21,6 +21,7 @@ use super::Engine;
 use crate::run::EngineError;
 use crate::run::grounding::Said;
 use crate::run::protocol;
+use crate::run::window;
 use crate::thread::Thread;
 
 /// How many threads an engine keeps: enough for a chat session or a few busy threads of
@@ -34,6 +35,8 @@ pub(super) struct Indices {
     pub(super) said: Said,
     /// The pairing check, before every model request.
     pub(super) protocol: protocol::Checker,
+    /// Token estimates and turn starts, for what a request sends of a long thread.
+    pub(super) window: window::Window,
 }
 
 /// The kept threads, most recently kept last.

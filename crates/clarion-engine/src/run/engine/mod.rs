@@ -273,11 +273,28 @@ impl Engine {
         additional_instructions: Option<String>,
         metadata: Metadata,
     ) -> Result<Run, EngineError> {
+        self.create_run_truncated(thread_id, additional_instructions, metadata, None)
+            .await
+    }
+
+    /// [`Engine::create_run_with`], and each of the run's requests sends at most the
+    /// `last_messages` latest messages, in whole turns (`None`: as the flow's
+    /// `limits.truncation` says). The Assistants API's `truncation_strategy`.
+    ///
+    /// Cancel safe, as [`Engine::create_run`].
+    pub async fn create_run_truncated(
+        &self,
+        thread_id: &str,
+        additional_instructions: Option<String>,
+        metadata: Metadata,
+        last_messages: Option<u32>,
+    ) -> Result<Run, EngineError> {
         let header = self.thread_header(thread_id).await?;
         self.check_flow(&header.id, &header.flow)?;
         let mut run = Run::new(new_id("run"), thread_id.to_owned(), self.clock.now_ms());
         run.additional_instructions = additional_instructions.filter(|t| !t.trim().is_empty());
         run.metadata = metadata;
+        run.last_messages = last_messages.filter(|n| *n > 0);
         self.store.begin_run(&run).await?;
         Ok(run)
     }
