@@ -90,6 +90,8 @@ impl Evaluation {
             files.iter().map(|f| declared(f, &flows)).collect();
         let slots = Arc::new(tokio::sync::Semaphore::new(self.jobs));
         let mut tasks = tokio::task::JoinSet::new();
+        // Which sample each task plays, to report one that panicked.
+        let mut playing = std::collections::HashMap::new();
         for index in 1..=self.samples {
             for (k, file) in files.iter().enumerate() {
                 if declared[k].is_err() {
@@ -100,7 +102,7 @@ impl Evaluation {
                 let file = file.clone();
                 let recording = self.recording(&file, index);
                 let on_sample = self.on_sample.clone();
-                tasks.spawn(async move {
+                let task = tasks.spawn(async move {
                     // The semaphore is never closed, so a permit always comes.
                     let _slot = slots.acquire_owned().await.ok();
                     let started = Instant::now();
@@ -115,15 +117,20 @@ impl Evaluation {
                     }
                     (k, sample)
                 });
+                playing.insert(task.id(), (k, index));
             }
         }
         let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); files.len()];
-        while let Some(joined) = tasks.join_next().await {
+        while let Some(joined) = tasks.join_next_with_id().await {
             match joined {
-                Ok((k, sample)) => samples[k].push(sample),
-                // A panicking sample is a bug in Clarion; the others still count.
-                Err(error) if error.is_panic() => {}
-                Err(_) => {}
+                Ok((_, (k, sample))) => samples[k].push(sample),
+                // A bug in Clarion, not the model's doing: an error sample that says so,
+                // never a sample quietly missing from the count.
+                Err(error) => {
+                    if let Some(&(k, index)) = playing.get(&error.id()) {
+                        samples[k].push(Sample::crashed(index, &error.to_string()));
+                    }
+                }
             }
         }
         let scenarios = files

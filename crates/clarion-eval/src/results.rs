@@ -160,6 +160,24 @@ pub struct Sample {
     pub recording: Option<String>,
 }
 
+impl Sample {
+    /// A sample whose play stopped inside Clarion (`what` says how).
+    pub(crate) fn crashed(index: u32, what: &str) -> Self {
+        Self {
+            index,
+            verdict: Verdict::Error,
+            seconds: 0.0,
+            turns: 0,
+            prompt_tokens: 0,
+            completion_tokens: 0,
+            failures: Vec::new(),
+            problems: vec![format!("Clarion stopped playing this sample: {what}")],
+            transcript: String::new(),
+            recording: None,
+        }
+    }
+}
+
 /// How a sample ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

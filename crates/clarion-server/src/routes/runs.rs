@@ -121,6 +121,8 @@ async fn submit_committed(
         sink,
     );
     tokio::select! {
+        // Committed first: an error the run meets after that is the run's, not the answer.
+        biased;
         // A dropped request leaves the task running: the outputs are accepted either way.
         Ok(()) = committed => Ok(()),
         joined = &mut task => joined.unwrap_or(Ok(())),
