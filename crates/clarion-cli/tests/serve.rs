@@ -86,7 +86,9 @@ async fn wait_for(
     run: &str,
     want: &[&str],
 ) -> Value {
-    for _ in 0..500 {
+    // 30 s: a run resumed after a restart is driven once its store lease is taken, which
+    // a loaded machine may only manage at the lease's expiry (10 s) plus a scan.
+    for _ in 0..1500 {
         let (_, run) = call(c.get(format!("{base}/threads/{thread}/runs/{run}"))).await;
         if run["status"].as_str().is_some_and(|s| want.contains(&s)) {
             return run;
