@@ -86,9 +86,7 @@ async fn wait_for(
     run: &str,
     want: &[&str],
 ) -> Value {
-    // 30 s: a run resumed after a restart is driven once its store lease is taken, which
-    // a loaded machine may only manage at the lease's expiry (10 s) plus a scan.
-    for _ in 0..1500 {
+    for _ in 0..500 {
         let (_, run) = call(c.get(format!("{base}/threads/{thread}/runs/{run}"))).await;
         if run["status"].as_str().is_some_and(|s| want.contains(&s)) {
             return run;
@@ -96,6 +94,23 @@ async fn wait_for(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     panic!("run {run} never reached {want:?}");
+}
+
+/// Waits until the model has been sent a request with `text`. A kill must come after the
+/// first "slow" request reached the model: that one hangs, and a kill before it was sent
+/// would leave the hanging one to the restarted server.
+async fn model_holds(model: &MockServer, text: &str) {
+    for _ in 0..500 {
+        let requests = model.received_requests().await.unwrap_or_default();
+        if requests
+            .iter()
+            .any(|r| String::from_utf8_lossy(&r.body).contains(text))
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the model was never sent {text:?}");
 }
 
 #[tokio::test]
@@ -147,6 +162,7 @@ async fn served_flows_answer_over_http_and_survive_kill_9() {
         run["id"].as_str().unwrap_or_default().to_owned(),
     );
     wait_for(&c, &base, &tid, &rid, &["in_progress"]).await;
+    model_holds(&model, "slow please").await;
     child.kill().unwrap_or_else(|e| panic!("{e}"));
     let _ = child.wait();
 
