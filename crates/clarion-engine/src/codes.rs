@@ -133,6 +133,11 @@ codes! {
         InvalidArguments = "invalid_arguments",
         /// The model repeated a call that had already succeeded in the run (the loop guard).
         RepeatedCall = "repeated_call",
+        /// The user declined the call when asked to confirm it (`confirm`); nothing ran.
+        Declined = "declined",
+        /// Another call of the same turn is waiting for the user's confirmation, and the
+        /// user confirms one call at a time; nothing ran.
+        AwaitingConfirmation = "awaiting_confirmation",
     }
 }
 

@@ -7,7 +7,7 @@
 use std::sync::Mutex;
 
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::run::RunStatus;
 
@@ -81,6 +81,28 @@ pub enum Event {
         params: Vec<String>,
         /// The question.
         text: String,
+    },
+    /// A complete call of a tool with `confirm` did not run: the user was asked to
+    /// confirm it. An embedder may answer with [`crate::Engine::create_run_deciding`].
+    ConfirmationAsked {
+        /// The call waiting.
+        call_id: String,
+        /// The tool.
+        tool: String,
+        /// The arguments it would run with.
+        args: Map<String, Value>,
+        /// The question.
+        text: String,
+    },
+    /// What the user's answer to a confirmation question was taken to mean (or what the
+    /// embedder decided); the engine then acts on it.
+    ConfirmationAnswered {
+        /// The call that was waiting.
+        call_id: String,
+        /// Its tool.
+        tool: String,
+        /// The decision.
+        decision: crate::run::Decision,
     },
     /// A rule injected context for the model.
     ContextInjected {

@@ -446,6 +446,7 @@ fn build(file: FlowFile, limits: Limits, refs: &params::ResolvedRefs, path: &Pat
                 executor,
                 strict: spec.strict,
                 follows: spec.follows,
+                confirm: spec.confirm,
                 params,
                 after: spec.after,
                 on_error: spec.on_error,

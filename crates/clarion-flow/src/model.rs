@@ -43,6 +43,27 @@ pub struct Flow {
     pub(crate) exported: crate::export::ToolsCache,
 }
 
+impl Flow {
+    /// A flow for a side request of the engine (e.g. reading a user's answer to a
+    /// confirmation): this flow's model, provider and limits, with `tools` instead of its
+    /// own. Its tool lists are built afresh for the new tools.
+    #[must_use]
+    pub fn with_tools(&self, name: String, tools: IndexMap<String, Tool>) -> Self {
+        Self {
+            name,
+            description: None,
+            version: self.version.clone(),
+            path: self.path.clone(),
+            assistant: self.assistant.clone(),
+            limits: self.limits.clone(),
+            provider: self.provider.clone(),
+            slots: IndexMap::new(),
+            tools,
+            exported: crate::export::ToolsCache::default(),
+        }
+    }
+}
+
 /// `[limits]`, with durations parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
@@ -96,6 +117,8 @@ pub struct Tool {
     /// Tools that must have returned before the user's latest message for this one to be
     /// offered (`follows`).
     pub follows: Vec<String>,
+    /// The question that asks the user to confirm a call before it runs (`confirm`).
+    pub confirm: Option<String>,
     /// Parameters in declaration order (the order questions are asked in).
     pub params: IndexMap<String, Param>,
     /// Rules evaluated after a successful call.

@@ -360,6 +360,12 @@ pub struct ToolSpec {
     /// with a `not_offered` output.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub follows: Vec<String>,
+    /// Ask the user to confirm before the call runs: the question, a template over `args`
+    /// and `slots` (e.g. `"Transfer ${{ args.amount }} to {{ args.to_account }}?"`). The
+    /// user's answer confirms, declines or changes the call; nothing runs until they
+    /// confirm. Server-side tools only (the app confirms its own client tools).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirm: Option<String>,
     /// The tool's parameters, in the order questions are asked.
     #[serde(default)]
     pub params: IndexMap<String, ParamSpec>,

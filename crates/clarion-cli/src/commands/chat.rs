@@ -783,7 +783,7 @@ impl EventSink for Terminal {
                 }
             }
             Event::AssistantMessage { .. } => self.end_line(),
-            Event::QuestionAsked { text, .. } => {
+            Event::QuestionAsked { text, .. } | Event::ConfirmationAsked { text, .. } => {
                 self.spinner.stop();
                 self.end_line();
                 self.out(&format!("{text}\n"));
@@ -826,6 +826,12 @@ impl EventSink for Terminal {
                 self.effect(format!("  + context: {}", self.short(text)));
             }
             Event::SlotSet { name, value } => self.effect(format!("  = {name} ← {value}")),
+            Event::ConfirmationAnswered { tool, decision, .. } => {
+                self.say(&format!(
+                    "  · {tool}: the answer reads as `{}`",
+                    decision.as_str()
+                ));
+            }
             Event::PendingAbandoned { tool, .. } => {
                 self.say(&format!("  × the pending {tool} call was dropped"));
             }

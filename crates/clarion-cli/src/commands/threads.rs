@@ -418,17 +418,7 @@ fn transcript(thread: &Thread, runs: &[Run]) -> String {
                 tool: tool.clone(),
                 text: text.clone(),
             }],
-            MessageKind::Question {
-                call_id,
-                tool,
-                params,
-                text,
-            } => vec![Event::QuestionAsked {
-                call_id: call_id.clone(),
-                tool: tool.clone(),
-                params: params.clone(),
-                text: text.clone(),
-            }],
+            MessageKind::Question { .. } => question_events(&message.kind, &called),
         };
         replay.transcript.events(&events);
     }
@@ -491,6 +481,40 @@ fn civil(days: i64) -> (i64, i64, i64) {
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
     (year, month, day)
+}
+
+/// The event a stored question stands for: a confirmation, or a question for parameters.
+fn question_events(kind: &MessageKind, called: &HashMap<String, Value>) -> Vec<Event> {
+    match kind {
+        MessageKind::Question {
+            call_id,
+            tool,
+            text,
+            confirm: true,
+            ..
+        } => vec![Event::ConfirmationAsked {
+            call_id: call_id.clone(),
+            tool: tool.clone(),
+            args: match called.get(call_id) {
+                Some(Value::Object(args)) => args.clone(),
+                _ => serde_json::Map::new(),
+            },
+            text: text.clone(),
+        }],
+        MessageKind::Question {
+            call_id,
+            tool,
+            params,
+            text,
+            confirm: false,
+        } => vec![Event::QuestionAsked {
+            call_id: call_id.clone(),
+            tool: tool.clone(),
+            params: params.clone(),
+            text: text.clone(),
+        }],
+        _ => Vec::new(),
+    }
 }
 
 #[cfg(test)]

@@ -98,6 +98,11 @@ pub(crate) enum Prepared {
         /// Parameters filled from their slot.
         from_slots: Vec<String>,
     },
+    /// It is complete, and waits for the user's confirmation (`confirm`) before it runs.
+    NeedsConfirmation {
+        /// Validated, complete arguments.
+        args: Map<String, Value>,
+    },
     /// It can run.
     Ready {
         /// Validated, complete arguments.

@@ -56,6 +56,9 @@ pub enum EngineError {
     /// The run is being driven by another task right now.
     #[error("run `{0}` is busy in another request; try again when it settles")]
     RunBusy(String),
+    /// A decision about a confirmation, for a thread where no call waits for one.
+    #[error("no call of thread `{0}` waits for confirmation; there is nothing to decide")]
+    NothingToConfirm(String),
 }
 
 #[cfg(test)]
@@ -111,6 +114,10 @@ mod tests {
             (
                 EngineError::RunBusy("r".into()),
                 "run `r` is busy in another request; try again when it settles",
+            ),
+            (
+                EngineError::NothingToConfirm("t".into()),
+                "no call of thread `t` waits for confirmation; there is nothing to decide",
             ),
         ];
         for (error, message) in cases {

@@ -3,6 +3,7 @@
 //! - [`status`]: the state machine;
 //! - [`engine`]: the loop that drives a run (model → tool calls → outputs → model…);
 //! - [`call`]: preparing one tool call (arguments, slots, pending call, validation);
+//! - [`confirm`]: confirmation before a tool acts, and what the user's answer means;
 //! - [`grounding`]: whether a value the model passed is something the user said;
 //! - [`rules`]: `after` and `on_error` rules, slots set and context injected;
 //! - [`protocol`]: the check that every tool call has exactly one output;
@@ -10,6 +11,7 @@
 //! - [`error`]: what can go wrong, for callers.
 
 pub(crate) mod call;
+pub(crate) mod confirm;
 pub(crate) mod engine;
 pub(crate) mod error;
 pub(crate) mod grounding;
@@ -20,6 +22,7 @@ pub(crate) mod window;
 
 use serde::{Deserialize, Serialize};
 
+pub use confirm::{DECIDE_TOOL, Decision};
 pub use engine::{Engine, ToolOutputSubmission};
 pub use error::EngineError;
 pub use status::{IllegalTransition, RunStatus};
@@ -112,6 +115,11 @@ pub struct Run {
     /// `truncation_strategy` of type `last_messages`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_messages: Option<u32>,
+    /// What the embedding application decided about the call waiting for the user's
+    /// confirmation, when it asked the user itself ([`Engine::create_run_deciding`]);
+    /// otherwise the run reads the user's answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<Decision>,
 }
 
 #[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if takes a reference
@@ -131,7 +139,7 @@ pub struct StagedTurn {
     pub asks: Vec<Ask>,
 }
 
-/// A call waiting for the user's answers.
+/// A call waiting for the user's answers, or for their confirmation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Ask {
@@ -141,8 +149,44 @@ pub struct Ask {
     pub tool: String,
     /// Validated arguments known so far.
     pub args: serde_json::Map<String, serde_json::Value>,
-    /// Missing parameters in declaration order.
+    /// Missing parameters in declaration order (none when it asks for confirmation).
     pub missing: Vec<String>,
+    /// The confirmation question, when the call is complete and waits for the user's
+    /// confirmation instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirm: Option<String>,
+}
+
+impl Ask {
+    /// `call` waits for the user's values of the `missing` parameters.
+    pub(crate) fn question(
+        call: &ToolCall,
+        args: serde_json::Map<String, serde_json::Value>,
+        missing: Vec<String>,
+    ) -> Self {
+        Self {
+            call_id: call.id.clone(),
+            tool: call.name.clone(),
+            args,
+            missing,
+            confirm: None,
+        }
+    }
+
+    /// `call` is complete and waits for the user to confirm it, asked with `text`.
+    pub(crate) fn confirmation(
+        call: &ToolCall,
+        args: serde_json::Map<String, serde_json::Value>,
+        text: String,
+    ) -> Self {
+        Self {
+            call_id: call.id.clone(),
+            tool: call.name.clone(),
+            args,
+            missing: Vec::new(),
+            confirm: Some(text),
+        }
+    }
 }
 
 impl Run {
@@ -175,6 +219,7 @@ impl Run {
             incomplete_details: None,
             repeated_calls: 0,
             last_messages: None,
+            decision: None,
         }
     }
 }

@@ -165,10 +165,6 @@ pub(crate) fn question(
     missing: &[String],
     slots: &Map<String, Value>,
 ) -> String {
-    let context = minijinja::context! {
-        args => to_value(args),
-        slots => to_value(slots),
-    };
     let mut questions = Vec::new();
     for name in missing {
         let Some(param) = tool.params.get(name) else {
@@ -177,12 +173,28 @@ pub(crate) fn question(
         let rendered = param
             .ask
             .as_ref()
-            .and_then(|ask| environment().render_str(ask, context.clone()).ok())
-            .map(|text| text.trim().to_owned())
-            .filter(|text| !text.is_empty());
+            .and_then(|ask| render_with_args(ask, args, slots));
         questions.push(
             rendered.unwrap_or_else(|| suggested_question(name, param.description.as_deref())),
         );
     }
     questions.join(" ")
+}
+
+/// A question template (`ask`, `confirm`) rendered over `args` and `slots`; `None` when it
+/// fails or renders to nothing, so the caller falls back to a plain question.
+pub(crate) fn render_with_args(
+    template: &str,
+    args: &Map<String, Value>,
+    slots: &Map<String, Value>,
+) -> Option<String> {
+    let context = minijinja::context! {
+        args => to_value(args),
+        slots => to_value(slots),
+    };
+    environment()
+        .render_str(template, context)
+        .ok()
+        .map(|text| text.trim().to_owned())
+        .filter(|text| !text.is_empty())
 }

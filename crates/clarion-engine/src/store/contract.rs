@@ -203,6 +203,7 @@ pub fn turn(run_id: &str) -> Vec<Message> {
                 tool: "calculate_savings_timeline".to_owned(),
                 params: vec!["monthly_income".to_owned(), "monthly_savings".to_owned()],
                 text: "What is your income?".to_owned(),
+                confirm: false,
             },
         ),
     ]
@@ -238,6 +239,7 @@ pub fn busy_run(id: &str, thread_id: &str) -> Run {
             tool: "book_flight".to_owned(),
             args: object(json!({ "offer_id": "o1" })),
             missing: vec!["travelers".to_owned()],
+            confirm: None,
         }],
     });
     run
@@ -297,6 +299,7 @@ pub async fn insert_load_delete(store: &dyn ThreadStore) {
         tool: "calculate_savings_timeline".to_owned(),
         known: object(json!({ "goal_amount": 50000 })),
         missing: vec!["monthly_income".to_owned()],
+        confirm: None,
     });
     store
         .insert_thread(&t)
@@ -528,6 +531,21 @@ pub async fn begin_run_locks_until_the_run_is_terminal(store: &dyn ThreadStore) 
     begin(store, &run("run_3", "thread_l")).await;
 }
 
+/// A question asking the user to confirm a call, as `confirm` writes it.
+fn confirmation(run_id: &str) -> Message {
+    message(
+        "msg_confirm",
+        Some(run_id),
+        MessageKind::Question {
+            call_id: "call_1".to_owned(),
+            tool: "calculate_savings_timeline".to_owned(),
+            params: Vec::new(),
+            text: "Transfer $200 to savings?".to_owned(),
+            confirm: true,
+        },
+    )
+}
+
 /// The contract: `commit_appends_exactly_the_new_messages`.
 pub async fn commit_appends_exactly_the_new_messages(store: &dyn ThreadStore) {
     store
@@ -548,6 +566,7 @@ pub async fn commit_appends_exactly_the_new_messages(store: &dyn ThreadStore) {
     // One step: every kind of message, slots, metadata and a pending call.
     let mark = t.messages.len();
     t.messages.extend(turn("run_c"));
+    t.messages.push(confirmation("run_c"));
     t.slots.insert("monthly_income".to_owned(), json!(5000.5));
     t.metadata
         .merge([("plan".to_owned(), "house".to_owned())])
@@ -556,7 +575,8 @@ pub async fn commit_appends_exactly_the_new_messages(store: &dyn ThreadStore) {
         call_id: "call_1".to_owned(),
         tool: "calculate_savings_timeline".to_owned(),
         known: object(json!({ "goal_amount": 50000 })),
-        missing: vec!["monthly_income".to_owned(), "monthly_savings".to_owned()],
+        missing: Vec::new(),
+        confirm: Some("Transfer $200 to savings?".to_owned()),
     });
     let r = busy_run("run_c", "thread_c");
     commit(store, &t, mark, Some(&r)).await;
@@ -582,6 +602,7 @@ pub async fn commit_appends_exactly_the_new_messages(store: &dyn ThreadStore) {
             "tool_output",
             "tool_output",
             "context",
+            "question",
             "question"
         ]
     );
@@ -618,7 +639,7 @@ pub async fn commit_appends_exactly_the_new_messages(store: &dyn ThreadStore) {
     done.status = RunStatus::Completed;
     commit(store, &t, mark, Some(&done)).await;
     assert_eq!(load(store, "thread_c").await, t);
-    assert_eq!(load(store, "thread_c").await.messages.len(), 7);
+    assert_eq!(load(store, "thread_c").await.messages.len(), 8);
 
     let ghost = thread("thread_ghost");
     assert_eq!(

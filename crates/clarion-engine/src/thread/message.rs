@@ -69,16 +69,21 @@ pub enum MessageKind {
         /// The rendered text.
         text: String,
     },
-    /// A question put to the user for a call's missing parameters.
+    /// A question put to the user for a call's missing parameters, or asking them to
+    /// confirm a call before it runs.
     Question {
         /// The call that needs the answers.
         call_id: String,
         /// The tool.
         tool: String,
-        /// The parameters asked for, in declaration order.
+        /// The parameters asked for, in declaration order (none for a confirmation).
         params: Vec<String>,
         /// The question text.
         text: String,
+        /// Whether it asks the user to confirm the call (`confirm`) rather than for
+        /// parameters.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        confirm: bool,
     },
 }
 
@@ -103,6 +108,8 @@ pub enum OutputStatus {
     Error,
     /// Required parameters were missing; the user was asked.
     NeedsInput,
+    /// The call waits for the user's confirmation; nothing ran.
+    NeedsConfirmation,
     /// The run was cancelled before the call finished.
     Cancelled,
     /// The run expired waiting for the client's output.

@@ -34,8 +34,8 @@ pub struct Thread {
     pub active_run: Option<String>,
 }
 
-/// A call that could not run because required parameters were missing. Its known
-/// arguments fill the same tool's next call.
+/// A call that could not run yet: required parameters were missing (its known arguments
+/// fill the same tool's next call), or it waits for the user's confirmation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PendingCall {
     /// The call that was answered with `needs_input`.
@@ -46,6 +46,10 @@ pub struct PendingCall {
     pub known: Map<String, Value>,
     /// Parameters still missing, in declaration order.
     pub missing: Vec<String>,
+    /// Set when nothing is missing and the call waits for the user's confirmation
+    /// (`confirm`): the question they were asked. `known` then holds every argument.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirm: Option<String>,
 }
 
 impl Thread {

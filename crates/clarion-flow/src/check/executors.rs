@@ -1,4 +1,5 @@
-//! Exactly one executor per tool: `builtin`, `http`, `command`, `mcp`, or `client = true`.
+//! Exactly one executor per tool: `builtin`, `http`, `command`, `mcp`, or `client = true`;
+//! and `confirm` only where Clarion is the one that runs the tool.
 
 use super::Checker;
 use crate::diagnostic::{Diagnostic, DiagnosticKind};
@@ -33,6 +34,17 @@ pub(super) fn check(checker: &mut Checker<'_>) {
             found.push("client");
         }
         match found.as_slice() {
+            ["client"] if spec.confirm.is_some() => checker.report(
+                Diagnostic::new(
+                    DiagnosticKind::ConfirmOnClientTool { tool: tool.clone() },
+                    checker.key(&format!("{at}/confirm")),
+                )
+                .with_label("Clarion never runs a client tool, so it cannot hold it back")
+                .with_help(
+                    "the app runs client tools and asks its own confirmation; \
+                     remove `confirm`, or give the tool a server-side executor",
+                ),
+            ),
             [_] => {}
             // A broken key may be a misspelt `builtin`; the typo is reported already.
             [] if checker.broken.has_broken_key(&at) => {}

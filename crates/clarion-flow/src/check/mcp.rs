@@ -316,6 +316,7 @@ fn imports(
                 mcp_tool: None,
                 strict: None,
                 follows: Vec::new(),
+                confirm: None,
                 params: IndexMap::new(),
                 after: Vec::new(),
                 on_error: None,

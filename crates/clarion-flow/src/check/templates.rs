@@ -31,6 +31,33 @@ struct Site<'t> {
     tool: Option<(&'t str, &'t ToolSpec)>,
 }
 
+/// The questions a tool puts to the user: `confirm`, and each parameter's `ask`.
+fn question_sites<'t>(name: &'t str, tool: &'t ToolSpec, sites: &mut Vec<Site<'t>>) {
+    let context = Some((name, tool));
+    if let Some(confirm) = &tool.confirm {
+        sites.push(Site {
+            at: pointer(&["tools", name, "confirm"]),
+            text: confirm,
+            what: "`confirm`",
+            form: Form::Template,
+            scope: Scope::Ask,
+            tool: context,
+        });
+    }
+    for (param, spec) in &tool.params {
+        if let Some(ask) = &spec.ask {
+            sites.push(Site {
+                at: pointer(&["tools", name, "params", param, "ask"]),
+                text: ask,
+                what: "`ask`",
+                form: Form::Template,
+                scope: Scope::Ask,
+                tool: context,
+            });
+        }
+    }
+}
+
 pub(super) fn check(checker: &mut Checker<'_>) {
     let file = checker.file;
     let mut sites = vec![Site {
@@ -43,18 +70,7 @@ pub(super) fn check(checker: &mut Checker<'_>) {
     }];
     for (name, tool) in &file.tools {
         let context = Some((name.as_str(), tool));
-        for (param, spec) in &tool.params {
-            if let Some(ask) = &spec.ask {
-                sites.push(Site {
-                    at: pointer(&["tools", name, "params", param, "ask"]),
-                    text: ask,
-                    what: "`ask`",
-                    form: Form::Template,
-                    scope: Scope::Ask,
-                    tool: context,
-                });
-            }
-        }
+        question_sites(name, tool, &mut sites);
         for (i, rule) in tool.after.iter().enumerate() {
             let index = i.to_string();
             if let Some(when) = &rule.when {

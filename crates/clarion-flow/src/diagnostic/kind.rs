@@ -365,6 +365,12 @@ pub enum DiagnosticKind {
         /// The name as written.
         name: String,
     },
+    /// `confirm` on a client tool, which the app runs (and confirms) itself.
+    #[error("tool `{tool}` asks for confirmation but is a client tool")]
+    ConfirmOnClientTool {
+        /// The tool.
+        tool: String,
+    },
     /// `mcp = "…"` naming a server the flow does not declare under `[mcp]`.
     #[error("tool `{tool}` uses MCP server `{server}`, which is not declared")]
     UnknownMcpServer {
@@ -451,6 +457,7 @@ impl DiagnosticKind {
             Self::McpMismatch { .. } => "E028",
             Self::McpLockUnusable { .. } => "E029",
             Self::McpDrift { .. } => "E030",
+            Self::ConfirmOnClientTool { .. } => "E036",
             Self::MissingAsk { .. } => "W001",
             Self::UnusedSlot { .. } => "W002",
             Self::MissingToolDescription { .. } => "W003",
@@ -899,6 +906,14 @@ mod tests {
         },
         "E025",
         "tool `book_flight` follows `search_flight`, which is not another tool of this flow"
+    );
+    message!(
+        confirm_on_client_tool,
+        DiagnosticKind::ConfirmOnClientTool {
+            tool: s("book_flight")
+        },
+        "E036",
+        "tool `book_flight` asks for confirmation but is a client tool"
     );
     message!(
         unknown_mcp_server,

@@ -95,10 +95,15 @@ pub fn visible(message: &Message) -> Option<(&'static str, &str, Map<String, Val
             text: Some(text), ..
         } if !text.trim().is_empty() => Some(("assistant", text, Map::new())),
         MessageKind::Question {
-            tool, params, text, ..
+            tool,
+            params,
+            text,
+            confirm,
+            ..
         } => {
             let mut meta = Map::new();
-            meta.insert("clarion_kind".into(), "question".into());
+            let kind = if *confirm { "confirmation" } else { "question" };
+            meta.insert("clarion_kind".into(), kind.into());
             meta.insert("clarion_tool".into(), tool.clone().into());
             meta.insert("clarion_params".into(), params.join(",").into());
             Some(("assistant", text, meta))

@@ -7,7 +7,7 @@ use std::ops::Range;
 
 use serde_json::{Map, Value};
 
-use super::spec::{ExpectSpec, OneOrMany, ScenarioFile, StepSpec};
+use super::spec::{DecideSpec, ExpectSpec, OneOrMany, ScenarioFile, StepSpec};
 use super::step_calls;
 use clarion_flow::diagnostic::{Diagnostic, DiagnosticKind};
 use clarion_flow::spans::{SpanIndex, escape};
@@ -80,7 +80,67 @@ impl<'a> Checker<'a> {
         }
     }
 
+    /// A `decide` step (the model reading an answer to a confirmation), or `changes`
+    /// without one.
+    fn decide_step(&mut self, step: &StepSpec, at: &str) {
+        if let Some(decide) = step.decide {
+            let other = [
+                "call",
+                "calls",
+                "text",
+                "args",
+                "arguments",
+                "result",
+                "error",
+                "timeout",
+            ]
+            .into_iter()
+            .find(|k| self.spans.get(&format!("{at}/{k}")).is_some());
+            if let Some(other) = other {
+                self.conflict(
+                    at,
+                    "decide",
+                    other,
+                    "a `decide` step is the model reading the user's answer to a confirmation: it has no text or tool call of its own; put the flow's reply in the next step",
+                );
+            } else if decide == DecideSpec::Change && step.changes.is_none() {
+                let diagnostic = Diagnostic::new(
+                    DiagnosticKind::MissingChoice {
+                        what: "a `decide = \"change\"` step".to_owned(),
+                        choices: "`changes`".to_owned(),
+                    },
+                    self.spans.key_span(&format!("{at}/decide")),
+                )
+                .with_help("say what the user changed, e.g. `changes = { amount = 300 }`");
+                self.diagnostics.push(diagnostic);
+            } else if decide != DecideSpec::Change && step.changes.is_some() {
+                self.conflict(
+                    at,
+                    "decide",
+                    "changes",
+                    "`changes` goes with `decide = \"change\"` only",
+                );
+            }
+            return;
+        }
+        if step.changes.is_some() {
+            let diagnostic = Diagnostic::new(
+                DiagnosticKind::MissingChoice {
+                    what: "a model step with `changes`".to_owned(),
+                    choices: "`decide = \"change\"`".to_owned(),
+                },
+                self.spans.key_span(&format!("{at}/changes")),
+            )
+            .with_help("`changes` says what the user changed when asked to confirm a call: add `decide = \"change\"`");
+            self.diagnostics.push(diagnostic);
+        }
+    }
+
     fn step(&mut self, step: &StepSpec, at: &str) {
+        if step.decide.is_some() || step.changes.is_some() {
+            self.decide_step(step, at);
+            return;
+        }
         let has_call_keys = step.args.is_some()
             || step.arguments.is_some()
             || step.result.is_some()
@@ -174,6 +234,9 @@ impl<'a> Checker<'a> {
     }
 
     fn expect(&mut self, expect: &ExpectSpec, at: &str) {
+        if let Some(tool) = &expect.confirmation_asked {
+            self.tool(tool, &format!("{at}/confirmation_asked"));
+        }
         if let Some(called) = &expect.tool_called {
             let many = matches!(called, OneOrMany::Many(_));
             for (k, spec) in called.as_slice().iter().enumerate() {

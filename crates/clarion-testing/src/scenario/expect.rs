@@ -170,6 +170,46 @@ pub fn check(
             None => failures.pass("pending_abandoned", "pending_abandoned"),
         }
     }
+    if let Some(expected) = &expect.confirmation_asked {
+        let asked: Vec<&str> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::ConfirmationAsked { tool, .. } => Some(tool.as_str()),
+                _ => None,
+            })
+            .collect();
+        if asked.contains(&expected.as_str()) {
+            failures.pass("confirmation_asked", "confirmation_asked");
+        } else {
+            let detail = match asked.as_slice() {
+                [] => format!("no confirmation of `{expected}` was asked; none was"),
+                others => format!(
+                    "no confirmation of `{expected}` was asked (the turn asked for `{}`)",
+                    others.join("`, `")
+                ),
+            };
+            failures.fail("confirmation_asked", "confirmation_asked", detail);
+        }
+    }
+    if let Some(expected) = expect.decided {
+        let decided = events.iter().find_map(|e| match e {
+            Event::ConfirmationAnswered { decision, .. } => Some(decision.as_str()),
+            _ => None,
+        });
+        match decided {
+            Some(decided) if decided == expected.as_str() => failures.pass("decided", "decided"),
+            Some(decided) => failures.fail(
+                "decided",
+                "decided",
+                format!("the answer was taken as `{decided}`"),
+            ),
+            None => failures.fail(
+                "decided",
+                "decided",
+                "no answer to a confirmation was read in this turn".to_owned(),
+            ),
+        }
+    }
     failures.found
 }
 

@@ -10,21 +10,21 @@ use clarion_engine::{ErrorCode, ModelErrorKind};
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::expect::{self, Check};
 use super::load::Scenario;
 use super::mock::{MockExecutor, MockOutcome};
-use super::spec::SubmitSpec;
+use super::spec::{DecideSpec, SubmitSpec};
 use super::step_calls;
 use crate::coverage::{Collector, FlowIndex, Hits};
 use crate::transcript::Transcript;
 use clarion_engine::MemoryStore;
 use clarion_engine::ToolExecutor;
 use clarion_engine::scripted::{ScriptedModel, ScriptedTurn};
+use clarion_engine::{DECIDE_TOOL, Metadata, ToolCall};
 use clarion_engine::{Engine, EngineError, Run, RunStatus, ToolOutputSubmission, Usage};
 use clarion_engine::{Event, EventLog};
-use clarion_engine::{Metadata, ToolCall};
 use clarion_engine::{Model, ModelTurn};
 use clarion_flow::diagnostic::{Diagnostic, DiagnosticKind};
 use clarion_flow::spans::escape;
@@ -468,6 +468,26 @@ struct Script {
     calls: HashMap<String, (String, String)>,
 }
 
+/// A `decide` step: the judge's call of its one tool (see the engine's `run/confirm.rs`).
+fn decide_turn(decide: DecideSpec, changes: Option<&Map<String, Value>>) -> ScriptedTurn {
+    let mut args = Map::new();
+    args.insert("decision".to_owned(), Value::from(decide.as_str()));
+    if let Some(changes) = changes {
+        args.insert("changes".to_owned(), Value::Object(changes.clone()));
+    }
+    ScriptedTurn {
+        turn: ModelTurn::ToolCalls {
+            text: None,
+            calls: vec![ToolCall {
+                id: String::new(),
+                name: DECIDE_TOOL.to_owned(),
+                arguments: Value::Object(args).to_string(),
+            }],
+        },
+        expect_user: None,
+    }
+}
+
 /// Scripted calls get stable ids (`call_1`, `call_2`…) in script order.
 fn script(scenario: &Scenario, fallback: Option<Arc<dyn ToolExecutor>>) -> Script {
     let mut mocks = MockExecutor::new();
@@ -491,6 +511,9 @@ fn script(scenario: &Scenario, fallback: Option<Arc<dyn ToolExecutor>>) -> Scrip
                 .iter()
                 .enumerate()
                 .map(|(j, step)| {
+                    if let Some(decide) = step.decide {
+                        return decide_turn(decide, step.changes.as_ref());
+                    }
                     let calls: Vec<ToolCall> = step_calls(step, &format!("/turns/{i}/model/{j}"))
                         .into_iter()
                         .map(|(call, _, tool_at)| {

@@ -173,6 +173,40 @@ pub struct StepSpec {
     /// This call times out, instead of the tool's mock.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<bool>,
+    /// The model reading the user's answer to a confirmation question (`confirm`): what
+    /// it takes the answer to mean. A step of its own, before the flow's model replies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decide: Option<DecideSpec>,
+    /// With `decide = "change"`: the arguments the user changed, with their new values.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changes: Option<Map<String, Value>>,
+}
+
+/// `decide`: what the user's answer to a confirmation question means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DecideSpec {
+    /// The user agrees: the call runs.
+    Confirm,
+    /// The user refuses: the call is answered `declined`.
+    Decline,
+    /// The user wants other values (`changes`): the changed call is confirmed again.
+    Change,
+    /// The answer is about something else: the waiting call is dropped.
+    Unrelated,
+}
+
+impl DecideSpec {
+    /// The decision as the judge writes it.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Confirm => "confirm",
+            Self::Decline => "decline",
+            Self::Change => "change",
+            Self::Unrelated => "unrelated",
+        }
+    }
 }
 
 /// One of several calls in a model response.
@@ -238,6 +272,13 @@ pub struct ExpectSpec {
     /// Whether a pending call was abandoned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending_abandoned: Option<bool>,
+    /// The user was asked to confirm a call of this tool (`confirm`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub confirmation_asked: Option<String>,
+    /// The user's answer to a confirmation question was taken to mean this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided: Option<DecideSpec>,
 }
 
 /// `tool_called`: the tool, and a subset of the arguments it ran with.

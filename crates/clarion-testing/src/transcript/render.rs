@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use serde_json::{Map, Value};
 
 use super::{Redactor, StableIds};
+use clarion_engine::Decision;
 use clarion_engine::Event;
 use clarion_engine::IncompleteReason;
 use clarion_engine::OutputStatus;
@@ -186,6 +187,25 @@ impl Transcript {
                     quoted(text)
                 ));
             }
+            Event::ConfirmationAsked { tool, text, .. } => {
+                self.calling = false;
+                self.flush();
+                self.executing = false;
+                self.line(&format!("  ? asks to confirm {tool}: {}", quoted(text)));
+            }
+            Event::ConfirmationAnswered { tool, decision, .. } => {
+                self.calling = false;
+                self.flush();
+                let line = match decision {
+                    Decision::Confirm => format!("  ✓ the user confirms {tool}"),
+                    Decision::Decline => format!("  ✗ the user declines {tool}"),
+                    Decision::Change { changes } => {
+                        format!("  ~ the user changes {tool}: {}", arguments_list(changes))
+                    }
+                    _ => format!("  ✗ the answer is not about {tool}: the call is dropped"),
+                };
+                self.line(&line);
+            }
             Event::ContextInjected { tool, text } => {
                 self.calling = false;
                 let prefix = if self.batch > 1 {
@@ -342,6 +362,7 @@ fn output(status: OutputStatus, content: &str) -> String {
                 .unwrap_or_default();
             format!("needs input: {}", missing.join(", "))
         }
+        OutputStatus::NeedsConfirmation => "needs confirmation".to_owned(),
         OutputStatus::Error | OutputStatus::Cancelled | OutputStatus::Expired => {
             let word = match status {
                 OutputStatus::Cancelled => "cancelled",

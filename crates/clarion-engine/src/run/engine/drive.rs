@@ -32,6 +32,12 @@ impl Engine {
         mut cancel: watch::Receiver<bool>,
         events: &dyn EventSink,
     ) -> Result<(), EngineError> {
+        if self
+            .settle_confirmation(thread, indices, run, &mut cancel, events)
+            .await?
+        {
+            return Ok(());
+        }
         loop {
             let mark = thread.messages.len();
             // The id of the message this turn produces, known before the model streams a
@@ -86,7 +92,16 @@ impl Engine {
                 None
             };
             match self
-                .play_turn(thread, indices, run, &calls, pending, &mut cancel, events)
+                .play_turn(
+                    thread,
+                    indices,
+                    run,
+                    &calls,
+                    pending,
+                    None,
+                    &mut cancel,
+                    events,
+                )
                 .await
             {
                 TurnEnd::Continue => {

@@ -8,14 +8,14 @@
 //! order, before anything else is appended. A step ends with one store commit, so a crash
 //! loses at most the step in flight and never leaves half of one behind.
 //!
-//! A turn ends the run early in three ways: a question for missing parameters (the run
-//! completes, waiting for the user), client tools (the run waits in `requires_action`
+//! A turn ends the run early in four ways: a question for missing parameters or a
+//! confirmation (the run completes, waiting for the user), client tools (the run waits in `requires_action`
 //! until [`Engine::submit_tool_outputs`]), or too many tool failures in a row (the run
 //! fails). Cancellation is checked between steps and raced against the model and the
 //! tools; a cancelled call still gets an output.
 //!
-//! The parts, one file each: `claim` (one driver per run, the cancel signal), `drive` (the
-//! loop and one model request), `turn` (preparing, guarding and landing a turn of tool
+//! The parts, one file each: `claim` (one driver per run, the cancel signal), `confirm`
+//! (acting on the user's answer to a confirmation), `drive` (the loop and one model request), `turn` (preparing, guarding and landing a turn of tool
 //! calls), `execute` (one tool call under its timeout), `finish` (ending runs, and the
 //! messages they write), `kept` (the threads kept between runs, with the indices that grow
 //! with them). This file holds the public API.
@@ -23,12 +23,14 @@
 mod claim;
 
 use self::claim::Claims;
+mod confirm;
 mod drive;
 mod execute;
 mod finish;
 mod kept;
 mod turn;
 
+use self::confirm::Settled;
 use self::kept::{Indices, Kept};
 
 use std::collections::HashSet;
@@ -81,6 +83,8 @@ pub struct ToolOutputSubmission {
 pub struct Engine {
     flow: Arc<Flow>,
     validators: Validators,
+    /// The flows that read a user's answer to a confirmation, per tool with `confirm`.
+    judges: indexmap::IndexMap<String, Flow>,
     model: Arc<dyn Model>,
     tools: Arc<dyn ToolExecutor>,
     store: Arc<dyn ThreadStore>,
@@ -117,6 +121,7 @@ impl Engine {
     ) -> Self {
         Self {
             validators: Validators::new(&flow),
+            judges: super::confirm::judges(&flow),
             flow,
             model,
             tools,
@@ -295,6 +300,32 @@ impl Engine {
         run.additional_instructions = additional_instructions.filter(|t| !t.trim().is_empty());
         run.metadata = metadata;
         run.last_messages = last_messages.filter(|n| *n > 0);
+        self.store.begin_run(&run).await?;
+        Ok(run)
+    }
+
+    /// Creates a queued run that acts on `decision` about the call waiting for the user's
+    /// confirmation, instead of reading the user's answer: for an application that asked
+    /// the user itself (buttons shown on [`Event::ConfirmationAsked`]). Drive it as any
+    /// run. [`EngineError::NothingToConfirm`] when no call of the thread waits.
+    ///
+    /// Cancel safe, as [`Engine::create_run`].
+    pub async fn create_run_deciding(
+        &self,
+        thread_id: &str,
+        decision: super::Decision,
+    ) -> Result<Run, EngineError> {
+        let header = self.thread_header(thread_id).await?;
+        self.check_flow(&header.id, &header.flow)?;
+        if header
+            .pending
+            .as_ref()
+            .is_none_or(|pending| pending.confirm.is_none())
+        {
+            return Err(EngineError::NothingToConfirm(thread_id.to_owned()));
+        }
+        let mut run = Run::new(new_id("run"), thread_id.to_owned(), self.clock.now_ms());
+        run.decision = Some(decision);
         self.store.begin_run(&run).await?;
         Ok(run)
     }

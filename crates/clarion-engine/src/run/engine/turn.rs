@@ -2,7 +2,7 @@
 //! ones, and landing the outputs, injected context and questions in the thread.
 
 use super::execute::idempotency_key;
-use super::{Engine, Indices, TurnEnd, cancelled};
+use super::{Engine, Indices, Settled, TurnEnd, cancelled};
 use crate::codes::ToolErrorKind;
 use crate::codes::{ErrorCode, IncompleteReason};
 use crate::events::Event;
@@ -18,6 +18,7 @@ use crate::run::call::Prepared;
 use crate::run::call::Validators;
 use crate::run::call::parse_arguments;
 use crate::run::call::prepare;
+use crate::run::confirm;
 use crate::run::grounding::Said;
 use crate::run::rules;
 use crate::run::rules::RuleEffects;
@@ -38,7 +39,9 @@ use std::collections::HashSet;
 use tokio::sync::watch;
 
 impl Engine {
-    /// Plays one turn of tool calls.
+    /// Plays one turn of tool calls. `settled` is the call the user has just confirmed or
+    /// declined (the engine's own call, see `confirm.rs`); every other complete call of a
+    /// tool with `confirm` waits for the user.
     #[allow(clippy::too_many_arguments)] // the loop's state, passed apart to borrow apart
     pub(super) async fn play_turn(
         &self,
@@ -47,12 +50,14 @@ impl Engine {
         run: &mut Run,
         calls: &[ToolCall],
         pending: Option<PendingCall>,
+        settled: Option<&Settled>,
         cancel: &mut watch::Receiver<bool>,
         events: &dyn EventSink,
     ) -> TurnEnd {
         let mut prepared = self.prepare_calls(thread, &mut indices.said, calls, pending, events);
 
         let loop_ends = self.guard_repeats(thread, &mut indices.said, run, calls, &mut prepared);
+        self.hold_for_confirmation(calls, &mut prepared, settled);
 
         // Run the ready server-side calls concurrently; client calls wait for the app.
         let runnable: Vec<(usize, &Tool, &Map<String, Value>, String)> = prepared
@@ -92,24 +97,19 @@ impl Engine {
                     unstated,
                     ..
                 } => {
-                    let mut content = serde_json::json!({
-                        "status": "needs_input",
-                        "missing": missing,
-                        "note": "The user has been asked for these; their answer comes as the next user message.",
+                    let content = needs_input_output(&missing, &unstated);
+                    staged.asks.push(Ask::question(call, args, missing));
+                    (OutputStatus::NeedsInput, content)
+                }
+                Prepared::NeedsConfirmation { args } => {
+                    let text = tool.map_or_else(String::new, |tool| {
+                        confirm::question(tool, &args, &thread.slots)
                     });
-                    if !unstated.is_empty() {
-                        content["not_stated"] = serde_json::json!(unstated);
-                        content["note"] = serde_json::json!(
-                            "The user has been asked for these; their answer comes as the next user message. Values the user did not state were not used: never guess them."
-                        );
-                    }
-                    staged.asks.push(Ask {
-                        call_id: call.id.clone(),
-                        tool: call.name.clone(),
-                        args,
-                        missing,
-                    });
-                    (OutputStatus::NeedsInput, content.to_string())
+                    staged.asks.push(Ask::confirmation(call, args, text));
+                    (
+                        OutputStatus::NeedsConfirmation,
+                        confirm::needs_confirmation_output(),
+                    )
                 }
                 Prepared::Ready { args, .. } => match (tool, results.remove(&i)) {
                     (Some(tool), Some(Ok(result))) => {
@@ -151,6 +151,58 @@ impl Engine {
         run.expires_at = Some(self.clock.now_ms().saturating_add(timeout));
         Self::set_status(run, RunStatus::RequiresAction, events);
         TurnEnd::Stop(RunStatus::RequiresAction)
+    }
+
+    /// Holds back complete calls of tools with `confirm` until the user confirms them:
+    /// the call `settled` names is the engine's own, made after the user's answer, and runs
+    /// (confirmed) or is answered `declined`. The user confirms one call at a time, and not
+    /// while they are asked for missing parameters: such calls are answered
+    /// `awaiting_confirmation` for the model to make again later.
+    fn hold_for_confirmation(
+        &self,
+        calls: &[ToolCall],
+        prepared: &mut [Prepared],
+        settled: Option<&Settled>,
+    ) {
+        let mut asking = prepared
+            .iter()
+            .any(|p| matches!(p, Prepared::NeedsInput { .. }));
+        for (call, prepared) in calls.iter().zip(prepared.iter_mut()) {
+            let Prepared::Ready { args, .. } = &*prepared else {
+                continue;
+            };
+            if self
+                .flow
+                .tools
+                .get(&call.name)
+                .is_none_or(|tool| tool.confirm.is_none())
+            {
+                continue;
+            }
+            *prepared = match settled {
+                Some(Settled::Confirmed(id)) if *id == call.id => continue,
+                Some(Settled::Declined(id)) if *id == call.id => {
+                    Prepared::Rejected(ToolError::new(
+                        ToolErrorKind::Declined,
+                        format!(
+                            "the user declined this call of `{}` when asked to confirm it; nothing was done. Do not call it again unless the user asks for it",
+                            call.name
+                        ),
+                    ))
+                }
+                _ if asking => Prepared::Rejected(ToolError::new(
+                    ToolErrorKind::AwaitingConfirmation,
+                    format!(
+                        "`{}` needs the user's confirmation, and the user is answering another question first; nothing was done. Call it again after they have answered",
+                        call.name
+                    ),
+                )),
+                _ => {
+                    asking = true;
+                    Prepared::NeedsConfirmation { args: args.clone() }
+                }
+            };
+        }
     }
 
     /// [`guard_repeats`] with the engine's preparation of an earlier call.
@@ -260,6 +312,10 @@ impl Engine {
         });
         thread.messages.extend(outputs);
         thread.messages.extend(contexts);
+        if let Some(ask) = asks.first().filter(|ask| ask.confirm.is_some()) {
+            self.ask_confirmation(thread, run, ask.clone(), events);
+            return TurnEnd::Stop(RunStatus::Completed);
+        }
         if let Some(first) = asks.first() {
             let mut texts = Vec::new();
             let mut params = Vec::new();
@@ -289,6 +345,7 @@ impl Engine {
                     tool: first.tool.clone(),
                     params,
                     text,
+                    confirm: false,
                 },
             );
             thread.messages.push(question);
@@ -297,6 +354,7 @@ impl Engine {
                 tool: first.tool.clone(),
                 known: first.args.clone(),
                 missing: first.missing.clone(),
+                confirm: None,
             });
             return TurnEnd::Stop(RunStatus::Completed);
         }
@@ -311,6 +369,44 @@ impl Engine {
             return TurnEnd::Stop(RunStatus::Failed);
         }
         TurnEnd::Continue
+    }
+
+    /// Asks the user to confirm a complete call (`confirm`); the call waits as the
+    /// thread's pending call until they answer.
+    fn ask_confirmation(&self, thread: &mut Thread, run: &Run, ask: Ask, events: &dyn EventSink) {
+        let Ask {
+            call_id,
+            tool,
+            args,
+            confirm,
+            ..
+        } = ask;
+        let text = confirm.unwrap_or_default();
+        crate::observe::question_asked(&self.flow, &tool, &[]);
+        events.emit(&Event::ConfirmationAsked {
+            call_id: call_id.clone(),
+            tool: tool.clone(),
+            args: args.clone(),
+            text: text.clone(),
+        });
+        let question = self.message(
+            run,
+            MessageKind::Question {
+                call_id: call_id.clone(),
+                tool: tool.clone(),
+                params: Vec::new(),
+                text: text.clone(),
+                confirm: true,
+            },
+        );
+        thread.messages.push(question);
+        thread.pending = Some(PendingCall {
+            call_id,
+            tool,
+            known: args,
+            missing: Vec::new(),
+            confirm: Some(text),
+        });
     }
 
     /// Remembers validated arguments into their slots.
@@ -547,7 +643,9 @@ pub(super) fn prepared_args(
     said: &Said,
 ) -> Map<String, Value> {
     match prepare(flow, validators, call, slots, None, said) {
-        Prepared::Ready { args, .. } | Prepared::NeedsInput { args, .. } => args,
+        Prepared::Ready { args, .. }
+        | Prepared::NeedsInput { args, .. }
+        | Prepared::NeedsConfirmation { args } => args,
         Prepared::Rejected(_) => Map::new(),
     }
 }
@@ -586,4 +684,20 @@ fn not_offered(tool: &Tool) -> ToolError {
             names.join(" and ")
         ),
     )
+}
+
+/// The output of a call that waits for the user's values of `missing`.
+fn needs_input_output(missing: &[String], unstated: &[String]) -> String {
+    let mut content = serde_json::json!({
+        "status": "needs_input",
+        "missing": missing,
+        "note": "The user has been asked for these; their answer comes as the next user message.",
+    });
+    if !unstated.is_empty() {
+        content["not_stated"] = serde_json::json!(unstated);
+        content["note"] = serde_json::json!(
+            "The user has been asked for these; their answer comes as the next user message. Values the user did not state were not used: never guess them."
+        );
+    }
+    content.to_string()
 }
