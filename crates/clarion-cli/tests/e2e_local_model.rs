@@ -5,7 +5,8 @@
 //! e2e_local_model -- --ignored` (`.ci/run` does when the local model installs). A small
 //! model's wording is never asserted — only structure: a tool was called with arguments
 //! that passed the schema, a question was asked for a missing parameter and the answer
-//! completed the call, and every request the model received kept the protocol invariant.
+//! completed the call, a transfer waited for confirmation and ran only on a yes, and every
+//! request the model received kept the protocol invariant.
 
 // The skip reason and the request count are this suite's report in CI logs.
 #![allow(clippy::print_stderr)]
@@ -52,6 +53,10 @@ impl Model for Checked {
 }
 
 fn setup() -> Option<(Engine, Arc<Checked>)> {
+    setup_flow("personal-finance")
+}
+
+fn setup_flow(name: &str) -> Option<(Engine, Arc<Checked>)> {
     let Ok(base_url) = std::env::var("CLARION_E2E_BASE_URL") else {
         eprintln!(
             "skipped: CLARION_E2E_BASE_URL is not set (scripts/local-model.sh start prints it)"
@@ -59,7 +64,7 @@ fn setup() -> Option<(Engine, Arc<Checked>)> {
         return None;
     };
     let tools = ClarionTools::new();
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../flows/personal-finance.toml");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../../flows/{name}.toml"));
     let mut flow: Flow = load_file_with(
         &path,
         &LoadOptions {
@@ -198,6 +203,71 @@ async fn a_missing_value_is_asked_for_and_the_answer_completes_the_call() {
         "the answer completed the call: {statuses:?} {:?}",
         events.events()
     );
+    assert_protocol_held(&model);
+}
+
+/// `confirm`: the transfer waits for the user's answer, which a second, constrained
+/// request reads — a yes runs it once, a no never runs it.
+#[tokio::test]
+#[ignore = "needs a local model server: set CLARION_E2E_BASE_URL"]
+async fn a_transfer_waits_for_confirmation_and_runs_only_on_yes() {
+    let Some((engine, model)) = setup_flow("bank-transfer") else {
+        return;
+    };
+    for (answer, runs) in [("Yes, go ahead.", true), ("No, don't do it.", false)] {
+        let thread = engine
+            .create_thread(Metadata::default())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        engine
+            .add_message(&thread.id, "Transfer $200 from checking to savings.")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let events = EventLog::new();
+        engine
+            .run(&thread.id, &events)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let events = events.events();
+        assert!(
+            events.iter().any(
+                |e| matches!(e, Event::ConfirmationAsked { tool, .. } if tool == "transfer_funds")
+            ),
+            "the transfer was held for confirmation: {events:?}"
+        );
+        assert!(
+            finished(&events, "transfer_funds")
+                .iter()
+                .all(|s| *s == OutputStatus::NeedsConfirmation),
+            "nothing ran before the answer: {events:?}"
+        );
+        engine
+            .add_message(&thread.id, answer)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let log = EventLog::new();
+        let run = engine
+            .run(&thread.id, &log)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_ne!(run.status, RunStatus::Failed, "{:?}", run.last_error);
+        let events = log.events();
+        let decided = events.iter().find_map(|e| match e {
+            Event::ConfirmationAnswered { decision, .. } => Some(decision.as_str()),
+            _ => None,
+        });
+        let ran = events
+            .iter()
+            .filter(|e| matches!(e, Event::ToolStarted { name, .. } if name == "transfer_funds"))
+            .count();
+        if runs {
+            assert_eq!(decided, Some("confirm"), "{events:?}");
+            assert_eq!(ran, 1, "a yes runs the transfer once: {events:?}");
+        } else {
+            assert_eq!(decided, Some("decline"), "{events:?}");
+            assert_eq!(ran, 0, "a no never runs it: {events:?}");
+        }
+    }
     assert_protocol_held(&model);
 }
 

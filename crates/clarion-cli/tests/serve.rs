@@ -404,3 +404,143 @@ async fn provider_and_request_flags_override_the_flow() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// The bank flow's model: it calls `transfer_funds` when asked to move money, answers the
+/// confirmation reading (the request that offers `decide`) from the user's words, and
+/// replies after tool results.
+struct Bank;
+
+impl Respond for Bank {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
+        let offers = |name: &str| {
+            body["tools"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|t| t["function"]["name"] == name)
+        };
+        let messages = body["messages"].as_array().cloned().unwrap_or_default();
+        let last = messages.last().cloned().unwrap_or(Value::Null);
+        let said = last["content"].as_str().unwrap_or_default().to_owned();
+        let call = |name: &str, arguments: &str| {
+            json!({ "role": "assistant", "content": null, "tool_calls": [{ "id": "call_x", "type": "function",
+                "function": { "name": name, "arguments": arguments } }] })
+        };
+        let message = if offers("decide") {
+            let decision = if said.contains("sure") {
+                "confirm"
+            } else {
+                "decline"
+            };
+            call("decide", &format!("{{\"decision\": \"{decision}\"}}"))
+        } else if last["role"] == "user" && said.contains("Move") {
+            call(
+                "transfer_funds",
+                "{\"amount\": 200, \"from_account\": \"checking\", \"to_account\": \"savings\"}",
+            )
+        } else {
+            json!({ "role": "assistant", "content": "Done." })
+        };
+        ResponseTemplate::new(200).set_body_json(
+            json!({ "choices": [{ "index": 0, "message": message, "finish_reason": "stop" }] }),
+        )
+    }
+}
+
+/// `confirm` through `clarion serve` with an unmodified Assistants client: the question is
+/// an assistant message marked `clarion_kind = "confirmation"`, the user answers in words,
+/// and the transfer (the flow's real command tool) runs only then.
+#[tokio::test]
+async fn a_confirmation_is_a_question_message_and_the_answer_in_words_runs_the_call() {
+    let model = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(Bank)
+        .mount(&model)
+        .await;
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let text = std::fs::read_to_string(workspace.join("flows/bank-transfer.toml"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    // With its ledger script beside it, as in the repository.
+    std::fs::create_dir_all(dir.path().join("tools")).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::copy(
+        workspace.join("flows/tools/bank.py"),
+        dir.path().join("tools/bank.py"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let flow = dir.path().join("bank-transfer.toml");
+    std::fs::write(
+        &flow,
+        format!(
+            "{text}\n[provider]\nbase_url = \"{}/v1\"\nstream = false\nmax_retries = 0\n",
+            model.uri()
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let store = dir.path().join("threads.db").display().to_string();
+    let (mut child, base) = serve(&[&flow.display().to_string(), "--store", &store]);
+    let c = client();
+
+    let (_, run) = call(c.post(format!("{base}/threads/runs")).json(&json!({
+        "assistant_id": "asst_bank-transfer",
+        "thread": {"messages": [{"role": "user", "content": "Move $200 from checking to savings."}]},
+    })))
+    .await;
+    let tid = run["thread_id"].as_str().unwrap_or_default().to_owned();
+    let done = wait_for(
+        &c,
+        &base,
+        &tid,
+        run["id"].as_str().unwrap_or_default(),
+        &["completed", "failed"],
+    )
+    .await;
+    assert_eq!(done["status"], "completed", "{done}");
+    let (_, messages) = call(c.get(format!("{base}/threads/{tid}/messages?limit=1"))).await;
+    let question = &messages["data"][0];
+    assert_eq!(question["role"], "assistant");
+    assert_eq!(
+        question["metadata"]["clarion_kind"], "confirmation",
+        "{question}"
+    );
+    assert_eq!(
+        question["content"][0]["text"]["value"],
+        "Transfer $200 from checking to savings?"
+    );
+    let (_, thread) = call(c.get(format!("{base}/threads/{tid}"))).await;
+    assert_eq!(
+        thread["clarion"]["pending"]["tool"], "transfer_funds",
+        "{thread}"
+    );
+
+    let (_, run) = call(c.post(format!("{base}/threads/{tid}/runs")).json(&json!({
+        "assistant_id": "asst_bank-transfer",
+        "additional_messages": [{"role": "user", "content": "sure, go ahead"}],
+    })))
+    .await;
+    let rid = run["id"].as_str().unwrap_or_default().to_owned();
+    let done = wait_for(&c, &base, &tid, &rid, &["completed", "failed"]).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    let (_, steps) = call(c.get(format!("{base}/threads/{tid}/runs/{rid}/steps?order=asc"))).await;
+    let outputs: Vec<String> = steps["data"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|s| {
+            s["step_details"]["tool_calls"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .filter_map(|c| c["function"]["output"].as_str().map(ToOwned::to_owned))
+        .collect();
+    assert!(
+        outputs.iter().any(|o| o.contains("\"reference\":\"TX-")),
+        "the transfer ran once confirmed: {steps}"
+    );
+    let (_, messages) = call(c.get(format!("{base}/threads/{tid}/messages?limit=1"))).await;
+    assert_eq!(messages["data"][0]["content"][0]["text"]["value"], "Done.");
+    let _ = child.kill();
+    let _ = child.wait();
+}
