@@ -133,6 +133,9 @@ codes! {
         InvalidArguments = "invalid_arguments",
         /// The model repeated a call that had already succeeded in the run (the loop guard).
         RepeatedCall = "repeated_call",
+        /// The user was asked for a parameter `max_asks` times and still gave no usable
+        /// value; the call is given up (its `on_exhausted` says what comes next).
+        AsksExhausted = "asks_exhausted",
     }
 }
 
@@ -147,6 +150,9 @@ codes! {
         ContentFilter = "content_filter",
         /// The model repeated a call that had succeeded, after being told (the loop guard).
         RepeatedCall = "repeated_call",
+        /// A parameter's `max_asks` ran out and its `on_exhausted` is `end`: the user was
+        /// told the flow's message and the run stopped.
+        AsksExhausted = "asks_exhausted",
     }
 }
 

@@ -20,6 +20,7 @@ pub(crate) mod window;
 
 use serde::{Deserialize, Serialize};
 
+pub use call::Rejection;
 pub use engine::{Engine, ToolOutputSubmission};
 pub use error::EngineError;
 pub use status::{IllegalTransition, RunStatus};
@@ -129,6 +130,10 @@ pub struct StagedTurn {
     pub contexts: Vec<crate::thread::Message>,
     /// Calls that need the user's input.
     pub asks: Vec<Ask>,
+    /// A parameter's `on_exhausted = { end = … }` applied: the message for the user, after
+    /// which the run ends `incomplete` (`asks_exhausted`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end: Option<String>,
 }
 
 /// A call waiting for the user's answers.
@@ -143,6 +148,13 @@ pub struct Ask {
     pub args: serde_json::Map<String, serde_json::Value>,
     /// Missing parameters in declaration order.
     pub missing: Vec<String>,
+    /// Values the model passed that failed their parameter's schema, for parameters with
+    /// an `invalid` message: the question is that message.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rejected: Vec<Rejection>,
+    /// How many times each missing parameter has been asked for, this question included.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub asked: std::collections::BTreeMap<String, u32>,
 }
 
 impl Run {

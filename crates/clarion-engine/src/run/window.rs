@@ -320,6 +320,7 @@ mod tests {
             tool: "t".into(),
             known: serde_json::Map::new(),
             missing: Vec::new(),
+            asked: std::collections::BTreeMap::new(),
         })
     }
 

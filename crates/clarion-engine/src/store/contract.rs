@@ -238,7 +238,10 @@ pub fn busy_run(id: &str, thread_id: &str) -> Run {
             tool: "book_flight".to_owned(),
             args: object(json!({ "offer_id": "o1" })),
             missing: vec!["travelers".to_owned()],
+            rejected: Vec::new(),
+            asked: std::collections::BTreeMap::new(),
         }],
+        end: None,
     });
     run
 }
@@ -297,6 +300,7 @@ pub async fn insert_load_delete(store: &dyn ThreadStore) {
         tool: "calculate_savings_timeline".to_owned(),
         known: object(json!({ "goal_amount": 50000 })),
         missing: vec!["monthly_income".to_owned()],
+        asked: std::collections::BTreeMap::new(),
     });
     store
         .insert_thread(&t)
@@ -557,6 +561,11 @@ pub async fn commit_appends_exactly_the_new_messages(store: &dyn ThreadStore) {
         tool: "calculate_savings_timeline".to_owned(),
         known: object(json!({ "goal_amount": 50000 })),
         missing: vec!["monthly_income".to_owned(), "monthly_savings".to_owned()],
+        // Counted asks live in the pending call's JSON: stored and read back unchanged.
+        asked: std::collections::BTreeMap::from([
+            ("monthly_income".to_owned(), 2),
+            ("monthly_savings".to_owned(), 1),
+        ]),
     });
     let r = busy_run("run_c", "thread_c");
     commit(store, &t, mark, Some(&r)).await;

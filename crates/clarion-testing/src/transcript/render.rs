@@ -7,6 +7,7 @@ use serde_json::{Map, Value};
 
 use super::{Redactor, StableIds};
 use clarion_engine::Event;
+use clarion_engine::ExhaustedOutcome;
 use clarion_engine::IncompleteReason;
 use clarion_engine::OutputStatus;
 use clarion_engine::{Run, RunStatus};
@@ -114,6 +115,9 @@ impl Transcript {
                     Some(IncompleteReason::RepeatedCall) => {
                         "the model repeated a call that had already succeeded, twice".to_owned()
                     }
+                    Some(IncompleteReason::AsksExhausted) => {
+                        "the user was asked `max_asks` times without a usable value".to_owned()
+                    }
                     _ => format!(
                         "the step limit was reached after {} model requests",
                         run.steps
@@ -202,6 +206,19 @@ impl Transcript {
                 let params = params.join(", ");
                 self.effect_line(&format!("  ✗ not stated by the user, dropped: {params}"));
             }
+            Event::ValueRejected {
+                param,
+                keyword,
+                limit,
+                value,
+                ..
+            } => self.value_rejected(param, keyword, limit.as_ref(), value),
+            Event::AsksExhausted {
+                params,
+                asked,
+                outcome,
+                ..
+            } => self.asks_exhausted(params, *asked, *outcome),
             Event::PendingAbandoned { tool, .. } => {
                 self.calling = false;
                 self.flush();
@@ -220,6 +237,30 @@ impl Transcript {
             // event added later is not shown until it is given a line here.
             _ => {}
         }
+    }
+
+    /// A value dropped for failing its schema (the question that follows is the flow's
+    /// `invalid` message).
+    fn value_rejected(&mut self, param: &str, keyword: &str, limit: Option<&Value>, value: &Value) {
+        let limit = limit.map_or_else(String::new, |l| format!(" {}", inline_json(l)));
+        self.effect_line(&format!(
+            "  ✗ {param} = {} fails `{keyword}`{limit}, dropped",
+            inline_json(value)
+        ));
+    }
+
+    /// A call given up after `max_asks` questions, and what follows.
+    fn asks_exhausted(&mut self, params: &[String], asked: u32, outcome: ExhaustedOutcome) {
+        let next = match outcome {
+            ExhaustedOutcome::Inject => "the call is given up, context for the model",
+            ExhaustedOutcome::End => "the call is given up, the run ends",
+            _ => "the call is given up",
+        };
+        self.effect_line(&format!(
+            "  ✗ asked for {} {asked} {} without a usable value (max_asks): {next}",
+            params.join(", "),
+            if asked == 1 { "time" } else { "times" },
+        ));
     }
 
     /// A call line; consecutive calls form one batch.

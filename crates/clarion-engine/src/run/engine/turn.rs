@@ -1,5 +1,9 @@
 //! Playing one turn of tool calls: preparing each call, the loop guard, running the ready
 //! ones, and landing the outputs, injected context and questions in the thread.
+//!
+//! A call whose asks ran out (`max_asks`) is answered here too, with an `asks_exhausted`
+//! output, so it keeps the one-output-per-call rule; its `on_exhausted` adds context, or a
+//! last message for the user after which [`Engine::land_turn`] ends the run.
 
 use super::execute::idempotency_key;
 use super::{Engine, Indices, TurnEnd, cancelled};
@@ -7,6 +11,7 @@ use crate::codes::ToolErrorKind;
 use crate::codes::{ErrorCode, IncompleteReason};
 use crate::events::Event;
 use crate::events::EventSink;
+use crate::events::ExhaustedOutcome;
 use crate::ids::new_id;
 use crate::model::follows_met;
 use crate::run::Ask;
@@ -14,7 +19,9 @@ use crate::run::LastError;
 use crate::run::Run;
 use crate::run::RunStatus;
 use crate::run::StagedTurn;
+use crate::run::call::GivenUp;
 use crate::run::call::Prepared;
+use crate::run::call::Rejection;
 use crate::run::call::Validators;
 use crate::run::call::parse_arguments;
 use crate::run::call::prepare;
@@ -30,9 +37,11 @@ use crate::thread::ToolCall;
 use crate::tool::ToolError;
 use clarion_flow::Executor;
 use clarion_flow::Flow;
+use clarion_flow::OnExhausted;
 use clarion_flow::Tool;
 use serde_json::Map;
 use serde_json::Value;
+use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::collections::HashSet;
 use tokio::sync::watch;
@@ -82,6 +91,7 @@ impl Engine {
 
         let mut staged = StagedTurn::default();
         let mut waiting: Vec<ToolCall> = Vec::new();
+        let mut follow_up = None;
         for (i, (call, prepared)) in calls.iter().zip(prepared).enumerate() {
             let tool = self.flow.tools.get(&call.name);
             let (status, content) = match prepared {
@@ -90,26 +100,19 @@ impl Engine {
                     args,
                     missing,
                     unstated,
+                    rejected,
+                    asked,
                     ..
                 } => {
-                    let mut content = serde_json::json!({
-                        "status": "needs_input",
-                        "missing": missing,
-                        "note": "The user has been asked for these; their answer comes as the next user message.",
-                    });
-                    if !unstated.is_empty() {
-                        content["not_stated"] = serde_json::json!(unstated);
-                        content["note"] = serde_json::json!(
-                            "The user has been asked for these; their answer comes as the next user message. Values the user did not state were not used: never guess them."
-                        );
-                    }
-                    staged.asks.push(Ask {
-                        call_id: call.id.clone(),
-                        tool: call.name.clone(),
-                        args,
-                        missing,
-                    });
-                    (OutputStatus::NeedsInput, content.to_string())
+                    let content =
+                        needs_input(call, args, missing, &unstated, rejected, asked, &mut staged);
+                    (OutputStatus::NeedsInput, content)
+                }
+                Prepared::Exhausted(given_up) => {
+                    let (content, contexts) =
+                        exhausted(call, &given_up, tool, &thread.slots, &mut staged, events);
+                    follow_up = Some(contexts);
+                    (OutputStatus::Error, content)
                 }
                 Prepared::Ready { args, .. } => match (tool, results.remove(&i)) {
                     (Some(tool), Some(Ok(result))) => {
@@ -139,6 +142,10 @@ impl Engine {
             };
             let output = self.output_message(run, call, status, content, events);
             staged.outputs.push(output);
+            // Context for a call given up comes after its output, as a rule's does.
+            if let (Some(tool), Some(contexts)) = (tool, follow_up.take()) {
+                self.stage_contexts(run, tool, contexts, &mut staged, events);
+            }
         }
         if waiting.is_empty() {
             let end = self.land_turn(thread, run, staged, events);
@@ -198,6 +205,20 @@ impl Engine {
                     said,
                 ),
             };
+            if let Prepared::NeedsInput { rejected, .. }
+            | Prepared::Exhausted(GivenUp { rejected, .. }) = &result
+            {
+                for rejection in rejected {
+                    events.emit(&Event::ValueRejected {
+                        call_id: call.id.clone(),
+                        tool: call.name.clone(),
+                        param: rejection.param.clone(),
+                        keyword: rejection.keyword.clone(),
+                        limit: rejection.limit.clone(),
+                        value: rejection.value.clone(),
+                    });
+                }
+            }
             if let Prepared::Ready {
                 args,
                 unstated,
@@ -250,6 +271,7 @@ impl Engine {
             mut outputs,
             contexts,
             asks,
+            end,
         } = staged;
         let order = last_call_order(thread);
         outputs.sort_by_key(|m| match &m.kind {
@@ -260,6 +282,16 @@ impl Engine {
         });
         thread.messages.extend(outputs);
         thread.messages.extend(contexts);
+        // `on_exhausted = { end = … }`: the flow's last word to the user, and the run stops
+        // with a reason a caller can branch on (a question another call needed is not asked:
+        // the conversation is over for this run).
+        if let Some(text) = end {
+            events.emit(&Event::AssistantMessage { text: text.clone() });
+            let message = self.message(run, MessageKind::Assistant { text });
+            thread.messages.push(message);
+            run.incomplete_details = Some(IncompleteReason::AsksExhausted);
+            return TurnEnd::Stop(RunStatus::Incomplete);
+        }
         if let Some(first) = asks.first() {
             let mut texts = Vec::new();
             let mut params = Vec::new();
@@ -269,6 +301,7 @@ impl Engine {
                         tool,
                         &ask.args,
                         &ask.missing,
+                        &ask.rejected,
                         &thread.slots,
                     ));
                     params.extend(ask.missing.iter().cloned());
@@ -297,6 +330,7 @@ impl Engine {
                 tool: first.tool.clone(),
                 known: first.args.clone(),
                 missing: first.missing.clone(),
+                asked: first.asked.clone(),
             });
             return TurnEnd::Stop(RunStatus::Completed);
         }
@@ -387,6 +421,110 @@ impl Engine {
             ));
         }
     }
+}
+
+/// Answers a call whose asks ran out: the `asks_exhausted` output the model reads, and
+/// what the first exhausted parameter's `on_exhausted` adds: context (returned, to be
+/// staged after the output) or the run's last message (staged here).
+fn exhausted(
+    call: &ToolCall,
+    given_up: &GivenUp,
+    tool: Option<&Tool>,
+    slots: &Map<String, Value>,
+    staged: &mut StagedTurn,
+    events: &dyn EventSink,
+) -> (String, RuleEffects) {
+    let GivenUp {
+        params,
+        asked,
+        args,
+        ..
+    } = given_up;
+    let asked = *asked;
+    let outcome = tool.and_then(|tool| {
+        params
+            .iter()
+            .find_map(|p| tool.params.get(p)?.on_exhausted.clone())
+    });
+    events.emit(&Event::AsksExhausted {
+        call_id: call.id.clone(),
+        tool: call.name.clone(),
+        params: params.clone(),
+        asked,
+        outcome: match outcome {
+            None => ExhaustedOutcome::Output,
+            Some(OnExhausted::Inject(_)) => ExhaustedOutcome::Inject,
+            Some(OnExhausted::End(_)) => ExhaustedOutcome::End,
+        },
+    });
+    let names = params
+        .iter()
+        .map(|p| format!("`{p}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut effects = RuleEffects::default();
+    match outcome {
+        Some(OnExhausted::Inject(template)) => {
+            effects
+                .contexts
+                .extend(rules::exhausted_text(&template, args, slots));
+        }
+        Some(OnExhausted::End(template)) => {
+            staged.end = Some(
+                rules::exhausted_text(&template, args, slots).unwrap_or_else(|| {
+                    format!("I could not get a usable value for {names}, so I will stop here.")
+                }),
+            );
+        }
+        None => {}
+    }
+    let content = ToolError::new(
+        ToolErrorKind::AsksExhausted,
+        format!(
+            "the user was asked for {names} {asked} {} without giving a usable value, so `{}` was not run; do not ask for it again: answer the user without this tool",
+            if asked == 1 { "time" } else { "times" },
+            call.name
+        ),
+    )
+    .to_output()
+    .to_string();
+    (content, effects)
+}
+
+/// The `needs_input` output of a call that asks the user, staging its question.
+fn needs_input(
+    call: &ToolCall,
+    args: Map<String, Value>,
+    missing: Vec<String>,
+    unstated: &[String],
+    rejected: Vec<Rejection>,
+    asked: BTreeMap<String, u32>,
+    staged: &mut StagedTurn,
+) -> String {
+    let mut content = serde_json::json!({
+        "status": "needs_input",
+        "missing": missing,
+        "note": "The user has been asked for these; their answer comes as the next user message.",
+    });
+    if !unstated.is_empty() {
+        content["not_stated"] = serde_json::json!(unstated);
+        content["note"] = serde_json::json!(
+            "The user has been asked for these; their answer comes as the next user message. Values the user did not state were not used: never guess them."
+        );
+    }
+    if !rejected.is_empty() {
+        let names: Vec<&str> = rejected.iter().map(|r| r.param.as_str()).collect();
+        content["rejected"] = serde_json::json!(names);
+    }
+    staged.asks.push(Ask {
+        call_id: call.id.clone(),
+        tool: call.name.clone(),
+        args,
+        missing,
+        rejected,
+        asked,
+    });
+    content.to_string()
 }
 
 /// Call id → position in the thread's last tool-call message.
@@ -547,7 +685,9 @@ pub(super) fn prepared_args(
     said: &Said,
 ) -> Map<String, Value> {
     match prepare(flow, validators, call, slots, None, said) {
-        Prepared::Ready { args, .. } | Prepared::NeedsInput { args, .. } => args,
+        Prepared::Ready { args, .. }
+        | Prepared::NeedsInput { args, .. }
+        | Prepared::Exhausted(GivenUp { args, .. }) => args,
         Prepared::Rejected(_) => Map::new(),
     }
 }
