@@ -442,6 +442,56 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_rejection_names_the_failed_keyword_and_its_limit() {
+        let text = r#"
+            [flow]
+            name = "t"
+            [assistant]
+            model = "m"
+            instructions = "i"
+            [tools.loan]
+            description = "Loan."
+            client = true
+            [tools.loan.params.years]
+            type = "integer"
+            maximum = 50
+            description = "Years."
+            ask = "How many years?"
+            [tools.loan.params.kind]
+            type = "string"
+            enum = ["fixed", "variable"]
+            description = "Rate kind."
+            ask = "Fixed or variable?"
+        "#;
+        let Some(flow) = clarion_flow::load_str("t.toml", text, None).flow else {
+            panic!("the flow does not load");
+        };
+        let validators = Validators::new(&flow);
+        let years = validators.rejection("loan", "years", &serde_json::json!(80));
+        assert_eq!(
+            years.map(|r| (r.keyword, r.limit)),
+            Some(("maximum".to_owned(), Some(serde_json::json!(50))))
+        );
+        let kind = validators.rejection("loan", "kind", &serde_json::json!("mixed"));
+        assert_eq!(
+            kind.map(|r| (r.keyword, r.limit)),
+            Some((
+                "enum".to_owned(),
+                Some(serde_json::json!(["fixed", "variable"]))
+            ))
+        );
+        let typed = validators.rejection("loan", "years", &serde_json::json!("thirty"));
+        assert_eq!(
+            typed.map(|r| (r.keyword, r.limit)),
+            Some(("type".to_owned(), None))
+        );
+        assert_eq!(
+            validators.rejection("loan", "years", &serde_json::json!(30)),
+            None
+        );
+    }
+
+    #[test]
     fn arguments_parse_leniently_but_not_loosely() {
         assert_eq!(parse_arguments(""), Ok(Map::new()));
         let args = parse_arguments(r#"{"a": 1, "b": null}"#).unwrap_or_default();
