@@ -138,6 +138,9 @@ codes! {
         /// Another call of the same turn is waiting for the user's confirmation, and the
         /// user confirms one call at a time; nothing ran.
         AwaitingConfirmation = "awaiting_confirmation",
+        /// The user was asked for a parameter `max_asks` times and still gave no usable
+        /// value; the call is given up (its `on_exhausted` says what comes next).
+        AsksExhausted = "asks_exhausted",
     }
 }
 
@@ -152,6 +155,9 @@ codes! {
         ContentFilter = "content_filter",
         /// The model repeated a call that had succeeded, after being told (the loop guard).
         RepeatedCall = "repeated_call",
+        /// A parameter's `max_asks` ran out and its `on_exhausted` is `end`: the user was
+        /// told the flow's message and the run stopped.
+        AsksExhausted = "asks_exhausted",
     }
 }
 

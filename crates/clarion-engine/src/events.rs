@@ -11,6 +11,19 @@ use serde_json::{Map, Value};
 
 use crate::run::RunStatus;
 
+/// What a call whose asks ran out led to: the parameter's `on_exhausted`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ExhaustedOutcome {
+    /// No `on_exhausted`: the model reads the `asks_exhausted` output and goes on.
+    Output,
+    /// `on_exhausted = { inject = … }`: context for the model too.
+    Inject,
+    /// `on_exhausted = { end = … }`: the user reads the message and the run ends.
+    End,
+}
+
 /// Something that happened during a run.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
@@ -127,6 +140,37 @@ pub enum Event {
         tool: String,
         /// The parameters whose values were dropped.
         params: Vec<String>,
+    },
+    /// The model passed a value that fails its parameter's schema, and the parameter has an
+    /// `invalid` message: the value was dropped and the user is asked with that message.
+    ValueRejected {
+        /// The call.
+        call_id: String,
+        /// The tool.
+        tool: String,
+        /// The parameter.
+        param: String,
+        /// The JSON Schema keyword the value failed, e.g. `maximum`.
+        keyword: String,
+        /// The keyword's limit, where it has one.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        limit: Option<Value>,
+        /// The rejected value.
+        value: Value,
+    },
+    /// The user was asked for parameters `max_asks` times without giving a usable value:
+    /// the call was answered `asks_exhausted` instead of asking again.
+    AsksExhausted {
+        /// The call.
+        call_id: String,
+        /// The tool.
+        tool: String,
+        /// The parameters whose asks ran out.
+        params: Vec<String>,
+        /// How many times the user had been asked.
+        asked: u32,
+        /// What happened next (`on_exhausted`).
+        outcome: ExhaustedOutcome,
     },
     /// A pending call was dropped because the model went elsewhere.
     PendingAbandoned {

@@ -74,14 +74,14 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 // The facade: the API an embedder needs, named from the root.
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use codes::{ErrorCode, IncompleteReason, ModelErrorKind, ToolErrorKind};
-pub use events::{Event, EventLog, EventSink, NoEvents, RuleRef};
+pub use events::{Event, EventLog, EventSink, ExhaustedOutcome, NoEvents, RuleRef};
 pub use ids::new_id;
 pub use model::{Model, ModelError, ModelRequest, ModelResponse, ModelTurn};
 pub use redact::Redactor;
 pub use retry::{Backoff, retry_after};
 pub use run::{
-    Ask, DECIDE_TOOL, Decision, Engine, EngineError, IllegalTransition, LastError, Run, RunStatus,
-    StagedTurn, ToolOutputSubmission, Usage,
+    Ask, DECIDE_TOOL, Decision, Engine, EngineError, IllegalTransition, LastError, Rejection, Run,
+    RunStatus, StagedTurn, ToolOutputSubmission, Usage,
 };
 pub use store::{
     Lease, MemoryStore, MessagePage, MessageQuery, Order, Step, StoreError, ThreadHeader,

@@ -13,7 +13,7 @@ use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use super::spec::{ParamSpec, Required, SlotSpec};
+use super::spec::{OnExhausted, ParamSpec, Required, SlotSpec};
 
 /// The JSON Schema keywords of a parameter or slot, as written (minus Clarion's own keys).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
@@ -167,6 +167,7 @@ impl JsonSchema for ParamSpec {
 
     fn json_schema(generator: &mut SchemaGenerator) -> Schema {
         let required = generator.subschema_for::<Required>().to_value();
+        let on_exhausted = generator.subschema_for::<OnExhausted>().to_value();
         keyword_table(
             "A tool parameter: Clarion's keys plus any JSON Schema keyword.",
             vec![
@@ -187,6 +188,15 @@ impl JsonSchema for ParamSpec {
                     "grounded",
                     json!({ "type": "boolean", "description": "Accept only a value the user stated in the thread; a value the model made up is treated as not given (filled from a slot, or asked for). Numbers and strings only." }),
                 ),
+                (
+                    "invalid",
+                    json!({ "type": "string", "description": "What the user is asked when the model passed a value that fails the parameter's schema: the value is dropped and this is asked instead of the model reading `invalid_arguments` (a template over `args`, `slots` and `error`: `error.keyword`, `error.limit`, `error.value`). Required parameters only." }),
+                ),
+                (
+                    "max_asks",
+                    json!({ "type": "integer", "minimum": 0, "description": "How many times the user may be asked for this parameter while one call waits for it (its `ask` and its `invalid` message alike); the next time `on_exhausted` applies. Unset: no limit." }),
+                ),
+                ("on_exhausted", on_exhausted),
                 (
                     "$ref",
                     json!({ "type": "string", "description": "Take the whole schema from a JSON file, relative to the flow file." }),

@@ -435,6 +435,9 @@ fn build(file: FlowFile, limits: Limits, refs: &params::ResolvedRefs, path: &Pat
                         grounded: p
                             .grounded
                             .unwrap_or_else(|| p.ask.is_some() && params::is_numeric(&schema)),
+                        invalid: p.invalid.clone(),
+                        max_asks: p.max_asks,
+                        on_exhausted: p.on_exhausted.clone(),
                         schema,
                     };
                     (param.clone(), value)

@@ -14,7 +14,7 @@ use serde_json::Value;
 
 pub use super::spec::{
     AfterRule, AssistantSpec, AzureSpec, CommandSpec, ContextRoleSpec, HttpBody, HttpMethod,
-    HttpSpec, McpServerSpec, OnError, ProviderApi, ProviderSpec, ToolChoice,
+    HttpSpec, McpServerSpec, OnError, OnExhausted, ProviderApi, ProviderSpec, ToolChoice,
 };
 
 /// A loaded, validated flow.
@@ -218,6 +218,12 @@ pub struct Param {
     pub slot: Option<String>,
     /// Only a value the user stated is accepted from the model.
     pub grounded: bool,
+    /// What the user is asked when the model's value fails the schema (`invalid`).
+    pub invalid: Option<String>,
+    /// How many times the user may be asked for it in one pending call (`max_asks`).
+    pub max_asks: Option<u32>,
+    /// What happens once `max_asks` is used up.
+    pub on_exhausted: Option<OnExhausted>,
     /// The JSON Schema the model sees, `$ref` inlined, Clarion's keys removed.
     pub schema: Value,
 }

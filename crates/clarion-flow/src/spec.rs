@@ -399,12 +399,41 @@ pub struct ParamSpec {
     /// treated as not given (filled from a slot, or asked for). Numbers and strings only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grounded: Option<bool>,
+    /// What the user is asked when the model passed a value that fails the parameter's
+    /// schema: the value is dropped and this is asked instead of the model reading
+    /// `invalid_arguments` (a template over `args`, `slots` and `error`: `error.keyword`,
+    /// `error.limit`, `error.value`). Required parameters only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invalid: Option<String>,
+    /// How many times the user may be asked for this parameter while one call waits for
+    /// it (its `ask` and its `invalid` message alike); the next time `on_exhausted`
+    /// applies. Unset: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_asks: Option<u32>,
+    /// What happens when `max_asks` is used up. Unset: the call is answered with an
+    /// `asks_exhausted` error the model reads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_exhausted: Option<OnExhausted>,
     /// Take the whole schema from a JSON file, relative to the flow file.
     #[serde(default, rename = "$ref", skip_serializing_if = "Option::is_none")]
     pub schema_ref: Option<String>,
     /// The JSON Schema keywords that constrain the value.
     #[serde(flatten)]
     pub schema: SchemaKeywords,
+}
+
+/// `on_exhausted`: what happens once a parameter's `max_asks` is used up. Either way the
+/// call is answered with an `asks_exhausted` error output, so every call keeps exactly one
+/// output; this adds what comes next.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum OnExhausted {
+    /// Context for the model (a template over `args` and `slots`); the run goes on and the
+    /// model answers the user.
+    Inject(String),
+    /// A message for the user (a template over `args` and `slots`); the run ends
+    /// `incomplete` with the reason `asks_exhausted`.
+    End(String),
 }
 
 /// A parameter's `required`: Clarion's flag, or JSON Schema's list for object parameters.

@@ -45,6 +45,9 @@ pub enum Scope {
     After,
     /// `on_error.inject`: `args`, `error`, `slots`.
     OnError,
+    /// A parameter's `invalid`: `args` (the valid ones), `error` (why the value was
+    /// rejected), `slots`.
+    Invalid,
     /// HTTP tool URL and headers: `args`, `env`.
     Http,
 }
@@ -57,14 +60,29 @@ impl Scope {
             Self::Instructions => &["slots", "metadata"],
             Self::Ask => &["args", "slots"],
             Self::After => &["args", "result", "slots"],
-            Self::OnError => &["args", "error", "slots"],
+            Self::OnError | Self::Invalid => &["args", "error", "slots"],
             Self::Http => &["args", "env"],
+        }
+    }
+
+    /// The fields of `error` where it is in scope.
+    #[must_use]
+    pub fn error_fields(self) -> &'static [&'static str] {
+        match self {
+            Self::OnError => ERROR_FIELDS,
+            Self::Invalid => REJECTION_FIELDS,
+            _ => &[],
         }
     }
 }
 
 /// Fields of `error` in `on_error` templates.
 pub const ERROR_FIELDS: &[&str] = &["kind", "message"];
+
+/// Fields of `error` in `invalid` templates: the JSON Schema keyword the value failed
+/// (`maximum`, `enum`, `type`…), the keyword's limit where it has one (`50` for
+/// `maximum = 50`, the list for `enum`), and the rejected value.
+pub const REJECTION_FIELDS: &[&str] = &["keyword", "limit", "value"];
 
 /// Global functions MiniJinja provides; reading them is not an undefined name.
 const GLOBALS: &[&str] = &[

@@ -12,7 +12,7 @@
 use clarion_flow::BuiltinCatalog;
 use clarion_flow::schema::{resolve, schema_at};
 use clarion_flow::spans::pointer;
-use clarion_flow::template::{ERROR_FIELDS, Scope};
+use clarion_flow::template::Scope;
 use lsp_types::{CompletionItem, CompletionItemKind, Documentation, MarkupContent, MarkupKind};
 use serde_json::Value;
 
@@ -348,7 +348,8 @@ fn names_in_scope(
                     .collect()
             })
             .unwrap_or_default(),
-        ("error", _) => ERROR_FIELDS
+        ("error", _) => scope
+            .error_fields()
             .iter()
             .map(|field| item(field, CompletionItemKind::FIELD, None))
             .collect(),
@@ -362,7 +363,9 @@ fn root_doc(root: &str) -> &'static str {
         "metadata" => "The thread's string metadata.",
         "args" => "The tool's arguments (its parameters).",
         "result" => "The tool's result.",
-        "error" => "The tool's error: `error.kind`, `error.message`.",
+        "error" => {
+            "The tool's error (`error.kind`, `error.message`), or in `invalid` the rejected value's (`error.keyword`, `error.limit`, `error.value`)."
+        }
         "env" => "Environment variables the tool's `env` allow-list names.",
         _ => "",
     }

@@ -93,7 +93,9 @@ pub fn template_site(key: &[String]) -> Option<TemplateSite> {
         .collect();
     let (scope, expression) = match key.as_slice() {
         ["assistant", "instructions"] => return Some(site(Scope::Instructions, false, None)),
-        ["tools", _, "params", _, "ask"] => (Scope::Ask, false),
+        ["tools", _, "params", _, "ask"]
+        | ["tools", _, "params", _, "on_exhausted", "inject" | "end"] => (Scope::Ask, false),
+        ["tools", _, "params", _, "invalid"] => (Scope::Invalid, false),
         ["tools", _, "after", "when"] | ["tools", _, "after", "set", _] => (Scope::After, true),
         ["tools", _, "after", "inject"] => (Scope::After, false),
         ["tools", _, "on_error", "inject"] => (Scope::OnError, false),

@@ -839,6 +839,16 @@ impl EventSink for Terminal {
                 self.effect(format!("  × not stated, dropped: {}", params.join(", ")));
             }
             Event::RuleSkipped { tool, reason } => self.effect(format!("  ! {tool}: {reason}")),
+            Event::ValueRejected {
+                param,
+                keyword,
+                value,
+                ..
+            } => self.effect(format!("  × {param} = {value} fails `{keyword}`, dropped")),
+            Event::AsksExhausted { params, asked, .. } => self.effect(format!(
+                "  × asked for {} {asked}× without a usable value: given up",
+                params.join(", ")
+            )),
             // Statuses come from the run; calls are shown with their results.
             _ => {}
         }

@@ -6,10 +6,19 @@
 //! reported at once, so the model can fix them all in one more turn; a required parameter
 //! that is still missing is not an error but a question for the user. A grounded
 //! parameter's value the user never stated is dropped first (see [`super::grounding`]).
+//!
+//! A value that fails its parameter's schema is the model's mistake to fix, unless the
+//! flow gave the parameter an `invalid` message: then the value is the user's (an amount
+//! out of range, a term too long), so it is dropped and the user is asked with the
+//! author's words ([`Rejection`] carries what the message may quote). Each question is
+//! counted on the pending call; one more than `max_asks` gives the call up
+//! ([`Prepared::Exhausted`]) instead of asking again.
 
 use crate::codes::ToolErrorKind;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
+use jsonschema::error::ValidationErrorKind;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::grounding::{Claim, Said, ValueKind};
@@ -75,6 +84,21 @@ impl Validators {
             .unwrap_or_default()
     }
 
+    /// Why `value` fails parameter `param` of `tool`, as an `invalid` message may quote
+    /// it: the first failing keyword (in the schema's order), or `None` when it fits.
+    #[must_use]
+    pub(crate) fn rejection(&self, tool: &str, param: &str, value: &Value) -> Option<Rejection> {
+        let validator = self.params.get(&(tool.to_owned(), param.to_owned()))?;
+        let error = validator.iter_errors(value).next()?;
+        let kind = error.kind();
+        Some(Rejection {
+            param: param.to_owned(),
+            keyword: kind.keyword().to_owned(),
+            limit: limit(kind),
+            value: value.clone(),
+        })
+    }
+
     /// Whether `value` fits slot `slot`.
     #[must_use]
     pub(crate) fn slot_accepts(&self, slot: &str, value: &Value) -> bool {
@@ -82,11 +106,70 @@ impl Validators {
     }
 }
 
+/// A value the model passed that failed its parameter's schema, where the parameter has an
+/// `invalid` message: what that message may read as `error`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Rejection {
+    /// The parameter.
+    pub param: String,
+    /// The JSON Schema keyword the value failed (`maximum`, `enum`, `type`…), as
+    /// jsonschema names it.
+    pub keyword: String,
+    /// The keyword's limit where it has one: `50` for `maximum = 50`, the allowed values
+    /// for `enum`, the pattern for `pattern`; `None` for keywords without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<Value>,
+    /// The rejected value.
+    pub value: Value,
+}
+
+/// The limit a failed keyword names, from jsonschema's error kind (the value the author
+/// wrote in the schema).
+fn limit(kind: &ValidationErrorKind) -> Option<Value> {
+    match kind {
+        ValidationErrorKind::Maximum { limit }
+        | ValidationErrorKind::Minimum { limit }
+        | ValidationErrorKind::ExclusiveMaximum { limit }
+        | ValidationErrorKind::ExclusiveMinimum { limit } => Some(limit.clone()),
+        ValidationErrorKind::MaxLength { limit }
+        | ValidationErrorKind::MinLength { limit }
+        | ValidationErrorKind::MaxItems { limit }
+        | ValidationErrorKind::MinItems { limit }
+        | ValidationErrorKind::MaxProperties { limit }
+        | ValidationErrorKind::MinProperties { limit } => Some(Value::from(*limit)),
+        ValidationErrorKind::Enum { options } => Some(options.as_ref().clone()),
+        ValidationErrorKind::Constant { expected_value } => Some(expected_value.as_ref().clone()),
+        ValidationErrorKind::Pattern { pattern } => Some(Value::String(pattern.clone())),
+        ValidationErrorKind::Format { format } => Some(Value::String(format.clone())),
+        ValidationErrorKind::MultipleOf { multiple_of } => {
+            serde_json::Number::from_f64(*multiple_of).map(Value::Number)
+        }
+        _ => None,
+    }
+}
+
+/// A call given up because a missing parameter's asks ran out.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct GivenUp {
+    /// The parameters whose asks are used up, in declaration order.
+    pub params: Vec<String>,
+    /// How many times the user was asked for them.
+    pub asked: u32,
+    /// Validated arguments known so far.
+    pub args: Map<String, Value>,
+    /// Values dropped for failing their schema on this last try.
+    pub rejected: Vec<Rejection>,
+}
+
 /// What a call is ready for.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Prepared {
     /// It cannot run; the model reads why.
     Rejected(ToolError),
+    /// A missing parameter has been asked for `max_asks` times already: the call is given
+    /// up rather than asked again.
+    Exhausted(GivenUp),
     /// Required parameters are missing; the user will be asked.
     NeedsInput {
         /// Validated arguments known so far.
@@ -97,6 +180,10 @@ pub(crate) enum Prepared {
         unstated: Vec<String>,
         /// Parameters filled from their slot.
         from_slots: Vec<String>,
+        /// Values dropped for failing their schema, each asked with its `invalid`.
+        rejected: Vec<Rejection>,
+        /// How many times each missing parameter will have been asked, this time included.
+        asked: BTreeMap<String, u32>,
     },
     /// It is complete, and waits for the user's confirmation (`confirm`) before it runs.
     NeedsConfirmation {
@@ -155,8 +242,16 @@ pub(crate) fn prepare(
             )
         })
         .collect();
+    let mut rejected = Vec::new();
     for (name, value) in &args {
-        if tool.params.contains_key(name) {
+        let Some(param) = tool.params.get(name) else {
+            continue;
+        };
+        // The author's message replaces the model's error only for a value the user can
+        // be asked for again (the loader allows `invalid` on required parameters only).
+        if param.invalid.is_some() && param.required {
+            rejected.extend(validators.rejection(&tool.name, name, value));
+        } else {
             problems.extend(validators.param_problems(&tool.name, name, value));
         }
     }
@@ -166,6 +261,9 @@ pub(crate) fn prepare(
             problems.join("; "),
         ));
     }
+    for rejection in &rejected {
+        args.remove(&rejection.param);
+    }
     // Only now, so a malformed value is reported to the model rather than silently asked.
     let mut unstated = unstated(tool, &args, pending, said);
     let dropped: Vec<(String, Option<Value>)> = unstated
@@ -173,7 +271,7 @@ pub(crate) fn prepare(
         .map(|name| (name.clone(), args.remove(name)))
         .collect();
     // `fill` takes a pending or remembered value only when it fits the parameter.
-    let from_slots = fill(tool, validators, &mut args, slots, pending);
+    let from_slots = fill(tool, validators, &mut args, slots, pending, &rejected);
     // A value the slot or the pending call gives back unchanged was known, not guessed.
     unstated.retain(|name| {
         dropped
@@ -187,18 +285,61 @@ pub(crate) fn prepare(
         .map(|p| p.name.clone())
         .collect();
     if missing.is_empty() {
-        Prepared::Ready {
+        return Prepared::Ready {
             args,
             unstated,
             from_slots,
-        }
-    } else {
-        Prepared::NeedsInput {
+        };
+    }
+    ask_or_give_up(tool, pending, args, missing, unstated, from_slots, rejected)
+}
+
+/// A call with `missing` parameters: a question for the user, counted against each
+/// parameter's `max_asks` — or, when one has been asked that many times, the call given up.
+fn ask_or_give_up(
+    tool: &Tool,
+    pending: Option<&PendingCall>,
+    args: Map<String, Value>,
+    missing: Vec<String>,
+    unstated: Vec<String>,
+    from_slots: Vec<String>,
+    rejected: Vec<Rejection>,
+) -> Prepared {
+    let asked: BTreeMap<String, u32> = missing
+        .iter()
+        .map(|name| {
+            let before = pending.map_or(0, |p| p.times_asked(name));
+            (name.clone(), before.saturating_add(1))
+        })
+        .collect();
+    let exhausted: Vec<String> = missing
+        .iter()
+        .filter(|name| {
+            let limit = tool.params.get(*name).and_then(|p| p.max_asks);
+            limit.is_some_and(|limit| asked.get(*name).is_some_and(|n| *n > limit))
+        })
+        .cloned()
+        .collect();
+    if !exhausted.is_empty() {
+        let asked = exhausted
+            .iter()
+            .filter_map(|name| asked.get(name))
+            .max()
+            .map_or(0, |n| n.saturating_sub(1));
+        return Prepared::Exhausted(GivenUp {
+            params: exhausted,
+            asked,
             args,
-            missing,
-            unstated,
-            from_slots,
-        }
+            rejected,
+        });
+    }
+    Prepared::NeedsInput {
+        args,
+        missing,
+        unstated,
+        from_slots,
+        rejected,
+        asked,
     }
 }
 
@@ -267,10 +408,13 @@ fn fill(
     args: &mut Map<String, Value>,
     slots: &Map<String, Value>,
     pending: Option<&PendingCall>,
+    rejected: &[Rejection],
 ) -> Vec<String> {
     let mut from_slots = Vec::new();
     for param in tool.params.values() {
-        if args.contains_key(&param.name) {
+        // A rejected value is the user's latest word on it: an older one would overrule
+        // them silently, so they are asked.
+        if args.contains_key(&param.name) || rejected.iter().any(|r| r.param == param.name) {
             continue;
         }
         let from_pending = pending.and_then(|p| p.known.get(&param.name));
@@ -301,6 +445,56 @@ fn param_list(tool: &Tool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rejection_names_the_failed_keyword_and_its_limit() {
+        let text = r#"
+            [flow]
+            name = "t"
+            [assistant]
+            model = "m"
+            instructions = "i"
+            [tools.loan]
+            description = "Loan."
+            client = true
+            [tools.loan.params.years]
+            type = "integer"
+            maximum = 50
+            description = "Years."
+            ask = "How many years?"
+            [tools.loan.params.kind]
+            type = "string"
+            enum = ["fixed", "variable"]
+            description = "Rate kind."
+            ask = "Fixed or variable?"
+        "#;
+        let Some(flow) = clarion_flow::load_str("t.toml", text, None).flow else {
+            panic!("the flow does not load");
+        };
+        let validators = Validators::new(&flow);
+        let years = validators.rejection("loan", "years", &serde_json::json!(80));
+        assert_eq!(
+            years.map(|r| (r.keyword, r.limit)),
+            Some(("maximum".to_owned(), Some(serde_json::json!(50))))
+        );
+        let kind = validators.rejection("loan", "kind", &serde_json::json!("mixed"));
+        assert_eq!(
+            kind.map(|r| (r.keyword, r.limit)),
+            Some((
+                "enum".to_owned(),
+                Some(serde_json::json!(["fixed", "variable"]))
+            ))
+        );
+        let typed = validators.rejection("loan", "years", &serde_json::json!("thirty"));
+        assert_eq!(
+            typed.map(|r| (r.keyword, r.limit)),
+            Some(("type".to_owned(), None))
+        );
+        assert_eq!(
+            validators.rejection("loan", "years", &serde_json::json!(30)),
+            None
+        );
+    }
 
     #[test]
     fn arguments_parse_leniently_but_not_loosely() {

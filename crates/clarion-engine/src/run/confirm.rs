@@ -108,6 +108,9 @@ fn decide_tool(tool: &Tool) -> Tool {
                 ask: None,
                 slot: None,
                 grounded: false,
+                invalid: None,
+                max_asks: None,
+                on_exhausted: None,
                 schema,
             },
         )

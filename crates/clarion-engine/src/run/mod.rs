@@ -22,6 +22,7 @@ pub(crate) mod window;
 
 use serde::{Deserialize, Serialize};
 
+pub use call::Rejection;
 pub use confirm::{DECIDE_TOOL, Decision};
 pub use engine::{Engine, ToolOutputSubmission};
 pub use error::EngineError;
@@ -137,6 +138,10 @@ pub struct StagedTurn {
     pub contexts: Vec<crate::thread::Message>,
     /// Calls that need the user's input.
     pub asks: Vec<Ask>,
+    /// A parameter's `on_exhausted = { end = … }` applied: the message for the user, after
+    /// which the run ends `incomplete` (`asks_exhausted`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end: Option<String>,
 }
 
 /// A call waiting for the user's answers, or for their confirmation.
@@ -155,6 +160,13 @@ pub struct Ask {
     /// confirmation instead.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub confirm: Option<String>,
+    /// Values the model passed that failed their parameter's schema, for parameters with
+    /// an `invalid` message: the question is that message.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rejected: Vec<Rejection>,
+    /// How many times each missing parameter has been asked for, this question included.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub asked: std::collections::BTreeMap<String, u32>,
 }
 
 impl Ask {
@@ -170,6 +182,8 @@ impl Ask {
             args,
             missing,
             confirm: None,
+            rejected: Vec::new(),
+            asked: std::collections::BTreeMap::new(),
         }
     }
 
@@ -185,6 +199,8 @@ impl Ask {
             args,
             missing: Vec::new(),
             confirm: Some(text),
+            rejected: Vec::new(),
+            asked: std::collections::BTreeMap::new(),
         }
     }
 }

@@ -1,4 +1,5 @@
-//! `after` and `on_error` rules, and the questions asked for missing parameters.
+//! `after` and `on_error` rules, the questions asked for missing parameters (with the
+//! flow's `invalid` message for a rejected value), and what `on_exhausted` says.
 //!
 //! Rules were compiled and name-checked at load time, so what can still go wrong is data:
 //! a result without the field a template prints, a `set` value that does not fit its slot.
@@ -7,7 +8,7 @@
 
 use serde_json::{Map, Value};
 
-use super::call::Validators;
+use super::call::{Rejection, Validators};
 use crate::events::{Event, EventSink, RuleRef};
 use crate::tool::ToolError;
 use clarion_flow::Tool;
@@ -156,13 +157,15 @@ pub(crate) fn on_error(
 }
 
 /// The question for `missing` parameters of `tool`: each parameter's `ask`, rendered with
-/// the known arguments and slots, in declaration order; a parameter without `ask` (or
-/// whose `ask` fails to render) gets a question built from its description.
+/// the known arguments and slots, in declaration order — or, for a value in `rejected`, its
+/// `invalid` message, which also reads `error`. A parameter without either (or whose
+/// template fails to render) gets a question built from its description.
 #[must_use]
 pub(crate) fn question(
     tool: &Tool,
     args: &Map<String, Value>,
     missing: &[String],
+    rejected: &[Rejection],
     slots: &Map<String, Value>,
 ) -> String {
     let mut questions = Vec::new();
@@ -170,10 +173,30 @@ pub(crate) fn question(
         let Some(param) = tool.params.get(name) else {
             continue;
         };
-        let rendered = param
-            .ask
-            .as_ref()
-            .and_then(|ask| render_with_args(ask, args, slots));
+        let invalid = rejected
+            .iter()
+            .find(|r| &r.param == name)
+            .and_then(|rejection| {
+                let template = param.invalid.as_ref()?;
+                let context = minijinja::context! {
+                    args => to_value(args),
+                    slots => to_value(slots),
+                    error => minijinja::context! {
+                        keyword => rejection.keyword.clone(),
+                        limit => rejection.limit.as_ref().map(to_value),
+                        value => to_value(&rejection.value),
+                    },
+                };
+                environment().render_str(template, context).ok()
+            })
+            .map(|text| text.trim().to_owned())
+            .filter(|text| !text.is_empty());
+        let rendered = invalid.or_else(|| {
+            param
+                .ask
+                .as_ref()
+                .and_then(|ask| render_with_args(ask, args, slots))
+        });
         questions.push(
             rendered.unwrap_or_else(|| suggested_question(name, param.description.as_deref())),
         );
@@ -181,8 +204,10 @@ pub(crate) fn question(
     questions.join(" ")
 }
 
-/// A question template (`ask`, `confirm`) rendered over `args` and `slots`; `None` when it
-/// fails or renders to nothing, so the caller falls back to a plain question.
+/// A template over `args` and `slots` — a question (`ask`, `confirm`) or an
+/// `on_exhausted` text — rendered; `None` when it fails or renders to nothing, so the
+/// caller falls back to a plain question (or applies the outcome without the text).
+#[must_use]
 pub(crate) fn render_with_args(
     template: &str,
     args: &Map<String, Value>,

@@ -321,6 +321,7 @@ mod tests {
             known: serde_json::Map::new(),
             missing: Vec::new(),
             confirm: None,
+            asked: std::collections::BTreeMap::new(),
         })
     }
 

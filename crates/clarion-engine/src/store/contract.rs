@@ -240,7 +240,10 @@ pub fn busy_run(id: &str, thread_id: &str) -> Run {
             args: object(json!({ "offer_id": "o1" })),
             missing: vec!["travelers".to_owned()],
             confirm: None,
+            rejected: Vec::new(),
+            asked: std::collections::BTreeMap::new(),
         }],
+        end: None,
     });
     run
 }
@@ -297,9 +300,11 @@ pub async fn insert_load_delete(store: &dyn ThreadStore) {
     t.pending = Some(PendingCall {
         call_id: "call_0".to_owned(),
         tool: "calculate_savings_timeline".to_owned(),
-        known: object(json!({ "goal_amount": 50000 })),
-        missing: vec!["monthly_income".to_owned()],
-        confirm: None,
+        known: object(json!({ "goal_amount": 50000, "monthly_income": 4000 })),
+        missing: Vec::new(),
+        // A call waiting for confirmation: its question is stored with it.
+        confirm: Some("Plan with $50,000 and $4,000 a month?".to_owned()),
+        asked: std::collections::BTreeMap::new(),
     });
     store
         .insert_thread(&t)
@@ -531,6 +536,22 @@ pub async fn begin_run_locks_until_the_run_is_terminal(store: &dyn ThreadStore) 
     begin(store, &run("run_3", "thread_l")).await;
 }
 
+/// A pending call that has asked twice for one parameter and once for another.
+fn counted_pending() -> PendingCall {
+    PendingCall {
+        call_id: "call_1".to_owned(),
+        tool: "calculate_savings_timeline".to_owned(),
+        known: object(json!({ "goal_amount": 50000 })),
+        missing: vec!["monthly_income".to_owned(), "monthly_savings".to_owned()],
+        confirm: None,
+        // Counted asks live in the pending call's JSON: stored and read back unchanged.
+        asked: std::collections::BTreeMap::from([
+            ("monthly_income".to_owned(), 2),
+            ("monthly_savings".to_owned(), 1),
+        ]),
+    }
+}
+
 /// A question asking the user to confirm a call, as `confirm` writes it.
 fn confirmation(run_id: &str) -> Message {
     message(
@@ -571,13 +592,7 @@ pub async fn commit_appends_exactly_the_new_messages(store: &dyn ThreadStore) {
     t.metadata
         .merge([("plan".to_owned(), "house".to_owned())])
         .unwrap_or_else(|e| panic!("{e}"));
-    t.pending = Some(PendingCall {
-        call_id: "call_1".to_owned(),
-        tool: "calculate_savings_timeline".to_owned(),
-        known: object(json!({ "goal_amount": 50000 })),
-        missing: Vec::new(),
-        confirm: Some("Transfer $200 to savings?".to_owned()),
-    });
+    t.pending = Some(counted_pending());
     let r = busy_run("run_c", "thread_c");
     commit(store, &t, mark, Some(&r)).await;
     let stored = load(store, "thread_c").await;

@@ -7,6 +7,8 @@
 mod message;
 mod metadata;
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -50,6 +52,22 @@ pub struct PendingCall {
     /// (`confirm`): the question they were asked. `known` then holds every argument.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub confirm: Option<String>,
+    /// How many times the user has been asked for each parameter while this call (and
+    /// the calls it continues) waited: what `max_asks` is compared with. Absent in
+    /// threads stored before it existed, which then count their one question.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub asked: BTreeMap<String, u32>,
+}
+
+impl PendingCall {
+    /// How many times the user has been asked for `param` so far.
+    #[must_use]
+    pub fn times_asked(&self, param: &str) -> u32 {
+        self.asked
+            .get(param)
+            .copied()
+            .unwrap_or_else(|| u32::from(self.missing.iter().any(|m| m == param)))
+    }
 }
 
 impl Thread {

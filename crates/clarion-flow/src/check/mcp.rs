@@ -410,6 +410,9 @@ fn merge(
                 ask: None,
                 slot: None,
                 grounded: None,
+                invalid: None,
+                max_asks: None,
+                on_exhausted: None,
                 schema_ref: None,
                 schema: SchemaKeywords::default(),
             };
@@ -441,6 +444,9 @@ fn overlay(name: &str, ours: &ParamSpec, theirs: &Value, required: &[&str]) -> P
         ask: ours.ask.clone(),
         slot: ours.slot.clone(),
         grounded: ours.grounded,
+        invalid: ours.invalid.clone(),
+        max_asks: ours.max_asks,
+        on_exhausted: ours.on_exhausted.clone(),
         schema_ref: None,
         schema: SchemaKeywords(schema),
     }

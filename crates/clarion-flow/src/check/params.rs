@@ -111,6 +111,7 @@ pub(super) fn check(checker: &mut Checker<'_>) {
             slot_link(checker, &at, param, spec, &schema);
             questions(checker, &at, param, spec, &schema);
             grounded(checker, &at, param, spec, &schema);
+            asking(checker, &at, param, spec, &schema);
             if tool_spec.strict == Some(true)
                 && let Some((keyword_at, keyword)) = strict::unsupported(&schema)
             {
@@ -525,6 +526,90 @@ fn grounded(checker: &mut Checker<'_>, at: &str, param: &str, spec: &ParamSpec, 
         .with_label("the user's words cannot be searched for this value")
         .with_help("remove `grounded`, or give the parameter `type = \"number\"`, `\"integer\"` or `\"string\"`"),
     );
+}
+
+/// Keywords that describe a value without constraining it: a schema of only these
+/// accepts anything.
+const ANNOTATIONS: &[&str] = &[
+    "description",
+    "title",
+    "default",
+    "examples",
+    "$comment",
+    "deprecated",
+    "readOnly",
+    "writeOnly",
+];
+
+/// `invalid`, `max_asks` and `on_exhausted`: each only means something on a parameter the
+/// user can be asked for, and `invalid` only where a value can fail the schema.
+fn asking(checker: &mut Checker<'_>, at: &str, param: &str, spec: &ParamSpec, schema: &Value) {
+    let required = is_required(spec);
+    let written: Vec<&str> = [
+        ("invalid", spec.invalid.is_some()),
+        ("max_asks", spec.max_asks.is_some()),
+        ("on_exhausted", spec.on_exhausted.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(key, set)| set.then_some(key))
+    .collect();
+    if !required {
+        for key in written {
+            checker.report(
+                Diagnostic::new(
+                    DiagnosticKind::AskingKeyOnOptional {
+                        param: param.to_owned(),
+                        key: key.to_owned(),
+                    },
+                    checker.key(&format!("{at}/{key}")),
+                )
+                .with_label("optional parameters are never asked for")
+                .with_help(format!(
+                    "remove `{key}`, or make the parameter required (remove `required = false`)"
+                )),
+            );
+        }
+        return;
+    }
+    let constrained = schema
+        .as_object()
+        .is_some_and(|keywords| keywords.keys().any(|k| !ANNOTATIONS.contains(&k.as_str())));
+    if spec.invalid.is_some() && !constrained {
+        checker.report(
+            Diagnostic::new(
+                DiagnosticKind::InvalidCannotFail {
+                    param: param.to_owned(),
+                },
+                checker.key(&format!("{at}/invalid")),
+            )
+            .with_label("no value is ever rejected")
+            .with_help("give the parameter a `type` and the limits a value must meet (e.g. `minimum`, `enum`), or remove `invalid`"),
+        );
+    }
+    if spec.max_asks == Some(0) {
+        checker.report(
+            Diagnostic::new(
+                DiagnosticKind::MaxAsksZero {
+                    param: param.to_owned(),
+                },
+                checker.value(&format!("{at}/max_asks")),
+            )
+            .with_label("the parameter could never be asked for")
+            .with_help("`max_asks = 1` asks once; remove `max_asks` to ask without a limit"),
+        );
+    }
+    if spec.on_exhausted.is_some() && spec.max_asks.is_none() {
+        checker.report(
+            Diagnostic::new(
+                DiagnosticKind::OnExhaustedWithoutMaxAsks {
+                    param: param.to_owned(),
+                },
+                checker.key(&format!("{at}/on_exhausted")),
+            )
+            .with_label("asking is never exhausted")
+            .with_help("add `max_asks = N`: how many times the user may be asked for this value"),
+        );
+    }
 }
 
 /// A question built from a parameter's description ("Target amount in dollars." → "What is

@@ -10,10 +10,11 @@ use std::collections::BTreeSet;
 use super::Checker;
 use crate::diagnostic::{Diagnostic, DiagnosticKind};
 use crate::spans::pointer;
-use crate::spec::ToolSpec;
+use crate::spec::OnExhausted;
+use crate::spec::{ParamSpec, ToolSpec};
 use crate::structure::table_name;
 use crate::suggest;
-use crate::template::{ERROR_FIELDS, Scope, expression_names, template_names};
+use crate::template::{Scope, expression_names, template_names};
 
 /// Whether a string is a template (rendered into text) or an expression (evaluated).
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -31,9 +32,8 @@ struct Site<'t> {
     tool: Option<(&'t str, &'t ToolSpec)>,
 }
 
-/// The questions a tool puts to the user: `confirm`, and each parameter's `ask`.
-fn question_sites<'t>(name: &'t str, tool: &'t ToolSpec, sites: &mut Vec<Site<'t>>) {
-    let context = Some((name, tool));
+/// The question that asks the user to confirm a call (`confirm`).
+fn confirm_site<'t>(name: &'t str, tool: &'t ToolSpec, sites: &mut Vec<Site<'t>>) {
     if let Some(confirm) = &tool.confirm {
         sites.push(Site {
             at: pointer(&["tools", name, "confirm"]),
@@ -41,20 +41,8 @@ fn question_sites<'t>(name: &'t str, tool: &'t ToolSpec, sites: &mut Vec<Site<'t
             what: "`confirm`",
             form: Form::Template,
             scope: Scope::Ask,
-            tool: context,
+            tool: Some((name, tool)),
         });
-    }
-    for (param, spec) in &tool.params {
-        if let Some(ask) = &spec.ask {
-            sites.push(Site {
-                at: pointer(&["tools", name, "params", param, "ask"]),
-                text: ask,
-                what: "`ask`",
-                form: Form::Template,
-                scope: Scope::Ask,
-                tool: context,
-            });
-        }
     }
 }
 
@@ -70,7 +58,10 @@ pub(super) fn check(checker: &mut Checker<'_>) {
     }];
     for (name, tool) in &file.tools {
         let context = Some((name.as_str(), tool));
-        question_sites(name, tool, &mut sites);
+        confirm_site(name, tool, &mut sites);
+        for (param, spec) in &tool.params {
+            param_sites(&mut sites, name, param, spec, context);
+        }
         for (i, rule) in tool.after.iter().enumerate() {
             let index = i.to_string();
             if let Some(when) = &rule.when {
@@ -143,6 +134,50 @@ pub(super) fn check(checker: &mut Checker<'_>) {
         if !checker.broken.covers(&site.at) {
             check_site(checker, &site);
         }
+    }
+}
+
+/// The templates of one parameter: `ask`, `invalid` and `on_exhausted`.
+fn param_sites<'t>(
+    sites: &mut Vec<Site<'t>>,
+    tool: &str,
+    param: &str,
+    spec: &'t ParamSpec,
+    context: Option<(&'t str, &'t ToolSpec)>,
+) {
+    if let Some(ask) = &spec.ask {
+        sites.push(Site {
+            at: pointer(&["tools", tool, "params", param, "ask"]),
+            text: ask,
+            what: "`ask`",
+            form: Form::Template,
+            scope: Scope::Ask,
+            tool: context,
+        });
+    }
+    if let Some(invalid) = &spec.invalid {
+        sites.push(Site {
+            at: pointer(&["tools", tool, "params", param, "invalid"]),
+            text: invalid,
+            what: "`invalid`",
+            form: Form::Template,
+            scope: Scope::Invalid,
+            tool: context,
+        });
+    }
+    if let Some(outcome) = &spec.on_exhausted {
+        let (key, text) = match outcome {
+            OnExhausted::Inject(text) => ("inject", text),
+            OnExhausted::End(text) => ("end", text),
+        };
+        sites.push(Site {
+            at: pointer(&["tools", tool, "params", param, "on_exhausted", key]),
+            text,
+            what: "`on_exhausted`",
+            form: Form::Template,
+            scope: Scope::Ask,
+            tool: context,
+        });
     }
 }
 
@@ -241,7 +276,13 @@ fn check_name(checker: &mut Checker<'_>, site: &Site<'_>, name: &str) {
                 undefined_arg(checker, site, tool, spec, field);
             }
         }
-        "error" if !ERROR_FIELDS.contains(&field) => {
+        "error" if !site.scope.error_fields().contains(&field) => {
+            let fields = site.scope.error_fields();
+            let label = if site.scope == Scope::Invalid {
+                "rejected values have no such field"
+            } else {
+                "tool errors have no such field"
+            };
             let span = checker.find_in_string(&site.at, site.text, &format!("error.{field}"));
             checker.report(
                 Diagnostic::new(
@@ -250,8 +291,8 @@ fn check_name(checker: &mut Checker<'_>, site: &Site<'_>, name: &str) {
                     },
                     span,
                 )
-                .with_label("tool errors have no such field")
-                .with_help(format!("`error` has {}", suggest::list(ERROR_FIELDS))),
+                .with_label(label)
+                .with_help(format!("`error` has {}", suggest::list(fields))),
             );
         }
         "env" => {

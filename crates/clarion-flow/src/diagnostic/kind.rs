@@ -412,6 +412,38 @@ pub enum DiagnosticKind {
         /// What changed.
         reason: String,
     },
+    /// `invalid` on a parameter whose schema only annotates: no value can fail it, so the
+    /// message would never be asked.
+    #[error(
+        "parameter `{param}` has an `invalid` message, but its schema has no constraint a value could fail"
+    )]
+    InvalidCannotFail {
+        /// The parameter.
+        param: String,
+    },
+    /// `max_asks = 0`: the parameter could never be asked for.
+    #[error("`max_asks = 0` on parameter `{param}` would never let the user be asked")]
+    MaxAsksZero {
+        /// The parameter.
+        param: String,
+    },
+    /// `on_exhausted` without `max_asks`: asking has no limit, so it is never exhausted.
+    #[error("parameter `{param}` has `on_exhausted` but no `max_asks`, so it never applies")]
+    OnExhaustedWithoutMaxAsks {
+        /// The parameter.
+        param: String,
+    },
+    /// `invalid`, `max_asks` or `on_exhausted` on an optional parameter, which is never
+    /// asked for.
+    #[error(
+        "optional parameter `{param}` has `{key}`, but optional parameters are never asked for"
+    )]
+    AskingKeyOnOptional {
+        /// The parameter.
+        param: String,
+        /// The key: `invalid`, `max_asks` or `on_exhausted`.
+        key: String,
+    },
     /// A tool named like the one Clarion adds itself.
     #[error("tool name `{name}` is reserved: {reason}")]
     ReservedToolName {
@@ -457,6 +489,10 @@ impl DiagnosticKind {
             Self::McpMismatch { .. } => "E028",
             Self::McpLockUnusable { .. } => "E029",
             Self::McpDrift { .. } => "E030",
+            Self::InvalidCannotFail { .. } => "E031",
+            Self::MaxAsksZero { .. } => "E032",
+            Self::OnExhaustedWithoutMaxAsks { .. } => "E033",
+            Self::AskingKeyOnOptional { .. } => "E034",
             Self::ConfirmOnClientTool { .. } => "E036",
             Self::MissingAsk { .. } => "W001",
             Self::UnusedSlot { .. } => "W002",
@@ -959,5 +995,32 @@ mod tests {
         },
         "E030",
         "MCP server `time` no longer matches the lock file: the input schema of tool `convert_time` changed"
+    );
+    message!(
+        invalid_cannot_fail,
+        DiagnosticKind::InvalidCannotFail { param: s("note") },
+        "E031",
+        "parameter `note` has an `invalid` message, but its schema has no constraint a value could fail"
+    );
+    message!(
+        max_asks_zero,
+        DiagnosticKind::MaxAsksZero { param: s("years") },
+        "E032",
+        "`max_asks = 0` on parameter `years` would never let the user be asked"
+    );
+    message!(
+        on_exhausted_without_max_asks,
+        DiagnosticKind::OnExhaustedWithoutMaxAsks { param: s("years") },
+        "E033",
+        "parameter `years` has `on_exhausted` but no `max_asks`, so it never applies"
+    );
+    message!(
+        asking_key_on_optional,
+        DiagnosticKind::AskingKeyOnOptional {
+            param: s("note"),
+            key: s("invalid")
+        },
+        "E034",
+        "optional parameter `note` has `invalid`, but optional parameters are never asked for"
     );
 }

@@ -214,11 +214,12 @@ impl Format {
                 diagnostic
             }
             ValidationErrorKind::AnyOf { .. } | ValidationErrorKind::OneOfNotValid { .. } => {
-                if last == "truncation" {
-                    return invalid(
-                        "expected `\"auto\"` or `{ last_messages = N }` with N at least 1"
-                            .to_owned(),
-                    );
+                if let Some((expected, help)) = union_expectation(last) {
+                    let diagnostic = invalid(expected.to_owned());
+                    return match help {
+                        Some(help) => diagnostic.with_help(help),
+                        None => diagnostic,
+                    };
                 }
                 if let Some(options) = self.branch_constants(at) {
                     return one_of(invalid, &options, instance);
@@ -458,5 +459,25 @@ pub fn toml_type(value: &Value) -> &'static str {
         Value::String(_) => "a string",
         Value::Array(_) => "an array",
         Value::Object(_) => "a table",
+    }
+}
+
+/// What a key whose value is one of a few written shapes expects, in words (the schema's
+/// `oneOf` failure would only say that no branch matched), and a help line.
+fn union_expectation(key: &str) -> Option<(&'static str, Option<&'static str>)> {
+    match key {
+        "truncation" => Some((
+            "expected `\"auto\"` or `{ last_messages = N }` with N at least 1",
+            None,
+        )),
+        // Hand-off is a future outcome, not a typo: say what exists today.
+        "on_exhausted" => Some((
+            "expected `{ inject = \"…\" }` or `{ end = \"…\" }` (one of them)",
+            Some(
+                "`inject` adds context for the model; `end` sends the user a last message and \
+                 ends the run",
+            ),
+        )),
+        _ => None,
     }
 }

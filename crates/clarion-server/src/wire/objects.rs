@@ -188,6 +188,7 @@ pub fn run(assistant: &Assistant, run: &Run, status: RunStatus) -> Value {
             Some(IncompleteReason::MaxOutputTokens) => "max_completion_tokens",
             Some(IncompleteReason::ContentFilter) => "content_filter",
             Some(IncompleteReason::RepeatedCall) => "repeated_call",
+            Some(IncompleteReason::AsksExhausted) => "asks_exhausted",
             _ => "max_steps",
         };
         json!({"reason": reason})

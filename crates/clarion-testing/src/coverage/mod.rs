@@ -1,9 +1,9 @@
 //! Scenario coverage: which parts of a flow its scenarios exercised.
 //!
 //! A flow's *elements* are the things a conversation can exercise: each tool (called by
-//! the model), each parameter's `ask` (asked), each slot (set, and read), each `after` rule
-//! (its `when` seen true and seen false, or, without `when`, applied) and each `on_error`
-//! (ran). [`FlowIndex`] lists them from the validated flow; [`Collector`] counts hits from
+//! the model), each parameter's `ask` (asked), `invalid` (asked after a rejected value) and
+//! `max_asks` (ran out), each slot (set, and read), each `after` rule (its `when` seen true
+//! and seen false, or, without `when`, applied) and each `on_error` (ran). [`FlowIndex`] lists them from the validated flow; [`Collector`] counts hits from
 //! the engine's events while a scenario plays — the same events transcripts come from,
 //! plus two that exist for this ([`Event::FilledFromSlots`], [`Event::RuleEvaluated`]);
 //! [`Coverage`] adds up every scenario's hits per flow and, given the flow file's spans,
@@ -20,11 +20,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use clarion_engine::{Event, RuleRef};
-use clarion_flow::Flow;
 use clarion_flow::model::AfterRule;
 use clarion_flow::source::SourceFile;
 use clarion_flow::spans::{self, SpanIndex, pointer};
 use clarion_flow::template::{expression_names, template_names};
+use clarion_flow::{Flow, OnExhausted};
 use serde::Serialize;
 
 /// One thing in a flow that scenarios can exercise. Non-exhaustive: confirmations and
@@ -40,6 +40,21 @@ pub enum Element {
     },
     /// The user was asked for the parameter with its `ask` (required parameters only).
     Ask {
+        /// The tool.
+        tool: String,
+        /// The parameter.
+        param: String,
+    },
+    /// The user was asked for the parameter with its `invalid` message: the model's value
+    /// had failed the schema.
+    Invalid {
+        /// The tool.
+        tool: String,
+        /// The parameter.
+        param: String,
+    },
+    /// The parameter's `max_asks` ran out and the call was given up (`on_exhausted`).
+    Exhausted {
         /// The tool.
         tool: String,
         /// The parameter.
@@ -86,6 +101,12 @@ impl Element {
         match self {
             Self::Tool { tool } => format!("tool `{tool}` was never called"),
             Self::Ask { tool, param } => format!("`{tool}.{param}` was never asked for"),
+            Self::Invalid { tool, param } => {
+                format!("`{tool}.{param}` was never rejected and asked with `invalid`")
+            }
+            Self::Exhausted { tool, param } => {
+                format!("`{tool}.{param}` never ran out of asks (`max_asks`)")
+            }
             Self::SlotSet { slot } => format!("slot `{slot}` was never set"),
             Self::SlotRead { slot } => format!("slot `{slot}` was never read"),
             Self::When { tool, rule, value } => format!(
@@ -104,6 +125,10 @@ impl Element {
         match self {
             Self::Tool { tool } => pointer(&["tools", tool]),
             Self::Ask { tool, param } => pointer(&["tools", tool, "params", param, "ask"]),
+            Self::Invalid { tool, param } => pointer(&["tools", tool, "params", param, "invalid"]),
+            Self::Exhausted { tool, param } => {
+                pointer(&["tools", tool, "params", param, "max_asks"])
+            }
             Self::SlotSet { slot } | Self::SlotRead { slot } => pointer(&["slots", slot]),
             Self::When { tool, rule, .. } => {
                 pointer(&["tools", tool, "after", &rule.to_string(), "when"])
@@ -139,6 +164,10 @@ struct ToolIndex {
     called: usize,
     /// Parameter → its `Ask` element and the slots its `ask` names.
     asks: HashMap<String, Counted>,
+    /// Parameter → its `Invalid` element and the slots its `invalid` names.
+    invalids: HashMap<String, Counted>,
+    /// Parameter → its `Exhausted` element and the slots its `on_exhausted` names.
+    exhausts: HashMap<String, Counted>,
     /// Parameter → the number of the slot it is filled from.
     fills: HashMap<String, usize>,
     after: Vec<RuleIndex>,
@@ -246,6 +275,8 @@ impl FlowIndex {
             let tool_name = || name.clone();
             let called = push(&mut elements, Element::Tool { tool: tool_name() });
             let mut asks = HashMap::new();
+            let mut invalids = HashMap::new();
+            let mut exhausts = HashMap::new();
             let mut fills = HashMap::new();
             for (param, spec) in &tool.params {
                 // Only a required parameter is ever asked for: an optional one's `ask`
@@ -261,6 +292,34 @@ impl FlowIndex {
                     };
                     asks.insert(param.clone(), counted);
                 }
+                if let (Some(invalid), true) = (&spec.invalid, spec.required) {
+                    let element = Element::Invalid {
+                        tool: tool_name(),
+                        param: param.clone(),
+                    };
+                    let counted = Counted {
+                        element: push(&mut elements, element),
+                        reads: numbers(template_slots(invalid)),
+                    };
+                    invalids.insert(param.clone(), counted);
+                }
+                if let (Some(_), true) = (spec.max_asks, spec.required) {
+                    let element = Element::Exhausted {
+                        tool: tool_name(),
+                        param: param.clone(),
+                    };
+                    let reads = match &spec.on_exhausted {
+                        Some(OnExhausted::Inject(text) | OnExhausted::End(text)) => {
+                            numbers(template_slots(text))
+                        }
+                        None => Vec::new(),
+                    };
+                    let counted = Counted {
+                        element: push(&mut elements, element),
+                        reads,
+                    };
+                    exhausts.insert(param.clone(), counted);
+                }
                 if let Some(&n) = spec.slot.as_ref().and_then(|s| slot_numbers.get(s)) {
                     fills.insert(param.clone(), n);
                 }
@@ -275,6 +334,8 @@ impl FlowIndex {
             let index = ToolIndex {
                 called,
                 asks,
+                invalids,
+                exhausts,
                 fills,
                 after,
                 on_error,
@@ -409,6 +470,9 @@ pub struct Collector {
     index: Arc<FlowIndex>,
     /// Per slot number, whether it holds a value: a template reads a slot only then.
     holding: Vec<bool>,
+    /// (tool, parameter) whose value was rejected since the last question: that
+    /// question's text for it is the `invalid` message.
+    rejected: Vec<(String, String)>,
     counts: Vec<u64>,
 }
 
@@ -419,6 +483,7 @@ impl Collector {
     pub fn new(index: Arc<FlowIndex>) -> Self {
         Self {
             holding: vec![false; index.slot_set.len()],
+            rejected: Vec::new(),
             counts: vec![0; index.elements.len()],
             index,
         }
@@ -440,13 +505,37 @@ impl Collector {
                     self.hit(tool.called);
                 }
             }
-            Event::QuestionAsked { tool, params, .. } => {
+            Event::QuestionAsked {
+                tool: name, params, ..
+            } => {
+                let Some(tool) = index.tools.get(name) else {
+                    return;
+                };
+                let rejected = std::mem::take(&mut self.rejected);
+                for param in params {
+                    let was_rejected = rejected.iter().any(|(t, p)| t == name && p == param);
+                    let asked = if was_rejected {
+                        tool.invalids.get(param)
+                    } else {
+                        tool.asks.get(param)
+                    };
+                    if let Some(asked) = asked {
+                        self.read(index, &asked.reads);
+                        self.hit(asked.element);
+                    }
+                }
+            }
+            Event::ValueRejected { tool, param, .. } => {
+                self.rejected.push((tool.clone(), param.clone()));
+            }
+            Event::AsksExhausted { tool, params, .. } => {
+                self.rejected.clear();
                 let Some(tool) = index.tools.get(tool) else {
                     return;
                 };
-                for ask in params.iter().filter_map(|p| tool.asks.get(p)) {
-                    self.read(index, &ask.reads);
-                    self.hit(ask.element);
+                for exhausted in params.iter().filter_map(|p| tool.exhausts.get(p)) {
+                    self.read(index, &exhausted.reads);
+                    self.hit(exhausted.element);
                 }
             }
             Event::SlotSet { name, .. } => {

@@ -260,3 +260,75 @@ fn lcov_has_a_line_per_element_line_and_a_branch_pair_per_when() {
     assert_eq!(json["flows"][0]["elements"][4]["kind"], "tool");
     assert_eq!(json["flows"][0]["elements"][4]["hits"], 1);
 }
+
+#[test]
+fn a_question_after_a_rejected_value_counts_the_invalid_message_not_the_ask() {
+    let text = r#"[flow]
+name = "loan"
+
+[assistant]
+model = "m"
+instructions = "Loans."
+
+[tools.loan]
+description = "Loan payment."
+builtin = "finance.loan_payment"
+
+[tools.loan.params.years]
+type = "integer"
+maximum = 50
+ask = "Over how many years?"
+invalid = "At most {{ error.limit }} years. Over how many?"
+max_asks = 2
+on_exhausted = { inject = "Offer common terms." }
+"#;
+    let report = clarion_flow::load_str("loan.toml", text, None);
+    let flow = Arc::new(
+        report
+            .flow
+            .unwrap_or_else(|| panic!("{:?}", report.diagnostics)),
+    );
+    let mut collector = Collector::new(Arc::new(FlowIndex::new(flow)));
+    let asked = |text: &str| Event::QuestionAsked {
+        call_id: "c".into(),
+        tool: "loan".into(),
+        params: vec!["years".into()],
+        text: text.into(),
+    };
+    collector.events(&[
+        asked("Over how many years?"),
+        Event::ValueRejected {
+            call_id: "c2".into(),
+            tool: "loan".into(),
+            param: "years".into(),
+            keyword: "maximum".into(),
+            limit: Some(json!(50)),
+            value: json!(80),
+        },
+        asked("At most 50 years. Over how many?"),
+        Event::AsksExhausted {
+            call_id: "c3".into(),
+            tool: "loan".into(),
+            params: vec!["years".into()],
+            asked: 2,
+            outcome: clarion_engine::ExhaustedOutcome::Inject,
+        },
+    ]);
+    let hits = collector.finish();
+    let (tool, param) = (|| "loan".to_owned(), || "years".to_owned());
+    let ask = Element::Ask {
+        tool: tool(),
+        param: param(),
+    };
+    let invalid = Element::Invalid {
+        tool: tool(),
+        param: param(),
+    };
+    let exhausted = Element::Exhausted {
+        tool: tool(),
+        param: param(),
+    };
+    assert_eq!(hits.get(&ask), 1, "the first question is the `ask`");
+    assert_eq!(hits.get(&invalid), 1, "the second is the `invalid` message");
+    assert_eq!(hits.get(&exhausted), 1);
+}

@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 use super::{Redactor, StableIds};
 use clarion_engine::Decision;
 use clarion_engine::Event;
+use clarion_engine::ExhaustedOutcome;
 use clarion_engine::IncompleteReason;
 use clarion_engine::OutputStatus;
 use clarion_engine::{Run, RunStatus};
@@ -115,6 +116,9 @@ impl Transcript {
                     Some(IncompleteReason::RepeatedCall) => {
                         "the model repeated a call that had already succeeded, twice".to_owned()
                     }
+                    Some(IncompleteReason::AsksExhausted) => {
+                        "the user was asked `max_asks` times without a usable value".to_owned()
+                    }
                     _ => format!(
                         "the step limit was reached after {} model requests",
                         run.steps
@@ -187,24 +191,8 @@ impl Transcript {
                     quoted(text)
                 ));
             }
-            Event::ConfirmationAsked { tool, text, .. } => {
-                self.calling = false;
-                self.flush();
-                self.executing = false;
-                self.line(&format!("  ? asks to confirm {tool}: {}", quoted(text)));
-            }
-            Event::ConfirmationAnswered { tool, decision, .. } => {
-                self.calling = false;
-                self.flush();
-                let line = match decision {
-                    Decision::Confirm => format!("  ✓ the user confirms {tool}"),
-                    Decision::Decline => format!("  ✗ the user declines {tool}"),
-                    Decision::Change { changes } => {
-                        format!("  ~ the user changes {tool}: {}", arguments_list(changes))
-                    }
-                    _ => format!("  ✗ the answer is not about {tool}: the call is dropped"),
-                };
-                self.line(&line);
+            Event::ConfirmationAsked { .. } | Event::ConfirmationAnswered { .. } => {
+                self.confirmation(event);
             }
             Event::ContextInjected { tool, text } => {
                 self.calling = false;
@@ -222,6 +210,19 @@ impl Transcript {
                 let params = params.join(", ");
                 self.effect_line(&format!("  ✗ not stated by the user, dropped: {params}"));
             }
+            Event::ValueRejected {
+                param,
+                keyword,
+                limit,
+                value,
+                ..
+            } => self.value_rejected(param, keyword, limit.as_ref(), value),
+            Event::AsksExhausted {
+                params,
+                asked,
+                outcome,
+                ..
+            } => self.asks_exhausted(params, *asked, *outcome),
             Event::PendingAbandoned { tool, .. } => {
                 self.calling = false;
                 self.flush();
@@ -240,6 +241,30 @@ impl Transcript {
             // event added later is not shown until it is given a line here.
             _ => {}
         }
+    }
+
+    /// A value dropped for failing its schema (the question that follows is the flow's
+    /// `invalid` message).
+    fn value_rejected(&mut self, param: &str, keyword: &str, limit: Option<&Value>, value: &Value) {
+        let limit = limit.map_or_else(String::new, |l| format!(" {}", inline_json(l)));
+        self.effect_line(&format!(
+            "  ✗ {param} = {} fails `{keyword}`{limit}, dropped",
+            inline_json(value)
+        ));
+    }
+
+    /// A call given up after `max_asks` questions, and what follows.
+    fn asks_exhausted(&mut self, params: &[String], asked: u32, outcome: ExhaustedOutcome) {
+        let next = match outcome {
+            ExhaustedOutcome::Inject => "the call is given up, context for the model",
+            ExhaustedOutcome::End => "the call is given up, the run ends",
+            _ => "the call is given up",
+        };
+        self.effect_line(&format!(
+            "  ✗ asked for {} {asked} {} without a usable value (max_asks): {next}",
+            params.join(", "),
+            if asked == 1 { "time" } else { "times" },
+        ));
     }
 
     /// A call line; consecutive calls form one batch.
@@ -319,6 +344,22 @@ impl Transcript {
         self.out.push('\n');
     }
 
+    /// A confirmation asked, or the reading of the user's answer to one.
+    fn confirmation(&mut self, event: &Event) {
+        self.calling = false;
+        self.flush();
+        match event {
+            Event::ConfirmationAsked { tool, text, .. } => {
+                self.executing = false;
+                self.line(&format!("  ? asks to confirm {tool}: {}", quoted(text)));
+            }
+            Event::ConfirmationAnswered { tool, decision, .. } => {
+                self.line(&answered(tool, decision));
+            }
+            _ => {}
+        }
+    }
+
     fn block(&mut self, prefix: &str, text: &str) {
         write_block(&mut self.out, prefix, text);
     }
@@ -336,6 +377,18 @@ fn write_block(out: &mut String, prefix: &str, text: &str) {
         } else {
             let _ = writeln!(out, "{indent}{line}");
         }
+    }
+}
+
+/// The line for how a user's answer to a confirmation was read.
+fn answered(tool: &str, decision: &Decision) -> String {
+    match decision {
+        Decision::Confirm => format!("  ✓ the user confirms {tool}"),
+        Decision::Decline => format!("  ✗ the user declines {tool}"),
+        Decision::Change { changes } => {
+            format!("  ~ the user changes {tool}: {}", arguments_list(changes))
+        }
+        _ => format!("  ✗ the answer is not about {tool}: the call is dropped"),
     }
 }
 

@@ -110,6 +110,7 @@ impl Engine {
             known: args,
             missing: Vec::new(),
             confirm: None,
+            asked: std::collections::BTreeMap::new(),
         };
         let calls = [call];
         match self

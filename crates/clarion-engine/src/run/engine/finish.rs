@@ -179,6 +179,7 @@ impl Engine {
                 ));
             }
             staged.asks.clear();
+            staged.end = None;
             self.land_turn(&mut thread, &mut run, staged, events);
         }
         self.finish(&mut thread, &mut run, RunStatus::Cancelled, mark, events)
@@ -208,6 +209,7 @@ impl Engine {
             ));
         }
         staged.asks.clear();
+        staged.end = None;
         self.land_turn(&mut thread, &mut run, staged, &events);
         run.last_error = Some(LastError {
             code: ErrorCode::Expired,

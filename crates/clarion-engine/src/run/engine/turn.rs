@@ -1,5 +1,9 @@
 //! Playing one turn of tool calls: preparing each call, the loop guard, running the ready
 //! ones, and landing the outputs, injected context and questions in the thread.
+//!
+//! A call whose asks ran out (`max_asks`) is answered here too, with an `asks_exhausted`
+//! output, so it keeps the one-output-per-call rule; its `on_exhausted` adds context, or a
+//! last message for the user after which [`Engine::land_turn`] ends the run.
 
 use super::execute::idempotency_key;
 use super::{Engine, Indices, Settled, TurnEnd, cancelled};
@@ -7,6 +11,7 @@ use crate::codes::ToolErrorKind;
 use crate::codes::{ErrorCode, IncompleteReason};
 use crate::events::Event;
 use crate::events::EventSink;
+use crate::events::ExhaustedOutcome;
 use crate::ids::new_id;
 use crate::model::follows_met;
 use crate::run::Ask;
@@ -14,7 +19,9 @@ use crate::run::LastError;
 use crate::run::Run;
 use crate::run::RunStatus;
 use crate::run::StagedTurn;
+use crate::run::call::GivenUp;
 use crate::run::call::Prepared;
+use crate::run::call::Rejection;
 use crate::run::call::Validators;
 use crate::run::call::parse_arguments;
 use crate::run::call::prepare;
@@ -31,9 +38,11 @@ use crate::thread::ToolCall;
 use crate::tool::ToolError;
 use clarion_flow::Executor;
 use clarion_flow::Flow;
+use clarion_flow::OnExhausted;
 use clarion_flow::Tool;
 use serde_json::Map;
 use serde_json::Value;
+use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::collections::HashSet;
 use tokio::sync::watch;
@@ -60,18 +69,7 @@ impl Engine {
         self.hold_for_confirmation(calls, &mut prepared, settled);
 
         // Run the ready server-side calls concurrently; client calls wait for the app.
-        let runnable: Vec<(usize, &Tool, &Map<String, Value>, String)> = prepared
-            .iter()
-            .enumerate()
-            .filter_map(|(i, p)| match p {
-                Prepared::Ready { args, .. } => {
-                    let tool = self.flow.tools.get(&calls[i].name)?;
-                    let key = idempotency_key(&run.id, run.steps, &tool.name, args);
-                    (!matches!(tool.executor, Executor::Client)).then_some((i, tool, args, key))
-                }
-                _ => None,
-            })
-            .collect();
+        let runnable = runnable(&self.flow, run, calls, &prepared);
         let executions = runnable
             .iter()
             .map(|(i, tool, args, key)| self.execute(tool, &calls[*i], args, key, events));
@@ -87,6 +85,7 @@ impl Engine {
 
         let mut staged = StagedTurn::default();
         let mut waiting: Vec<ToolCall> = Vec::new();
+        let mut follow_up = None;
         for (i, (call, prepared)) in calls.iter().zip(prepared).enumerate() {
             let tool = self.flow.tools.get(&call.name);
             let (status, content) = match prepared {
@@ -95,21 +94,26 @@ impl Engine {
                     args,
                     missing,
                     unstated,
+                    rejected,
+                    asked,
                     ..
                 } => {
-                    let content = needs_input_output(&missing, &unstated);
-                    staged.asks.push(Ask::question(call, args, missing));
+                    let content =
+                        needs_input(call, args, missing, &unstated, rejected, asked, &mut staged);
                     (OutputStatus::NeedsInput, content)
                 }
                 Prepared::NeedsConfirmation { args } => {
-                    let text = tool.map_or_else(String::new, |tool| {
-                        confirm::question(tool, &args, &thread.slots)
-                    });
+                    let text = tool
+                        .map_or_else(String::new, |t| confirm::question(t, &args, &thread.slots));
                     staged.asks.push(Ask::confirmation(call, args, text));
-                    (
-                        OutputStatus::NeedsConfirmation,
-                        confirm::needs_confirmation_output(),
-                    )
+                    let content = confirm::needs_confirmation_output();
+                    (OutputStatus::NeedsConfirmation, content)
+                }
+                Prepared::Exhausted(given_up) => {
+                    let (content, contexts) =
+                        exhausted(call, &given_up, tool, &thread.slots, &mut staged, events);
+                    follow_up = Some(contexts);
+                    (OutputStatus::Error, content)
                 }
                 Prepared::Ready { args, .. } => match (tool, results.remove(&i)) {
                     (Some(tool), Some(Ok(result))) => {
@@ -139,6 +143,10 @@ impl Engine {
             };
             let output = self.output_message(run, call, status, content, events);
             staged.outputs.push(output);
+            // Context for a call given up comes after its output, as a rule's does.
+            if let (Some(tool), Some(contexts)) = (tool, follow_up.take()) {
+                self.stage_contexts(run, tool, contexts, &mut staged, events);
+            }
         }
         if waiting.is_empty() {
             let end = self.land_turn(thread, run, staged, events);
@@ -250,6 +258,20 @@ impl Engine {
                     said,
                 ),
             };
+            if let Prepared::NeedsInput { rejected, .. }
+            | Prepared::Exhausted(GivenUp { rejected, .. }) = &result
+            {
+                for rejection in rejected {
+                    events.emit(&Event::ValueRejected {
+                        call_id: call.id.clone(),
+                        tool: call.name.clone(),
+                        param: rejection.param.clone(),
+                        keyword: rejection.keyword.clone(),
+                        limit: rejection.limit.clone(),
+                        value: rejection.value.clone(),
+                    });
+                }
+            }
             if let Prepared::Ready {
                 args,
                 unstated,
@@ -302,6 +324,7 @@ impl Engine {
             mut outputs,
             contexts,
             asks,
+            end,
         } = staged;
         let order = last_call_order(thread);
         outputs.sort_by_key(|m| match &m.kind {
@@ -312,6 +335,16 @@ impl Engine {
         });
         thread.messages.extend(outputs);
         thread.messages.extend(contexts);
+        // `on_exhausted = { end = … }`: the flow's last word to the user, and the run stops
+        // with a reason a caller can branch on (a question another call needed is not asked:
+        // the conversation is over for this run).
+        if let Some(text) = end {
+            events.emit(&Event::AssistantMessage { text: text.clone() });
+            let message = self.message(run, MessageKind::Assistant { text });
+            thread.messages.push(message);
+            run.incomplete_details = Some(IncompleteReason::AsksExhausted);
+            return TurnEnd::Stop(RunStatus::Incomplete);
+        }
         if let Some(ask) = asks.first().filter(|ask| ask.confirm.is_some()) {
             self.ask_confirmation(thread, run, ask.clone(), events);
             return TurnEnd::Stop(RunStatus::Completed);
@@ -325,6 +358,7 @@ impl Engine {
                         tool,
                         &ask.args,
                         &ask.missing,
+                        &ask.rejected,
                         &thread.slots,
                     ));
                     params.extend(ask.missing.iter().cloned());
@@ -355,6 +389,7 @@ impl Engine {
                 known: first.args.clone(),
                 missing: first.missing.clone(),
                 confirm: None,
+                asked: first.asked.clone(),
             });
             return TurnEnd::Stop(RunStatus::Completed);
         }
@@ -406,6 +441,7 @@ impl Engine {
             known: args,
             missing: Vec::new(),
             confirm: Some(text),
+            asked: BTreeMap::new(),
         });
     }
 
@@ -483,6 +519,106 @@ impl Engine {
             ));
         }
     }
+}
+
+/// Answers a call whose asks ran out: the `asks_exhausted` output the model reads, and
+/// what the first exhausted parameter's `on_exhausted` adds: context (returned, to be
+/// staged after the output) or the run's last message (staged here).
+fn exhausted(
+    call: &ToolCall,
+    given_up: &GivenUp,
+    tool: Option<&Tool>,
+    slots: &Map<String, Value>,
+    staged: &mut StagedTurn,
+    events: &dyn EventSink,
+) -> (String, RuleEffects) {
+    let GivenUp {
+        params,
+        asked,
+        args,
+        ..
+    } = given_up;
+    let asked = *asked;
+    let outcome = tool.and_then(|tool| {
+        params
+            .iter()
+            .find_map(|p| tool.params.get(p)?.on_exhausted.clone())
+    });
+    events.emit(&Event::AsksExhausted {
+        call_id: call.id.clone(),
+        tool: call.name.clone(),
+        params: params.clone(),
+        asked,
+        outcome: match outcome {
+            None => ExhaustedOutcome::Output,
+            Some(OnExhausted::Inject(_)) => ExhaustedOutcome::Inject,
+            Some(OnExhausted::End(_)) => ExhaustedOutcome::End,
+        },
+    });
+    let names = params
+        .iter()
+        .map(|p| format!("`{p}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut effects = RuleEffects::default();
+    match outcome {
+        Some(OnExhausted::Inject(template)) => {
+            effects
+                .contexts
+                .extend(rules::render_with_args(&template, args, slots));
+        }
+        Some(OnExhausted::End(template)) => {
+            staged.end = Some(
+                rules::render_with_args(&template, args, slots).unwrap_or_else(|| {
+                    format!("I could not get a usable value for {names}, so I will stop here.")
+                }),
+            );
+        }
+        None => {}
+    }
+    let content = ToolError::new(
+        ToolErrorKind::AsksExhausted,
+        format!(
+            "the user was asked for {names} {asked} {} without giving a usable value, so `{}` was not run; do not ask for it again: answer the user without this tool",
+            if asked == 1 { "time" } else { "times" },
+            call.name
+        ),
+    )
+    .to_output()
+    .to_string();
+    (content, effects)
+}
+
+/// The `needs_input` output of a call that asks the user, staging its question.
+fn needs_input(
+    call: &ToolCall,
+    args: Map<String, Value>,
+    missing: Vec<String>,
+    unstated: &[String],
+    rejected: Vec<Rejection>,
+    asked: BTreeMap<String, u32>,
+    staged: &mut StagedTurn,
+) -> String {
+    let mut content = serde_json::json!({
+        "status": "needs_input",
+        "missing": missing,
+        "note": "The user has been asked for these; their answer comes as the next user message.",
+    });
+    if !unstated.is_empty() {
+        content["not_stated"] = serde_json::json!(unstated);
+        content["note"] = serde_json::json!(
+            "The user has been asked for these; their answer comes as the next user message. Values the user did not state were not used: never guess them."
+        );
+    }
+    if !rejected.is_empty() {
+        let names: Vec<&str> = rejected.iter().map(|r| r.param.as_str()).collect();
+        content["rejected"] = serde_json::json!(names);
+    }
+    let mut ask = Ask::question(call, args, missing);
+    ask.rejected = rejected;
+    ask.asked = asked;
+    staged.asks.push(ask);
+    content.to_string()
 }
 
 /// Call id → position in the thread's last tool-call message.
@@ -645,7 +781,8 @@ pub(super) fn prepared_args(
     match prepare(flow, validators, call, slots, None, said) {
         Prepared::Ready { args, .. }
         | Prepared::NeedsInput { args, .. }
-        | Prepared::NeedsConfirmation { args } => args,
+        | Prepared::NeedsConfirmation { args }
+        | Prepared::Exhausted(GivenUp { args, .. }) => args,
         Prepared::Rejected(_) => Map::new(),
     }
 }
@@ -686,18 +823,24 @@ fn not_offered(tool: &Tool) -> ToolError {
     )
 }
 
-/// The output of a call that waits for the user's values of `missing`.
-fn needs_input_output(missing: &[String], unstated: &[String]) -> String {
-    let mut content = serde_json::json!({
-        "status": "needs_input",
-        "missing": missing,
-        "note": "The user has been asked for these; their answer comes as the next user message.",
-    });
-    if !unstated.is_empty() {
-        content["not_stated"] = serde_json::json!(unstated);
-        content["note"] = serde_json::json!(
-            "The user has been asked for these; their answer comes as the next user message. Values the user did not state were not used: never guess them."
-        );
-    }
-    content.to_string()
+/// The ready server-side calls of a turn, by index, with their tool, arguments and
+/// idempotency key; client calls wait for the app.
+fn runnable<'a>(
+    flow: &'a Flow,
+    run: &Run,
+    calls: &[ToolCall],
+    prepared: &'a [Prepared],
+) -> Vec<(usize, &'a Tool, &'a Map<String, Value>, String)> {
+    prepared
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| match p {
+            Prepared::Ready { args, .. } => {
+                let tool = flow.tools.get(&calls.get(i)?.name)?;
+                let key = idempotency_key(&run.id, run.steps, &tool.name, args);
+                (!matches!(tool.executor, Executor::Client)).then_some((i, tool, args, key))
+            }
+            _ => None,
+        })
+        .collect()
 }
