@@ -1,0 +1,366 @@
+//! A conversation saved as a scenario: the thread's messages become
+//! `flows/NAME/scenarios/FILE.toml` — the user's turns, the model's turns as scripted
+//! steps (so it replays offline), each call's result as that call's own outcome — with
+//! its expectations filled in from what happened, and its accepted snapshot beside it.
+//! `clarion play`'s "Save as scenario" and `clarion chat`'s `/save` call [`save`].
+//!
+//! The expectations and the snapshot are not derived from the live thread but from
+//! playing the written file with the same [`Runner`] `clarion test` uses: the file is
+//! written without expectations, played, filled in from that play's events
+//! ([`expectations`]), written again and played once more to accept its snapshot. So
+//! what is saved is exactly what `clarion test` will see, and a conversation that does
+//! not replay (a tool whose result changed between calls, say) is refused with the
+//! reason instead of leaving a scenario that fails.
+
+use std::path::{Path, PathBuf};
+
+use indexmap::IndexMap;
+use serde_json::{Map, Value};
+
+use crate::harness::{Runner, UpdateMode};
+use crate::scenario::spec::{
+    CallSpec, ErrorKind, ExpectSpec, MockError, OneOrMany, ScenarioFile, ScenarioMeta, StepSpec,
+    SubmitSpec, ToolCalledSpec, TurnSpec,
+};
+use clarion_engine::{Event, Message, MessageKind, OutputStatus};
+use clarion_flow::{Executor, Flow};
+
+/// Where a saved scenario and its snapshot were written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Saved {
+    /// The scenario file.
+    pub scenario: PathBuf,
+    /// Its accepted snapshot.
+    pub snapshot: PathBuf,
+    /// How many turns it has.
+    pub turns: usize,
+}
+
+/// Why a conversation could not be saved.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SaveError {
+    /// The name is not a file name of letters, digits, `_` and `-`.
+    #[error("`{0}` cannot name a scenario: use letters, digits, `_` and `-` (e.g. missing_income)")]
+    BadName(String),
+    /// The thread has no user message.
+    #[error("the conversation has no user message yet: there is nothing to save")]
+    Empty,
+    /// A scenario of that name exists.
+    #[error("{} exists; choose another name", .0.display())]
+    Exists(PathBuf),
+    /// A file could not be written.
+    #[error("cannot write {}: {reason}", path.display())]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// What the system said.
+        reason: String,
+    },
+    /// The conversation, written as a scenario, does not play back the same way; the file
+    /// is removed again.
+    #[error("the conversation does not replay as a scenario, so it was not saved:\n{0}")]
+    DoesNotReplay(String),
+}
+
+/// `flows/NAME/scenarios/FILE.toml` for the flow file `flows/NAME.toml`.
+#[must_use]
+pub fn scenario_path(flow_path: &Path, file: &str) -> PathBuf {
+    let stem = flow_path.file_stem().unwrap_or_default();
+    flow_path
+        .parent()
+        .unwrap_or(Path::new(""))
+        .join(stem)
+        .join("scenarios")
+        .join(format!("{file}.toml"))
+}
+
+/// The thread's `messages` as a scenario of `flow`, without expectations: one turn per
+/// user message, the model's replies and calls as its steps, tool results as each call's
+/// own outcome, client tools' outputs as submissions. Questions and injected context are
+/// the engine's, not the model's, so they are not scripted: the replay produces them.
+#[must_use]
+pub fn scenario_of(
+    flow: &Flow,
+    messages: &[Message],
+    title: &str,
+    metadata: IndexMap<String, String>,
+) -> ScenarioFile {
+    let outputs: std::collections::HashMap<&str, (&OutputStatus, &str)> = messages
+        .iter()
+        .filter_map(|m| match &m.kind {
+            MessageKind::ToolOutput {
+                call_id,
+                status,
+                content,
+                ..
+            } => Some((call_id.as_str(), (status, content.as_str()))),
+            _ => None,
+        })
+        .collect();
+    let is_client = |tool: &str| {
+        flow.tools
+            .get(tool)
+            .is_some_and(|t| matches!(t.executor, Executor::Client))
+    };
+    let mut turns: Vec<TurnSpec> = Vec::new();
+    for message in messages {
+        match &message.kind {
+            MessageKind::User { text } => turns.push(TurnSpec {
+                user: text.clone(),
+                model: Vec::new(),
+                submit: Vec::new(),
+                expect: None,
+            }),
+            MessageKind::Assistant { text } => {
+                // Assistant messages before any user message came with the thread.
+                if let Some(turn) = turns.last_mut() {
+                    turn.model.push(StepSpec {
+                        text: Some(text.clone()),
+                        ..StepSpec::default()
+                    });
+                }
+            }
+            MessageKind::ToolCalls { text, calls } => {
+                if let Some(turn) = turns.last_mut() {
+                    let step = step_of(turn, text.as_deref(), calls, &outputs, &is_client);
+                    turn.model.push(step);
+                }
+            }
+            MessageKind::ToolOutput { .. }
+            | MessageKind::Context { .. }
+            | MessageKind::Question { .. } => {}
+        }
+    }
+    ScenarioFile {
+        scenario: ScenarioMeta {
+            name: Some(title.to_owned()),
+            description: Some(
+                "Saved from a conversation (clarion play or clarion chat /save).".to_owned(),
+            ),
+            flow: None,
+            metadata,
+        },
+        mocks: IndexMap::new(),
+        turns,
+    }
+}
+
+/// One model turn of tool calls as a scripted step: each call with its own outcome, a
+/// client tool's output as one of the turn's submissions.
+fn step_of(
+    turn: &mut TurnSpec,
+    text: Option<&str>,
+    calls: &[clarion_engine::ToolCall],
+    outputs: &std::collections::HashMap<&str, (&OutputStatus, &str)>,
+    is_client: &dyn Fn(&str) -> bool,
+) -> StepSpec {
+    let mut specs = Vec::new();
+    for call in calls {
+        let (args, arguments) = match serde_json::from_str::<Value>(&call.arguments) {
+            Ok(Value::Object(args)) => (Some(without_nulls_map(args)), None),
+            _ => (None, Some(call.arguments.clone())),
+        };
+        let mut spec = CallSpec {
+            tool: call.name.clone(),
+            args,
+            arguments,
+            ..CallSpec::default()
+        };
+        if let Some((status, content)) = outputs.get(call.id.as_str()) {
+            if is_client(&call.name) {
+                if **status == OutputStatus::Ok {
+                    turn.submit.push(SubmitSpec {
+                        tool: call.name.clone(),
+                        output: without_nulls(clarion_engine::content_value(content)),
+                    });
+                }
+            } else {
+                outcome_of(&mut spec, **status, content);
+            }
+        }
+        specs.push(spec);
+    }
+    let text = text.filter(|t| !t.trim().is_empty()).map(str::to_owned);
+    if let [one] = specs.as_slice() {
+        StepSpec {
+            text,
+            call: Some(one.tool.clone()),
+            args: one.args.clone(),
+            arguments: one.arguments.clone(),
+            result: one.result.clone(),
+            error: one.error.clone(),
+            timeout: one.timeout,
+            calls: None,
+        }
+    } else {
+        StepSpec {
+            text,
+            calls: Some(specs),
+            ..StepSpec::default()
+        }
+    }
+}
+
+/// A tool's output as the call's own outcome: a result, or a tool error a mock can raise.
+/// Errors the engine made itself (invalid arguments, an unknown tool) and calls that
+/// needed input never reached the tool, so they need none.
+fn outcome_of(spec: &mut CallSpec, status: OutputStatus, content: &str) {
+    match status {
+        OutputStatus::Ok => {
+            spec.result = Some(without_nulls(clarion_engine::content_value(content)));
+        }
+        OutputStatus::Error => {
+            let value = clarion_engine::content_value(content);
+            let kind = match value["error"]["kind"].as_str() {
+                Some("failed") => ErrorKind::Failed,
+                Some("unavailable") => ErrorKind::Unavailable,
+                Some("refused") => ErrorKind::Refused,
+                Some("invalid_output") => ErrorKind::InvalidOutput,
+                Some("timeout") => ErrorKind::Timeout,
+                _ => return,
+            };
+            spec.error = Some(MockError {
+                kind,
+                message: value["error"]["message"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            });
+        }
+        OutputStatus::NeedsInput | OutputStatus::Cancelled | OutputStatus::Expired => {}
+    }
+}
+
+/// TOML has no null: keys holding one are left out (the replay then shows the value as
+/// absent, consistently, in its transcript and snapshot).
+fn without_nulls(value: Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(without_nulls_map(map)),
+        Value::Array(items) => Value::Array(
+            items
+                .into_iter()
+                .filter(|v| !v.is_null())
+                .map(without_nulls)
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
+fn without_nulls_map(map: Map<String, Value>) -> Map<String, Value> {
+    map.into_iter()
+        .filter(|(_, v)| !v.is_null())
+        .map(|(k, v)| (k, without_nulls(v)))
+        .collect()
+}
+
+/// What a turn's events show, as its expectations: every tool that ran with the
+/// arguments it ran with, the parameters asked for, the slots set (last value). `None`
+/// when the turn did none of these.
+#[must_use]
+pub fn expectations(events: &[Event]) -> Option<ExpectSpec> {
+    let mut called = Vec::new();
+    let mut asked: Vec<String> = Vec::new();
+    let mut slots: IndexMap<String, Value> = IndexMap::new();
+    for event in events {
+        match event {
+            Event::ToolStarted {
+                name, arguments, ..
+            } => called.push(ToolCalledSpec {
+                tool: name.clone(),
+                args: match without_nulls(arguments.clone()) {
+                    Value::Object(args) if !args.is_empty() => Some(args),
+                    _ => None,
+                },
+            }),
+            Event::QuestionAsked { params, .. } => asked.extend(params.iter().cloned()),
+            Event::SlotSet { name, value } if !value.is_null() => {
+                slots.shift_remove(name);
+                slots.insert(name.clone(), without_nulls(value.clone()));
+            }
+            _ => {}
+        }
+    }
+    if called.is_empty() && asked.is_empty() && slots.is_empty() {
+        return None;
+    }
+    Some(ExpectSpec {
+        tool_called: match called.len() {
+            0 => None,
+            1 => called.pop().map(OneOrMany::One),
+            _ => Some(OneOrMany::Many(called)),
+        },
+        question_asked: (!asked.is_empty()).then_some(asked),
+        slot_set: (!slots.is_empty()).then_some(slots),
+        ..ExpectSpec::default()
+    })
+}
+
+/// Writes the conversation `messages` of `flow` (loaded from `flow_path`) as the scenario
+/// `flows/NAME/scenarios/{name}.toml` with expectations and its accepted snapshot, played
+/// with `runner` (the one `clarion test` would use). Refuses an existing file. Cancel
+/// safety: a future dropped midway may leave the scenario file without its snapshot.
+pub async fn save(
+    runner: &Runner,
+    flow_path: &Path,
+    flow: &Flow,
+    messages: &[Message],
+    name: &str,
+    metadata: IndexMap<String, String>,
+) -> Result<Saved, SaveError> {
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        return Err(SaveError::BadName(name.to_owned()));
+    }
+    let path = scenario_path(flow_path, name);
+    if path.exists() {
+        return Err(SaveError::Exists(path));
+    }
+    let mut file = scenario_of(flow, messages, &name.replace(['_', '-'], " "), metadata);
+    if file.turns.is_empty() {
+        return Err(SaveError::Empty);
+    }
+    write(&path, &file)?;
+    let refused = |path: &Path, report: String| {
+        let _ = std::fs::remove_file(path);
+        SaveError::DoesNotReplay(report)
+    };
+    // First play: what happens in each turn, for its expectations.
+    let first = runner.run(&path).await;
+    if !first.problems.is_empty() || first.events.len() != file.turns.len() {
+        return Err(refused(&path, first.diagnostics(false)));
+    }
+    for (turn, events) in file.turns.iter_mut().zip(&first.events) {
+        turn.expect = expectations(events);
+    }
+    write(&path, &file)?;
+    // Second play: the expectations hold and the transcript is the accepted snapshot.
+    let second = runner.run(&path).await;
+    let check = second.check_snapshot(UpdateMode::Accept);
+    if !second.passed(&check) {
+        let report = second.failure_report(&check, false);
+        let _ = std::fs::remove_file(second.snapshot_path());
+        return Err(refused(&path, report));
+    }
+    Ok(Saved {
+        snapshot: second.snapshot_path(),
+        scenario: path,
+        turns: file.turns.len(),
+    })
+}
+
+fn write(path: &Path, file: &ScenarioFile) -> Result<(), SaveError> {
+    let failed = |reason: String| SaveError::Write {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let text = toml::to_string(file).map_err(|e| failed(e.to_string()))?;
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| failed(e.to_string()))?;
+    }
+    std::fs::write(path, text).map_err(|e| failed(e.to_string()))
+}
