@@ -484,6 +484,34 @@ async fn the_playground_in_a_browser() {
         "document.getElementById('reload').innerText.includes('reloaded')",
     )
     .await;
+    // The conversation so far, replayed on the new version: the question's diff.
+    client
+        .find(Locator::Id("replay-button"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .click()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    until(
+        &client,
+        "the replay's diff",
+        "!document.getElementById('replay-diff').hidden",
+    )
+    .await;
+    let diff = text_of(&client, "replay-diff").await;
+    assert!(
+        diff.contains(&format!(
+            "-  ? asks for monthly_income, monthly_savings: \"{OLD_ASK}"
+        )),
+        "{diff}"
+    );
+    assert!(
+        diff.contains(&format!(
+            "+  ? asks for monthly_income, monthly_savings: \"{NEW_ASK}"
+        )),
+        "{diff}"
+    );
+    screenshot(&client, "05-replayed").await;
     client
         .find(Locator::Id("new-thread"))
         .await
@@ -498,7 +526,7 @@ async fn the_playground_in_a_browser() {
         &format!("document.getElementById('messages').innerText.includes('{NEW_ASK}')"),
     )
     .await;
-    screenshot(&client, "05-reloaded").await;
+    screenshot(&client, "06-reloaded").await;
 
     // A broken edit: the diagnostics in the page, the last good version still running.
     std::fs::write(
@@ -517,7 +545,7 @@ async fn the_playground_in_a_browser() {
     .await;
     let diagnostics = text_of(&client, "diagnostics-text").await;
     assert!(diagnostics.contains("not_a_key"), "{diagnostics}");
-    screenshot(&client, "06-diagnostics").await;
+    screenshot(&client, "07-diagnostics").await;
 
     // The stored conversations can be reopened.
     client

@@ -11,18 +11,23 @@
 //! what is saved is exactly what `clarion test` will see, and a conversation that does
 //! not replay (a tool whose result changed between calls, say) is refused with the
 //! reason instead of leaving a scenario that fails.
+//!
+//! [`replay`] plays a conversation the same way against a version of its flow held in
+//! memory, for comparing two versions' transcripts without writing anything.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use indexmap::IndexMap;
 use serde_json::{Map, Value};
 
 use crate::harness::{Runner, UpdateMode};
+use crate::scenario::FlowCache;
 use crate::scenario::spec::{
     CallSpec, ErrorKind, ExpectSpec, MockError, OneOrMany, ScenarioFile, ScenarioMeta, StepSpec,
     SubmitSpec, ToolCalledSpec, TurnSpec,
 };
-use clarion_engine::{Event, Message, MessageKind, OutputStatus};
+use clarion_engine::{Event, Message, MessageKind, OutputStatus, ToolExecutor};
 use clarion_flow::{Executor, Flow};
 
 /// Where a saved scenario and its snapshot were written.
@@ -363,4 +368,60 @@ fn write(path: &Path, file: &ScenarioFile) -> Result<(), SaveError> {
         std::fs::create_dir_all(parent).map_err(|e| failed(e.to_string()))?;
     }
     std::fs::write(path, text).map_err(|e| failed(e.to_string()))
+}
+
+/// A conversation played again, as a scenario, against one version of its flow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replayed {
+    /// The transcript, as far as it got.
+    pub transcript: String,
+    /// Why it stopped early (rendered diagnostics), if it did: a scripted call the new
+    /// version no longer accepts, say.
+    pub problems: String,
+}
+
+/// Plays the thread's `messages` again as a scenario of `flow` (a version of the flow at
+/// `flow_path`, already loaded: nothing is read or written on disk), with the model's
+/// recorded turns and each call's recorded result, for comparing versions: the
+/// playground's "replay on the new version", whose transcripts differ where the flow's
+/// behaviour changed (questions, slots, context, rules).
+pub async fn replay(
+    flow_path: &Path,
+    flow: Arc<Flow>,
+    messages: &[Message],
+    metadata: IndexMap<String, String>,
+    executor: Option<Arc<dyn ToolExecutor>>,
+) -> Replayed {
+    let file = scenario_of(&flow, messages, "replay", metadata);
+    let path = scenario_path(flow_path, "replay");
+    let text = match toml::to_string(&file) {
+        Ok(text) => text,
+        Err(error) => {
+            return Replayed {
+                transcript: String::new(),
+                problems: format!("the conversation cannot be written as a scenario: {error}"),
+            };
+        }
+    };
+    let cache = FlowCache::new();
+    cache.insert(flow_path, Ok(flow));
+    let report = crate::scenario::load_str(&path, &text, &cache);
+    let render = |diagnostics: &[clarion_flow::diagnostic::Diagnostic]| {
+        diagnostics
+            .iter()
+            .map(|d| clarion_flow::diagnostic::render::human(d, &report.source, false))
+            .collect::<Vec<_>>()
+            .join("\n\n")
+    };
+    let Some(scenario) = &report.scenario else {
+        return Replayed {
+            transcript: String::new(),
+            problems: render(&report.diagnostics),
+        };
+    };
+    let played = crate::scenario::play(scenario, executor).await;
+    Replayed {
+        transcript: played.transcript,
+        problems: render(&played.problems),
+    }
 }

@@ -10,6 +10,7 @@
 //! | `GET /play/api/threads` | the stored threads of the loaded flows, newest first |
 //! | `GET /play/api/threads/{id}/requests` | the requests sent to the model for that thread |
 //! | `POST /play/api/threads/{id}/save` | `{"name": "…"}`: the thread saved as a scenario |
+//! | `POST /play/api/threads/{id}/replay` | the thread replayed on the flow's version before the last edit and on the current one, with the transcripts' diff |
 //!
 //! Every request must name the playground's own address in `Host` (a page on another
 //! site cannot reach it through DNS rebinding), and the save route takes JSON only, which
@@ -59,6 +60,7 @@ pub(crate) fn router(playground: Arc<Playground>, local: SocketAddr) -> Router {
         .route("/play/api/threads", get(threads))
         .route("/play/api/threads/{thread_id}/requests", get(requests))
         .route("/play/api/threads/{thread_id}/save", post(save_thread))
+        .route("/play/api/threads/{thread_id}/replay", post(replay_thread))
         .fallback(to_api)
         .layer(from_fn(move |request: Request, next: Next| {
             let allowed = request
@@ -248,6 +250,63 @@ async fn save_thread(
             problem(status, &error.to_string())
         }
     }
+}
+
+/// The thread replayed on the version of its flow before the last edit and on the
+/// current one: both transcripts, why either stopped early, and their diff.
+async fn replay_thread(
+    State(playground): State<Arc<Playground>>,
+    Path(thread_id): Path<String>,
+) -> Response {
+    let Ok(thread) = playground.store.thread(&thread_id).await else {
+        return problem(
+            StatusCode::NOT_FOUND,
+            &format!("No thread found with id '{thread_id}'."),
+        );
+    };
+    let (_, flows, _) = playground.current();
+    let Some(entry) = flows
+        .iter()
+        .find(|f| f.flow.as_ref().is_some_and(|flow| flow.name == thread.flow))
+    else {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "the thread's flow is not loaded in this playground (was it renamed?)",
+        );
+    };
+    let Some(now) = entry.flow.clone() else {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "the flow has no version that loaded",
+        );
+    };
+    let before = entry.previous.clone().unwrap_or_else(|| Arc::clone(&now));
+    let metadata: IndexMap<String, String> = thread
+        .metadata
+        .iter()
+        .filter(|(k, _)| !k.starts_with("_clarion"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let executor = Some(Arc::clone(&playground.tools) as Arc<dyn clarion_engine::ToolExecutor>);
+    let old = clarion_testing::save::replay(
+        &entry.file,
+        before,
+        &thread.messages,
+        metadata.clone(),
+        executor.clone(),
+    )
+    .await;
+    let new =
+        clarion_testing::save::replay(&entry.file, now, &thread.messages, metadata, executor).await;
+    let changed = old.transcript != new.transcript || old.problems != new.problems;
+    Json(json!({
+        "edited": entry.previous.is_some(),
+        "changed": changed,
+        "diff": clarion_testing::unified_diff(&old.transcript, &new.transcript, false),
+        "before": {"transcript": old.transcript, "problems": old.problems},
+        "after": {"transcript": new.transcript, "problems": new.problems},
+    }))
+    .into_response()
 }
 
 /// Calling a router once (`tower::ServiceExt::oneshot` without the `tower` crate).

@@ -62,8 +62,12 @@ pub(crate) fn run(args: &PlayArgs) -> Result<Exit, CliError> {
 #[derive(Clone)]
 pub(crate) struct FlowEntry {
     pub(crate) file: PathBuf,
-    /// The last version that loaded.
+    /// The last version that loaded, and its engine.
+    pub(crate) flow: Option<Arc<clarion_flow::Flow>>,
     pub(crate) engine: Option<Arc<Engine>>,
+    /// The version before it, if the file was edited since the playground started: what
+    /// a conversation is replayed against to show what the edit changed.
+    pub(crate) previous: Option<Arc<clarion_flow::Flow>>,
     /// The Mermaid diagram of that version.
     pub(crate) mermaid: String,
     /// The errors of the version on disk, rendered; empty when it loaded.
@@ -146,7 +150,9 @@ async fn play(args: &PlayArgs) -> Result<Exit, CliError> {
         .iter()
         .map(|file| FlowEntry {
             file: file.clone(),
+            flow: None,
             engine: None,
+            previous: None,
             mermaid: String::new(),
             diagnostics: String::new(),
             modified: None,
@@ -245,6 +251,7 @@ fn load(
                 playground.overrides.clone(),
             );
             entry.mermaid = Graph::of(&flow).mermaid();
+            entry.previous = entry.flow.replace(Arc::clone(&flow));
             entry.engine = Some(Arc::new(Engine::new(
                 flow,
                 Arc::new(model),

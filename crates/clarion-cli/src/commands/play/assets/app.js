@@ -148,6 +148,7 @@ function newThread() {
   $("thread-id").textContent = "";
   $("messages").replaceChildren();
   $("save-status").textContent = "";
+  $("replay-diff").hidden = true;
   $("client-call").hidden = true;
   renderInspector(null);
   $("message").focus();
@@ -458,6 +459,23 @@ async function saveScenario(name) {
   status.textContent = `Saved ${saved.scenario} and its snapshot ${saved.snapshot}. Run: ${saved.command}`;
 }
 
+// ---- replay on the new version ----
+
+async function replayConversation() {
+  if (!state.thread) throw new Error("start a conversation first");
+  const result = await (await api("POST", `/play/api/threads/${state.thread}/replay`, {})).json();
+  const pre = $("replay-diff");
+  let text;
+  if (!result.edited) text = "The flow file has not been edited since the playground started: nothing to compare.";
+  else if (!result.changed) text = "The edit does not change this conversation's transcript.";
+  else text = result.diff;
+  for (const [label, side] of [["before the edit", result.before], ["after the edit", result.after]]) {
+    if (side.problems) text += `\n\nThe replay ${label} stopped early:\n${side.problems}`;
+  }
+  pre.textContent = text;
+  pre.hidden = false;
+}
+
 // ---- wiring ----
 
 async function guarded(button, work) {
@@ -509,6 +527,10 @@ function wire() {
   $("save").addEventListener("submit", (event) => {
     event.preventDefault();
     guarded($("save-button"), () => saveScenario($("scenario-name").value.trim()));
+  });
+  $("replay").addEventListener("submit", (event) => {
+    event.preventDefault();
+    guarded($("replay-button"), replayConversation);
   });
   $("request-pick").addEventListener("change", () => {
     state.requestPicked = true;
