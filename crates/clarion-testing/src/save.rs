@@ -425,3 +425,141 @@ pub async fn replay(
         problems: render(&played.problems),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const FLOW: &str = r#"
+[flow]
+name = "shop"
+[assistant]
+model = "m"
+instructions = "Help."
+[tools.lookup]
+description = "Looks an order up."
+builtin = "x"
+[tools.lookup.params.order]
+type = "string"
+description = "The order."
+[tools.pay]
+description = "Pays."
+client = true
+"#;
+
+    fn flow() -> Flow {
+        clarion_flow::load_str("shop.toml", FLOW, None)
+            .into_result()
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn messages(values: Value) -> Vec<Message> {
+        serde_json::from_value(values).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn a_thread_becomes_turns_with_scripted_model_steps_outcomes_and_submissions() {
+        let thread = messages(json!([
+            {"id": "m0", "run_id": null, "created_at": 0, "kind": "assistant", "text": "Hi, I came with the thread."},
+            {"id": "m1", "run_id": null, "created_at": 0, "kind": "user", "text": "Where is order 7?"},
+            {"id": "m2", "run_id": "r1", "created_at": 0, "kind": "tool_calls", "calls": [
+                {"id": "c1", "name": "lookup", "arguments": "{\"order\": \"7\", \"note\": null}"},
+                {"id": "c2", "name": "lookup", "arguments": "{\"order\": "}]},
+            {"id": "m3", "run_id": "r1", "created_at": 0, "kind": "tool_output", "call_id": "c1", "name": "lookup", "status": "ok", "content": "{\"where\": \"Lisbon\", \"eta\": null}"},
+            {"id": "m4", "run_id": "r1", "created_at": 0, "kind": "tool_output", "call_id": "c2", "name": "lookup", "status": "error", "content": "{\"error\": {\"kind\": \"invalid_arguments\", \"message\": \"not JSON\"}}"},
+            {"id": "m5", "run_id": "r1", "created_at": 0, "kind": "context", "tool": "lookup", "text": "In transit."},
+            {"id": "m6", "run_id": "r1", "created_at": 0, "kind": "assistant", "text": "In Lisbon."},
+            {"id": "m7", "run_id": null, "created_at": 0, "kind": "user", "text": "Pay it."},
+            {"id": "m8", "run_id": "r2", "created_at": 0, "kind": "tool_calls", "text": " ", "calls": [
+                {"id": "c3", "name": "pay", "arguments": "{}"}]},
+            {"id": "m9", "run_id": "r2", "created_at": 0, "kind": "tool_output", "call_id": "c3", "name": "pay", "status": "ok", "content": "{\"paid\": true}"},
+            {"id": "m10", "run_id": "r2", "created_at": 0, "kind": "tool_calls", "calls": [
+                {"id": "c4", "name": "lookup", "arguments": "{\"order\": \"8\"}"}]},
+            {"id": "m11", "run_id": "r2", "created_at": 0, "kind": "tool_output", "call_id": "c4", "name": "lookup", "status": "error", "content": "{\"error\": {\"kind\": \"unavailable\", \"message\": \"down\"}}"},
+        ]));
+        let file = scenario_of(&flow(), &thread, "t", IndexMap::new());
+        let value = serde_json::to_value(&file).unwrap_or_default();
+        assert_eq!(value["turns"].as_array().map(Vec::len), Some(2));
+        let first = &value["turns"][0];
+        assert_eq!(first["user"], "Where is order 7?");
+        // Two calls in one turn; nulls dropped (TOML has none); raw text kept raw; an
+        // error the engine made itself needs no outcome.
+        assert_eq!(
+            first["model"][0]["calls"],
+            json!([
+                {"tool": "lookup", "args": {"order": "7"}, "result": {"where": "Lisbon"}},
+                {"tool": "lookup", "arguments": "{\"order\": "},
+            ])
+        );
+        assert_eq!(first["model"][1], json!({"text": "In Lisbon."}));
+        let second = &value["turns"][1];
+        // A client tool's output is the app's submission, not the call's result.
+        assert_eq!(second["model"][0], json!({"call": "pay", "args": {}}));
+        assert_eq!(
+            second["submit"],
+            json!([{"tool": "pay", "output": {"paid": true}}])
+        );
+        assert_eq!(
+            second["model"][1],
+            json!({"call": "lookup", "args": {"order": "8"}, "error": {"kind": "unavailable", "message": "down"}})
+        );
+        assert!(toml::to_string(&file).is_ok());
+    }
+
+    #[test]
+    fn expectations_are_what_the_turn_did() {
+        let events = [
+            Event::ToolStarted {
+                call_id: "c1".into(),
+                name: "lookup".into(),
+                arguments: json!({"order": "7", "gone": null}),
+            },
+            Event::QuestionAsked {
+                call_id: "c2".into(),
+                tool: "pay".into(),
+                params: vec!["card".into()],
+                text: "Which card?".into(),
+            },
+            Event::SlotSet {
+                name: "order".into(),
+                value: json!("6"),
+            },
+            Event::SlotSet {
+                name: "order".into(),
+                value: json!("7"),
+            },
+        ];
+        let expect = expectations(&events).unwrap_or_default();
+        let value = serde_json::to_value(&expect).unwrap_or_default();
+        assert_eq!(
+            value,
+            json!({
+                "tool_called": {"tool": "lookup", "args": {"order": "7"}},
+                "question_asked": ["card"],
+                "slot_set": {"order": "7"},
+            })
+        );
+        assert!(expectations(&[Event::TextDelta { text: "x".into() }]).is_none());
+    }
+
+    #[test]
+    fn names_are_file_names_and_paths_sit_beside_the_flow() {
+        assert_eq!(
+            scenario_path(Path::new("flows/shop.toml"), "late_order"),
+            Path::new("flows/shop/scenarios/late_order.toml")
+        );
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let saved = runtime.block_on(save(
+            &Runner::new(),
+            Path::new("flows/shop.toml"),
+            &flow(),
+            &[],
+            "../escape",
+            IndexMap::new(),
+        ));
+        assert_eq!(saved, Err(SaveError::BadName("../escape".into())));
+    }
+}
