@@ -35,8 +35,8 @@ use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 const OLD_ASK: &str = "What is your net monthly income?";
 const NEW_ASK: &str = "What do you earn each month, after tax?";
 
-/// Asked how long $5,000 takes: a call that misses income and savings. Told the income:
-/// a call with it. After a tool answered: a reply.
+/// Asked how long $5,000 takes: a call that misses the savings and guesses the income.
+/// Told the income: a call with it. After a tool answered: a reply.
 struct Model;
 
 impl Respond for Model {
@@ -58,7 +58,8 @@ impl Respond for Model {
         } else if said.contains("I earn") {
             call("{\"monthly_income\": 4000, \"monthly_savings\": 500}")
         } else if said.contains("5,000") {
-            call("{\"goal_amount\": 5000}")
+            // A guessed income, which the flow's `grounded = true` drops.
+            call("{\"goal_amount\": 5000, \"monthly_income\": 3000}")
         } else {
             json!({ "role": "assistant", "content": "Tell me about a savings goal." })
         };
@@ -339,7 +340,15 @@ async fn the_playground_in_a_browser() {
     until(&client, "the pending call", "document.getElementById('pending').innerText.includes('calculate_savings_timeline waits for monthly_income, monthly_savings')").await;
     let steps = text_of(&client, "steps").await;
     assert!(
-        steps.contains("→ call calculate_savings_timeline({\"goal_amount\": 5000})"),
+        steps.contains(
+            "→ call calculate_savings_timeline({\"goal_amount\": 5000, \"monthly_income\": 3000})"
+        ),
+        "{steps}"
+    );
+    assert!(
+        steps.contains(
+            "dropped calculate_savings_timeline: monthly_income not stated by the user (grounding)"
+        ),
         "{steps}"
     );
     assert!(steps.contains("? question"), "{steps}");

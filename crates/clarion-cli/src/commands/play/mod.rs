@@ -189,7 +189,7 @@ async fn play(args: &PlayArgs) -> Result<Exit, CliError> {
         names.join(", "),
         args.store.display()
     ));
-    tokio::spawn(watch(Arc::clone(&playground)));
+    let watcher = tokio::spawn(watch(Arc::clone(&playground)));
     let router = api::router(Arc::clone(&playground), local);
     let stopped = async {
         let _ = tokio::signal::ctrl_c().await;
@@ -202,6 +202,7 @@ async fn play(args: &PlayArgs) -> Result<Exit, CliError> {
     )
     .await
     .map_err(|e| CliError::Io(format!("the server stopped: {e}")))?;
+    watcher.abort();
     Ok(Exit::Success)
 }
 
