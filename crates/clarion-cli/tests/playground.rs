@@ -36,7 +36,8 @@ const OLD_ASK: &str = "What is your net monthly income?";
 const NEW_ASK: &str = "What do you earn each month, after tax?";
 
 /// Asked how long $5,000 takes: a call that misses the savings and guesses the income.
-/// Told the income: a call with it. After a tool answered: a reply.
+/// Told the income: a call with it. Asked for order 7: the client tool's call. After a
+/// tool answered: a reply.
 struct Model;
 
 impl Respond for Model {
@@ -53,7 +54,12 @@ impl Respond for Model {
             json!({ "role": "assistant", "content": null, "tool_calls": [{ "id": "call_1", "type": "function",
                 "function": { "name": "calculate_savings_timeline", "arguments": arguments } }] })
         };
-        let message = if answered {
+        let message = if answered && said.contains("Order 7") {
+            json!({ "role": "assistant", "content": "Order 7 is confirmed." })
+        } else if said.contains("Order 7") {
+            json!({ "role": "assistant", "content": null, "tool_calls": [{ "id": "call_1", "type": "function",
+                "function": { "name": "confirm_order", "arguments": "{\"order\": \"7\"}" } }] })
+        } else if answered {
             json!({ "role": "assistant", "content": "It takes 10 months at $500 a month." })
         } else if said.contains("I earn") {
             call("{\"monthly_income\": 4000, \"monthly_savings\": 500}")
@@ -292,7 +298,19 @@ async fn the_playground_in_a_browser() {
         .unwrap_or_default()
         .replace("stream = false", "stream = true");
     std::fs::write(&flow, &text).unwrap_or_else(|e| panic!("{e}"));
-    let (_play, url, log) = start_play(&flow, &dir.path().join("threads.db"));
+    // A second flow, whose client tool the app (here, the page) confirms.
+    std::fs::write(
+        flows.join("shop.toml"),
+        format!(
+            "[flow]\nname = \"shop\"\n[assistant]\nmodel = \"m\"\ninstructions = \"Confirm orders.\"\n\
+             [provider]\nbase_url = \"{}\"\nstream = false\nmax_retries = 0\n\
+             [tools.confirm_order]\ndescription = \"Asks the customer to confirm an order.\"\nclient = true\n\
+             [tools.confirm_order.params.order]\ntype = \"string\"\ndescription = \"The order number.\"\n",
+            model.uri()
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let (_play, url, log) = start_play(&flows, &dir.path().join("threads.db"));
     let (_driver, driver_url) = start_driver(&driver);
     let client = browser(&driver_url, &chromium).await;
 
@@ -567,6 +585,79 @@ async fn the_playground_in_a_browser() {
         "document.getElementById('messages').innerText.includes('It takes 10 months')",
     )
     .await;
+
+    // A confirmation: the client tool's call waits for the app, the page submits it.
+    client
+        .execute("const s = document.getElementById('flow'); s.value = 'asst_shop'; s.dispatchEvent(new Event('change'));", vec![])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    say(&client, "Order 7 please.").await;
+    until(
+        &client,
+        "the confirmation",
+        "!document.getElementById('client-call').hidden",
+    )
+    .await;
+    let call = text_of(&client, "client-call").await;
+    assert!(call.contains("confirm_order({\"order\": \"7\"})"), "{call}");
+    until(
+        &client,
+        "the call waiting for the app",
+        "document.getElementById('pending').innerText.includes('confirm_order waits for the app')",
+    )
+    .await;
+    screenshot(&client, "08-confirmation").await;
+    client
+        .find(Locator::Css("#client-call button"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .click()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    until(
+        &client,
+        "the reply after the confirmation",
+        "document.getElementById('messages').innerText.includes('Order 7 is confirmed.')",
+    )
+    .await;
+    let steps = text_of(&client, "steps").await;
+    assert!(steps.contains("run requires_action"), "{steps}");
+    assert!(
+        steps.contains("← result confirm_order: ok {\"status\": \"confirmed\"}"),
+        "{steps}"
+    );
+    let name = client
+        .find(Locator::Id("scenario-name"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    name.clear().await.unwrap_or_else(|e| panic!("{e}"));
+    name.send_keys("confirmed_in_the_browser")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    client
+        .find(Locator::Id("save-button"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .click()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    until(&client, "the second save", "document.getElementById('save-status').innerText.includes('confirmed_in_the_browser') || document.getElementById('save-status').innerText.startsWith('Error')").await;
+    let saved = std::fs::read_to_string(flows.join("shop/scenarios/confirmed_in_the_browser.toml"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        saved.contains("[[turns.submit]]\ntool = \"confirm_order\""),
+        "{saved}"
+    );
+    let replayed = Command::new(env!("CARGO_BIN_EXE_clarion"))
+        .arg("test")
+        .arg(flows.join("shop/scenarios/confirmed_in_the_browser.toml"))
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        replayed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&replayed.stdout)
+    );
 
     let _ = client.close().await;
     #[allow(clippy::print_stderr)] // figures for the note, never asserted

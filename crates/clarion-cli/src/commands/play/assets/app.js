@@ -335,7 +335,12 @@ function renderInspector(run) {
       if (e.event === "tool_started" || e.event === "pending_abandoned") waiting = null;
     }
   }
-  if (pending) {
+  const last = state.runs[state.runs.length - 1];
+  const required = last && last.run && last.run.status === "requires_action" && last.run.required_action;
+  if (required) {
+    const calls = required.submit_tool_outputs.tool_calls.map((c) => c.function.name).join(", ");
+    $("pending").textContent = `${calls} waits for the app (client tool: requires_action)`;
+  } else if (pending) {
     $("pending").textContent = `${pending.tool} waits for ${pending.missing.join(", ")}`;
   } else if (waiting) {
     $("pending").textContent = `${waiting.tool} waits for ${waiting.params.join(", ")}`;
