@@ -67,7 +67,7 @@ pub(crate) enum Command {
     Eval(EvalArgs),
     /// Talk to a flow: a conversation in the terminal (or over pipes), stored and resumable.
     #[command(
-        after_help = "Examples:\n  clarion chat flows/personal-finance.toml\n  clarion chat flows/personal-finance.toml --thread thread_3f…  # resume\n  echo 'How long to save $12,000 at $1,000 a month?' | clarion chat flows/personal-finance.toml\n  clarion chat flows/travel-booking.toml --base-url http://127.0.0.1:11434/v1 --model qwen2.5:1.5b\n\nIn the conversation: /slots, /metadata, /reset, /transcript FILE, /help; Ctrl-C cancels a run, Ctrl-D exits.\nThe provider comes from --base-url/--api/--model, then the flow's [provider], then OPENAI_BASE_URL and OPENAI_API_KEY."
+        after_help = "Examples:\n  clarion chat flows/personal-finance.toml\n  clarion chat flows/personal-finance.toml --thread thread_3f…  # resume\n  echo 'How long to save $12,000 at $1,000 a month?' | clarion chat flows/personal-finance.toml\n  clarion chat flows/travel-booking.toml --base-url http://127.0.0.1:11434/v1 --model qwen2.5:1.5b\n\nIn the conversation: /slots, /metadata, /reset, /transcript FILE, /save NAME (the conversation as a scenario), /help; Ctrl-C cancels a run, Ctrl-D exits.\nThe provider comes from --base-url/--api/--model, then the flow's [provider], then OPENAI_BASE_URL and OPENAI_API_KEY."
     )]
     Chat(ChatArgs),
     /// List, show, delete and export the conversations `clarion chat` stored.
@@ -102,11 +102,41 @@ pub(crate) enum Command {
         after_help = "Examples:\n  clarion serve flows/travel-booking.toml flows/personal-finance.toml\n  CLARION_API_KEYS=sk-one,sk-two clarion serve flows/ --bind 0.0.0.0:8080 --api-key-env CLARION_API_KEYS\n\nClients use base_url http://ADDR/v1 and assistant ids asst_<flow name>. Docs: docs/serve.md."
     )]
     Serve(ServeArgs),
+    /// Try flows in the browser: chat, watch each step's calls, slots and context, and save
+    /// the conversation as a scenario (a playground on loopback).
+    #[command(
+        after_help = "Examples:\n  clarion play flows/personal-finance.toml\n  clarion play flows/ --bind 127.0.0.1:8765\n  clarion play flows/travel-booking.toml --base-url http://127.0.0.1:11434/v1 --model qwen2.5:1.5b\n\nPrints the page's URL (`playground on http://ADDR/`). Editing a flow file reloads it in the page.\nThe provider comes from --base-url/--api/--model, then the flow's [provider], then OPENAI_BASE_URL and OPENAI_API_KEY.\nDocs: docs/playground.md."
+    )]
+    Play(PlayArgs),
     /// Model Context Protocol servers: write the lock file of their tools.
     #[command(
         after_help = "Examples:\n  clarion mcp lock flows/time.toml\n  clarion mcp lock flows/\n\nStarts each [mcp] server of the flow, lists its tools and writes FLOW.mcp.lock next to it:\nreview the diff and check it in. Docs: docs/flow-format.md (MCP servers)."
     )]
     Mcp(McpArgs),
+}
+
+/// `clarion play`.
+#[derive(Debug, Args)]
+pub(crate) struct PlayArgs {
+    /// Flow files, or directories to search for `*.toml` flow files.
+    #[arg(required = true, value_name = "FLOWS")]
+    pub flows: Vec<PathBuf>,
+    /// The loopback address to listen on (port 0 picks a free one). Other addresses are
+    /// refused: the playground has no keys and writes scenario files.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8765")]
+    pub bind: String,
+    /// The thread store (a SQLite file), where conversations are kept and reopened from.
+    #[arg(long, value_name = "PATH", default_value = ".clarion/threads.db")]
+    pub store: PathBuf,
+    /// The provider's base URL (overrides the flows' `[provider]` and `OPENAI_BASE_URL`).
+    #[arg(long, value_name = "URL")]
+    pub base_url: Option<String>,
+    /// The protocol.
+    #[arg(long, value_enum)]
+    pub api: Option<ApiArg>,
+    /// The model name (overrides every flow's `assistant.model`).
+    #[arg(long)]
+    pub model: Option<String>,
 }
 
 /// `clarion mcp`.

@@ -21,7 +21,7 @@ use crate::exit::Exit;
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let default_level = match cli.command {
-        Command::Serve(_) => "info",
+        Command::Serve(_) | Command::Play(_) => "info",
         _ => "warn",
     };
     let (redactor, traces) = logging::init(cli.log_format, default_level, cli.log_content);
@@ -45,6 +45,7 @@ fn main() -> std::process::ExitCode {
         Command::Demo(args) => commands::demo::run(&args),
         Command::Lsp(args) => commands::lsp::run(&args),
         Command::Mcp(args) => commands::mcp::run(&args),
+        Command::Play(args) => commands::play::run(&args),
         Command::Serve(args) => {
             commands::serve::run(&args, cli.log_format, &redactor, traces.is_on())
         }

@@ -183,6 +183,108 @@ async fn a_piped_conversation_is_stored_and_resumable() {
     assert!(out.contains("risk_tolerance (not set)"), "{out}");
 }
 
+/// `/save NAME` writes the conversation as a scenario with its accepted snapshot, and
+/// `clarion test` passes on it unchanged; a second save under the same name is refused.
+#[tokio::test]
+async fn slash_save_writes_a_scenario_that_clarion_test_passes() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(Model)
+        .mount(&server)
+        .await;
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let flow = flow_for(dir.path(), &format!("{}/v1", server.uri()));
+    let store = dir.path().join("threads.db");
+    let (flow, store) = (flow.display().to_string(), store.display().to_string());
+    let saved = chat(
+        &[&flow, "--store", &store],
+        "I earn $4,000 a month. How long to save $12,000 at $1,000 a month?\nThanks!\n/save saved_from_chat\n/save saved_from_chat\n/save bad name\n",
+    );
+    let log = text(&saved.stderr);
+    assert_eq!(saved.status.code(), Some(0), "{log}");
+    let scenario = dir.path().join("finance/scenarios/saved_from_chat.toml");
+    assert!(
+        log.contains(&format!("saved {}", scenario.display())),
+        "{log}"
+    );
+    assert!(log.contains("exists; choose another name"), "{log}");
+    assert!(log.contains("`bad name` cannot name a scenario"), "{log}");
+    let file = std::fs::read_to_string(&scenario).unwrap_or_else(|e| panic!("{e}"));
+    assert!(file.contains("user = \"Thanks!\""), "{file}");
+    assert!(file.contains("goal_amount = 12000"), "{file}");
+    assert!(
+        dir.path()
+            .join("finance/scenarios/snapshots/saved_from_chat.snap")
+            .is_file()
+    );
+    let test = Command::new(env!("CARGO_BIN_EXE_clarion"))
+        .arg("test")
+        .arg(&scenario)
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let out = text(&test.stdout);
+    assert!(test.status.success(), "{out}{}", text(&test.stderr));
+    assert!(out.contains("1 passed, 0 failed"), "{out}");
+}
+
+/// The bank flow's model ([`support::bank_answer`]).
+struct Bank;
+
+impl Respond for Bank {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
+        ResponseTemplate::new(200).set_body_json(json!({ "choices": [{ "index": 0,
+            "message": support::bank_answer(&body), "finish_reason": "stop" }] }))
+    }
+}
+
+/// A conversation with confirmations — the transfer changed, then confirmed — saved with
+/// `/save`: the readings of the answers become `decide` steps, the engine's own call is
+/// not scripted, the confirmed call's result becomes the tool's mock, and `clarion test`
+/// passes on the file unchanged.
+#[tokio::test]
+async fn slash_save_keeps_confirmations_as_decide_steps() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(Bank)
+        .mount(&server)
+        .await;
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let flow = support::bank_flow_for(dir.path(), &format!("{}/v1", server.uri()));
+    let store = dir.path().join("threads.db");
+    let (flow, store) = (flow.display().to_string(), store.display().to_string());
+    let saved = chat(
+        &[&flow, "--store", &store],
+        "Move $200 from checking to savings.\nno wait, make it 300\nsure, go ahead\n/save changed_then_confirmed\n",
+    );
+    let log = text(&saved.stderr);
+    assert_eq!(saved.status.code(), Some(0), "{log}");
+    let out = text(&saved.stdout);
+    assert!(
+        out.contains("Transfer $300 from checking to savings?"),
+        "{out}"
+    );
+    let scenario = dir
+        .path()
+        .join("bank-transfer/scenarios/changed_then_confirmed.toml");
+    let file = std::fs::read_to_string(&scenario).unwrap_or_else(|e| panic!("{e}: {log}"));
+    for wanted in [
+        "decide = \"change\"",
+        "decide = \"confirm\"",
+        "[mocks.transfer_funds.result]",
+        "confirmation_asked = \"transfer_funds\"",
+    ] {
+        assert!(file.contains(wanted), "{wanted} missing from:\n{file}");
+    }
+    let test = Command::new(env!("CARGO_BIN_EXE_clarion"))
+        .arg("test")
+        .arg(&scenario)
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let out = text(&test.stdout);
+    assert!(test.status.success(), "{out}{}", text(&test.stderr));
+}
+
 /// `--base-url`, `--api`, `--model` and `--no-stream` replace the flow's provider settings;
 /// `--verbose` shows a tool's arguments.
 #[tokio::test]

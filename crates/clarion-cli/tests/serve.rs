@@ -405,46 +405,14 @@ async fn provider_and_request_flags_override_the_flow() {
     let _ = child.wait();
 }
 
-/// The bank flow's model: it calls `transfer_funds` when asked to move money, answers the
-/// confirmation reading (the request that offers `decide`) from the user's words, and
-/// replies after tool results.
+/// The bank flow's model ([`support::bank_answer`]).
 struct Bank;
 
 impl Respond for Bank {
     fn respond(&self, request: &Request) -> ResponseTemplate {
         let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
-        let offers = |name: &str| {
-            body["tools"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|t| t["function"]["name"] == name)
-        };
-        let messages = body["messages"].as_array().cloned().unwrap_or_default();
-        let last = messages.last().cloned().unwrap_or(Value::Null);
-        let said = last["content"].as_str().unwrap_or_default().to_owned();
-        let call = |name: &str, arguments: &str| {
-            json!({ "role": "assistant", "content": null, "tool_calls": [{ "id": "call_x", "type": "function",
-                "function": { "name": name, "arguments": arguments } }] })
-        };
-        let message = if offers("decide") {
-            let decision = if said.contains("sure") {
-                "confirm"
-            } else {
-                "decline"
-            };
-            call("decide", &format!("{{\"decision\": \"{decision}\"}}"))
-        } else if last["role"] == "user" && said.contains("Move") {
-            call(
-                "transfer_funds",
-                "{\"amount\": 200, \"from_account\": \"checking\", \"to_account\": \"savings\"}",
-            )
-        } else {
-            json!({ "role": "assistant", "content": "Done." })
-        };
-        ResponseTemplate::new(200).set_body_json(
-            json!({ "choices": [{ "index": 0, "message": message, "finish_reason": "stop" }] }),
-        )
+        ResponseTemplate::new(200).set_body_json(json!({ "choices": [{ "index": 0,
+            "message": support::bank_answer(&body), "finish_reason": "stop" }] }))
     }
 }
 
@@ -459,25 +427,7 @@ async fn a_confirmation_is_a_question_message_and_the_answer_in_words_runs_the_c
         .mount(&model)
         .await;
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let text = std::fs::read_to_string(workspace.join("flows/bank-transfer.toml"))
-        .unwrap_or_else(|e| panic!("{e}"));
-    // With its ledger script beside it, as in the repository.
-    std::fs::create_dir_all(dir.path().join("tools")).unwrap_or_else(|e| panic!("{e}"));
-    std::fs::copy(
-        workspace.join("flows/tools/bank.py"),
-        dir.path().join("tools/bank.py"),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    let flow = dir.path().join("bank-transfer.toml");
-    std::fs::write(
-        &flow,
-        format!(
-            "{text}\n[provider]\nbase_url = \"{}/v1\"\nstream = false\nmax_retries = 0\n",
-            model.uri()
-        ),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+    let flow = support::bank_flow_for(dir.path(), &format!("{}/v1", model.uri()));
     let store = dir.path().join("threads.db").display().to_string();
     let (mut child, base) = serve(&[&flow.display().to_string(), "--store", &store]);
     let c = client();

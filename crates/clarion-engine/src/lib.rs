@@ -80,8 +80,8 @@ pub use model::{Model, ModelError, ModelRequest, ModelResponse, ModelTurn};
 pub use redact::Redactor;
 pub use retry::{Backoff, retry_after};
 pub use run::{
-    Ask, DECIDE_TOOL, Decision, Engine, EngineError, IllegalTransition, LastError, Rejection, Run,
-    RunStatus, StagedTurn, ToolOutputSubmission, Usage,
+    Ask, DECIDE_TOOL, DECISION_KEY, Decision, Engine, EngineError, IllegalTransition, LastError,
+    Rejection, Run, RunStatus, StagedTurn, ToolOutputSubmission, Usage,
 };
 pub use store::{
     Lease, MemoryStore, MessagePage, MessageQuery, Order, Step, StoreError, ThreadHeader,

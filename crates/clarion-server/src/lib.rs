@@ -15,6 +15,8 @@
 //! - [`error`]: the API's error bodies and status codes; [`extract`]: extractors that
 //!   reject with them; [`ids`]: ids and timestamps; [`openapi`]: the document of the subset;
 //! - [`takeover`]: runs whose replica died, driven on by this one (shared stores).
+//! - [`feed`]: the engine's events of recent runs, kept for `clarion play`'s inspector and
+//!   served as a read-only extension (off unless asked for).
 //! - [`observe`]: the access log and HTTP metrics; `routes::health`: `/healthz`,
 //!   `/readyz` and `/metrics`, outside `/v1` and without keys.
 //!
@@ -70,6 +72,7 @@
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod feed;
 pub mod ids;
 pub mod limit;
 pub mod observe;

@@ -21,6 +21,14 @@ fn streamable(schema: &str) -> Value {
     responses
 }
 
+/// A stream of server-sent events and nothing else (the events extension).
+fn events() -> Value {
+    json!({
+        "200": {"description": "Server-sent events", "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+        "default": {"description": "An error", "content": {"application/json": {"schema": reference("Error")}}},
+    })
+}
+
 /// Links from a created thread or run to the operations that take its ids, so the
 /// stateful fuzzing phase reaches real threads and runs instead of 404s.
 fn with_links(mut responses: Value, links: &[(&str, &[(&str, &str)])]) -> Value {
@@ -233,7 +241,8 @@ pub fn document() -> Value {
             "/threads/{thread_id}/runs/{run_id}/cancel": {"post": operation("cancelRun", "Cancel a run", &with(std::slice::from_ref(&run)), None, &ok("Run"))},
             "/threads/{thread_id}/runs/{run_id}/submit_tool_outputs": {"post": operation("submitToolOutputs", "Outputs of the client tool calls", &with(std::slice::from_ref(&run)), Some(body("SubmitToolOutputs")), &streamable("Run"))},
             "/threads/{thread_id}/runs/{run_id}/steps": {"get": operation("listRunSteps", "Steps of a run", &with(&[run.clone(), list_params(false)[0].clone(), list_params(false)[1].clone(), list_params(false)[2].clone(), list_params(false)[3].clone()]), None, &ok("List"))},
-            "/threads/{thread_id}/runs/{run_id}/steps/{step_id}": {"get": operation("getRunStep", "A step", &with(&[run, path("step_id")]), None, &ok("RunStep"))},
+            "/threads/{thread_id}/runs/{run_id}/steps/{step_id}": {"get": operation("getRunStep", "A step", &with(&[run.clone(), path("step_id")]), None, &ok("RunStep"))},
+            "/threads/{thread_id}/runs/{run_id}/events": {"get": operation("streamRunEvents", "Extension: the engine's events of a run as server-sent events (`clarion.event`, then `done`); only where the server keeps them (clarion play), else 404", &with(std::slice::from_ref(&run)), None, &events())},
         },
     })
 }

@@ -52,6 +52,8 @@ struct Inner {
     keep_alive: std::time::Duration,
     /// Joins a request's span to the trace its headers name, when traces are exported.
     trace_context: Option<TraceContext>,
+    /// The engine's events of recent runs, when kept ([`AppState::with_event_feed`]).
+    feed: Option<Arc<crate::feed::EventFeed>>,
 }
 
 /// How often a streamed run that has nothing to say sends an SSE comment by default, so
@@ -140,6 +142,7 @@ impl AppState {
             metrics: None,
             keep_alive: DEFAULT_KEEP_ALIVE,
             trace_context: None,
+            feed: None,
         })))
     }
 
@@ -187,6 +190,45 @@ impl AppState {
             inner.trace_context = Some(adopt);
         }
         self
+    }
+
+    /// Keeps the engine's events of recent runs in `feed` and serves them at
+    /// `GET /v1/threads/{thread_id}/runs/{run_id}/events` (see [`crate::feed`]). For a
+    /// development tool such as `clarion play`, not for production: events hold content.
+    /// A feed can outlive the state (a reloaded playground keeps its runs' events). Call it
+    /// before cloning the state.
+    #[must_use]
+    pub fn with_event_feed(mut self, feed: Arc<crate::feed::EventFeed>) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.0) {
+            inner.feed = Some(feed);
+        }
+        self
+    }
+
+    /// The event feed, if kept.
+    #[must_use]
+    pub fn feed(&self) -> Option<&Arc<crate::feed::EventFeed>> {
+        self.0.feed.as_ref()
+    }
+
+    /// `sink`, also recording into the event feed when there is one.
+    #[must_use]
+    pub(crate) fn tee(
+        &self,
+        run_id: &str,
+        sink: Arc<dyn clarion_engine::EventSink>,
+    ) -> Arc<dyn clarion_engine::EventSink> {
+        match &self.0.feed {
+            Some(feed) => feed.tee(run_id, sink),
+            None => sink,
+        }
+    }
+
+    /// The task driving `run_id` ended (for the event feed).
+    pub(crate) fn run_ended(&self, run_id: &str) {
+        if let Some(feed) = &self.0.feed {
+            feed.ended(run_id);
+        }
     }
 
     /// What joins a request's span to its caller's trace, if traces are exported.

@@ -8,7 +8,9 @@
 //! - [`coverage`]: which tools, questions, slots and rules of each flow the scenarios
 //!   exercised, as a summary, JSON or LCOV;
 //! - the harness ([`Runner`], [`assert_scenarios`]): plays scenarios, compares transcripts
-//!   with snapshots in insta's format, and reports located failures with a diff.
+//!   with snapshots in insta's format, and reports located failures with a diff;
+//! - [`save`]: a conversation (a thread's messages) saved as a scenario with its
+//!   expectations and accepted snapshot — `clarion play` and `clarion chat`'s `/save`.
 //!
 //! A scenario of this repository played through the real engine, its transcript compared
 //! with the accepted snapshot beside it (what `clarion test` does for each file):
@@ -28,6 +30,7 @@
 
 pub mod coverage;
 mod harness;
+pub mod save;
 pub mod scenario;
 pub mod transcript;
 

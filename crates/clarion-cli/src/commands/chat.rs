@@ -210,6 +210,7 @@ async fn chat(args: &ChatArgs, source: &FlowSource<'_>) -> Result<Exit, CliError
                 &mut thread,
                 &mut transcript,
                 &crate::store::shown(&args.store),
+                matches!(source, FlowSource::File).then_some(args.flow.as_path()),
             )
             .await
             {
@@ -361,6 +362,7 @@ async fn slash(
     thread: &mut Thread,
     transcript: &mut Transcript,
     store: &Path,
+    flow_path: Option<&Path>,
 ) -> Result<bool, String> {
     let (name, rest) = command.split_once(' ').unwrap_or((command, ""));
     let fresh = engine
@@ -422,13 +424,54 @@ async fn slash(
             std::fs::write(path, &text).map_err(|e| format!("cannot write {path}: {e}"))?;
             note(&format!("transcript of this session written to {path}"));
         }
+        "save" => save(engine, flow, &thread.id, rest.trim(), flow_path).await?,
         "quit" | "exit" => return Ok(false),
         "help" => output::out(
-            "  /slots  /metadata  /reset  /transcript FILE  /quit — Ctrl-C cancels a run, Ctrl-D exits\n",
+            "  /slots  /metadata  /reset  /transcript FILE  /save NAME  /quit — Ctrl-C cancels a run, Ctrl-D exits\n",
         ),
         other => return Err(format!("unknown command /{other}; try /help")),
     }
     Ok(true)
+}
+
+/// `/save NAME`: the conversation so far as the scenario `flows/FLOW/scenarios/NAME.toml`
+/// with its accepted snapshot, played as `clarion test` will play it (see
+/// [`clarion_testing::save`]).
+async fn save(
+    engine: &Engine,
+    flow: &Flow,
+    thread_id: &str,
+    name: &str,
+    flow_path: Option<&Path>,
+) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("/save needs a scenario name, e.g. /save missing_income".to_owned());
+    }
+    let Some(flow_path) = flow_path else {
+        return Err("/save needs the flow's file: the built-in demo flow has none".to_owned());
+    };
+    let thread = engine.thread(thread_id).await.map_err(|e| e.to_string())?;
+    let metadata = thread
+        .metadata
+        .iter()
+        .filter(|(k, _)| !k.starts_with("_clarion"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let runner = clarion_testing::Runner::new()
+        .with_builtins(Arc::new(clarion_tools::BuiltinRegistry::standard()))
+        .with_executor(Arc::new(ClarionTools::new()));
+    let saved =
+        clarion_testing::save::save(&runner, flow_path, flow, &thread.messages, name, metadata)
+            .await
+            .map_err(|e| e.to_string())?;
+    note(&format!(
+        "saved {} ({} turns) and its snapshot {}; run it with `clarion test {}`",
+        saved.scenario.display(),
+        saved.turns,
+        saved.snapshot.display(),
+        saved.scenario.display()
+    ));
+    Ok(())
 }
 
 /// What the user typed.

@@ -8,6 +8,7 @@ pub(crate) mod export;
 pub(crate) mod graph;
 pub(crate) mod lsp;
 pub(crate) mod mcp;
+pub(crate) mod play;
 pub(crate) mod schema;
 pub(crate) mod serve;
 pub(crate) mod test;

@@ -114,3 +114,62 @@ pub(crate) fn reply(request: &Value, message: &Value) -> wiremock::ResponseTempl
         )
     }
 }
+
+/// `flows/bank-transfer.toml` with a `[provider]` at `base_url` and its ledger script
+/// beside it (as in the repository, so `tools/bank.py` resolves), written into `dir`.
+pub(crate) fn bank_flow_for(dir: &Path, base_url: &str) -> PathBuf {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let text = std::fs::read_to_string(workspace.join("flows/bank-transfer.toml"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    std::fs::create_dir_all(dir.join("tools")).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::copy(
+        workspace.join("flows/tools/bank.py"),
+        dir.join("tools/bank.py"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let path = dir.join("bank-transfer.toml");
+    std::fs::write(
+        &path,
+        format!("{text}\n[provider]\nbase_url = \"{base_url}\"\nstream = false\nmax_retries = 0\n"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    path
+}
+
+/// The bank flow's model, as the assistant message answering a Chat Completions `body`:
+/// the reading of a confirmation answer (the request that offers `decide`) from the
+/// user's words — "sure" confirms, "make it 300" changes the amount, anything else
+/// declines; a transfer of $200 when the user asks to move money; else "Done."
+pub(crate) fn bank_answer(body: &Value) -> Value {
+    let offers = |name: &str| {
+        body["tools"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|t| t["function"]["name"] == name)
+    };
+    let messages = body["messages"].as_array().cloned().unwrap_or_default();
+    let last = messages.last().cloned().unwrap_or(Value::Null);
+    let said = last["content"].as_str().unwrap_or_default().to_owned();
+    let call = |name: &str, arguments: &str| {
+        json!({ "role": "assistant", "content": null, "tool_calls": [{ "id": format!("call_{}", messages.len()), "type": "function",
+            "function": { "name": name, "arguments": arguments } }] })
+    };
+    if offers("decide") {
+        let decision = if said.contains("sure") {
+            r#"{"decision": "confirm"}"#
+        } else if said.contains("300") {
+            r#"{"decision": "change", "changes": {"amount": 300}}"#
+        } else {
+            r#"{"decision": "decline"}"#
+        };
+        call("decide", decision)
+    } else if last["role"] == "user" && said.contains("Move") {
+        call(
+            "transfer_funds",
+            r#"{"amount": 200, "from_account": "checking", "to_account": "savings"}"#,
+        )
+    } else {
+        json!({ "role": "assistant", "content": "Done." })
+    }
+}

@@ -37,6 +37,11 @@ use crate::model::ModelTurn;
 /// `unrelated`. Scripted models and recordings answer that request with a call of it.
 pub const DECIDE_TOOL: &str = "decide";
 
+/// The metadata key on the message of the call the engine makes in the model's place after
+/// a confirmation: the decision it acts on (`confirm`, `decline` or `change`). A saved
+/// conversation replays that message as the reading of the answer, not as a model turn.
+pub const DECISION_KEY: &str = "clarion_decision";
+
 /// What the user answered when asked to confirm a call.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "decision", rename_all = "snake_case")]

@@ -23,7 +23,7 @@ pub(crate) mod window;
 use serde::{Deserialize, Serialize};
 
 pub use call::Rejection;
-pub use confirm::{DECIDE_TOOL, Decision};
+pub use confirm::{DECIDE_TOOL, DECISION_KEY, Decision};
 pub use engine::{Engine, ToolOutputSubmission};
 pub use error::EngineError;
 pub use status::{IllegalTransition, RunStatus};

@@ -4,6 +4,7 @@
 //! reads threads through [`AppState::thread`], so ownership is enforced in one place.
 
 pub mod assistants;
+pub mod events;
 pub mod health;
 pub mod messages;
 pub mod runs;
@@ -99,6 +100,10 @@ pub fn router_with(state: AppState, limits: Limits) -> Router {
         .route(
             "/threads/{thread_id}/runs/{run_id}/steps/{step_id}",
             get(steps::retrieve),
+        )
+        .route(
+            "/threads/{thread_id}/runs/{run_id}/events",
+            get(events::stream),
         );
     Router::new()
         .nest("/v1", v1)

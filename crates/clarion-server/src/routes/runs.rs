@@ -44,10 +44,13 @@ pub(crate) fn spawn_drive(
     sink: Arc<dyn EventSink>,
 ) -> tokio::task::JoinHandle<Result<(), EngineError>> {
     let task = state.run_task();
+    let sink = state.tee(&run_id, sink);
+    let state = state.clone();
     // The request's span goes along: the run's span is its child.
     tokio::spawn(
         async move {
             let result = assistant.engine.drive_run(&run_id, &*sink).await;
+            state.run_ended(&run_id);
             drop(task);
             result.map(drop).inspect_err(|error| {
                 tracing::warn!(run_id = %run_id, "run stopped: {error}");
@@ -67,6 +70,7 @@ pub(crate) fn spawn_submit(
     sink: Arc<dyn EventSink>,
 ) -> tokio::task::JoinHandle<Result<(), EngineError>> {
     let task = state.run_task();
+    let sink = state.tee(&run_id, sink);
     tokio::spawn(
         async move {
             let result = assistant
@@ -74,6 +78,7 @@ pub(crate) fn spawn_submit(
                 .submit_tool_outputs(&run_id, outputs, &*sink)
                 .await;
             state.settled(&run_id);
+            state.run_ended(&run_id);
             drop(task);
             result.map(drop).inspect_err(|error| {
                 tracing::warn!(run_id = %run_id, "submitted run stopped: {error}");

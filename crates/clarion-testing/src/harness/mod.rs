@@ -159,6 +159,7 @@ impl Runner {
             usage: Usage::default(),
             turns: 0,
             coverage: None,
+            events: Vec::new(),
         };
         if let Some(scenario) = report.scenario {
             outcome.title.clone_from(&scenario.title);
@@ -183,6 +184,7 @@ impl Runner {
             outcome.checks = played.checks;
             outcome.usage = played.usage;
             outcome.turns = played.turns;
+            outcome.events = played.events;
             outcome.coverage = played.hits.map(|hits| ScenarioHits {
                 flow_path: scenario.flow_path.clone(),
                 hits,
@@ -337,6 +339,8 @@ pub struct Outcome {
     /// What the scenario exercised of its flow, when the runner counts coverage
     /// ([`Runner::with_coverage`]) and the scenario loaded.
     pub coverage: Option<ScenarioHits>,
+    /// The engine's events of each turn played to the end.
+    pub events: Vec<Vec<clarion_engine::Event>>,
 }
 
 /// What comparing with the snapshot found, and what was written.

@@ -50,6 +50,9 @@ pub struct Played {
     /// What the scenario exercised of its flow, when coverage was asked for
     /// ([`play_covered`]).
     pub hits: Option<Hits>,
+    /// The engine's events of each turn played to the end, in order: what expectations
+    /// are judged on, and what saving a conversation as a scenario fills them in from.
+    pub events: Vec<Vec<Event>>,
 }
 
 /// Plays `scenario` with its scripted model steps. Calls no mock answers go to `executor`
@@ -147,7 +150,8 @@ pub async fn play_covered(
     };
     for (i, steps) in turns.into_iter().enumerate() {
         match session.turn(i, steps).await {
-            Ok((checks, usage)) => {
+            Ok((checks, usage, events)) => {
+                played.events.push(events);
                 played
                     .failures
                     .extend(checks.iter().filter_map(|c| c.diagnostic(&scenario.spans)));
@@ -188,7 +192,7 @@ impl Player<'_> {
         &mut self,
         i: usize,
         steps: Vec<ScriptedTurn>,
-    ) -> Result<(Vec<Check>, Usage), Box<Diagnostic>> {
+    ) -> Result<(Vec<Check>, Usage, Vec<Event>), Box<Diagnostic>> {
         let scenario = self.scenario;
         let turn = &scenario.file.turns[i];
         let at = format!("/turns/{i}");
@@ -265,7 +269,7 @@ impl Player<'_> {
         let checks = turn.expect.as_ref().map_or_else(Vec::new, |spec| {
             expect::check(spec, &events, Some(run.status), &format!("{at}/expect"))
         });
-        Ok((checks, run.usage))
+        Ok((checks, run.usage, events))
     }
 
     /// A call that had no mock and nothing else could run, as a problem.

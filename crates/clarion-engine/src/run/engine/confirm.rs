@@ -9,7 +9,7 @@ use crate::events::{Event, EventSink, NoEvents};
 use crate::ids::new_id;
 use crate::model::ModelRequest;
 use crate::observe;
-use crate::run::confirm::{self, Decision};
+use crate::run::confirm::{self, DECISION_KEY, Decision};
 use crate::run::{EngineError, Run, RunStatus};
 use crate::thread::{Message, MessageKind, PendingCall, Thread, ToolCall};
 use serde_json::Value;
@@ -70,6 +70,7 @@ impl Engine {
             decision: decision.clone(),
         });
         thread.pending = None;
+        let decided = decision.as_str();
         let mut args = pending.known;
         let call_id = new_id("call");
         let settled = match decision {
@@ -93,13 +94,19 @@ impl Engine {
             name: call.name.clone(),
             arguments: call.arguments.clone(),
         });
-        let message = self.message(
+        let mut message = self.message(
             run,
             MessageKind::ToolCalls {
                 text: None,
                 calls: vec![call.clone()],
             },
         );
+        // Whose call this is, on record: the engine's, after the user's answer (a saved
+        // conversation replays it as that reading, not as a model turn).
+        // (A short key and value: within every metadata limit.)
+        let _ = message
+            .metadata
+            .merge([(DECISION_KEY.to_owned(), decided.to_owned())]);
         thread.messages.push(message);
         // The arguments come back as a pending call's: values the user was asked to
         // confirm, or changed in answer, count as stated (grounding) — the user sees a
