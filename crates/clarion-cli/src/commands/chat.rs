@@ -424,7 +424,7 @@ async fn slash(
             std::fs::write(path, &text).map_err(|e| format!("cannot write {path}: {e}"))?;
             note(&format!("transcript of this session written to {path}"));
         }
-        "save" => save(engine, flow, &thread.id, rest.trim(), flow_path).await?,
+        "save" => Box::pin(save(engine, flow, &thread.id, rest.trim(), flow_path)).await?,
         "quit" | "exit" => return Ok(false),
         "help" => output::out(
             "  /slots  /metadata  /reset  /transcript FILE  /save NAME  /quit — Ctrl-C cancels a run, Ctrl-D exits\n",

@@ -32,10 +32,9 @@ impl Engine {
         mut cancel: watch::Receiver<bool>,
         events: &dyn EventSink,
     ) -> Result<(), EngineError> {
-        if self
-            .settle_confirmation(thread, indices, run, &mut cancel, events)
-            .await?
-        {
+        // Boxed: its state (a model request and a turn of tool calls) would otherwise
+        // double the size of every run's future, for a step most runs never take.
+        if Box::pin(self.settle_confirmation(thread, indices, run, &mut cancel, events)).await? {
             return Ok(());
         }
         loop {
