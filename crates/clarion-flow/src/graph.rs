@@ -343,9 +343,13 @@ impl Builder {
                 ],
             });
         }
+        let mut label = vec![tool.name.clone(), executor(tool)];
+        if let Some(confirm) = &tool.confirm {
+            label.push(format!("confirm: {}", shorten(confirm)));
+        }
         Group {
             id: group,
-            label: vec![tool.name.clone(), executor(tool)],
+            label,
             nodes,
         }
     }
