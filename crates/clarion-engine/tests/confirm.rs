@@ -238,17 +238,14 @@ async fn a_complete_call_waits_and_the_confirmed_call_runs_once() {
             ..
         }
     )));
-    // The judge saw the question and the answer, was offered only `decide`, and its usage
-    // counts for the run; none of its text reached the user.
+    // The judge saw the answer (the question is in its instructions), was offered only
+    // `decide`, and its usage counts for the run; none of its text reached the user.
     let judged = model.judged.lock().map(|j| j.clone()).unwrap_or_default();
     assert_eq!(
         judged,
         vec![(
             vec![DECIDE_TOOL.to_owned()],
-            vec![
-                "Transfer $200 to savings?".to_owned(),
-                "sure, go ahead".to_owned()
-            ]
+            vec!["sure, go ahead".to_owned()]
         )]
     );
     assert_eq!(run.usage.prompt_tokens, 20, "judge and reply both count");

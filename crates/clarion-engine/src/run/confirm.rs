@@ -42,6 +42,9 @@ pub const DECIDE_TOOL: &str = "decide";
 /// conversation replays that message as the reading of the answer, not as a model turn.
 pub const DECISION_KEY: &str = "clarion_decision";
 
+/// The judge's output limit: a `decide` call is a few dozen tokens.
+const JUDGE_MAX_TOKENS: u32 = 256;
+
 /// What the user answered when asked to confirm a call.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "decision", rename_all = "snake_case")]
@@ -75,7 +78,9 @@ impl Decision {
 }
 
 /// The judge flow of every tool with `confirm`: the flow's model and provider at
-/// temperature 0, offered only `decide`, and made to call it.
+/// temperature 0, offered only `decide`, with a short output limit. Not forced to call it
+/// (`tool_choice = "required"`): under a grammar, small local models then write the call
+/// as text and pad it to the token limit; words instead of a call read as `unrelated`.
 pub(crate) fn judges(flow: &Flow) -> IndexMap<String, Flow> {
     flow.tools
         .values()
@@ -84,10 +89,11 @@ pub(crate) fn judges(flow: &Flow) -> IndexMap<String, Flow> {
             let mut tools = IndexMap::new();
             tools.insert(DECIDE_TOOL.to_owned(), decide_tool(tool));
             let mut judge = flow.with_tools(format!("{}.confirm.{}", flow.name, tool.name), tools);
-            judge.assistant.tool_choice = Some(ToolChoice::Required);
+            judge.assistant.tool_choice = Some(ToolChoice::Auto);
             judge.assistant.temperature = Some(0.0);
             judge.assistant.top_p = None;
-            judge.assistant.parallel_tool_calls = Some(false);
+            judge.assistant.parallel_tool_calls = None;
+            judge.assistant.max_output_tokens = Some(JUDGE_MAX_TOKENS);
             (tool.name.clone(), judge)
         })
         .collect()
@@ -155,25 +161,26 @@ fn decide_tool(tool: &Tool) -> Tool {
     }
 }
 
-/// The judge's instructions for one waiting call.
+/// The judge's instructions for one waiting call: the call and the question in words.
+/// The request's only message is the user's answer — a small model shown the question as
+/// an assistant turn of its own answers in kind, with text instead of a call.
 pub(crate) fn instructions(tool: &Tool, args: &Map<String, Value>, question: &str) -> String {
     let what = tool
         .description
         .as_deref()
         .map_or_else(String::new, |d| format!(" ({})", d.trim()));
-    let args = serde_json::to_string_pretty(&Value::Object(args.clone())).unwrap_or_default();
+    let args: Vec<String> = args.iter().map(|(k, v)| format!("{k} = {v}")).collect();
     format!(
-        "You read a user's answer to a confirmation question and record what they decided by \
-         calling `{DECIDE_TOOL}`. Do nothing else.\n\n\
-         The assistant is about to call `{tool}`{what} with these arguments:\n{args}\n\n\
-         It asked the user: \"{question}\"\n\n\
-         Call `{DECIDE_TOOL}` with:\n\
-         - decision \"confirm\" when the user agrees to exactly this (\"yes\", \"sure, go ahead\", \"do it\");\n\
-         - decision \"decline\" when the user refuses or cancels it (\"no\", \"cancel\", \"don't\");\n\
-         - decision \"change\" when the user wants it with other values (\"no wait, make it 300\"), \
-         with only the changed arguments and their new values in `changes`;\n\
-         - decision \"unrelated\" when the answer is about something else.",
+        "You read a user's answer to a confirmation question and record what they decided.\n\n\
+         The assistant is about to call {tool}{what} with {args}, and asked the user: \
+         \"{question}\"\n\n\
+         Call {DECIDE_TOOL} with decision \"confirm\" when the user agrees to exactly this \
+         (\"yes\", \"sure, go ahead\", \"do it\"); \"decline\" when the user refuses or cancels it \
+         (\"no\", \"cancel\", \"don't\"); \"change\" when the user wants other values \
+         (\"no wait, make it 300\"), with only the changed arguments and their new values in \
+         changes; \"unrelated\" when the answer is about something else.",
         tool = tool.name,
+        args = args.join(", "),
     )
 }
 

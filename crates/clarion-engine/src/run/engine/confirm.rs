@@ -177,7 +177,8 @@ impl Engine {
         else {
             return Ok(Reading::NoAnswer);
         };
-        let exchange: Vec<Message> = vec![thread.messages[asked].clone(), answer.clone()];
+        // The question is in the instructions; the answer is the request's one message.
+        let exchange: Vec<Message> = vec![answer.clone()];
         let question = pending.confirm.as_deref().unwrap_or_default();
         let instructions = confirm::instructions(tool, &pending.known, question);
         let request = ModelRequest {
@@ -204,7 +205,8 @@ impl Engine {
                 return Ok(Reading::Ended);
             }
         };
-        observe::model_requested(judge, &info, &span, &response, started.elapsed());
+        // Counted under the flow (its metrics' `flow` label), as the request is the flow's.
+        observe::model_requested(&self.flow, &info, &span, &response, started.elapsed());
         drop(span);
         match response {
             Ok(response) => {
