@@ -227,17 +227,6 @@ async fn slash_save_writes_a_scenario_that_clarion_test_passes() {
     assert!(out.contains("1 passed, 0 failed"), "{out}");
 }
 
-/// The bank flow's model ([`support::bank_answer`]).
-struct Bank;
-
-impl Respond for Bank {
-    fn respond(&self, request: &Request) -> ResponseTemplate {
-        let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
-        ResponseTemplate::new(200).set_body_json(json!({ "choices": [{ "index": 0,
-            "message": support::bank_answer(&body), "finish_reason": "stop" }] }))
-    }
-}
-
 /// A conversation with confirmations — the transfer changed, then confirmed — saved with
 /// `/save`: the readings of the answers become `decide` steps, the engine's own call is
 /// not scripted, the confirmed call's result becomes the tool's mock, and `clarion test`
@@ -246,7 +235,7 @@ impl Respond for Bank {
 async fn slash_save_keeps_confirmations_as_decide_steps() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
-        .respond_with(Bank)
+        .respond_with(support::BankModel)
         .mount(&server)
         .await;
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));

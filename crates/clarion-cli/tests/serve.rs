@@ -405,17 +405,6 @@ async fn provider_and_request_flags_override_the_flow() {
     let _ = child.wait();
 }
 
-/// The bank flow's model ([`support::bank_answer`]).
-struct Bank;
-
-impl Respond for Bank {
-    fn respond(&self, request: &Request) -> ResponseTemplate {
-        let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
-        ResponseTemplate::new(200).set_body_json(json!({ "choices": [{ "index": 0,
-            "message": support::bank_answer(&body), "finish_reason": "stop" }] }))
-    }
-}
-
 /// `confirm` through `clarion serve` with an unmodified Assistants client: the question is
 /// an assistant message marked `clarion_kind = "confirmation"`, the user answers in words,
 /// and the transfer (the flow's real command tool) runs only then.
@@ -423,7 +412,7 @@ impl Respond for Bank {
 async fn a_confirmation_is_a_question_message_and_the_answer_in_words_runs_the_call() {
     let model = MockServer::start().await;
     Mock::given(method("POST"))
-        .respond_with(Bank)
+        .respond_with(support::BankModel)
         .mount(&model)
         .await;
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));

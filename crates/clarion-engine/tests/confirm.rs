@@ -569,6 +569,71 @@ async fn one_call_is_confirmed_at_a_time() {
     );
 }
 
+/// A call given up with `on_exhausted = { end = … }` ends the run before any question: a
+/// confirmation in the same turn is answered `awaiting_confirmation`, never left claiming
+/// the user was asked.
+#[tokio::test]
+async fn no_confirmation_waits_behind_a_call_given_up() {
+    let flow = format!(
+        "{FLOW}\n[tools.loan]\ndescription = \"A loan's payment.\"\nbuiltin = \"test.loan\"\n\
+         [tools.loan.params.years]\ntype = \"integer\"\nminimum = 1\ndescription = \"Term.\"\n\
+         ask = \"Over how many years?\"\nmax_asks = 1\n\
+         on_exhausted = {{ end = \"Let's stop here.\" }}\n"
+    );
+    let model = Arc::new(Model2::new(
+        vec![
+            ModelTurn::ToolCalls {
+                text: None,
+                calls: vec![call("loan", "{}")],
+            },
+            ModelTurn::ToolCalls {
+                text: None,
+                calls: vec![
+                    call("loan", "{}"),
+                    call("transfer", r#"{"amount": 200, "to": "savings"}"#),
+                ],
+            },
+        ],
+        Vec::new(),
+    ));
+    let engine = Engine::new(
+        flow_from(&flow),
+        model,
+        Arc::new(FnExecutor(
+            |_: &clarion_flow::Tool, _: &Map<String, Value>| Ok(json!({})),
+        )),
+        Arc::new(MemoryStore::new()),
+    );
+    let thread = engine
+        .create_thread(Metadata::default())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    say(&engine, &thread.id, "A loan, please").await;
+    let (run, events) = say(&engine, &thread.id, "Not sure. Also move 200 to savings").await;
+    assert_eq!(run.status, RunStatus::Incomplete, "{run:?}");
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, Event::ConfirmationAsked { .. }))
+    );
+    let thread = engine
+        .thread(&thread.id)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_protocol(&thread);
+    let last = outputs(&thread)
+        .pop()
+        .unwrap_or_else(|| panic!("no outputs"));
+    assert_eq!(
+        (last.0.as_str(), last.2["error"]["kind"].clone()),
+        (
+            "transfer",
+            json!(ToolErrorKind::AwaitingConfirmation.as_str())
+        )
+    );
+    assert!(thread.pending.is_none());
+}
+
 /// One step of a random conversation.
 #[derive(Debug, Clone)]
 enum Move {

@@ -173,3 +173,14 @@ pub(crate) fn bank_answer(body: &Value) -> Value {
         json!({ "role": "assistant", "content": "Done." })
     }
 }
+
+/// A loopback model server's answer with [`bank_answer`], for `wiremock`.
+pub(crate) struct BankModel;
+
+impl wiremock::Respond for BankModel {
+    fn respond(&self, request: &wiremock::Request) -> wiremock::ResponseTemplate {
+        let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
+        wiremock::ResponseTemplate::new(200).set_body_json(json!({ "choices": [{ "index": 0,
+            "message": bank_answer(&body), "finish_reason": "stop" }] }))
+    }
+}

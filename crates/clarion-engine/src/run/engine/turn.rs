@@ -164,17 +164,18 @@ impl Engine {
     /// Holds back complete calls of tools with `confirm` until the user confirms them:
     /// the call `settled` names is the engine's own, made after the user's answer, and runs
     /// (confirmed) or is answered `declined`. The user confirms one call at a time, and not
-    /// while they are asked for missing parameters: such calls are answered
-    /// `awaiting_confirmation` for the model to make again later.
+    /// while they are asked for missing parameters (or a call is given up): such calls are
+    /// answered `awaiting_confirmation` for the model to make again later.
     fn hold_for_confirmation(
         &self,
         calls: &[ToolCall],
         prepared: &mut [Prepared],
         settled: Option<&Settled>,
     ) {
+        // A call given up (`max_asks`) may end the run before any question is asked.
         let mut asking = prepared
             .iter()
-            .any(|p| matches!(p, Prepared::NeedsInput { .. }));
+            .any(|p| matches!(p, Prepared::NeedsInput { .. } | Prepared::Exhausted(_)));
         for (call, prepared) in calls.iter().zip(prepared.iter_mut()) {
             let Prepared::Ready { args, .. } = &*prepared else {
                 continue;
