@@ -8,7 +8,7 @@ use clarion_engine::scripted::ScriptedTurn;
 use serde_json::{Value, json};
 
 use common::{
-    LoopModel, Recorder, call, client, pay_loop, poll, shop_state, start, start_limited,
+    LoopModel, Recorder, Server, call, client, pay_loop, poll, shop_state, start, start_limited,
     start_state,
 };
 
@@ -703,25 +703,28 @@ async fn many_threads_run_in_parallel_and_each_thread_has_one_active_run() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn additional_instructions_reach_the_model_for_that_run_only() {
-    let recorder = std::sync::Arc::new(Recorder {
-        script: clarion_engine::scripted::ScriptedModel::new([
-            ScriptedTurn::text("Bonjour."),
-            ScriptedTurn::text("Hello."),
-        ]),
-        instructions: std::sync::Mutex::default(),
-        sent: std::sync::Mutex::default(),
-    });
+/// A shop server whose model is `recorder`, and a thread holding the user's "hi".
+async fn recorded_with_thread(recorder: &std::sync::Arc<Recorder>) -> (Server, String) {
     let (state, dir) = shop_state(recorder.clone(), &[], 0.0);
     let server = start_state(state, dir).await;
-    let (c, base) = (client(), server.base.clone());
     let (_, thread) = call(
-        c.post(format!("{base}/threads"))
+        client()
+            .post(format!("{}/threads", server.base))
             .json(&json!({"messages": [{"role": "user", "content": "hi"}]})),
     )
     .await;
-    let tid = thread["id"].as_str().unwrap_or_default();
+    let tid = thread["id"].as_str().unwrap_or_default().to_owned();
+    (server, tid)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn additional_instructions_reach_the_model_for_that_run_only() {
+    let recorder = std::sync::Arc::new(Recorder::new([
+        ScriptedTurn::text("Bonjour."),
+        ScriptedTurn::text("Hello."),
+    ]));
+    let (server, tid) = recorded_with_thread(&recorder).await;
+    let (c, base, tid) = (client(), server.base.clone(), tid.as_str());
     for extra in [Some("Answer in French."), None] {
         let (status, run) = call(
             c.post(format!("{base}/threads/{tid}/runs"))
@@ -748,24 +751,13 @@ async fn additional_instructions_reach_the_model_for_that_run_only() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn truncation_strategy_bounds_what_a_run_sends() {
-    let recorder = std::sync::Arc::new(Recorder {
-        script: clarion_engine::scripted::ScriptedModel::new([
-            ScriptedTurn::text("One."),
-            ScriptedTurn::text("Two."),
-            ScriptedTurn::text("Three."),
-        ]),
-        instructions: std::sync::Mutex::default(),
-        sent: std::sync::Mutex::default(),
-    });
-    let (state, dir) = shop_state(recorder.clone(), &[], 0.0);
-    let server = start_state(state, dir).await;
-    let (c, base) = (client(), server.base.clone());
-    let (_, thread) = call(
-        c.post(format!("{base}/threads"))
-            .json(&json!({"messages": [{"role": "user", "content": "hi"}]})),
-    )
-    .await;
-    let tid = thread["id"].as_str().unwrap_or_default();
+    let recorder = std::sync::Arc::new(Recorder::new([
+        ScriptedTurn::text("One."),
+        ScriptedTurn::text("Two."),
+        ScriptedTurn::text("Three."),
+    ]));
+    let (server, tid) = recorded_with_thread(&recorder).await;
+    let (c, base, tid) = (client(), server.base.clone(), tid.as_str());
     for bad in [
         json!("auto"),
         json!({"type": "everything"}),

@@ -236,6 +236,17 @@ pub(crate) struct Recorder {
     pub sent: std::sync::Mutex<Vec<usize>>,
 }
 
+impl Recorder {
+    /// A recorder playing `turns`, with nothing seen yet.
+    pub(crate) fn new(turns: impl IntoIterator<Item = ScriptedTurn>) -> Self {
+        Self {
+            script: ScriptedModel::new(turns),
+            instructions: std::sync::Mutex::default(),
+            sent: std::sync::Mutex::default(),
+        }
+    }
+}
+
 impl Model for Recorder {
     fn respond<'a>(
         &'a self,
