@@ -39,6 +39,18 @@ pub struct LoadOptions<'a> {
     pub mcp_lock: Option<&'a crate::mcp::McpLock>,
 }
 
+impl LoadOptions<'_> {
+    /// The options for a flow this one hands off to: the same built-ins, and that flow's
+    /// own lock file.
+    #[must_use]
+    pub(crate) fn for_linked(&self) -> Self {
+        Self {
+            builtins: self.builtins,
+            mcp_lock: None,
+        }
+    }
+}
+
 impl std::fmt::Debug for LoadOptions<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LoadOptions")

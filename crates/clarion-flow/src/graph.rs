@@ -13,6 +13,9 @@
 //!   (required ones solid, optional ones rounded, `grounded` ones marked, with the `ask`
 //!   question when there is one), then one node per `after` rule and the `on_error` rule,
 //!   with the context they inject (shortened: the flow file has the full text).
+//! - **Flow tools** (`flow = "…"`) get a node naming the flow they hand the thread to,
+//!   whether it comes back, and the slots `with` hands over; `returns` is a `sets` edge
+//!   to the slot it fills.
 //! - **Slots** are cylinders. A parameter bound to a slot is prefilled from it and its
 //!   value remembered into it: the `prefills` edge. An `after` rule's `set` is a thick
 //!   `sets` edge from the rule to the slot: that is how one tool's result feeds another
@@ -27,7 +30,7 @@ use std::fmt::Write as _;
 use serde_json::Value;
 
 use crate::Flow;
-use crate::model::{AfterRule, Executor, Param, Tool};
+use crate::model::{AfterRule, Executor, FlowLink, Param, Tool};
 use crate::template::{expression_names, template_names};
 
 /// Longest text shown in a label line before it is shortened with `…`.
@@ -85,6 +88,8 @@ pub enum NodeKind {
     AfterRule,
     /// The `on_error` rule.
     OnError,
+    /// The flow a flow tool hands the thread to, and the slots it hands over and back.
+    Handoff,
 }
 
 /// A connection between two nodes.
@@ -343,6 +348,9 @@ impl Builder {
                 ],
             });
         }
+        if let Executor::Flow(link) = &tool.executor {
+            nodes.push(self.handoff(format!("{group}h"), link));
+        }
         let mut label = vec![tool.name.clone(), executor(tool)];
         if let Some(confirm) = &tool.confirm {
             label.push(format!("confirm: {}", shorten(confirm)));
@@ -351,6 +359,37 @@ impl Builder {
             id: group,
             label,
             nodes,
+        }
+    }
+
+    /// A flow tool's other flow: what `with` hands it, what `returns` brings back.
+    fn handoff(&mut self, id: String, link: &FlowLink) -> Node {
+        let mut label = vec![if link.comes_back() {
+            format!("calls {}, then back", link.flow.name)
+        } else {
+            format!("hands off to {}", link.flow.name)
+        }];
+        let mut read = BTreeSet::new();
+        for (slot, expression) in &link.with {
+            label.push(format!("with {slot} = {}", shorten(expression)));
+            read.extend(slots_read(expression_names(expression).ok()));
+        }
+        self.reads(&read, &id);
+        for (own, theirs) in &link.returns {
+            label.push(format!("returns {own} ← {}.{theirs}", link.flow.name));
+            if let Some(to) = self.slot_id(own) {
+                self.edges.push(Edge {
+                    from: id.clone(),
+                    to,
+                    kind: EdgeKind::Sets,
+                    label: format!("returns {own}"),
+                });
+            }
+        }
+        Node {
+            id,
+            kind: NodeKind::Handoff,
+            label,
         }
     }
 
@@ -445,6 +484,10 @@ fn executor(tool: &Tool) -> String {
         }
         Executor::Command(command) => shorten(&format!("command {}", command.argv.join(" "))),
         Executor::Mcp(mcp) => shorten(&format!("mcp {}.{}", mcp.server, mcp.tool)),
+        Executor::Flow(link) if link.comes_back() => {
+            format!("flow {} (comes back)", link.flow.name)
+        }
+        Executor::Flow(link) => format!("flow {} (hands off)", link.flow.name),
         Executor::Client => "client (the app runs it)".to_owned(),
     }
 }
@@ -506,6 +549,7 @@ fn mermaid_node(node: &Node) -> String {
         NodeKind::RequiredParam => format!("{}[\"{label}\"]", node.id),
         NodeKind::OptionalParam => format!("{}(\"{label}\")", node.id),
         NodeKind::AfterRule | NodeKind::OnError => format!("{}{{{{\"{label}\"}}}}", node.id),
+        NodeKind::Handoff => format!("{}>\"{label}\"]", node.id),
     }
 }
 
@@ -541,6 +585,7 @@ fn dot_node(node: &Node) -> String {
         NodeKind::OptionalParam => "shape=box, style=\"rounded,dashed\"",
         NodeKind::AfterRule => "shape=hexagon, style=filled, fillcolor=\"#f3f8e8\"",
         NodeKind::OnError => "shape=hexagon, style=filled, fillcolor=\"#fdecea\"",
+        NodeKind::Handoff => "shape=cds, style=filled, fillcolor=\"#fff4e0\"",
     };
     format!(
         "{} [{shape}, label=\"{}\"];",

@@ -14,6 +14,7 @@
 //! - [`load`]: the pipeline that ties them together;
 //! - [`catalog`]: the built-ins a loader may check `builtin` names against;
 //! - [`mcp`]: the lock file of a flow's MCP servers' tools;
+//! - `link`: the flows a flow hands off to (`flow = "…"`), loaded and checked with it;
 //! - [`model`]: the validated [`Flow`] everything else uses;
 //! - [`diagnostic`]: located, coded problems and their rendering;
 //! - [`export`]: assistant definitions for Chat Completions, Responses and Assistants;
@@ -65,6 +66,7 @@ pub mod discover;
 pub mod export;
 pub mod graph;
 pub mod keywords;
+mod link;
 pub mod load;
 pub mod mcp;
 pub mod model;
@@ -81,4 +83,6 @@ pub use load::{
     LoadError, LoadReport, MAX_FILE_BYTES, load_bytes, load_bytes_with, load_file, load_file_with,
     load_str, load_str_with,
 };
-pub use model::{Executor, Flow, Limits, McpTool, OnExhausted, Param, Slot, Tool, Truncation};
+pub use model::{
+    Executor, Flow, FlowLink, Limits, McpTool, OnExhausted, Param, Slot, Tool, Truncation,
+};

@@ -7,14 +7,16 @@
 //! 10 MB file, deeply nested tables and invalid UTF-8 all end as diagnostics.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use indexmap::IndexMap;
 use toml::de::DeTable;
 
 use super::catalog::LoadOptions;
 use super::check::{self, Checker, params};
+use super::link::{self, Chain};
 use super::mcp::{self, LockError, McpLock};
-use super::model::{Executor, Flow, Limits, McpTool, Param, Slot, Tool, parse_duration};
+use super::model::{Executor, Flow, FlowLink, Limits, McpTool, Param, Slot, Tool, parse_duration};
 use super::spans::{self, pointer};
 use super::spec::FlowFile;
 use super::structure;
@@ -84,6 +86,11 @@ pub fn load_file(path: &Path) -> LoadReport {
 /// Loads the flow file at `path`, with `options` (e.g. the built-ins to check against).
 #[must_use]
 pub fn load_file_with(path: &Path, options: &LoadOptions<'_>) -> LoadReport {
+    load_file_in(path, options, &[])
+}
+
+/// [`load_file_with`] for a flow reached by handoffs along `chain`.
+pub(crate) fn load_file_in(path: &Path, options: &LoadOptions<'_>, chain: &Chain) -> LoadReport {
     let base_dir = path.parent().map(Path::to_path_buf);
     let size = std::fs::metadata(path).map_or(0, |m| m.len());
     if size > MAX_FILE_BYTES as u64 {
@@ -99,7 +106,7 @@ pub fn load_file_with(path: &Path, options: &LoadOptions<'_>) -> LoadReport {
                 "it is over {MAX_FILE_BYTES} bytes; flow files are limited to {MAX_FILE_BYTES}"
             ),
         ),
-        Ok(bytes) => load_bytes_with(path, &bytes, base_dir.as_deref(), options),
+        Ok(bytes) => load_bytes_in(path, &bytes, base_dir.as_deref(), options, chain),
         Err(error) => unreadable(path, error.to_string()),
     }
 }
@@ -129,6 +136,16 @@ pub fn load_bytes_with(
     base_dir: Option<&Path>,
     options: &LoadOptions<'_>,
 ) -> LoadReport {
+    load_bytes_in(path, bytes, base_dir, options, &[])
+}
+
+fn load_bytes_in(
+    path: impl Into<PathBuf>,
+    bytes: &[u8],
+    base_dir: Option<&Path>,
+    options: &LoadOptions<'_>,
+    chain: &Chain,
+) -> LoadReport {
     let path = path.into();
     if bytes.len() > MAX_FILE_BYTES {
         return unreadable(
@@ -140,7 +157,15 @@ pub fn load_bytes_with(
         );
     }
     match std::str::from_utf8(bytes) {
-        Ok(text) => load_str_with(path, text, base_dir, options),
+        Ok(text) => {
+            let source = SourceFile::new(path, text);
+            let (diagnostics, flow) = check_source(&source, base_dir, options, chain);
+            LoadReport {
+                source,
+                diagnostics,
+                flow,
+            }
+        }
         Err(error) => {
             let source = SourceFile::new(path, String::from_utf8_lossy(bytes).into_owned());
             let at = error.valid_up_to();
@@ -184,7 +209,7 @@ pub fn load_str_with(
     options: &LoadOptions<'_>,
 ) -> LoadReport {
     let source = SourceFile::new(path, text);
-    let (diagnostics, flow) = check_source(&source, base_dir, options);
+    let (diagnostics, flow) = check_source(&source, base_dir, options, &[]);
     LoadReport {
         source,
         diagnostics,
@@ -196,6 +221,7 @@ fn check_source(
     source: &SourceFile,
     base_dir: Option<&Path>,
     options: &LoadOptions<'_>,
+    chain: &Chain,
 ) -> (Vec<Diagnostic>, Option<Flow>) {
     let (root, errors) = DeTable::parse_recoverable(source.text());
     if !errors.is_empty() {
@@ -268,12 +294,23 @@ fn check_source(
     };
     check::run(&mut checker);
     let limits = limits(&mut checker);
+    // The flows this one hands off to, once this one is sound: a broken file's other
+    // errors come first, and no flow is loaded for nothing.
+    let linked = if checker
+        .diagnostics
+        .iter()
+        .any(|d| d.severity() == Severity::Error)
+    {
+        IndexMap::new()
+    } else {
+        link::resolve(&mut checker, options, chain)
+    };
     let resolved_refs = std::mem::take(&mut checker.resolved_refs);
     diagnostics.append(&mut checker.diagnostics);
     diagnostic::sort(&mut diagnostics);
     let failed = diagnostics.iter().any(|d| d.severity() == Severity::Error);
     let flow = match (failed, limits) {
-        (false, Some(limits)) => Some(build(file, limits, &resolved_refs, source.path())),
+        (false, Some(limits)) => Some(build(file, limits, &resolved_refs, source.path(), &linked)),
         _ => None,
     };
     (diagnostics, flow)
@@ -383,7 +420,13 @@ fn limits(checker: &mut Checker<'_>) -> Option<Limits> {
     ok.then_some(limits)
 }
 
-fn build(file: FlowFile, limits: Limits, refs: &params::ResolvedRefs, path: &Path) -> Flow {
+fn build(
+    file: FlowFile,
+    limits: Limits,
+    refs: &params::ResolvedRefs,
+    path: &Path,
+    linked: &IndexMap<String, Arc<Flow>>,
+) -> Flow {
     let slots = file
         .slots
         .iter()
@@ -404,7 +447,13 @@ fn build(file: FlowFile, limits: Limits, refs: &params::ResolvedRefs, path: &Pat
                 .mcp
                 .as_ref()
                 .and_then(|server| Some((server.clone(), file.mcp.get(server)?.clone())));
+            let link = linked.get(&name).map(|flow| FlowLink {
+                flow: Arc::clone(flow),
+                with: spec.with.clone(),
+                returns: spec.returns.clone(),
+            });
             let executor = match (spec.builtin, spec.http, spec.command, server) {
+                _ if link.is_some() => link.map_or(Executor::Client, Executor::Flow),
                 (Some(builtin), _, _, _) => Executor::Builtin(builtin),
                 (_, Some(http), _, _) => Executor::Http(http),
                 (_, _, Some(command), _) => Executor::Command(command),

@@ -7,6 +7,7 @@
 //! the raw TOML.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use indexmap::IndexMap;
@@ -61,6 +62,27 @@ impl Flow {
             tools,
             exported: crate::export::ToolsCache::default(),
         }
+    }
+}
+
+impl Flow {
+    /// This flow and every flow it hands the thread to, directly or through others: each
+    /// once (by name), this one first.
+    #[must_use]
+    pub fn reachable(&self) -> Vec<&Self> {
+        let mut found: Vec<&Self> = vec![self];
+        let mut next = 0;
+        while let Some(flow) = found.get(next).copied() {
+            next += 1;
+            for tool in flow.tools.values() {
+                if let Executor::Flow(link) = &tool.executor
+                    && !found.iter().any(|f| f.name == link.flow.name)
+                {
+                    found.push(&link.flow);
+                }
+            }
+        }
+        found
     }
 }
 
@@ -138,8 +160,32 @@ pub enum Executor {
     Command(CommandSpec),
     /// A tool of a Model Context Protocol server.
     Mcp(McpTool),
+    /// Another flow, which takes the thread over (`flow = "…"`): the engine runs it.
+    Flow(FlowLink),
     /// The embedding application.
     Client,
+}
+
+/// A tool that hands the thread to another flow (`flow = "…"`), loaded and checked with
+/// the flow that names it.
+#[derive(Debug, Clone)]
+pub struct FlowLink {
+    /// The flow that takes over, loaded.
+    pub flow: Arc<Flow>,
+    /// Its slots filled as it takes over: its slot → an expression over `args` and this
+    /// flow's `slots` (`with`).
+    pub with: IndexMap<String, String>,
+    /// This flow's slots filled when it hands the thread back: this flow's slot → its
+    /// slot (`returns`). Empty: it never hands back.
+    pub returns: IndexMap<String, String>,
+}
+
+impl FlowLink {
+    /// Whether the other flow hands the thread back (a call, not a handoff for good).
+    #[must_use]
+    pub fn comes_back(&self) -> bool {
+        !self.returns.is_empty()
+    }
 }
 
 /// A tool of an MCP server: which server, and the tool's name there.
@@ -162,6 +208,7 @@ impl Executor {
             Self::Http(_) => "http",
             Self::Command(_) => "command",
             Self::Mcp(_) => "mcp",
+            Self::Flow(_) => "flow",
             Self::Client => "client",
         }
     }
@@ -175,7 +222,7 @@ impl Executor {
         match self {
             Self::Http(_) => true,
             Self::Mcp(mcp) => mcp.spec.url.is_some(),
-            Self::Builtin(_) | Self::Command(_) | Self::Client => false,
+            Self::Builtin(_) | Self::Command(_) | Self::Flow(_) | Self::Client => false,
         }
     }
 }
@@ -189,7 +236,7 @@ impl Tool {
             Executor::Http(http) => http.timeout.as_deref(),
             Executor::Command(command) => command.timeout.as_deref(),
             Executor::Mcp(mcp) => mcp.spec.timeout.as_deref(),
-            Executor::Builtin(_) | Executor::Client => None,
+            Executor::Builtin(_) | Executor::Flow(_) | Executor::Client => None,
         };
         limits.tool_timeout_or(specific)
     }

@@ -366,6 +366,22 @@ pub struct ToolSpec {
     /// confirm. Server-side tools only (the app confirms its own client tools).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub confirm: Option<String>,
+    /// Hand the conversation to another flow when the model calls this tool: the flow's
+    /// name (its file is `NAME.toml` beside this one) or a path ending in `.toml`,
+    /// relative to this file. From the next model request on, that flow's instructions,
+    /// tools and slots run the thread; with `returns` it hands the thread back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub flow: Option<String>,
+    /// The other flow's slots filled as it takes over: its slot's name → an expression
+    /// over this call's `args` and this flow's `slots`, e.g. `destination = "args.city"`.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub with: IndexMap<String, String>,
+    /// Come back when the other flow is done: this flow's slot → the other flow's slot
+    /// whose value fills it. The other flow hands the thread back at the end of the first
+    /// run after which it has every slot named here. Unset: the handoff is for good.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub returns: IndexMap<String, String>,
     /// The tool's parameters, in the order questions are asked.
     #[serde(default)]
     pub params: IndexMap<String, ParamSpec>,

@@ -13,8 +13,8 @@ use clarion_flow::{LoadReport, load_bytes};
 const ALL_CODES: &[&str] = &[
     "E001", "E002", "E003", "E004", "E005", "E006", "E007", "E008", "E009", "E010", "E011", "E012",
     "E013", "E014", "E015", "E016", "E017", "E018", "E019", "E020", "E023", "E024", "E025", "E026",
-    "E027", "E028", "E029", "E031", "E032", "E033", "E034", "E036", "W001", "W002", "W003", "W004",
-    "W005", "W006",
+    "E027", "E028", "E029", "E031", "E032", "E033", "E034", "E035", "E036", "E037", "E038", "E039",
+    "E040", "E041", "W001", "W002", "W003", "W004", "W005", "W006",
 ];
 
 /// The fixture directory, relative to the workspace root as it appears in diagnostics.

@@ -129,6 +129,14 @@ impl ToolExecutor for ClarionTools {
                 request.idempotency_key,
             )),
             Executor::Mcp(tool) => Box::pin(self.mcp.call(request.flow, tool, request.arguments)),
+            // The engine hands the thread over itself; a flow tool never reaches an executor.
+            Executor::Flow(link) => Box::pin(std::future::ready(Err(ToolError::new(
+                ToolErrorKind::Unavailable,
+                format!(
+                    "`{}` hands off to flow `{}`: the engine does that, not a tool executor",
+                    request.tool.name, link.flow.name
+                ),
+            )))),
             Executor::Client => Box::pin(std::future::ready(Err(ToolError::new(
                 ToolErrorKind::Unavailable,
                 format!(

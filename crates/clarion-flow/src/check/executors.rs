@@ -1,4 +1,5 @@
-//! Exactly one executor per tool: `builtin`, `http`, `command`, `mcp`, or `client = true`;
+//! Exactly one executor per tool: `builtin`, `http`, `command`, `mcp`, `flow`, or
+//! `client = true`;
 //! and `confirm` only where Clarion is the one that runs the tool.
 
 use super::Checker;
@@ -11,7 +12,7 @@ pub(super) fn check(checker: &mut Checker<'_>) {
         let at = pointer(&["tools", tool]);
         // A removed `builtin` or `client` key would make the count wrong; `http` and
         // `command` tables are repaired in place and still count.
-        if ["", "/builtin", "/client", "/mcp"]
+        if ["", "/builtin", "/client", "/mcp", "/flow"]
             .iter()
             .any(|key| checker.broken.covers(&format!("{at}{key}")))
         {
@@ -32,6 +33,9 @@ pub(super) fn check(checker: &mut Checker<'_>) {
         }
         if spec.client == Some(true) {
             found.push("client");
+        }
+        if spec.flow.is_some() {
+            found.push("flow");
         }
         match found.as_slice() {
             ["client"] if spec.confirm.is_some() => checker.report(
@@ -56,7 +60,7 @@ pub(super) fn check(checker: &mut Checker<'_>) {
                 .with_label("nothing runs this tool")
                 .with_help(
                     "add one of `builtin = \"…\"`, a `[tools.NAME.http]` table, a \
-                         `[tools.NAME.command]` table, `mcp = \"SERVER\"`, or `client = true`",
+                         `[tools.NAME.command]` table, `mcp = \"SERVER\"`, `flow = \"NAME\"`, or `client = true`",
                 ),
             ),
             [first, rest @ ..] => {

@@ -115,5 +115,7 @@ fn slot_is_used(checker: &Checker<'_>, slot: &str) -> bool {
                         || rule.set.values().any(|v| mentions(v))
                 })
                 || tool.on_error.as_ref().is_some_and(|e| mentions(&e.inject))
+                || tool.returns.contains_key(slot)
+                || tool.with.values().any(|v| mentions(v))
         })
 }

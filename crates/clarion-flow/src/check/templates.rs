@@ -59,6 +59,16 @@ pub(super) fn check(checker: &mut Checker<'_>) {
     for (name, tool) in &file.tools {
         let context = Some((name.as_str(), tool));
         confirm_site(name, tool, &mut sites);
+        for (slot, expression) in &tool.with {
+            sites.push(Site {
+                at: pointer(&["tools", name, "with", slot]),
+                text: expression,
+                what: "this `with` value",
+                form: Form::Expression,
+                scope: Scope::Ask,
+                tool: context,
+            });
+        }
         for (param, spec) in &tool.params {
             param_sites(&mut sites, name, param, spec, context);
         }

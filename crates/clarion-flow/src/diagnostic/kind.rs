@@ -444,6 +444,70 @@ pub enum DiagnosticKind {
         /// The key: `invalid`, `max_asks` or `on_exhausted`.
         key: String,
     },
+    /// `flow = "…"` naming a flow that cannot be found.
+    #[error("tool `{tool}` hands off to `{flow}`, but {reason}")]
+    UnknownFlow {
+        /// The tool.
+        tool: String,
+        /// The flow as written.
+        flow: String,
+        /// What was found instead, e.g. "there is no file `flows/travel.toml`".
+        reason: String,
+    },
+    /// `flow = "…"` naming a flow that has errors of its own.
+    #[error("tool `{tool}` hands off to flow `{flow}`, which has {errors} error(s)")]
+    LinkedFlowInvalid {
+        /// The tool.
+        tool: String,
+        /// The flow.
+        flow: String,
+        /// How many errors it has.
+        errors: usize,
+    },
+    /// Handoffs that lead back to a flow already on the way: `a → b → a`.
+    #[error("tool `{tool}` hands off in a cycle: {cycle}")]
+    HandoffCycle {
+        /// The tool.
+        tool: String,
+        /// The flows, e.g. `front-desk → travel-booking → front-desk`.
+        cycle: String,
+    },
+    /// `with` or `returns` naming a slot a flow does not declare.
+    #[error("{key} of tool `{tool}` names slot `{slot}`, which flow `{flow}` does not declare")]
+    HandoffUnknownSlot {
+        /// The tool.
+        tool: String,
+        /// `with` or `returns`.
+        key: String,
+        /// The slot as written.
+        slot: String,
+        /// The flow that lacks it.
+        flow: String,
+    },
+    /// `with` or `returns` moving a value into a slot of another type.
+    #[error("{key} of tool `{tool}` fills {to} ({to_type}) from {from} ({from_type})")]
+    HandoffSlotType {
+        /// The tool.
+        tool: String,
+        /// `with` or `returns`.
+        key: String,
+        /// Where the value comes from, e.g. "parameter `city`".
+        from: String,
+        /// Its JSON Schema type(s).
+        from_type: String,
+        /// Where it goes, e.g. "slot `destination` of `travel-booking`".
+        to: String,
+        /// Its JSON Schema type(s).
+        to_type: String,
+    },
+    /// `with` or `returns` on a tool that hands off to no flow.
+    #[error("tool `{tool}` has `{key}`, but no `flow` to hand off to")]
+    HandoffKeyWithoutFlow {
+        /// The tool.
+        tool: String,
+        /// `with` or `returns`.
+        key: String,
+    },
     /// A tool named like the one Clarion adds itself.
     #[error("tool name `{name}` is reserved: {reason}")]
     ReservedToolName {
@@ -493,7 +557,13 @@ impl DiagnosticKind {
             Self::MaxAsksZero { .. } => "E032",
             Self::OnExhaustedWithoutMaxAsks { .. } => "E033",
             Self::AskingKeyOnOptional { .. } => "E034",
+            Self::UnknownFlow { .. } => "E035",
             Self::ConfirmOnClientTool { .. } => "E036",
+            Self::LinkedFlowInvalid { .. } => "E037",
+            Self::HandoffCycle { .. } => "E038",
+            Self::HandoffUnknownSlot { .. } => "E039",
+            Self::HandoffSlotType { .. } => "E040",
+            Self::HandoffKeyWithoutFlow { .. } => "E041",
             Self::MissingAsk { .. } => "W001",
             Self::UnusedSlot { .. } => "W002",
             Self::MissingToolDescription { .. } => "W003",
@@ -1022,5 +1092,67 @@ mod tests {
         },
         "E034",
         "optional parameter `note` has `invalid`, but optional parameters are never asked for"
+    );
+    message!(
+        unknown_flow,
+        DiagnosticKind::UnknownFlow {
+            tool: s("trip"),
+            flow: s("travel"),
+            reason: s("there is no file `flows/travel.toml`")
+        },
+        "E035",
+        "tool `trip` hands off to `travel`, but there is no file `flows/travel.toml`"
+    );
+    message!(
+        linked_flow_invalid,
+        DiagnosticKind::LinkedFlowInvalid {
+            tool: s("trip"),
+            flow: s("travel-booking"),
+            errors: 2
+        },
+        "E037",
+        "tool `trip` hands off to flow `travel-booking`, which has 2 error(s)"
+    );
+    message!(
+        handoff_cycle,
+        DiagnosticKind::HandoffCycle {
+            tool: s("desk"),
+            cycle: s("front-desk → travel-booking → front-desk")
+        },
+        "E038",
+        "tool `desk` hands off in a cycle: front-desk → travel-booking → front-desk"
+    );
+    message!(
+        handoff_unknown_slot,
+        DiagnosticKind::HandoffUnknownSlot {
+            tool: s("trip"),
+            key: s("`with`"),
+            slot: s("city"),
+            flow: s("travel-booking")
+        },
+        "E039",
+        "`with` of tool `trip` names slot `city`, which flow `travel-booking` does not declare"
+    );
+    message!(
+        handoff_slot_type,
+        DiagnosticKind::HandoffSlotType {
+            tool: s("trip"),
+            key: s("`returns`"),
+            from: s("slot `booking_reference` of `travel-booking`"),
+            from_type: s("string"),
+            to: s("slot `booked`"),
+            to_type: s("boolean")
+        },
+        "E040",
+        "`returns` of tool `trip` fills slot `booked` (boolean) from slot `booking_reference` of `travel-booking` (string)"
+    );
+    message!(
+        handoff_key_without_flow,
+        DiagnosticKind::HandoffKeyWithoutFlow {
+            tool: s("plan"),
+            key: s("returns")
+        },
+        "E041",
+        "tool `plan` has `returns`, but no `flow` to hand off to"
     );
 }

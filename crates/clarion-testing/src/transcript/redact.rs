@@ -8,17 +8,18 @@ use clarion_flow::{Executor, Flow};
 /// Values too short to be secrets would mangle ordinary text if replaced.
 const MIN_SECRET_LEN: usize = 4;
 
-/// A redactor for the variables `flow`'s tools allow-list, with their values from this
+/// A redactor for the variables the tools of `flow` (and of the flows it hands off to)
+/// allow-list, with their values from this
 /// process's environment.
 #[must_use]
 pub fn for_flow(flow: &Flow) -> Redactor {
     let mut redactor = Redactor::new();
-    for tool in flow.tools.values() {
+    for tool in flow.reachable().into_iter().flat_map(|f| f.tools.values()) {
         let names = match &tool.executor {
             Executor::Http(http) => http.env.as_slice(),
             Executor::Command(command) => command.env.as_slice(),
             Executor::Mcp(mcp) => mcp.spec.env.as_slice(),
-            Executor::Builtin(_) | Executor::Client => &[],
+            Executor::Builtin(_) | Executor::Flow(_) | Executor::Client => &[],
         };
         for name in names {
             if let Ok(value) = std::env::var(name)
