@@ -141,6 +141,10 @@ codes! {
         /// The user was asked for a parameter `max_asks` times and still gave no usable
         /// value; the call is given up (its `on_exhausted` says what comes next).
         AsksExhausted = "asks_exhausted",
+        /// A call of a tool that hands the thread to another flow, made beside another
+        /// handoff or beside a call that needs the user (a question, a confirmation):
+        /// one thing at a time; nothing was done.
+        HandoffDeferred = "handoff_deferred",
     }
 }
 

@@ -117,6 +117,32 @@ pub enum Event {
         /// The decision.
         decision: crate::run::Decision,
     },
+    /// A flow tool's call handed the thread to another flow (`flow = "…"`): its
+    /// instructions, tools and slots run the thread from the next model request on.
+    HandedOff {
+        /// The call.
+        call_id: String,
+        /// The tool.
+        tool: String,
+        /// The flow that handed the thread on.
+        from: String,
+        /// The flow that runs it now.
+        to: String,
+        /// Whether the thread comes back (`returns`).
+        comes_back: bool,
+        /// The other flow's slots filled as it took over (`with`).
+        slots: Map<String, Value>,
+    },
+    /// A flow that was handed the thread with `returns` had every slot named there at the
+    /// end of a run: the thread is back with the flow before, and those slots filled.
+    HandedBack {
+        /// The flow that is done.
+        from: String,
+        /// The flow that runs the thread again.
+        to: String,
+        /// The slots of `to` that `returns` filled.
+        slots: Map<String, Value>,
+    },
     /// A rule injected context for the model.
     ContextInjected {
         /// The tool whose rule fired.

@@ -88,8 +88,8 @@ pub use store::{
     ThreadStore,
 };
 pub use thread::{
-    MAX_KEY_CHARS, MAX_KEYS, MAX_VALUE_CHARS, Message, MessageKind, Metadata, MetadataError,
-    OutputStatus, PendingCall, Thread, ToolCall, content_value,
+    Handoff, MAX_KEY_CHARS, MAX_KEYS, MAX_VALUE_CHARS, Message, MessageKind, Metadata,
+    MetadataError, OutputStatus, PendingCall, Thread, ToolCall, content_value,
 };
 pub use tool::{FnExecutor, ToolError, ToolExecutor, ToolRequest};
 

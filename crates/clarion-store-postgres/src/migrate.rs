@@ -59,6 +59,10 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     CREATE INDEX runs_unfinished ON runs (lease_until)
         WHERE status IN ('queued', 'in_progress', 'cancelling');
     ",
+    // 2: the flows a thread was handed to (`flow = "…"` tools).
+    "
+    ALTER TABLE threads ADD COLUMN route TEXT;  -- JSON array of handoffs, NULL if none
+    ",
 ];
 
 /// The schema version this build writes.

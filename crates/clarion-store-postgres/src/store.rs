@@ -22,10 +22,10 @@ use tokio_postgres::IsolationLevel;
 use tokio_postgres::types::ToSql;
 
 use clarion_engine::BoxFuture;
+use clarion_engine::{Handoff, Message, MessageKind, Metadata, PendingCall, Thread};
 use clarion_engine::{
     Lease, MessagePage, MessageQuery, Order, Step, StoreError, ThreadHeader, ThreadStore,
 };
-use clarion_engine::{Message, MessageKind, Metadata, PendingCall, Thread};
 use clarion_engine::{Run, RunStatus};
 
 /// Threads and runs in PostgreSQL, shared by every replica that connects to the database.
@@ -124,7 +124,7 @@ struct BodyIn {
 }
 
 const HEADER_COLUMNS: &str = "id, flow, created_at, slots, metadata, pending, active_run, \
-                              message_count, last_activity";
+                              message_count, last_activity, route";
 
 fn header_row(row: &tokio_postgres::Row) -> Result<ThreadHeader, StoreError> {
     let id: String = row.get(0);
@@ -140,6 +140,11 @@ fn header_row(row: &tokio_postgres::Row) -> Result<ThreadHeader, StoreError> {
     let metadata: String = row.get(4);
     let count: i64 = row.get(7);
     let last: Option<i64> = row.get(8);
+    let route: Option<String> = row.get(9);
+    let route: Vec<Handoff> = match route {
+        Some(text) => parse(&text, || format!("the route of thread `{id}`"))?,
+        None => Vec::new(),
+    };
     Ok(ThreadHeader {
         flow: row.get(1),
         created_at,
@@ -147,6 +152,7 @@ fn header_row(row: &tokio_postgres::Row) -> Result<ThreadHeader, StoreError> {
         metadata: parse(&metadata, || format!("the metadata of thread `{id}`"))?,
         pending,
         active_run: row.get(6),
+        route,
         message_count: usize::try_from(count).unwrap_or_default(),
         last_activity: last.unwrap_or(created_at),
         id,
@@ -171,22 +177,26 @@ fn message_row(thread_id: &str, row: &tokio_postgres::Row) -> Result<Message, St
     })
 }
 
-/// The JSON columns of a thread: slots, metadata, pending.
-fn thread_columns(
-    id: &str,
-    slots: &serde_json::Map<String, serde_json::Value>,
-    metadata: &Metadata,
-    pending: Option<&PendingCall>,
-) -> Result<(String, String, Option<String>), StoreError> {
-    let what = |part: &str| format!("the {part} of thread `{id}`");
-    let pending = match pending {
+/// The JSON columns of a thread: slots, metadata, pending, route.
+type Columns = (String, String, Option<String>, Option<String>);
+
+/// The JSON columns of a thread's header.
+fn thread_columns(header: &ThreadHeader) -> Result<Columns, StoreError> {
+    let what = |part: &str| format!("the {part} of thread `{}`", header.id);
+    let pending = match &header.pending {
         Some(pending) => Some(to_json(pending, || what("pending call"))?),
         None => None,
     };
+    let route = if header.route.is_empty() {
+        None
+    } else {
+        Some(to_json(&header.route, || what("route"))?)
+    };
     Ok((
-        to_json(slots, || what("slots"))?,
-        to_json(metadata, || what("metadata"))?,
+        to_json(&header.slots, || what("slots"))?,
+        to_json(&header.metadata, || what("metadata"))?,
         pending,
+        route,
     ))
 }
 
@@ -355,18 +365,14 @@ impl PostgresStore {
 
     async fn do_insert_thread(&self, thread: &Thread) -> Result<(), StoreError> {
         let inserting = || format!("inserting thread `{}`", thread.id);
-        let (slots, metadata, pending) = thread_columns(
-            &thread.id,
-            &thread.slots,
-            &thread.metadata,
-            thread.pending.as_ref(),
-        )?;
+        let (slots, metadata, pending, route) = thread_columns(&thread.header())?;
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(fail(inserting))?;
         let stmt = tx
             .prepare_cached(
-                "INSERT INTO threads (id, flow, created_at, slots, metadata, pending, active_run)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING",
+                "INSERT INTO threads (id, flow, created_at, slots, metadata, pending, active_run,
+                                      route)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
             )
             .await
             .map_err(fail(inserting))?;
@@ -381,6 +387,7 @@ impl PostgresStore {
                     &metadata,
                     &pending,
                     &thread.active_run,
+                    &route,
                 ],
             )
             .await
@@ -450,6 +457,7 @@ impl PostgresStore {
             metadata: header.metadata,
             pending: header.pending,
             active_run: header.active_run,
+            route: header.route,
         })
     }
 
@@ -702,8 +710,8 @@ impl PostgresStore {
     async fn do_update_thread(&self, header: &ThreadHeader) -> Result<(), StoreError> {
         let id = &header.id;
         let updating = || format!("updating thread `{id}`");
-        let (slots, metadata, pending) =
-            thread_columns(id, &header.slots, &header.metadata, header.pending.as_ref())?;
+        // The route changes only with a run's step (`commit`).
+        let (slots, metadata, pending, _) = thread_columns(header)?;
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(fail(updating))?;
         let (holder, _) = lock_thread(&tx, id).await?;
@@ -769,8 +777,7 @@ impl PostgresStore {
         let thread = &step.header;
         let id = &thread.id;
         let committing = || format!("committing a step of thread `{id}`");
-        let (slots, metadata, pending) =
-            thread_columns(id, &thread.slots, &thread.metadata, thread.pending.as_ref())?;
+        let (slots, metadata, pending, route) = thread_columns(thread)?;
         let run_body = match &step.run {
             Some(run) => Some(to_json(run, || format!("run `{}`", run.id))?),
             None => None,
@@ -781,7 +788,7 @@ impl PostgresStore {
         let stmt = tx
             .prepare_cached(
                 "UPDATE threads SET flow = $2, slots = $3, metadata = $4, pending = $5,
-                 active_run = $6 WHERE id = $1 RETURNING message_count",
+                 active_run = $6, route = $7 WHERE id = $1 RETURNING message_count",
             )
             .await
             .map_err(fail(committing))?;
@@ -795,6 +802,7 @@ impl PostgresStore {
                     &metadata,
                     &pending,
                     &thread.active_run,
+                    &route,
                 ],
             )
             .await

@@ -54,10 +54,10 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde::de::DeserializeOwned;
 
 use clarion_engine::BoxFuture;
+use clarion_engine::{Handoff, Message, MessageKind, Metadata, PendingCall, Thread};
 use clarion_engine::{
     Lease, MessagePage, MessageQuery, Order, Step, StoreError, ThreadHeader, ThreadStore,
 };
-use clarion_engine::{Message, MessageKind, Metadata, PendingCall, Thread};
 use clarion_engine::{Run, RunStatus};
 
 /// Where the CLI and the server keep threads unless told otherwise (relative to the
@@ -142,6 +142,10 @@ const MIGRATIONS: &[&str] = &[
     -- What a takeover scan reads: unfinished runs, by lease expiry.
     CREATE INDEX runs_unfinished ON runs (lease_until)
         WHERE status IN ('queued', 'in_progress', 'cancelling');
+    ",
+    // 4: the flows a thread was handed to (`flow = "…"` tools).
+    "
+    ALTER TABLE threads ADD COLUMN route TEXT;  -- JSON array of handoffs, NULL if none
     ",
 ];
 
@@ -458,7 +462,7 @@ fn load_header(conn: &Connection, id: &str) -> Result<ThreadHeader, StoreError> 
     let row = conn
         .prepare_cached(
             "SELECT flow, created_at, slots, metadata, pending, active_run, message_count,
-                    last_activity
+                    last_activity, route
              FROM threads WHERE id = ?1",
         )
         .and_then(|mut stmt| {
@@ -472,19 +476,21 @@ fn load_header(conn: &Connection, id: &str) -> Result<ThreadHeader, StoreError> 
                     row.get::<_, Option<String>>(5)?,
                     row.get::<_, i64>(6)?,
                     row.get::<_, Option<i64>>(7)?,
+                    row.get::<_, Option<String>>(8)?,
                 ))
             })
             .optional()
         })
         .context(|| format!("loading thread `{id}`"))?;
-    let Some((flow, created_at, slots, metadata, pending, active_run, count, last)) = row else {
+    let Some((flow, created_at, slots, metadata, pending, active_run, count, last, route)) = row
+    else {
         return Err(StoreError::ThreadNotFound(id.to_owned()));
     };
     header(
         id,
         flow,
         created_at,
-        (slots, metadata, pending),
+        (slots, metadata, pending, route),
         active_run,
         count,
         last,
@@ -495,11 +501,15 @@ fn header(
     id: &str,
     flow: String,
     created_at: i64,
-    (slots, metadata, pending): (String, String, Option<String>),
+    (slots, metadata, pending, route): Columns,
     active_run: Option<String>,
     message_count: i64,
     last_activity: Option<i64>,
 ) -> Result<ThreadHeader, StoreError> {
+    let route: Vec<Handoff> = match route {
+        Some(text) => parse(&text, || format!("the route of thread `{id}`"))?,
+        None => Vec::new(),
+    };
     let pending: Option<PendingCall> = match pending {
         Some(text) => Some(parse(&text, || {
             format!("the pending call of thread `{id}`")
@@ -514,6 +524,7 @@ fn header(
         metadata: parse(&metadata, || format!("the metadata of thread `{id}`"))?,
         pending,
         active_run,
+        route,
         message_count: usize::try_from(message_count).unwrap_or_default(),
         last_activity: last_activity.unwrap_or(created_at),
     })
@@ -532,6 +543,7 @@ fn load_thread(conn: &Connection, id: &str) -> Result<Thread, StoreError> {
         metadata: header.metadata,
         pending: header.pending,
         active_run: header.active_run,
+        route: header.route,
     })
 }
 
@@ -788,22 +800,26 @@ fn insert_messages(
     Ok(())
 }
 
-/// The JSON columns of a thread: slots, metadata, pending.
-fn thread_columns(
-    id: &str,
-    slots: &serde_json::Map<String, serde_json::Value>,
-    metadata: &Metadata,
-    pending: Option<&PendingCall>,
-) -> Result<(String, String, Option<String>), StoreError> {
-    let what = |part: &str| format!("the {part} of thread `{id}`");
-    let pending = match pending {
+/// The JSON columns of a thread: slots, metadata, pending, route.
+type Columns = (String, String, Option<String>, Option<String>);
+
+/// The JSON columns of a thread's header.
+fn thread_columns(header: &ThreadHeader) -> Result<Columns, StoreError> {
+    let what = |part: &str| format!("the {part} of thread `{}`", header.id);
+    let pending = match &header.pending {
         Some(pending) => Some(to_json(pending, || what("pending call"))?),
         None => None,
     };
+    let route = if header.route.is_empty() {
+        None
+    } else {
+        Some(to_json(&header.route, || what("route"))?)
+    };
     Ok((
-        to_json(slots, || what("slots"))?,
-        to_json(metadata, || what("metadata"))?,
+        to_json(&header.slots, || what("slots"))?,
+        to_json(&header.metadata, || what("metadata"))?,
         pending,
+        route,
     ))
 }
 
@@ -861,20 +877,16 @@ struct OwnedStep {
 impl Db {
     fn insert_thread(&self, thread: &Thread) -> Result<(), StoreError> {
         let inserting = || format!("inserting thread `{}`", thread.id);
-        let (slots, metadata, pending) = thread_columns(
-            &thread.id,
-            &thread.slots,
-            &thread.metadata,
-            thread.pending.as_ref(),
-        )?;
+        let (slots, metadata, pending, route) = thread_columns(&thread.header())?;
         let mut conn = self.conn();
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .context(inserting)?;
         let inserted = tx
             .prepare_cached(
-                "INSERT INTO threads (id, flow, created_at, slots, metadata, pending, active_run)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (id) DO NOTHING",
+                "INSERT INTO threads (id, flow, created_at, slots, metadata, pending, active_run,
+                                      route)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (id) DO NOTHING",
             )
             .and_then(|mut stmt| {
                 stmt.execute(params![
@@ -885,6 +897,7 @@ impl Db {
                     metadata,
                     pending,
                     thread.active_run,
+                    route,
                 ])
             })
             .context(inserting)?;
@@ -941,7 +954,7 @@ impl Db {
         let mut stmt = conn
             .prepare_cached(
                 "SELECT id, flow, created_at, slots, metadata, pending, active_run,
-                        message_count, last_activity
+                        message_count, last_activity, route
                  FROM threads ORDER BY pos DESC LIMIT ?1",
             )
             .context(listing)?;
@@ -955,6 +968,7 @@ impl Db {
                         row.get::<_, String>(3)?,
                         row.get::<_, String>(4)?,
                         row.get::<_, Option<String>>(5)?,
+                        row.get::<_, Option<String>>(9)?,
                     ),
                     row.get::<_, Option<String>>(6)?,
                     row.get::<_, i64>(7)?,
@@ -1026,8 +1040,8 @@ impl Db {
     fn update_thread(&self, header: &ThreadHeader) -> Result<(), StoreError> {
         let id = &header.id;
         let updating = || format!("updating thread `{id}`");
-        let (slots, metadata, pending) =
-            thread_columns(id, &header.slots, &header.metadata, header.pending.as_ref())?;
+        // The route changes only with a run's step (`commit`).
+        let (slots, metadata, pending, _) = thread_columns(header)?;
         self.write_unlocked(id, updating, |tx| {
             tx.prepare_cached(
                 "UPDATE threads SET flow = ?2, slots = ?3, metadata = ?4, pending = ?5 WHERE id = ?1",
@@ -1321,8 +1335,7 @@ impl Db {
         let thread = &step.header;
         let id = &thread.id;
         let committing = || format!("committing a step of thread `{id}`");
-        let (slots, metadata, pending) =
-            thread_columns(id, &thread.slots, &thread.metadata, thread.pending.as_ref())?;
+        let (slots, metadata, pending, route) = thread_columns(thread)?;
         let run_body = match &step.run {
             Some(run) => Some(to_json(run, || format!("run `{}`", run.id))?),
             None => None,
@@ -1334,7 +1347,7 @@ impl Db {
         let updated = tx
             .prepare_cached(
                 "UPDATE threads SET flow = ?2, slots = ?3, metadata = ?4, pending = ?5,
-                 active_run = ?6 WHERE id = ?1",
+                 active_run = ?6, route = ?7 WHERE id = ?1",
             )
             .and_then(|mut stmt| {
                 stmt.execute(params![
@@ -1343,7 +1356,8 @@ impl Db {
                     slots,
                     metadata,
                     pending,
-                    thread.active_run
+                    thread.active_run,
+                    route
                 ])
             })
             .context(committing)?;

@@ -13,7 +13,9 @@ use serde_json::{Map, Value, json};
 
 use crate::run::{Ask, LastError, Run, RunStatus, StagedTurn, Usage};
 use crate::store::{MessageQuery, Order, Step, StoreError, ThreadStore};
-use crate::thread::{Message, MessageKind, Metadata, OutputStatus, PendingCall, Thread, ToolCall};
+use crate::thread::{
+    Handoff, Message, MessageKind, Metadata, OutputStatus, PendingCall, Thread, ToolCall,
+};
 
 /// What a contract test runs against: a store, and whatever must live as long as it (a
 /// temporary directory, a database to drop).
@@ -593,6 +595,13 @@ pub async fn commit_appends_exactly_the_new_messages(store: &dyn ThreadStore) {
         .merge([("plan".to_owned(), "house".to_owned())])
         .unwrap_or_else(|e| panic!("{e}"));
     t.pending = Some(counted_pending());
+    // Handed to another flow: the route, with the slots the flow before keeps.
+    t.route = vec![Handoff {
+        flow: "travel-booking".to_owned(),
+        tool: "book_trip".to_owned(),
+        slots_before: Map::from_iter([("budget".to_owned(), json!(900))]),
+        comes_back: true,
+    }];
     let r = busy_run("run_c", "thread_c");
     commit(store, &t, mark, Some(&r)).await;
     let stored = load(store, "thread_c").await;
@@ -632,6 +641,7 @@ pub async fn commit_appends_exactly_the_new_messages(store: &dyn ThreadStore) {
         .merge([("plan".to_owned(), String::new())])
         .unwrap_or_else(|e| panic!("{e}"));
     t.pending = None;
+    t.route.clear();
     commit(store, &t, t.messages.len(), None).await;
     assert_eq!(load(store, "thread_c").await, t);
     assert_eq!(

@@ -38,7 +38,7 @@ use serde_json::{Map, Value};
 
 use crate::BoxFuture;
 use crate::run::Run;
-use crate::thread::{Message, Metadata, PendingCall, Thread};
+use crate::thread::{Handoff, Message, Metadata, PendingCall, Thread};
 
 pub use memory::MemoryStore;
 
@@ -96,10 +96,20 @@ pub struct ThreadHeader {
     pub pending: Option<PendingCall>,
     /// The run holding the thread's lock, if one is active.
     pub active_run: Option<String>,
+    /// The flows that took the thread over from its own, oldest first.
+    pub route: Vec<Handoff>,
     /// How many messages the thread has.
     pub message_count: usize,
     /// When the last message was added (the thread's creation if it has none).
     pub last_activity: i64,
+}
+
+impl ThreadHeader {
+    /// The flow that runs the thread now: the last of its route, else its own.
+    #[must_use]
+    pub fn active_flow(&self) -> &str {
+        crate::thread::active_flow(&self.flow, &self.route)
+    }
 }
 
 impl Thread {
@@ -114,6 +124,7 @@ impl Thread {
             metadata: self.metadata.clone(),
             pending: self.pending.clone(),
             active_run: self.active_run.clone(),
+            route: self.route.clone(),
             message_count: self.messages.len(),
             last_activity: self
                 .messages

@@ -34,6 +34,32 @@ pub struct Thread {
     pub pending: Option<PendingCall>,
     /// The run holding the thread's lock, if one is active.
     pub active_run: Option<String>,
+    /// The flows that took the thread over from its own (`flow = "…"` tools), oldest
+    /// first: the last one runs it, with `slots`. Empty: the thread's own flow runs it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub route: Vec<Handoff>,
+}
+
+/// A flow that took a thread over: the call of a tool with `flow = "…"` handed it on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Handoff {
+    /// The flow that runs the thread from here (`flow.name`).
+    pub flow: String,
+    /// The tool, of the flow before, whose call handed the thread over.
+    pub tool: String,
+    /// The slots of the flow before, kept while this one runs: they are its slots again
+    /// when the thread comes back.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub slots_before: Map<String, Value>,
+    /// Whether the thread comes back to the flow before (the tool has `returns`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub comes_back: bool,
+}
+
+/// The flow that runs a thread: the last of its route, else its own.
+#[must_use]
+pub(crate) fn active_flow<'t>(flow: &'t str, route: &'t [Handoff]) -> &'t str {
+    route.last().map_or(flow, |handoff| handoff.flow.as_str())
 }
 
 /// A call that could not run yet: required parameters were missing (its known arguments
@@ -83,6 +109,14 @@ impl Thread {
             metadata,
             pending: None,
             active_run: None,
+            route: Vec::new(),
         }
+    }
+
+    /// The flow that runs the thread now: the last of its [route](Thread::route), else
+    /// its own.
+    #[must_use]
+    pub fn active_flow(&self) -> &str {
+        active_flow(&self.flow, &self.route)
     }
 }

@@ -49,7 +49,7 @@ impl Engine {
         let Some(pending) = thread.pending.clone().filter(|p| p.confirm.is_some()) else {
             return Ok(false);
         };
-        let Some(tool) = self.flow.tools.get(&pending.tool) else {
+        let Some(tool) = self.part(thread).flow.tools.get(&pending.tool) else {
             return Ok(false);
         };
         let mark = thread.messages.len();
@@ -160,8 +160,8 @@ impl Engine {
         events: &dyn EventSink,
     ) -> Result<Reading, EngineError> {
         let (Some(tool), Some(judge)) = (
-            self.flow.tools.get(&pending.tool),
-            self.judges.get(&pending.tool),
+            self.part(thread).flow.tools.get(&pending.tool),
+            self.part(thread).judges.get(&pending.tool),
         ) else {
             return Ok(Reading::Decided(Decision::Unrelated));
         };
@@ -206,7 +206,13 @@ impl Engine {
             }
         };
         // Counted under the flow (its metrics' `flow` label), as the request is the flow's.
-        observe::model_requested(&self.flow, &info, &span, &response, started.elapsed());
+        observe::model_requested(
+            &self.part(thread).flow,
+            &info,
+            &span,
+            &response,
+            started.elapsed(),
+        );
         drop(span);
         match response {
             Ok(response) => {

@@ -64,6 +64,7 @@ impl Engine {
                 let mut message = self.message(run, MessageKind::Assistant { text });
                 message.id = reply_id;
                 thread.messages.push(message);
+                self.hand_back(thread, run, events);
                 return self
                     .finish(thread, run, RunStatus::Completed, mark, events)
                     .await;
@@ -136,7 +137,9 @@ impl Engine {
                 .await?;
             return Ok(None);
         }
-        if run.steps >= self.flow.limits.max_steps {
+        // The flow that has the thread: a handoff earlier in this run may have moved it.
+        let flow = &self.part(thread).flow;
+        if run.steps >= flow.limits.max_steps {
             run.incomplete_details = Some(IncompleteReason::MaxSteps);
             self.finish(thread, run, RunStatus::Incomplete, mark, events)
                 .await?;
@@ -167,9 +170,9 @@ impl Engine {
             return Ok(None);
         }
         run.steps += 1;
-        let start = Self::sent_from(thread, indices, run, &self.flow.limits, &instructions);
+        let start = Self::sent_from(thread, indices, run, &flow.limits, &instructions);
         let request = ModelRequest {
-            flow: &self.flow,
+            flow,
             instructions: &instructions,
             messages: &thread.messages[start..],
             history: &thread.messages,
@@ -178,7 +181,7 @@ impl Engine {
         events.emit(&Event::ModelCalled {
             message_id: reply_id.to_owned(),
         });
-        let info = self.model.describe(&self.flow);
+        let info = self.model.describe(flow);
         let span = observe::model_span(&info);
         let started = std::time::Instant::now();
         let response = tokio::select! {
@@ -190,7 +193,7 @@ impl Engine {
                 return Ok(None);
             }
         };
-        observe::model_requested(&self.flow, &info, &span, &response, started.elapsed());
+        observe::model_requested(flow, &info, &span, &response, started.elapsed());
         drop(span);
         match response {
             // A turn cut short by the token limit or a content filter ends the run as
@@ -207,7 +210,7 @@ impl Engine {
             }
             Ok(response) => {
                 run.usage.add(response.usage);
-                Ok(Some(if export::offers_reply(&self.flow) {
+                Ok(Some(if export::offers_reply(flow) {
                     replies_as_text(response.turn, events)
                 } else {
                     response.turn
@@ -251,13 +254,17 @@ impl Engine {
             .iter()
             .map(|(k, v)| (k.clone(), Value::String(v.clone())))
             .collect();
-        template::render_instructions(&self.flow.assistant.instructions, &thread.slots, &metadata)
-            .map_err(|e| {
-                format!(
-                    "the instructions failed to render: {}",
-                    template::describe(&e)
-                )
-            })
+        template::render_instructions(
+            &self.part(thread).flow.assistant.instructions,
+            &thread.slots,
+            &metadata,
+        )
+        .map_err(|e| {
+            format!(
+                "the instructions failed to render: {}",
+                template::describe(&e)
+            )
+        })
     }
 }
 

@@ -7,6 +7,7 @@ use clarion_flow::model::format_duration;
 impl Engine {
     pub(super) async fn execute(
         &self,
+        flow: &Flow,
         tool: &Tool,
         call: &ToolCall,
         args: &Map<String, Value>,
@@ -18,9 +19,13 @@ impl Engine {
             name: call.name.clone(),
             arguments: Value::Object(args.clone()),
         });
-        let timeout = tool.timeout(&self.flow.limits);
+        // The engine hands the thread over itself once the turn has landed.
+        if let clarion_flow::Executor::Flow(link) = &tool.executor {
+            return Ok(handoff::output(link));
+        }
+        let timeout = tool.timeout(&flow.limits);
         let request = ToolRequest {
-            flow: &self.flow,
+            flow,
             tool,
             call_id: &call.id,
             idempotency_key,
@@ -43,7 +48,7 @@ impl Engine {
             )),
         };
         let outcome = result.as_ref().map_or_else(|e| e.kind.as_str(), |_| "ok");
-        crate::observe::tool_called(&self.flow, tool, &span, outcome, started.elapsed());
+        crate::observe::tool_called(flow, tool, &span, outcome, started.elapsed());
         if let Err(error) = &result {
             // Failures are part of the loop (the model reads them and goes on), so info;
             // the message can quote arguments or a response, so only the content target.

@@ -114,7 +114,7 @@ impl Engine {
         run.expires_at = None;
         thread.active_run = None;
         self.commit_step(thread, mark, run, events).await?;
-        crate::observe::run_ended(&self.flow, run);
+        crate::observe::run_ended(&self.part(thread).flow, run);
         Ok(())
     }
 
@@ -215,7 +215,7 @@ impl Engine {
             code: ErrorCode::Expired,
             message: format!(
                 "no tool outputs were submitted within {}",
-                format_duration(self.flow.limits.requires_action_timeout)
+                format_duration(self.part(&thread).flow.limits.requires_action_timeout)
             ),
         });
         self.finish(&mut thread, &mut run, RunStatus::Expired, mark, &events)

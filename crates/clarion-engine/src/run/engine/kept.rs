@@ -86,6 +86,7 @@ impl Engine {
                 thread.metadata = header.metadata;
                 thread.pending = header.pending;
                 thread.active_run = header.active_run;
+                thread.route = header.route;
                 return Ok((thread, indices));
             }
         }

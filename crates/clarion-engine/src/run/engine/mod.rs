@@ -17,7 +17,7 @@
 //! The parts, one file each: `claim` (one driver per run, the cancel signal), `confirm`
 //! (acting on the user's answer to a confirmation), `drive` (the loop and one model request), `turn` (preparing, guarding and landing a turn of tool
 //! calls), `execute` (one tool call under its timeout), `finish` (ending runs, and the
-//! messages they write), `kept` (the threads kept between runs, with the indices that grow
+//! messages they write), `handoff` (handing a thread to another flow and back), `kept` (the threads kept between runs, with the indices that grow
 //! with them). This file holds the public API.
 
 mod claim;
@@ -27,6 +27,7 @@ mod confirm;
 mod drive;
 mod execute;
 mod finish;
+mod handoff;
 mod kept;
 mod turn;
 
@@ -81,10 +82,10 @@ pub struct ToolOutputSubmission {
 /// is not finished: the model is asked again, and a tool whose result was not committed
 /// may run again (at-least-once).
 pub struct Engine {
+    /// The thread's own flow: what it was created for.
     flow: Arc<Flow>,
-    validators: Validators,
-    /// The flows that read a user's answer to a confirmation, per tool with `confirm`.
-    judges: indexmap::IndexMap<String, Flow>,
+    /// Every flow a thread may be handed to, the entry flow first, by name.
+    parts: indexmap::IndexMap<String, Part>,
     model: Arc<dyn Model>,
     tools: Arc<dyn ToolExecutor>,
     store: Arc<dyn ThreadStore>,
@@ -100,6 +101,25 @@ impl std::fmt::Debug for Engine {
         f.debug_struct("Engine")
             .field("flow", &self.flow.name)
             .finish_non_exhaustive()
+    }
+}
+
+/// A flow the engine runs — the entry flow, or one a thread is handed to — with what it
+/// compiles once.
+struct Part {
+    flow: Arc<Flow>,
+    validators: Validators,
+    /// The flows that read a user's answer to a confirmation, per tool with `confirm`.
+    judges: indexmap::IndexMap<String, Flow>,
+}
+
+impl Part {
+    fn new(flow: Arc<Flow>) -> Self {
+        Self {
+            validators: Validators::new(&flow),
+            judges: super::confirm::judges(&flow),
+            flow,
+        }
     }
 }
 
@@ -119,9 +139,22 @@ impl Engine {
         tools: Arc<dyn ToolExecutor>,
         store: Arc<dyn ThreadStore>,
     ) -> Self {
+        let parts = flow
+            .reachable()
+            .into_iter()
+            .enumerate()
+            .map(|(i, part)| {
+                // The entry flow is shared, not copied: `flow()` hands out the same one.
+                let part = if i == 0 {
+                    Arc::clone(&flow)
+                } else {
+                    Arc::new(part.clone())
+                };
+                (part.name.clone(), Part::new(part))
+            })
+            .collect();
         Self {
-            validators: Validators::new(&flow),
-            judges: super::confirm::judges(&flow),
+            parts,
             flow,
             model,
             tools,
@@ -577,23 +610,24 @@ impl Engine {
             let result = content_value(&content);
             let output = self.output_message(&run, call, OutputStatus::Ok, content, events);
             staged.outputs.push(output);
-            if let Some(tool) = self.flow.tools.get(&call.name) {
+            let part = self.part(&thread);
+            if let Some(tool) = part.flow.tools.get(&call.name) {
                 let said = said_for(
-                    &self.flow,
+                    &part.flow,
                     std::slice::from_ref(call),
                     &mut indices.said,
                     &thread.messages,
                 );
-                let args = prepared_args(&self.flow, &self.validators, call, &thread.slots, said);
+                let args = prepared_args(&part.flow, &part.validators, call, &thread.slots, said);
                 let effects = rules::after(
                     tool,
-                    &self.validators,
+                    &part.validators,
                     &args,
                     &result,
                     &mut thread.slots,
                     events,
                 );
-                self.stage_contexts(&run, tool, effects, &mut staged, events);
+                self.stage_contexts(&part.flow, &run, tool, effects, &mut staged, events);
             }
         }
         run.consecutive_failures = 0;
@@ -760,6 +794,20 @@ impl Engine {
             recovered.push(run);
         }
         Ok(recovered)
+    }
+
+    /// The flow that runs `thread` now. A route naming a flow this engine does not have
+    /// (the flow files changed since the handoff) falls back to the thread's own flow.
+    fn part(&self, thread: &Thread) -> &Part {
+        let active = thread.active_flow();
+        self.parts.get(active).unwrap_or_else(|| {
+            tracing::warn!(
+                thread_id = %thread.id,
+                flow = active,
+                "the thread was handed to a flow this engine does not run; its own flow runs it"
+            );
+            &self.parts[0]
+        })
     }
 
     fn check_flow(&self, thread_id: &str, flow: &str) -> Result<(), EngineError> {

@@ -6,6 +6,7 @@
 //! last message for the user after which [`Engine::land_turn`] ends the run.
 
 use super::execute::idempotency_key;
+use super::handoff::{self, HandingOff};
 use super::{Engine, Indices, Settled, TurnEnd, cancelled};
 use crate::codes::ToolErrorKind;
 use crate::codes::{ErrorCode, IncompleteReason};
@@ -64,15 +65,17 @@ impl Engine {
         events: &dyn EventSink,
     ) -> TurnEnd {
         let mut prepared = self.prepare_calls(thread, &mut indices.said, calls, pending, events);
-
         let loop_ends = self.guard_repeats(thread, &mut indices.said, run, calls, &mut prepared);
-        self.hold_for_confirmation(calls, &mut prepared, settled);
+        // The flow that has the thread: a handoff earlier in the run may have moved it.
+        let part = self.part(thread);
+        let (flow, validators) = (&part.flow, &part.validators);
+        Self::hold_for_confirmation(flow, calls, &mut prepared, settled);
 
         // Run the ready server-side calls concurrently; client calls wait for the app.
-        let runnable = runnable(&self.flow, run, calls, &prepared);
+        let runnable = runnable(flow, run, calls, &prepared);
         let executions = runnable
             .iter()
-            .map(|(i, tool, args, key)| self.execute(tool, &calls[*i], args, key, events));
+            .map(|(i, tool, args, key)| self.execute(flow, tool, &calls[*i], args, key, events));
         let results = tokio::select! {
             results = futures_util::future::join_all(executions) => results,
             () = cancelled(cancel) => {
@@ -86,8 +89,9 @@ impl Engine {
         let mut staged = StagedTurn::default();
         let mut waiting: Vec<ToolCall> = Vec::new();
         let mut follow_up = None;
+        let mut handing = None;
         for (i, (call, prepared)) in calls.iter().zip(prepared).enumerate() {
-            let tool = self.flow.tools.get(&call.name);
+            let tool = flow.tools.get(&call.name);
             let (status, content) = match prepared {
                 Prepared::Rejected(error) => (OutputStatus::Error, error.to_output().to_string()),
                 Prepared::NeedsInput {
@@ -118,21 +122,22 @@ impl Engine {
                 Prepared::Ready { args, .. } => match (tool, results.remove(&i)) {
                     (Some(tool), Some(Ok(result))) => {
                         run.consecutive_failures = 0;
+                        handing = handing.or_else(|| HandingOff::of(tool, call, &args));
                         let effects = rules::after(
                             tool,
-                            &self.validators,
+                            validators,
                             &args,
                             &result,
                             &mut thread.slots,
                             events,
                         );
-                        self.stage_contexts(run, tool, effects, &mut staged, events);
+                        self.stage_contexts(flow, run, tool, effects, &mut staged, events);
                         (OutputStatus::Ok, result.to_string())
                     }
                     (Some(tool), Some(Err(error))) => {
                         run.consecutive_failures += 1;
                         let effects = rules::on_error(tool, &args, &error, &thread.slots, events);
-                        self.stage_contexts(run, tool, effects, &mut staged, events);
+                        self.stage_contexts(flow, run, tool, effects, &mut staged, events);
                         (OutputStatus::Error, error.to_output().to_string())
                     }
                     _ => {
@@ -145,17 +150,20 @@ impl Engine {
             staged.outputs.push(output);
             // Context for a call given up comes after its output, as a rule's does.
             if let (Some(tool), Some(contexts)) = (tool, follow_up.take()) {
-                self.stage_contexts(run, tool, contexts, &mut staged, events);
+                self.stage_contexts(flow, run, tool, contexts, &mut staged, events);
             }
         }
         if waiting.is_empty() {
             let end = self.land_turn(thread, run, staged, events);
+            if let Some(handing) = handing {
+                self.hand_off(thread, handing, events);
+            }
             return if loop_ends { end_loop(end, run) } else { end };
         }
         run.required_action = waiting;
         run.staged = Some(staged);
-        let timeout =
-            i64::try_from(self.flow.limits.requires_action_timeout.as_millis()).unwrap_or(i64::MAX);
+        let timeout = flow.limits.requires_action_timeout.as_millis();
+        let timeout = i64::try_from(timeout).unwrap_or(i64::MAX);
         run.expires_at = Some(self.clock.now_ms().saturating_add(timeout));
         Self::set_status(run, RunStatus::RequiresAction, events);
         TurnEnd::Stop(RunStatus::RequiresAction)
@@ -165,9 +173,10 @@ impl Engine {
     /// the call `settled` names is the engine's own, made after the user's answer, and runs
     /// (confirmed) or is answered `declined`. The user confirms one call at a time, and not
     /// while they are asked for missing parameters (or a call is given up): such calls are
-    /// answered `awaiting_confirmation` for the model to make again later.
+    /// answered `awaiting_confirmation` for the model to make again later. Then handoffs
+    /// that cannot go now are answered `handoff_deferred` (see `handoff.rs`).
     fn hold_for_confirmation(
-        &self,
+        flow: &Flow,
         calls: &[ToolCall],
         prepared: &mut [Prepared],
         settled: Option<&Settled>,
@@ -180,8 +189,7 @@ impl Engine {
             let Prepared::Ready { args, .. } = &*prepared else {
                 continue;
             };
-            if self
-                .flow
+            if flow
                 .tools
                 .get(&call.name)
                 .is_none_or(|tool| tool.confirm.is_none())
@@ -212,6 +220,7 @@ impl Engine {
                 }
             };
         }
+        handoff::defer_extra(flow, calls, prepared);
     }
 
     /// [`guard_repeats`] with the engine's preparation of an earlier call.
@@ -223,9 +232,15 @@ impl Engine {
         calls: &[ToolCall],
         prepared: &mut [Prepared],
     ) -> bool {
-        let said = said_for(&self.flow, calls, said, &thread.messages);
+        let said = said_for(&self.part(thread).flow, calls, said, &thread.messages);
         let effective = |call: &ToolCall| {
-            prepared_args(&self.flow, &self.validators, call, &thread.slots, said)
+            prepared_args(
+                &self.part(thread).flow,
+                &self.part(thread).validators,
+                call,
+                &thread.slots,
+                said,
+            )
         };
         guard_repeats(thread, run, calls, prepared, &effective)
     }
@@ -242,17 +257,17 @@ impl Engine {
         events: &dyn EventSink,
     ) -> Vec<Prepared> {
         let mut prepared = Vec::with_capacity(calls.len());
-        let said = said_for(&self.flow, calls, said, &thread.messages);
+        let said = said_for(&self.part(thread).flow, calls, said, &thread.messages);
         for call in calls {
             let matching = pending.as_ref().is_some_and(|p| p.tool == call.name);
             let for_call = if matching { pending.take() } else { None };
-            let result = match self.flow.tools.get(&call.name) {
+            let result = match self.part(thread).flow.tools.get(&call.name) {
                 Some(tool) if !follows_met(tool, &thread.messages) => {
                     Prepared::Rejected(not_offered(tool))
                 }
                 _ => prepare(
-                    &self.flow,
-                    &self.validators,
+                    &self.part(thread).flow,
+                    &self.part(thread).validators,
                     call,
                     &thread.slots,
                     for_call.as_ref(),
@@ -354,7 +369,7 @@ impl Engine {
             let mut texts = Vec::new();
             let mut params = Vec::new();
             for ask in &asks {
-                if let Some(tool) = self.flow.tools.get(&ask.tool) {
+                if let Some(tool) = self.part(thread).flow.tools.get(&ask.tool) {
                     texts.push(rules::question(
                         tool,
                         &ask.args,
@@ -366,7 +381,7 @@ impl Engine {
                 }
             }
             let text = texts.join(" ");
-            crate::observe::question_asked(&self.flow, &first.tool, &params);
+            crate::observe::question_asked(&self.part(thread).flow, &first.tool, &params);
             events.emit(&Event::QuestionAsked {
                 call_id: first.call_id.clone(),
                 tool: first.tool.clone(),
@@ -394,12 +409,13 @@ impl Engine {
             });
             return TurnEnd::Stop(RunStatus::Completed);
         }
-        if run.consecutive_failures >= self.flow.limits.max_consecutive_failures {
+        if run.consecutive_failures >= self.part(thread).flow.limits.max_consecutive_failures {
             run.last_error = Some(LastError {
                 code: ErrorCode::ToolFailures,
                 message: format!(
                     "{} tool calls failed in a row (the flow allows {}); see the tool outputs for each error",
-                    run.consecutive_failures, self.flow.limits.max_consecutive_failures
+                    run.consecutive_failures,
+                    self.part(thread).flow.limits.max_consecutive_failures
                 ),
             });
             return TurnEnd::Stop(RunStatus::Failed);
@@ -418,7 +434,7 @@ impl Engine {
             ..
         } = ask;
         let text = confirm.unwrap_or_default();
-        crate::observe::question_asked(&self.flow, &tool, &[]);
+        crate::observe::question_asked(&self.part(thread).flow, &tool, &[]);
         events.emit(&Event::ConfirmationAsked {
             call_id: call_id.clone(),
             tool: tool.clone(),
@@ -454,14 +470,16 @@ impl Engine {
         args: &Map<String, Value>,
         events: &dyn EventSink,
     ) {
-        let Some(tool) = self.flow.tools.get(tool) else {
+        let Some(tool) = self.part(thread).flow.tools.get(tool) else {
             return;
         };
         for param in tool.params.values() {
             let (Some(slot), Some(value)) = (&param.slot, args.get(&param.name)) else {
                 continue;
             };
-            if thread.slots.get(slot) != Some(value) && self.validators.slot_accepts(slot, value) {
+            if thread.slots.get(slot) != Some(value)
+                && self.part(thread).validators.slot_accepts(slot, value)
+            {
                 thread.slots.insert(slot.clone(), value.clone());
                 events.emit(&Event::SlotSet {
                     name: slot.clone(),
@@ -499,6 +517,7 @@ impl Engine {
 
     pub(super) fn stage_contexts(
         &self,
+        flow: &Flow,
         run: &Run,
         tool: &Tool,
         effects: RuleEffects,
@@ -506,7 +525,7 @@ impl Engine {
         events: &dyn EventSink,
     ) {
         for text in effects.contexts {
-            crate::observe::context_injected(&self.flow, &tool.name);
+            crate::observe::context_injected(flow, &tool.name);
             events.emit(&Event::ContextInjected {
                 tool: tool.name.clone(),
                 text: text.clone(),
