@@ -227,6 +227,114 @@ async fn slash_save_writes_a_scenario_that_clarion_test_passes() {
     assert!(out.contains("1 passed, 0 failed"), "{out}");
 }
 
+/// Answers as the front desk when its tools are offered (it hands the user to finance),
+/// and as [`Model`] otherwise.
+struct Desk;
+
+impl Respond for Desk {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
+        let messages = body["messages"].as_array().cloned().unwrap_or_default();
+        let desk = body["tools"]
+            .as_array()
+            .is_some_and(|tools| tools.iter().any(|t| t["function"]["name"] == "money"));
+        let message = if desk && messages.last().is_some_and(|m| m["role"] == "user") {
+            json!({ "role": "assistant", "content": null, "tool_calls": [{ "id": "call_desk", "type": "function",
+                "function": { "name": "money", "arguments": "{}" } }] })
+        } else {
+            answer(&messages)
+        };
+        ResponseTemplate::new(200).set_body_json(
+            json!({ "choices": [{ "index": 0, "message": message, "finish_reason": "stop" }] }),
+        )
+    }
+}
+
+/// A flow that hands off: `clarion chat` on the front desk shows the handoff, the next
+/// request is personal-finance's (its tools, the same message), the next message stays
+/// with it, and `/save` writes a scenario that `clarion test` passes.
+#[tokio::test]
+async fn chat_follows_a_handoff_and_saves_it_as_a_scenario() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(Desk)
+        .mount(&server)
+        .await;
+    // The flows it hands off to beside it, and the schema files they `$ref`.
+    let root = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = root.path().join("flows");
+    for sub in ["flows", "schemas"] {
+        std::fs::create_dir_all(root.path().join(sub)).unwrap_or_else(|e| panic!("{e}"));
+    }
+    for entry in std::fs::read_dir(workspace().join("schemas")).unwrap_or_else(|e| panic!("{e}")) {
+        let path = entry.unwrap_or_else(|e| panic!("{e}")).path();
+        if let Some(name) = path.file_name() {
+            std::fs::copy(&path, root.path().join("schemas").join(name))
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+    for name in ["personal-finance", "travel-booking", "support-triage"] {
+        let file = format!("flows/{name}.toml");
+        std::fs::copy(workspace().join(&file), dir.join(format!("{name}.toml")))
+            .unwrap_or_else(|e| panic!("{file}: {e}"));
+    }
+    let desk = std::fs::read_to_string(workspace().join("flows/front-desk.toml"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let flow = dir.join("front-desk.toml");
+    std::fs::write(
+        &flow,
+        format!(
+            "{desk}\n[provider]\nbase_url = \"{}/v1\"\nstream = false\nmax_retries = 0\n",
+            server.uri()
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let store = dir.join("threads.db");
+    let (flow, store) = (flow.display().to_string(), store.display().to_string());
+    let out = chat(
+        &[&flow, "--store", &store],
+        "How long to save $12,000 at $1,000 a month? I earn $4,000.\nThanks!\n/save handed\n",
+    );
+    let log = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{log}");
+    assert!(log.contains(">> handed to personal-finance"), "{log}");
+    let requests = server.received_requests().await.unwrap_or_default();
+    let offered: Vec<Vec<String>> = requests
+        .iter()
+        .map(|r| {
+            let body: Value = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
+            body["tools"]
+                .as_array()
+                .map(|tools| {
+                    tools
+                        .iter()
+                        .filter_map(|t| t["function"]["name"].as_str().map(ToOwned::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default()
+        })
+        .collect();
+    assert!(offered[0].contains(&"money".to_owned()), "{offered:?}");
+    for later in &offered[1..] {
+        assert!(
+            later.contains(&"calculate_savings_timeline".to_owned())
+                && !later.contains(&"money".to_owned()),
+            "personal-finance has the thread after the handoff: {offered:?}"
+        );
+    }
+    let scenario = dir.join("front-desk/scenarios/handed.toml");
+    let file = std::fs::read_to_string(&scenario).unwrap_or_else(|e| panic!("{e}: {log}"));
+    assert!(file.contains("call = \"money\""), "{file}");
+    let test = Command::new(env!("CARGO_BIN_EXE_clarion"))
+        .arg("test")
+        .arg(&scenario)
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let out = text(&test.stdout);
+    assert!(test.status.success(), "{out}{}", text(&test.stderr));
+    assert!(out.contains("1 passed, 0 failed"), "{out}");
+}
+
 /// A conversation with confirmations — the transfer changed, then confirmed — saved with
 /// `/save`: the readings of the answers become `decide` steps, the engine's own call is
 /// not scripted, the confirmed call's result becomes the tool's mock, and `clarion test`

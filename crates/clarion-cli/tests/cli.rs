@@ -62,7 +62,7 @@ fn validate_dot_in_this_repository_checks_the_example_flows_only() {
     assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
     assert_eq!(
         stdout(&output).lines().last(),
-        Some("5 flow files checked: no problems")
+        Some("6 flow files checked: no problems")
     );
 }
 

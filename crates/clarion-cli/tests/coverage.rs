@@ -244,7 +244,7 @@ fn the_lcov_file_is_read_by_lcov_and_genhtml() {
     assert!(lines > 0 && branches > 0, "{text}");
     assert_eq!(
         text.matches("end_of_record").count(),
-        5,
+        6,
         "one record per example flow: {text}"
     );
 

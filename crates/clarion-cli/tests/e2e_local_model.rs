@@ -271,6 +271,62 @@ async fn a_transfer_waits_for_confirmation_and_runs_only_on_yes() {
     assert_protocol_held(&model);
 }
 
+/// A handoff: the front desk hands a savings question to personal-finance, whose model
+/// answers the same message in the same run (with its own instructions and tools).
+#[tokio::test]
+#[ignore = "needs a local model server: set CLARION_E2E_BASE_URL"]
+async fn the_front_desk_hands_a_savings_question_to_personal_finance() {
+    let Some((engine, model)) = setup_flow("front-desk") else {
+        return;
+    };
+    let thread = engine
+        .create_thread(Metadata::default())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    engine
+        .add_message(
+            &thread.id,
+            "I want to save $12,000 for a car. I can put away $1,000 a month. How long will it take?",
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let log = EventLog::new();
+    let run = engine
+        .run(&thread.id, &log)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_ne!(run.status, RunStatus::Failed, "{:?}", run.last_error);
+    let events = log.events();
+    let handed: Vec<&str> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::HandedOff { to, .. } => Some(to.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(handed, ["personal-finance"], "{events:?}");
+    let thread = engine
+        .thread(&thread.id)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(thread.active_flow(), "personal-finance");
+    // personal-finance took the same message on: a reply or its own tool, after the handoff.
+    let after = events
+        .iter()
+        .skip_while(|e| !matches!(e, Event::HandedOff { .. }))
+        .any(|e| {
+            matches!(
+                e,
+                Event::AssistantMessage { .. } | Event::QuestionAsked { .. }
+            ) || matches!(e, Event::ToolCalled { name, .. } if name != "money")
+        });
+    assert!(
+        after,
+        "personal-finance answered after the handoff: {events:?}"
+    );
+    assert_protocol_held(&model);
+}
+
 /// The evaluation scenarios CI plays live, one sample each: the README's promise and two
 /// that passed in every measured run (docs/benchmarks.md). No travel scenario yet: the
 /// local model books (a client tool, with invented travellers) in the turn it searches. `CLARION_E2E_EVALS` (space-separated paths) replaces the list.

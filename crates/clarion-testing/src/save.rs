@@ -103,11 +103,13 @@ pub fn scenario_of(
             _ => None,
         })
         .collect();
-    let is_client = |tool: &str| {
-        flow.tools
-            .get(tool)
-            .is_some_and(|t| matches!(t.executor, Executor::Client))
-    };
+    // A tool of a flow this one hands off to counts: the thread may have got there.
+    let mut executors = std::collections::HashMap::<&str, &Executor>::new();
+    for tool in flow.reachable().into_iter().flat_map(|f| f.tools.values()) {
+        executors
+            .entry(tool.name.as_str())
+            .or_insert(&tool.executor);
+    }
     let mut turns: Vec<TurnSpec> = Vec::new();
     let mut mocks: IndexMap<String, MockSpec> = IndexMap::new();
     // A user message answering a confirmation question is read first (a model request of
@@ -148,7 +150,7 @@ pub fn scenario_of(
                             None => turn.model.push(decide_step(DecideSpec::Unrelated, None)),
                         }
                     }
-                    let step = step_of(turn, text.as_deref(), calls, &outputs, &is_client);
+                    let step = step_of(turn, text.as_deref(), calls, &outputs, &executors);
                     turn.model.push(step);
                 }
             }
@@ -219,7 +221,7 @@ fn step_of(
     text: Option<&str>,
     calls: &[clarion_engine::ToolCall],
     outputs: &std::collections::HashMap<&str, (&OutputStatus, &str)>,
-    is_client: &dyn Fn(&str) -> bool,
+    executors: &std::collections::HashMap<&str, &Executor>,
 ) -> StepSpec {
     let mut specs = Vec::new();
     for call in calls {
@@ -234,15 +236,18 @@ fn step_of(
             ..CallSpec::default()
         };
         if let Some((status, content)) = outputs.get(call.id.as_str()) {
-            if is_client(&call.name) {
-                if **status == OutputStatus::Ok {
-                    turn.submit.push(SubmitSpec {
-                        tool: call.name.clone(),
-                        output: without_nulls(clarion_engine::content_value(content)),
-                    });
+            match executors.get(call.name.as_str()) {
+                Some(Executor::Client) => {
+                    if **status == OutputStatus::Ok {
+                        turn.submit.push(SubmitSpec {
+                            tool: call.name.clone(),
+                            output: without_nulls(clarion_engine::content_value(content)),
+                        });
+                    }
                 }
-            } else {
-                outcome_of(&mut spec, **status, content);
+                // The engine answers a handoff itself: the replay hands over again.
+                Some(Executor::Flow(_)) => {}
+                _ => outcome_of(&mut spec, **status, content),
             }
         }
         specs.push(spec);

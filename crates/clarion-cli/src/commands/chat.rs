@@ -878,6 +878,17 @@ impl EventSink for Terminal {
             Event::PendingAbandoned { tool, .. } => {
                 self.say(&format!("  × the pending {tool} call was dropped"));
             }
+            Event::HandedOff { to, comes_back, .. } => {
+                let back = if *comes_back {
+                    ", and back when done"
+                } else {
+                    ""
+                };
+                self.say(&format!("  >> handed to {to}{back}"));
+            }
+            Event::HandedBack { from, to, .. } => {
+                self.say(&format!("  << {from} handed back to {to}"));
+            }
             Event::NotStated { params, .. } => {
                 self.effect(format!("  × not stated, dropped: {}", params.join(", ")));
             }

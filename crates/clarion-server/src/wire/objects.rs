@@ -80,6 +80,8 @@ pub fn thread(thread: &ThreadHeader) -> Value {
             "assistant_id": (!thread.flow.is_empty()).then(|| assistant_id(&thread.flow)),
             "slots": thread.slots,
             "pending": thread.pending.as_ref().map(|p| json!({"tool": p.tool, "missing": p.missing})),
+            // The flow that has the thread now: the assistant's own, or one it handed to.
+            "active_flow": (!thread.flow.is_empty()).then(|| thread.active_flow()),
         },
     })
 }

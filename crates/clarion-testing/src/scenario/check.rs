@@ -1,5 +1,5 @@
 //! Checks of a structurally valid scenario against its flow: every tool, parameter and
-//! slot it names exists, each mock and call says one thing, and client tools are answered
+//! slot it names exists (in the flow or one it hands off to), each mock and call says one thing, and client tools are answered
 //! by the app and not mocked. (Whether every mock is used depends on the script, so
 //! `play` checks it.)
 
@@ -263,14 +263,12 @@ impl<'a> Checker<'a> {
                 .enumerate()
                 .map(move |(k, p)| (*key, k, p))
         }) {
-            let known = self
-                .flow
-                .tools
-                .values()
-                .any(|t| t.params.contains_key(param));
+            let flows = self.flow.reachable();
+            let tools = || flows.iter().flat_map(|f| f.tools.values());
+            let known = tools().any(|t| t.params.contains_key(param));
             if !known {
                 let mut names: Vec<&str> = Vec::new();
-                for name in self.flow.tools.values().flat_map(|t| t.params.keys()) {
+                for name in tools().flat_map(|t| t.params.keys()) {
                     if !names.contains(&name.as_str()) {
                         names.push(name);
                     }
@@ -287,8 +285,13 @@ impl<'a> Checker<'a> {
             }
         }
         for name in expect.slot_set.iter().flat_map(|s| s.keys()) {
-            if !self.flow.slots.contains_key(name) {
-                let names: Vec<&str> = self.flow.slots.keys().map(String::as_str).collect();
+            let flows = self.flow.reachable();
+            if !flows.iter().any(|f| f.slots.contains_key(name)) {
+                let names: Vec<&str> = flows
+                    .iter()
+                    .flat_map(|f| f.slots.keys())
+                    .map(String::as_str)
+                    .collect();
                 let diagnostic = Diagnostic::new(
                     DiagnosticKind::UndeclaredSlot { slot: name.clone() },
                     self.spans
@@ -314,10 +317,16 @@ impl<'a> Checker<'a> {
 
     fn find_tool(&mut self, name: &str, span: Option<Range<usize>>) -> Option<&'a Tool> {
         let flow = self.flow;
-        if let Some(tool) = flow.tools.get(name) {
+        // A tool of a flow this one hands off to counts: the thread may get there.
+        let flows = flow.reachable();
+        if let Some(tool) = flows.iter().find_map(|f| f.tools.get(name)) {
             return Some(tool);
         }
-        let names: Vec<&str> = flow.tools.keys().map(String::as_str).collect();
+        let names: Vec<&str> = flows
+            .iter()
+            .flat_map(|f| f.tools.keys())
+            .map(String::as_str)
+            .collect();
         let diagnostic = Diagnostic::new(
             DiagnosticKind::UnknownTool {
                 tool: name.to_owned(),

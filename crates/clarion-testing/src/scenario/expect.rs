@@ -210,7 +210,46 @@ pub fn check(
             ),
         }
     }
+    moves(&mut failures, expect, events);
     failures.found
+}
+
+/// `handed_to` and `handed_back_to`: where the turn moved the thread.
+fn moves(failures: &mut Failures<'_>, expect: &ExpectSpec, events: &[Event]) {
+    for (key, expected, moves) in [
+        ("handed_to", &expect.handed_to, handoffs(events, true)),
+        (
+            "handed_back_to",
+            &expect.handed_back_to,
+            handoffs(events, false),
+        ),
+    ] {
+        let Some(expected) = expected else { continue };
+        if moves.contains(&expected.as_str()) {
+            failures.pass(key, key);
+        } else {
+            let detail = match moves.as_slice() {
+                [] => format!("the thread did not move to `{expected}`; it stayed where it was"),
+                others => format!(
+                    "the thread did not move to `{expected}` (it moved to `{}`)",
+                    others.join("`, `")
+                ),
+            };
+            failures.fail(key, key, detail);
+        }
+    }
+}
+
+/// The flows the thread was handed to (`to_other`) or back to in a turn.
+fn handoffs(events: &[Event], to_other: bool) -> Vec<&str> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::HandedOff { to, .. } if to_other => Some(to.as_str()),
+            Event::HandedBack { to, .. } if !to_other => Some(to.as_str()),
+            _ => None,
+        })
+        .collect()
 }
 
 fn tool_called(

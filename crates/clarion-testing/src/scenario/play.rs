@@ -285,8 +285,9 @@ impl Player<'_> {
             .unwrap_or_else(|| (called.clone(), String::new()));
         let remote = scenario
             .flow
-            .tools
-            .get(&tool)
+            .reachable()
+            .iter()
+            .find_map(|f| f.tools.get(&tool))
             .is_some_and(|t| t.executor.is_remote());
         let reason = if remote {
             "HTTP tools (and MCP servers reached by URL) always need one in scenarios, so a transcript never depends on a remote service"

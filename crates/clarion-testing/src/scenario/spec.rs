@@ -279,6 +279,14 @@ pub struct ExpectSpec {
     /// The user's answer to a confirmation question was taken to mean this.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decided: Option<DecideSpec>,
+    /// The thread was handed to this flow (a `flow = "…"` tool's call).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub handed_to: Option<String>,
+    /// The thread came back to this flow (the flow it was handed to had its `returns`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub handed_back_to: Option<String>,
 }
 
 /// `tool_called`: the tool, and a subset of the arguments it ran with.

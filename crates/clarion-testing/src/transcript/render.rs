@@ -194,6 +194,7 @@ impl Transcript {
             Event::ConfirmationAsked { .. } | Event::ConfirmationAnswered { .. } => {
                 self.confirmation(event);
             }
+            Event::HandedOff { .. } | Event::HandedBack { .. } => self.handoff(event),
             Event::ContextInjected { tool, text } => {
                 self.calling = false;
                 let prefix = if self.batch > 1 {
@@ -355,6 +356,39 @@ impl Transcript {
             }
             Event::ConfirmationAnswered { tool, decision, .. } => {
                 self.line(&answered(tool, decision));
+            }
+            _ => {}
+        }
+    }
+
+    /// The thread handed to another flow, or back.
+    fn handoff(&mut self, event: &Event) {
+        self.calling = false;
+        self.flush();
+        let slots = |slots: &Map<String, Value>| {
+            if slots.is_empty() {
+                String::new()
+            } else {
+                let pairs: Vec<String> = slots.iter().map(|(k, v)| format!("{k} = {v}")).collect();
+                format!(" with {}", pairs.join(", "))
+            }
+        };
+        match event {
+            Event::HandedOff {
+                to,
+                comes_back,
+                slots: with,
+                ..
+            } => {
+                let back = if *comes_back { " (comes back)" } else { "" };
+                self.line(&format!("  >> handed to {to}{back}{}", slots(with)));
+            }
+            Event::HandedBack {
+                from,
+                to,
+                slots: back,
+            } => {
+                self.line(&format!("  << {from} handed back to {to}{}", slots(back)));
             }
             _ => {}
         }
