@@ -227,29 +227,6 @@ async fn slash_save_writes_a_scenario_that_clarion_test_passes() {
     assert!(out.contains("1 passed, 0 failed"), "{out}");
 }
 
-/// Answers as the front desk when its tools are offered (it hands the user to finance),
-/// and as [`Model`] otherwise.
-struct Desk;
-
-impl Respond for Desk {
-    fn respond(&self, request: &Request) -> ResponseTemplate {
-        let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
-        let messages = body["messages"].as_array().cloned().unwrap_or_default();
-        let desk = body["tools"]
-            .as_array()
-            .is_some_and(|tools| tools.iter().any(|t| t["function"]["name"] == "money"));
-        let message = if desk && messages.last().is_some_and(|m| m["role"] == "user") {
-            json!({ "role": "assistant", "content": null, "tool_calls": [{ "id": "call_desk", "type": "function",
-                "function": { "name": "money", "arguments": "{}" } }] })
-        } else {
-            answer(&messages)
-        };
-        ResponseTemplate::new(200).set_body_json(
-            json!({ "choices": [{ "index": 0, "message": message, "finish_reason": "stop" }] }),
-        )
-    }
-}
-
 /// A flow that hands off: `clarion chat` on the front desk shows the handoff, the next
 /// request is personal-finance's (its tools, the same message), the next message stays
 /// with it, and `/save` writes a scenario that `clarion test` passes.
@@ -257,38 +234,12 @@ impl Respond for Desk {
 async fn chat_follows_a_handoff_and_saves_it_as_a_scenario() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
-        .respond_with(Desk)
+        .respond_with(support::DeskModel)
         .mount(&server)
         .await;
-    // The flows it hands off to beside it, and the schema files they `$ref`.
     let root = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let flow = support::desk_flow_for(root.path(), &format!("{}/v1", server.uri()));
     let dir = root.path().join("flows");
-    for sub in ["flows", "schemas"] {
-        std::fs::create_dir_all(root.path().join(sub)).unwrap_or_else(|e| panic!("{e}"));
-    }
-    for entry in std::fs::read_dir(workspace().join("schemas")).unwrap_or_else(|e| panic!("{e}")) {
-        let path = entry.unwrap_or_else(|e| panic!("{e}")).path();
-        if let Some(name) = path.file_name() {
-            std::fs::copy(&path, root.path().join("schemas").join(name))
-                .unwrap_or_else(|e| panic!("{e}"));
-        }
-    }
-    for name in ["personal-finance", "travel-booking", "support-triage"] {
-        let file = format!("flows/{name}.toml");
-        std::fs::copy(workspace().join(&file), dir.join(format!("{name}.toml")))
-            .unwrap_or_else(|e| panic!("{file}: {e}"));
-    }
-    let desk = std::fs::read_to_string(workspace().join("flows/front-desk.toml"))
-        .unwrap_or_else(|e| panic!("{e}"));
-    let flow = dir.join("front-desk.toml");
-    std::fs::write(
-        &flow,
-        format!(
-            "{desk}\n[provider]\nbase_url = \"{}/v1\"\nstream = false\nmax_retries = 0\n",
-            server.uri()
-        ),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
     let store = dir.join("threads.db");
     let (flow, store) = (flow.display().to_string(), store.display().to_string());
     let out = chat(

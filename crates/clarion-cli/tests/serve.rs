@@ -483,3 +483,81 @@ async fn a_confirmation_is_a_question_message_and_the_answer_in_words_runs_the_c
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// A flow that hands off, served: one assistant (the entry flow) for an unmodified client;
+/// the run goes on with personal-finance after the handoff, the thread says which flow has
+/// it, and the next message is personal-finance's.
+#[tokio::test]
+async fn a_handoff_is_one_assistant_and_the_thread_records_the_flow_that_has_it() {
+    let model = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(support::DeskModel)
+        .mount(&model)
+        .await;
+    let root = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let flow = support::desk_flow_for(root.path(), &format!("{}/v1", model.uri()));
+    let store = root.path().join("threads.db").display().to_string();
+    let (mut child, base) = serve(&[&flow.display().to_string(), "--store", &store]);
+    let c = client();
+
+    let (_, run) = call(c.post(format!("{base}/threads/runs")).json(&json!({
+        "assistant_id": "asst_front-desk",
+        "thread": {"messages": [{"role": "user", "content": "How long to save $12,000?"}]},
+    })))
+    .await;
+    let tid = run["thread_id"].as_str().unwrap_or_default().to_owned();
+    let done = wait_for(
+        &c,
+        &base,
+        &tid,
+        run["id"].as_str().unwrap_or_default(),
+        &["completed", "failed"],
+    )
+    .await;
+    assert_eq!(done["status"], "completed", "{done}");
+    let (_, messages) = call(c.get(format!("{base}/threads/{tid}/messages?limit=1"))).await;
+    assert_eq!(
+        messages["data"][0]["content"][0]["text"]["value"],
+        "It takes 12 months."
+    );
+    let (_, thread) = call(c.get(format!("{base}/threads/{tid}"))).await;
+    assert_eq!(
+        thread["clarion"]["active_flow"], "personal-finance",
+        "{thread}"
+    );
+    assert_eq!(
+        thread["clarion"]["assistant_id"], "asst_front-desk",
+        "{thread}"
+    );
+
+    let (_, run) = call(c.post(format!("{base}/threads/{tid}/runs")).json(&json!({
+        "assistant_id": "asst_front-desk",
+        "additional_messages": [{"role": "user", "content": "Thanks"}],
+    })))
+    .await;
+    let done = wait_for(
+        &c,
+        &base,
+        &tid,
+        run["id"].as_str().unwrap_or_default(),
+        &["completed", "failed"],
+    )
+    .await;
+    assert_eq!(done["status"], "completed", "{done}");
+    let requests = model.received_requests().await.unwrap_or_default();
+    let last: Value = requests.last().map_or(Value::Null, |r| {
+        serde_json::from_slice(&r.body).unwrap_or(Value::Null)
+    });
+    let tools: Vec<&str> = last["tools"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t["function"]["name"].as_str())
+        .collect();
+    assert!(
+        tools.contains(&"calculate_savings_timeline") && !tools.contains(&"money"),
+        "{tools:?}"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}

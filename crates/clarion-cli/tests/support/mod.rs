@@ -184,3 +184,59 @@ impl wiremock::Respond for BankModel {
             "message": bank_answer(&body), "finish_reason": "stop" }] }))
     }
 }
+
+/// `flows/front-desk.toml` with a `[provider]` at `base_url`, written into `root/flows`
+/// beside the three flows it hands off to, with the schema files they `$ref` in
+/// `root/schemas` (as in the repository).
+pub(crate) fn desk_flow_for(root: &Path, base_url: &str) -> PathBuf {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let dir = root.join("flows");
+    for sub in ["flows", "schemas"] {
+        std::fs::create_dir_all(root.join(sub)).unwrap_or_else(|e| panic!("{e}"));
+    }
+    for entry in std::fs::read_dir(workspace.join("schemas")).unwrap_or_else(|e| panic!("{e}")) {
+        let path = entry.unwrap_or_else(|e| panic!("{e}")).path();
+        if let Some(name) = path.file_name() {
+            std::fs::copy(&path, root.join("schemas").join(name)).unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+    for name in ["personal-finance", "travel-booking", "support-triage"] {
+        let file = format!("flows/{name}.toml");
+        std::fs::copy(workspace.join(&file), dir.join(format!("{name}.toml")))
+            .unwrap_or_else(|e| panic!("{file}: {e}"));
+    }
+    let desk = std::fs::read_to_string(workspace.join("flows/front-desk.toml"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let path = dir.join("front-desk.toml");
+    std::fs::write(
+        &path,
+        format!("{desk}\n[provider]\nbase_url = \"{base_url}\"\nstream = false\nmax_retries = 0\n"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    path
+}
+
+/// The front desk's model and the flows' after it: when `money` is offered (the desk has
+/// the thread) it hands the user's message to personal-finance; after a tool's output,
+/// "It takes 12 months."; else it repeats what the user said.
+pub(crate) struct DeskModel;
+
+impl wiremock::Respond for DeskModel {
+    fn respond(&self, request: &wiremock::Request) -> wiremock::ResponseTemplate {
+        let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
+        let messages = body["messages"].as_array().cloned().unwrap_or_default();
+        let last = messages.last().cloned().unwrap_or(Value::Null);
+        let desk = body["tools"]
+            .as_array()
+            .is_some_and(|tools| tools.iter().any(|t| t["function"]["name"] == "money"));
+        let message = if desk && last["role"] == "user" {
+            json!({ "role": "assistant", "content": null, "tool_calls": [{ "id": format!("call_{}", messages.len()), "type": "function",
+                "function": { "name": "money", "arguments": "{}" } }] })
+        } else if last["role"] == "tool" {
+            json!({ "role": "assistant", "content": "It takes 12 months." })
+        } else {
+            json!({ "role": "assistant", "content": format!("You said: {}", last["content"].as_str().unwrap_or_default()) })
+        };
+        reply(&body, &message)
+    }
+}
