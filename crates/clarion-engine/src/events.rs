@@ -22,6 +22,8 @@ pub enum ExhaustedOutcome {
     Inject,
     /// `on_exhausted = { end = … }`: the user reads the message and the run ends.
     End,
+    /// `on_exhausted = { hand_off = … }`: another flow takes the conversation over.
+    HandOff,
 }
 
 /// Something that happened during a run.
@@ -120,7 +122,8 @@ pub enum Event {
     /// A flow tool's call handed the thread to another flow (`flow = "…"`): its
     /// instructions, tools and slots run the thread from the next model request on.
     HandedOff {
-        /// The call.
+        /// The call; empty when a parameter's `on_exhausted = { hand_off = … }` handed
+        /// the thread over (no call of the tool was made).
         call_id: String,
         /// The tool.
         tool: String,

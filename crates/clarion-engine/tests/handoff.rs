@@ -44,6 +44,8 @@ builtin = "test.note"
 type = "string"
 description = "What."
 ask = "What should I note?"
+max_asks = 1
+on_exhausted = { hand_off = "money" }
 "#;
 
 const TRAVEL: &str = r#"
@@ -375,6 +377,53 @@ async fn one_handoff_at_a_time_and_never_beside_a_question() {
         stored.messages.last().map(|m| &m.kind),
         Some(MessageKind::Question { .. })
     ));
+    assert_protocol(&stored);
+}
+
+#[tokio::test]
+async fn asks_run_out_and_another_flow_takes_over() {
+    let (_dir, desk) = flows();
+    let model = recording(vec![
+        ScriptedTurn::call("note", "{}"),
+        // The user's answer is no usable value: the call is made again without it.
+        ScriptedTurn::call("note", "{}"),
+        ScriptedTurn::text("Finance here: shall we plan your savings?"),
+    ]);
+    let engine = engine_for(desk, model.clone(), Arc::new(MemoryStore::new()));
+    let thread = engine
+        .create_thread(Metadata::default())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    say(&engine, &thread.id, "Note something.", &EventLog::default()).await;
+    let events = EventLog::default();
+    let status = say(&engine, &thread.id, "Never mind.", &events).await;
+    assert_eq!(status, RunStatus::Completed);
+    let events = events.events();
+    assert!(
+        events.iter().any(|e| matches!(
+            e,
+            Event::AsksExhausted {
+                outcome: clarion_engine::ExhaustedOutcome::HandOff,
+                ..
+            }
+        )),
+        "{events:?}"
+    );
+    assert!(
+        events.iter().any(
+            |e| matches!(e, Event::HandedOff { tool, to, .. } if tool == "money" && to == "finance")
+        ),
+        "{events:?}"
+    );
+    let stored = engine
+        .thread(&thread.id)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(stored.active_flow(), "finance");
+    let last = sent(&model).pop().unwrap_or_else(|| panic!("no request"));
+    assert_eq!(last.flow, "finance");
+    let statuses: Vec<OutputStatus> = outputs(&stored).into_iter().map(|(_, s, _)| s).collect();
+    assert_eq!(statuses, [OutputStatus::NeedsInput, OutputStatus::Error]);
     assert_protocol(&stored);
 }
 

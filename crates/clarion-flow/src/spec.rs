@@ -450,6 +450,9 @@ pub enum OnExhausted {
     /// A message for the user (a template over `args` and `slots`); the run ends
     /// `incomplete` with the reason `asks_exhausted`.
     End(String),
+    /// Hand the conversation to another flow through this flow's tool of that name (a
+    /// tool with `flow = "…"`); that flow answers the user.
+    HandOff(String),
 }
 
 /// A parameter's `required`: Clarion's flag, or JSON Schema's list for object parameters.

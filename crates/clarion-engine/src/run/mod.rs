@@ -142,6 +142,10 @@ pub struct StagedTurn {
     /// which the run ends `incomplete` (`asks_exhausted`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub end: Option<String>,
+    /// A parameter's `on_exhausted = { hand_off = … }` applied: the flow tool through
+    /// which the thread goes to another flow once the turn has landed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hand_off: Option<String>,
 }
 
 /// A call waiting for the user's answers, or for their confirmation.

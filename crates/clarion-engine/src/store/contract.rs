@@ -246,6 +246,7 @@ pub fn busy_run(id: &str, thread_id: &str) -> Run {
             asked: std::collections::BTreeMap::new(),
         }],
         end: None,
+        hand_off: Some("desk".to_owned()),
     });
     run
 }

@@ -598,6 +598,29 @@ fn asking(checker: &mut Checker<'_>, at: &str, param: &str, spec: &ParamSpec, sc
             .with_help("`max_asks = 1` asks once; remove `max_asks` to ask without a limit"),
         );
     }
+    if let Some(crate::spec::OnExhausted::HandOff(via)) = &spec.on_exhausted {
+        let reason = match checker.file.tools.get(via) {
+            None => Some(format!("the flow has no tool `{via}`")),
+            Some(tool) if tool.flow.is_none() => {
+                Some(format!("`{via}` is not a tool with `flow = \"…\"`"))
+            }
+            Some(_) => None,
+        };
+        if let Some(reason) = reason {
+            checker.report(
+                Diagnostic::new(
+                    DiagnosticKind::HandOffNotFlowTool {
+                        param: param.to_owned(),
+                        tool: via.clone(),
+                        reason,
+                    },
+                    checker.value(&format!("{at}/on_exhausted/hand_off")),
+                )
+                .with_label("no flow to hand off to")
+                .with_help("name a tool of this flow that has `flow = \"…\"`"),
+            );
+        }
+    }
     if spec.on_exhausted.is_some() && spec.max_asks.is_none() {
         checker.report(
             Diagnostic::new(

@@ -179,6 +179,8 @@ fn param_sites<'t>(
         let (key, text) = match outcome {
             OnExhausted::Inject(text) => ("inject", text),
             OnExhausted::End(text) => ("end", text),
+            // A tool's name, checked with the handoffs.
+            OnExhausted::HandOff(_) => return,
         };
         sites.push(Site {
             at: pointer(&["tools", tool, "params", param, "on_exhausted", key]),

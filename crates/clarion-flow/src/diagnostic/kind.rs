@@ -500,6 +500,16 @@ pub enum DiagnosticKind {
         /// Its JSON Schema type(s).
         to_type: String,
     },
+    /// `on_exhausted = { hand_off = "…" }` naming no flow tool of this flow.
+    #[error("parameter `{param}` hands off through `{tool}` when its asks run out, but {reason}")]
+    HandOffNotFlowTool {
+        /// The parameter.
+        param: String,
+        /// The tool named.
+        tool: String,
+        /// What it is instead, e.g. "the flow has no tool `desk`".
+        reason: String,
+    },
     /// `with` or `returns` on a tool that hands off to no flow.
     #[error("tool `{tool}` has `{key}`, but no `flow` to hand off to")]
     HandoffKeyWithoutFlow {
@@ -564,6 +574,7 @@ impl DiagnosticKind {
             Self::HandoffUnknownSlot { .. } => "E039",
             Self::HandoffSlotType { .. } => "E040",
             Self::HandoffKeyWithoutFlow { .. } => "E041",
+            Self::HandOffNotFlowTool { .. } => "E042",
             Self::MissingAsk { .. } => "W001",
             Self::UnusedSlot { .. } => "W002",
             Self::MissingToolDescription { .. } => "W003",
@@ -1145,6 +1156,16 @@ mod tests {
         },
         "E040",
         "`returns` of tool `trip` fills slot `booked` (boolean) from slot `booking_reference` of `travel-booking` (string)"
+    );
+    message!(
+        hand_off_not_flow_tool,
+        DiagnosticKind::HandOffNotFlowTool {
+            param: s("years"),
+            tool: s("advisor"),
+            reason: s("`advisor` runs as `builtin`, not `flow`")
+        },
+        "E042",
+        "parameter `years` hands off through `advisor` when its asks run out, but `advisor` runs as `builtin`, not `flow`"
     );
     message!(
         handoff_key_without_flow,

@@ -312,7 +312,7 @@ impl FlowIndex {
                         Some(OnExhausted::Inject(text) | OnExhausted::End(text)) => {
                             numbers(template_slots(text))
                         }
-                        None => Vec::new(),
+                        Some(OnExhausted::HandOff(_)) | None => Vec::new(),
                     };
                     let counted = Counted {
                         element: push(&mut elements, element),

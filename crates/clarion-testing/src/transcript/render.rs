@@ -259,6 +259,7 @@ impl Transcript {
         let next = match outcome {
             ExhaustedOutcome::Inject => "the call is given up, context for the model",
             ExhaustedOutcome::End => "the call is given up, the run ends",
+            ExhaustedOutcome::HandOff => "the call is given up, another flow takes over",
             _ => "the call is given up",
         };
         self.effect_line(&format!(

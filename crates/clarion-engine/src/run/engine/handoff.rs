@@ -52,6 +52,22 @@ impl HandingOff {
     }
 }
 
+impl HandingOff {
+    /// The handoff through `flow`'s tool `via` that a parameter's `on_exhausted` makes:
+    /// no call of that tool was made, so `with` reads no `args`.
+    pub(super) fn via(flow: &Flow, via: &str) -> Option<Self> {
+        match &flow.tools.get(via)?.executor {
+            Executor::Flow(link) => Some(Self {
+                call_id: String::new(),
+                tool: via.to_owned(),
+                link: link.clone(),
+                args: Map::new(),
+            }),
+            _ => None,
+        }
+    }
+}
+
 /// The output of a flow tool's call: the model that made it reads this.
 pub(super) fn output(link: &FlowLink) -> Value {
     json!({

@@ -115,7 +115,7 @@ impl Engine {
                 }
                 Prepared::Exhausted(given_up) => {
                     let (content, contexts) =
-                        exhausted(call, &given_up, tool, &thread.slots, &mut staged, events);
+                        exhausted(call, &given_up, flow, &thread.slots, &mut staged, events);
                     follow_up = Some(contexts);
                     (OutputStatus::Error, content)
                 }
@@ -341,6 +341,7 @@ impl Engine {
             contexts,
             asks,
             end,
+            hand_off,
         } = staged;
         let order = last_call_order(thread);
         outputs.sort_by_key(|m| match &m.kind {
@@ -419,6 +420,12 @@ impl Engine {
                 ),
             });
             return TurnEnd::Stop(RunStatus::Failed);
+        }
+        // `on_exhausted = { hand_off = … }`, once nothing else waits for the user.
+        if let Some(handing) =
+            hand_off.and_then(|via| HandingOff::via(&self.part(thread).flow, &via))
+        {
+            self.hand_off(thread, handing, events);
         }
         TurnEnd::Continue
     }
@@ -547,11 +554,12 @@ impl Engine {
 fn exhausted(
     call: &ToolCall,
     given_up: &GivenUp,
-    tool: Option<&Tool>,
+    flow: &Flow,
     slots: &Map<String, Value>,
     staged: &mut StagedTurn,
     events: &dyn EventSink,
 ) -> (String, RuleEffects) {
+    let tool = flow.tools.get(&call.name);
     let GivenUp {
         params,
         asked,
@@ -573,6 +581,7 @@ fn exhausted(
             None => ExhaustedOutcome::Output,
             Some(OnExhausted::Inject(_)) => ExhaustedOutcome::Inject,
             Some(OnExhausted::End(_)) => ExhaustedOutcome::End,
+            Some(OnExhausted::HandOff(_)) => ExhaustedOutcome::HandOff,
         },
     });
     let names = params
@@ -594,6 +603,7 @@ fn exhausted(
                 }),
             );
         }
+        Some(OnExhausted::HandOff(via)) => staged.hand_off = Some(via),
         None => {}
     }
     let content = ToolError::new(
