@@ -126,6 +126,18 @@ fn chat(args: &[&str], input: &str) -> Output {
     child.wait_with_output().unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// `clarion test` on a saved scenario passes, unchanged.
+fn clarion_test_passes(scenario: &Path) {
+    let test = Command::new(env!("CARGO_BIN_EXE_clarion"))
+        .arg("test")
+        .arg(scenario)
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let out = text(&test.stdout);
+    assert!(test.status.success(), "{out}{}", text(&test.stderr));
+    assert!(out.contains("1 passed, 0 failed"), "{out}");
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -217,14 +229,7 @@ async fn slash_save_writes_a_scenario_that_clarion_test_passes() {
             .join("finance/scenarios/snapshots/saved_from_chat.snap")
             .is_file()
     );
-    let test = Command::new(env!("CARGO_BIN_EXE_clarion"))
-        .arg("test")
-        .arg(&scenario)
-        .output()
-        .unwrap_or_else(|e| panic!("{e}"));
-    let out = text(&test.stdout);
-    assert!(test.status.success(), "{out}{}", text(&test.stderr));
-    assert!(out.contains("1 passed, 0 failed"), "{out}");
+    clarion_test_passes(&scenario);
 }
 
 /// A flow that hands off: `clarion chat` on the front desk shows the handoff, the next
@@ -276,14 +281,7 @@ async fn chat_follows_a_handoff_and_saves_it_as_a_scenario() {
     let scenario = dir.join("front-desk/scenarios/handed.toml");
     let file = std::fs::read_to_string(&scenario).unwrap_or_else(|e| panic!("{e}: {log}"));
     assert!(file.contains("call = \"money\""), "{file}");
-    let test = Command::new(env!("CARGO_BIN_EXE_clarion"))
-        .arg("test")
-        .arg(&scenario)
-        .output()
-        .unwrap_or_else(|e| panic!("{e}"));
-    let out = text(&test.stdout);
-    assert!(test.status.success(), "{out}{}", text(&test.stderr));
-    assert!(out.contains("1 passed, 0 failed"), "{out}");
+    clarion_test_passes(&scenario);
 }
 
 /// A conversation with confirmations — the transfer changed, then confirmed — saved with

@@ -96,6 +96,22 @@ async fn wait_for(
     panic!("run {run} never reached {want:?}");
 }
 
+/// Creates a run (`POST {base}{path}` with `body`) and waits until it rests: it must have
+/// completed. The thread's id and the run.
+async fn completed_run(
+    c: &reqwest::Client,
+    base: &str,
+    path: &str,
+    body: Value,
+) -> (String, Value) {
+    let (_, run) = call(c.post(format!("{base}{path}")).json(&body)).await;
+    let tid = run["thread_id"].as_str().unwrap_or_default().to_owned();
+    let rid = run["id"].as_str().unwrap_or_default();
+    let done = wait_for(c, base, &tid, rid, &["completed", "failed"]).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    (tid, done)
+}
+
 /// Waits until the model has been sent a request with `text`. A kill must come after the
 /// first "slow" request reached the model: that one hangs, and a kill before it was sent
 /// would leave the hanging one to the restarted server.
@@ -421,21 +437,11 @@ async fn a_confirmation_is_a_question_message_and_the_answer_in_words_runs_the_c
     let (mut child, base) = serve(&[&flow.display().to_string(), "--store", &store]);
     let c = client();
 
-    let (_, run) = call(c.post(format!("{base}/threads/runs")).json(&json!({
+    let (tid, _) = completed_run(&c, &base, "/threads/runs", json!({
         "assistant_id": "asst_bank-transfer",
         "thread": {"messages": [{"role": "user", "content": "Move $200 from checking to savings."}]},
-    })))
+    }))
     .await;
-    let tid = run["thread_id"].as_str().unwrap_or_default().to_owned();
-    let done = wait_for(
-        &c,
-        &base,
-        &tid,
-        run["id"].as_str().unwrap_or_default(),
-        &["completed", "failed"],
-    )
-    .await;
-    assert_eq!(done["status"], "completed", "{done}");
     let (_, messages) = call(c.get(format!("{base}/threads/{tid}/messages?limit=1"))).await;
     let question = &messages["data"][0];
     assert_eq!(question["role"], "assistant");
@@ -453,14 +459,17 @@ async fn a_confirmation_is_a_question_message_and_the_answer_in_words_runs_the_c
         "{thread}"
     );
 
-    let (_, run) = call(c.post(format!("{base}/threads/{tid}/runs")).json(&json!({
-        "assistant_id": "asst_bank-transfer",
-        "additional_messages": [{"role": "user", "content": "sure, go ahead"}],
-    })))
+    let (_, done) = completed_run(
+        &c,
+        &base,
+        &format!("/threads/{tid}/runs"),
+        json!({
+            "assistant_id": "asst_bank-transfer",
+            "additional_messages": [{"role": "user", "content": "sure, go ahead"}],
+        }),
+    )
     .await;
-    let rid = run["id"].as_str().unwrap_or_default().to_owned();
-    let done = wait_for(&c, &base, &tid, &rid, &["completed", "failed"]).await;
-    assert_eq!(done["status"], "completed", "{done}");
+    let rid = done["id"].as_str().unwrap_or_default().to_owned();
     let (_, steps) = call(c.get(format!("{base}/threads/{tid}/runs/{rid}/steps?order=asc"))).await;
     let outputs: Vec<String> = steps["data"]
         .as_array()
@@ -500,21 +509,16 @@ async fn a_handoff_is_one_assistant_and_the_thread_records_the_flow_that_has_it(
     let (mut child, base) = serve(&[&flow.display().to_string(), "--store", &store]);
     let c = client();
 
-    let (_, run) = call(c.post(format!("{base}/threads/runs")).json(&json!({
-        "assistant_id": "asst_front-desk",
-        "thread": {"messages": [{"role": "user", "content": "How long to save $12,000?"}]},
-    })))
-    .await;
-    let tid = run["thread_id"].as_str().unwrap_or_default().to_owned();
-    let done = wait_for(
+    let (tid, _) = completed_run(
         &c,
         &base,
-        &tid,
-        run["id"].as_str().unwrap_or_default(),
-        &["completed", "failed"],
+        "/threads/runs",
+        json!({
+            "assistant_id": "asst_front-desk",
+            "thread": {"messages": [{"role": "user", "content": "How long to save $12,000?"}]},
+        }),
     )
     .await;
-    assert_eq!(done["status"], "completed", "{done}");
     let (_, messages) = call(c.get(format!("{base}/threads/{tid}/messages?limit=1"))).await;
     assert_eq!(
         messages["data"][0]["content"][0]["text"]["value"],
@@ -530,20 +534,16 @@ async fn a_handoff_is_one_assistant_and_the_thread_records_the_flow_that_has_it(
         "{thread}"
     );
 
-    let (_, run) = call(c.post(format!("{base}/threads/{tid}/runs")).json(&json!({
-        "assistant_id": "asst_front-desk",
-        "additional_messages": [{"role": "user", "content": "Thanks"}],
-    })))
-    .await;
-    let done = wait_for(
+    completed_run(
         &c,
         &base,
-        &tid,
-        run["id"].as_str().unwrap_or_default(),
-        &["completed", "failed"],
+        &format!("/threads/{tid}/runs"),
+        json!({
+            "assistant_id": "asst_front-desk",
+            "additional_messages": [{"role": "user", "content": "Thanks"}],
+        }),
     )
     .await;
-    assert_eq!(done["status"], "completed", "{done}");
     let requests = model.received_requests().await.unwrap_or_default();
     let last: Value = requests.last().map_or(Value::Null, |r| {
         serde_json::from_slice(&r.body).unwrap_or(Value::Null)

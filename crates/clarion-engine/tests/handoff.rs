@@ -159,6 +159,13 @@ fn engine_for(flow: Arc<Flow>, model: Arc<Recording>, store: Arc<dyn ThreadStore
     Engine::new(flow, model, tools, store)
 }
 
+async fn new_thread(engine: &Engine) -> clarion_engine::Thread {
+    engine
+        .create_thread(Metadata::default())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
 async fn say(engine: &Engine, thread_id: &str, text: &str, events: &EventLog) -> RunStatus {
     engine
         .add_message(thread_id, text)
@@ -184,10 +191,7 @@ async fn a_called_flow_answers_the_same_message_and_comes_back_with_its_slot() {
     ]);
     let store: Arc<dyn ThreadStore> = Arc::new(MemoryStore::new());
     let engine = engine_for(desk, model.clone(), store);
-    let thread = engine
-        .create_thread(Metadata::default())
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let thread = new_thread(&engine).await;
     let events = EventLog::default();
     let status = say(&engine, &thread.id, "Book me a flight to Lisbon.", &events).await;
     assert_eq!(status, RunStatus::Completed);
@@ -266,10 +270,7 @@ async fn a_handoff_for_good_stays_and_survives_a_restart_on_sqlite() {
         ScriptedTurn::text("How much do you want to save?"),
     ]);
     let first = engine_for(desk.clone(), model.clone(), open());
-    let thread = first
-        .create_thread(Metadata::default())
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let thread = new_thread(&first).await;
     say(
         &first,
         &thread.id,
@@ -313,10 +314,7 @@ async fn one_handoff_at_a_time_and_never_beside_a_question() {
         ScriptedTurn::text("Finance here."),
     ]);
     let engine = engine_for(desk.clone(), model.clone(), Arc::new(MemoryStore::new()));
-    let thread = engine
-        .create_thread(Metadata::default())
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let thread = new_thread(&engine).await;
     say(
         &engine,
         &thread.id,
@@ -356,10 +354,7 @@ async fn one_handoff_at_a_time_and_never_beside_a_question() {
         ("money", "{}"),
     ])]);
     let engine = engine_for(desk, model, Arc::new(MemoryStore::new()));
-    let thread = engine
-        .create_thread(Metadata::default())
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let thread = new_thread(&engine).await;
     say(
         &engine,
         &thread.id,
@@ -390,10 +385,7 @@ async fn asks_run_out_and_another_flow_takes_over() {
         ScriptedTurn::text("Finance here: shall we plan your savings?"),
     ]);
     let engine = engine_for(desk, model.clone(), Arc::new(MemoryStore::new()));
-    let thread = engine
-        .create_thread(Metadata::default())
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let thread = new_thread(&engine).await;
     say(&engine, &thread.id, "Note something.", &EventLog::default()).await;
     let events = EventLog::default();
     let status = say(&engine, &thread.id, "Never mind.", &events).await;
