@@ -81,4 +81,6 @@ pub use load::{
     LoadError, LoadReport, MAX_FILE_BYTES, load_bytes, load_bytes_with, load_file, load_file_with,
     load_str, load_str_with,
 };
-pub use model::{Executor, Flow, Limits, McpTool, OnExhausted, Param, Slot, Tool, Truncation};
+pub use model::{
+    Executor, Flow, Limits, McpTool, OnExhausted, Param, Slot, Tokenizer, Tool, Truncation,
+};

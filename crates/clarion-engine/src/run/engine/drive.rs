@@ -12,6 +12,7 @@ use crate::observe;
 use crate::run::EngineError;
 use crate::run::Run;
 use crate::run::RunStatus;
+use crate::run::tokens::Counter;
 use crate::run::window::Budget;
 use crate::thread::MessageKind;
 use crate::thread::Thread;
@@ -167,7 +168,7 @@ impl Engine {
             return Ok(None);
         }
         run.steps += 1;
-        let start = Self::sent_from(thread, indices, run, &self.flow.limits, &instructions);
+        let start = self.sent_from(thread, indices, run, &instructions);
         let request = ModelRequest {
             flow: &self.flow,
             instructions: &instructions,
@@ -232,17 +233,23 @@ impl Engine {
     /// Where the history a request sends starts: long threads keep their oldest turns but
     /// do not send them (`run/window.rs`).
     fn sent_from(
+        &self,
         thread: &Thread,
         indices: &mut Indices,
         run: &Run,
-        limits: &clarion_flow::Limits,
         instructions: &str,
     ) -> usize {
-        let budget = Budget::of(limits, run.last_messages);
+        let budget = Budget::of(&self.flow.limits, run.last_messages);
+        // Under a message bound alone the counts are never compared: estimating is enough.
+        let counter = if budget.max_tokens.is_some() {
+            self.counter
+        } else {
+            Counter::Estimate
+        };
         let pending = thread.pending.as_ref();
         indices
             .window
-            .sent_from(&thread.messages, instructions, budget, pending)
+            .sent_from(&thread.messages, instructions, budget, pending, counter)
     }
 
     pub(super) fn instructions(&self, thread: &Thread) -> Result<String, String> {

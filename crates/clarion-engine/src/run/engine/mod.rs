@@ -22,6 +22,8 @@
 
 mod claim;
 
+use crate::run::tokens::Counter;
+
 use self::claim::Claims;
 mod confirm;
 mod drive;
@@ -93,6 +95,8 @@ pub struct Engine {
     claims: Claims,
     /// The threads its last runs left, so the next run on one reads only what is new.
     kept: Kept,
+    /// How a request's tokens are counted against `limits.max_context_tokens`.
+    counter: Counter,
 }
 
 impl std::fmt::Debug for Engine {
@@ -119,7 +123,13 @@ impl Engine {
         tools: Arc<dyn ToolExecutor>,
         store: Arc<dyn ThreadStore>,
     ) -> Self {
+        let counter = Counter::for_model(flow.limits.tokenizer, &model.describe(&flow).model);
+        if flow.limits.max_context_tokens.is_some() {
+            // A vocabulary takes a fifth of a second to build: not in the first request.
+            counter.prepare();
+        }
         Self {
+            counter,
             validators: Validators::new(&flow),
             judges: super::confirm::judges(&flow),
             flow,
