@@ -11,6 +11,7 @@
 
 mod support;
 
+use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 
 use clarion_engine::bench::{Counter, MESSAGE_OVERHEAD};
@@ -131,20 +132,22 @@ fn summary(sent: &[Sent]) -> String {
         format!("budget {BUDGET} tokens\nturn  request  messages  tokens  first user text sent\n");
     for turn in (0..=TURNS).step_by(25).map(|t| t.max(1)) {
         for (step, request) in sent[2 * (turn - 1)..2 * turn].iter().enumerate() {
-            out.push_str(&format!(
-                "{turn:>4}  {:>7}  {:>8}  {:>6}  {}\n",
+            let _ = writeln!(
+                out,
+                "{turn:>4}  {:>7}  {:>8}  {:>6}  {}",
                 ["user", "output"][step],
                 request.messages,
                 request.tokens,
                 request.first_user.as_deref().unwrap_or("-"),
-            ));
+            );
         }
     }
     let last = &sent[sent.len() - 1];
-    out.push_str(&format!(
-        "instructions sent at turn {TURNS}: {:?}\n",
+    let _ = writeln!(
+        out,
+        "instructions sent at turn {TURNS}: {:?}",
         last.instructions.trim()
-    ));
+    );
     out
 }
 
