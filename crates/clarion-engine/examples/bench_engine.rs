@@ -425,7 +425,7 @@ fn concurrent(
 
 /// Turns of the long thread, and how many threads of each kind are interleaved.
 const LONG_TURNS: usize = 300;
-const LONG_REPEATS: usize = 5;
+const LONG_REPEATS: usize = 15;
 
 /// How long each OpenAI vocabulary takes to build: once per process, when an engine
 /// starts on a flow that counts with it. First in the run, before anything builds them.

@@ -10,7 +10,7 @@
 //! framing a message costs beyond its text ([`MESSAGE_OVERHEAD`]) is the same for both:
 //! OpenAI's published rule of thumb (3 tokens a message and 1 for the role), not a count.
 //!
-//! A tokenizer's vocabulary is built on its first use (a fifth of a second for
+//! A tokenizer's vocabulary is built on its first use (0.2–0.3 s for
 //! `o200k_base`) and shared by the process after that; [`Counter::prepare`] builds it
 //! ahead, so the first request does not pay for it. Counting is the expensive part of
 //! truncation, which is why the window counts each message once, as it is appended.

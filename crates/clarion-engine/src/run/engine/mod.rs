@@ -125,7 +125,7 @@ impl Engine {
     ) -> Self {
         let counter = Counter::for_model(flow.limits.tokenizer, &model.describe(&flow).model);
         if flow.limits.max_context_tokens.is_some() {
-            // A vocabulary takes a fifth of a second to build: not in the first request.
+            // A vocabulary takes 0.1–0.3 s to build: not in the first request.
             counter.prepare();
         }
         Self {
