@@ -14,12 +14,15 @@
 //!   with an instant model (throughput) and once with a 5 ms model, so that every run is
 //!   in flight at the same time (memory).
 //!
-//! - **long thread**: one thread of 300 round trips, with and without truncation
-//!   (`max_context_tokens`), interleaved; the median round trip at turns 281–300;
-//! - **token counting**: estimating a 1,000-message thread from scratch, and after one
-//!   appended message, beside serializing the same messages to JSON (the baseline).
+//! - **vocabularies**: how long OpenAI's tokenizers take to build (once per process);
+//! - **long thread**: one thread of 300 round trips, without truncation (the baseline) and
+//!   with it (`max_context_tokens`), tokens estimated and counted with `o200k_base`,
+//!   interleaved; the median round trip at turns 281–300;
+//! - **token counting**: a 1,000-message thread's tokens, estimated and counted with
+//!   OpenAI's tokenizers, from scratch and after one appended message, beside serializing
+//!   the same messages to JSON (the baseline).
 //!
-//! `--long` runs only the last two.
+//! `--long` runs only the last three.
 //!
 //! A plain binary, not criterion, so the tests' compile time stays low. Run it in release:
 //!
@@ -92,6 +95,7 @@ fn main() -> Result<()> {
             .map_err(|_| "the bench flow does not load")?,
     );
     let mut out = std::io::stdout().lock();
+    vocabularies(&mut out)?;
     long_thread(&mut out, &flow)?;
     token_counting(&mut out)?;
     if long_only {
@@ -421,40 +425,74 @@ fn concurrent(
 
 /// Turns of the long thread, and how many threads of each kind are interleaved.
 const LONG_TURNS: usize = 300;
-const LONG_REPEATS: usize = 5;
+const LONG_REPEATS: usize = 15;
 
-/// One thread of [`LONG_TURNS`] round trips, with and without truncation, interleaved so
-/// that the machine's load falls on both alike: the median round trip of the last 20 turns.
+/// How long each OpenAI vocabulary takes to build: once per process, when an engine
+/// starts on a flow that counts with it. First in the run, before anything builds them.
+fn vocabularies(out: &mut impl std::io::Write) -> Result<()> {
+    use clarion_engine::bench::Counter;
+    writeln!(out, "tokenizer vocabularies, built once per process:")?;
+    for (name, counter) in [
+        ("o200k_base", Counter::O200kBase),
+        ("cl100k_base", Counter::Cl100kBase),
+    ] {
+        let start = Instant::now();
+        counter.prepare();
+        writeln!(
+            out,
+            "{name:<36} {:>7.1} ms{}",
+            start.elapsed().as_secs_f64() * 1e3,
+            if counter.is_exact() {
+                ""
+            } else {
+                " (built without the tiktoken feature: nothing to build)"
+            }
+        )?;
+    }
+    writeln!(out)?;
+    Ok(())
+}
+
+/// One thread of [`LONG_TURNS`] round trips, without truncation and with it (tokens
+/// estimated, and counted with `o200k_base`), interleaved so that the machine's load falls
+/// on all alike: the median round trip of the last 20 turns.
 fn long_thread(out: &mut impl std::io::Write, flow: &Arc<Flow>) -> Result<()> {
-    let truncated = Arc::new(
-        load_str(
-            "bench.toml",
-            &format!("{FLOW}[limits]\nmax_context_tokens = 2000\n"),
-            None,
-        )
-        .into_result()
-        .map_err(|_| "the truncated bench flow does not load")?,
-    );
+    let limited = |limits: &str| -> Result<Arc<Flow>> {
+        Ok(Arc::new(
+            load_str("bench.toml", &format!("{FLOW}[limits]\n{limits}\n"), None)
+                .into_result()
+                .map_err(|_| "a truncated bench flow does not load")?,
+        ))
+    };
+    let estimated = limited("max_context_tokens = 2000\ntokenizer = \"estimate\"")?;
+    let counted = limited("max_context_tokens = 2000\ntokenizer = \"o200k_base\"")?;
     let mut whole = Vec::new();
     let mut cut = Vec::new();
+    let mut cut_counted = Vec::new();
     for _ in 0..LONG_REPEATS {
         whole.extend(one_long_thread(flow)?);
-        cut.extend(one_long_thread(&truncated)?);
+        cut.extend(one_long_thread(&estimated)?);
+        cut_counted.extend(one_long_thread(&counted)?);
     }
     whole.sort();
     cut.sort();
+    cut_counted.sort();
     writeln!(
         out,
         "one thread of {LONG_TURNS} round trips ({LONG_REPEATS} threads each, interleaved), turns 281–300:"
     )?;
-    report(out, "whole history sent", &whole)?;
-    report(out, "max_context_tokens = 2000", &cut)?;
-    let ratio = micros(percentile(&cut, 50)) / micros(percentile(&whole, 50));
-    writeln!(
-        out,
-        "  truncation adds {:+.1} % to the median\n",
-        (ratio - 1.0) * 100.0
-    )?;
+    report(out, "baseline: whole history sent", &whole)?;
+    report(out, "max_context_tokens = 2000, estimate", &cut)?;
+    report(out, "max_context_tokens = 2000, o200k_base", &cut_counted)?;
+    for (what, times) in [("estimated", &cut), ("counted", &cut_counted)] {
+        let ratio = micros(percentile(times, 50)) / micros(percentile(&whole, 50));
+        writeln!(
+            out,
+            "  truncation, tokens {what}, adds {:+.1} % to the median",
+            (ratio - 1.0) * 100.0
+        )?;
+    }
+    writeln!(out)?;
     Ok(())
 }
 
@@ -493,52 +531,67 @@ fn one_long_thread(flow: &Arc<Flow>) -> Result<Vec<Duration>> {
     })
 }
 
-/// Estimating the tokens of a 1,000-message thread: from scratch (a thread the engine has
-/// not kept), and after one more message (the kept case); beside serializing the same
-/// messages to JSON, which every request does anyway.
+/// The tokens of a 1,000-message thread, estimated and counted with each OpenAI
+/// tokenizer: from scratch (a thread the engine has not kept) and after one more message
+/// (the kept case); beside serializing the same messages to JSON, which every request
+/// does anyway.
 fn token_counting(out: &mut impl std::io::Write) -> Result<()> {
-    use clarion_engine::bench::{Budget, Window};
+    use clarion_engine::bench::{Budget, Counter, Window};
     let messages = thousand_messages();
     let budget = Budget {
         max_tokens: Some(4_000),
         max_messages: None,
     };
     let mut baseline = Vec::new();
-    let mut cold = Vec::new();
-    let mut warm = Vec::new();
     for _ in 0..200 {
         let start = Instant::now();
         let body = serde_json::to_string(&messages)?;
         baseline.push(start.elapsed());
         std::hint::black_box(body);
-
-        let start = Instant::now();
-        let mut window = Window::default();
-        window.update(&messages);
-        let from = window.start(&messages, 100, budget, None);
-        cold.push(start.elapsed());
-        std::hint::black_box(from);
-
-        let mut window = Window::default();
-        window.update(&messages[..messages.len() - 1]);
-        let start = Instant::now();
-        window.update(&messages);
-        let from = window.start(&messages, 100, budget, None);
-        warm.push(start.elapsed());
-        std::hint::black_box(from);
     }
     baseline.sort();
-    cold.sort();
-    warm.sort();
-    writeln!(out, "token estimates of a 1,000-message thread:")?;
+    writeln!(
+        out,
+        "tokens of a 1,000-message thread ({} bytes as JSON):",
+        serde_json::to_string(&messages)?.len()
+    )?;
     report_as(
         out,
         "baseline: serialize to JSON",
         ("pass", "passes"),
         &baseline,
     )?;
-    report_as(out, "estimate from scratch", ("pass", "passes"), &cold)?;
-    report_as(out, "estimate after one message", ("pass", "passes"), &warm)?;
+    for (name, counter) in [
+        ("estimate", Counter::Estimate),
+        ("o200k_base", Counter::O200kBase),
+        ("cl100k_base", Counter::Cl100kBase),
+    ] {
+        let mut cold = Vec::new();
+        let mut warm = Vec::new();
+        let mut total = 0;
+        for _ in 0..200 {
+            let start = Instant::now();
+            let mut window = Window::new(counter);
+            window.update(&messages);
+            let from = window.start(&messages, 100, budget, None);
+            cold.push(start.elapsed());
+            total = window.tokens_from(0);
+            std::hint::black_box(from);
+
+            let mut window = Window::new(counter);
+            window.update(&messages[..messages.len() - 1]);
+            let start = Instant::now();
+            window.update(&messages);
+            let from = window.start(&messages, 100, budget, None);
+            warm.push(start.elapsed());
+            std::hint::black_box(from);
+        }
+        cold.sort();
+        warm.sort();
+        writeln!(out, "{name}: {total} tokens")?;
+        report_as(out, "  from scratch", ("pass", "passes"), &cold)?;
+        report_as(out, "  after one message", ("pass", "passes"), &warm)?;
+    }
     writeln!(out)?;
     Ok(())
 }

@@ -107,7 +107,8 @@ pub use store::contract;
 #[doc(hidden)]
 pub mod bench {
     pub use crate::run::grounding::Said;
-    pub use crate::run::window::{Budget, MESSAGE_OVERHEAD, Window, message_tokens, text_tokens};
+    pub use crate::run::tokens::{Counter, MESSAGE_OVERHEAD, estimate};
+    pub use crate::run::window::{Budget, Window};
 }
 
 mod clock;

@@ -3,13 +3,22 @@
 //! turns are left out of them (never out of the thread), and the fact the user stated at
 //! turn 1 — a slot — is still in the instructions and still fills the call at turn 300.
 //! A tool that `follows` one called at turn 1 is still offered.
+//!
+//! It runs twice: with a model Clarion does not know (tokens estimated) and with
+//! `gpt-4.1-mini` (tokens counted with OpenAI's `o200k_base`). Each run's requests are
+//! summarized in a snapshot — every 25th turn, what was sent — so a change in what long
+//! threads send shows in review.
 
 mod support;
 
+use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 
+use clarion_engine::bench::{Counter, MESSAGE_OVERHEAD};
 use clarion_engine::scripted::{ScriptedModel, ScriptedTurn};
-use clarion_engine::{BoxFuture, EventSink, Model, ModelError, ModelRequest, ModelResponse};
+use clarion_engine::{
+    BoxFuture, EventSink, Model, ModelError, ModelRequest, ModelResponse, ModelTurn,
+};
 use clarion_engine::{Engine, MemoryStore, MessageKind, Metadata, NoEvents, RunStatus};
 use clarion_engine::{FnExecutor, OutputStatus, protocol};
 use serde_json::{Value, json};
@@ -18,11 +27,12 @@ use support::{assert_protocol, flow_from, outputs};
 const TURNS: usize = 300;
 const BUDGET: u64 = 600;
 
+/// The flow, with the model's name in place of `MODEL`.
 const FLOW: &str = r#"
 [flow]
 name = "long"
 [assistant]
-model = "m"
+model = "MODEL"
 instructions = """
 Plan trips.
 {% if slots.destination %}The user is going to {{ slots.destination }}.{% endif %}
@@ -46,8 +56,8 @@ builtin = "test.book"
 follows = ["search"]
 "#;
 
-/// What one request sent: the instructions, and the history's estimated tokens, first
-/// user text and length.
+/// What one request sent: the instructions, and the request's tokens, first user text
+/// and length.
 #[derive(Debug, Clone)]
 struct Sent {
     instructions: String,
@@ -58,9 +68,10 @@ struct Sent {
     offers_book: bool,
 }
 
-/// The scripted model, recording what each request sent.
+/// The scripted model, recording what each request sent, counted as the engine counts.
 struct Recording {
     inner: ScriptedModel,
+    counter: Counter,
     sent: Mutex<Vec<Sent>>,
 }
 
@@ -73,10 +84,10 @@ impl Model for Recording {
         let tokens = request
             .messages
             .iter()
-            .map(clarion_engine::bench::message_tokens)
+            .map(|m| self.counter.message(m))
             .sum::<u64>()
-            + request.instructions.len().div_ceil(4) as u64
-            + 4;
+            + self.counter.text(request.instructions)
+            + MESSAGE_OVERHEAD;
         let first_user = request.messages.iter().find_map(|m| match &m.kind {
             MessageKind::User { text } => Some(text.clone()),
             _ => None,
@@ -102,7 +113,47 @@ impl Model for Recording {
 }
 
 #[tokio::test]
-async fn a_slot_stated_at_turn_one_is_used_at_turn_300() {
+async fn a_slot_stated_at_turn_one_is_used_at_turn_300_tokens_estimated() {
+    let sent = conversation("qwen2.5-coder:1.5b", Counter::Estimate).await;
+    insta::assert_snapshot!("estimated", summary(&sent));
+}
+
+#[cfg(feature = "tiktoken")]
+#[tokio::test]
+async fn a_slot_stated_at_turn_one_is_used_at_turn_300_tokens_counted() {
+    let sent = conversation("gpt-4.1-mini", Counter::O200kBase).await;
+    insta::assert_snapshot!("counted_o200k_base", summary(&sent));
+}
+
+/// Every 25th turn's two requests (after the user's message, after the tool's output):
+/// how many messages were sent, the request's tokens, and the first user text sent.
+fn summary(sent: &[Sent]) -> String {
+    let mut out =
+        format!("budget {BUDGET} tokens\nturn  request  messages  tokens  first user text sent\n");
+    for turn in (0..=TURNS).step_by(25).map(|t| t.max(1)) {
+        for (step, request) in sent[2 * (turn - 1)..2 * turn].iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "{turn:>4}  {:>7}  {:>8}  {:>6}  {}",
+                ["user", "output"][step],
+                request.messages,
+                request.tokens,
+                request.first_user.as_deref().unwrap_or("-"),
+            );
+        }
+    }
+    let last = &sent[sent.len() - 1];
+    let _ = writeln!(
+        out,
+        "instructions sent at turn {TURNS}: {:?}",
+        last.instructions.trim()
+    );
+    out
+}
+
+/// Plays the 300 turns on `model`, whose tokens the engine counts with `counter`, checks
+/// every request, and returns them.
+async fn conversation(model_name: &str, counter: Counter) -> Vec<Sent> {
     // Turn 1 names the destination; every later turn searches again without it.
     let mut script = Vec::new();
     for turn in 1..=TURNS {
@@ -111,13 +162,20 @@ async fn a_slot_stated_at_turn_one_is_used_at_turn_300() {
         } else {
             "{}"
         };
-        script.push(ScriptedTurn::call("search", args));
+        // The call's id is sent, so it is counted: fixed, as a provider's would be, to keep
+        // the counts (and the snapshot) the same from run to run.
+        let mut call = ScriptedTurn::call("search", args);
+        if let ModelTurn::ToolCalls { calls, .. } = &mut call.turn {
+            calls[0].id = format!("call_{turn:03}");
+        }
+        script.push(call);
         script.push(ScriptedTurn::text(&format!(
             "Here are the flights, turn {turn}."
         )));
     }
     let model = Arc::new(Recording {
         inner: ScriptedModel::new(script),
+        counter,
         sent: Mutex::new(Vec::new()),
     });
     let tools = Arc::new(FnExecutor(
@@ -126,7 +184,7 @@ async fn a_slot_stated_at_turn_one_is_used_at_turn_300() {
         },
     ));
     let engine = Engine::new(
-        flow_from(FLOW),
+        flow_from(&FLOW.replace("MODEL", model_name)),
         model.clone(),
         tools,
         Arc::new(MemoryStore::new()),
@@ -161,7 +219,7 @@ async fn a_slot_stated_at_turn_one_is_used_at_turn_300() {
         assert_eq!(request.offers_book, i >= 2, "request {i}");
         assert!(
             request.tokens <= BUDGET,
-            "request {i} sent ~{} tokens",
+            "request {i} sent {} tokens",
             request.tokens
         );
     }
@@ -191,4 +249,5 @@ async fn a_slot_stated_at_turn_one_is_used_at_turn_300() {
         assert_eq!(*status, OutputStatus::Ok, "search {i}");
         assert_eq!(value["to"], "LIS", "search {i}");
     }
+    sent
 }

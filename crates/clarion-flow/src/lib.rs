@@ -84,5 +84,6 @@ pub use load::{
     load_str, load_str_with,
 };
 pub use model::{
-    Executor, Flow, FlowLink, Limits, McpTool, OnExhausted, Param, Slot, Tool, Truncation,
+    Executor, Flow, FlowLink, Limits, McpTool, OnExhausted, Param, Slot, Tokenizer, Tool,
+    Truncation,
 };

@@ -386,6 +386,12 @@ fn limits(checker: &mut Checker<'_>) -> Option<Limits> {
                 crate::model::Truncation::LastMessages(n.last_messages)
             }
         },
+        tokenizer: match spec.tokenizer {
+            None | Some(crate::spec::TokenizerSpec::Auto) => crate::model::Tokenizer::Auto,
+            Some(crate::spec::TokenizerSpec::Estimate) => crate::model::Tokenizer::Estimate,
+            Some(crate::spec::TokenizerSpec::O200kBase) => crate::model::Tokenizer::O200kBase,
+            Some(crate::spec::TokenizerSpec::Cl100kBase) => crate::model::Tokenizer::Cl100kBase,
+        },
     };
     for (name, tool) in &checker.file.tools {
         let timeout = tool

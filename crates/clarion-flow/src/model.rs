@@ -97,10 +97,28 @@ pub struct Limits {
     pub max_consecutive_failures: u32,
     /// How long a run may wait for client tool outputs.
     pub requires_action_timeout: Duration,
-    /// The estimated tokens one model request may hold, if bounded.
+    /// The tokens one model request may hold, if bounded.
     pub max_context_tokens: Option<u32>,
     /// Which history a request sends.
     pub truncation: Truncation,
+    /// How the tokens of a request are counted.
+    pub tokenizer: Tokenizer,
+}
+
+/// How the tokens of a request are counted against `max_context_tokens`
+/// (`limits.tokenizer`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Tokenizer {
+    /// OpenAI's tokenizer for the model's family when its name says which, the estimate
+    /// otherwise.
+    #[default]
+    Auto,
+    /// A text's length in bytes over four, rounded up, for any model.
+    Estimate,
+    /// OpenAI's `o200k_base`.
+    O200kBase,
+    /// OpenAI's `cl100k_base`.
+    Cl100kBase,
 }
 
 /// Which part of a long history a model request sends (`limits.truncation`). Whatever

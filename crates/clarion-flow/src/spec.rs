@@ -246,8 +246,9 @@ pub struct LimitsSpec {
     #[serde(default = "default_requires_action_timeout")]
     #[schemars(regex(pattern = r"^[0-9]+(ms|s|m|h)$"))]
     pub requires_action_timeout: String,
-    /// The estimated tokens one model request may hold (instructions and history): the
-    /// oldest turns are left out of the request until it fits. Unset: no token limit.
+    /// The tokens one model request may hold (instructions and history), counted as
+    /// `tokenizer` says: the oldest turns are left out of the request until it fits.
+    /// Unset: no token limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub max_context_tokens: Option<u32>,
@@ -256,6 +257,29 @@ pub struct LimitsSpec {
     /// whole turns, and within `max_context_tokens` if set).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub truncation: Option<TruncationSpec>,
+    /// How `max_context_tokens` counts: `"auto"` (OpenAI's tokenizer for the model's
+    /// family when known, the estimate otherwise), `"estimate"` (bytes over four), or a
+    /// named tokenizer, `"o200k_base"` or `"cl100k_base"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokenizer: Option<TokenizerSpec>,
+}
+
+/// `limits.tokenizer`: how the tokens of a request are counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+pub enum TokenizerSpec {
+    /// OpenAI's tokenizer for the model's family when the model name says it, the
+    /// estimate otherwise.
+    #[serde(rename = "auto")]
+    Auto,
+    /// A text's length in bytes over four, for any model.
+    #[serde(rename = "estimate")]
+    Estimate,
+    /// OpenAI's `o200k_base` (GPT-4o, GPT-4.1, GPT-5, o1, o3, o4).
+    #[serde(rename = "o200k_base")]
+    O200kBase,
+    /// OpenAI's `cl100k_base` (GPT-4, GPT-3.5 Turbo).
+    #[serde(rename = "cl100k_base")]
+    Cl100kBase,
 }
 
 /// `limits.truncation`: which part of a long history a model request sends.
@@ -308,6 +332,7 @@ impl Default for LimitsSpec {
             requires_action_timeout: default_requires_action_timeout(),
             max_context_tokens: None,
             truncation: None,
+            tokenizer: None,
         }
     }
 }

@@ -8,6 +8,7 @@
 //! - [`rules`]: `after` and `on_error` rules, slots set and context injected;
 //! - [`protocol`]: the check that every tool call has exactly one output;
 //! - [`window`]: what a request sends of a long thread (`max_context_tokens`, `truncation`);
+//! - [`tokens`]: how many tokens a text costs (`tokenizer`: OpenAI's, or the estimate);
 //! - [`error`]: what can go wrong, for callers.
 
 pub(crate) mod call;
@@ -18,6 +19,7 @@ pub(crate) mod grounding;
 pub mod protocol;
 pub(crate) mod rules;
 pub(crate) mod status;
+pub(crate) mod tokens;
 pub(crate) mod window;
 
 use serde::{Deserialize, Serialize};

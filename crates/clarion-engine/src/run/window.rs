@@ -8,54 +8,21 @@
 //! always sent; the instructions (with the slots) are always sent by the engine. What is
 //! sent is therefore a suffix of the history, `&messages[start..]`: no copy.
 //!
-//! Tokens are estimated ([`message_tokens`]), not counted with a model's tokenizer (see
-//! `docs/flow-format.md`, `[limits]`). The estimates are kept as prefix sums beside the
-//! thread ([`Window`]) and grow with it, as the pairing check does: a request reads only
-//! the messages appended since the last one and finds its start by binary search.
+//! Tokens are counted by the engine's [`Counter`] — OpenAI's tokenizer for its model
+//! families, an estimate for the rest ([`tokens`](super::tokens)). The counts are kept as
+//! prefix sums beside the thread ([`Window`]) and grow with it, as the pairing check does:
+//! each message is counted once, when a request first reads it, and a request finds its
+//! start by binary search. The rendered instructions change only with the slots, so their
+//! count is kept too.
 
+use super::tokens::{Counter, MESSAGE_OVERHEAD};
 use crate::thread::{Message, MessageKind, PendingCall};
 use clarion_flow::Truncation;
-
-/// Tokens every message costs beyond its text: role, separators, the wire's framing.
-pub const MESSAGE_OVERHEAD: u64 = 4;
-
-/// The estimated tokens of `text`: its length in bytes over four, rounded up.
-#[must_use]
-pub fn text_tokens(text: &str) -> u64 {
-    (text.len() as u64).div_ceil(4)
-}
-
-/// The estimated tokens of one message as a provider sends it.
-#[must_use]
-pub fn message_tokens(message: &Message) -> u64 {
-    let text = match &message.kind {
-        MessageKind::User { text }
-        | MessageKind::Assistant { text }
-        | MessageKind::Context { text, .. }
-        | MessageKind::Question { text, .. } => text_tokens(text),
-        MessageKind::ToolCalls { text, calls } => {
-            text.as_deref().map_or(0, text_tokens)
-                + calls
-                    .iter()
-                    .map(|c| {
-                        text_tokens(&c.id)
-                            + text_tokens(&c.name)
-                            + text_tokens(&c.arguments)
-                            + MESSAGE_OVERHEAD
-                    })
-                    .sum::<u64>()
-        }
-        MessageKind::ToolOutput {
-            call_id, content, ..
-        } => text_tokens(call_id) + text_tokens(content),
-    };
-    text + MESSAGE_OVERHEAD
-}
 
 /// The bounds a request's history must respect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Budget {
-    /// Estimated tokens for the instructions and the history together, if bounded.
+    /// Tokens for the instructions and the history together, if bounded.
     pub max_tokens: Option<u64>,
     /// Messages, if bounded.
     pub max_messages: Option<usize>,
@@ -82,43 +49,72 @@ impl Budget {
     }
 }
 
-/// Token estimates and turn starts over a history that only grows, read incrementally.
+/// Token counts and turn starts over a history that only grows, read incrementally.
 #[derive(Debug, Clone)]
 pub struct Window {
-    /// `prefix[i]`: the estimated tokens of the first `i` messages read.
+    /// How texts are counted; another counter reads the history again.
+    counter: Counter,
+    /// `prefix[i]`: the tokens of the first `i` messages read.
     prefix: Vec<u64>,
     /// Where each turn starts, ascending: 0, then every user message after the first.
     turns: Vec<usize>,
     /// The id of the last message read: a history that does not continue it is read again.
     last_id: Option<String>,
+    /// The last instructions counted, and their tokens with the framing.
+    instructions: Option<(String, u64)>,
 }
 
 impl Default for Window {
     fn default() -> Self {
-        Self {
-            prefix: vec![0],
-            turns: Vec::new(),
-            last_id: None,
-        }
+        Self::new(Counter::Estimate)
     }
 }
 
 impl Window {
-    /// Where the history a request sends starts under `budget`, with `instructions`:
-    /// 0 when nothing is bounded (nothing is read then).
+    /// An empty window that counts with `counter`.
+    #[must_use]
+    pub fn new(counter: Counter) -> Self {
+        Self {
+            counter,
+            prefix: vec![0],
+            turns: Vec::new(),
+            last_id: None,
+            instructions: None,
+        }
+    }
+
+    /// Where the history a request sends starts under `budget`, with `instructions`,
+    /// counted with `counter`: 0 when nothing is bounded (nothing is read then).
     pub fn sent_from(
         &mut self,
         messages: &[Message],
         instructions: &str,
         budget: Budget,
         pending: Option<&PendingCall>,
+        counter: Counter,
     ) -> usize {
         if budget.is_unbounded() {
             return 0;
         }
+        if counter != self.counter {
+            *self = Self::new(counter);
+        }
         self.update(messages);
-        let instructions = text_tokens(instructions) + MESSAGE_OVERHEAD;
+        let instructions = self.instructions_tokens(instructions);
         self.start(messages, instructions, budget, pending)
+    }
+
+    /// The tokens of `instructions` with their framing, counted again only when they
+    /// changed (a slot was set, the run added instructions).
+    fn instructions_tokens(&mut self, instructions: &str) -> u64 {
+        match &self.instructions {
+            Some((text, tokens)) if text == instructions => *tokens,
+            _ => {
+                let tokens = self.counter.text(instructions) + MESSAGE_OVERHEAD;
+                self.instructions = Some((instructions.to_owned(), tokens));
+                tokens
+            }
+        }
     }
 
     /// Reads the messages appended since the last call (all of them, if `messages` does
@@ -132,7 +128,7 @@ impl Window {
                 .is_some_and(|m| self.last_id.as_deref() == Some(m.id.as_str())),
         };
         if !continues || messages.len() < read {
-            *self = Self::default();
+            *self = Self::new(self.counter);
         }
         let read = self.prefix.len() - 1;
         let mut total = self.prefix[read];
@@ -140,7 +136,7 @@ impl Window {
             if i == 0 || matches!(message.kind, MessageKind::User { .. }) {
                 self.turns.push(i);
             }
-            total += message_tokens(message);
+            total += self.counter.message(message);
             self.prefix.push(total);
         }
         self.last_id = messages.last().map(|m| m.id.clone());
@@ -180,7 +176,7 @@ impl Window {
         start
     }
 
-    /// The estimated tokens of `messages[start..]`, as read.
+    /// The tokens of `messages[start..]`, as read.
     #[must_use]
     pub fn tokens_from(&self, start: usize) -> u64 {
         let end = self.prefix.len() - 1;
@@ -203,6 +199,10 @@ mod tests {
     use crate::run::protocol;
     use crate::thread::{Metadata, OutputStatus, ToolCall};
     use proptest::prelude::*;
+
+    fn message_tokens(message: &Message) -> u64 {
+        Counter::Estimate.message(message)
+    }
 
     fn message(id: usize, kind: MessageKind) -> Message {
         Message {
@@ -421,6 +421,7 @@ mod tests {
             requires_action_timeout: std::time::Duration::from_secs(600),
             max_context_tokens: None,
             truncation: Truncation::Auto,
+            tokenizer: clarion_flow::Tokenizer::Auto,
         };
         assert!(Budget::of(&limits, None).is_unbounded());
         limits.max_context_tokens = Some(100);
@@ -434,15 +435,43 @@ mod tests {
     }
 
     #[test]
-    fn estimates_are_a_quarter_of_the_bytes_plus_overhead() {
-        assert_eq!(text_tokens(""), 0);
-        assert_eq!(text_tokens("abcde"), 2);
-        let m = message(
-            0,
-            MessageKind::User {
-                text: "abcd".into(),
-            },
+    fn another_counter_reads_the_history_again_and_instructions_are_counted_once() {
+        let turns = vec![
+            TurnShape {
+                user_len: 50,
+                blocks: vec![(2, true, 40)],
+                reply_len: Some(30),
+            };
+            5
+        ];
+        let messages = history(0, &turns);
+        let budget = Budget {
+            max_tokens: Some(10_000),
+            max_messages: None,
+        };
+        let mut window = Window::default();
+        assert_eq!(
+            window.sent_from(&messages, "be brief", budget, None, Counter::Estimate),
+            0
         );
-        assert_eq!(message_tokens(&m), 1 + MESSAGE_OVERHEAD);
+        assert_eq!(
+            window.tokens_from(0),
+            messages.iter().map(message_tokens).sum::<u64>()
+        );
+        // Another counter: the counts are its own, read again from the start.
+        let exact = Counter::Cl100kBase;
+        window.sent_from(&messages, "be brief", budget, None, exact);
+        assert_eq!(
+            window.tokens_from(0),
+            messages.iter().map(|m| exact.message(m)).sum::<u64>()
+        );
+        assert_eq!(
+            window.instructions_tokens("be brief"),
+            exact.text("be brief") + MESSAGE_OVERHEAD
+        );
+        assert_eq!(
+            window.instructions_tokens("be brief, please"),
+            exact.text("be brief, please") + MESSAGE_OVERHEAD
+        );
     }
 }

@@ -1,7 +1,7 @@
 //! Driving a run: the loop of steps, and one model request with the checks every request
 //! needs (cancellation, the step limit, the instructions, the pairing invariant).
 
-use super::{Engine, Indices, TurnEnd};
+use super::{Engine, Indices, Part, TurnEnd};
 use crate::codes::{ErrorCode, IncompleteReason};
 use crate::events::Event;
 use crate::events::EventSink;
@@ -12,6 +12,7 @@ use crate::observe;
 use crate::run::EngineError;
 use crate::run::Run;
 use crate::run::RunStatus;
+use crate::run::tokens::Counter;
 use crate::run::window::Budget;
 use crate::thread::MessageKind;
 use crate::thread::Thread;
@@ -138,7 +139,8 @@ impl Engine {
             return Ok(None);
         }
         // The flow that has the thread: a handoff earlier in this run may have moved it.
-        let flow = &self.part(thread).flow;
+        let part = self.part(thread);
+        let flow = &part.flow;
         if run.steps >= flow.limits.max_steps {
             run.incomplete_details = Some(IncompleteReason::MaxSteps);
             self.finish(thread, run, RunStatus::Incomplete, mark, events)
@@ -170,7 +172,7 @@ impl Engine {
             return Ok(None);
         }
         run.steps += 1;
-        let start = Self::sent_from(thread, indices, run, &flow.limits, &instructions);
+        let start = Self::sent_from(thread, indices, run, part, &instructions);
         let request = ModelRequest {
             flow,
             instructions: &instructions,
@@ -238,14 +240,20 @@ impl Engine {
         thread: &Thread,
         indices: &mut Indices,
         run: &Run,
-        limits: &clarion_flow::Limits,
+        part: &Part,
         instructions: &str,
     ) -> usize {
-        let budget = Budget::of(limits, run.last_messages);
+        let budget = Budget::of(&part.flow.limits, run.last_messages);
+        // Under a message bound alone the counts are never compared: estimating is enough.
+        let counter = if budget.max_tokens.is_some() {
+            part.counter
+        } else {
+            Counter::Estimate
+        };
         let pending = thread.pending.as_ref();
         indices
             .window
-            .sent_from(&thread.messages, instructions, budget, pending)
+            .sent_from(&thread.messages, instructions, budget, pending, counter)
     }
 
     pub(super) fn instructions(&self, thread: &Thread) -> Result<String, String> {

@@ -5,7 +5,7 @@
 //! to re-read it: a run on a thread this engine drove before starts from the copy it kept
 //! and reads from the store only the header and the messages appended since (the user's
 //! new message), and the indices — what the user said, for grounding; the pairing check;
-//! the token estimates that cut a long history — read only what each step appended. So a step's cost beyond the request body does not
+//! the token counts that cut a long history — read only what each step appended. So a step's cost beyond the request body does not
 //! grow with the thread.
 //!
 //! The store stays the truth. A kept copy is used only if the store still holds its last
@@ -35,7 +35,7 @@ pub(super) struct Indices {
     pub(super) said: Said,
     /// The pairing check, before every model request.
     pub(super) protocol: protocol::Checker,
-    /// Token estimates and turn starts, for what a request sends of a long thread.
+    /// Token counts and turn starts, for what a request sends of a long thread.
     pub(super) window: window::Window,
 }
 

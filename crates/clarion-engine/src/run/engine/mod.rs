@@ -22,6 +22,8 @@
 
 mod claim;
 
+use crate::run::tokens::Counter;
+
 use self::claim::Claims;
 mod confirm;
 mod drive;
@@ -111,13 +113,21 @@ struct Part {
     validators: Validators,
     /// The flows that read a user's answer to a confirmation, per tool with `confirm`.
     judges: indexmap::IndexMap<String, Flow>,
+    /// How a request's tokens are counted against `limits.max_context_tokens`.
+    counter: Counter,
 }
 
 impl Part {
-    fn new(flow: Arc<Flow>) -> Self {
+    fn new(flow: Arc<Flow>, model: &dyn Model) -> Self {
+        let counter = Counter::for_model(flow.limits.tokenizer, &model.describe(&flow).model);
+        if flow.limits.max_context_tokens.is_some() {
+            // A vocabulary takes 0.1–0.3 s to build: not in the first request.
+            counter.prepare();
+        }
         Self {
             validators: Validators::new(&flow),
             judges: super::confirm::judges(&flow),
+            counter,
             flow,
         }
     }
@@ -150,7 +160,7 @@ impl Engine {
                 } else {
                     Arc::new(part.clone())
                 };
-                (part.name.clone(), Part::new(part))
+                (part.name.clone(), Part::new(part, model.as_ref()))
             })
             .collect();
         Self {
