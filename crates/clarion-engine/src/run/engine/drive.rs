@@ -251,8 +251,15 @@ impl Engine {
             .iter()
             .map(|(k, v)| (k.clone(), Value::String(v.clone())))
             .collect();
-        template::render_instructions(&self.flow.assistant.instructions, &thread.slots, &metadata)
-            .map_err(|e| {
+        match &self.instructions {
+            Some(compiled) => compiled.render_instructions(&thread.slots, &metadata),
+            None => template::render_instructions(
+                &self.flow.assistant.instructions,
+                &thread.slots,
+                &metadata,
+            ),
+        }
+        .map_err(|e| {
                 format!(
                     "the instructions failed to render: {}",
                     template::describe(&e)

@@ -93,6 +93,9 @@ pub struct Engine {
     claims: Claims,
     /// The threads its last runs left, so the next run on one reads only what is new.
     kept: Kept,
+    /// The flow's instructions, compiled once (`None` if they do not compile: each
+    /// request then renders from the source, to fail as it always did).
+    instructions: Option<clarion_flow::template::Compiled>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -122,6 +125,7 @@ impl Engine {
         Self {
             validators: Validators::new(&flow),
             judges: super::confirm::judges(&flow),
+            instructions: clarion_flow::template::Compiled::new(&flow.assistant.instructions).ok(),
             flow,
             model,
             tools,
