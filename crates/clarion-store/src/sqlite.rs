@@ -149,11 +149,15 @@ const MIGRATIONS: &[&str] = &[
 ///
 /// Every method runs its query on Tokio's blocking pool (`spawn_blocking`) when called on
 /// a Tokio runtime, so a slow disk or a long transaction of another process never stalls
-/// a runtime worker; elsewhere it runs in place. Cancel safe: the query runs to its end
-/// (one transaction, committed or rolled back) whether or not its future is still there.
+/// a runtime worker; elsewhere it runs in place. A handle made with
+/// [`SqliteStore::in_place`] also runs in place on a current-thread runtime. Cancel safe:
+/// the query runs to its end (one transaction, committed or rolled back) whether or not
+/// its future is still there.
 #[derive(Clone)]
 pub struct SqliteStore {
     db: Arc<Db>,
+    /// Run queries in place on a current-thread runtime ([`SqliteStore::in_place`]).
+    in_place: bool,
 }
 
 /// The connection and the blocking operations on it.
@@ -260,7 +264,10 @@ impl SqliteStore {
         let mut db = Db::setup(conn, Some(path.to_path_buf()))?;
         db.presence = presence(path).map(Mutex::new);
         db.lease = (!lease.is_zero()).then(|| lease.max(Duration::from_millis(30)));
-        Ok(Self { db: Arc::new(db) })
+        Ok(Self {
+            db: Arc::new(db),
+            in_place: false,
+        })
     }
 
     /// A private in-memory store (tests).
@@ -268,6 +275,7 @@ impl SqliteStore {
         let conn = Connection::open_in_memory().context(|| "opening an in-memory store".into())?;
         Ok(Self {
             db: Arc::new(Db::setup(conn, None)?),
+            in_place: false,
         })
     }
 
@@ -277,13 +285,34 @@ impl SqliteStore {
         self.db.path.as_deref()
     }
 
-    /// Runs `operation` on the blocking pool (or in place, off a Tokio runtime).
+    /// This handle, running its queries on the calling thread when that thread runs a
+    /// current-thread Tokio runtime, instead of handing each one to the blocking pool and
+    /// back: for a process driving one conversation (`clarion chat`), where that hop costs
+    /// more than most queries and there is no other task a query could stall for long
+    /// (a query waits at most [`BUSY_TIMEOUT`] for another process's transaction). On a
+    /// multi-thread runtime (a server) queries still go to the blocking pool, so a slow
+    /// store never stalls a worker. Still cancel safe: a query runs whole within one poll.
+    #[must_use]
+    pub fn in_place(mut self) -> Self {
+        self.in_place = true;
+        self
+    }
+
+    /// Runs `operation` on the blocking pool, or in place: off a Tokio runtime, or on a
+    /// current-thread one for an [`in_place`](SqliteStore::in_place) handle.
     fn blocking<T: Send + 'static>(
         &self,
         operation: impl FnOnce(&Db) -> Result<T, StoreError> + Send + 'static,
     ) -> BoxFuture<'static, Result<T, StoreError>> {
         let db = Arc::clone(&self.db);
         match tokio::runtime::Handle::try_current() {
+            Ok(runtime)
+                if self.in_place
+                    && runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread =>
+            {
+                // On the first poll, whole: no await point, so nothing half-done to drop.
+                Box::pin(async move { operation(&db) })
+            }
             Ok(runtime) => Box::pin(async move {
                 runtime
                     .spawn_blocking(move || operation(&db))

@@ -61,7 +61,7 @@ pub(crate) fn run(args: &ChatArgs) -> Result<Exit, CliError> {
 pub(crate) fn run_flow(args: &ChatArgs, source: &FlowSource<'_>) -> Result<Exit, CliError> {
     // One conversation needs no parallelism: a current-thread runtime runs the run's task,
     // the input and the signals on this thread, with no wake-ups across worker threads
-    // (blocking work — SQLite, stdin — still goes to the blocking pool).
+    // (stdin is read on the blocking pool; SQLite runs in place, see `open`).
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -114,10 +114,16 @@ async fn open(
     let store: Arc<dyn ThreadStore> = if crate::store::is_url(&args.store) {
         Arc::new(crate::store::postgres(&args.store, clarion_store_postgres::DEFAULT_LEASE).await?)
     } else {
-        Arc::new(SqliteStore::open(&args.store).map_err(|e| CliError::Store {
-            path: shown.clone(),
-            reason: e.to_string(),
-        })?)
+        // One conversation on a current-thread runtime: queries run in place, without a
+        // hop to the blocking pool and back for each of a turn's dozen store calls.
+        Arc::new(
+            SqliteStore::open(&args.store)
+                .map_err(|e| CliError::Store {
+                    path: shown.clone(),
+                    reason: e.to_string(),
+                })?
+                .in_place(),
+        )
     };
     let overrides = ProviderOverrides {
         base_url: args.base_url.clone(),
