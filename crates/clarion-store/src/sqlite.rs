@@ -1075,11 +1075,16 @@ impl Db {
         })
     }
 
-    fn begin_run(&self, run: &Run) -> Result<(), StoreError> {
+    /// Begins `run`, after appending `message` if there is one: one transaction.
+    fn begin_run(&self, message: Option<&Message>, run: &Run) -> Result<(), StoreError> {
         let thread_id = &run.thread_id;
         let beginning = || format!("starting run `{}` on thread `{thread_id}`", run.id);
         let body = to_json(run, || format!("run `{}`", run.id))?;
         self.write_unlocked(thread_id, beginning, |tx| {
+            if let Some(message) = message {
+                let count = message_count(tx, thread_id)?;
+                insert_messages(tx, thread_id, count, std::slice::from_ref(message))?;
+            }
             // The creator holds the new run's lease, so no other process takes over a run
             // that is only waiting for its creator to drive it.
             let (owner, until) = match self.lease {
@@ -1523,7 +1528,16 @@ impl ThreadStore for SqliteStore {
 
     fn begin_run<'a>(&'a self, run: &'a Run) -> BoxFuture<'a, Result<(), StoreError>> {
         let run = run.clone();
-        self.blocking(move |db| db.begin_run(&run))
+        self.blocking(move |db| db.begin_run(None, &run))
+    }
+
+    fn begin_run_after<'a>(
+        &'a self,
+        message: &'a Message,
+        run: &'a Run,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        let (message, run) = (message.clone(), run.clone());
+        self.blocking(move |db| db.begin_run(Some(&message), &run))
     }
 
     fn commit<'a>(&'a self, step: Step<'a>) -> BoxFuture<'a, Result<(), StoreError>> {

@@ -282,15 +282,13 @@ async fn turn(
     input: &mut Input,
     sink: &Arc<Terminal>,
 ) -> Result<Run, String> {
-    engine
-        .add_message(thread_id, text)
-        .await
-        .map_err(|e| e.to_string())?;
-    let run = engine
-        .create_run(thread_id)
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut run = drive(engine, sink, run.id.clone(), None, &input.hangup).await?;
+    // The message and the run's start in one store write (`Engine::send`); the run's id is
+    // known beforehand, for Ctrl-C.
+    let work = Work::Send {
+        thread_id: thread_id.to_owned(),
+        text: text.to_owned(),
+    };
+    let mut run = drive(engine, sink, clarion_engine::new_id("run"), work, &input.hangup).await?;
     while run.status == RunStatus::RequiresAction && !input.hung_up() {
         let mut outputs = Vec::new();
         for call in &run.required_action {
@@ -310,32 +308,44 @@ async fn turn(
                 output,
             });
         }
-        run = drive(engine, sink, run.id.clone(), Some(outputs), &input.hangup).await?;
+        let work = Work::Submit(outputs);
+        run = drive(engine, sink, run.id.clone(), work, &input.hangup).await?;
     }
     sink.end_line();
     Ok(run)
 }
 
-/// Drives a run (or submits outputs to one) in a task, cancelling it on Ctrl-C or when
-/// the terminal closes.
+/// What [`drive`] does with its run.
+enum Work {
+    /// Adds the user's message and starts the run with it.
+    Send { thread_id: String, text: String },
+    /// Submits client tool outputs to the run.
+    Submit(Vec<ToolOutputSubmission>),
+}
+
+/// Drives a run in a task, cancelling it on Ctrl-C or when the terminal closes.
 async fn drive(
     engine: &Arc<Engine>,
     sink: &Arc<Terminal>,
     run_id: String,
-    outputs: Option<Vec<ToolOutputSubmission>>,
+    work: Work,
     hangup: &watch::Receiver<bool>,
 ) -> Result<Run, String> {
     sink.spinner.spin("thinking");
     let task = {
         let (engine, sink, run_id) = (engine.clone(), sink.clone(), run_id.clone());
         tokio::spawn(async move {
-            match outputs {
-                Some(outputs) => {
+            match work {
+                Work::Send { thread_id, text } => {
+                    engine
+                        .send(&thread_id, &text, &run_id, sink.as_ref())
+                        .await
+                }
+                Work::Submit(outputs) => {
                     engine
                         .submit_tool_outputs(&run_id, outputs, sink.as_ref())
                         .await
                 }
-                None => engine.drive_run(&run_id, sink.as_ref()).await,
             }
         })
     };
@@ -371,12 +381,16 @@ async fn slash(
     flow_path: Option<&Path>,
 ) -> Result<bool, String> {
     let (name, rest) = command.split_once(' ').unwrap_or((command, ""));
-    let fresh = engine
-        .thread_header(&thread.id)
-        .await
-        .map_err(|e| e.to_string())?;
+    // The thread's header as the store has it now, for the commands that show it.
+    let fresh = async || {
+        engine
+            .thread_header(&thread.id)
+            .await
+            .map_err(|e| e.to_string())
+    };
     match name {
         "slots" => {
+            let fresh = fresh().await?;
             let slots: Vec<String> = flow
                 .slots
                 .keys()
@@ -395,6 +409,7 @@ async fn slash(
             ));
         }
         "metadata" => {
+            let fresh = fresh().await?;
             let pairs: Vec<String> = fresh
                 .metadata
                 .iter()
