@@ -521,9 +521,16 @@ async fn send_adds_the_message_and_runs_as_the_three_calls_do() {
         .send(&thread.id, "fly me to LIS", &run_id, &log)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!((run.id.as_str(), run.status), (run_id.as_str(), RunStatus::Completed));
+    assert_eq!(
+        (run.id.as_str(), run.status),
+        (run_id.as_str(), RunStatus::Completed)
+    );
     assert!(run.started_at.is_some() && run.completed_at.is_some());
-    let stored = h.store.thread(&thread.id).await.unwrap_or_else(|e| panic!("{e}"));
+    let stored = h
+        .store
+        .thread(&thread.id)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(stored.active_run, None);
     let kinds: Vec<&str> = stored
         .messages
@@ -537,23 +544,39 @@ async fn send_adds_the_message_and_runs_as_the_three_calls_do() {
         })
         .collect();
     assert_eq!(kinds, ["user", "tool_calls", "tool_output", "assistant"]);
-    assert_eq!(stored.messages[0].run_id, None, "the user's message is no run's");
+    assert_eq!(
+        stored.messages[0].run_id, None,
+        "the user's message is no run's"
+    );
     assert_eq!(h.store.run(&run_id).await, Ok(run));
     assert!(log.events().iter().any(|e| matches!(
         e,
-        Event::Status { status: RunStatus::InProgress, .. }
+        Event::Status {
+            status: RunStatus::InProgress,
+            ..
+        }
     )));
     // Empty text, a reused run id, and a thread another run holds are refused, with
     // nothing written.
     assert!(matches!(
-        h.engine.send(&thread.id, "  ", &clarion_engine::new_id("run"), &NoEvents).await,
+        h.engine
+            .send(&thread.id, "  ", &clarion_engine::new_id("run"), &NoEvents)
+            .await,
         Err(EngineError::EmptyMessage)
     ));
-    let queued = h.engine.create_run(&thread.id).await.unwrap_or_else(|e| panic!("{e}"));
+    let queued = h
+        .engine
+        .create_run(&thread.id)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert!(matches!(
         h.engine.send(&thread.id, "again", &clarion_engine::new_id("run"), &NoEvents).await,
         Err(EngineError::Store(StoreError::Locked { run_id, .. })) if run_id == queued.id
     ));
-    let stored = h.store.thread(&thread.id).await.unwrap_or_else(|e| panic!("{e}"));
+    let stored = h
+        .store
+        .thread(&thread.id)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(stored.messages.len(), 4);
 }

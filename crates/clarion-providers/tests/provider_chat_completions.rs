@@ -846,7 +846,10 @@ fn the_body_is_written_byte_for_byte_as_the_value_tree_was() {
                 String::from_utf8_lossy(&reference),
                 "stream {stream}, legacy {legacy}, {n} messages"
             );
-            assert_eq!(request_body(&config, &request), value_body(&config, &request));
+            assert_eq!(
+                request_body(&config, &request),
+                value_body(&config, &request)
+            );
         }
     }
 }

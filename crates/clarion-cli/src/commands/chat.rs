@@ -288,7 +288,14 @@ async fn turn(
         thread_id: thread_id.to_owned(),
         text: text.to_owned(),
     };
-    let mut run = drive(engine, sink, clarion_engine::new_id("run"), work, &input.hangup).await?;
+    let mut run = drive(
+        engine,
+        sink,
+        clarion_engine::new_id("run"),
+        work,
+        &input.hangup,
+    )
+    .await?;
     while run.status == RunStatus::RequiresAction && !input.hung_up() {
         let mut outputs = Vec::new();
         for call in &run.required_action {
@@ -337,9 +344,7 @@ async fn drive(
         tokio::spawn(async move {
             match work {
                 Work::Send { thread_id, text } => {
-                    engine
-                        .send(&thread_id, &text, &run_id, sink.as_ref())
-                        .await
+                    engine.send(&thread_id, &text, &run_id, sink.as_ref()).await
                 }
                 Work::Submit(outputs) => {
                     engine

@@ -462,7 +462,11 @@ pub async fn begin_run_after_appends_the_message_and_locks(store: &dyn ThreadSto
             run_id: "run_ba".to_owned(),
         })
     );
-    assert_eq!(load(store, "thread_ba").await.messages.len(), 1, "nothing appended");
+    assert_eq!(
+        load(store, "thread_ba").await.messages.len(),
+        1,
+        "nothing appended"
+    );
     assert_eq!(
         store.run("run_bb").await,
         Err(StoreError::RunNotFound("run_bb".to_owned()))

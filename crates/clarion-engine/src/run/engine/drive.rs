@@ -260,11 +260,11 @@ impl Engine {
             ),
         }
         .map_err(|e| {
-                format!(
-                    "the instructions failed to render: {}",
-                    template::describe(&e)
-                )
-            })
+            format!(
+                "the instructions failed to render: {}",
+                template::describe(&e)
+            )
+        })
     }
 }
 
