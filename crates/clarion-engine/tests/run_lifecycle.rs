@@ -13,7 +13,7 @@ use clarion_engine::{Engine, EngineError, RunStatus, ToolOutputSubmission};
 use clarion_engine::{Event, EventLog, NoEvents};
 use clarion_engine::{FnExecutor, ToolError, ToolExecutor, ToolRequest};
 use clarion_engine::{MemoryStore, StoreError, ThreadStore};
-use clarion_engine::{Metadata, MetadataError, OutputStatus};
+use clarion_engine::{MessageKind, Metadata, MetadataError, OutputStatus};
 use serde_json::{Value, json};
 use support::*;
 
@@ -504,4 +504,79 @@ async fn slots_fill_missing_arguments_on_later_turns() {
         [OutputStatus::Ok, OutputStatus::Ok],
         "the slot answered what the model left out"
     );
+}
+
+#[tokio::test]
+async fn send_adds_the_message_and_runs_as_the_three_calls_do() {
+    let h = travel(vec![
+        ScriptedTurn::call("search", r#"{"destination": "LIS"}"#),
+        ScriptedTurn::text("TP3 it is."),
+        ScriptedTurn::text("Again."),
+    ]);
+    let thread = h.thread().await;
+    let log = EventLog::new();
+    let run_id = clarion_engine::new_id("run");
+    let run = h
+        .engine
+        .send(&thread.id, "fly me to LIS", &run_id, &log)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        (run.id.as_str(), run.status),
+        (run_id.as_str(), RunStatus::Completed)
+    );
+    assert!(run.started_at.is_some() && run.completed_at.is_some());
+    let stored = h
+        .store
+        .thread(&thread.id)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(stored.active_run, None);
+    let kinds: Vec<&str> = stored
+        .messages
+        .iter()
+        .map(|m| match &m.kind {
+            MessageKind::User { .. } => "user",
+            MessageKind::ToolCalls { .. } => "tool_calls",
+            MessageKind::ToolOutput { .. } => "tool_output",
+            MessageKind::Assistant { .. } => "assistant",
+            _ => "other",
+        })
+        .collect();
+    assert_eq!(kinds, ["user", "tool_calls", "tool_output", "assistant"]);
+    assert_eq!(
+        stored.messages[0].run_id, None,
+        "the user's message is no run's"
+    );
+    assert_eq!(h.store.run(&run_id).await, Ok(run));
+    assert!(log.events().iter().any(|e| matches!(
+        e,
+        Event::Status {
+            status: RunStatus::InProgress,
+            ..
+        }
+    )));
+    // Empty text, a reused run id, and a thread another run holds are refused, with
+    // nothing written.
+    assert!(matches!(
+        h.engine
+            .send(&thread.id, "  ", &clarion_engine::new_id("run"), &NoEvents)
+            .await,
+        Err(EngineError::EmptyMessage)
+    ));
+    let queued = h
+        .engine
+        .create_run(&thread.id)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(matches!(
+        h.engine.send(&thread.id, "again", &clarion_engine::new_id("run"), &NoEvents).await,
+        Err(EngineError::Store(StoreError::Locked { run_id, .. })) if run_id == queued.id
+    ));
+    let stored = h
+        .store
+        .thread(&thread.id)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(stored.messages.len(), 4);
 }

@@ -19,7 +19,11 @@
 use clarion_engine::{IncompleteReason, ModelErrorKind};
 use std::collections::BTreeMap;
 
-use serde_json::{Value, json};
+use std::borrow::Cow;
+
+use serde::ser::{SerializeMap, SerializeSeq};
+use serde::{Serialize, Serializer};
+use serde_json::{Map, Value, json};
 
 use crate::config::{ContextRole, ProviderConfig};
 use crate::http::{ChunkReader, ProviderClient};
@@ -58,8 +62,16 @@ impl Model for ChatCompletions {
     ) -> BoxFuture<'a, Result<ModelResponse, ModelError>> {
         Box::pin(async move {
             let config = self.client.config();
-            let body = request_body(config, &request);
-            let response = self.client.post("chat/completions", &body).await?;
+            let body = serde_json::to_vec(&RequestBody::new(config, &request)).map_err(|e| {
+                ModelError::new(
+                    ModelErrorKind::Configuration,
+                    format!("cannot serialize the request body: {e}"),
+                )
+            })?;
+            let response = self
+                .client
+                .post_json("chat/completions", body.into())
+                .await?;
             if config.stream {
                 read_stream(&self.client, response, events).await
             } else {
@@ -81,64 +93,167 @@ impl Model for ChatCompletions {
 /// The request body for `request`.
 #[must_use]
 pub fn request_body(config: &ProviderConfig, request: &ModelRequest<'_>) -> Value {
-    let mut body = definition_offering(
-        request.flow,
-        ExportFormat::ChatCompletions,
-        request.instructions.to_owned(),
-        &|tool| request.offers(tool),
-    );
-    if let Some(model) = &config.model {
-        body.insert("model".to_owned(), Value::String(model.clone()));
-    }
-    if let Some(choice) = request.tool_choice_override(ExportFormat::ChatCompletions) {
-        body.insert("tool_choice".to_owned(), choice);
-    }
-    if config.legacy_max_tokens
-        && let Some(n) = body.remove("max_completion_tokens")
-    {
-        body.insert("max_tokens".to_owned(), n);
-    }
-    let mut messages = vec![json!({ "role": "system", "content": request.instructions })];
-    messages.extend(
-        request
-            .messages
-            .iter()
-            .map(|m| message(&m.kind, config.context_role)),
-    );
-    body.insert("messages".to_owned(), Value::Array(messages));
-    if config.stream {
-        body.insert("stream".to_owned(), Value::Bool(true));
-        body.insert(
-            "stream_options".to_owned(),
-            json!({ "include_usage": true }),
-        );
-    }
-    Value::Object(body)
+    // Serializing into a `Value` cannot fail: every key is a string.
+    serde_json::to_value(RequestBody::new(config, request)).unwrap_or_default()
 }
 
-fn message(kind: &MessageKind, context_role: ContextRole) -> Value {
-    match kind {
-        MessageKind::User { text } => json!({ "role": "user", "content": text }),
-        MessageKind::Assistant { text } | MessageKind::Question { text, .. } => {
-            json!({ "role": "assistant", "content": text })
+/// The request body, serialized straight from the thread's messages: [`request_body`]'s
+/// JSON, byte for byte, without building a `Value` tree of the whole history for every
+/// request (on a long thread, building and dropping it was most of a step's CPU).
+pub struct RequestBody<'a> {
+    /// Everything but the messages, in order; `messages` holds its place.
+    head: Map<String, Value>,
+    instructions: &'a str,
+    messages: &'a [clarion_engine::Message],
+    context_role: ContextRole,
+}
+
+impl<'a> RequestBody<'a> {
+    /// The body for `request`.
+    #[must_use]
+    pub fn new(config: &ProviderConfig, request: &ModelRequest<'a>) -> Self {
+        let mut body = definition_offering(
+            request.flow,
+            ExportFormat::ChatCompletions,
+            request.instructions.to_owned(),
+            &|tool| request.offers(tool),
+        );
+        if let Some(model) = &config.model {
+            body.insert("model".to_owned(), Value::String(model.clone()));
         }
-        MessageKind::ToolCalls { text, calls } => json!({
-            "role": "assistant",
-            "content": text,
-            "tool_calls": calls.iter().map(|c| json!({
-                "id": c.id,
-                "type": "function",
-                "function": { "name": c.name, "arguments": c.arguments },
-            })).collect::<Vec<_>>(),
-        }),
+        if let Some(choice) = request.tool_choice_override(ExportFormat::ChatCompletions) {
+            body.insert("tool_choice".to_owned(), choice);
+        }
+        if config.legacy_max_tokens
+            && let Some(n) = body.remove("max_completion_tokens")
+        {
+            body.insert("max_tokens".to_owned(), n);
+        }
+        // A placeholder where the messages go, so the keys keep the order they always had.
+        body.insert("messages".to_owned(), Value::Null);
+        if config.stream {
+            body.insert("stream".to_owned(), Value::Bool(true));
+            body.insert(
+                "stream_options".to_owned(),
+                json!({ "include_usage": true }),
+            );
+        }
+        Self {
+            head: body,
+            instructions: request.instructions,
+            messages: request.messages,
+            context_role: config.context_role,
+        }
+    }
+}
+
+impl Serialize for RequestBody<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.head.len()))?;
+        for (key, value) in &self.head {
+            if key == "messages" {
+                map.serialize_entry(key, &Messages(self))?;
+            } else {
+                map.serialize_entry(key, value)?;
+            }
+        }
+        map.end()
+    }
+}
+
+/// The `messages` array: the instructions as the system message, then the thread's.
+struct Messages<'b, 'a>(&'b RequestBody<'a>);
+
+impl Serialize for Messages<'_, '_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let body = self.0;
+        let mut seq = serializer.serialize_seq(Some(body.messages.len() + 1))?;
+        seq.serialize_element(&Out::Text {
+            role: "system",
+            content: body.instructions.into(),
+        })?;
+        for message in body.messages {
+            seq.serialize_element(&out(&message.kind, body.context_role))?;
+        }
+        seq.end()
+    }
+}
+
+/// One Chat Completions message, its keys in the order the protocol's examples use.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Out<'a> {
+    Text {
+        role: &'static str,
+        content: Cow<'a, str>,
+    },
+    Calls {
+        role: &'static str,
+        content: Option<&'a str>,
+        tool_calls: Vec<OutCall<'a>>,
+    },
+    Tool {
+        role: &'static str,
+        tool_call_id: &'a str,
+        content: &'a str,
+    },
+}
+
+#[derive(Serialize)]
+struct OutCall<'a> {
+    id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    function: OutFunction<'a>,
+}
+
+#[derive(Serialize)]
+struct OutFunction<'a> {
+    name: &'a str,
+    arguments: &'a str,
+}
+
+fn text<'a>(role: &'static str, content: &'a str) -> Out<'a> {
+    Out::Text {
+        role,
+        content: content.into(),
+    }
+}
+
+fn out(kind: &MessageKind, context_role: ContextRole) -> Out<'_> {
+    match kind {
+        MessageKind::User { text: content } => text("user", content),
+        MessageKind::Assistant { text: content } | MessageKind::Question { text: content, .. } => {
+            text("assistant", content)
+        }
+        MessageKind::ToolCalls { text, calls } => Out::Calls {
+            role: "assistant",
+            content: text.as_deref(),
+            tool_calls: calls
+                .iter()
+                .map(|c| OutCall {
+                    id: &c.id,
+                    kind: "function",
+                    function: OutFunction {
+                        name: &c.name,
+                        arguments: &c.arguments,
+                    },
+                })
+                .collect(),
+        },
         MessageKind::ToolOutput {
             call_id, content, ..
-        } => {
-            json!({ "role": "tool", "tool_call_id": call_id, "content": content })
-        }
-        MessageKind::Context { text, .. } => match context_role {
-            ContextRole::System => json!({ "role": "system", "content": text }),
-            ContextRole::User => json!({ "role": "user", "content": format!("[context] {text}") }),
+        } => Out::Tool {
+            role: "tool",
+            tool_call_id: call_id,
+            content,
+        },
+        MessageKind::Context { text: content, .. } => match context_role {
+            ContextRole::System => text("system", content),
+            ContextRole::User => Out::Text {
+                role: "user",
+                content: format!("[context] {content}").into(),
+            },
         },
     }
 }

@@ -58,6 +58,21 @@ impl ProviderClient {
         endpoint: &str,
         body: &Value,
     ) -> Result<reqwest::Response, ModelError> {
+        let body = serde_json::to_vec(body).map_err(|e| {
+            ModelError::new(
+                ModelErrorKind::Configuration,
+                format!("cannot serialize the request body: {e}"),
+            )
+        })?;
+        self.post_json(endpoint, body.into()).await
+    }
+
+    /// [`ProviderClient::post`] with a body already serialized (JSON).
+    pub async fn post_json(
+        &self,
+        endpoint: &str,
+        body: bytes::Bytes,
+    ) -> Result<reqwest::Response, ModelError> {
         let mut url = reqwest::Url::parse(&self.config.url(endpoint)).map_err(|e| {
             ModelError::new(
                 ModelErrorKind::Configuration,
@@ -72,7 +87,12 @@ impl ProviderClient {
         }
         let mut attempt = 0;
         loop {
-            let mut request = self.client.post(url.clone()).json(body);
+            // What `RequestBuilder::json` does, with the bytes shared across retries.
+            let mut request = self
+                .client
+                .post(url.clone())
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.clone());
             if !self.config.stream {
                 request = request.timeout(self.config.request_timeout);
             }

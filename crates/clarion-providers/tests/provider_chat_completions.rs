@@ -698,3 +698,158 @@ fn a_tool_that_follows_another_is_left_out_until_the_user_answered_its_result() 
         ["search_flights", "search_hotels", "book_flight"]
     );
 }
+
+/// The body as it was built before `RequestBody` (a `Value` tree), the reference for its
+/// bytes.
+fn value_body(config: &ProviderConfig, request: &ModelRequest<'_>) -> Value {
+    fn message(kind: &MessageKind, context_role: ContextRole) -> Value {
+        match kind {
+            MessageKind::User { text } => json!({ "role": "user", "content": text }),
+            MessageKind::Assistant { text } | MessageKind::Question { text, .. } => {
+                json!({ "role": "assistant", "content": text })
+            }
+            MessageKind::ToolCalls { text, calls } => json!({
+                "role": "assistant",
+                "content": text,
+                "tool_calls": calls.iter().map(|c| json!({
+                    "id": c.id,
+                    "type": "function",
+                    "function": { "name": c.name, "arguments": c.arguments },
+                })).collect::<Vec<_>>(),
+            }),
+            MessageKind::ToolOutput {
+                call_id, content, ..
+            } => json!({ "role": "tool", "tool_call_id": call_id, "content": content }),
+            MessageKind::Context { text, .. } => match context_role {
+                ContextRole::System => json!({ "role": "system", "content": text }),
+                ContextRole::User => {
+                    json!({ "role": "user", "content": format!("[context] {text}") })
+                }
+            },
+        }
+    }
+    let mut body = clarion_flow::export::definition_offering(
+        request.flow,
+        clarion_flow::export::ExportFormat::ChatCompletions,
+        request.instructions.to_owned(),
+        &|tool| request.offers(tool),
+    );
+    if let Some(model) = &config.model {
+        body.insert("model".to_owned(), Value::String(model.clone()));
+    }
+    if let Some(choice) =
+        request.tool_choice_override(clarion_flow::export::ExportFormat::ChatCompletions)
+    {
+        body.insert("tool_choice".to_owned(), choice);
+    }
+    if config.legacy_max_tokens
+        && let Some(n) = body.remove("max_completion_tokens")
+    {
+        body.insert("max_tokens".to_owned(), n);
+    }
+    let mut messages = vec![json!({ "role": "system", "content": request.instructions })];
+    messages.extend(
+        request
+            .messages
+            .iter()
+            .map(|m| message(&m.kind, config.context_role)),
+    );
+    body.insert("messages".to_owned(), Value::Array(messages));
+    if config.stream {
+        body.insert("stream".to_owned(), Value::Bool(true));
+        body.insert(
+            "stream_options".to_owned(),
+            json!({ "include_usage": true }),
+        );
+    }
+    Value::Object(body)
+}
+
+#[test]
+fn the_body_is_written_byte_for_byte_as_the_value_tree_was() {
+    use clarion_providers::chat_completions::RequestBody;
+    let flow = personal_finance();
+    let with = |kind| Message {
+        id: "x".into(),
+        run_id: None,
+        created_at: 0,
+        kind,
+        metadata: Metadata::default(),
+    };
+    let call = |id: &str| ToolCall {
+        id: id.into(),
+        name: "calculate_savings_timeline".into(),
+        arguments: r#"{"goal_amount": 12000, "note": "a \"quoted\" é\n"}"#.into(),
+    };
+    let messages = [
+        user("I save 1000 a month \"tab\"\t and ünïcode 🙂; how long to 12000?"),
+        with(MessageKind::ToolCalls {
+            text: None,
+            calls: vec![call("call_1"), call("call_2")],
+        }),
+        with(MessageKind::ToolOutput {
+            call_id: "call_1".into(),
+            name: "calculate_savings_timeline".into(),
+            status: OutputStatus::Ok,
+            content: r#"{"months": 12}"#.into(),
+        }),
+        with(MessageKind::ToolOutput {
+            call_id: "call_2".into(),
+            name: "calculate_savings_timeline".into(),
+            status: OutputStatus::Error,
+            content: "failed\u{0}".into(),
+        }),
+        with(MessageKind::Context {
+            tool: "calculate_savings_timeline".into(),
+            text: "The goal is reachable.".into(),
+        }),
+        with(MessageKind::ToolCalls {
+            text: Some("Let me check.".into()),
+            calls: vec![call("call_3")],
+        }),
+        with(MessageKind::Assistant {
+            text: "12 months.".into(),
+        }),
+        with(MessageKind::Question {
+            call_id: "call_4".into(),
+            tool: "calculate_savings_timeline".into(),
+            params: vec!["goal_amount".into()],
+            text: "Which goal?".into(),
+            confirm: false,
+        }),
+        user(""),
+    ];
+    for (stream, legacy, role, model, words_only) in [
+        (false, false, ContextRole::System, None, false),
+        (true, true, ContextRole::User, Some("qwen2.5"), true),
+        (true, false, ContextRole::System, Some("m"), false),
+    ] {
+        let mut config = ProviderConfig::new("http://x/v1");
+        config.stream = stream;
+        config.legacy_max_tokens = legacy;
+        config.context_role = role;
+        config.model = model.map(str::to_owned);
+        for n in [0, 1, messages.len()] {
+            let request = ModelRequest {
+                flow: &flow,
+                instructions: "You help.\n{\"not\": \"json\"}",
+                messages: &messages[..n],
+                history: &messages[..n],
+                words_only,
+            };
+            let reference = serde_json::to_vec(&value_body(&config, &request))
+                .unwrap_or_else(|e| panic!("{e}"));
+            let written = serde_json::to_vec(&RequestBody::new(&config, &request))
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(
+                String::from_utf8_lossy(&written),
+                String::from_utf8_lossy(&reference),
+                "stream {stream}, legacy {legacy}, {n} messages"
+            );
+            assert_eq!(
+                request_body(&config, &request),
+                value_body(&config, &request)
+            );
+        }
+    }
+}

@@ -153,11 +153,15 @@ const MIGRATIONS: &[&str] = &[
 ///
 /// Every method runs its query on Tokio's blocking pool (`spawn_blocking`) when called on
 /// a Tokio runtime, so a slow disk or a long transaction of another process never stalls
-/// a runtime worker; elsewhere it runs in place. Cancel safe: the query runs to its end
-/// (one transaction, committed or rolled back) whether or not its future is still there.
+/// a runtime worker; elsewhere it runs in place. A handle made with
+/// [`SqliteStore::in_place`] also runs in place on a current-thread runtime. Cancel safe:
+/// the query runs to its end (one transaction, committed or rolled back) whether or not
+/// its future is still there.
 #[derive(Clone)]
 pub struct SqliteStore {
     db: Arc<Db>,
+    /// Run queries in place on a current-thread runtime ([`SqliteStore::in_place`]).
+    in_place: bool,
 }
 
 /// The connection and the blocking operations on it.
@@ -264,7 +268,10 @@ impl SqliteStore {
         let mut db = Db::setup(conn, Some(path.to_path_buf()))?;
         db.presence = presence(path).map(Mutex::new);
         db.lease = (!lease.is_zero()).then(|| lease.max(Duration::from_millis(30)));
-        Ok(Self { db: Arc::new(db) })
+        Ok(Self {
+            db: Arc::new(db),
+            in_place: false,
+        })
     }
 
     /// A private in-memory store (tests).
@@ -272,6 +279,7 @@ impl SqliteStore {
         let conn = Connection::open_in_memory().context(|| "opening an in-memory store".into())?;
         Ok(Self {
             db: Arc::new(Db::setup(conn, None)?),
+            in_place: false,
         })
     }
 
@@ -281,13 +289,34 @@ impl SqliteStore {
         self.db.path.as_deref()
     }
 
-    /// Runs `operation` on the blocking pool (or in place, off a Tokio runtime).
+    /// This handle, running its queries on the calling thread when that thread runs a
+    /// current-thread Tokio runtime, instead of handing each one to the blocking pool and
+    /// back: for a process driving one conversation (`clarion chat`), where that hop costs
+    /// more than most queries and there is no other task a query could stall for long
+    /// (a query waits at most [`BUSY_TIMEOUT`] for another process's transaction). On a
+    /// multi-thread runtime (a server) queries still go to the blocking pool, so a slow
+    /// store never stalls a worker. Still cancel safe: a query runs whole within one poll.
+    #[must_use]
+    pub fn in_place(mut self) -> Self {
+        self.in_place = true;
+        self
+    }
+
+    /// Runs `operation` on the blocking pool, or in place: off a Tokio runtime, or on a
+    /// current-thread one for an [`in_place`](SqliteStore::in_place) handle.
     fn blocking<T: Send + 'static>(
         &self,
         operation: impl FnOnce(&Db) -> Result<T, StoreError> + Send + 'static,
     ) -> BoxFuture<'static, Result<T, StoreError>> {
         let db = Arc::clone(&self.db);
         match tokio::runtime::Handle::try_current() {
+            Ok(runtime)
+                if self.in_place
+                    && runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread =>
+            {
+                // On the first poll, whole: no await point, so nothing half-done to drop.
+                Box::pin(async move { operation(&db) })
+            }
             Ok(runtime) => Box::pin(async move {
                 runtime
                     .spawn_blocking(move || operation(&db))
@@ -1060,11 +1089,16 @@ impl Db {
         })
     }
 
-    fn begin_run(&self, run: &Run) -> Result<(), StoreError> {
+    /// Begins `run`, after appending `message` if there is one: one transaction.
+    fn begin_run(&self, message: Option<&Message>, run: &Run) -> Result<(), StoreError> {
         let thread_id = &run.thread_id;
         let beginning = || format!("starting run `{}` on thread `{thread_id}`", run.id);
         let body = to_json(run, || format!("run `{}`", run.id))?;
         self.write_unlocked(thread_id, beginning, |tx| {
+            if let Some(message) = message {
+                let count = message_count(tx, thread_id)?;
+                insert_messages(tx, thread_id, count, std::slice::from_ref(message))?;
+            }
             // The creator holds the new run's lease, so no other process takes over a run
             // that is only waiting for its creator to drive it.
             let (owner, until) = match self.lease {
@@ -1508,7 +1542,16 @@ impl ThreadStore for SqliteStore {
 
     fn begin_run<'a>(&'a self, run: &'a Run) -> BoxFuture<'a, Result<(), StoreError>> {
         let run = run.clone();
-        self.blocking(move |db| db.begin_run(&run))
+        self.blocking(move |db| db.begin_run(None, &run))
+    }
+
+    fn begin_run_after<'a>(
+        &'a self,
+        message: &'a Message,
+        run: &'a Run,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        let (message, run) = (message.clone(), run.clone());
+        self.blocking(move |db| db.begin_run(Some(&message), &run))
     }
 
     fn commit<'a>(&'a self, step: Step<'a>) -> BoxFuture<'a, Result<(), StoreError>> {

@@ -42,6 +42,26 @@ mod sqlite_file {
     });
 }
 
+/// A file store running its queries in place (`clarion chat`), on a current-thread runtime
+/// where it does so.
+mod sqlite_file_in_place {
+    struct InFile {
+        _dir: tempfile::TempDir,
+        store: clarion_store::SqliteStore,
+    }
+
+    impl clarion_engine::contract::Fixture for InFile {
+        fn store(&self) -> &dyn clarion_engine::ThreadStore {
+            &self.store
+        }
+    }
+
+    clarion_engine::store_contract!(current_thread; async {
+        let (dir, store) = super::sqlite_file();
+        Some(InFile { _dir: dir, store: store.in_place() })
+    });
+}
+
 // ---- SQLite only --------------------------------------------------------------------------
 
 fn sqlite_memory() -> SqliteStore {

@@ -61,7 +61,7 @@ pub(crate) fn run(args: &ChatArgs) -> Result<Exit, CliError> {
 pub(crate) fn run_flow(args: &ChatArgs, source: &FlowSource<'_>) -> Result<Exit, CliError> {
     // One conversation needs no parallelism: a current-thread runtime runs the run's task,
     // the input and the signals on this thread, with no wake-ups across worker threads
-    // (blocking work — SQLite, stdin — still goes to the blocking pool).
+    // (stdin is read on the blocking pool; SQLite runs in place, see `open`).
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -114,10 +114,16 @@ async fn open(
     let store: Arc<dyn ThreadStore> = if crate::store::is_url(&args.store) {
         Arc::new(crate::store::postgres(&args.store, clarion_store_postgres::DEFAULT_LEASE).await?)
     } else {
-        Arc::new(SqliteStore::open(&args.store).map_err(|e| CliError::Store {
-            path: shown.clone(),
-            reason: e.to_string(),
-        })?)
+        // One conversation on a current-thread runtime: queries run in place, without a
+        // hop to the blocking pool and back for each of a turn's dozen store calls.
+        Arc::new(
+            SqliteStore::open(&args.store)
+                .map_err(|e| CliError::Store {
+                    path: shown.clone(),
+                    reason: e.to_string(),
+                })?
+                .in_place(),
+        )
     };
     let overrides = ProviderOverrides {
         base_url: args.base_url.clone(),
@@ -276,15 +282,20 @@ async fn turn(
     input: &mut Input,
     sink: &Arc<Terminal>,
 ) -> Result<Run, String> {
-    engine
-        .add_message(thread_id, text)
-        .await
-        .map_err(|e| e.to_string())?;
-    let run = engine
-        .create_run(thread_id)
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut run = drive(engine, sink, run.id.clone(), None, &input.hangup).await?;
+    // The message and the run's start in one store write (`Engine::send`); the run's id is
+    // known beforehand, for Ctrl-C.
+    let work = Work::Send {
+        thread_id: thread_id.to_owned(),
+        text: text.to_owned(),
+    };
+    let mut run = drive(
+        engine,
+        sink,
+        clarion_engine::new_id("run"),
+        work,
+        &input.hangup,
+    )
+    .await?;
     while run.status == RunStatus::RequiresAction && !input.hung_up() {
         let mut outputs = Vec::new();
         for call in &run.required_action {
@@ -304,32 +315,42 @@ async fn turn(
                 output,
             });
         }
-        run = drive(engine, sink, run.id.clone(), Some(outputs), &input.hangup).await?;
+        let work = Work::Submit(outputs);
+        run = drive(engine, sink, run.id.clone(), work, &input.hangup).await?;
     }
     sink.end_line();
     Ok(run)
 }
 
-/// Drives a run (or submits outputs to one) in a task, cancelling it on Ctrl-C or when
-/// the terminal closes.
+/// What [`drive`] does with its run.
+enum Work {
+    /// Adds the user's message and starts the run with it.
+    Send { thread_id: String, text: String },
+    /// Submits client tool outputs to the run.
+    Submit(Vec<ToolOutputSubmission>),
+}
+
+/// Drives a run in a task, cancelling it on Ctrl-C or when the terminal closes.
 async fn drive(
     engine: &Arc<Engine>,
     sink: &Arc<Terminal>,
     run_id: String,
-    outputs: Option<Vec<ToolOutputSubmission>>,
+    work: Work,
     hangup: &watch::Receiver<bool>,
 ) -> Result<Run, String> {
     sink.spinner.spin("thinking");
     let task = {
         let (engine, sink, run_id) = (engine.clone(), sink.clone(), run_id.clone());
         tokio::spawn(async move {
-            match outputs {
-                Some(outputs) => {
+            match work {
+                Work::Send { thread_id, text } => {
+                    engine.send(&thread_id, &text, &run_id, sink.as_ref()).await
+                }
+                Work::Submit(outputs) => {
                     engine
                         .submit_tool_outputs(&run_id, outputs, sink.as_ref())
                         .await
                 }
-                None => engine.drive_run(&run_id, sink.as_ref()).await,
             }
         })
     };
@@ -365,12 +386,16 @@ async fn slash(
     flow_path: Option<&Path>,
 ) -> Result<bool, String> {
     let (name, rest) = command.split_once(' ').unwrap_or((command, ""));
-    let fresh = engine
-        .thread_header(&thread.id)
-        .await
-        .map_err(|e| e.to_string())?;
+    // The thread's header as the store has it now, for the commands that show it.
+    let fresh = async || {
+        engine
+            .thread_header(&thread.id)
+            .await
+            .map_err(|e| e.to_string())
+    };
     match name {
         "slots" => {
+            let fresh = fresh().await?;
             let slots: Vec<String> = flow
                 .slots
                 .keys()
@@ -389,6 +414,7 @@ async fn slash(
             ));
         }
         "metadata" => {
+            let fresh = fresh().await?;
             let pairs: Vec<String> = fresh
                 .metadata
                 .iter()

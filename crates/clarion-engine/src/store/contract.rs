@@ -432,6 +432,50 @@ pub async fn add_user_message_appends_unless_locked(store: &dyn ThreadStore) {
     assert_eq!(ids, ["msg_1", "msg_2"], "nothing appended while locked");
 }
 
+/// The contract: `begin_run_after_appends_the_message_and_locks`.
+pub async fn begin_run_after_appends_the_message_and_locks(store: &dyn ThreadStore) {
+    store
+        .insert_thread(&thread("thread_ba"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        store
+            .begin_run_after(&user("msg_x", "x"), &run("run_x", "thread_nope"))
+            .await,
+        Err(StoreError::ThreadNotFound("thread_nope".to_owned()))
+    );
+    // A run may begin already started (the engine folds its start into its creation).
+    let mut first = run("run_ba", "thread_ba");
+    first.status = RunStatus::InProgress;
+    first.started_at = Some(3_001);
+    store
+        .begin_run_after(&user("msg_1", "one"), &first)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let loaded = load(store, "thread_ba").await;
+    assert_eq!(loaded.active_run.as_deref(), Some("run_ba"));
+    assert_eq!(loaded.messages, [user("msg_1", "one")]);
+    assert_eq!(store.run("run_ba").await, Ok(first.clone()));
+    assert_eq!(
+        store
+            .begin_run_after(&user("msg_2", "two"), &run("run_bb", "thread_ba"))
+            .await,
+        Err(StoreError::Locked {
+            thread_id: "thread_ba".to_owned(),
+            run_id: "run_ba".to_owned(),
+        })
+    );
+    assert_eq!(
+        load(store, "thread_ba").await.messages.len(),
+        1,
+        "nothing appended"
+    );
+    assert_eq!(
+        store.run("run_bb").await,
+        Err(StoreError::RunNotFound("run_bb".to_owned()))
+    );
+}
+
 /// The contract: `message_metadata_is_replaced_unless_locked`.
 pub async fn message_metadata_is_replaced_unless_locked(store: &dyn ThreadStore) {
     store
@@ -1018,6 +1062,10 @@ pub async fn a_run_that_ended_is_not_revived_by_a_stale_step(store: &dyn ThreadS
 /// `Option<impl Fixture>`; `None` skips the check (a store whose server is not configured
 /// here, which the fixture says on stderr).
 ///
+/// The checks run on a two-worker runtime; `current_thread;` before the fixture runs them
+/// on a current-thread one (a store that behaves differently there, as SQLite's
+/// `in_place`).
+///
 /// ```ignore
 /// mod memory_store {
 ///     clarion_engine::store_contract!(async { Some(clarion_engine::store::MemoryStore::new()) });
@@ -1025,12 +1073,13 @@ pub async fn a_run_that_ended_is_not_revived_by_a_stale_step(store: &dyn ThreadS
 /// ```
 #[macro_export]
 macro_rules! store_contract {
-    ($fixture:expr) => {
-        $crate::store_contract!(@each $fixture;
+    (@flavor $flavor:tt; $fixture:expr) => {
+        $crate::store_contract!(@each $flavor; $fixture;
             insert_load_delete,
             duplicate_thread,
             thread_ids_newest_first_with_limit,
             add_user_message_appends_unless_locked,
+            begin_run_after_appends_the_message_and_locks,
             message_metadata_is_replaced_unless_locked,
             locked_threads_are_listed,
             begin_run_locks_until_the_run_is_terminal,
@@ -1044,9 +1093,9 @@ macro_rules! store_contract {
             a_run_that_ended_is_not_revived_by_a_stale_step,
         );
     };
-    (@each $fixture:expr; $($name:ident),* $(,)?) => {
+    (@each $flavor:tt; $fixture:expr; $($name:ident),* $(,)?) => {
         $(
-            #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[::tokio::test $flavor]
             async fn $name() {
                 let Some(fixture) = ($fixture).await else {
                     return;
@@ -1055,5 +1104,11 @@ macro_rules! store_contract {
                     .await;
             }
         )*
+    };
+    (current_thread; $fixture:expr) => {
+        $crate::store_contract!(@flavor (flavor = "current_thread"); $fixture);
+    };
+    ($fixture:expr) => {
+        $crate::store_contract!(@flavor (flavor = "multi_thread", worker_threads = 2); $fixture);
     };
 }

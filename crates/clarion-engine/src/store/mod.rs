@@ -366,6 +366,22 @@ pub trait ThreadStore: Send + Sync {
     ) -> BoxFuture<'a, Result<(), StoreError>>;
     /// Locks the thread for `run` and stores the run, unless another active run holds it.
     fn begin_run<'a>(&'a self, run: &'a Run) -> BoxFuture<'a, Result<(), StoreError>>;
+    /// Appends the user's `message` and begins `run` (as [`ThreadStore::begin_run`]) on
+    /// the run's thread, unless another active run holds it: how a conversation's turn
+    /// starts, in one write where the store can (SQLite: one transaction). The default
+    /// calls [`ThreadStore::add_user_message`] then [`ThreadStore::begin_run`], so a
+    /// failure or a drop between them leaves the message without its run, as two separate
+    /// calls would.
+    fn begin_run_after<'a>(
+        &'a self,
+        message: &'a Message,
+        run: &'a Run,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            self.add_user_message(&run.thread_id, message).await?;
+            self.begin_run(run).await
+        })
+    }
     /// Applies one step atomically.
     fn commit<'a>(&'a self, step: Step<'a>) -> BoxFuture<'a, Result<(), StoreError>>;
     /// Ids of the threads whose lock names a run — what crash recovery has to look at.

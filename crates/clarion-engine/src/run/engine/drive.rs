@@ -262,11 +262,15 @@ impl Engine {
             .iter()
             .map(|(k, v)| (k.clone(), Value::String(v.clone())))
             .collect();
-        template::render_instructions(
-            &self.part(thread).flow.assistant.instructions,
-            &thread.slots,
-            &metadata,
-        )
+        let part = self.part(thread);
+        match &part.instructions {
+            Some(compiled) => compiled.render_instructions(&thread.slots, &metadata),
+            None => template::render_instructions(
+                &part.flow.assistant.instructions,
+                &thread.slots,
+                &metadata,
+            ),
+        }
         .map_err(|e| {
             format!(
                 "the instructions failed to render: {}",
