@@ -362,6 +362,18 @@ impl Builder {
         }
     }
 
+    /// A thick `sets` edge from node `from` to `slot`, if it is a declared slot.
+    fn sets(&mut self, from: &str, slot: &str, label: String) {
+        if let Some(to) = self.slot_id(slot) {
+            self.edges.push(Edge {
+                from: from.to_owned(),
+                to,
+                kind: EdgeKind::Sets,
+                label,
+            });
+        }
+    }
+
     /// A flow tool's other flow: what `with` hands it, what `returns` brings back.
     fn handoff(&mut self, id: String, link: &FlowLink) -> Node {
         let mut label = vec![if link.comes_back() {
@@ -377,14 +389,7 @@ impl Builder {
         self.reads(&read, &id);
         for (own, theirs) in &link.returns {
             label.push(format!("returns {own} ← {}.{theirs}", link.flow.name));
-            if let Some(to) = self.slot_id(own) {
-                self.edges.push(Edge {
-                    from: id.clone(),
-                    to,
-                    kind: EdgeKind::Sets,
-                    label: format!("returns {own}"),
-                });
-            }
+            self.sets(&id, own, format!("returns {own}"));
         }
         Node {
             id,
@@ -454,14 +459,7 @@ impl Builder {
         }
         self.reads(&read, &id);
         for slot in rule.set.keys() {
-            if let Some(to) = self.slot_id(slot) {
-                self.edges.push(Edge {
-                    from: id.clone(),
-                    to,
-                    kind: EdgeKind::Sets,
-                    label: format!("sets {slot}"),
-                });
-            }
+            self.sets(&id, slot, format!("sets {slot}"));
         }
         Node {
             id,

@@ -17,7 +17,7 @@ use serde_json::Value;
 
 use crate::catalog::LoadOptions;
 use crate::check::Checker;
-use crate::check::params::declared_types;
+use crate::check::params::{declared_types, overlaps};
 use crate::diagnostic::{Diagnostic, DiagnosticKind};
 use crate::model::Flow;
 use crate::spans::pointer;
@@ -363,11 +363,7 @@ fn types_fit(
     else {
         return;
     };
-    let number = |t: &str| t == "number" || t == "integer";
-    let fits = from_types
-        .iter()
-        .any(|a| to_types.iter().any(|b| a == b || (number(a) && number(b))));
-    if !fits {
+    if !overlaps(&from_types, &to_types) {
         checker.report(
             Diagnostic::new(
                 DiagnosticKind::HandoffSlotType {

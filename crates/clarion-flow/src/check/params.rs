@@ -408,7 +408,8 @@ pub fn is_numeric(schema: &Value) -> bool {
     })
 }
 
-fn overlaps(a: &[String], b: &[String]) -> bool {
+/// Whether two lists of JSON Schema types share one (`integer` and `number` count as one).
+pub(crate) fn overlaps(a: &[String], b: &[String]) -> bool {
     let number = |t: &str| t == "number" || t == "integer";
     a.iter()
         .any(|x| b.iter().any(|y| x == y || (number(x) && number(y))))
