@@ -6,6 +6,8 @@ loopback. Driven by scripts/bench-roundtrip.sh; figures in docs/benchmarks.md.
     bench_roundtrip.py server PORT            the scripted server (run by `main`)
     bench_roundtrip.py sdk BASE_URL N MODE    the Python hand loop (run by `main`)
     bench_roundtrip.py main CLARION N_FRESH N_LONG   everything, prints the tables
+    bench_roundtrip.py compare N REPS CLARION...      several builds and the Python loop in
+                                                      turn, REPS times, N fresh turns each
 
 The server answers a request with a tool call of `calculate_savings_timeline` when no tool
 result follows the user's last question, and with a short text when one does, so every user turn is one round trip: request -> tool call -> tool -> request ->
@@ -388,5 +390,48 @@ def main(clarion, n_fresh, n_long):
         server.wait()
 
 
+def compare(n, reps, *binaries):
+    """Builds side by side: each binary (streaming, fresh threads) and the Python loop in
+    turn, `reps` times, so a before and an after share the machine's load."""
+    n, reps = int(n), int(reps)
+    python = os.environ.get("CLARION_SDK_PYTHON", sys.executable)
+    port = free_port()
+    server = subprocess.Popen([sys.executable, __file__, "server", str(port)],
+                              stdout=subprocess.PIPE)
+    server.stdout.readline()
+    base_url = f"http://127.0.0.1:{port}/v1"
+    work = tempfile.mkdtemp(prefix="clarion-compare-")
+    definition = f"{work}/definition.json"
+    with open(definition, "wb") as f:
+        f.write(subprocess.run([binaries[0], "export", "--format", "chat-completions",
+                                "flows/personal-finance.toml"],
+                               check=True, capture_output=True).stdout)
+    print(f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load average "
+          f"{os.getloadavg()[0]:.1f}, {os.cpu_count()} CPUs; {n} fresh turns, streaming")
+    try:
+        rows = {}
+        for rep in range(reps):
+            for i, binary in enumerate(binaries):
+                per_turn = clarion_chat(binary, base_url, n, "fresh",
+                                        f"{work}/b{i}-{rep}.db", [])[0]
+                rows.setdefault(binary, []).append(statistics.median(per_turn[1:]))
+                stats(port)
+            per_turn = python_loop(base_url, n, "fresh", python, definition)[0]
+            rows.setdefault("python", []).append(statistics.median(per_turn[1:]))
+            stats(port)
+        print("| median CPU per round trip | " + " | ".join(f"run {r + 1}" for r in range(reps))
+              + " |")
+        print("| --- |" + " --- |" * reps)
+        for name, meds in rows.items():
+            print(f"| {name} | " + " | ".join(ms(m) for m in meds) + " |")
+        for binary in binaries:
+            ratios = [c / p for c, p in zip(rows[binary], rows["python"])]
+            print(f"| ratio {binary} / python | "
+                  + " | ".join(f"{r:.3f} (1/{1 / r:.1f})" for r in ratios) + " |")
+    finally:
+        server.terminate()
+        server.wait()
+
+
 if __name__ == "__main__":
-    {"server": serve, "sdk": sdk, "main": main}[sys.argv[1]](*sys.argv[2:])
+    {"server": serve, "sdk": sdk, "main": main, "compare": compare}[sys.argv[1]](*sys.argv[2:])

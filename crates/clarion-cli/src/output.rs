@@ -9,28 +9,42 @@ use clarion_flow::Flow;
 use clarion_flow::LoadReport;
 use clarion_flow::diagnostic::{Severity, render};
 
-/// Writes `text` to stdout.
+/// Writes `text` to stdout in one `write` (a piped reader sees whole lines).
 pub(crate) fn out(text: &str) {
-    let mut stdout = anstream::stdout().lock();
-    let _ = stdout.write_all(text.as_bytes());
-    let _ = stdout.flush();
+    write_once(&mut std::io::stdout().lock(), stdout_styled(), text);
 }
 
-/// Writes `text` to stderr.
+/// Writes `text` to stderr in one `write`.
 pub(crate) fn err(text: &str) {
-    let mut stderr = anstream::stderr().lock();
-    let _ = stderr.write_all(text.as_bytes());
-    let _ = stderr.flush();
+    write_once(&mut std::io::stderr().lock(), stderr_styled(), text);
 }
 
-/// Whether styled output would reach a colour terminal on stdout.
+/// Strips styles first when the stream takes none, so the text goes out in one write:
+/// `anstream` writes each unstyled run on its own (a line and its newline apart).
+fn write_once(stream: &mut impl Write, styled: bool, text: &str) {
+    let _ = if styled || !text.contains('\x1b') {
+        stream.write_all(text.as_bytes())
+    } else {
+        stream.write_all(anstream::adapter::strip_str(text).to_string().as_bytes())
+    };
+    let _ = stream.flush();
+}
+
+/// Whether styled output would reach a colour terminal on stdout (asked once: the answer
+/// reads the environment and the stream).
 pub(crate) fn stdout_styled() -> bool {
-    anstream::AutoStream::choice(&std::io::stdout()) != anstream::ColorChoice::Never
+    static STYLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *STYLED.get_or_init(|| {
+        anstream::AutoStream::choice(&std::io::stdout()) != anstream::ColorChoice::Never
+    })
 }
 
-/// Whether styled output would reach a colour terminal on stderr.
+/// Whether styled output would reach a colour terminal on stderr (asked once).
 pub(crate) fn stderr_styled() -> bool {
-    anstream::AutoStream::choice(&std::io::stderr()) != anstream::ColorChoice::Never
+    static STYLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *STYLED.get_or_init(|| {
+        anstream::AutoStream::choice(&std::io::stderr()) != anstream::ColorChoice::Never
+    })
 }
 
 /// `error: MESSAGE` on stderr, rustc style.

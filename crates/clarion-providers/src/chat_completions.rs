@@ -33,7 +33,7 @@ use clarion_engine::Usage;
 use clarion_engine::{Event, EventSink};
 use clarion_engine::{MessageKind, ToolCall};
 use clarion_engine::{Model, ModelError, ModelRequest, ModelResponse, ModelTurn};
-use clarion_flow::export::{ExportFormat, definition_offering};
+use clarion_flow::export::{ExportFormat, definition_borrowing};
 
 /// A Chat Completions model.
 #[derive(Debug, Clone)]
@@ -101,8 +101,10 @@ pub fn request_body(config: &ProviderConfig, request: &ModelRequest<'_>) -> Valu
 /// JSON, byte for byte, without building a `Value` tree of the whole history for every
 /// request (on a long thread, building and dropping it was most of a step's CPU).
 pub struct RequestBody<'a> {
-    /// Everything but the messages, in order; `messages` holds its place.
+    /// Everything but the messages and the tools, in order; `null`s hold their places.
     head: Map<String, Value>,
+    /// The offered tools, borrowed from the flow's export cache.
+    tools: Vec<&'a Value>,
     instructions: &'a str,
     messages: &'a [clarion_engine::Message],
     context_role: ContextRole,
@@ -112,10 +114,11 @@ impl<'a> RequestBody<'a> {
     /// The body for `request`.
     #[must_use]
     pub fn new(config: &ProviderConfig, request: &ModelRequest<'a>) -> Self {
-        let mut body = definition_offering(
+        // The instructions go in as the first message when the body is written.
+        let (mut body, tools) = definition_borrowing(
             request.flow,
             ExportFormat::ChatCompletions,
-            request.instructions.to_owned(),
+            String::new(),
             &|tool| request.offers(tool),
         );
         if let Some(model) = &config.model {
@@ -140,6 +143,7 @@ impl<'a> RequestBody<'a> {
         }
         Self {
             head: body,
+            tools,
             instructions: request.instructions,
             messages: request.messages,
             context_role: config.context_role,
@@ -153,6 +157,8 @@ impl Serialize for RequestBody<'_> {
         for (key, value) in &self.head {
             if key == "messages" {
                 map.serialize_entry(key, &Messages(self))?;
+            } else if key == "tools" {
+                map.serialize_entry(key, &self.tools)?;
             } else {
                 map.serialize_entry(key, value)?;
             }

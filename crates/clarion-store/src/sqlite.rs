@@ -359,9 +359,61 @@ impl Db {
     }
 
     /// The connection. A panic while it was held cannot leave a transaction open (a
-    /// dropped `Transaction` rolls back), so a poisoned lock is safe to take over.
+    /// dropped [`Tx`] rolls back), so a poisoned lock is safe to take over.
     fn conn(&self) -> MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A transaction whose `BEGIN`, `COMMIT` and `ROLLBACK` are cached statements: rusqlite's
+/// `Transaction` parses each anew (`execute_batch`), a measurable share of a chat turn's
+/// four short transactions. Dropped without [`commit`](Tx::commit), it rolls back.
+struct Tx<'c> {
+    conn: &'c Connection,
+    open: bool,
+}
+
+impl<'c> Tx<'c> {
+    /// `BEGIN IMMEDIATE`: the write lock is taken before anything is read.
+    fn write(conn: &'c Connection) -> rusqlite::Result<Self> {
+        Self::begin(conn, "BEGIN IMMEDIATE")
+    }
+
+    /// `BEGIN`: one snapshot for several reads.
+    fn read(conn: &'c Connection) -> rusqlite::Result<Self> {
+        Self::begin(conn, "BEGIN")
+    }
+
+    fn begin(conn: &'c Connection, sql: &str) -> rusqlite::Result<Self> {
+        conn.prepare_cached(sql)?.execute([])?;
+        Ok(Self { conn, open: true })
+    }
+
+    fn commit(mut self) -> rusqlite::Result<()> {
+        self.conn.prepare_cached("COMMIT")?.execute([])?;
+        self.open = false;
+        Ok(())
+    }
+}
+
+impl std::ops::Deref for Tx<'_> {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        self.conn
+    }
+}
+
+impl Drop for Tx<'_> {
+    fn drop(&mut self) {
+        // A failed `COMMIT` (busy) leaves the transaction open too; `is_autocommit` says
+        // whether SQLite already ended it (an error that rolls back by itself).
+        if self.open && !self.conn.is_autocommit() {
+            let _ = self
+                .conn
+                .prepare_cached("ROLLBACK")
+                .and_then(|mut stmt| stmt.execute([]));
+        }
     }
 }
 
@@ -907,10 +959,8 @@ impl Db {
     fn insert_thread(&self, thread: &Thread) -> Result<(), StoreError> {
         let inserting = || format!("inserting thread `{}`", thread.id);
         let (slots, metadata, pending, route) = thread_columns(&thread.header())?;
-        let mut conn = self.conn();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .context(inserting)?;
+        let conn = self.conn();
+        let tx = Tx::write(&conn).context(inserting)?;
         let inserted = tx
             .prepare_cached(
                 "INSERT INTO threads (id, flow, created_at, slots, metadata, pending, active_run,
@@ -944,8 +994,8 @@ impl Db {
         what: impl Fn() -> String,
         read: impl FnOnce(&Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction().context(what)?;
+        let conn = self.conn();
+        let tx = Tx::read(&conn).context(what)?;
         read(&tx)
     }
 
@@ -956,10 +1006,8 @@ impl Db {
         what: impl Fn() -> String,
         write: impl FnOnce(&Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .context(&what)?;
+        let conn = self.conn();
+        let tx = Tx::write(&conn).context(&what)?;
         if let Some(run_id) = holder(&tx, thread_id)? {
             return Err(locked(thread_id, run_id));
         }
@@ -1290,13 +1338,7 @@ impl Db {
     /// Saves the run of a step (inside its transaction): refused when the run already
     /// ended, or when another handle holds its live lease (fencing); a run that rests or
     /// ended gives its lease back.
-    fn save_run(
-        &self,
-        tx: &rusqlite::Transaction<'_>,
-        id: &str,
-        run: &Run,
-        body: &str,
-    ) -> Result<(), StoreError> {
+    fn save_run(&self, tx: &Connection, id: &str, run: &Run, body: &str) -> Result<(), StoreError> {
         let committing = || format!("committing a step of thread `{id}`");
         let previous: Option<(String, bool)> = tx
             .prepare_cached(
@@ -1374,10 +1416,8 @@ impl Db {
             Some(run) => Some(to_json(run, || format!("run `{}`", run.id))?),
             None => None,
         };
-        let mut conn = self.conn();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .context(committing)?;
+        let conn = self.conn();
+        let tx = Tx::write(&conn).context(committing)?;
         let updated = tx
             .prepare_cached(
                 "UPDATE threads SET flow = ?2, slots = ?3, metadata = ?4, pending = ?5,

@@ -18,7 +18,7 @@
 //! with exit 2. While the model or a tool is working a spinner turns on stderr (only when
 //! stderr is a terminal); it is erased before anything else is printed.
 
-use std::io::{IsTerminal as _, Write as _};
+use std::io::{BufRead as _, IsTerminal as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -33,7 +33,7 @@ use clarion_providers::select::{ProviderOverrides, model_for, resolve};
 use clarion_store::SqliteStore;
 use clarion_testing::transcript::Transcript;
 use clarion_tools::ClarionTools;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::args::ChatArgs;
 use crate::error::CliError;
@@ -513,8 +513,17 @@ enum Line {
 /// The user's side of the conversation: the line editor on a terminal, plain lines
 /// otherwise; either gives up when the terminal closes.
 struct Input {
-    editor: Option<Editor>,
+    source: Source,
     hangup: watch::Receiver<bool>,
+}
+
+/// Where lines come from.
+enum Source {
+    /// The line editor, on a terminal.
+    Editor(Editor),
+    /// A pipe or a file, read by one thread for the whole session (a blocking task per
+    /// line cost a thread hand-off per line).
+    Piped(mpsc::Receiver<Line>),
 }
 
 impl Input {
@@ -526,7 +535,8 @@ impl Input {
         } else {
             None
         };
-        Self { editor, hangup }
+        let source = editor.map_or_else(|| Source::Piped(piped_lines()), Source::Editor);
+        Self { source, hangup }
     }
 
     fn hung_up(&self) -> bool {
@@ -538,36 +548,54 @@ impl Input {
         if self.hung_up() {
             return Line::End;
         }
-        let (reply, answer) = oneshot::channel();
-        match &self.editor {
-            Some(editor) => {
-                if editor
-                    .requests
-                    .send(Request {
+        let answer = async {
+            match &mut self.source {
+                Source::Editor(editor) => {
+                    let (reply, answer) = oneshot::channel();
+                    let request = Request {
                         prompt,
                         remember,
                         reply,
-                    })
-                    .is_err()
-                {
-                    return Line::End;
+                    };
+                    if editor.requests.send(request).is_err() {
+                        return Line::End;
+                    }
+                    answer.await.unwrap_or(Line::End)
                 }
+                Source::Piped(lines) => lines.recv().await.unwrap_or(Line::End),
             }
-            None => {
-                tokio::task::spawn_blocking(move || {
-                    let mut line = String::new();
-                    let _ = reply.send(match std::io::stdin().read_line(&mut line) {
-                        Ok(0) | Err(_) => Line::End,
-                        Ok(_) => Line::Text(line.trim_end_matches(['\n', '\r']).to_owned()),
-                    });
-                });
-            }
-        }
+        };
+        let mut hangup = self.hangup.clone();
         tokio::select! {
-            line = answer => line.unwrap_or(Line::End),
-            Ok(_) = self.hangup.wait_for(|closed| *closed) => Line::End,
+            line = answer => line,
+            Ok(_) = hangup.wait_for(|closed| *closed) => Line::End,
         }
     }
+}
+
+/// Reads stdin line by line on a thread of its own, one line ahead of the conversation at
+/// most; the channel closes after the end of the input (or a read error).
+fn piped_lines() -> mpsc::Receiver<Line> {
+    let (sender, lines) = mpsc::channel(1);
+    let reader = move || {
+        let mut stdin = std::io::stdin().lock();
+        loop {
+            let mut line = String::new();
+            let Ok(1..) = stdin.read_line(&mut line) else {
+                return;
+            };
+            let line = Line::Text(line.trim_end_matches(['\n', '\r']).to_owned());
+            if sender.blocking_send(line).is_err() {
+                return;
+            }
+        }
+    };
+    // Without the thread there is no input: the receiver's sender is gone, so it reads
+    // as the end of the input.
+    let _ = std::thread::Builder::new()
+        .name("stdin".to_owned())
+        .spawn(reader);
+    lines
 }
 
 /// A request to the line editor's thread.

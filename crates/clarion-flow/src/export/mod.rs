@@ -183,6 +183,23 @@ pub fn definition_offering(
     instructions: String,
     offered: &dyn Fn(&Tool) -> bool,
 ) -> Map<String, Value> {
+    let (mut body, tools) = definition_borrowing(flow, format, instructions, offered);
+    if let Some(slot) = body.get_mut("tools") {
+        *slot = Value::Array(tools.into_iter().cloned().collect());
+    }
+    body
+}
+
+/// [`definition_offering`] with `tools` left `null` in its place and the offered tools
+/// borrowed from the flow's cache instead: a provider serializes them in that place on
+/// every request without copying their schemas first.
+#[must_use]
+pub fn definition_borrowing<'f>(
+    flow: &'f Flow,
+    format: ExportFormat,
+    instructions: String,
+    offered: &dyn Fn(&Tool) -> bool,
+) -> (Map<String, Value>, Vec<&'f Value>) {
     let assistant = &flow.assistant;
     let mut body = Map::new();
     body.insert("model".to_owned(), Value::String(assistant.model.clone()));
@@ -209,7 +226,7 @@ pub fn definition_offering(
     // No tool offered (only tools that follow others): no tools, and no `tool_choice`,
     // which providers refuse without them.
     if !tools.is_empty() {
-        body.insert("tools".to_owned(), Value::Array(tools));
+        body.insert("tools".to_owned(), Value::Null);
         if format != ExportFormat::Assistants {
             if let Some(choice) = assistant.tool_choice {
                 body.insert(
@@ -254,12 +271,16 @@ pub fn definition_offering(
             body.insert("metadata".to_owned(), Value::Object(meta));
         }
     }
-    body
+    (body, tools)
 }
 
 /// The tools of `flow` that `offered` accepts, as `format` lists them, from the flow's cache
 /// (built once per format: strict-mode schemas are the costly part).
-fn offered_tools(flow: &Flow, format: ExportFormat, offered: &dyn Fn(&Tool) -> bool) -> Vec<Value> {
+fn offered_tools<'f>(
+    flow: &'f Flow,
+    format: ExportFormat,
+    offered: &dyn Fn(&Tool) -> bool,
+) -> Vec<&'f Value> {
     let entry = |function: Map<String, Value>| match format {
         ExportFormat::Responses => {
             let mut entry = Map::new();
@@ -297,6 +318,6 @@ fn offered_tools(flow: &Flow, format: ExportFormat, offered: &dyn Fn(&Tool) -> b
                 .get_index(*i)
                 .is_none_or(|(_, tool)| offered(tool))
         })
-        .map(|(_, entry)| entry.clone())
+        .map(|(_, entry)| entry)
         .collect()
 }
