@@ -195,6 +195,62 @@ async fn a_piped_conversation_is_stored_and_resumable() {
     assert!(out.contains("risk_tolerance (not set)"), "{out}");
 }
 
+/// After `/reset` the new thread is stored with its first turn, or when a command or the
+/// session's end needs it: every thread the session named can be resumed.
+#[tokio::test]
+async fn reset_threads_are_stored_when_spoken_in_used_or_left() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(Model)
+        .mount(&server)
+        .await;
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let flow = flow_for(dir.path(), &format!("{}/v1", server.uri()));
+    let store = dir.path().join("threads.db");
+    let (flow, store) = (flow.display().to_string(), store.display().to_string());
+
+    let session = chat(
+        &[&flow, "--store", &store],
+        "Hello.\n/reset\n/slots\n/reset\nHello again.\n/reset\n",
+    );
+    assert_eq!(session.status.code(), Some(0), "{}", text(&session.stderr));
+    let log = text(&session.stderr);
+    let new: Vec<String> = log
+        .lines()
+        .filter_map(|l| l.strip_prefix("new thread "))
+        .filter_map(|l| l.split_whitespace().next())
+        .map(ToOwned::to_owned)
+        .collect();
+    let [used, spoken, left] = new.as_slice() else {
+        panic!("three new threads in {log}");
+    };
+    assert!(
+        log.contains(&format!("thread {left} saved; resume with --thread {left}")),
+        "{log}"
+    );
+    assert_eq!(
+        text(&session.stdout).matches("You said:").count(),
+        2,
+        "{}",
+        text(&session.stdout)
+    );
+    // The model counts the messages it is sent, the instructions among them.
+    for (thread, remembered) in [(used, 2), (spoken, 4), (left, 2)] {
+        let resumed = chat(
+            &[&flow, "--store", &store, "--thread", thread],
+            "And now?\n",
+        );
+        assert_eq!(resumed.status.code(), Some(0), "{}", text(&resumed.stderr));
+        let out = text(&resumed.stdout);
+        assert!(
+            out.starts_with(&format!(
+                "You said: And now?. I remember {remembered} messages."
+            )),
+            "{thread}: {out}"
+        );
+    }
+}
+
 /// `/save NAME` writes the conversation as a scenario with its accepted snapshot, and
 /// `clarion test` passes on it unchanged; a second save under the same name is refused.
 #[tokio::test]

@@ -507,6 +507,53 @@ async fn slots_fill_missing_arguments_on_later_turns() {
 }
 
 #[tokio::test]
+async fn send_first_stores_a_new_thread_with_its_turn_as_send_does() {
+    let h = travel(vec![
+        ScriptedTurn::call("search", r#"{"destination": "LIS"}"#),
+        ScriptedTurn::text("TP3 it is."),
+        ScriptedTurn::text("Again."),
+    ]);
+    let thread = h.engine.new_thread(Metadata::default());
+    assert_eq!(
+        h.store.thread(&thread.id).await.map(|t| t.id),
+        Err(StoreError::ThreadNotFound(thread.id.clone())),
+        "a new thread is not stored before its first turn"
+    );
+    let run_id = clarion_engine::new_id("run");
+    let run = h
+        .engine
+        .send_first(thread.clone(), "fly me to LIS", &run_id, &NoEvents)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(run.status, RunStatus::Completed);
+    let stored = h.reload(&thread).await;
+    assert_protocol(&stored);
+    assert_eq!(stored.active_run, None);
+    assert_eq!(stored.messages.len(), 4, "user, tool calls, output, reply");
+    assert_eq!(stored.messages[0].run_id, None);
+    assert_eq!(h.store.run(&run_id).await, Ok(run));
+    // The thread goes on as any stored thread; a second first turn is refused whole.
+    let next = h
+        .engine
+        .send(
+            &thread.id,
+            "again",
+            &clarion_engine::new_id("run"),
+            &NoEvents,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(next.status, RunStatus::Completed);
+    assert!(matches!(
+        h.engine
+            .send_first(thread.clone(), "once more", &clarion_engine::new_id("run"), &NoEvents)
+            .await,
+        Err(EngineError::Store(StoreError::Duplicate(id))) if id == thread.id
+    ));
+    assert_eq!(h.reload(&thread).await.messages.len(), 6);
+}
+
+#[tokio::test]
 async fn send_adds_the_message_and_runs_as_the_three_calls_do() {
     let h = travel(vec![
         ScriptedTurn::call("search", r#"{"destination": "LIS"}"#),

@@ -955,36 +955,58 @@ struct OwnedStep {
     run: Option<Run>,
 }
 
+/// Inserts a new thread and its messages (inside a write transaction); `Duplicate` if its
+/// id is taken.
+fn insert_thread_in(tx: &Connection, thread: &Thread) -> Result<(), StoreError> {
+    let inserting = || format!("inserting thread `{}`", thread.id);
+    let (slots, metadata, pending, route) = thread_columns(&thread.header())?;
+    let inserted = tx
+        .prepare_cached(
+            "INSERT INTO threads (id, flow, created_at, slots, metadata, pending, active_run,
+                                  route)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (id) DO NOTHING",
+        )
+        .and_then(|mut stmt| {
+            stmt.execute(params![
+                thread.id,
+                thread.flow,
+                thread.created_at,
+                slots,
+                metadata,
+                pending,
+                thread.active_run,
+                route,
+            ])
+        })
+        .context(inserting)?;
+    if inserted == 0 {
+        return Err(StoreError::Duplicate(thread.id.clone()));
+    }
+    insert_messages(tx, &thread.id, 0, &thread.messages)
+}
+
 impl Db {
     fn insert_thread(&self, thread: &Thread) -> Result<(), StoreError> {
         let inserting = || format!("inserting thread `{}`", thread.id);
-        let (slots, metadata, pending, route) = thread_columns(&thread.header())?;
         let conn = self.conn();
         let tx = Tx::write(&conn).context(inserting)?;
-        let inserted = tx
-            .prepare_cached(
-                "INSERT INTO threads (id, flow, created_at, slots, metadata, pending, active_run,
-                                      route)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (id) DO NOTHING",
-            )
-            .and_then(|mut stmt| {
-                stmt.execute(params![
-                    thread.id,
-                    thread.flow,
-                    thread.created_at,
-                    slots,
-                    metadata,
-                    pending,
-                    thread.active_run,
-                    route,
-                ])
-            })
-            .context(inserting)?;
-        if inserted == 0 {
-            return Err(StoreError::Duplicate(thread.id.clone()));
-        }
-        insert_messages(&tx, &thread.id, 0, &thread.messages)?;
+        insert_thread_in(&tx, thread)?;
         tx.commit().context(inserting)
+    }
+
+    /// A new thread, its first message and its run, in one transaction.
+    fn begin_thread(
+        &self,
+        thread: &Thread,
+        message: &Message,
+        run: &Run,
+    ) -> Result<(), StoreError> {
+        let beginning = || format!("starting thread `{}` with run `{}`", thread.id, run.id);
+        let conn = self.conn();
+        let tx = Tx::write(&conn).context(beginning)?;
+        insert_thread_in(&tx, thread)?;
+        self.start_run_in(&tx, Some(message), run)?;
+        tx.commit().context(beginning)
     }
 
     /// A read transaction: the thread row and its messages come from one snapshot even
@@ -1141,39 +1163,52 @@ impl Db {
     fn begin_run(&self, message: Option<&Message>, run: &Run) -> Result<(), StoreError> {
         let thread_id = &run.thread_id;
         let beginning = || format!("starting run `{}` on thread `{thread_id}`", run.id);
-        let body = to_json(run, || format!("run `{}`", run.id))?;
         self.write_unlocked(thread_id, beginning, |tx| {
-            if let Some(message) = message {
-                let count = message_count(tx, thread_id)?;
-                insert_messages(tx, thread_id, count, std::slice::from_ref(message))?;
-            }
-            // The creator holds the new run's lease, so no other process takes over a run
-            // that is only waiting for its creator to drive it.
-            let (owner, until) = match self.lease {
-                Some(lease) => (Some(self.owner.as_str()), Some(lease_end(lease))),
-                None => (None, None),
-            };
-            tx.prepare_cached(
-                "INSERT INTO runs (id, thread_id, status, created_at, body, lease_owner, lease_until)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )
-            .and_then(|mut stmt| {
-                stmt.execute(params![
-                    run.id,
-                    thread_id,
-                    run.status.as_str(),
-                    run.created_at,
-                    body,
-                    owner,
-                    until
-                ])
-            })
-            .context(beginning)?;
-            tx.prepare_cached("UPDATE threads SET active_run = ?1 WHERE id = ?2")
-                .and_then(|mut stmt| stmt.execute(params![run.id, thread_id]))
-                .context(beginning)?;
-            Ok(())
+            self.start_run_in(tx, message, run)
         })
+    }
+
+    /// Appends `message` (if any), stores `run` and locks its thread for it (inside a
+    /// write transaction that checked no other run holds the thread).
+    fn start_run_in(
+        &self,
+        tx: &Connection,
+        message: Option<&Message>,
+        run: &Run,
+    ) -> Result<(), StoreError> {
+        let thread_id = &run.thread_id;
+        let beginning = || format!("starting run `{}` on thread `{thread_id}`", run.id);
+        let body = to_json(run, || format!("run `{}`", run.id))?;
+        if let Some(message) = message {
+            let count = message_count(tx, thread_id)?;
+            insert_messages(tx, thread_id, count, std::slice::from_ref(message))?;
+        }
+        // The creator holds the new run's lease, so no other process takes over a run
+        // that is only waiting for its creator to drive it.
+        let (owner, until) = match self.lease {
+            Some(lease) => (Some(self.owner.as_str()), Some(lease_end(lease))),
+            None => (None, None),
+        };
+        tx.prepare_cached(
+            "INSERT INTO runs (id, thread_id, status, created_at, body, lease_owner, lease_until)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )
+        .and_then(|mut stmt| {
+            stmt.execute(params![
+                run.id,
+                thread_id,
+                run.status.as_str(),
+                run.created_at,
+                body,
+                owner,
+                until
+            ])
+        })
+        .context(beginning)?;
+        tx.prepare_cached("UPDATE threads SET active_run = ?1 WHERE id = ?2")
+            .and_then(|mut stmt| stmt.execute(params![run.id, thread_id]))
+            .context(beginning)?;
+        Ok(())
     }
 
     /// One query over the threads table instead of loading every thread and its messages
@@ -1592,6 +1627,16 @@ impl ThreadStore for SqliteStore {
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         let (message, run) = (message.clone(), run.clone());
         self.blocking(move |db| db.begin_run(Some(&message), &run))
+    }
+
+    fn begin_thread<'a>(
+        &'a self,
+        thread: &'a Thread,
+        message: &'a Message,
+        run: &'a Run,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        let (thread, message, run) = (thread.clone(), message.clone(), run.clone());
+        self.blocking(move |db| db.begin_thread(&thread, &message, &run))
     }
 
     fn commit<'a>(&'a self, step: Step<'a>) -> BoxFuture<'a, Result<(), StoreError>> {

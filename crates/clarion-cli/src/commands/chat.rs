@@ -76,7 +76,7 @@ pub(crate) fn run_flow(args: &ChatArgs, source: &FlowSource<'_>) -> Result<Exit,
 struct Session {
     engine: Arc<Engine>,
     flow: Arc<Flow>,
-    thread: Thread,
+    current: Current,
     banner: String,
 }
 
@@ -137,23 +137,24 @@ async fn open(
         path: shown.clone(),
         reason: e.to_string(),
     })?;
-    let thread = match &args.thread {
-        Some(id) => engine.thread(id).await.map_err(|e| match e {
-            clarion_engine::EngineError::Store(StoreError::ThreadNotFound(_)) => {
-                CliError::UnknownThread(id.clone(), shown.clone())
-            }
-            other => CliError::Store {
-                path: shown.clone(),
-                reason: other.to_string(),
-            },
-        })?,
-        None => engine
-            .create_thread(Metadata::default())
-            .await
-            .map_err(|e| CliError::Store {
-                path: shown.clone(),
-                reason: e.to_string(),
+    let current = match &args.thread {
+        Some(id) => Current {
+            thread: engine.thread(id).await.map_err(|e| match e {
+                clarion_engine::EngineError::Store(StoreError::ThreadNotFound(_)) => {
+                    CliError::UnknownThread(id.clone(), shown.clone())
+                }
+                other => CliError::Store {
+                    path: shown.clone(),
+                    reason: other.to_string(),
+                },
             })?,
+            stored: true,
+        },
+        // Stored with the first turn (one write instead of two), or at the end.
+        None => Current {
+            thread: engine.new_thread(Metadata::default()),
+            stored: false,
+        },
     };
     let (_, config) = resolve(&flow, &overrides, &|name| std::env::var(name).ok());
     let model_name = config
@@ -162,12 +163,12 @@ async fn open(
         .unwrap_or_else(|| flow.assistant.model.clone());
     let banner = format!(
         "{} · {model_name} at {} · thread {}",
-        flow.name, config.base_url, thread.id
+        flow.name, config.base_url, current.thread.id
     );
     Ok(Some(Session {
         engine,
         flow,
-        thread,
+        current,
         banner,
     }))
 }
@@ -177,7 +178,7 @@ async fn chat(args: &ChatArgs, source: &FlowSource<'_>) -> Result<Exit, CliError
     let Some(Session {
         engine,
         flow,
-        mut thread,
+        mut current,
         banner,
     }) = open(args, source, &spinner).await?
     else {
@@ -209,11 +210,17 @@ async fn chat(args: &ChatArgs, source: &FlowSource<'_>) -> Result<Exit, CliError
             continue;
         }
         if let Some(command) = line.strip_prefix('/') {
+            if command.trim() != "reset"
+                && let Err(message) = current.keep(&engine).await
+            {
+                output::error_line(&message);
+                continue;
+            }
             match slash(
                 command,
                 &engine,
                 &flow,
-                &mut thread,
+                &mut current,
                 &mut transcript,
                 &crate::store::shown(&args.store),
                 matches!(source, FlowSource::File).then_some(args.flow.as_path()),
@@ -229,7 +236,7 @@ async fn chat(args: &ChatArgs, source: &FlowSource<'_>) -> Result<Exit, CliError
             }
         }
         transcript.user(line);
-        match turn(&engine, &thread.id, line, &mut input, &sink).await {
+        match turn(&engine, &mut current, line, &mut input, &sink).await {
             Ok(run) => {
                 transcript.events(&sink.take());
                 transcript.run(&run);
@@ -259,43 +266,61 @@ async fn chat(args: &ChatArgs, source: &FlowSource<'_>) -> Result<Exit, CliError
             Err(message) => output::error_line(&message),
         }
     }
-    if input.hung_up() {
+    Ok(farewell(&engine, current, input.hung_up(), exit).await)
+}
+
+/// Ends the session: stores a thread never spoken in, as the last line promises.
+async fn farewell(engine: &Engine, mut current: Current, hung_up: bool, exit: Exit) -> Exit {
+    if let Err(message) = current.keep(engine).await {
+        output::error_line(&message);
+    }
+    let id = &current.thread.id;
+    if hung_up {
         // Nobody may read this, but a log capturing stderr would.
         output::error_line(&format!(
-            "the terminal closed; thread {} is saved: resume it with --thread {}",
-            thread.id, thread.id
+            "the terminal closed; thread {id} is saved: resume it with --thread {id}"
         ));
-        return Ok(Exit::Usage);
+        return Exit::Usage;
     }
-    note(&format!(
-        "thread {} saved; resume with --thread {}",
-        thread.id, thread.id
-    ));
-    Ok(exit)
+    note(&format!("thread {id} saved; resume with --thread {id}"));
+    exit
 }
 
 /// One user turn: the message, the run (cancelled by Ctrl-C), and client tool outputs.
 async fn turn(
     engine: &Arc<Engine>,
-    thread_id: &str,
+    current: &mut Current,
     text: &str,
     input: &mut Input,
     sink: &Arc<Terminal>,
 ) -> Result<Run, String> {
-    // The message and the run's start in one store write (`Engine::send`); the run's id is
-    // known beforehand, for Ctrl-C.
-    let work = Work::Send {
-        thread_id: thread_id.to_owned(),
-        text: text.to_owned(),
+    // The message and the run's start in one store write (`Engine::send`), with the thread
+    // itself after `/reset` (`Engine::send_first`); the run's id is known beforehand, for
+    // Ctrl-C.
+    let work = if current.stored {
+        Work::Send {
+            thread_id: current.thread.id.clone(),
+            text: text.to_owned(),
+        }
+    } else {
+        Work::SendFirst {
+            thread: Box::new(current.thread.clone()),
+            text: text.to_owned(),
+        }
     };
-    let mut run = drive(
+    let first = drive(
         engine,
         sink,
         clarion_engine::new_id("run"),
         work,
         &input.hangup,
     )
-    .await?;
+    .await;
+    if !current.stored {
+        // Failed before its write, the thread is still not stored.
+        current.stored = first.is_ok() || engine.thread_header(&current.thread.id).await.is_ok();
+    }
+    let mut run = first?;
     while run.status == RunStatus::RequiresAction && !input.hung_up() {
         let mut outputs = Vec::new();
         for call in &run.required_action {
@@ -322,10 +347,34 @@ async fn turn(
     Ok(run)
 }
 
+/// The session's thread. After `/reset` it is stored with its first turn, or when a
+/// command or the session's end needs it ([`Current::keep`]).
+struct Current {
+    thread: Thread,
+    stored: bool,
+}
+
+impl Current {
+    /// Stores the thread if it is not yet.
+    async fn keep(&mut self, engine: &Engine) -> Result<(), String> {
+        if !self.stored {
+            engine
+                .store()
+                .insert_thread(&self.thread)
+                .await
+                .map_err(|e| format!("cannot store thread {}: {e}", self.thread.id))?;
+            self.stored = true;
+        }
+        Ok(())
+    }
+}
+
 /// What [`drive`] does with its run.
 enum Work {
     /// Adds the user's message and starts the run with it.
     Send { thread_id: String, text: String },
+    /// Stores a new thread with the user's message and starts the run with it.
+    SendFirst { thread: Box<Thread>, text: String },
     /// Submits client tool outputs to the run.
     Submit(Vec<ToolOutputSubmission>),
 }
@@ -345,6 +394,11 @@ async fn drive(
             match work {
                 Work::Send { thread_id, text } => {
                     engine.send(&thread_id, &text, &run_id, sink.as_ref()).await
+                }
+                Work::SendFirst { thread, text } => {
+                    engine
+                        .send_first(*thread, &text, &run_id, sink.as_ref())
+                        .await
                 }
                 Work::Submit(outputs) => {
                     engine
@@ -380,7 +434,7 @@ async fn slash(
     command: &str,
     engine: &Engine,
     flow: &Flow,
-    thread: &mut Thread,
+    current: &mut Current,
     transcript: &mut Transcript,
     store: &Path,
     flow_path: Option<&Path>,
@@ -389,7 +443,7 @@ async fn slash(
     // The thread's header as the store has it now, for the commands that show it.
     let fresh = async || {
         engine
-            .thread_header(&thread.id)
+            .thread_header(&current.thread.id)
             .await
             .map_err(|e| e.to_string())
     };
@@ -430,14 +484,15 @@ async fn slash(
             ));
         }
         "reset" => {
-            *thread = engine
-                .create_thread(Metadata::default())
-                .await
-                .map_err(|e| e.to_string())?;
+            // Stored with its first turn, one write instead of two.
+            *current = Current {
+                thread: engine.new_thread(Metadata::default()),
+                stored: false,
+            };
             *transcript = Transcript::for_flow(flow);
             note(&format!(
                 "new thread {} (the old one stays in {})",
-                thread.id,
+                current.thread.id,
                 store.display()
             ));
         }
@@ -450,7 +505,10 @@ async fn slash(
             std::fs::write(path, &text).map_err(|e| format!("cannot write {path}: {e}"))?;
             note(&format!("transcript of this session written to {path}"));
         }
-        "save" => Box::pin(save(engine, flow, &thread.id, rest.trim(), flow_path)).await?,
+        "save" => {
+            let id = &current.thread.id;
+            Box::pin(save(engine, flow, id, rest.trim(), flow_path)).await?;
+        }
         "quit" | "exit" => return Ok(false),
         "help" => output::out(
             "  /slots  /metadata  /reset  /transcript FILE  /save NAME  /quit — Ctrl-C cancels a run, Ctrl-D exits\n",

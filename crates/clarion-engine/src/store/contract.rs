@@ -476,6 +476,44 @@ pub async fn begin_run_after_appends_the_message_and_locks(store: &dyn ThreadSto
     );
 }
 
+/// The contract: `begin_thread_stores_the_thread_its_message_and_run`.
+pub async fn begin_thread_stores_the_thread_its_message_and_run(store: &dyn ThreadStore) {
+    let mut first = run("run_bt", "thread_bt");
+    first.status = RunStatus::InProgress;
+    first.started_at = Some(3_001);
+    store
+        .begin_thread(&thread("thread_bt"), &user("msg_1", "one"), &first)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let loaded = load(store, "thread_bt").await;
+    assert_eq!(loaded.active_run.as_deref(), Some("run_bt"));
+    assert_eq!(loaded.messages, [user("msg_1", "one")]);
+    assert_eq!(store.run("run_bt").await, Ok(first.clone()));
+    assert_eq!(
+        store
+            .thread_header("thread_bt")
+            .await
+            .map(|h| h.message_count),
+        Ok(1)
+    );
+    // A taken id: nothing of the second attempt is written.
+    assert_eq!(
+        store
+            .begin_thread(
+                &thread("thread_bt"),
+                &user("msg_2", "two"),
+                &run("run_bu", "thread_bt")
+            )
+            .await,
+        Err(StoreError::Duplicate("thread_bt".to_owned()))
+    );
+    assert_eq!(load(store, "thread_bt").await.messages.len(), 1);
+    assert_eq!(
+        store.run("run_bu").await,
+        Err(StoreError::RunNotFound("run_bu".to_owned()))
+    );
+}
+
 /// The contract: `message_metadata_is_replaced_unless_locked`.
 pub async fn message_metadata_is_replaced_unless_locked(store: &dyn ThreadStore) {
     store
@@ -1080,6 +1118,7 @@ macro_rules! store_contract {
             thread_ids_newest_first_with_limit,
             add_user_message_appends_unless_locked,
             begin_run_after_appends_the_message_and_locks,
+            begin_thread_stores_the_thread_its_message_and_run,
             message_metadata_is_replaced_unless_locked,
             locked_threads_are_listed,
             begin_run_locks_until_the_run_is_terminal,

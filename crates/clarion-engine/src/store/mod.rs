@@ -382,6 +382,22 @@ pub trait ThreadStore: Send + Sync {
             self.begin_run(run).await
         })
     }
+    /// Stores the new `thread` (as [`ThreadStore::insert_thread`]; `Duplicate` if its id
+    /// is taken) with the user's `message` and begins `run` on it: a conversation's first
+    /// turn, in one write where the store can (SQLite: one transaction). The default calls
+    /// [`ThreadStore::insert_thread`] then [`ThreadStore::begin_run_after`], so a failure
+    /// or a drop between them leaves the thread stored without the message.
+    fn begin_thread<'a>(
+        &'a self,
+        thread: &'a Thread,
+        message: &'a Message,
+        run: &'a Run,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            self.insert_thread(thread).await?;
+            self.begin_run_after(message, run).await
+        })
+    }
     /// Applies one step atomically.
     fn commit<'a>(&'a self, step: Step<'a>) -> BoxFuture<'a, Result<(), StoreError>>;
     /// Ids of the threads whose lock names a run — what crash recovery has to look at.

@@ -202,14 +202,22 @@ impl Engine {
     ///
     /// Cancel safe: dropped before the store answers, the thread may or may not exist.
     pub async fn create_thread(&self, metadata: Metadata) -> Result<Thread, EngineError> {
-        let thread = Thread::new(
+        let thread = self.new_thread(metadata);
+        self.store.insert_thread(&thread).await?;
+        Ok(thread)
+    }
+
+    /// An empty thread of this engine's flow, not stored yet: [`Engine::send_first`] stores
+    /// it with its first message and run in one write ([`ThreadStore::insert_thread`]
+    /// stores it on its own).
+    #[must_use]
+    pub fn new_thread(&self, metadata: Metadata) -> Thread {
+        Thread::new(
             new_id("thread"),
             self.flow.name.clone(),
             self.clock.now_ms(),
             metadata,
-        );
-        self.store.insert_thread(&thread).await?;
-        Ok(thread)
+        )
     }
 
     /// A thread with all its messages, after expiring a `requires_action` run that waited
@@ -408,6 +416,39 @@ impl Engine {
         }
         let header = self.thread_header(thread_id).await?;
         self.check_flow(&header.id, &header.flow)?;
+        self.start_turn(Start::Stored(thread_id), text, run_id, events)
+            .await
+    }
+
+    /// [`Engine::send`] on a thread from [`Engine::new_thread`] that is not stored yet:
+    /// the thread, the message, the run, the thread's lock and the run's lease in one
+    /// write ([`ThreadStore::begin_thread`]), and nothing read back before the run is
+    /// driven. Fails with [`StoreError::Duplicate`] if a thread with its id is stored.
+    ///
+    /// Cancel safe, as [`Engine::drive_run`].
+    pub async fn send_first(
+        &self,
+        thread: Thread,
+        text: &str,
+        run_id: &str,
+        events: &dyn EventSink,
+    ) -> Result<Run, EngineError> {
+        if text.trim().is_empty() {
+            return Err(EngineError::EmptyMessage);
+        }
+        self.check_flow(&thread.id, &thread.flow)?;
+        self.start_turn(Start::New(Box::new(thread)), text, run_id, events)
+            .await
+    }
+
+    /// What [`Engine::send`] and [`Engine::send_first`] share once the thread is known.
+    async fn start_turn(
+        &self,
+        start: Start<'_>,
+        text: &str,
+        run_id: &str,
+        events: &dyn EventSink,
+    ) -> Result<Run, EngineError> {
         let claim = self.claim(run_id)?;
         let now = self.clock.now_ms();
         let message = Message {
@@ -419,20 +460,37 @@ impl Engine {
             },
             metadata: Metadata::default(),
         };
-        let mut run = Run::new(run_id.to_owned(), thread_id.to_owned(), now);
+        let thread_id = match &start {
+            Start::Stored(id) => (*id).to_owned(),
+            Start::New(thread) => thread.id.clone(),
+        };
+        let mut run = Run::new(run_id.to_owned(), thread_id, now);
         Self::set_status(&mut run, RunStatus::InProgress, events);
         run.started_at = Some(now);
         // A leasing store gives the new run's lease to its creator: no claim to take.
-        if let Err(error) = self.store.begin_run_after(&message, &run).await {
+        let begun = match &start {
+            Start::Stored(_) => self.store.begin_run_after(&message, &run).await,
+            Start::New(thread) => self.store.begin_thread(thread, &message, &run).await,
+        };
+        if let Err(error) = begun {
             claim.give_back();
             return Err(error.into());
         }
+        // A new thread is, in the store, exactly itself with the message and the lock.
+        let working = match start {
+            Start::Stored(_) => None,
+            Start::New(mut thread) => {
+                thread.messages.push(message);
+                thread.active_run = Some(run_id.to_owned());
+                Some(*thread)
+            }
+        };
         let _active = crate::observe::ActiveRun::start(&self.flow);
         let span = tracing::info_span!("run", run_id, flow = %self.flow.name);
         let result = self
             .leased(
                 run_id,
-                self.drive_started(run, claim.cancel.clone(), events),
+                self.drive_started(run, working, claim.cancel.clone(), events),
             )
             .instrument(span)
             .await;
@@ -441,14 +499,19 @@ impl Engine {
         result
     }
 
-    /// Drives a run [`Engine::send`] stored `in_progress`.
+    /// Drives a run [`Engine::send`] stored `in_progress`, on `working` when the caller
+    /// knows the thread as stored (a thread it just created), else on the thread read.
     async fn drive_started(
         &self,
         mut run: Run,
+        working: Option<Thread>,
         cancel: watch::Receiver<bool>,
         events: &dyn EventSink,
     ) -> Result<Run, EngineError> {
-        let (mut thread, mut indices) = self.working_thread(&run.thread_id).await?;
+        let (mut thread, mut indices) = match working {
+            Some(thread) => (thread, Indices::default()),
+            None => self.working_thread(&run.thread_id).await?,
+        };
         self.drive(&mut thread, &mut indices, &mut run, cancel, events)
             .await?;
         self.kept.keep(thread, indices);
@@ -904,4 +967,10 @@ impl Engine {
             })
         }
     }
+}
+
+/// The thread a turn starts on: one the store has, or a new one stored with the turn.
+enum Start<'a> {
+    Stored(&'a str),
+    New(Box<Thread>),
 }
