@@ -1453,29 +1453,34 @@ impl Db {
         };
         let conn = self.conn();
         let tx = Tx::write(&conn).context(committing)?;
-        let updated = tx
+        // The row's message count comes back with the update: one statement, not two.
+        let stored: Option<i64> = tx
             .prepare_cached(
                 "UPDATE threads SET flow = ?2, slots = ?3, metadata = ?4, pending = ?5,
-                 active_run = ?6, route = ?7 WHERE id = ?1",
+                 active_run = ?6, route = ?7 WHERE id = ?1 RETURNING message_count",
             )
             .and_then(|mut stmt| {
-                stmt.execute(params![
-                    id,
-                    thread.flow,
-                    slots,
-                    metadata,
-                    pending,
-                    thread.active_run,
-                    route
-                ])
+                stmt.query_row(
+                    params![
+                        id,
+                        thread.flow,
+                        slots,
+                        metadata,
+                        pending,
+                        thread.active_run,
+                        route
+                    ],
+                    |row| row.get(0),
+                )
+                .optional()
             })
             .context(committing)?;
-        if updated == 0 {
+        let Some(stored) = stored else {
             return Err(StoreError::ThreadNotFound(id.clone()));
-        }
+        };
         // The step must continue exactly where the store is: anything else means the
         // caller's thread is stale, and writing it would leave a hole or a duplicate.
-        let stored = message_count(&tx, id)?;
+        let stored = usize::try_from(stored).unwrap_or_default();
         let appended = step.appended.len();
         if stored + appended != step.total {
             return Err(StoreError::Backend(format!(

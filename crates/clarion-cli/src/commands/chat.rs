@@ -631,10 +631,13 @@ impl Input {
     }
 }
 
-/// Reads stdin line by line on a thread of its own, one line ahead of the conversation at
-/// most; the channel closes after the end of the input (or a read error).
+/// Reads stdin line by line on a thread of its own, up to 64 lines ahead of
+/// the conversation; the channel closes after the end of the input (or a read error).
 fn piped_lines() -> mpsc::Receiver<Line> {
-    let (sender, lines) = mpsc::channel(1);
+    // Room for the lines a script sends at once (`/reset` and a question): a full
+    // channel parks the reader, and waking it again costs a thread hand-off per line.
+    const READ_AHEAD: usize = 64;
+    let (sender, lines) = mpsc::channel(READ_AHEAD);
     let reader = move || {
         let mut stdin = std::io::stdin().lock();
         loop {
