@@ -210,9 +210,8 @@ async fn chat(args: &ChatArgs, source: &FlowSource<'_>) -> Result<Exit, CliError
             continue;
         }
         if let Some(command) = line.strip_prefix('/') {
-            if command.trim() != "reset"
-                && let Err(message) = current.keep(&engine).await
-            {
+            // Every command may read the thread, and `/reset` says the old one stays.
+            if let Err(message) = current.keep(&engine).await {
                 output::error_line(&message);
                 continue;
             }
@@ -295,7 +294,7 @@ async fn turn(
     sink: &Arc<Terminal>,
 ) -> Result<Run, String> {
     // The message and the run's start in one store write (`Engine::send`), with the thread
-    // itself after `/reset` (`Engine::send_first`); the run's id is known beforehand, for
+    // itself when it is new (`Engine::send_first`); the run's id is known beforehand, for
     // Ctrl-C.
     let work = if current.stored {
         Work::Send {
@@ -347,8 +346,8 @@ async fn turn(
     Ok(run)
 }
 
-/// The session's thread. After `/reset` it is stored with its first turn, or when a
-/// command or the session's end needs it ([`Current::keep`]).
+/// The session's thread. A new one (at the start, after `/reset`) is stored with its first
+/// turn, or before a command or at the session's end ([`Current::keep`]).
 struct Current {
     thread: Thread,
     stored: bool,
