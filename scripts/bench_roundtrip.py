@@ -301,20 +301,26 @@ def free_port():
         return s.getsockname()[1]
 
 
-def main(clarion, n_fresh, n_long):
-    n_fresh, n_long = int(n_fresh), int(n_long)
-    python = os.environ.get("CLARION_SDK_PYTHON", sys.executable)
+def set_up(clarion, prefix):
+    """The scripted server on a free port, a work directory, and the flow's exported
+    definition there (what the Python loop sends)."""
     port = free_port()
     server = subprocess.Popen([sys.executable, __file__, "server", str(port)],
                               stdout=subprocess.PIPE)
     server.stdout.readline()
-    base_url = f"http://127.0.0.1:{port}/v1"
-    work = tempfile.mkdtemp(prefix="clarion-bench-")
+    work = tempfile.mkdtemp(prefix=prefix)
     definition = f"{work}/definition.json"
     with open(definition, "wb") as f:
         f.write(subprocess.run([clarion, "export", "--format", "chat-completions",
                                 "flows/personal-finance.toml"],
                                check=True, capture_output=True).stdout)
+    return server, port, f"http://127.0.0.1:{port}/v1", work, definition
+
+
+def main(clarion, n_fresh, n_long):
+    n_fresh, n_long = int(n_fresh), int(n_long)
+    python = os.environ.get("CLARION_SDK_PYTHON", sys.executable)
+    server, port, base_url, work, definition = set_up(clarion, "clarion-bench-")
     print(f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load average "
           f"{os.getloadavg()[0]:.1f}, {os.cpu_count()} CPUs")
     try:
@@ -395,17 +401,7 @@ def compare(n, reps, *binaries):
     turn, `reps` times, so a before and an after share the machine's load."""
     n, reps = int(n), int(reps)
     python = os.environ.get("CLARION_SDK_PYTHON", sys.executable)
-    port = free_port()
-    server = subprocess.Popen([sys.executable, __file__, "server", str(port)],
-                              stdout=subprocess.PIPE)
-    server.stdout.readline()
-    base_url = f"http://127.0.0.1:{port}/v1"
-    work = tempfile.mkdtemp(prefix="clarion-compare-")
-    definition = f"{work}/definition.json"
-    with open(definition, "wb") as f:
-        f.write(subprocess.run([binaries[0], "export", "--format", "chat-completions",
-                                "flows/personal-finance.toml"],
-                               check=True, capture_output=True).stdout)
+    server, port, base_url, work, definition = set_up(binaries[0], "clarion-compare-")
     print(f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load average "
           f"{os.getloadavg()[0]:.1f}, {os.cpu_count()} CPUs; {n} fresh turns, streaming")
     try:

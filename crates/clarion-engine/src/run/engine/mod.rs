@@ -423,7 +423,8 @@ impl Engine {
     /// [`Engine::send`] on a thread from [`Engine::new_thread`] that is not stored yet:
     /// the thread, the message, the run, the thread's lock and the run's lease in one
     /// write ([`ThreadStore::begin_thread`]), and nothing read back before the run is
-    /// driven. Fails with [`StoreError::Duplicate`] if a thread with its id is stored.
+    /// driven. Fails with [`StoreError::Duplicate`](crate::StoreError::Duplicate) if a
+    /// thread with its id is stored.
     ///
     /// Cancel safe, as [`Engine::drive_run`].
     pub async fn send_first(
