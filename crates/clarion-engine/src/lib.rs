@@ -85,7 +85,7 @@ pub use run::{
 };
 pub use store::{
     Lease, MemoryStore, MessagePage, MessageQuery, Order, Step, StoreError, ThreadHeader,
-    ThreadStore,
+    ThreadStore, run_belongs_to,
 };
 pub use thread::{
     Handoff, MAX_KEY_CHARS, MAX_KEYS, MAX_VALUE_CHARS, Message, MessageKind, Metadata,

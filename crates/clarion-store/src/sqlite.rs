@@ -1002,6 +1002,7 @@ impl Db {
         run: &Run,
     ) -> Result<(), StoreError> {
         let beginning = || format!("starting thread `{}` with run `{}`", thread.id, run.id);
+        clarion_engine::run_belongs_to(thread, run)?;
         let conn = self.conn();
         let tx = Tx::write(&conn).context(beginning)?;
         insert_thread_in(&tx, thread)?;

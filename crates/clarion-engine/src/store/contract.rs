@@ -512,6 +512,22 @@ pub async fn begin_thread_stores_the_thread_its_message_and_run(store: &dyn Thre
         store.run("run_bu").await,
         Err(StoreError::RunNotFound("run_bu".to_owned()))
     );
+    // A run of another thread would write that thread unchecked: refused, nothing written.
+    assert!(matches!(
+        store
+            .begin_thread(
+                &thread("thread_bv"),
+                &user("msg_3", "three"),
+                &run("run_bv", "thread_bt")
+            )
+            .await,
+        Err(StoreError::Backend(_))
+    ));
+    assert_eq!(
+        store.thread("thread_bv").await.map(|t| t.id),
+        Err(StoreError::ThreadNotFound("thread_bv".to_owned()))
+    );
+    assert_eq!(load(store, "thread_bt").await.messages.len(), 1);
 }
 
 /// The contract: `message_metadata_is_replaced_unless_locked`.

@@ -300,6 +300,23 @@ impl Step<'_> {
     }
 }
 
+/// The check every [`ThreadStore::begin_thread`] makes first (store implementations call
+/// it): its run must belong to the new thread, or it would write another thread without
+/// checking that thread's lock.
+///
+/// # Errors
+///
+/// [`StoreError::Backend`] naming both, when they differ.
+pub fn run_belongs_to(thread: &Thread, run: &Run) -> Result<(), StoreError> {
+    if run.thread_id == thread.id {
+        return Ok(());
+    }
+    Err(StoreError::Backend(format!(
+        "refusing to start thread `{}` with run `{}` of thread `{}`; nothing was written",
+        thread.id, run.id, run.thread_id
+    )))
+}
+
 /// Where threads and runs are kept. Every method is cancel safe (see the module docs).
 pub trait ThreadStore: Send + Sync {
     /// Stores a new thread.
@@ -386,7 +403,8 @@ pub trait ThreadStore: Send + Sync {
     /// is taken) with the user's `message` and begins `run` on it: a conversation's first
     /// turn, in one write where the store can (SQLite: one transaction). The default calls
     /// [`ThreadStore::insert_thread`] then [`ThreadStore::begin_run_after`], so a failure
-    /// or a drop between them leaves the thread stored without the message.
+    /// or a drop between them leaves the thread stored without the message. A `run` of
+    /// another thread is refused ([`run_belongs_to`]), with nothing written.
     fn begin_thread<'a>(
         &'a self,
         thread: &'a Thread,
@@ -394,6 +412,7 @@ pub trait ThreadStore: Send + Sync {
         run: &'a Run,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
+            run_belongs_to(thread, run)?;
             self.insert_thread(thread).await?;
             self.begin_run_after(message, run).await
         })
