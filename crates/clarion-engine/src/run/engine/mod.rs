@@ -24,7 +24,7 @@ mod claim;
 
 use crate::run::tokens::Counter;
 
-use self::claim::Claims;
+use self::claim::{Claim, Claims};
 mod confirm;
 mod drive;
 mod execute;
@@ -486,15 +486,28 @@ impl Engine {
                 Some(*thread)
             }
         };
-        let _active = crate::observe::ActiveRun::start(&self.flow);
+        let (_active, span) = self.observe_run(run_id);
+        let work = self.drive_started(run, working, claim.cancel.clone(), events);
+        let result = self.leased(run_id, work).instrument(span).await;
+        self.after_driving(claim, run_id, result, events).await
+    }
+
+    /// A driven run counted among the active runs, and its span. (Not a wrapper taking
+    /// the work: a future passed to an async fn is held twice by its caller's.)
+    fn observe_run(&self, run_id: &str) -> (crate::observe::ActiveRun, tracing::Span) {
+        let active = crate::observe::ActiveRun::start(&self.flow);
         let span = tracing::info_span!("run", run_id, flow = %self.flow.name);
-        let result = self
-            .leased(
-                run_id,
-                self.drive_started(run, working, claim.cancel.clone(), events),
-            )
-            .instrument(span)
-            .await;
+        (active, span)
+    }
+
+    /// After driving a run under `claim`: the claim released, the lease given back.
+    async fn after_driving(
+        &self,
+        claim: Claim<'_>,
+        run_id: &str,
+        result: Result<Run, EngineError>,
+        events: &dyn EventSink,
+    ) -> Result<Run, EngineError> {
         let result = self.release_driven(claim, result, events).await;
         self.unlease(run_id, &result).await;
         result
@@ -534,18 +547,10 @@ impl Engine {
             claim.give_back();
             return Err(busy);
         }
-        let _active = crate::observe::ActiveRun::start(&self.flow);
-        let span = tracing::info_span!("run", run_id, flow = %self.flow.name);
-        let result = self
-            .leased(
-                run_id,
-                self.drive_claimed(run_id, claim.cancel.clone(), false, events),
-            )
-            .instrument(span)
-            .await;
-        let result = self.release_driven(claim, result, events).await;
-        self.unlease(run_id, &result).await;
-        result
+        let (_active, span) = self.observe_run(run_id);
+        let work = self.drive_claimed(run_id, claim.cancel.clone(), false, events);
+        let result = self.leased(run_id, work).instrument(span).await;
+        self.after_driving(claim, run_id, result, events).await
     }
 
     /// Takes over a run another process left unfinished — its lease expired
@@ -582,9 +587,7 @@ impl Engine {
                 .await
         };
         let result = self.leased(run_id, result).instrument(span).await;
-        let result = self.release_driven(claim, result, events).await;
-        self.unlease(run_id, &result).await;
-        result
+        self.after_driving(claim, run_id, result, events).await
     }
 
     /// Takes the store's lease of a run (a no-op for a store without leases).
@@ -696,18 +699,10 @@ impl Engine {
             claim.give_back();
             return Err(busy);
         }
-        let _active = crate::observe::ActiveRun::start(&self.flow);
-        let span = tracing::info_span!("run", run_id, flow = %self.flow.name);
-        let result = self
-            .leased(
-                run_id,
-                self.submit_claimed(run_id, outputs, claim.cancel.clone(), events),
-            )
-            .instrument(span)
-            .await;
-        let result = self.release_driven(claim, result, events).await;
-        self.unlease(run_id, &result).await;
-        result
+        let (_active, span) = self.observe_run(run_id);
+        let work = self.submit_claimed(run_id, outputs, claim.cancel.clone(), events);
+        let result = self.leased(run_id, work).instrument(span).await;
+        self.after_driving(claim, run_id, result, events).await
     }
 
     async fn submit_claimed(
