@@ -56,15 +56,12 @@ impl HandingOff {
     /// The handoff through `flow`'s tool `via` that a parameter's `on_exhausted` makes:
     /// no call of that tool was made, so `with` reads no `args`.
     pub(super) fn via(flow: &Flow, via: &str) -> Option<Self> {
-        match &flow.tools.get(via)?.executor {
-            Executor::Flow(link) => Some(Self {
-                call_id: String::new(),
-                tool: via.to_owned(),
-                link: link.clone(),
-                args: Map::new(),
-            }),
-            _ => None,
-        }
+        Some(Self {
+            call_id: String::new(),
+            tool: via.to_owned(),
+            link: link(flow, via)?.clone(),
+            args: Map::new(),
+        })
     }
 }
 
@@ -76,9 +73,9 @@ pub(super) fn output(link: &FlowLink) -> Value {
     })
 }
 
-/// The flow a call hands the thread to, if its tool is a flow tool.
-pub(super) fn link<'f>(flow: &'f Flow, call: &ToolCall) -> Option<&'f FlowLink> {
-    match &flow.tools.get(&call.name)?.executor {
+/// The flow `flow`'s tool `tool` hands the thread to, if it is a flow tool.
+pub(super) fn link<'f>(flow: &'f Flow, tool: &str) -> Option<&'f FlowLink> {
+    match &flow.tools.get(tool)?.executor {
         Executor::Flow(link) => Some(link),
         _ => None,
     }
@@ -100,7 +97,7 @@ pub(super) fn defer_extra(flow: &Flow, calls: &[ToolCall], prepared: &mut [Prepa
     });
     let mut taken = false;
     for (call, prepared) in calls.iter().zip(prepared.iter_mut()) {
-        let Some(link) = link(flow, call) else {
+        let Some(link) = link(flow, &call.name) else {
             continue;
         };
         if !matches!(prepared, Prepared::Ready { .. }) {
@@ -175,7 +172,7 @@ impl Engine {
         let Some(part) = self.parts.get(&before) else {
             return;
         };
-        let Some(Executor::Flow(link)) = part.flow.tools.get(&top.tool).map(|t| &t.executor) else {
+        let Some(link) = link(&part.flow, &top.tool) else {
             return;
         };
         if !link
