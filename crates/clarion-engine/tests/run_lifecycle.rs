@@ -627,3 +627,114 @@ async fn send_adds_the_message_and_runs_as_the_three_calls_do() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(stored.messages.len(), 4);
 }
+
+/// The travel tools, saying `search` is pure when `pure` is set.
+struct Replayable {
+    tools: Arc<dyn ToolExecutor>,
+    pure: bool,
+}
+
+impl ToolExecutor for Replayable {
+    fn execute<'a>(
+        &'a self,
+        request: ToolRequest<'a>,
+    ) -> clarion_engine::BoxFuture<'a, Result<Value, ToolError>> {
+        self.tools.execute(request)
+    }
+
+    fn replayable(&self, tool: &clarion_flow::Tool) -> bool {
+        self.pure && tool.name == "search"
+    }
+}
+
+/// One `send` of a search and its answer (or a model failure after the search when
+/// `answer` is false): the run, the stored thread and how many steps were committed.
+async fn deferring(pure: bool, defer: bool, answer: bool) -> (RunStatus, Vec<MessageKind>, usize) {
+    let mut turns = vec![ScriptedTurn::call("search", r#"{"destination": "LIS"}"#)];
+    if answer {
+        turns.push(ScriptedTurn::text("TP3 it is."));
+    }
+    let executor = Arc::new(Replayable {
+        tools: travel_tools(),
+        pure,
+    });
+    let mut h = harness(flow_from(TRAVEL), executor, turns);
+    h.engine = h.engine.defer_replayable_steps(defer);
+    let thread = h.thread().await;
+    let log = EventLog::new();
+    let run = h
+        .engine
+        .send(
+            &thread.id,
+            "fly me to LIS",
+            &clarion_engine::new_id("run"),
+            &log,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let stored = h.reload(&thread).await;
+    assert_protocol(&stored);
+    assert_eq!(h.store.run(&run.id).await, Ok(run.clone()));
+    let commits = log
+        .events()
+        .iter()
+        .filter(|e| matches!(e, Event::StepCommitted { .. }))
+        .count();
+    // Call ids are new each time.
+    let kinds = stored
+        .messages
+        .into_iter()
+        .map(|m| match m.kind {
+            MessageKind::ToolCalls { text, mut calls } => {
+                for call in &mut calls {
+                    call.id.clear();
+                }
+                MessageKind::ToolCalls { text, calls }
+            }
+            MessageKind::ToolOutput {
+                name,
+                status,
+                content,
+                ..
+            } => MessageKind::ToolOutput {
+                call_id: String::new(),
+                name,
+                status,
+                content,
+            },
+            kind => kind,
+        })
+        .collect();
+    (run.status, kinds, commits)
+}
+
+#[tokio::test]
+async fn a_turn_of_pure_calls_is_stored_with_the_next_step_only_when_asked() {
+    let (status, every_step, commits) = Box::pin(deferring(true, false, true)).await;
+    assert_eq!(status, RunStatus::Completed);
+    assert_eq!(every_step.len(), 4, "user, tool calls, output, reply");
+    // Deferred: the same thread, one commit fewer.
+    assert_eq!(
+        Box::pin(deferring(true, true, true)).await,
+        (status, every_step.clone(), commits - 1)
+    );
+    // A tool the executor does not call replayable is stored before the model is asked again.
+    assert_eq!(
+        Box::pin(deferring(false, true, true)).await,
+        (status, every_step, commits)
+    );
+    // A run that fails after a deferred turn stores that turn with its failure.
+    let (status, kinds, _) = Box::pin(deferring(true, true, false)).await;
+    assert_eq!(status, RunStatus::Failed);
+    assert!(
+        matches!(
+            kinds[..],
+            [
+                MessageKind::User { .. },
+                MessageKind::ToolCalls { .. },
+                MessageKind::ToolOutput { .. }
+            ]
+        ),
+        "{kinds:#?}"
+    );
+}

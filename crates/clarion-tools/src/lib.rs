@@ -109,6 +109,15 @@ impl ClarionTools {
 }
 
 impl ToolExecutor for ClarionTools {
+    fn replayable(&self, tool: &clarion_flow::Tool) -> bool {
+        // HTTP, command and MCP tools reach the world outside; only a pure built-in may
+        // run twice unnoticed.
+        match &tool.executor {
+            Executor::Builtin(name) => self.builtins.get(name).is_some_and(Builtin::replayable),
+            _ => false,
+        }
+    }
+
     fn execute<'a>(&'a self, request: ToolRequest<'a>) -> BoxFuture<'a, Result<Value, ToolError>> {
         match &request.tool.executor {
             // Built-ins are microseconds of pure computation: run them inline.

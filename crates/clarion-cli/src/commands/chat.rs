@@ -132,7 +132,11 @@ async fn open(
         stream: args.no_stream.then_some(false),
     };
     let model = model_for(&flow, &overrides).map_err(|e| CliError::Provider(e.to_string()))?;
-    let engine = Arc::new(Engine::new(flow.clone(), model, Arc::new(tools), store));
+    // Nobody polls this process's runs step by step: a turn of pure built-ins is stored
+    // with the answer that follows it, one write fewer per round trip.
+    let engine = Arc::new(
+        Engine::new(flow.clone(), model, Arc::new(tools), store).defer_replayable_steps(true),
+    );
     engine.recover().await.map_err(|e| CliError::Store {
         path: shown.clone(),
         reason: e.to_string(),

@@ -60,6 +60,16 @@ impl ToolError {
 pub trait ToolExecutor: Send + Sync {
     /// Runs one call and returns its JSON result.
     fn execute<'a>(&'a self, request: ToolRequest<'a>) -> BoxFuture<'a, Result<Value, ToolError>>;
+
+    /// Whether `tool` is a pure function: run again with the same arguments it returns the
+    /// same output and changes nothing anywhere. An engine that
+    /// [defers replayable steps](crate::Engine::defer_replayable_steps) stores the step of
+    /// a turn whose calls are all replayable together with the run's next step, so after a
+    /// crash in between such a tool runs again. `false` unless the executor says so.
+    fn replayable(&self, tool: &Tool) -> bool {
+        let _ = tool;
+        false
+    }
 }
 
 /// An executor built from a closure, for tests and small embeddings.

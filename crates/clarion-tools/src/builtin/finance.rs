@@ -37,10 +37,10 @@ pub const MAX_YEARS: u32 = 100;
 /// Adds the finance built-ins to `registry`.
 pub fn register(registry: &mut BuiltinRegistry) {
     registry
-        .register("finance.savings_timeline", savings_timeline)
-        .register("finance.budget_analysis", budget_analysis)
-        .register("finance.compound_growth", compound_growth)
-        .register("finance.loan_payment", loan_payment);
+        .register_pure("finance.savings_timeline", savings_timeline)
+        .register_pure("finance.budget_analysis", budget_analysis)
+        .register_pure("finance.compound_growth", compound_growth)
+        .register_pure("finance.loan_payment", loan_payment);
 }
 
 fn invalid(message: impl Into<String>) -> ToolError {

@@ -38,6 +38,12 @@ pub trait Builtin: Send + Sync {
     fn result_schema(&self) -> Option<&Value> {
         None
     }
+
+    /// Whether it is a pure function: called again with the same arguments it returns the
+    /// same result and changes nothing ([`ToolExecutor::replayable`](clarion_engine::ToolExecutor::replayable)).
+    fn replayable(&self) -> bool {
+        false
+    }
 }
 
 /// A function with typed arguments `A` and result `R`.
@@ -45,6 +51,7 @@ struct Typed<A, R, F> {
     schema: Value,
     result: Value,
     function: F,
+    replayable: bool,
     types: PhantomData<fn(A) -> R>,
 }
 
@@ -60,6 +67,10 @@ where
 
     fn result_schema(&self) -> Option<&Value> {
         Some(&self.result)
+    }
+
+    fn replayable(&self) -> bool {
+        self.replayable
     }
 
     fn call(&self, arguments: &Map<String, Value>) -> Result<Value, ToolError> {
@@ -123,13 +134,35 @@ impl BuiltinRegistry {
         R: Serialize + JsonSchema + 'static,
         F: Fn(A) -> Result<R, ToolError> + Send + Sync + 'static,
     {
+        self.insert(name.into(), function, false)
+    }
+
+    /// [`BuiltinRegistry::register`] for a pure function — the same arguments always give
+    /// the same result, and a call changes nothing — which the engine may therefore run
+    /// again rather than store its step at once ([`Builtin::replayable`]).
+    pub fn register_pure<A, R, F>(&mut self, name: impl Into<String>, function: F) -> &mut Self
+    where
+        A: DeserializeOwned + JsonSchema + 'static,
+        R: Serialize + JsonSchema + 'static,
+        F: Fn(A) -> Result<R, ToolError> + Send + Sync + 'static,
+    {
+        self.insert(name.into(), function, true)
+    }
+
+    fn insert<A, R, F>(&mut self, name: String, function: F, replayable: bool) -> &mut Self
+    where
+        A: DeserializeOwned + JsonSchema + 'static,
+        R: Serialize + JsonSchema + 'static,
+        F: Fn(A) -> Result<R, ToolError> + Send + Sync + 'static,
+    {
         let typed = Typed {
             schema: schema::arguments::<A>(),
             result: schema::result::<R>(),
             function,
+            replayable,
             types: PhantomData,
         };
-        self.functions.insert(name.into(), Box::new(typed));
+        self.functions.insert(name, Box::new(typed));
         self
     }
 
@@ -180,6 +213,24 @@ mod tests {
     struct Greet {
         name: String,
         times: Option<u32>,
+    }
+
+    #[test]
+    fn only_functions_registered_as_pure_are_replayable() {
+        let mut registry = BuiltinRegistry::standard();
+        assert!(
+            registry
+                .get("finance.savings_timeline")
+                .is_some_and(Builtin::replayable)
+        );
+        registry.register("app.send_mail", |_: NoArguments| Ok(true));
+        registry.register_pure("app.double", |n: Greet| Ok(n.times.unwrap_or(1) * 2));
+        assert!(
+            registry
+                .get("app.send_mail")
+                .is_some_and(|f| !f.replayable())
+        );
+        assert!(registry.get("app.double").is_some_and(Builtin::replayable));
     }
 
     fn registry() -> BuiltinRegistry {

@@ -38,8 +38,11 @@ impl Engine {
         if Box::pin(self.settle_confirmation(thread, indices, run, &mut cancel, events)).await? {
             return Ok(());
         }
+        // Where the uncommitted messages start, when a turn of replayable calls was kept
+        // for the next commit.
+        let mut deferred: Option<usize> = None;
         loop {
-            let mark = thread.messages.len();
+            let mark = deferred.take().unwrap_or(thread.messages.len());
             // The id of the message this turn produces, known before the model streams a
             // word of it, so a live consumer can show the text under its final id.
             let reply_id = new_id("msg");
@@ -105,6 +108,7 @@ impl Engine {
                 )
                 .await
             {
+                TurnEnd::Continue if self.replayable(thread, &calls) => deferred = Some(mark),
                 TurnEnd::Continue => {
                     self.commit_step(thread, mark, run, events).await?;
                 }
@@ -116,6 +120,20 @@ impl Engine {
                     return self.finish(thread, run, status, mark, events).await;
                 }
             }
+        }
+    }
+
+    /// Whether a turn's step may wait for the next commit: deferring is on, and every call
+    /// is to a tool of the thread's flow that the executor can run again unnoticed (a
+    /// handoff moved the thread, and so fails the lookup).
+    fn replayable(&self, thread: &Thread, calls: &[ToolCall]) -> bool {
+        self.defer_replayable && {
+            let flow = &self.part(thread).flow;
+            calls.iter().all(|call| {
+                flow.tools
+                    .get(&call.name)
+                    .is_some_and(|tool| self.tools.replayable(tool))
+            })
         }
     }
 

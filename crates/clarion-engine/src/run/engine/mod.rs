@@ -96,6 +96,8 @@ pub struct Engine {
     claims: Claims,
     /// The threads its last runs left, so the next run on one reads only what is new.
     kept: Kept,
+    /// Store a turn of replayable calls with the next step ([`Engine::defer_replayable_steps`]).
+    defer_replayable: bool,
 }
 
 impl std::fmt::Debug for Engine {
@@ -176,7 +178,21 @@ impl Engine {
             clock: Arc::new(SystemClock),
             claims: Claims::default(),
             kept: Kept::default(),
+            defer_replayable: false,
         }
+    }
+
+    /// Stores the step of a turn whose calls all ran [replayable](ToolExecutor::replayable)
+    /// tools together with the run's next step (the answer, usually): one store write
+    /// fewer for each such turn. The events are the same, and a step is still stored
+    /// before any tool that is not replayable runs. A process that dies in between leaves
+    /// the run as it was before that turn, and whoever takes it over asks the model again.
+    /// Off by default, since a client polling a run's steps sees such a step only with the
+    /// next one; `clarion chat`, the only reader of its runs, turns it on.
+    #[must_use]
+    pub fn defer_replayable_steps(mut self, defer: bool) -> Self {
+        self.defer_replayable = defer;
+        self
     }
 
     /// Uses `clock` instead of the system clock (tests move time without sleeping).
