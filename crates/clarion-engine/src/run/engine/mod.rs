@@ -184,9 +184,10 @@ impl Engine {
 
     /// Stores the step of a turn whose calls all ran [replayable](ToolExecutor::replayable)
     /// tools together with the run's next step (the answer, usually): one store write
-    /// fewer for each such turn. The events are the same, and a step is still stored
-    /// before any tool that is not replayable runs. A process that dies in between leaves
-    /// the run as it was before that turn, and whoever takes it over asks the model again.
+    /// fewer for each such turn; the events are the same. A process that dies before that
+    /// commit leaves the run as it was before the turn, and whoever takes it over asks the
+    /// model again (a later tool that is not replayable would run again after such a crash
+    /// in any case: a step is stored after its tools).
     /// Off by default, since a client polling a run's steps sees such a step only with the
     /// next one; `clarion chat`, the only reader of its runs, turns it on.
     #[must_use]
