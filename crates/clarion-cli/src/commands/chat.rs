@@ -132,8 +132,8 @@ async fn open(
         stream: args.no_stream.then_some(false),
     };
     let model = model_for(&flow, &overrides).map_err(|e| CliError::Provider(e.to_string()))?;
-    // Nobody polls this process's runs step by step: a turn of pure built-ins is stored
-    // with the answer that follows it, one write fewer per round trip.
+    // A turn of pure built-ins is stored with the answer that follows it, one write fewer
+    // per round trip; another process reading the same store sees that turn only then.
     let engine = Arc::new(
         Engine::new(flow.clone(), model, Arc::new(tools), store).defer_replayable_steps(true),
     );

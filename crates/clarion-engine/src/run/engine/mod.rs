@@ -189,7 +189,7 @@ impl Engine {
     /// model again (a later tool that is not replayable would run again after such a crash
     /// in any case: a step is stored after its tools).
     /// Off by default, since a client polling a run's steps sees such a step only with the
-    /// next one; `clarion chat`, the only reader of its runs, turns it on.
+    /// next one; `clarion chat`, which drives and shows its own runs, turns it on.
     #[must_use]
     pub fn defer_replayable_steps(mut self, defer: bool) -> Self {
         self.defer_replayable = defer;
