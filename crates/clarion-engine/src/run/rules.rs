@@ -11,9 +11,10 @@ use serde_json::{Map, Value};
 use super::call::{Rejection, Validators};
 use crate::events::{Event, EventSink, RuleRef};
 use crate::tool::ToolError;
+use clarion_flow::Flow;
 use clarion_flow::Tool;
 use clarion_flow::check::params::suggested_question;
-use clarion_flow::template::{describe, environment, to_value};
+use clarion_flow::template::{Precompiled, describe, environment, to_value};
 
 /// What the rules of one call produced.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -22,9 +23,29 @@ pub(crate) struct RuleEffects {
     pub contexts: Vec<String>,
 }
 
+/// Every `after` and `on_error` template and expression of `flow`, compiled once.
+pub(crate) fn precompile(flow: &Flow) -> Precompiled {
+    let tools = flow.tools.values();
+    let after = || tools.clone().flat_map(|tool| &tool.after);
+    let templates = after().filter_map(|rule| rule.inject.as_deref()).chain(
+        tools
+            .clone()
+            .filter_map(|tool| Some(tool.on_error.as_ref()?.inject.as_str())),
+    );
+    let expressions = after().flat_map(|rule| {
+        rule.when
+            .as_deref()
+            .into_iter()
+            .chain(rule.set.values().map(String::as_str))
+    });
+    Precompiled::new(templates, expressions)
+}
+
 /// Applies `tool`'s `after` rules for a successful call, updating `slots` in place.
+/// `compiled` holds the flow's rules compiled ([`precompile`]).
 pub(crate) fn after(
     tool: &Tool,
+    compiled: &Precompiled,
     validators: &Validators,
     args: &Map<String, Value>,
     result: &Value,
@@ -53,9 +74,7 @@ pub(crate) fn after(
             });
         };
         if let Some(when) = &rule.when {
-            let applies = environment()
-                .compile_expression(when)
-                .and_then(|e| e.eval(context.clone()));
+            let applies = compiled.eval(when, context.clone());
             match applies {
                 Ok(value) if value.is_true() => evaluated(true),
                 Ok(_) => {
@@ -74,9 +93,7 @@ pub(crate) fn after(
             evaluated(true);
         }
         for (slot, expression) in &rule.set {
-            let value = environment()
-                .compile_expression(expression)
-                .and_then(|e| e.eval(context.clone()));
+            let value = compiled.eval(expression, context.clone());
             match value {
                 Ok(value) if value.is_undefined() => {
                     skip(format!(
@@ -107,7 +124,7 @@ pub(crate) fn after(
             }
         }
         if let Some(inject) = &rule.inject {
-            match environment().render_str(inject, context) {
+            match compiled.render(inject, context) {
                 Ok(text) if !text.trim().is_empty() => {
                     effects.contexts.push(text.trim().to_owned());
                 }
@@ -125,6 +142,7 @@ pub(crate) fn after(
 /// Applies `tool`'s `on_error` rule for a failed call.
 pub(crate) fn on_error(
     tool: &Tool,
+    compiled: &Precompiled,
     args: &Map<String, Value>,
     error: &ToolError,
     slots: &Map<String, Value>,
@@ -142,7 +160,7 @@ pub(crate) fn on_error(
             error => minijinja::context! { kind => error.kind.as_str(), message => error.message.clone() },
             slots => to_value(slots),
         };
-        match environment().render_str(&rule.inject, context) {
+        match compiled.render(&rule.inject, context) {
             Ok(text) if !text.trim().is_empty() => {
                 effects.contexts.push(text.trim().to_owned());
             }

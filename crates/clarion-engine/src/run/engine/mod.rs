@@ -113,6 +113,8 @@ impl std::fmt::Debug for Engine {
 struct Part {
     flow: Arc<Flow>,
     validators: Validators,
+    /// The `after` and `on_error` rules' templates and expressions.
+    rules: clarion_flow::template::Precompiled,
     /// The flows that read a user's answer to a confirmation, per tool with `confirm`.
     judges: indexmap::IndexMap<String, Flow>,
     /// How a request's tokens are counted against `limits.max_context_tokens`.
@@ -131,6 +133,7 @@ impl Part {
         }
         Self {
             validators: Validators::new(&flow),
+            rules: rules::precompile(&flow),
             judges: super::confirm::judges(&flow),
             counter,
             instructions: clarion_flow::template::Compiled::new(&flow.assistant.instructions).ok(),
@@ -780,6 +783,7 @@ impl Engine {
                 let args = prepared_args(&part.flow, &part.validators, call, &thread.slots, said);
                 let effects = rules::after(
                     tool,
+                    &part.rules,
                     &part.validators,
                     &args,
                     &result,

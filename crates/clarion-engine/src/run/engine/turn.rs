@@ -53,6 +53,7 @@ impl Engine {
     /// declined (the engine's own call, see `confirm.rs`); every other complete call of a
     /// tool with `confirm` waits for the user.
     #[allow(clippy::too_many_arguments)] // the loop's state, passed apart to borrow apart
+    #[allow(clippy::too_many_lines)] // one call's way from prepared to answered, in order
     pub(super) async fn play_turn(
         &self,
         thread: &mut Thread,
@@ -125,6 +126,7 @@ impl Engine {
                         handing = handing.or_else(|| HandingOff::of(tool, call, &args));
                         let effects = rules::after(
                             tool,
+                            &part.rules,
                             validators,
                             &args,
                             &result,
@@ -136,7 +138,14 @@ impl Engine {
                     }
                     (Some(tool), Some(Err(error))) => {
                         run.consecutive_failures += 1;
-                        let effects = rules::on_error(tool, &args, &error, &thread.slots, events);
+                        let effects = rules::on_error(
+                            tool,
+                            &part.rules,
+                            &args,
+                            &error,
+                            &thread.slots,
+                            events,
+                        );
                         self.stage_contexts(flow, run, tool, effects, &mut staged, events);
                         (OutputStatus::Error, error.to_output().to_string())
                     }
