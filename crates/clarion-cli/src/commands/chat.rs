@@ -201,7 +201,7 @@ async fn chat(args: &ChatArgs, source: &FlowSource<'_>) -> Result<Exit, CliError
         ""
     };
     note(&format!("{banner}{hint}"));
-    let mut transcript = Transcript::for_flow(&flow);
+    let mut log = Log::default();
     let mut exit = Exit::Success;
     loop {
         let line = match input.read("you › ", true).await {
@@ -224,7 +224,7 @@ async fn chat(args: &ChatArgs, source: &FlowSource<'_>) -> Result<Exit, CliError
                 &engine,
                 &flow,
                 &mut current,
-                &mut transcript,
+                &mut log,
                 &crate::store::shown(&args.store),
                 matches!(source, FlowSource::File).then_some(args.flow.as_path()),
             )
@@ -238,11 +238,11 @@ async fn chat(args: &ChatArgs, source: &FlowSource<'_>) -> Result<Exit, CliError
                 }
             }
         }
-        transcript.user(line);
+        log.0.push(Logged::User(line.to_owned()));
         match turn(&engine, &mut current, line, &mut input, &sink).await {
             Ok(run) => {
-                transcript.events(&sink.take());
-                transcript.run(&run);
+                log.0.push(Logged::Events(sink.take()));
+                log.0.push(Logged::Run(Box::new(run.clone())));
                 if input.hung_up() {
                     break;
                 }
@@ -438,7 +438,7 @@ async fn slash(
     engine: &Engine,
     flow: &Flow,
     current: &mut Current,
-    transcript: &mut Transcript,
+    log: &mut Log,
     store: &Path,
     flow_path: Option<&Path>,
 ) -> Result<bool, String> {
@@ -492,7 +492,7 @@ async fn slash(
                 thread: engine.new_thread(Metadata::default()),
                 stored: false,
             };
-            *transcript = Transcript::for_flow(flow);
+            log.0.clear();
             note(&format!(
                 "new thread {} (the old one stays in {})",
                 current.thread.id,
@@ -504,7 +504,7 @@ async fn slash(
             if path.is_empty() {
                 return Err("/transcript needs a file name, e.g. /transcript chat.txt".to_owned());
             }
-            let text = std::mem::replace(transcript, Transcript::for_flow(flow)).finish();
+            let text = log.render(flow);
             std::fs::write(path, &text).map_err(|e| format!("cannot write {path}: {e}"))?;
             note(&format!("transcript of this session written to {path}"));
         }
@@ -859,6 +859,33 @@ impl Spinner {
             state.shown = false;
         }
         print();
+    }
+}
+
+/// What `/transcript` writes: the session since it began, was reset or was last written,
+/// kept as it happened and rendered only when asked for (rendering each turn as it ended
+/// cost ~2% of a round trip, for a command most sessions never use).
+#[derive(Default)]
+struct Log(Vec<Logged>);
+
+enum Logged {
+    User(String),
+    Events(Vec<Event>),
+    Run(Box<Run>),
+}
+
+impl Log {
+    /// The transcript of what was logged, which the log then forgets.
+    fn render(&mut self, flow: &Flow) -> String {
+        let mut transcript = Transcript::for_flow(flow);
+        for logged in self.0.drain(..) {
+            match logged {
+                Logged::User(text) => transcript.user(&text),
+                Logged::Events(events) => transcript.events(&events),
+                Logged::Run(run) => transcript.run(&run),
+            }
+        }
+        transcript.finish()
     }
 }
 
