@@ -103,8 +103,8 @@ pub fn request_body(config: &ProviderConfig, request: &ModelRequest<'_>) -> Valu
 pub struct RequestBody<'a> {
     /// Everything but the messages and the tools, in order; `null`s hold their places.
     head: Map<String, Value>,
-    /// The offered tools, borrowed from the flow's export cache.
-    tools: Vec<&'a Value>,
+    /// The offered tools' JSON, borrowed from the flow's export cache.
+    tools: Vec<&'a serde_json::value::RawValue>,
     instructions: &'a str,
     messages: &'a [clarion_engine::Message],
     context_role: ContextRole,

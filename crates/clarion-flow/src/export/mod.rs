@@ -20,6 +20,7 @@
 
 pub mod strict;
 
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
 use crate::template;
@@ -153,7 +154,14 @@ pub fn export(
 /// every request: built once, not per request (strict-mode schemas are the costly part).
 /// A clone of the flow starts empty, so a changed copy never sends its original's tools.
 #[derive(Default)]
-pub(crate) struct ToolsCache([std::sync::OnceLock<Vec<Value>>; 3]);
+pub(crate) struct ToolsCache([std::sync::OnceLock<Vec<CachedTool>>; 3]);
+
+/// One exported tool, as a value and as the JSON text a request body copies (serializing
+/// every tool's schema again for each request was ~2% of a `clarion chat` round trip).
+struct CachedTool {
+    value: Value,
+    json: Box<RawValue>,
+}
 
 impl Clone for ToolsCache {
     fn clone(&self) -> Self {
@@ -183,27 +191,30 @@ pub fn definition_offering(
     instructions: String,
     offered: &dyn Fn(&Tool) -> bool,
 ) -> Map<String, Value> {
-    let (mut body, tools) = definition_borrowing(flow, format, instructions, offered);
+    let (mut body, _) = definition_borrowing(flow, format, instructions, offered);
     if let Some(slot) = body.get_mut("tools") {
-        *slot = Value::Array(tools.into_iter().cloned().collect());
+        let tools = offered_tools(flow, format, offered).map(|tool| tool.value.clone());
+        *slot = Value::Array(tools.collect());
     }
     body
 }
 
-/// [`definition_offering`] with `tools` left `null` in its place and the offered tools
-/// borrowed from the flow's cache instead: a provider serializes them in that place on
-/// every request without copying their schemas first.
+/// [`definition_offering`] with `tools` left `null` in its place and the offered tools'
+/// JSON borrowed from the flow's cache instead: a provider writes them in that place on
+/// every request without serializing their schemas again.
 #[must_use]
 pub fn definition_borrowing<'f>(
     flow: &'f Flow,
     format: ExportFormat,
     instructions: String,
     offered: &dyn Fn(&Tool) -> bool,
-) -> (Map<String, Value>, Vec<&'f Value>) {
+) -> (Map<String, Value>, Vec<&'f RawValue>) {
     let assistant = &flow.assistant;
     let mut body = Map::new();
     body.insert("model".to_owned(), Value::String(assistant.model.clone()));
-    let tools = offered_tools(flow, format, offered);
+    let tools: Vec<&RawValue> = offered_tools(flow, format, offered)
+        .map(|tool| &*tool.json)
+        .collect();
     match format {
         ExportFormat::ChatCompletions => {
             body.insert(
@@ -280,7 +291,7 @@ fn offered_tools<'f>(
     flow: &'f Flow,
     format: ExportFormat,
     offered: &dyn Fn(&Tool) -> bool,
-) -> Vec<&'f Value> {
+) -> impl Iterator<Item = &'f CachedTool> {
     let entry = |function: Map<String, Value>| match format {
         ExportFormat::Responses => {
             let mut entry = Map::new();
@@ -308,16 +319,20 @@ fn offered_tools<'f>(
             tools.push(entry(reply_function()));
         }
         tools
+            .into_iter()
+            .map(|value| CachedTool {
+                // A `Value` always serializes (its keys are strings).
+                json: serde_json::value::to_raw_value(&value).unwrap_or_default(),
+                value,
+            })
+            .collect()
     });
     // The cache holds the flow's tools in order, then the reply tool, which is always
     // offered.
-    all.iter()
-        .enumerate()
-        .filter(|(i, _)| {
-            flow.tools
-                .get_index(*i)
-                .is_none_or(|(_, tool)| offered(tool))
-        })
-        .map(|(_, entry)| entry)
-        .collect()
+    all.iter().enumerate().filter_map(move |(i, entry)| {
+        flow.tools
+            .get_index(i)
+            .is_none_or(|(_, tool)| offered(tool))
+            .then_some(entry)
+    })
 }
