@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 use std::borrow::Cow;
 
 use serde::ser::{SerializeMap, SerializeSeq};
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Serialize, Serializer};
 use serde_json::{Map, Value, json};
 
 use crate::config::{ContextRole, ProviderConfig};
@@ -395,6 +395,103 @@ struct StreamState {
     done: bool,
 }
 
+/// One streamed chunk, its text borrowed from the event: a well-formed chunk parses
+/// straight into this (building a `Value` tree of every chunk was ~3% of a `clarion chat`
+/// round trip). A chunk with a field of another type than the protocol's is read as a
+/// `Value` and taken apart leniently instead ([`Chunk::lenient`]), so both ways give the
+/// same turn.
+#[derive(Debug, Default, Deserialize)]
+struct Chunk<'a> {
+    /// Present: the provider reports an error, which the lenient reading describes.
+    #[serde(default)]
+    error: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    usage: Option<Value>,
+    /// Only the first choice is read (Clarion asks for one).
+    #[serde(default, borrow)]
+    choices: Option<Vec<Choice<'a>>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct Choice<'a> {
+    #[serde(default, borrow)]
+    delta: Option<Delta<'a>>,
+    #[serde(default, borrow)]
+    finish_reason: Option<Cow<'a, str>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct Delta<'a> {
+    #[serde(default, borrow)]
+    content: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    tool_calls: Option<Vec<CallDelta<'a>>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct CallDelta<'a> {
+    #[serde(default)]
+    index: Option<u64>,
+    #[serde(default, borrow)]
+    id: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    function: Option<FunctionDelta<'a>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct FunctionDelta<'a> {
+    #[serde(default, borrow)]
+    name: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    arguments: Option<Cow<'a, str>>,
+}
+
+impl<'a> Chunk<'a> {
+    /// What a chunk of any shape says, as the protocol's types: a field of another type is
+    /// left out, except arguments sent as a JSON value instead of its text.
+    fn lenient(chunk: &'a Value) -> Self {
+        let text = |value: &'a Value, key: &str| value.get(key)?.as_str().map(Cow::Borrowed);
+        let choice = |choice: &'a Value| {
+            let delta = choice.get("delta").map(|delta| Delta {
+                content: text(delta, "content"),
+                tool_calls: delta
+                    .get("tool_calls")
+                    .and_then(Value::as_array)
+                    .map(|calls| {
+                        calls
+                            .iter()
+                            .map(|call| CallDelta {
+                                index: call.get("index").and_then(Value::as_u64),
+                                id: text(call, "id"),
+                                function: call.get("function").map(|function| FunctionDelta {
+                                    name: text(function, "name"),
+                                    arguments: match function.get("arguments") {
+                                        Some(Value::String(piece)) => Some(Cow::Borrowed(piece)),
+                                        Some(Value::Null) | None => None,
+                                        Some(other) => Some(Cow::Owned(other.to_string())),
+                                    },
+                                }),
+                            })
+                            .collect()
+                    }),
+            });
+            Choice {
+                delta,
+                finish_reason: text(choice, "finish_reason"),
+            }
+        };
+        Self {
+            error: None,
+            usage: chunk.get("usage").cloned(),
+            choices: chunk
+                .get("choices")
+                .and_then(Value::as_array)
+                .and_then(|choices| choices.first())
+                .map(|first| vec![choice(first)]),
+        }
+    }
+}
+
 impl StreamState {
     /// Applies one `data:` payload.
     fn apply(
@@ -410,75 +507,67 @@ impl StreamState {
         if data.is_empty() {
             return Ok(());
         }
-        let chunk: Value = serde_json::from_str(data).map_err(|e| {
-            ModelError::new(
-                ModelErrorKind::InvalidResponse,
-                format!(
-                    "a stream event is not valid JSON ({e}): {}",
-                    excerpt(&client.redact(data))
-                ),
-            )
-        })?;
-        if let Some(error) = chunk.get("error") {
-            let message = error
-                .get("message")
-                .and_then(Value::as_str)
-                .unwrap_or("unknown error");
-            return Err(ModelError::new(
-                ModelErrorKind::ProviderError,
-                format!(
-                    "the provider reported an error mid-stream: {}",
-                    client.redact(message)
-                ),
-            ));
+        let value: Value;
+        let chunk = match serde_json::from_str::<Chunk<'_>>(data) {
+            Ok(chunk) if chunk.error.is_none() => chunk,
+            _ => {
+                value = serde_json::from_str(data).map_err(|e| {
+                    ModelError::new(
+                        ModelErrorKind::InvalidResponse,
+                        format!(
+                            "a stream event is not valid JSON ({e}): {}",
+                            excerpt(&client.redact(data))
+                        ),
+                    )
+                })?;
+                if let Some(error) = value.get("error").filter(|error| !error.is_null()) {
+                    let message = error
+                        .get("message")
+                        .and_then(Value::as_str)
+                        .unwrap_or("unknown error");
+                    return Err(ModelError::new(
+                        ModelErrorKind::ProviderError,
+                        format!(
+                            "the provider reported an error mid-stream: {}",
+                            client.redact(message)
+                        ),
+                    ));
+                }
+                Chunk::lenient(&value)
+            }
+        };
+        if let Some(usage) = chunk.usage.as_ref().filter(|usage| usage.is_object()) {
+            self.usage = usage_from(Some(usage));
         }
-        if chunk.get("usage").is_some_and(Value::is_object) {
-            self.usage = usage_from(chunk.get("usage"));
-        }
-        let Some(choice) = chunk
-            .get("choices")
-            .and_then(Value::as_array)
-            .and_then(|c| c.first())
-        else {
+        let Some(choice) = chunk.choices.unwrap_or_default().into_iter().next() else {
             return Ok(());
         };
-        let delta = choice.get("delta").unwrap_or(&Value::Null);
-        if let Some(piece) = delta.get("content").and_then(Value::as_str)
+        let delta = choice.delta.unwrap_or_default();
+        if let Some(piece) = delta.content
             && !piece.is_empty()
         {
-            self.text.push_str(piece);
+            self.text.push_str(&piece);
             events.emit(&Event::TextDelta {
-                text: piece.to_owned(),
+                text: piece.into_owned(),
             });
         }
-        for (position, call) in delta
-            .get("tool_calls")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .enumerate()
-        {
-            let index = call
-                .get("index")
-                .and_then(Value::as_u64)
-                .unwrap_or(position as u64);
+        for (position, call) in delta.tool_calls.unwrap_or_default().into_iter().enumerate() {
+            let index = call.index.unwrap_or(position as u64);
             let partial = self.calls.entry(index).or_default();
-            if let Some(id) = call.get("id").and_then(Value::as_str) {
-                id.clone_into(&mut partial.id);
+            if let Some(id) = call.id {
+                partial.id = id.into_owned();
             }
-            if let Some(function) = call.get("function") {
-                if let Some(name) = function.get("name").and_then(Value::as_str) {
-                    partial.name.push_str(name);
+            if let Some(function) = call.function {
+                if let Some(name) = function.name {
+                    partial.name.push_str(&name);
                 }
-                match function.get("arguments") {
-                    Some(Value::String(piece)) => partial.arguments.push_str(piece),
-                    Some(Value::Null) | None => {}
-                    Some(other) => partial.arguments.push_str(&other.to_string()),
+                if let Some(piece) = function.arguments {
+                    partial.arguments.push_str(&piece);
                 }
             }
         }
-        if let Some(reason) = choice.get("finish_reason").and_then(Value::as_str) {
-            self.finish_reason = Some(reason.to_owned());
+        if let Some(reason) = choice.finish_reason {
+            self.finish_reason = Some(reason.into_owned());
         }
         Ok(())
     }

@@ -277,6 +277,70 @@ async fn streamed_text_arrives_as_deltas_and_tool_calls_are_assembled_by_index()
 }
 
 #[tokio::test]
+async fn chunks_with_fields_of_other_types_are_read_leniently() {
+    // A well-formed chunk is parsed into the protocol's types; these are not, and take the
+    // lenient way: what has the expected type is read, the rest is left out, and arguments
+    // sent as a JSON value count as its text.
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(sse(
+            &[
+                json!({ "error": null, "usage": null, "choices": [{ "delta": { "content": 7 } }] }),
+                json!({ "choices": [{ "delta": { "content": "Checking." } }, "second"] }),
+                json!({ "choices": [{ "delta": { "tool_calls": [{ "index": "0", "id": "call_a", "function": { "name": "analyze_budget", "arguments": { "monthly_income": 1 } } }] } }] }),
+                json!({ "choices": [{ "delta": null, "finish_reason": "tool_calls" }], "usage": { "prompt_tokens": 2, "completion_tokens": 1 } }),
+            ],
+            true,
+        ))
+        .mount(&server)
+        .await;
+    let mut config = config(&server);
+    config.stream = true;
+    let model = ChatCompletions::new(config).unwrap_or_else(|e| panic!("{e}"));
+    let response = ask(&model, &[user("hi")], &EventLog::new())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        response.turn,
+        ModelTurn::ToolCalls {
+            text: Some("Checking.".into()),
+            calls: vec![ToolCall {
+                id: "call_a".into(),
+                name: "analyze_budget".into(),
+                arguments: "{\"monthly_income\":1}".into()
+            }],
+        }
+    );
+    assert_eq!(response.usage.total(), 3);
+}
+
+#[tokio::test]
+async fn an_error_mid_stream_is_the_providers_error() {
+    let server = MockServer::start().await;
+    let text = json!({ "choices": [{ "delta": { "content": "Half" } }] });
+    let error = json!({ "error": { "message": "overloaded" } });
+    Mock::given(method("POST"))
+        .respond_with(sse(&[text, error], false))
+        .mount(&server)
+        .await;
+    let mut config = config(&server);
+    config.stream = true;
+    let model = ChatCompletions::new(config).unwrap_or_else(|e| panic!("{e}"));
+    let error = ask(&model, &[user("hi")], &EventLog::new())
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("should fail"));
+    assert_eq!(error.kind, ModelErrorKind::ProviderError);
+    assert!(
+        error
+            .message
+            .starts_with("the provider reported an error mid-stream: overloaded"),
+        "{}",
+        error.message
+    );
+}
+
+#[tokio::test]
 async fn a_stream_cut_midway_is_an_error_not_a_truncated_turn() {
     let server = MockServer::start().await;
     let partial = json!({ "choices": [{ "index": 0, "delta": { "content": "Half a sent" }, "finish_reason": null }] });
