@@ -63,6 +63,12 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     "
     ALTER TABLE threads ADD COLUMN route TEXT;  -- JSON array of handoffs, NULL if none
     ",
+    // 3: a run's messages in order from their own index, so a page of them (`run_id=`)
+    // reads only that run's rows, and stops at the page's end, in a generic plan too.
+    "
+    DROP INDEX messages_by_run;
+    CREATE INDEX messages_by_run ON messages (run_id, seq) WHERE run_id IS NOT NULL;
+    ",
 ];
 
 /// The schema version this build writes.

@@ -537,10 +537,19 @@ impl PostgresStore {
         };
         let towards_start = query.before.is_some() && query.after.is_none();
         let reads_desc = desc != towards_start;
+        // The run filter as its own condition when there is one, so a run's page is one
+        // range of `messages_by_run (run_id, seq)` (`$4 IS NULL OR run_id = $4` matches no
+        // index, and a page of an early run scanned the rest of the thread); `$4` keeps
+        // its type in both statements.
+        let run = if query.run_id.is_some() {
+            "run_id = $4"
+        } else {
+            "$4::text IS NULL"
+        };
         let sql = format!(
             "SELECT {MESSAGE_COLUMNS} FROM messages
              WHERE thread_id = $1 AND seq > $2 AND seq < $3
-               AND ($4::text IS NULL OR run_id = $4) AND (NOT $5 OR shown)
+               AND {run} AND (NOT $5 OR shown)
              ORDER BY seq {} LIMIT $6",
             if reads_desc { "DESC" } else { "ASC" }
         );

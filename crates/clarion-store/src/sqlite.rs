@@ -147,6 +147,12 @@ const MIGRATIONS: &[&str] = &[
     "
     ALTER TABLE threads ADD COLUMN route TEXT;  -- JSON array of handoffs, NULL if none
     ",
+    // 5: a run's messages in order from its own index, so a page of them (`run_id=`) reads
+    // only that run's rows, and stops at the page's end.
+    "
+    DROP INDEX messages_by_run;
+    CREATE INDEX messages_by_run ON messages (run_id, seq) WHERE run_id IS NOT NULL;
+    ",
 ];
 
 /// Threads and runs in a SQLite file.
@@ -771,10 +777,18 @@ fn page_messages(
     };
     let towards_start = query.before.is_some() && query.after.is_none();
     let reads_desc = desc != towards_start;
+    // A run's page is one range of its own index, `(run_id, seq)`, whatever the thread's
+    // length; written as `?4 IS NULL OR run_id = ?4` the filter could use no index, and a
+    // page of an early run scanned the rest of the thread.
+    let (index, run) = if query.run_id.is_some() {
+        ("INDEXED BY messages_by_run", "AND run_id = ?4")
+    } else {
+        ("", "")
+    };
     let sql = format!(
-        "SELECT seq, id, run_id, created_at, body FROM messages
-         WHERE thread_id = ?1 AND seq > ?2 AND seq < ?3
-           AND (?4 IS NULL OR run_id = ?4) AND (?5 = 0 OR shown = 1)
+        "SELECT seq, id, run_id, created_at, body FROM messages {index}
+         WHERE thread_id = ?1 AND seq > ?2 AND seq < ?3 {run}
+           AND (?5 = 0 OR shown = 1)
          ORDER BY seq {} LIMIT ?6",
         if reads_desc { "DESC" } else { "ASC" }
     );
