@@ -521,17 +521,7 @@ impl StreamState {
                     )
                 })?;
                 if let Some(error) = value.get("error").filter(|error| !error.is_null()) {
-                    let message = error
-                        .get("message")
-                        .and_then(Value::as_str)
-                        .unwrap_or("unknown error");
-                    return Err(ModelError::new(
-                        ModelErrorKind::ProviderError,
-                        format!(
-                            "the provider reported an error mid-stream: {}",
-                            client.redact(message)
-                        ),
-                    ));
+                    return Err(mid_stream_error(client, error));
                 }
                 Chunk::lenient(&value)
             }
@@ -619,6 +609,21 @@ async fn read_stream(
         }
     }
     state.into_response()
+}
+
+/// The error a provider reported in a stream: `error` is the event's error object.
+pub(super) fn mid_stream_error(client: &ProviderClient, error: &Value) -> ModelError {
+    let message = error
+        .get("message")
+        .and_then(Value::as_str)
+        .unwrap_or("unknown error");
+    ModelError::new(
+        ModelErrorKind::ProviderError,
+        format!(
+            "the provider reported an error mid-stream: {}",
+            client.redact(message)
+        ),
+    )
 }
 
 pub(super) fn excerpt(text: &str) -> String {

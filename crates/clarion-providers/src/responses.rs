@@ -10,7 +10,7 @@
 use clarion_engine::ModelErrorKind;
 use serde_json::{Value, json};
 
-use crate::chat_completions::{excerpt, turn};
+use crate::chat_completions::{excerpt, mid_stream_error, turn};
 use crate::config::{ContextRole, ProviderConfig};
 use crate::http::{ChunkReader, ProviderClient};
 use crate::sse::SseDecoder;
@@ -257,19 +257,7 @@ async fn read_stream(
                     let response = value.get("response").cloned().unwrap_or(Value::Null);
                     return parse_response(&response);
                 }
-                "error" => {
-                    let message = value
-                        .get("message")
-                        .and_then(Value::as_str)
-                        .unwrap_or("unknown error");
-                    return Err(ModelError::new(
-                        ModelErrorKind::ProviderError,
-                        format!(
-                            "the provider reported an error mid-stream: {}",
-                            client.redact(message)
-                        ),
-                    ));
-                }
+                "error" => return Err(mid_stream_error(client, &value)),
                 _ => {}
             }
         }
