@@ -177,8 +177,12 @@ impl Compiled {
 /// compile, is compiled where it is used, to fail there as it always did.
 #[derive(Debug, Default)]
 pub struct Precompiled {
-    /// The shared environment's settings, holding each template under its own source.
+    /// The shared environment's settings, holding the templates.
     env: Option<Environment<'static>>,
+    /// Each template's name in `env`, by source. Names are `<string N>`: a name ending in
+    /// `.html` or `.json` would turn on MiniJinja's auto-escaping, which `render_str`
+    /// (named `<string>`) never has.
+    names: HashMap<String, String>,
     expressions: HashMap<String, minijinja::Expression<'static, 'static>>,
 }
 
@@ -189,11 +193,16 @@ impl Precompiled {
         expressions: impl IntoIterator<Item = &'a str>,
     ) -> Self {
         let mut env = environment().clone();
-        let mut any = false;
+        let mut names = HashMap::new();
         for source in templates {
-            any |= env
-                .add_template_owned(source.to_owned(), source.to_owned())
-                .is_ok();
+            let name = format!("<string {}>", names.len());
+            if !names.contains_key(source)
+                && env
+                    .add_template_owned(name.clone(), source.to_owned())
+                    .is_ok()
+            {
+                names.insert(source.to_owned(), name);
+            }
         }
         let expressions = expressions
             .into_iter()
@@ -203,7 +212,8 @@ impl Precompiled {
             })
             .collect();
         Self {
-            env: any.then_some(env),
+            env: (!names.is_empty()).then_some(env),
+            names,
             expressions,
         }
     }
@@ -214,11 +224,8 @@ impl Precompiled {
         source: &str,
         context: minijinja::Value,
     ) -> Result<String, minijinja::Error> {
-        match self
-            .env
-            .as_ref()
-            .and_then(|env| env.get_template(source).ok())
-        {
+        let compiled = self.env.as_ref().zip(self.names.get(source));
+        match compiled.and_then(|(env, name)| env.get_template(name).ok()) {
             Some(template) => template.render(context),
             None => environment().render_str(source, context),
         }
@@ -311,6 +318,8 @@ mod tests {
             "A {{ result.years }}-year plan.",
             "{{ result.years | nope }}",
             "{{ oops",
+            // Named by its source, this template would be escaped as JSON.
+            "Plan: {{ result.years }} years <b>&</b> {{ 'more' }}, see plan.json",
         ];
         let expressions = [
             "result.attainable",
