@@ -511,15 +511,7 @@ impl StreamState {
         let chunk = match serde_json::from_str::<Chunk<'_>>(data) {
             Ok(chunk) if chunk.error.is_none() => chunk,
             _ => {
-                value = serde_json::from_str(data).map_err(|e| {
-                    ModelError::new(
-                        ModelErrorKind::InvalidResponse,
-                        format!(
-                            "a stream event is not valid JSON ({e}): {}",
-                            excerpt(&client.redact(data))
-                        ),
-                    )
-                })?;
+                value = event_json(client, data)?;
                 if let Some(error) = value.get("error").filter(|error| !error.is_null()) {
                     return Err(mid_stream_error(client, error));
                 }
@@ -609,6 +601,19 @@ async fn read_stream(
         }
     }
     state.into_response()
+}
+
+/// A stream event's `data` as JSON, or the error that says it is not.
+pub(super) fn event_json(client: &ProviderClient, data: &str) -> Result<Value, ModelError> {
+    serde_json::from_str(data).map_err(|e| {
+        ModelError::new(
+            ModelErrorKind::InvalidResponse,
+            format!(
+                "a stream event is not valid JSON ({e}): {}",
+                excerpt(&client.redact(data))
+            ),
+        )
+    })
 }
 
 /// The error a provider reported in a stream: `error` is the event's error object.

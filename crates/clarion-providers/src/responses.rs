@@ -10,7 +10,7 @@
 use clarion_engine::ModelErrorKind;
 use serde_json::{Value, json};
 
-use crate::chat_completions::{excerpt, mid_stream_error, turn};
+use crate::chat_completions::{event_json, mid_stream_error, turn};
 use crate::config::{ContextRole, ProviderConfig};
 use crate::http::{ChunkReader, ProviderClient};
 use crate::sse::SseDecoder;
@@ -231,15 +231,7 @@ async fn read_stream(
             if data.is_empty() || data == "[DONE]" {
                 continue;
             }
-            let value: Value = serde_json::from_str(data).map_err(|e| {
-                ModelError::new(
-                    ModelErrorKind::InvalidResponse,
-                    format!(
-                        "a stream event is not valid JSON ({e}): {}",
-                        excerpt(&client.redact(data))
-                    ),
-                )
-            })?;
+            let value = event_json(client, data)?;
             let kind = value
                 .get("type")
                 .and_then(Value::as_str)
