@@ -126,55 +126,14 @@ pub fn render_instructions(
     slots: &serde_json::Map<String, serde_json::Value>,
     metadata: &serde_json::Map<String, serde_json::Value>,
 ) -> Result<String, minijinja::Error> {
-    let context = minijinja::context! {
-        slots => to_value(slots),
-        metadata => to_value(metadata),
-    };
-    environment()
-        .render_str(source, context)
-        .map(|text| text.trim().to_owned())
-}
-
-/// A template compiled once, rendered as often as needed: the instructions, which every
-/// model request renders (compiling them each time was ~3% of a `clarion chat` turn).
-#[derive(Debug, Clone)]
-pub struct Compiled {
-    /// The shared environment's settings, holding this one template.
-    env: Environment<'static>,
-}
-
-/// The name of a [`Compiled`] template: the one `render_str` gives, so errors read the same.
-const COMPILED: &str = "<string>";
-
-impl Compiled {
-    /// Compiles `source`.
-    pub fn new(source: &str) -> Result<Self, minijinja::Error> {
-        let mut env = environment().clone();
-        env.add_template_owned(COMPILED, source.to_owned())?;
-        Ok(Self { env })
-    }
-
-    /// [`render_instructions`] with this template: the same text, the same errors.
-    pub fn render_instructions(
-        &self,
-        slots: &serde_json::Map<String, serde_json::Value>,
-        metadata: &serde_json::Map<String, serde_json::Value>,
-    ) -> Result<String, minijinja::Error> {
-        let context = minijinja::context! {
-            slots => to_value(slots),
-            metadata => to_value(metadata),
-        };
-        self.env
-            .get_template(COMPILED)?
-            .render(context)
-            .map(|text| text.trim().to_owned())
-    }
+    Precompiled::default().render_instructions(source, slots, metadata)
 }
 
 /// Templates and expressions compiled once and found again by their source text: the
-/// `after` and `on_error` rules a run applies on every tool result (compiling them per
-/// call was ~3% of a `clarion chat` round trip). A source that was not given, or did not
-/// compile, is compiled where it is used, to fail there as it always did.
+/// instructions every model request renders and the `after` and `on_error` rules a run
+/// applies on every tool result (compiling them each time was ~3% of a `clarion chat`
+/// round trip, each). A source that was not given, or did not compile, is compiled where
+/// it is used, to fail there as it always did.
 #[derive(Debug, Default)]
 pub struct Precompiled {
     /// The shared environment's settings, holding the templates.
@@ -231,6 +190,21 @@ impl Precompiled {
         }
     }
 
+    /// [`render_instructions`] of `source`, from this cache when it holds it.
+    pub fn render_instructions(
+        &self,
+        source: &str,
+        slots: &serde_json::Map<String, serde_json::Value>,
+        metadata: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<String, minijinja::Error> {
+        let context = minijinja::context! {
+            slots => to_value(slots),
+            metadata => to_value(metadata),
+        };
+        self.render(source, context)
+            .map(|text| text.trim().to_owned())
+    }
+
     /// Expression `source` evaluated with `context`: what compiling it with
     /// `environment()` and evaluating gives.
     pub fn eval(
@@ -285,7 +259,7 @@ mod tests {
     }
 
     #[test]
-    fn a_compiled_template_renders_as_render_str_does() {
+    fn precompiled_instructions_render_as_render_str_does() {
         let slots = serde_json::Map::from_iter([("a".to_owned(), serde_json::json!("x"))]);
         let metadata = serde_json::Map::from_iter([("m".to_owned(), serde_json::json!("y"))]);
         for source in [
@@ -294,16 +268,17 @@ mod tests {
             "{{ slots.a | nope }}",
             "{{ slots.a + 1 }}",
         ] {
-            let compiled = Compiled::new(source).unwrap_or_else(|e| panic!("{e}"));
+            let compiled = Precompiled::new([source], []);
+            assert!(compiled.names.contains_key(source), "{source}");
             let once = render_instructions(source, &slots, &metadata).map_err(|e| describe(&e));
             for _ in 0..2 {
                 let again = compiled
-                    .render_instructions(&slots, &metadata)
+                    .render_instructions(source, &slots, &metadata)
                     .map_err(|e| describe(&e));
                 assert_eq!(again, once, "{source}");
             }
         }
-        assert!(Compiled::new("{{ oops").is_err());
+        assert!(Precompiled::new(["{{ oops"], []).names.is_empty());
     }
 
     #[test]

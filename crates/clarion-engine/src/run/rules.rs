@@ -23,15 +23,19 @@ pub(crate) struct RuleEffects {
     pub contexts: Vec<String>,
 }
 
-/// Every `after` and `on_error` template and expression of `flow`, compiled once.
+/// The templates and expressions a run renders, compiled once: `flow`'s instructions
+/// (every model request) and every `after` and `on_error` rule (every tool result).
 pub(crate) fn precompile(flow: &Flow) -> Precompiled {
     let tools = flow.tools.values();
     let after = || tools.clone().flat_map(|tool| &tool.after);
-    let templates = after().filter_map(|rule| rule.inject.as_deref()).chain(
-        tools
-            .clone()
-            .filter_map(|tool| Some(tool.on_error.as_ref()?.inject.as_str())),
-    );
+    let instructions = std::iter::once(flow.assistant.instructions.as_str());
+    let templates = instructions
+        .chain(after().filter_map(|rule| rule.inject.as_deref()))
+        .chain(
+            tools
+                .clone()
+                .filter_map(|tool| Some(tool.on_error.as_ref()?.inject.as_str())),
+        );
     let expressions = after().flat_map(|rule| {
         rule.when
             .as_deref()

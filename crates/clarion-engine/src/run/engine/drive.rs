@@ -281,20 +281,15 @@ impl Engine {
             .map(|(k, v)| (k.clone(), Value::String(v.clone())))
             .collect();
         let part = self.part(thread);
-        match &part.instructions {
-            Some(compiled) => compiled.render_instructions(&thread.slots, &metadata),
-            None => template::render_instructions(
-                &part.flow.assistant.instructions,
-                &thread.slots,
-                &metadata,
-            ),
-        }
-        .map_err(|e| {
-            format!(
-                "the instructions failed to render: {}",
-                template::describe(&e)
-            )
-        })
+        let source = &part.flow.assistant.instructions;
+        part.templates
+            .render_instructions(source, &thread.slots, &metadata)
+            .map_err(|e| {
+                format!(
+                    "the instructions failed to render: {}",
+                    template::describe(&e)
+                )
+            })
     }
 }
 

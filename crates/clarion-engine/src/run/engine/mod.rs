@@ -113,15 +113,12 @@ impl std::fmt::Debug for Engine {
 struct Part {
     flow: Arc<Flow>,
     validators: Validators,
-    /// The `after` and `on_error` rules' templates and expressions.
-    rules: clarion_flow::template::Precompiled,
+    /// The instructions and the `after` and `on_error` rules, compiled once.
+    templates: clarion_flow::template::Precompiled,
     /// The flows that read a user's answer to a confirmation, per tool with `confirm`.
     judges: indexmap::IndexMap<String, Flow>,
     /// How a request's tokens are counted against `limits.max_context_tokens`.
     counter: Counter,
-    /// The flow's instructions, compiled once (`None` if they do not compile: each
-    /// request then renders from the source, to fail as it always did).
-    instructions: Option<clarion_flow::template::Compiled>,
 }
 
 impl Part {
@@ -133,10 +130,9 @@ impl Part {
         }
         Self {
             validators: Validators::new(&flow),
-            rules: rules::precompile(&flow),
+            templates: rules::precompile(&flow),
             judges: super::confirm::judges(&flow),
             counter,
-            instructions: clarion_flow::template::Compiled::new(&flow.assistant.instructions).ok(),
             flow,
         }
     }
@@ -783,7 +779,7 @@ impl Engine {
                 let args = prepared_args(&part.flow, &part.validators, call, &thread.slots, said);
                 let effects = rules::after(
                     tool,
-                    &part.rules,
+                    &part.templates,
                     &part.validators,
                     &args,
                     &result,

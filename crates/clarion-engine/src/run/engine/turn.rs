@@ -126,7 +126,7 @@ impl Engine {
                         handing = handing.or_else(|| HandingOff::of(tool, call, &args));
                         let effects = rules::after(
                             tool,
-                            &part.rules,
+                            &part.templates,
                             validators,
                             &args,
                             &result,
@@ -140,7 +140,7 @@ impl Engine {
                         run.consecutive_failures += 1;
                         let effects = rules::on_error(
                             tool,
-                            &part.rules,
+                            &part.templates,
                             &args,
                             &error,
                             &thread.slots,
