@@ -31,6 +31,13 @@ fn config(server: &MockServer) -> ProviderConfig {
     config
 }
 
+/// A provider for `server` that asks for streamed responses.
+fn streaming(server: &MockServer) -> ChatCompletions {
+    let mut config = config(server);
+    config.stream = true;
+    ChatCompletions::new(config).unwrap_or_else(|e| panic!("{e}"))
+}
+
 #[allow(clippy::needless_pass_by_value)] // callers build the message inline
 fn completion(message: Value, finish_reason: &str) -> ResponseTemplate {
     ResponseTemplate::new(200).set_body_json(json!({
@@ -236,9 +243,7 @@ async fn streamed_text_arrives_as_deltas_and_tool_calls_are_assembled_by_index()
         ]))
         .mount(&server)
         .await;
-    let mut config = config(&server);
-    config.stream = true;
-    let model = ChatCompletions::new(config).unwrap_or_else(|e| panic!("{e}"));
+    let model = streaming(&server);
     let events = EventLog::new();
     let response = ask(&model, &[user("hi")], &events)
         .await
@@ -294,9 +299,7 @@ async fn chunks_with_fields_of_other_types_are_read_leniently() {
         ))
         .mount(&server)
         .await;
-    let mut config = config(&server);
-    config.stream = true;
-    let model = ChatCompletions::new(config).unwrap_or_else(|e| panic!("{e}"));
+    let model = streaming(&server);
     let response = ask(&model, &[user("hi")], &EventLog::new())
         .await
         .unwrap_or_else(|e| panic!("{e}"));
@@ -323,9 +326,7 @@ async fn an_error_mid_stream_is_the_providers_error() {
         .respond_with(sse(&[text, error], false))
         .mount(&server)
         .await;
-    let mut config = config(&server);
-    config.stream = true;
-    let model = ChatCompletions::new(config).unwrap_or_else(|e| panic!("{e}"));
+    let model = streaming(&server);
     let error = ask(&model, &[user("hi")], &EventLog::new())
         .await
         .err()
@@ -348,9 +349,7 @@ async fn a_stream_cut_midway_is_an_error_not_a_truncated_turn() {
         .respond_with(sse(&[partial], false))
         .mount(&server)
         .await;
-    let mut config = config(&server);
-    config.stream = true;
-    let model = ChatCompletions::new(config).unwrap_or_else(|e| panic!("{e}"));
+    let model = streaming(&server);
     let error = ask(&model, &[user("hi")], &EventLog::new())
         .await
         .err()
