@@ -484,6 +484,28 @@ fn bad_invocations_exit_2_with_what_to_do() {
         "{}",
         text(&unwritable.stderr)
     );
+    // A provider URL that cannot be parsed is found before the first turn, not at it.
+    let bad_url = chat(
+        &[
+            &flow,
+            "--store",
+            &store,
+            "--base-url",
+            "http://exa mple.com/v1",
+        ],
+        "hello\n",
+    );
+    assert_eq!(bad_url.status.code(), Some(2));
+    assert!(
+        text(&bad_url.stderr).contains("the provider URL `http://exa mple.com/v1` is not valid"),
+        "{}",
+        text(&bad_url.stderr)
+    );
+    assert!(
+        text(&bad_url.stdout).is_empty(),
+        "{}",
+        text(&bad_url.stdout)
+    );
 }
 
 /// `clarion chat FLOW --store STORE ARGS…` in a fresh pseudo-terminal.

@@ -45,7 +45,7 @@ impl ChatCompletions {
     /// A model behind `config`.
     pub fn new(config: ProviderConfig) -> Result<Self, ModelError> {
         Ok(Self {
-            client: ProviderClient::new(config)?,
+            client: ProviderClient::new(config, "chat/completions")?,
         })
     }
 }
@@ -68,10 +68,7 @@ impl Model for ChatCompletions {
                     format!("cannot serialize the request body: {e}"),
                 )
             })?;
-            let response = self
-                .client
-                .post_json("chat/completions", body.into())
-                .await?;
+            let response = self.client.post_json(body.into()).await?;
             if config.stream {
                 read_stream(&self.client, response, events).await
             } else {

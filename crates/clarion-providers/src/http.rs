@@ -15,34 +15,51 @@ use clarion_engine::Backoff;
 use clarion_engine::ModelErrorKind;
 use std::time::Duration;
 
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
 
 use crate::config::{AuthStyle, ProviderConfig};
 use clarion_engine::ModelError;
 
-/// An HTTP client for one provider.
+/// An HTTP client for one provider endpoint.
 #[derive(Debug, Clone)]
 pub struct ProviderClient {
     config: ProviderConfig,
     client: reqwest::Client,
+    /// The endpoint's URL with the configured query, parsed once.
+    url: reqwest::Url,
+    /// What every request carries: the content type, the configured headers, the key.
+    headers: HeaderMap,
 }
 
 impl ProviderClient {
-    /// A client for `config`.
-    pub fn new(config: ProviderConfig) -> Result<Self, ModelError> {
+    /// A client that POSTs to `endpoint` (such as `chat/completions`) under the configured
+    /// base URL. Fails, as a [`ModelErrorKind::Configuration`] error, when the URL or a
+    /// configured header is not valid: before any request, not at the first one.
+    pub fn new(config: ProviderConfig, endpoint: &str) -> Result<Self, ModelError> {
         // rustls needs a process-wide crypto provider; installing it twice is harmless.
         let _ = rustls::crypto::ring::default_provider().install_default();
         // No client-wide timeout: `post` and [`ChunkReader`] apply the one that fits.
         let client = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
             .build()
-            .map_err(|e| {
-                ModelError::new(
-                    ModelErrorKind::Configuration,
-                    format!("cannot build the HTTP client: {e}"),
-                )
-            })?;
-        Ok(Self { config, client })
+            .map_err(|e| configuration(format!("cannot build the HTTP client: {e}")))?;
+        let mut url = reqwest::Url::parse(&config.url(endpoint)).map_err(|e| {
+            configuration(format!(
+                "the provider URL `{}` is not valid: {e}",
+                config.base_url
+            ))
+        })?;
+        if !config.query.is_empty() {
+            url.query_pairs_mut().extend_pairs(&config.query);
+        }
+        let headers = headers(&config)?;
+        Ok(Self {
+            config,
+            client,
+            url,
+            headers,
+        })
     }
 
     /// The configuration.
@@ -51,59 +68,26 @@ impl ProviderClient {
         &self.config
     }
 
-    /// POSTs `body` to `endpoint` and returns the successful response, retrying what can
-    /// be retried.
-    pub async fn post(
-        &self,
-        endpoint: &str,
-        body: &Value,
-    ) -> Result<reqwest::Response, ModelError> {
-        let body = serde_json::to_vec(body).map_err(|e| {
-            ModelError::new(
-                ModelErrorKind::Configuration,
-                format!("cannot serialize the request body: {e}"),
-            )
-        })?;
-        self.post_json(endpoint, body.into()).await
+    /// POSTs `body` to the endpoint and returns the successful response, retrying what
+    /// can be retried.
+    pub async fn post(&self, body: &Value) -> Result<reqwest::Response, ModelError> {
+        let body = serde_json::to_vec(body)
+            .map_err(|e| configuration(format!("cannot serialize the request body: {e}")))?;
+        self.post_json(body.into()).await
     }
 
     /// [`ProviderClient::post`] with a body already serialized (JSON).
-    pub async fn post_json(
-        &self,
-        endpoint: &str,
-        body: bytes::Bytes,
-    ) -> Result<reqwest::Response, ModelError> {
-        let mut url = reqwest::Url::parse(&self.config.url(endpoint)).map_err(|e| {
-            ModelError::new(
-                ModelErrorKind::Configuration,
-                format!(
-                    "the provider URL `{}` is not valid: {e}",
-                    self.config.base_url
-                ),
-            )
-        })?;
-        if !self.config.query.is_empty() {
-            url.query_pairs_mut().extend_pairs(&self.config.query);
-        }
+    pub async fn post_json(&self, body: bytes::Bytes) -> Result<reqwest::Response, ModelError> {
         let mut attempt = 0;
         loop {
             // What `RequestBuilder::json` does, with the bytes shared across retries.
             let mut request = self
                 .client
-                .post(url.clone())
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .post(self.url.clone())
+                .headers(self.headers.clone())
                 .body(body.clone());
             if !self.config.stream {
                 request = request.timeout(self.config.request_timeout);
-            }
-            for (name, value) in &self.config.headers {
-                request = request.header(name, value);
-            }
-            if let Some(key) = &self.config.api_key {
-                request = match self.config.auth {
-                    AuthStyle::Bearer => request.bearer_auth(key.expose()),
-                    AuthStyle::ApiKeyHeader => request.header("api-key", key.expose()),
-                };
             }
             let sent = if self.config.stream {
                 tokio::time::timeout(self.config.idle_timeout, request.send()).await
@@ -309,6 +293,55 @@ impl ProviderClient {
 
 /// A retry, logged: the code on the ordinary log; the provider's message, which can quote
 /// the request, only on the content target.
+/// A configuration error with `message`.
+fn configuration(message: String) -> ModelError {
+    ModelError::new(ModelErrorKind::Configuration, message)
+}
+
+/// The headers of every request to the provider: JSON, the configured ones, then the key
+/// (marked sensitive, so it never shows in a debug print).
+fn headers(config: &ProviderConfig) -> Result<HeaderMap, ModelError> {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        reqwest::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    for (name, value) in &config.headers {
+        let parsed_name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+            configuration(format!(
+                "the provider header name `{name}` is not a valid HTTP header name"
+            ))
+        })?;
+        let parsed_value = HeaderValue::from_str(value).map_err(|_| {
+            configuration(format!(
+                "the value of the provider header `{name}` is not a valid HTTP header value \
+                 (it must be visible ASCII)"
+            ))
+        })?;
+        headers.append(parsed_name, parsed_value);
+    }
+    if let Some(key) = &config.api_key {
+        let (name, value) = match config.auth {
+            AuthStyle::Bearer => (
+                reqwest::header::AUTHORIZATION,
+                HeaderValue::from_str(&format!("Bearer {}", key.expose())),
+            ),
+            AuthStyle::ApiKeyHeader => (
+                HeaderName::from_static("api-key"),
+                HeaderValue::from_str(key.expose()),
+            ),
+        };
+        let mut value = value.map_err(|_| {
+            configuration(
+                "the API key is not a valid HTTP header value (it must be visible ASCII)".into(),
+            )
+        })?;
+        value.set_sensitive(true);
+        headers.insert(name, value);
+    }
+    Ok(headers)
+}
+
 fn log_retry(attempt: u32, delay: Duration, failure: &Failure) {
     let delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
     let code = failure.code.as_str();
@@ -488,7 +521,7 @@ mod tests {
         let mut config = ProviderConfig::new("http://x");
         config.backoff_base = Duration::from_millis(100);
         config.backoff_cap = Duration::from_secs(1);
-        let Ok(client) = ProviderClient::new(config) else {
+        let Ok(client) = ProviderClient::new(config, "chat/completions") else {
             panic!("client")
         };
         for attempt in 0..10 {

@@ -31,7 +31,7 @@ impl Responses {
     /// A model behind `config`.
     pub fn new(config: ProviderConfig) -> Result<Self, ModelError> {
         Ok(Self {
-            client: ProviderClient::new(config)?,
+            client: ProviderClient::new(config, "responses")?,
         })
     }
 }
@@ -49,7 +49,7 @@ impl Model for Responses {
         Box::pin(async move {
             let config = self.client.config();
             let body = request_body(config, &request);
-            let response = self.client.post("responses", &body).await?;
+            let response = self.client.post(&body).await?;
             if config.stream {
                 return read_stream(&self.client, response, events).await;
             }

@@ -662,6 +662,92 @@ async fn azure_gets_its_deployment_path_api_version_and_api_key_header() {
     );
 }
 
+#[tokio::test]
+async fn every_attempt_carries_the_configured_headers_and_the_key() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(503))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(text("hello"))
+        .mount(&server)
+        .await;
+    let mut config = config(&server);
+    config.api_key = Some(Secret::new("sk-test-key"));
+    config.headers = vec![
+        ("x-team".into(), "billing".into()),
+        ("x-team".into(), "support".into()),
+    ];
+    config.backoff_base = Duration::from_millis(1);
+    let model = ChatCompletions::new(config).unwrap_or_else(|e| panic!("{e}"));
+    let response = ask(&model, &[user("hi")], &EventLog::new())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(response.turn, ModelTurn::Text("hello".into()));
+    let requests = server.received_requests().await.unwrap_or_default();
+    assert_eq!(requests.len(), 2, "one retry after the 503");
+    for request in &requests {
+        let sent = |name: &str| -> Vec<String> {
+            request
+                .headers
+                .get_all(name)
+                .iter()
+                .map(|v| v.to_str().unwrap_or_default().to_owned())
+                .collect()
+        };
+        assert_eq!(sent("authorization"), ["Bearer sk-test-key"]);
+        assert_eq!(sent("content-type"), ["application/json"]);
+        assert_eq!(sent("x-team"), ["billing", "support"]);
+    }
+}
+
+#[test]
+fn a_bad_url_header_or_key_is_a_configuration_error_before_any_request() {
+    type Breaks = fn(&mut ProviderConfig);
+    let cases: [(&str, Breaks, &str); 4] = [
+        (
+            "url",
+            |c| c.base_url = "http://exa mple.com/v1".into(),
+            "the provider URL `http://exa mple.com/v1` is not valid",
+        ),
+        (
+            "header name",
+            |c| c.headers = vec![("bad name".into(), "x".into())],
+            "the provider header name `bad name` is not a valid HTTP header name",
+        ),
+        (
+            "header value",
+            |c| c.headers = vec![("x-team".into(), "line\nbreak".into())],
+            "the value of the provider header `x-team` is not a valid HTTP header value",
+        ),
+        (
+            "key",
+            |c| c.api_key = Some(Secret::new("sk-\nsecret")),
+            "the API key is not a valid HTTP header value",
+        ),
+    ];
+    for (what, break_it, expected) in cases {
+        let mut config = ProviderConfig::new("http://127.0.0.1:9/v1");
+        break_it(&mut config);
+        let Err(error) = ChatCompletions::new(config) else {
+            panic!("a bad {what} was accepted");
+        };
+        assert_eq!(error.kind, ModelErrorKind::Configuration, "{what}");
+        assert!(
+            error.message.contains(expected),
+            "{what}: {}",
+            error.message
+        );
+        assert!(
+            !error.message.contains("secret"),
+            "{what}: {}",
+            error.message
+        );
+    }
+}
+
 #[test]
 fn context_can_be_sent_as_a_user_message_for_strict_chat_templates() {
     let flow = personal_finance();
