@@ -18,6 +18,7 @@
 //! with exit 2. While the model or a tool is working a spinner turns on stderr (only when
 //! stderr is a terminal); it is erased before anything else is printed.
 
+use std::fmt::Write as _;
 use std::io::{BufRead as _, IsTerminal as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -418,6 +419,7 @@ async fn drive(
         _ = tokio::signal::ctrl_c() => {
             sink.end_line();
             sink.say("cancelling…");
+            sink.flush();
             let _ = engine.cancel(&run_id, sink.as_ref()).await;
             task.await
         }
@@ -426,6 +428,7 @@ async fn drive(
             task.await
         }
     };
+    sink.flush();
     sink.spinner.stop();
     result
         .map_err(|e| format!("the run stopped unexpectedly: {e}"))?
@@ -901,6 +904,9 @@ struct Terminal {
     /// the engine applies a call's rules before announcing its output, but people read
     /// the result first.
     running: Mutex<(usize, Vec<String>)>,
+    /// Notes said and not yet written: a burst of them (a call's slots, the call, its
+    /// result, a rule's effects) goes out in one write when the run next waits.
+    notes: Mutex<String>,
 }
 
 impl Terminal {
@@ -911,6 +917,7 @@ impl Terminal {
             open_line: Mutex::new(false),
             events: Mutex::new(Vec::new()),
             running: Mutex::new((0, Vec::new())),
+            notes: Mutex::new(String::new()),
         }
     }
 
@@ -930,14 +937,37 @@ impl Terminal {
         }
     }
 
-    /// Reply text on stdout.
+    /// Reply text on stdout, after the notes said before it.
     fn out(&self, text: &str) {
-        self.spinner.quiet(|| output::out(text));
+        self.spinner.quiet(|| {
+            self.write_notes();
+            output::out(text);
+        });
     }
 
-    /// A dimmed line on stderr.
+    /// A dimmed line on stderr, written with the next [`flush`](Terminal::flush).
     fn say(&self, text: &str) {
-        self.spinner.quiet(|| note(text));
+        if let Ok(mut notes) = self.notes.lock() {
+            let style = anstyle::Style::new().dimmed();
+            let _ = writeln!(notes, "{style}{text}{style:#}");
+        }
+    }
+
+    /// Writes the notes said so far: before anything that waits (a tool, the model, the
+    /// user), so nothing said is still held back while the session waits.
+    fn flush(&self) {
+        if self.notes.lock().is_ok_and(|notes| !notes.is_empty()) {
+            self.spinner.quiet(|| self.write_notes());
+        }
+    }
+
+    fn write_notes(&self) {
+        if let Ok(mut notes) = self.notes.lock()
+            && !notes.is_empty()
+        {
+            output::err(&notes);
+            notes.clear();
+        }
     }
 
     /// Prints a rule effect now, or after the running tools finish.
@@ -1050,6 +1080,13 @@ impl EventSink for Terminal {
             )),
             // Statuses come from the run; calls are shown with their results.
             _ => {}
+        }
+        // What comes next waits: a tool runs, the model thinks, or the run has ended.
+        if matches!(
+            event,
+            Event::ToolStarted { .. } | Event::ModelCalled { .. } | Event::Status { .. }
+        ) {
+            self.flush();
         }
     }
 }
