@@ -169,7 +169,8 @@ pub(crate) struct DemoArgs {
     /// Continue a stored thread instead of starting a new one.
     #[arg(long, value_name = "ID")]
     pub thread: Option<String>,
-    /// The thread store: a SQLite file, or a `postgres://` URL.
+    /// The thread store: a SQLite file, a `postgres://` URL, or `:memory:` for a
+    /// conversation kept nowhere.
     #[arg(long, value_name = "PATH", default_value = ".clarion/threads.db")]
     pub store: PathBuf,
     /// The model name (default: `OPENAI_MODEL`, else the flow's, or the local model's).
@@ -393,7 +394,8 @@ pub(crate) struct ChatArgs {
     /// Continue a stored thread instead of starting a new one.
     #[arg(long, value_name = "ID")]
     pub thread: Option<String>,
-    /// The thread store: a SQLite file, or a `postgres://` URL.
+    /// The thread store: a SQLite file, a `postgres://` URL, or `:memory:` for a
+    /// conversation kept nowhere.
     #[arg(long, value_name = "PATH", default_value = ".clarion/threads.db")]
     pub store: PathBuf,
     /// The provider's base URL (overrides the flow's `[provider]` and `OPENAI_BASE_URL`).

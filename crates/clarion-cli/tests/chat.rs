@@ -195,6 +195,58 @@ async fn a_piped_conversation_is_stored_and_resumable() {
     assert!(out.contains("risk_tolerance (not set)"), "{out}");
 }
 
+#[tokio::test]
+async fn a_memory_store_keeps_the_session_and_nothing_after_it() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(Model)
+        .mount(&server)
+        .await;
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let flow = flow_for(dir.path(), &format!("{}/v1", server.uri()));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_clarion"))
+        .args(["chat", "finance.toml", "--store", ":memory:"])
+        .current_dir(dir.path())
+        .env_remove("OPENAI_BASE_URL")
+        .env_remove("OPENAI_API_KEY")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run clarion: {e}"));
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(b"hello\nagain\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let output = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert_eq!(
+        text(&output.stdout),
+        "You said: hello. I remember 2 messages.\nYou said: again. I remember 4 messages.\n",
+        "the thread lives for the session"
+    );
+    let log = text(&output.stderr);
+    assert!(
+        log.contains("ends with this session: --store :memory: keeps nothing"),
+        "{log}"
+    );
+    assert!(!log.contains("resume with"), "nothing to resume: {log}");
+    let mut left: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap_or_else(|e| panic!("{e}"))
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        [flow
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned())],
+        "no file was written"
+    );
+}
+
 /// After `/reset` the new thread is stored with its first turn, or when a command or the
 /// session's end needs it: every thread the session named can be resumed.
 #[tokio::test]

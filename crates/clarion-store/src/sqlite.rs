@@ -192,6 +192,12 @@ impl std::fmt::Debug for SqliteStore {
     }
 }
 
+/// Whether `path` is `:memory:`, SQLite's name for a private in-memory database.
+#[must_use]
+pub fn is_memory(path: &Path) -> bool {
+    path.as_os_str() == ":memory:"
+}
+
 /// Adds what was being done to a SQLite error.
 trait Context<T> {
     fn context(self, what: impl FnOnce() -> String) -> Result<T, StoreError>;
@@ -259,8 +265,14 @@ impl SqliteStore {
     /// its runs taken over by another process on the file about this long after.
     /// `Duration::ZERO` leases nothing, for a file only one process ever opens: each run
     /// then costs two writes fewer, and a crash is recovered at the next start alone.
+    ///
+    /// The path `:memory:` (SQLite's own name for it) is a private in-memory store, as
+    /// [`SqliteStore::open_in_memory`]: no file, nothing kept after the handle is gone.
     pub fn open_with_lease(path: impl AsRef<Path>, lease: Duration) -> Result<Self, StoreError> {
         let path = path.as_ref();
+        if is_memory(path) {
+            return Self::open_in_memory();
+        }
         if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| {
                 StoreError::Backend(format!(
@@ -280,7 +292,7 @@ impl SqliteStore {
         })
     }
 
-    /// A private in-memory store (tests).
+    /// A private in-memory store: for tests, and for conversations nobody needs to resume.
     pub fn open_in_memory() -> Result<Self, StoreError> {
         let conn = Connection::open_in_memory().context(|| "opening an in-memory store".into())?;
         Ok(Self {

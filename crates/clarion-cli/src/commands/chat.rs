@@ -191,11 +191,7 @@ async fn chat(args: &ChatArgs, source: &FlowSource<'_>) -> Result<Exit, CliError
     };
     let interactive = std::io::stdin().is_terminal();
     let sink = Arc::new(Terminal::new(args.verbose, spinner));
-    let mut input = Input::new(
-        interactive,
-        history_path(&args.store, crate::store::is_url(&args.store)),
-        hangup_signal(),
-    );
+    let mut input = Input::new(interactive, history_path(&args.store), hangup_signal());
     let hint = if interactive {
         " · /help for commands, Ctrl-D to leave"
     } else {
@@ -270,15 +266,29 @@ async fn chat(args: &ChatArgs, source: &FlowSource<'_>) -> Result<Exit, CliError
             Err(message) => output::error_line(&message),
         }
     }
-    Ok(farewell(&engine, current, input.hung_up(), exit).await)
+    let kept = !clarion_store::sqlite::is_memory(&args.store);
+    Ok(farewell(&engine, current, input.hung_up(), kept, exit).await)
 }
 
-/// Ends the session: stores a thread never spoken in, as the last line promises.
-async fn farewell(engine: &Engine, mut current: Current, hung_up: bool, exit: Exit) -> Exit {
+/// Ends the session: stores a thread never spoken in, as the last line promises, and
+/// says how to resume it (unless the store is in memory: then nothing can be).
+async fn farewell(
+    engine: &Engine,
+    mut current: Current,
+    hung_up: bool,
+    kept: bool,
+    exit: Exit,
+) -> Exit {
     if let Err(message) = current.keep(engine).await {
         output::error_line(&message);
     }
     let id = &current.thread.id;
+    if !kept {
+        note(&format!(
+            "thread {id} ends with this session: --store :memory: keeps nothing"
+        ));
+        return if hung_up { Exit::Usage } else { exit };
+    }
     if hung_up {
         // Nobody may read this, but a log capturing stderr would.
         output::error_line(&format!(
@@ -727,9 +737,10 @@ impl Editor {
 }
 
 /// The history file: `history` beside the store.
-fn history_path(store: &Path, is_url: bool) -> Option<PathBuf> {
-    if is_url {
-        // A database has no directory: the history stays where the default store would be.
+fn history_path(store: &Path) -> Option<PathBuf> {
+    if crate::store::is_url(store) || clarion_store::sqlite::is_memory(store) {
+        // A database or memory has no directory: the history stays where the default
+        // store would be.
         return Some(PathBuf::from(".clarion/history"));
     }
     let dir = store.parent()?;
