@@ -850,27 +850,53 @@ struct BodyIn {
     metadata: Metadata,
 }
 
-/// How many messages the thread holds (its row keeps the count).
-fn message_count(conn: &Connection, thread_id: &str) -> Result<usize, StoreError> {
-    let count: Option<i64> = conn
-        .prepare_cached("SELECT message_count FROM threads WHERE id = ?1")
-        .and_then(|mut stmt| stmt.query_row([thread_id], |row| row.get(0)).optional())
-        .context(|| format!("counting the messages of thread `{thread_id}`"))?;
-    let count = count.ok_or_else(|| StoreError::ThreadNotFound(thread_id.to_owned()))?;
-    Ok(usize::try_from(count).unwrap_or_default())
+/// The last activity `messages` bring, as a `coalesce(?, last_activity)` parameter:
+/// `None` leaves the thread's as it is.
+fn last_activity(messages: &[Message]) -> Option<i64> {
+    messages.last().map(|m| m.created_at)
 }
 
-/// Appends `messages` at positions `first_seq…` and moves the thread's count and last
-/// activity on.
-fn insert_messages(
+/// Appends `messages` to the thread: its row's count and last activity move on, and the
+/// count it had is where they go. One statement for the row, one per message.
+fn append_messages(
     conn: &Connection,
     thread_id: &str,
-    first_seq: usize,
     messages: &[Message],
 ) -> Result<(), StoreError> {
     if messages.is_empty() {
         return Ok(());
     }
+    let first: Option<i64> = conn
+        .prepare_cached(
+            "UPDATE threads SET message_count = message_count + ?2,
+                                last_activity = coalesce(?3, last_activity)
+             WHERE id = ?1 RETURNING message_count - ?2",
+        )
+        .and_then(|mut stmt| {
+            stmt.query_row(
+                params![thread_id, to_i64(messages.len()), last_activity(messages)],
+                |row| row.get(0),
+            )
+            .optional()
+        })
+        .context(|| format!("appending to thread `{thread_id}`"))?;
+    let first = first.ok_or_else(|| StoreError::ThreadNotFound(thread_id.to_owned()))?;
+    insert_rows(
+        conn,
+        thread_id,
+        usize::try_from(first).unwrap_or_default(),
+        messages,
+    )
+}
+
+/// Inserts the rows of `messages` at positions `first_seq…`; the caller moves the
+/// thread's count on in the same transaction.
+fn insert_rows(
+    conn: &Connection,
+    thread_id: &str,
+    first_seq: usize,
+    messages: &[Message],
+) -> Result<(), StoreError> {
     let appending = || format!("appending to thread `{thread_id}`");
     let mut stmt = conn
         .prepare_cached(
@@ -898,12 +924,6 @@ fn insert_messages(
         ])
         .context(|| format!("appending message `{}` to thread `{thread_id}`", message.id))?;
     }
-    let last = messages.last().map(|m| m.created_at);
-    conn.prepare_cached("UPDATE threads SET message_count = ?2, last_activity = ?3 WHERE id = ?1")
-        .and_then(|mut stmt| {
-            stmt.execute(params![thread_id, to_i64(first_seq + messages.len()), last])
-        })
-        .context(appending)?;
     Ok(())
 }
 
@@ -989,8 +1009,8 @@ fn insert_thread_in(tx: &Connection, thread: &Thread) -> Result<(), StoreError> 
     let inserted = tx
         .prepare_cached(
             "INSERT INTO threads (id, flow, created_at, slots, metadata, pending, active_run,
-                                  route)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (id) DO NOTHING",
+                                  route, message_count, last_activity)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT (id) DO NOTHING",
         )
         .and_then(|mut stmt| {
             stmt.execute(params![
@@ -1002,13 +1022,15 @@ fn insert_thread_in(tx: &Connection, thread: &Thread) -> Result<(), StoreError> 
                 pending,
                 thread.active_run,
                 route,
+                to_i64(thread.messages.len()),
+                last_activity(&thread.messages),
             ])
         })
         .context(inserting)?;
     if inserted == 0 {
         return Err(StoreError::Duplicate(thread.id.clone()));
     }
-    insert_messages(tx, &thread.id, 0, &thread.messages)
+    insert_rows(tx, &thread.id, 0, &thread.messages)
 }
 
 impl Db {
@@ -1181,8 +1203,7 @@ impl Db {
     fn add_user_message(&self, thread_id: &str, message: &Message) -> Result<(), StoreError> {
         let adding = || format!("adding a message to thread `{thread_id}`");
         self.write_unlocked(thread_id, adding, |tx| {
-            let count = message_count(tx, thread_id)?;
-            insert_messages(tx, thread_id, count, std::slice::from_ref(message))
+            append_messages(tx, thread_id, std::slice::from_ref(message))
         })
     }
 
@@ -1206,10 +1227,34 @@ impl Db {
         let thread_id = &run.thread_id;
         let beginning = || format!("starting run `{}` on thread `{thread_id}`", run.id);
         let body = to_json(run, || format!("run `{}`", run.id))?;
-        if let Some(message) = message {
-            let count = message_count(tx, thread_id)?;
-            insert_messages(tx, thread_id, count, std::slice::from_ref(message))?;
-        }
+        // The thread row: locked for the run, and moved on by the message if there is one.
+        let message = message.map(std::slice::from_ref).unwrap_or_default();
+        let first: Option<i64> = tx
+            .prepare_cached(
+                "UPDATE threads SET active_run = ?2, message_count = message_count + ?3,
+                                    last_activity = coalesce(?4, last_activity)
+                 WHERE id = ?1 RETURNING message_count - ?3",
+            )
+            .and_then(|mut stmt| {
+                stmt.query_row(
+                    params![
+                        thread_id,
+                        run.id,
+                        to_i64(message.len()),
+                        last_activity(message)
+                    ],
+                    |row| row.get(0),
+                )
+                .optional()
+            })
+            .context(beginning)?;
+        let first = first.ok_or_else(|| StoreError::ThreadNotFound(thread_id.clone()))?;
+        insert_rows(
+            tx,
+            thread_id,
+            usize::try_from(first).unwrap_or_default(),
+            message,
+        )?;
         // The creator holds the new run's lease, so no other process takes over a run
         // that is only waiting for its creator to drive it.
         let (owner, until) = match self.lease {
@@ -1232,9 +1277,6 @@ impl Db {
             ])
         })
         .context(beginning)?;
-        tx.prepare_cached("UPDATE threads SET active_run = ?1 WHERE id = ?2")
-            .and_then(|mut stmt| stmt.execute(params![run.id, thread_id]))
-            .context(beginning)?;
         Ok(())
     }
 
@@ -1480,11 +1522,14 @@ impl Db {
         };
         let conn = self.conn();
         let tx = Tx::write(&conn).context(committing)?;
-        // The row's message count comes back with the update: one statement, not two.
+        // One statement for the thread row: its columns, and its count moved on by the
+        // appended messages; the count it had comes back to check the step against.
         let stored: Option<i64> = tx
             .prepare_cached(
                 "UPDATE threads SET flow = ?2, slots = ?3, metadata = ?4, pending = ?5,
-                 active_run = ?6, route = ?7 WHERE id = ?1 RETURNING message_count",
+                 active_run = ?6, route = ?7, message_count = message_count + ?8,
+                 last_activity = coalesce(?9, last_activity)
+                 WHERE id = ?1 RETURNING message_count - ?8",
             )
             .and_then(|mut stmt| {
                 stmt.query_row(
@@ -1495,7 +1540,9 @@ impl Db {
                         metadata,
                         pending,
                         thread.active_run,
-                        route
+                        route,
+                        to_i64(step.appended.len()),
+                        last_activity(&step.appended),
                     ],
                     |row| row.get(0),
                 )
@@ -1517,7 +1564,7 @@ impl Db {
                 step.total
             )));
         }
-        insert_messages(&tx, id, stored, &step.appended)?;
+        insert_rows(&tx, id, stored, &step.appended)?;
         if let (Some(run), Some(body)) = (&step.run, run_body) {
             self.save_run(&tx, id, run, &body)?;
         }

@@ -280,6 +280,13 @@ pub async fn commit(store: &dyn ThreadStore, thread: &Thread, mark: usize, run: 
         .unwrap_or_else(|e| panic!("commit: {e}"));
 }
 
+/// The store holds `thread` as it is: loaded whole, and in its header (the count and
+/// last activity, which the store keeps on the thread row).
+pub async fn stored_as(store: &dyn ThreadStore, thread: &Thread) {
+    assert_eq!(load(store, &thread.id).await, *thread);
+    assert_eq!(store.thread_header(&thread.id).await, Ok(thread.header()));
+}
+
 /// Ends `run` and unlocks its thread.
 pub async fn finish(store: &dyn ThreadStore, thread_id: &str, run: &mut Run, status: RunStatus) {
     let mut thread = load(store, thread_id).await;
@@ -455,6 +462,7 @@ pub async fn begin_run_after_appends_the_message_and_locks(store: &dyn ThreadSto
     let loaded = load(store, "thread_ba").await;
     assert_eq!(loaded.active_run.as_deref(), Some("run_ba"));
     assert_eq!(loaded.messages, [user("msg_1", "one")]);
+    assert_eq!(store.thread_header("thread_ba").await, Ok(loaded.header()));
     assert_eq!(store.run("run_ba").await, Ok(first.clone()));
     assert_eq!(
         store
@@ -470,6 +478,7 @@ pub async fn begin_run_after_appends_the_message_and_locks(store: &dyn ThreadSto
         1,
         "nothing appended"
     );
+    assert_eq!(store.thread_header("thread_ba").await, Ok(loaded.header()));
     assert_eq!(
         store.run("run_bb").await,
         Err(StoreError::RunNotFound("run_bb".to_owned()))
@@ -742,7 +751,7 @@ pub async fn commit_appends_exactly_the_new_messages(store: &dyn ThreadStore) {
     t.pending = None;
     t.route.clear();
     commit(store, &t, t.messages.len(), None).await;
-    assert_eq!(load(store, "thread_c").await, t);
+    stored_as(store, &t).await;
     assert_eq!(
         store.run("run_c").await,
         Ok(r),
@@ -762,8 +771,8 @@ pub async fn commit_appends_exactly_the_new_messages(store: &dyn ThreadStore) {
     let mut done = run("run_c", "thread_c");
     done.status = RunStatus::Completed;
     commit(store, &t, mark, Some(&done)).await;
-    assert_eq!(load(store, "thread_c").await, t);
-    assert_eq!(load(store, "thread_c").await.messages.len(), 8);
+    stored_as(store, &t).await;
+    assert_eq!(t.messages.len(), 8);
 
     let ghost = thread("thread_ghost");
     assert_eq!(
@@ -1079,6 +1088,11 @@ pub async fn a_step_that_does_not_continue_the_stored_history_is_refused(store: 
             .await,
     );
     assert_eq!(load(store, "thread_i").await, before, "nothing was written");
+    assert_eq!(
+        store.thread_header("thread_i").await,
+        Ok(before.header()),
+        "the count is where it was"
+    );
 }
 
 /// A run that ended stays ended: a stale step of it is refused.
