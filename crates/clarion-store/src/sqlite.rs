@@ -856,37 +856,39 @@ fn last_activity(messages: &[Message]) -> Option<i64> {
     messages.last().map(|m| m.created_at)
 }
 
-/// Appends `messages` to the thread: its row's count and last activity move on, and the
-/// count it had is where they go. One statement for the row, one per message.
+/// Appends `messages` to the thread after the count its row keeps, and moves the row on:
+/// the count, the last activity and, with `active_run`, the run that holds it. One
+/// statement to read the row and one to write it: SQLite's `UPDATE … RETURNING`, which
+/// would make them one, costs more than the two (it buffers what it returns).
 fn append_messages(
     conn: &Connection,
     thread_id: &str,
     messages: &[Message],
+    active_run: Option<&str>,
 ) -> Result<(), StoreError> {
-    if messages.is_empty() {
-        return Ok(());
-    }
-    let first: Option<i64> = conn
-        .prepare_cached(
-            "UPDATE threads SET message_count = message_count + ?2,
-                                last_activity = coalesce(?3, last_activity)
-             WHERE id = ?1 RETURNING message_count - ?2",
-        )
-        .and_then(|mut stmt| {
-            stmt.query_row(
-                params![thread_id, to_i64(messages.len()), last_activity(messages)],
-                |row| row.get(0),
-            )
-            .optional()
-        })
-        .context(|| format!("appending to thread `{thread_id}`"))?;
-    let first = first.ok_or_else(|| StoreError::ThreadNotFound(thread_id.to_owned()))?;
-    insert_rows(
-        conn,
-        thread_id,
-        usize::try_from(first).unwrap_or_default(),
-        messages,
+    let appending = || format!("appending to thread `{thread_id}`");
+    let count: Option<i64> = conn
+        .prepare_cached("SELECT message_count FROM threads WHERE id = ?1")
+        .and_then(|mut stmt| stmt.query_row([thread_id], |row| row.get(0)).optional())
+        .context(appending)?;
+    let count = count.ok_or_else(|| StoreError::ThreadNotFound(thread_id.to_owned()))?;
+    let count = usize::try_from(count).unwrap_or_default();
+    insert_rows(conn, thread_id, count, messages)?;
+    conn.prepare_cached(
+        "UPDATE threads SET message_count = ?2, last_activity = coalesce(?3, last_activity),
+                            active_run = coalesce(?4, active_run)
+         WHERE id = ?1",
     )
+    .and_then(|mut stmt| {
+        stmt.execute(params![
+            thread_id,
+            to_i64(count + messages.len()),
+            last_activity(messages),
+            active_run
+        ])
+    })
+    .context(appending)?;
+    Ok(())
 }
 
 /// Inserts the rows of `messages` at positions `first_seq…`; the caller moves the
@@ -1001,11 +1003,20 @@ struct OwnedStep {
     run: Option<Run>,
 }
 
-/// Inserts a new thread and its messages (inside a write transaction); `Duplicate` if its
-/// id is taken.
-fn insert_thread_in(tx: &Connection, thread: &Thread) -> Result<(), StoreError> {
+/// Inserts a new thread and its messages (inside a write transaction) and, from
+/// `begin_thread`, the first message after them and the run that holds the thread: the
+/// row is written once, with the count, last activity and run these make. `Duplicate`
+/// if the id is taken.
+fn insert_thread_in(
+    tx: &Connection,
+    thread: &Thread,
+    begun: Option<(&Message, &Run)>,
+) -> Result<(), StoreError> {
     let inserting = || format!("inserting thread `{}`", thread.id);
     let (slots, metadata, pending, route) = thread_columns(&thread.header())?;
+    let first = begun.map(|(message, _)| std::slice::from_ref(message));
+    let first = first.unwrap_or_default();
+    let active_run = begun.map_or(thread.active_run.as_deref(), |(_, run)| Some(&run.id));
     let inserted = tx
         .prepare_cached(
             "INSERT INTO threads (id, flow, created_at, slots, metadata, pending, active_run,
@@ -1020,17 +1031,18 @@ fn insert_thread_in(tx: &Connection, thread: &Thread) -> Result<(), StoreError> 
                 slots,
                 metadata,
                 pending,
-                thread.active_run,
+                active_run,
                 route,
-                to_i64(thread.messages.len()),
-                last_activity(&thread.messages),
+                to_i64(thread.messages.len() + first.len()),
+                last_activity(first).or_else(|| last_activity(&thread.messages)),
             ])
         })
         .context(inserting)?;
     if inserted == 0 {
         return Err(StoreError::Duplicate(thread.id.clone()));
     }
-    insert_rows(tx, &thread.id, 0, &thread.messages)
+    insert_rows(tx, &thread.id, 0, &thread.messages)?;
+    insert_rows(tx, &thread.id, thread.messages.len(), first)
 }
 
 impl Db {
@@ -1038,11 +1050,12 @@ impl Db {
         let inserting = || format!("inserting thread `{}`", thread.id);
         let conn = self.conn();
         let tx = Tx::write(&conn).context(inserting)?;
-        insert_thread_in(&tx, thread)?;
+        insert_thread_in(&tx, thread, None)?;
         tx.commit().context(inserting)
     }
 
-    /// A new thread, its first message and its run, in one transaction.
+    /// A new thread, its first message and its run, in one transaction of three
+    /// statements (and one per message the thread already has).
     fn begin_thread(
         &self,
         thread: &Thread,
@@ -1053,8 +1066,8 @@ impl Db {
         clarion_engine::run_belongs_to(thread, run)?;
         let conn = self.conn();
         let tx = Tx::write(&conn).context(beginning)?;
-        insert_thread_in(&tx, thread)?;
-        self.start_run_in(&tx, Some(message), run)?;
+        insert_thread_in(&tx, thread, Some((message, run)))?;
+        self.insert_run(&tx, run)?;
         tx.commit().context(beginning)
     }
 
@@ -1203,7 +1216,7 @@ impl Db {
     fn add_user_message(&self, thread_id: &str, message: &Message) -> Result<(), StoreError> {
         let adding = || format!("adding a message to thread `{thread_id}`");
         self.write_unlocked(thread_id, adding, |tx| {
-            append_messages(tx, thread_id, std::slice::from_ref(message))
+            append_messages(tx, thread_id, std::slice::from_ref(message), None)
         })
     }
 
@@ -1224,37 +1237,16 @@ impl Db {
         message: Option<&Message>,
         run: &Run,
     ) -> Result<(), StoreError> {
+        let message = message.map(std::slice::from_ref).unwrap_or_default();
+        append_messages(tx, &run.thread_id, message, Some(&run.id))?;
+        self.insert_run(tx, run)
+    }
+
+    /// Inserts `run` (inside the write transaction that locks its thread for it).
+    fn insert_run(&self, tx: &Connection, run: &Run) -> Result<(), StoreError> {
         let thread_id = &run.thread_id;
         let beginning = || format!("starting run `{}` on thread `{thread_id}`", run.id);
         let body = to_json(run, || format!("run `{}`", run.id))?;
-        // The thread row: locked for the run, and moved on by the message if there is one.
-        let message = message.map(std::slice::from_ref).unwrap_or_default();
-        let first: Option<i64> = tx
-            .prepare_cached(
-                "UPDATE threads SET active_run = ?2, message_count = message_count + ?3,
-                                    last_activity = coalesce(?4, last_activity)
-                 WHERE id = ?1 RETURNING message_count - ?3",
-            )
-            .and_then(|mut stmt| {
-                stmt.query_row(
-                    params![
-                        thread_id,
-                        run.id,
-                        to_i64(message.len()),
-                        last_activity(message)
-                    ],
-                    |row| row.get(0),
-                )
-                .optional()
-            })
-            .context(beginning)?;
-        let first = first.ok_or_else(|| StoreError::ThreadNotFound(thread_id.clone()))?;
-        insert_rows(
-            tx,
-            thread_id,
-            usize::try_from(first).unwrap_or_default(),
-            message,
-        )?;
         // The creator holds the new run's lease, so no other process takes over a run
         // that is only waiting for its creator to drive it.
         let (owner, until) = match self.lease {
