@@ -8,6 +8,8 @@ loopback. Driven by scripts/bench-roundtrip.sh; figures in docs/benchmarks.md.
     bench_roundtrip.py main CLARION N_FRESH N_LONG   everything, prints the tables
     bench_roundtrip.py compare N REPS CLARION...      several builds and the Python loop in
                                                       turn, REPS times, N fresh turns each
+    bench_roundtrip.py paired N REPS CLARION...       the same, interleaved turn by turn: every
+                                                      client does turn i before any does i+1
 
 The server answers a request with a tool call of `calculate_savings_timeline` when no tool
 result follows the user's last question, and with a short text when one does, so every user turn is one round trip: request -> tool call -> tool -> request ->
@@ -192,6 +194,39 @@ def sdk(base_url, n, mode, definition=None):
         assert message.content == REPLY, message.content
         cpu.append(time.process_time() - start)
     print(json.dumps(cpu))
+
+
+def sdk_stepped(base_url, definition):
+    """The hand loop driven as `clarion chat` is: a round trip per line read (`/reset`
+    empties the history), the reply on stdout. For `paired`."""
+    import openai
+
+    client = openai.OpenAI(base_url=base_url, api_key="x")
+    with open(definition) as f:
+        exported = json.load(f)
+    system = exported["messages"][0]["content"]
+    tools = exported["tools"]
+    options = {k: exported[k] for k in ("parallel_tool_calls", "temperature")}
+    history = [{"role": "system", "content": system}]
+    for line in sys.stdin:
+        if line.strip() == "/reset":
+            history = [{"role": "system", "content": system}]
+            continue
+        history.append({"role": "user", "content": line.rstrip("\n")})
+        while True:
+            response = client.chat.completions.create(
+                model="x", messages=history, tools=tools, **options
+            )
+            message = response.choices[0].message
+            history.append(message.model_dump(exclude_none=True))
+            if not message.tool_calls:
+                break
+            for call in message.tool_calls:
+                result = savings_timeline(**json.loads(call.function.arguments))
+                history.append(
+                    {"role": "tool", "tool_call_id": call.id, "content": json.dumps(result)}
+                )
+        print(message.content, flush=True)
 
 
 # ---- the driver -----------------------------------------------------------------------------
@@ -429,5 +464,89 @@ def compare(n, reps, *binaries):
         server.wait()
 
 
+class Stepped:
+    """A client fed one user line per turn; the CPU of each turn from schedstat."""
+
+    def __init__(self, command):
+        env = dict(os.environ, OPENAI_API_KEY="x", NO_COLOR="1")
+        self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL, env=env)
+        self.buffered = b""
+        self.before = None
+        self.per_turn = []
+
+    def line(self):
+        out = self.proc.stdout
+        while b"\n" not in self.buffered:
+            select.select([out], [], [])
+            chunk = os.read(out.fileno(), 65536)
+            if not chunk:
+                raise SystemExit(f"{self.proc.args[0]} ended early")
+            self.buffered += chunk
+        line, self.buffered = self.buffered.split(b"\n", 1)
+        return line.decode()
+
+    def turn(self, first):
+        if not first:
+            self.proc.stdin.write(b"/reset\n")
+        self.proc.stdin.write(USER.encode() + b"\n")
+        self.proc.stdin.flush()
+        if self.before is None:
+            self.before = task_cpu(self.proc.pid)
+        line = self.line()
+        while not line.strip():
+            line = self.line()
+        assert REPLY in line, line
+        after = task_cpu(self.proc.pid)
+        self.per_turn.append(after - self.before)
+        self.before = after
+
+    def close(self):
+        self.proc.stdin.close()
+        self.proc.wait()
+        assert self.proc.returncode == 0, self.proc.returncode
+
+
+def paired(n, reps, *binaries):
+    """`compare`, interleaved turn by turn (the order reversed every other turn): the
+    clients share the machine's moments, not only its minutes, so a ratio from one run is
+    steadier. Each client's CPU is read the same way (schedstat, every thread)."""
+    n, reps = int(n), int(reps)
+    python = os.environ.get("CLARION_SDK_PYTHON", sys.executable)
+    server, port, base_url, work, definition = set_up(binaries[0], "clarion-paired-")
+    print(f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load average "
+          f"{os.getloadavg()[0]:.1f}, {os.cpu_count()} CPUs; {n} fresh turns, streaming, "
+          "interleaved turn by turn")
+    try:
+        rows = {}
+        for rep in range(reps):
+            clients = [(binary, Stepped([binary, "chat", "flows/personal-finance.toml",
+                                         "--base-url", base_url, "--model", "x",
+                                         "--store", f"{work}/b{i}-{rep}.db"]))
+                       for i, binary in enumerate(binaries)]
+            clients.append(("python", Stepped([python, __file__, "sdk-stepped", base_url,
+                                               definition])))
+            for turn in range(n):
+                for _, client in clients if turn % 2 == 0 else clients[::-1]:
+                    client.turn(turn == 0)
+            for name, client in clients:
+                client.close()
+                rows.setdefault(name, []).append(statistics.median(client.per_turn[1:]))
+            stats(port)
+        print("| median CPU per round trip | " + " | ".join(f"run {r + 1}" for r in range(reps))
+              + " |")
+        print("| --- |" + " --- |" * reps)
+        for name, meds in rows.items():
+            print(f"| {name} | " + " | ".join(ms(m) for m in meds) + " |")
+        for binary in binaries:
+            ratios = [c / p for c, p in zip(rows[binary], rows["python"])]
+            print(f"| ratio {binary} / python | "
+                  + " | ".join(f"{r:.3f} (1/{1 / r:.1f})" for r in ratios) + " |")
+    finally:
+        server.terminate()
+        server.wait()
+
+
 if __name__ == "__main__":
-    {"server": serve, "sdk": sdk, "main": main, "compare": compare}[sys.argv[1]](*sys.argv[2:])
+    {"server": serve, "sdk": sdk, "sdk-stepped": sdk_stepped, "main": main,
+     "compare": compare, "paired": paired}[sys.argv[1]](*sys.argv[2:])
