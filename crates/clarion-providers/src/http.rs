@@ -291,8 +291,6 @@ impl ProviderClient {
     }
 }
 
-/// A retry, logged: the code on the ordinary log; the provider's message, which can quote
-/// the request, only on the content target.
 /// A configuration error with `message`.
 fn configuration(message: String) -> ModelError {
     ModelError::new(ModelErrorKind::Configuration, message)
@@ -342,6 +340,8 @@ fn headers(config: &ProviderConfig) -> Result<HeaderMap, ModelError> {
     Ok(headers)
 }
 
+/// A retry, logged: the code on the ordinary log; the provider's message, which can quote
+/// the request, only on the content target.
 fn log_retry(attempt: u32, delay: Duration, failure: &Failure) {
     let delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
     let code = failure.code.as_str();

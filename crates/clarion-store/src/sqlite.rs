@@ -899,6 +899,9 @@ fn insert_rows(
     first_seq: usize,
     messages: &[Message],
 ) -> Result<(), StoreError> {
+    if messages.is_empty() {
+        return Ok(());
+    }
     let appending = || format!("appending to thread `{thread_id}`");
     let mut stmt = conn
         .prepare_cached(

@@ -632,15 +632,16 @@ impl Engine {
         }
     }
 
-    /// Runs `work` while renewing the run's lease every third of its duration. Callers
-    /// pass the run loop boxed: it is the largest future in the crate, and inline it
-    /// makes every public entry point as large, copied whole each time the caller's
-    /// future moves. A task spawned to drive a run (`clarion chat`, the server) is moved
-    /// into the runtime and its output out of it: those copies were 15% of the
-    /// instructions of a chat round trip. A cancel
+    /// Runs `work` while renewing the run's lease every third of its duration. A cancel
     /// another process asked for ([`ThreadStore::request_cancel`]) arrives with a renewal
     /// and is signalled to the driver as a local cancel would be. A lost lease stops the
     /// renewals; the work's next commit is then refused by the store.
+    ///
+    /// Callers pass the run loop boxed: it is the largest future in the crate, and held
+    /// inline it makes every public entry point as large, copied whole each time the
+    /// caller's future moves. A task spawned to drive a run (`clarion chat`, the server)
+    /// is moved into the runtime and its output out: those copies were 15% of the
+    /// instructions of a chat round trip.
     async fn leased<T>(&self, run_id: &str, work: impl Future<Output = T>) -> T {
         let Some(lease) = self.store.lease_duration() else {
             return work.await;
