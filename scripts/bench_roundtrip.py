@@ -250,49 +250,65 @@ def wait_cpu(proc):
     return usage.ru_utime + usage.ru_stime
 
 
-def clarion_chat(clarion, base_url, n, mode, store, extra):
-    """Runs `clarion chat` for N turns in lockstep; returns (per-turn CPU, total CPU)."""
-    env = dict(os.environ, OPENAI_API_KEY="x", NO_COLOR="1")
-    proc = subprocess.Popen(
-        [clarion, "chat", "flows/personal-finance.toml", "--base-url", base_url,
-         "--model", "x", "--store", store, *extra],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
-    )
-    out = proc.stdout
-    per_turn = []
-    buffered = b""
+class Stepped:
+    """A client fed one user line per turn (`clarion chat`, or the Python loop driven a
+    line at a time); the CPU of each turn from schedstat, every thread of the process."""
 
-    def reply_line():
-        nonlocal buffered
-        while b"\n" not in buffered:
+    def __init__(self, command):
+        env = dict(os.environ, OPENAI_API_KEY="x", NO_COLOR="1")
+        self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL, env=env)
+        self.buffered = b""
+        self.before = None
+        self.start_cpu = None
+        self.per_turn = []
+
+    def line(self):
+        out = self.proc.stdout
+        while b"\n" not in self.buffered:
             select.select([out], [], [])
             chunk = os.read(out.fileno(), 65536)
             if not chunk:
-                raise SystemExit(f"clarion chat ended early (turn {len(per_turn) + 1})")
-            buffered += chunk
-        line, buffered = buffered.split(b"\n", 1)
+                raise SystemExit(f"{self.proc.args[0]} ended early "
+                                 f"(turn {len(self.per_turn) + 1})")
+            self.buffered += chunk
+        line, self.buffered = self.buffered.split(b"\n", 1)
         return line.decode()
 
-    before = None
-    for turn in range(n):
-        if mode == "fresh" and turn > 0:
-            proc.stdin.write(b"/reset\n")
-        proc.stdin.write(USER.encode() + b"\n")
-        proc.stdin.flush()
-        if before is None:
-            before = task_cpu(proc.pid)  # after start-up: the flow is loaded by now
-            start_cpu = before
-        line = reply_line()
+    def turn(self, reset):
+        """One round trip; `reset` starts it on a fresh thread."""
+        if reset:
+            self.proc.stdin.write(b"/reset\n")
+        self.proc.stdin.write(USER.encode() + b"\n")
+        self.proc.stdin.flush()
+        if self.before is None:
+            self.before = task_cpu(self.proc.pid)  # after start-up: the flow is loaded by now
+            self.start_cpu = self.before
+        line = self.line()
         while not line.strip():
-            line = reply_line()
+            line = self.line()
         assert REPLY in line, line
-        after = task_cpu(proc.pid)
-        per_turn.append(after - before)
-        before = after
-    proc.stdin.close()
-    total = wait_cpu(proc)
-    assert proc.returncode == 0, proc.returncode
-    return per_turn, total, start_cpu
+        after = task_cpu(self.proc.pid)
+        self.per_turn.append(after - self.before)
+        self.before = after
+
+    def close(self):
+        """Ends the input; the process's total CPU (start-up included) from wait4()."""
+        self.proc.stdin.close()
+        total = wait_cpu(self.proc)
+        assert self.proc.returncode == 0, self.proc.returncode
+        return total
+
+
+def clarion_chat(clarion, base_url, n, mode, store, extra):
+    """Runs `clarion chat` for N turns in lockstep; returns (per-turn CPU, total CPU, the
+    CPU start-up took)."""
+    chat = Stepped([clarion, "chat", "flows/personal-finance.toml", "--base-url", base_url,
+                    "--model", "x", "--store", store, *extra])
+    for turn in range(n):
+        chat.turn(mode == "fresh" and turn > 0)
+    total = chat.close()
+    return chat.per_turn, total, chat.start_cpu
 
 
 def python_loop(base_url, n, mode, python, definition):
@@ -431,6 +447,19 @@ def main(clarion, n_fresh, n_long):
         server.wait()
 
 
+def print_ratios(rows, binaries, reps):
+    """The medians per run of each client, then each build's ratio to the Python loop."""
+    print("| median CPU per round trip | " + " | ".join(f"run {r + 1}" for r in range(reps))
+          + " |")
+    print("| --- |" + " --- |" * reps)
+    for name, meds in rows.items():
+        print(f"| {name} | " + " | ".join(ms(m) for m in meds) + " |")
+    for binary in binaries:
+        ratios = [c / p for c, p in zip(rows[binary], rows["python"])]
+        print(f"| ratio {binary} / python | "
+              + " | ".join(f"{r:.3f} (1/{1 / r:.1f})" for r in ratios) + " |")
+
+
 def compare(n, reps, *binaries):
     """Builds side by side: each binary (streaming, fresh threads) and the Python loop in
     turn, `reps` times, so a before and an after share the machine's load."""
@@ -450,61 +479,10 @@ def compare(n, reps, *binaries):
             per_turn = python_loop(base_url, n, "fresh", python, definition)[0]
             rows.setdefault("python", []).append(statistics.median(per_turn[1:]))
             stats(port)
-        print("| median CPU per round trip | " + " | ".join(f"run {r + 1}" for r in range(reps))
-              + " |")
-        print("| --- |" + " --- |" * reps)
-        for name, meds in rows.items():
-            print(f"| {name} | " + " | ".join(ms(m) for m in meds) + " |")
-        for binary in binaries:
-            ratios = [c / p for c, p in zip(rows[binary], rows["python"])]
-            print(f"| ratio {binary} / python | "
-                  + " | ".join(f"{r:.3f} (1/{1 / r:.1f})" for r in ratios) + " |")
+        print_ratios(rows, binaries, reps)
     finally:
         server.terminate()
         server.wait()
-
-
-class Stepped:
-    """A client fed one user line per turn; the CPU of each turn from schedstat."""
-
-    def __init__(self, command):
-        env = dict(os.environ, OPENAI_API_KEY="x", NO_COLOR="1")
-        self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.DEVNULL, env=env)
-        self.buffered = b""
-        self.before = None
-        self.per_turn = []
-
-    def line(self):
-        out = self.proc.stdout
-        while b"\n" not in self.buffered:
-            select.select([out], [], [])
-            chunk = os.read(out.fileno(), 65536)
-            if not chunk:
-                raise SystemExit(f"{self.proc.args[0]} ended early")
-            self.buffered += chunk
-        line, self.buffered = self.buffered.split(b"\n", 1)
-        return line.decode()
-
-    def turn(self, first):
-        if not first:
-            self.proc.stdin.write(b"/reset\n")
-        self.proc.stdin.write(USER.encode() + b"\n")
-        self.proc.stdin.flush()
-        if self.before is None:
-            self.before = task_cpu(self.proc.pid)
-        line = self.line()
-        while not line.strip():
-            line = self.line()
-        assert REPLY in line, line
-        after = task_cpu(self.proc.pid)
-        self.per_turn.append(after - self.before)
-        self.before = after
-
-    def close(self):
-        self.proc.stdin.close()
-        self.proc.wait()
-        assert self.proc.returncode == 0, self.proc.returncode
 
 
 def paired(n, reps, *binaries):
@@ -528,20 +506,12 @@ def paired(n, reps, *binaries):
                                                definition])))
             for turn in range(n):
                 for _, client in clients if turn % 2 == 0 else clients[::-1]:
-                    client.turn(turn == 0)
+                    client.turn(turn > 0)
             for name, client in clients:
                 client.close()
                 rows.setdefault(name, []).append(statistics.median(client.per_turn[1:]))
             stats(port)
-        print("| median CPU per round trip | " + " | ".join(f"run {r + 1}" for r in range(reps))
-              + " |")
-        print("| --- |" + " --- |" * reps)
-        for name, meds in rows.items():
-            print(f"| {name} | " + " | ".join(ms(m) for m in meds) + " |")
-        for binary in binaries:
-            ratios = [c / p for c, p in zip(rows[binary], rows["python"])]
-            print(f"| ratio {binary} / python | "
-                  + " | ".join(f"{r:.3f} (1/{1 / r:.1f})" for r in ratios) + " |")
+        print_ratios(rows, binaries, reps)
     finally:
         server.terminate()
         server.wait()

@@ -108,9 +108,15 @@ fn flow_with(dir: &Path, base_url: &str, stream: bool) -> PathBuf {
 }
 
 fn chat(args: &[&str], input: &str) -> Output {
+    chat_in(Path::new("."), args, input)
+}
+
+/// `clarion chat ARGS…` run in `dir`, fed `input` on a pipe.
+fn chat_in(dir: &Path, args: &[&str], input: &str) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_clarion"))
         .arg("chat")
         .args(args)
+        .current_dir(dir)
         .env_remove("OPENAI_BASE_URL")
         .env_remove("OPENAI_API_KEY")
         .stdin(Stdio::piped())
@@ -204,22 +210,11 @@ async fn a_memory_store_keeps_the_session_and_nothing_after_it() {
         .await;
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let flow = flow_for(dir.path(), &format!("{}/v1", server.uri()));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_clarion"))
-        .args(["chat", "finance.toml", "--store", ":memory:"])
-        .current_dir(dir.path())
-        .env_remove("OPENAI_BASE_URL")
-        .env_remove("OPENAI_API_KEY")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run clarion: {e}"));
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(b"hello\nagain\n")
-            .unwrap_or_else(|e| panic!("{e}"));
-    }
-    let output = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+    let output = chat_in(
+        dir.path(),
+        &["finance.toml", "--store", ":memory:"],
+        "hello\nagain\n",
+    );
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     assert_eq!(
         text(&output.stdout),
