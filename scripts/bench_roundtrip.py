@@ -155,21 +155,44 @@ def savings_timeline(goal_amount, monthly_income, monthly_savings):
     }
 
 
+def definition_parts(definition):
+    """The system message, tools and options of DEFINITION (`clarion export --format
+    chat-completions` of the flow), so the hand loop's requests carry what Clarion's do;
+    the built-in ones without it."""
+    if not definition:
+        return SYSTEM, [TOOL], {"temperature": 0.2}
+    with open(definition) as f:
+        exported = json.load(f)
+    options = {k: exported[k] for k in ("parallel_tool_calls", "temperature")}
+    return exported["messages"][0]["content"], exported["tools"], options
+
+
+def round_trip(client, history, tools, options):
+    """The hand loop's round trip: ask, run the tools asked for, ask again until a reply;
+    the history grows with every message. Returns the reply message."""
+    while True:
+        response = client.chat.completions.create(
+            model="x", messages=history, tools=tools, **options
+        )
+        message = response.choices[0].message
+        history.append(message.model_dump(exclude_none=True))
+        if not message.tool_calls:
+            return message
+        for call in message.tool_calls:
+            args = json.loads(call.function.arguments)
+            result = savings_timeline(**args)
+            history.append(
+                {"role": "tool", "tool_call_id": call.id, "content": json.dumps(result)}
+            )
+
+
 def sdk(base_url, n, mode, definition=None):
     """N round trips; MODE `fresh` starts each from an empty history, `long` keeps one.
-    DEFINITION is `clarion export --format chat-completions` of the flow, so the request
-    carries the same system message, tools and options as Clarion's. Prints the CPU
-    seconds of each round trip as JSON."""
+    Prints the CPU seconds of each round trip as JSON."""
     import openai
 
     client = openai.OpenAI(base_url=base_url, api_key="x")
-    system, tools, options = SYSTEM, [TOOL], {"temperature": 0.2}
-    if definition:
-        with open(definition) as f:
-            exported = json.load(f)
-        system = exported["messages"][0]["content"]
-        tools = exported["tools"]
-        options = {k: exported[k] for k in ("parallel_tool_calls", "temperature")}
+    system, tools, options = definition_parts(definition)
     cpu = []
     history = [{"role": "system", "content": system}]
     for _ in range(int(n)):
@@ -177,20 +200,7 @@ def sdk(base_url, n, mode, definition=None):
         if mode == "fresh":
             history = [{"role": "system", "content": system}]
         history.append({"role": "user", "content": USER})
-        while True:
-            response = client.chat.completions.create(
-                model="x", messages=history, tools=tools, **options
-            )
-            message = response.choices[0].message
-            history.append(message.model_dump(exclude_none=True))
-            if not message.tool_calls:
-                break
-            for call in message.tool_calls:
-                args = json.loads(call.function.arguments)
-                result = savings_timeline(**args)
-                history.append(
-                    {"role": "tool", "tool_call_id": call.id, "content": json.dumps(result)}
-                )
+        message = round_trip(client, history, tools, options)
         assert message.content == REPLY, message.content
         cpu.append(time.process_time() - start)
     print(json.dumps(cpu))
@@ -202,30 +212,14 @@ def sdk_stepped(base_url, definition):
     import openai
 
     client = openai.OpenAI(base_url=base_url, api_key="x")
-    with open(definition) as f:
-        exported = json.load(f)
-    system = exported["messages"][0]["content"]
-    tools = exported["tools"]
-    options = {k: exported[k] for k in ("parallel_tool_calls", "temperature")}
+    system, tools, options = definition_parts(definition)
     history = [{"role": "system", "content": system}]
     for line in sys.stdin:
         if line.strip() == "/reset":
             history = [{"role": "system", "content": system}]
             continue
         history.append({"role": "user", "content": line.rstrip("\n")})
-        while True:
-            response = client.chat.completions.create(
-                model="x", messages=history, tools=tools, **options
-            )
-            message = response.choices[0].message
-            history.append(message.model_dump(exclude_none=True))
-            if not message.tool_calls:
-                break
-            for call in message.tool_calls:
-                result = savings_timeline(**json.loads(call.function.arguments))
-                history.append(
-                    {"role": "tool", "tool_call_id": call.id, "content": json.dumps(result)}
-                )
+        message = round_trip(client, history, tools, options)
         print(message.content, flush=True)
 
 
