@@ -1517,32 +1517,11 @@ impl Db {
         };
         let conn = self.conn();
         let tx = Tx::write(&conn).context(committing)?;
-        // One statement for the thread row: its columns, and its count moved on by the
-        // appended messages; the count it had comes back to check the step against.
+        // The count the row holds, to check the step against before anything is written.
+        // (A read and a write: SQLite's `UPDATE … RETURNING` costs more than both.)
         let stored: Option<i64> = tx
-            .prepare_cached(
-                "UPDATE threads SET flow = ?2, slots = ?3, metadata = ?4, pending = ?5,
-                 active_run = ?6, route = ?7, message_count = message_count + ?8,
-                 last_activity = coalesce(?9, last_activity)
-                 WHERE id = ?1 RETURNING message_count - ?8",
-            )
-            .and_then(|mut stmt| {
-                stmt.query_row(
-                    params![
-                        id,
-                        thread.flow,
-                        slots,
-                        metadata,
-                        pending,
-                        thread.active_run,
-                        route,
-                        to_i64(step.appended.len()),
-                        last_activity(&step.appended),
-                    ],
-                    |row| row.get(0),
-                )
-                .optional()
-            })
+            .prepare_cached("SELECT message_count FROM threads WHERE id = ?1")
+            .and_then(|mut stmt| stmt.query_row([id], |row| row.get(0)).optional())
             .context(committing)?;
         let Some(stored) = stored else {
             return Err(StoreError::ThreadNotFound(id.clone()));
@@ -1560,6 +1539,26 @@ impl Db {
             )));
         }
         insert_rows(&tx, id, stored, &step.appended)?;
+        tx.prepare_cached(
+            "UPDATE threads SET flow = ?2, slots = ?3, metadata = ?4, pending = ?5,
+             active_run = ?6, route = ?7, message_count = ?8,
+             last_activity = coalesce(?9, last_activity)
+             WHERE id = ?1",
+        )
+        .and_then(|mut stmt| {
+            stmt.execute(params![
+                id,
+                thread.flow,
+                slots,
+                metadata,
+                pending,
+                thread.active_run,
+                route,
+                to_i64(step.total),
+                last_activity(&step.appended),
+            ])
+        })
+        .context(committing)?;
         if let (Some(run), Some(body)) = (&step.run, run_body) {
             self.save_run(&tx, id, run, &body)?;
         }
