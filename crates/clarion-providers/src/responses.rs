@@ -28,7 +28,9 @@ pub struct Responses {
 }
 
 impl Responses {
-    /// A model behind `config`.
+    /// A model behind `config`. Fails, as a configuration error, when its base URL, a
+    /// configured header or the key cannot go into a request: at start, not at the
+    /// first turn.
     pub fn new(config: ProviderConfig) -> Result<Self, ModelError> {
         Ok(Self {
             client: ProviderClient::new(config, "responses")?,
