@@ -1125,6 +1125,33 @@ pub async fn a_run_that_ended_is_not_revived_by_a_stale_step(store: &dyn ThreadS
     );
 }
 
+/// The contract: `a_step_stores_its_run_whether_stored_or_not`.
+pub async fn a_step_stores_its_run_whether_stored_or_not(store: &dyn ThreadStore) {
+    store
+        .insert_thread(&thread("thread_n"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let t = load(store, "thread_n").await;
+    // A run the store has not seen: the step stores it.
+    let mut r = run("run_n", "thread_n");
+    r.status = RunStatus::InProgress;
+    commit(store, &t, t.messages.len(), Some(&r)).await;
+    assert_eq!(store.run("run_n").await, Ok(r.clone()));
+    // The same run again: the step replaces it.
+    r.status = RunStatus::Completed;
+    r.completed_at = Some(4_000);
+    commit(store, &t, t.messages.len(), Some(&r)).await;
+    assert_eq!(store.run("run_n").await, Ok(r));
+    assert_eq!(
+        store
+            .runs("thread_n")
+            .await
+            .map(|runs| runs.len())
+            .unwrap_or_default(),
+        1
+    );
+}
+
 /// Runs the whole [`ThreadStore`] contract against a store: one `#[tokio::test]` per check,
 /// in the module where it is invoked. `$fixture` is an expression of a future that gives
 /// `Option<impl Fixture>`; `None` skips the check (a store whose server is not configured
@@ -1160,6 +1187,7 @@ macro_rules! store_contract {
             update_thread_rewrites_the_row_unless_locked,
             a_step_that_does_not_continue_the_stored_history_is_refused,
             a_run_that_ended_is_not_revived_by_a_stale_step,
+            a_step_stores_its_run_whether_stored_or_not,
         );
     };
     (@each $flavor:tt; $fixture:expr; $($name:ident),* $(,)?) => {

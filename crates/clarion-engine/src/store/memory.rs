@@ -122,8 +122,15 @@ impl MemoryStore {
         state
             .threads
             .insert(step.thread.id.clone(), step.thread.clone());
-        if let Some(run) = step.run {
-            state.runs.insert(run.id.clone(), run.clone());
+        if let Some(run) = step.run
+            && state.runs.insert(run.id.clone(), run.clone()).is_none()
+        {
+            // A run first stored by a step is listed with its thread, as one begun is.
+            state
+                .thread_runs
+                .entry(run.thread_id.clone())
+                .or_default()
+                .push(run.id.clone());
         }
         Ok(())
     }
