@@ -191,10 +191,11 @@ pub fn definition_offering(
     instructions: String,
     offered: &dyn Fn(&Tool) -> bool,
 ) -> Map<String, Value> {
-    let (mut body, _) = definition_borrowing(flow, format, instructions, offered);
+    let (mut body, tools) = definition_with(flow, format, instructions, offered, |tool| {
+        tool.value.clone()
+    });
     if let Some(slot) = body.get_mut("tools") {
-        let tools = offered_tools(flow, format, offered).map(|tool| tool.value.clone());
-        *slot = Value::Array(tools.collect());
+        *slot = Value::Array(tools);
     }
     body
 }
@@ -209,12 +210,23 @@ pub fn definition_borrowing<'f>(
     instructions: String,
     offered: &dyn Fn(&Tool) -> bool,
 ) -> (Map<String, Value>, Vec<&'f RawValue>) {
+    definition_with(flow, format, instructions, offered, |tool| &*tool.json)
+}
+
+/// The definition with `tools` left `null`, and the offered tools as `pick` takes them
+/// from the flow's cache (their value, or their JSON text): one pass over the tools for
+/// both [`definition_offering`] and [`definition_borrowing`].
+fn definition_with<'f, T>(
+    flow: &'f Flow,
+    format: ExportFormat,
+    instructions: String,
+    offered: &dyn Fn(&Tool) -> bool,
+    pick: impl Fn(&'f CachedTool) -> T,
+) -> (Map<String, Value>, Vec<T>) {
     let assistant = &flow.assistant;
     let mut body = Map::new();
     body.insert("model".to_owned(), Value::String(assistant.model.clone()));
-    let tools: Vec<&RawValue> = offered_tools(flow, format, offered)
-        .map(|tool| &*tool.json)
-        .collect();
+    let tools: Vec<T> = offered_tools(flow, format, offered).map(pick).collect();
     match format {
         ExportFormat::ChatCompletions => {
             body.insert(
