@@ -11,7 +11,7 @@ use std::time::Duration;
 use clarion_engine::FnExecutor;
 use clarion_engine::{Engine, RunStatus};
 use clarion_engine::{Event, EventLog, NoEvents};
-use clarion_engine::{IncompleteReason, ModelErrorKind};
+use clarion_engine::{IncompleteReason, ModelError, ModelErrorKind};
 use clarion_engine::{MemoryStore, ThreadStore};
 use clarion_engine::{Message, MessageKind, Metadata, OutputStatus, ToolCall};
 use clarion_engine::{Model, ModelRequest, ModelTurn};
@@ -81,7 +81,7 @@ async fn ask(
     model: &ChatCompletions,
     messages: &[Message],
     events: &EventLog,
-) -> Result<clarion_engine::ModelResponse, clarion_engine::ModelError> {
+) -> Result<clarion_engine::ModelResponse, ModelError> {
     let flow = personal_finance();
     model
         .respond(
@@ -317,20 +317,25 @@ async fn chunks_with_fields_of_other_types_are_read_leniently() {
     assert_eq!(response.usage.total(), 3);
 }
 
-#[tokio::test]
-async fn an_error_mid_stream_is_the_providers_error() {
+/// The error of a streamed request whose stream is `events` and ends without `[DONE]`.
+async fn stream_error(events: &[Value]) -> ModelError {
     let server = MockServer::start().await;
-    let text = json!({ "choices": [{ "delta": { "content": "Half" } }] });
-    let error = json!({ "error": { "message": "overloaded" } });
     Mock::given(method("POST"))
-        .respond_with(sse(&[text, error], false))
+        .respond_with(sse(events, false))
         .mount(&server)
         .await;
     let model = streaming(&server);
-    let error = ask(&model, &[user("hi")], &EventLog::new())
+    ask(&model, &[user("hi")], &EventLog::new())
         .await
         .err()
-        .unwrap_or_else(|| panic!("should fail"));
+        .unwrap_or_else(|| panic!("should fail"))
+}
+
+#[tokio::test]
+async fn an_error_mid_stream_is_the_providers_error() {
+    let text = json!({ "choices": [{ "delta": { "content": "Half" } }] });
+    let error = json!({ "error": { "message": "overloaded" } });
+    let error = stream_error(&[text, error]).await;
     assert_eq!(error.kind, ModelErrorKind::ProviderError);
     assert!(
         error
@@ -343,17 +348,8 @@ async fn an_error_mid_stream_is_the_providers_error() {
 
 #[tokio::test]
 async fn a_stream_cut_midway_is_an_error_not_a_truncated_turn() {
-    let server = MockServer::start().await;
     let partial = json!({ "choices": [{ "index": 0, "delta": { "content": "Half a sent" }, "finish_reason": null }] });
-    Mock::given(method("POST"))
-        .respond_with(sse(&[partial], false))
-        .mount(&server)
-        .await;
-    let model = streaming(&server);
-    let error = ask(&model, &[user("hi")], &EventLog::new())
-        .await
-        .err()
-        .unwrap_or_else(|| panic!("should fail"));
+    let error = stream_error(&[partial]).await;
     assert_eq!(error.kind, ModelErrorKind::StreamInterrupted);
     assert_eq!(
         error.message,
