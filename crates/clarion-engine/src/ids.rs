@@ -4,8 +4,13 @@
 /// A new random identifier such as `thread_5f0c…` (prefix, `_`, 24 hex digits).
 #[must_use]
 pub fn new_id(prefix: &str) -> String {
-    let hex = uuid::Uuid::new_v4().simple().to_string();
-    format!("{prefix}_{}", &hex[..24])
+    let mut buffer = uuid::Uuid::encode_buffer();
+    let hex = uuid::Uuid::new_v4().simple().encode_lower(&mut buffer);
+    let mut id = String::with_capacity(prefix.len() + 25);
+    id.push_str(prefix);
+    id.push('_');
+    id.push_str(&hex[..24]);
+    id
 }
 
 #[cfg(test)]

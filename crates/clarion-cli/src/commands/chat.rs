@@ -959,7 +959,12 @@ impl Terminal {
     /// A dimmed line on stderr, written with the next [`flush`](Terminal::flush).
     fn say(&self, text: &str) {
         if let Ok(mut notes) = self.notes.lock() {
-            let style = anstyle::Style::new().dimmed();
+            // Unstyled where stderr takes no styles, rather than styled and stripped.
+            let style = if output::stderr_styled() {
+                anstyle::Style::new().dimmed()
+            } else {
+                anstyle::Style::new()
+            };
             let _ = writeln!(notes, "{style}{text}{style:#}");
         }
     }

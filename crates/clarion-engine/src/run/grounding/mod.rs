@@ -160,17 +160,18 @@ impl Said {
 
     /// Indexes one more thing the user said (the latest, until the next one).
     pub fn add(&mut self, text: &str) {
+        let normalized = normalize(text);
         self.latest = self.numbers.len();
         self.numbers.extend(
             numbers(text)
                 .into_iter()
-                .chain(number_words(text).into_iter().map(|n| vec![n]))
+                .chain(number_words(&normalized).into_iter().map(|n| vec![n]))
                 .map(|values| Mention { values }),
         );
         if !self.text.is_empty() {
             self.text.push('\n');
         }
-        self.text.push_str(&normalize(text));
+        self.text.push_str(&normalized);
     }
 
     /// Whether the user stated `value` somewhere, on its own (no other value competing
@@ -348,11 +349,24 @@ fn groups(claims: &[usize], supports: &[Option<Vec<usize>>]) -> Vec<Vec<usize>> 
 
 /// Lowercase with runs of whitespace (and `_`) collapsed to one space.
 fn normalize(text: &str) -> String {
-    text.split(|c: char| c.is_whitespace() || c == '_')
+    let mut out = String::with_capacity(text.len());
+    for word in text
+        .split(|c: char| c.is_whitespace() || c == '_')
         .filter(|w| !w.is_empty())
-        .map(str::to_lowercase)
-        .collect::<Vec<_>>()
-        .join(" ")
+    {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        // Most words are ASCII: lowercased in place, without a string of their own.
+        if word.is_ascii() {
+            let start = out.len();
+            out.push_str(word);
+            out[start..].make_ascii_lowercase();
+        } else {
+            out.push_str(&word.to_lowercase());
+        }
+    }
+    out
 }
 
 /// Where `needle` occurs in `haystack` with no letter or digit glued to either end.
@@ -398,12 +412,12 @@ fn numbers(text: &str) -> Vec<Vec<f64>> {
 }
 
 /// Numbers written in English words: "five thousand", "two million", "twelve hundred",
-/// "one hundred and five", "forty-five". Each run of number words is one number.
+/// "one hundred and five", "forty-five". Each run of number words is one number. `text`
+/// is [`normalize`]d.
 fn number_words(text: &str) -> Vec<f64> {
     let mut found = Vec::new();
     let (mut total, mut current, mut any) = (0.0_f64, 0.0_f64, false);
-    let lower = text.to_lowercase();
-    let words = lower
+    let words = text
         .split(|c: char| !c.is_alphabetic())
         .filter(|w| !w.is_empty());
     let mut previous = "";
@@ -441,40 +455,56 @@ fn number_words(text: &str) -> Vec<f64> {
     if any {
         found.push(total + current);
     }
-    found.extend(counts(&normalize(text)));
+    found.extend(counts(text));
     found
 }
 
-/// How many people a phrase means: "just me" is one, "the two of us" two.
+/// How many people a phrase means: "just me" is one, "the two of us" two. `text` is
+/// [`normalize`]d.
 fn counts(text: &str) -> Vec<f64> {
-    const ONE: [&str; 8] = [
-        "just me",
-        "only me",
-        "alone",
-        "solo",
-        "by myself",
-        "on my own",
-        "just myself",
-        "single traveller",
+    const PHRASES: [(&str, f64); 17] = [
+        ("just me", 1.0),
+        ("only me", 1.0),
+        ("alone", 1.0),
+        ("solo", 1.0),
+        ("by myself", 1.0),
+        ("on my own", 1.0),
+        ("just myself", 1.0),
+        ("single traveller", 1.0),
+        ("both of us", 2.0),
+        ("the two of us", 2.0),
+        ("a couple", 2.0),
+        ("my wife and i", 2.0),
+        ("my husband and i", 2.0),
+        ("my partner and i", 2.0),
+        ("me and my wife", 2.0),
+        ("me and my husband", 2.0),
+        ("me and my partner", 2.0),
     ];
-    const TWO: [&str; 9] = [
-        "both of us",
-        "the two of us",
-        "a couple",
-        "my wife and i",
-        "my husband and i",
-        "my partner and i",
-        "me and my wife",
-        "me and my husband",
-        "me and my partner",
-    ];
-    let mut found = Vec::new();
-    for (phrases, value) in [(&ONE[..], 1.0), (&TWO[..], 2.0)] {
-        for phrase in phrases {
-            found.extend(word_positions(text, phrase).map(|_| value));
+    // One pass over where words start, not a substring search per phrase (this runs on
+    // every user message of a thread with a grounded parameter).
+    let mut found: Vec<(usize, f64)> = Vec::new();
+    let mut previous: Option<char> = None;
+    for (at, c) in text.char_indices() {
+        if !previous.is_some_and(char::is_alphanumeric) {
+            let rest = &text[at..];
+            for (i, (phrase, value)) in PHRASES.iter().enumerate() {
+                if rest.as_bytes()[0] == phrase.as_bytes()[0]
+                    && rest.starts_with(phrase)
+                    && !rest[phrase.len()..]
+                        .chars()
+                        .next()
+                        .is_some_and(char::is_alphanumeric)
+                {
+                    found.push((i, *value));
+                }
+            }
         }
+        previous = Some(c);
     }
-    found
+    // Phrase by phrase, each in the order it was said (the order mentions are numbered in).
+    found.sort_by_key(|(i, _)| *i);
+    found.into_iter().map(|(_, value)| value).collect()
 }
 
 enum Word {
@@ -829,5 +859,125 @@ mod tests {
         let s = said("");
         assert!(says(&s, json!(true)));
         assert!(says(&s, json!([1, 2])));
+    }
+
+    /// The single-pass `normalize` and `counts` against their first, plainer definitions.
+    mod same_as_before {
+        use proptest::prelude::*;
+
+        fn normalize(text: &str) -> String {
+            text.split(|c: char| c.is_whitespace() || c == '_')
+                .filter(|w| !w.is_empty())
+                .map(str::to_lowercase)
+                .collect::<Vec<_>>()
+                .join(" ")
+        }
+
+        fn counts(text: &str) -> Vec<f64> {
+            const ONE: [&str; 8] = [
+                "just me",
+                "only me",
+                "alone",
+                "solo",
+                "by myself",
+                "on my own",
+                "just myself",
+                "single traveller",
+            ];
+            const TWO: [&str; 9] = [
+                "both of us",
+                "the two of us",
+                "a couple",
+                "my wife and i",
+                "my husband and i",
+                "my partner and i",
+                "me and my wife",
+                "me and my husband",
+                "me and my partner",
+            ];
+            let mut found = Vec::new();
+            for (phrases, value) in [(&ONE[..], 1.0), (&TWO[..], 2.0)] {
+                for phrase in phrases {
+                    found.extend(super::super::word_positions(text, phrase).map(|_| value));
+                }
+            }
+            found
+        }
+
+        /// Text made of the phrases' words, other words, digits, punctuation, spacing and
+        /// letters that lowercase oddly (`Σ`, `İ`).
+        fn text() -> impl Strategy<Value = String> {
+            let piece = prop::sample::select(vec![
+                "just",
+                "me",
+                "only",
+                "alone",
+                "solo",
+                "by",
+                "myself",
+                "on",
+                "my",
+                "own",
+                "single",
+                "traveller",
+                "both",
+                "of",
+                "us",
+                "the",
+                "two",
+                "a",
+                "couple",
+                "wife",
+                "husband",
+                "partner",
+                "and",
+                "i",
+                "I",
+                "Just Me",
+                "ALONE",
+                "xme",
+                "mex",
+                "7",
+                ",",
+                ".",
+                "(",
+                ")",
+                "-",
+                "_",
+                " ",
+                "  ",
+                "\t",
+                "\n",
+                "ΣΑΣ",
+                "İ",
+                "é",
+            ]);
+            prop::collection::vec(piece, 0..24).prop_map(|pieces| pieces.concat())
+        }
+
+        proptest! {
+            #[test]
+            fn normalize_is_unchanged(text in text()) {
+                prop_assert_eq!(super::super::normalize(&text), normalize(&text));
+            }
+
+            /// `number_words` reads the normalized text, where it lowercased the raw one.
+            #[test]
+            fn number_words_read_the_same_words(text in text()) {
+                let words = |s: &str| {
+                    s.split(|c: char| !c.is_alphabetic())
+                        .filter(|w| !w.is_empty())
+                        .map(str::to_owned)
+                        .collect::<Vec<_>>()
+                };
+                prop_assert_eq!(words(&super::super::normalize(&text)), words(&text.to_lowercase()));
+            }
+
+            #[test]
+            fn counts_are_unchanged(text in text()) {
+                let normalized = normalize(&text);
+                prop_assert_eq!(super::super::counts(&normalized), counts(&normalized));
+            }
+        }
     }
 }
