@@ -9,8 +9,8 @@
 //! nothing (MiniJinja's chainable undefined). A prompt must never fail a run because an
 //! optional fact is not known yet.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::OnceLock;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Mutex, OnceLock, PoisonError};
 
 use minijinja::{Environment, UndefinedBehavior};
 
@@ -143,6 +143,24 @@ pub struct Precompiled {
     /// (named `<string>`) never has.
     names: HashMap<String, String>,
     expressions: HashMap<String, minijinja::Expression<'static, 'static>>,
+    /// The instructions rendered last, newest first, with what they were rendered from:
+    /// every model request renders them, and many render them from what a recent request
+    /// did (each new conversation's first, with no slots yet; the steps of a turn that set
+    /// no slot). Rendering is a pure function of the source, slots and metadata (no clock,
+    /// no randomness).
+    last_instructions: Mutex<VecDeque<Rendered>>,
+}
+
+/// How many renderings of the instructions [`Precompiled`] keeps.
+const KEPT_INSTRUCTIONS: usize = 4;
+
+/// Instructions as [`Precompiled::render_instructions`] rendered them.
+#[derive(Debug)]
+struct Rendered {
+    source: String,
+    slots: serde_json::Map<String, serde_json::Value>,
+    metadata: serde_json::Map<String, serde_json::Value>,
+    text: String,
 }
 
 impl Precompiled {
@@ -174,6 +192,7 @@ impl Precompiled {
             env: (!names.is_empty()).then_some(env),
             names,
             expressions,
+            last_instructions: Mutex::new(VecDeque::new()),
         }
     }
 
@@ -197,12 +216,39 @@ impl Precompiled {
         slots: &serde_json::Map<String, serde_json::Value>,
         metadata: &serde_json::Map<String, serde_json::Value>,
     ) -> Result<String, minijinja::Error> {
+        let kept = || {
+            self.last_instructions
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+        };
+        {
+            let mut kept = kept();
+            if let Some(at) = kept
+                .iter()
+                .position(|r| r.source == source && r.slots == *slots && r.metadata == *metadata)
+            {
+                let text = kept[at].text.clone();
+                if let Some(hit) = kept.remove(at) {
+                    kept.push_front(hit);
+                }
+                return Ok(text);
+            }
+        }
+        // Rendered without the lock: concurrent runs of the flow do not queue on it.
         let context = minijinja::context! {
             slots => to_value(slots),
             metadata => to_value(metadata),
         };
-        self.render(source, context)
-            .map(|text| text.trim().to_owned())
+        let text = self.render(source, context)?.trim().to_owned();
+        let mut kept = kept();
+        kept.truncate(KEPT_INSTRUCTIONS - 1);
+        kept.push_front(Rendered {
+            source: source.to_owned(),
+            slots: slots.clone(),
+            metadata: metadata.clone(),
+            text: text.clone(),
+        });
+        Ok(text)
     }
 
     /// Expression `source` evaluated with `context`: what compiling it with
@@ -279,6 +325,58 @@ mod tests {
             }
         }
         assert!(Precompiled::new(["{{ oops"], []).names.is_empty());
+    }
+
+    #[test]
+    fn instructions_rendered_again_follow_every_change_of_source_slots_and_metadata() {
+        let map = |pairs: &[(&str, serde_json::Value)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                .collect::<serde_json::Map<_, _>>()
+        };
+        let first = "A={{ slots.a }} M={{ metadata.m }}";
+        let second = "a is {{ slots.a }}";
+        let compiled = Precompiled::new([first, second], []);
+        let none = map(&[]);
+        let a1 = map(&[("a", serde_json::json!(1))]);
+        let a2 = map(&[("a", serde_json::json!(2))]);
+        let m = map(&[("m", serde_json::json!("x"))]);
+        // Each case after the one before it: the same inputs again, then one changed.
+        for (source, slots, metadata, expected) in [
+            (first, &none, &none, "A= M="),
+            (first, &none, &none, "A= M="),
+            (first, &a1, &none, "A=1 M="),
+            (first, &a1, &none, "A=1 M="),
+            (first, &a2, &none, "A=2 M="),
+            (first, &a2, &m, "A=2 M=x"),
+            (second, &a2, &m, "a is 2"),
+            (first, &a2, &m, "A=2 M=x"),
+            (first, &none, &none, "A= M="),
+        ] {
+            let rendered = compiled.render_instructions(source, slots, metadata);
+            assert_eq!(rendered.ok().as_deref(), Some(expected));
+        }
+        // More renderings than are kept: each still renders as itself.
+        for round in 0..2 {
+            for n in 0..(KEPT_INSTRUCTIONS + 2) {
+                let slots = map(&[("a", serde_json::json!(n))]);
+                let rendered = compiled.render_instructions(first, &slots, &none);
+                assert_eq!(rendered.ok(), Some(format!("A={n} M=")), "round {round}");
+            }
+        }
+        // A failed render is not kept: it fails again, and the next good one renders.
+        let failing = "{{ slots.a + 1 }}";
+        let strings = map(&[("a", serde_json::json!("text"))]);
+        for _ in 0..2 {
+            assert!(
+                compiled
+                    .render_instructions(failing, &strings, &none)
+                    .is_err()
+            );
+        }
+        let rendered = compiled.render_instructions(first, &a1, &none);
+        assert_eq!(rendered.ok().as_deref(), Some("A=1 M="));
     }
 
     #[test]

@@ -18,7 +18,17 @@ pub struct SseEvent {
 pub struct SseDecoder {
     buffer: Vec<u8>,
     event: Option<String>,
-    data: Vec<String>,
+    /// The `data:` lines so far, joined with `\n`; `None` before the first.
+    data: Option<String>,
+}
+
+/// A line's text: the bytes themselves when they are UTF-8 (checked a word at a time), a
+/// lossy copy when they are not.
+fn text(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => std::borrow::Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(bytes),
+    }
 }
 
 impl SseDecoder {
@@ -32,7 +42,7 @@ impl SseDecoder {
         let mut start = 0;
         while let Some(offset) = buffer[start..].iter().position(|b| *b == b'\n') {
             let end = start + offset;
-            let line = String::from_utf8_lossy(&buffer[start..end]);
+            let line = text(&buffer[start..end]);
             if let Some(event) = self.line(line.trim_end_matches('\r')) {
                 events.push(event);
             }
@@ -47,9 +57,7 @@ impl SseDecoder {
     pub fn finish(&mut self) -> Option<SseEvent> {
         if !self.buffer.is_empty() {
             let rest = std::mem::take(&mut self.buffer);
-            let line = String::from_utf8_lossy(&rest)
-                .trim_end_matches('\r')
-                .to_owned();
+            let line = text(&rest).trim_end_matches('\r').to_owned();
             if let Some(event) = self.line(&line) {
                 return Some(event);
             }
@@ -59,13 +67,12 @@ impl SseDecoder {
 
     fn line(&mut self, line: &str) -> Option<SseEvent> {
         if line.is_empty() {
-            if self.data.is_empty() && self.event.is_none() {
+            if self.data.is_none() && self.event.is_none() {
                 return None;
             }
-            let data = std::mem::take(&mut self.data).join("\n");
             return Some(SseEvent {
                 event: self.event.take(),
-                data,
+                data: self.data.take().unwrap_or_default(),
             });
         }
         if line.starts_with(':') {
@@ -74,7 +81,13 @@ impl SseDecoder {
         let (field, value) = line.split_once(':').unwrap_or((line, ""));
         let value = value.strip_prefix(' ').unwrap_or(value);
         match field {
-            "data" => self.data.push(value.to_owned()),
+            "data" => match &mut self.data {
+                Some(data) => {
+                    data.push('\n');
+                    data.push_str(value);
+                }
+                None => self.data = Some(value.to_owned()),
+            },
             "event" => self.event = Some(value.to_owned()),
             _ => {}
         }
@@ -115,6 +128,25 @@ mod tests {
                 "chunk size {chunk}"
             );
         }
+    }
+
+    #[test]
+    fn bad_utf8_is_read_lossily_and_an_empty_data_line_is_an_event() {
+        let mut decoder = SseDecoder::default();
+        let events = decoder.push(b"data: caf\xc3\n\ndata:\n\n");
+        assert_eq!(
+            events,
+            [
+                SseEvent {
+                    event: None,
+                    data: "caf\u{fffd}".into()
+                },
+                SseEvent {
+                    event: None,
+                    data: String::new()
+                },
+            ]
+        );
     }
 
     #[test]

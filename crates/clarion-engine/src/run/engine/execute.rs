@@ -3,6 +3,7 @@
 use super::*;
 use crate::codes::ToolErrorKind;
 use clarion_flow::model::format_duration;
+use std::fmt::Write as _;
 
 impl Engine {
     pub(super) async fn execute(
@@ -59,6 +60,37 @@ impl Engine {
     }
 }
 
+/// `value` as JSON with every object's keys sorted, each item followed by `,`.
+fn canonical(value: &Value, out: &mut String) {
+    match value {
+        Value::Object(map) => canonical_object(map, out),
+        Value::Array(items) => {
+            out.push('[');
+            for item in items {
+                canonical(item, out);
+                out.push(',');
+            }
+            out.push(']');
+        }
+        // A scalar's JSON text, written in place.
+        other => {
+            let _ = write!(out, "{other}");
+        }
+    }
+}
+
+fn canonical_object(map: &Map<String, Value>, out: &mut String) {
+    let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+    entries.sort_unstable_by_key(|(key, _)| *key);
+    out.push('{');
+    for (key, value) in entries {
+        let _ = write!(out, "{}:", Value::from(key.as_str()));
+        canonical(value, out);
+        out.push(',');
+    }
+    out.push('}');
+}
+
 /// The idempotency key of a call: a name-based UUID (v5) of the run, its step, the tool and
 /// the arguments with their keys sorted. A takeover that asks the model again at the same
 /// step gets the same key for the same call, and a different one for a different call.
@@ -68,33 +100,8 @@ pub(super) fn idempotency_key(
     tool: &str,
     args: &Map<String, Value>,
 ) -> String {
-    fn canonical(value: &Value, out: &mut String) {
-        match value {
-            Value::Object(map) => {
-                let mut keys: Vec<&String> = map.keys().collect();
-                keys.sort();
-                out.push('{');
-                for key in keys {
-                    out.push_str(&Value::String(key.clone()).to_string());
-                    out.push(':');
-                    canonical(&map[key], out);
-                    out.push(',');
-                }
-                out.push('}');
-            }
-            Value::Array(items) => {
-                out.push('[');
-                for item in items {
-                    canonical(item, out);
-                    out.push(',');
-                }
-                out.push(']');
-            }
-            other => out.push_str(&other.to_string()),
-        }
-    }
     let mut name = format!("{run_id}\n{step}\n{tool}\n");
-    canonical(&Value::Object(args.clone()), &mut name);
+    canonical_object(args, &mut name);
     uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, name.as_bytes()).to_string()
 }
 
@@ -128,5 +135,65 @@ mod tests {
             key,
             idempotency_key("run_1", 2, "pay", &args(json!({ "to": "x", "amount": 4 })))
         );
+    }
+
+    /// The key's text is what the first definition wrote (keys persist with runs: a
+    /// takeover by a newer build must compute the same ones).
+    mod same_as_before {
+        use proptest::prelude::*;
+        use serde_json::Value;
+
+        fn canonical(value: &Value, out: &mut String) {
+            match value {
+                Value::Object(map) => {
+                    let mut keys: Vec<&String> = map.keys().collect();
+                    keys.sort();
+                    out.push('{');
+                    for key in keys {
+                        out.push_str(&Value::String(key.clone()).to_string());
+                        out.push(':');
+                        canonical(&map[key], out);
+                        out.push(',');
+                    }
+                    out.push('}');
+                }
+                Value::Array(items) => {
+                    out.push('[');
+                    for item in items {
+                        canonical(item, out);
+                        out.push(',');
+                    }
+                    out.push(']');
+                }
+                other => out.push_str(&other.to_string()),
+            }
+        }
+
+        fn json() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::from),
+                any::<i64>().prop_map(Value::from),
+                any::<f64>().prop_map(Value::from),
+                "[a-z\"\\\\\\n\u{e9}\u{1f600}]{0,6}".prop_map(Value::from),
+            ];
+            leaf.prop_recursive(3, 24, 4, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+                    prop::collection::btree_map("[a-z\"\\\\]{0,3}", inner, 0..4)
+                        .prop_map(|m| Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
+
+        proptest! {
+            #[test]
+            fn canonical_text_is_unchanged(value in json()) {
+                let (mut now, mut before) = (String::new(), String::new());
+                super::super::canonical(&value, &mut now);
+                canonical(&value, &mut before);
+                prop_assert_eq!(now, before);
+            }
+        }
     }
 }
