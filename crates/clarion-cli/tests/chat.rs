@@ -113,6 +113,11 @@ fn chat(args: &[&str], input: &str) -> Output {
 
 /// `clarion chat ARGS…` run in `dir`, fed `input` on a pipe.
 fn chat_in(dir: &Path, args: &[&str], input: &str) -> Output {
+    chat_piped(dir, args, input.as_bytes())
+}
+
+/// `clarion chat ARGS…` run in `dir`, fed the bytes `input` on a pipe.
+fn chat_piped(dir: &Path, args: &[&str], input: &[u8]) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_clarion"))
         .arg("chat")
         .args(args)
@@ -125,9 +130,7 @@ fn chat_in(dir: &Path, args: &[&str], input: &str) -> Output {
         .spawn()
         .unwrap_or_else(|e| panic!("cannot run clarion: {e}"));
     if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(input.as_bytes())
-            .unwrap_or_else(|e| panic!("{e}"));
+        stdin.write_all(input).unwrap_or_else(|e| panic!("{e}"));
     }
     child.wait_with_output().unwrap_or_else(|e| panic!("{e}"))
 }
@@ -199,6 +202,76 @@ async fn a_piped_conversation_is_stored_and_resumable() {
     );
     assert!(out.contains("goal_amount = 12000"), "{out}");
     assert!(out.contains("risk_tolerance (not set)"), "{out}");
+}
+
+/// `clarion chat ARGS…` in `dir` with `stdin` as its standard input.
+fn chat_from(dir: &Path, args: &[&str], stdin: Stdio) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_clarion"))
+        .arg("chat")
+        .args(args)
+        .current_dir(dir)
+        .env_remove("OPENAI_BASE_URL")
+        .env_remove("OPENAI_API_KEY")
+        .stdin(stdin)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run clarion: {e}"))
+}
+
+/// A pipe is read on the runtime; a file or a socket on a thread of their own. All
+/// three read the same lines: `\r\n` endings, a last line without its newline, and the
+/// end of the input at a line that is not UTF-8.
+#[tokio::test]
+async fn a_pipe_a_file_and_a_socket_are_read_alike() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(Model)
+        .mount(&server)
+        .await;
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    flow_for(dir.path(), &format!("{}/v1", server.uri()));
+    let args = ["finance.toml", "--store", ":memory:"];
+    let answered = "You said: one. I remember 2 messages.\nYou said: two. I remember 4 messages.\n";
+    for (input, expected) in [
+        (&b"one\r\ntwo"[..], answered),
+        (
+            &b"one\n\xff\xfe\nthree\n"[..],
+            "You said: one. I remember 2 messages.\n",
+        ),
+    ] {
+        let piped = chat_piped(dir.path(), &args, input);
+        let file = dir.path().join("input.txt");
+        std::fs::write(&file, input).unwrap_or_else(|e| panic!("{e}"));
+        let from_file = chat_from(
+            dir.path(),
+            &args,
+            Stdio::from(std::fs::File::open(&file).unwrap_or_else(|e| panic!("{e}"))),
+        );
+        let (ours, theirs) =
+            std::os::unix::net::UnixStream::pair().unwrap_or_else(|e| panic!("{e}"));
+        let writer = std::thread::spawn(move || {
+            let mut ours = ours;
+            let _ = ours.write_all(input);
+        });
+        let from_socket = chat_from(
+            dir.path(),
+            &args,
+            Stdio::from(std::os::fd::OwnedFd::from(theirs)),
+        );
+        let _ = writer.join();
+        for (how, output) in [
+            ("pipe", &piped),
+            ("file", &from_file),
+            ("socket", &from_socket),
+        ] {
+            assert_eq!(
+                output.status.code(),
+                Some(0),
+                "{how}: {}",
+                text(&output.stderr)
+            );
+            assert_eq!(text(&output.stdout), expected, "{how}");
+        }
+    }
 }
 
 #[tokio::test]

@@ -62,7 +62,7 @@ pub(crate) fn run(args: &ChatArgs) -> Result<Exit, CliError> {
 pub(crate) fn run_flow(args: &ChatArgs, source: &FlowSource<'_>) -> Result<Exit, CliError> {
     // One conversation needs no parallelism: a current-thread runtime runs the run's task,
     // the input and the signals on this thread, with no wake-ups across worker threads
-    // (stdin is read on the blocking pool; SQLite runs in place, see `open`).
+    // (piped stdin is read on it too, see `piped_lines`; SQLite runs in place, see `open`).
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -647,13 +647,19 @@ impl Input {
     }
 }
 
-/// Reads stdin line by line on a thread of its own, up to 64 lines ahead of
-/// the conversation; the channel closes after the end of the input (or a read error).
+/// Reads stdin line by line, up to 64 lines ahead of the conversation; the channel
+/// closes after the end of the input (or a read error, or a line that is not UTF-8). A
+/// pipe or socket is read on the runtime whenever it is readable; anything else (a file,
+/// `/dev/null`, which epoll cannot wait on) on a thread of its own.
 fn piped_lines() -> mpsc::Receiver<Line> {
     // Room for the lines a script sends at once (`/reset` and a question): a full
-    // channel parks the reader, and waking it again costs a thread hand-off per line.
+    // channel parks the reader, and waking it again costs a hand-off per line.
     const READ_AHEAD: usize = 64;
     let (sender, lines) = mpsc::channel(READ_AHEAD);
+    if let Some(pipe) = pipe::Stdin::open() {
+        tokio::spawn(pipe.lines(sender));
+        return lines;
+    }
     let reader = move || {
         let mut stdin = std::io::stdin().lock();
         loop {
@@ -673,6 +679,79 @@ fn piped_lines() -> mpsc::Receiver<Line> {
         .name("stdin".to_owned())
         .spawn(reader);
     lines
+}
+
+/// Stdin as a pipe the runtime waits on. Read on a thread, each line a script sends cost
+/// a hand-off from that thread to the runtime's (a wake-up across CPUs).
+mod pipe {
+    use tokio::net::unix::pipe::{OpenOptions, Receiver};
+    use tokio::sync::mpsc;
+
+    use super::Line;
+
+    pub(super) struct Stdin(Receiver);
+
+    impl Stdin {
+        /// Stdin, when it is a pipe: opened again through `/proc/self/fd/0`, a
+        /// description of its own that can be non-blocking without changing stdin's for
+        /// the processes that share it. `None` elsewhere (a file, a socket, a terminal,
+        /// no `/proc`).
+        pub(super) fn open() -> Option<Self> {
+            OpenOptions::new()
+                .open_receiver("/proc/self/fd/0")
+                .ok()
+                .map(Self)
+        }
+
+        /// Sends each line read until the end of the input, a read error, a line that is
+        /// not UTF-8, or the receiver's end.
+        pub(super) async fn lines(self, sender: mpsc::Sender<Line>) {
+            let mut buffer = vec![0; 64 * 1024];
+            let mut pending: Vec<u8> = Vec::new();
+            loop {
+                if self.0.readable().await.is_err() {
+                    return;
+                }
+                let read = match self.0.try_read(&mut buffer) {
+                    Ok(read) => read,
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+                        ) =>
+                    {
+                        continue;
+                    }
+                    Err(_) => return,
+                };
+                if read == 0 {
+                    if !pending.is_empty() {
+                        let _ = send(&sender, std::mem::take(&mut pending)).await;
+                    }
+                    return;
+                }
+                pending.extend_from_slice(&buffer[..read]);
+                let mut start = 0;
+                while let Some(end) = pending[start..].iter().position(|b| *b == b'\n') {
+                    let line = pending[start..start + end].to_vec();
+                    start += end + 1;
+                    if !send(&sender, line).await {
+                        return;
+                    }
+                }
+                pending.drain(..start);
+            }
+        }
+    }
+
+    /// Sends one line; false when the input should end (not UTF-8, or no receiver).
+    async fn send(sender: &mpsc::Sender<Line>, line: Vec<u8>) -> bool {
+        let Ok(line) = String::from_utf8(line) else {
+            return false;
+        };
+        let line = Line::Text(line.trim_end_matches('\r').to_owned());
+        sender.send(line).await.is_ok()
+    }
 }
 
 /// A request to the line editor's thread.
