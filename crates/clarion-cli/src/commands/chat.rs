@@ -649,8 +649,9 @@ impl Input {
 
 /// Reads stdin line by line, up to 64 lines ahead of the conversation; the channel
 /// closes after the end of the input (or a read error, or a line that is not UTF-8). A
-/// pipe or socket is read on the runtime whenever it is readable; anything else (a file,
-/// `/dev/null`, which epoll cannot wait on) on a thread of its own.
+/// pipe is read on the runtime whenever it is readable; anything else (a file or
+/// `/dev/null`, which epoll cannot wait on, or a socket, which `/proc` cannot open again)
+/// on a thread of its own.
 fn piped_lines() -> mpsc::Receiver<Line> {
     // Room for the lines a script sends at once (`/reset` and a question): a full
     // channel parks the reader, and waking it again costs a hand-off per line.
