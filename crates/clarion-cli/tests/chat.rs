@@ -85,6 +85,16 @@ impl Respond for Model {
     }
 }
 
+/// A model server on loopback answering every POST with `model`.
+async fn serving(model: impl Respond + 'static) -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(model)
+        .mount(&server)
+        .await;
+    server
+}
+
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
@@ -116,14 +126,21 @@ fn chat_in(dir: &Path, args: &[&str], input: &str) -> Output {
     chat_piped(dir, args, input.as_bytes())
 }
 
-/// `clarion chat ARGS…` run in `dir`, fed the bytes `input` on a pipe.
-fn chat_piped(dir: &Path, args: &[&str], input: &[u8]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_clarion"))
+/// `clarion chat ARGS…` in `dir`, with no provider settings from the environment.
+fn chat_command(dir: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_clarion"));
+    command
         .arg("chat")
         .args(args)
         .current_dir(dir)
         .env_remove("OPENAI_BASE_URL")
-        .env_remove("OPENAI_API_KEY")
+        .env_remove("OPENAI_API_KEY");
+    command
+}
+
+/// `clarion chat ARGS…` run in `dir`, fed the bytes `input` on a pipe.
+fn chat_piped(dir: &Path, args: &[&str], input: &[u8]) -> Output {
+    let mut child = chat_command(dir, args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -153,11 +170,7 @@ fn text(bytes: &[u8]) -> String {
 
 #[tokio::test]
 async fn a_piped_conversation_is_stored_and_resumable() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(Model)
-        .mount(&server)
-        .await;
+    let server = serving(Model).await;
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let flow = flow_for(dir.path(), &format!("{}/v1", server.uri()));
     let store = dir.path().join("threads.db");
@@ -206,12 +219,7 @@ async fn a_piped_conversation_is_stored_and_resumable() {
 
 /// `clarion chat ARGS…` in `dir` with `stdin` as its standard input.
 fn chat_from(dir: &Path, args: &[&str], stdin: Stdio) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_clarion"))
-        .arg("chat")
-        .args(args)
-        .current_dir(dir)
-        .env_remove("OPENAI_BASE_URL")
-        .env_remove("OPENAI_API_KEY")
+    chat_command(dir, args)
         .stdin(stdin)
         .output()
         .unwrap_or_else(|e| panic!("cannot run clarion: {e}"))
@@ -222,11 +230,7 @@ fn chat_from(dir: &Path, args: &[&str], stdin: Stdio) -> Output {
 /// end of the input at a line that is not UTF-8.
 #[tokio::test]
 async fn a_pipe_a_file_and_a_socket_are_read_alike() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(Model)
-        .mount(&server)
-        .await;
+    let server = serving(Model).await;
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     flow_for(dir.path(), &format!("{}/v1", server.uri()));
     let args = ["finance.toml", "--store", ":memory:"];
@@ -276,11 +280,7 @@ async fn a_pipe_a_file_and_a_socket_are_read_alike() {
 
 #[tokio::test]
 async fn a_memory_store_keeps_the_session_and_nothing_after_it() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(Model)
-        .mount(&server)
-        .await;
+    let server = serving(Model).await;
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let flow = flow_for(dir.path(), &format!("{}/v1", server.uri()));
     let output = chat_in(
@@ -319,11 +319,7 @@ async fn a_memory_store_keeps_the_session_and_nothing_after_it() {
 /// session's end needs it: every thread the session named can be resumed.
 #[tokio::test]
 async fn reset_threads_are_stored_when_spoken_in_used_or_left() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(Model)
-        .mount(&server)
-        .await;
+    let server = serving(Model).await;
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let flow = flow_for(dir.path(), &format!("{}/v1", server.uri()));
     let store = dir.path().join("threads.db");
@@ -375,11 +371,7 @@ async fn reset_threads_are_stored_when_spoken_in_used_or_left() {
 /// `clarion test` passes on it unchanged; a second save under the same name is refused.
 #[tokio::test]
 async fn slash_save_writes_a_scenario_that_clarion_test_passes() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(Model)
-        .mount(&server)
-        .await;
+    let server = serving(Model).await;
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let flow = flow_for(dir.path(), &format!("{}/v1", server.uri()));
     let store = dir.path().join("threads.db");
@@ -413,11 +405,7 @@ async fn slash_save_writes_a_scenario_that_clarion_test_passes() {
 /// with it, and `/save` writes a scenario that `clarion test` passes.
 #[tokio::test]
 async fn chat_follows_a_handoff_and_saves_it_as_a_scenario() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(support::DeskModel)
-        .mount(&server)
-        .await;
+    let server = serving(support::DeskModel).await;
     let root = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let flow = support::desk_flow_for(root.path(), &format!("{}/v1", server.uri()));
     let dir = root.path().join("flows");
@@ -466,11 +454,7 @@ async fn chat_follows_a_handoff_and_saves_it_as_a_scenario() {
 /// passes on the file unchanged.
 #[tokio::test]
 async fn slash_save_keeps_confirmations_as_decide_steps() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(support::BankModel)
-        .mount(&server)
-        .await;
+    let server = serving(support::BankModel).await;
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let flow = support::bank_flow_for(dir.path(), &format!("{}/v1", server.uri()));
     let store = dir.path().join("threads.db");
@@ -511,11 +495,7 @@ async fn slash_save_keeps_confirmations_as_decide_steps() {
 /// `--verbose` shows a tool's arguments.
 #[tokio::test]
 async fn provider_flags_override_the_flow_and_verbose_shows_arguments() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(Streaming)
-        .mount(&server)
-        .await;
+    let server = serving(Streaming).await;
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     // The flow streams from nowhere: only the flags can make this conversation work.
     let flow = flow_with(dir.path(), "http://127.0.0.1:9/v1", true);
@@ -705,11 +685,7 @@ async fn assert_consistent(server: &MockServer) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_terminal_conversation_streams_keeps_history_and_ends_on_ctrl_d() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(Streaming)
-        .mount(&server)
-        .await;
+    let server = serving(Streaming).await;
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let flow = flow_with(dir.path(), &format!("{}/v1", server.uri()), true);
     let store = dir.path().join("state/threads.db");
@@ -777,11 +753,7 @@ async fn a_terminal_conversation_streams_keeps_history_and_ends_on_ctrl_d() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctrl_c_in_a_terminal_cancels_a_slow_run_and_the_thread_stays_consistent() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(Streaming)
-        .mount(&server)
-        .await;
+    let server = serving(Streaming).await;
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let flow = flow_with(dir.path(), &format!("{}/v1", server.uri()), true);
     let store = dir.path().join("threads.db");
@@ -845,11 +817,7 @@ async fn ctrl_c_in_a_terminal_cancels_a_slow_run_and_the_thread_stays_consistent
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_terminal_closed_mid_run_ends_the_session_and_keeps_the_thread() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(Streaming)
-        .mount(&server)
-        .await;
+    let server = serving(Streaming).await;
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let flow = flow_with(dir.path(), &format!("{}/v1", server.uri()), true);
     let store = dir.path().join("threads.db");
@@ -892,11 +860,7 @@ async fn a_terminal_closed_mid_run_ends_the_session_and_keeps_the_thread() {
 
 #[tokio::test]
 async fn pipes_never_get_a_spinner() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(Model)
-        .mount(&server)
-        .await;
+    let server = serving(Model).await;
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let flow = flow_for(dir.path(), &format!("{}/v1", server.uri()));
     let store = dir.path().join("threads.db");
@@ -963,11 +927,7 @@ fn fake_script(dir: &Path, url: &str) -> PathBuf {
 
 #[tokio::test]
 async fn the_demo_talks_to_the_provider_in_the_environment() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(Streaming)
-        .mount(&server)
-        .await;
+    let server = serving(Streaming).await;
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let store = dir.path().join("threads.db");
     // The local model is not touched when a provider is configured.
@@ -998,11 +958,7 @@ async fn the_demo_talks_to_the_provider_in_the_environment() {
 /// `clarion demo --model` names the model over `OPENAI_MODEL`; `--verbose` shows arguments.
 #[tokio::test]
 async fn the_demos_model_flag_wins_over_the_environment() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(Streaming)
-        .mount(&server)
-        .await;
+    let server = serving(Streaming).await;
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let store = dir.path().join("threads.db");
     let output = demo(
@@ -1032,11 +988,7 @@ async fn the_demos_model_flag_wins_over_the_environment() {
 
 #[tokio::test]
 async fn without_a_provider_the_demo_installs_and_starts_the_local_model() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(Streaming)
-        .mount(&server)
-        .await;
+    let server = serving(Streaming).await;
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let store = dir.path().join("threads.db");
     let script = fake_script(dir.path(), &format!("{}/v1", server.uri()));
