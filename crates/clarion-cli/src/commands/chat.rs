@@ -989,7 +989,7 @@ struct Terminal {
     spinner: Arc<Spinner>,
     /// Whether reply text is mid-line on stdout.
     open_line: Mutex<bool>,
-    /// Events of the current run, for the session transcript.
+    /// Events of the current run that the session transcript shows.
     events: Mutex<Vec<Event>>,
     /// Tools started and not finished, and the rule effects held back until they finish:
     /// the engine applies a call's rules before announcing its output, but people read
@@ -1085,7 +1085,10 @@ impl Terminal {
 
 impl EventSink for Terminal {
     fn emit(&self, event: &Event) {
-        if let Ok(mut events) = self.events.lock() {
+        // Only what `/transcript` shows is kept: not every streamed piece of every reply.
+        if Transcript::shows(event)
+            && let Ok(mut events) = self.events.lock()
+        {
             events.push(event.clone());
         }
         match event {

@@ -74,6 +74,23 @@ impl Transcript {
         self.block("user: ", text);
     }
 
+    /// Whether [`Transcript::events`] shows `event`: what a session that renders its
+    /// transcript later must keep. Streamed text, status changes, commits and model
+    /// requests are not shown (the reply, the tools and the run's end are), nor are the
+    /// coverage events.
+    #[must_use]
+    pub fn shows(event: &Event) -> bool {
+        !matches!(
+            event,
+            Event::TextDelta { .. }
+                | Event::Status { .. }
+                | Event::StepCommitted { .. }
+                | Event::ModelCalled { .. }
+                | Event::FilledFromSlots { .. }
+                | Event::RuleEvaluated { .. }
+        )
+    }
+
     /// The events of a run (or part of one), in the order they were emitted.
     pub fn events(&mut self, events: &[Event]) {
         for event in events {
@@ -528,6 +545,68 @@ mod tests {
         let mut out = String::new();
         write_block(&mut out, "assistant: ", "One.\n\nTwo.\n");
         assert_eq!(out, "assistant: One.\n\n           Two.\n");
+    }
+
+    /// What `shows` leaves out renders nothing, wherever it falls among what it keeps.
+    #[test]
+    fn events_not_shown_render_nothing() {
+        use clarion_engine::{RuleRef, RunStatus};
+        let hidden = [
+            Event::TextDelta {
+                text: "It takes".into(),
+            },
+            Event::Status {
+                run_id: "run_1".into(),
+                status: RunStatus::InProgress,
+            },
+            Event::StepCommitted {
+                run_id: "run_1".into(),
+                status: RunStatus::Completed,
+            },
+            Event::ModelCalled {
+                message_id: "msg_1".into(),
+            },
+            Event::FilledFromSlots {
+                call_id: "call_1".into(),
+                tool: "calc".into(),
+                params: vec!["income".into()],
+            },
+            Event::RuleEvaluated {
+                tool: "calc".into(),
+                rule: RuleRef::After { index: 0 },
+                applied: true,
+            },
+        ];
+        let shown = [
+            Event::ToolCalled {
+                call_id: "call_1".into(),
+                name: "calc".into(),
+                arguments: r#"{"income": 5000}"#.into(),
+            },
+            Event::SlotSet {
+                name: "income".into(),
+                value: json!(5000),
+            },
+            Event::AssistantMessage {
+                text: "It takes 12 months.".into(),
+            },
+        ];
+        assert!(hidden.iter().all(|e| !Transcript::shows(e)));
+        assert!(shown.iter().all(Transcript::shows));
+        let render = |events: &[Event]| {
+            let mut transcript = Transcript::default();
+            transcript.user("How long?");
+            transcript.events(events);
+            transcript.finish()
+        };
+        let expected = render(&shown);
+        for (i, event) in hidden.iter().enumerate() {
+            for at in 0..=shown.len() {
+                let mut events = shown.to_vec();
+                events.insert(at, event.clone());
+                assert_eq!(render(&events), expected, "hidden event {i} at {at}");
+            }
+        }
     }
 
     #[test]
