@@ -856,6 +856,17 @@ fn last_activity(messages: &[Message]) -> Option<i64> {
     messages.last().map(|m| m.created_at)
 }
 
+/// How many messages the thread holds (its row keeps the count); `ThreadNotFound` if
+/// there is no such thread.
+fn message_count(conn: &Connection, thread_id: &str) -> Result<usize, StoreError> {
+    let count: Option<i64> = conn
+        .prepare_cached("SELECT message_count FROM threads WHERE id = ?1")
+        .and_then(|mut stmt| stmt.query_row([thread_id], |row| row.get(0)).optional())
+        .context(|| format!("counting the messages of thread `{thread_id}`"))?;
+    let count = count.ok_or_else(|| StoreError::ThreadNotFound(thread_id.to_owned()))?;
+    Ok(usize::try_from(count).unwrap_or_default())
+}
+
 /// Appends `messages` to the thread after the count its row keeps, and moves the row on:
 /// the count, the last activity and, with `active_run`, the run that holds it. One
 /// statement to read the row and one to write it: SQLite's `UPDATE … RETURNING`, which
@@ -867,12 +878,7 @@ fn append_messages(
     active_run: Option<&str>,
 ) -> Result<(), StoreError> {
     let appending = || format!("appending to thread `{thread_id}`");
-    let count: Option<i64> = conn
-        .prepare_cached("SELECT message_count FROM threads WHERE id = ?1")
-        .and_then(|mut stmt| stmt.query_row([thread_id], |row| row.get(0)).optional())
-        .context(appending)?;
-    let count = count.ok_or_else(|| StoreError::ThreadNotFound(thread_id.to_owned()))?;
-    let count = usize::try_from(count).unwrap_or_default();
+    let count = message_count(conn, thread_id)?;
     insert_rows(conn, thread_id, count, messages)?;
     conn.prepare_cached(
         "UPDATE threads SET message_count = ?2, last_activity = coalesce(?3, last_activity),
@@ -1519,16 +1525,9 @@ impl Db {
         let tx = Tx::write(&conn).context(committing)?;
         // The count the row holds, to check the step against before anything is written.
         // (A read and a write: SQLite's `UPDATE … RETURNING` costs more than both.)
-        let stored: Option<i64> = tx
-            .prepare_cached("SELECT message_count FROM threads WHERE id = ?1")
-            .and_then(|mut stmt| stmt.query_row([id], |row| row.get(0)).optional())
-            .context(committing)?;
-        let Some(stored) = stored else {
-            return Err(StoreError::ThreadNotFound(id.clone()));
-        };
+        let stored = message_count(&tx, id)?;
         // The step must continue exactly where the store is: anything else means the
         // caller's thread is stale, and writing it would leave a hole or a duplicate.
-        let stored = usize::try_from(stored).unwrap_or_default();
         let appended = step.appended.len();
         if stored + appended != step.total {
             return Err(StoreError::Backend(format!(
