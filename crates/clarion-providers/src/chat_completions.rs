@@ -64,13 +64,10 @@ impl Model for ChatCompletions {
     ) -> BoxFuture<'a, Result<ModelResponse, ModelError>> {
         Box::pin(async move {
             let config = self.client.config();
-            let body = serde_json::to_vec(&RequestBody::new(config, &request)).map_err(|e| {
-                ModelError::new(
-                    ModelErrorKind::Configuration,
-                    format!("cannot serialize the request body: {e}"),
-                )
-            })?;
-            let response = self.client.post_json(body.into()).await?;
+            let response = self
+                .client
+                .post(&RequestBody::new(config, &request))
+                .await?;
             if config.stream {
                 read_stream(&self.client, response, events).await
             } else {

@@ -70,7 +70,10 @@ impl ProviderClient {
 
     /// POSTs `body` to the endpoint and returns the successful response, retrying what
     /// can be retried.
-    pub async fn post(&self, body: &Value) -> Result<reqwest::Response, ModelError> {
+    pub async fn post(
+        &self,
+        body: &impl serde::Serialize,
+    ) -> Result<reqwest::Response, ModelError> {
         let body = serde_json::to_vec(body)
             .map_err(|e| configuration(format!("cannot serialize the request body: {e}")))?;
         self.post_json(body.into()).await
