@@ -3,8 +3,9 @@
 //! Completions requests (the flow's exported definition, the user's line; then the tool
 //! call and a tool output), the reply text on stdout; with `--store PATH`, also two SQLite
 //! transactions of four inserts into a table with two indexes, as a chat turn's two
-//! commits. Same runtime (Tokio current-thread), same HTTP client (`reqwest`). Figures in
-//! docs/benchmarks.md ("Step 5").
+//! commits (cached statements, as Clarion's store uses). Same runtime (Tokio
+//! current-thread), same HTTP client (`reqwest`). Figures in docs/benchmarks.md ("Step 5",
+//! "Step 7").
 //!
 //! It takes `clarion chat`'s arguments, so the round-trip script drives it as a build:
 //!
@@ -14,15 +15,23 @@
 //!     target/release/examples/bench_floor
 //! ```
 //!
-//! `BENCH_FLOOR_HTTP_ONLY=1` leaves out the SQLite transactions.
+//! `BENCH_FLOOR_HTTP_ONLY=1` leaves out the SQLite transactions. `BENCH_FLOOR_CLIENT=hyper`
+//! sends the requests through `hyper-util`'s pooled client, the one `reqwest` wraps in its
+//! own layers (URL, redirects, retries, timeouts): what those layers cost per round trip.
 
 #![allow(clippy::print_stdout, missing_docs)]
 
+use std::future::poll_fn;
 use std::io::Write as _;
 use std::path::Path;
+use std::pin::Pin;
 
 use clarion_flow::export::{ExportFormat, definition};
 use clarion_flow::{LoadOptions, load_file_with};
+use hyper::body::Body as _;
+use hyper_util::client::legacy::Client as HyperClient;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
 use tokio::io::AsyncBufReadExt as _;
 
@@ -32,18 +41,45 @@ fn arg(args: &[String], flag: &str) -> Option<String> {
     args.get(at + 1).cloned()
 }
 
+/// The HTTP client the floor sends its requests with.
+enum Client {
+    Reqwest(reqwest::Client),
+    /// `hyper-util`'s pooled client without `reqwest`'s layers around it.
+    Hyper(Box<HyperClient<HttpConnector, String>>),
+}
+
 /// A streamed request and the text of every chunk, joined.
-async fn stream(client: &reqwest::Client, url: &str, body: Vec<u8>) -> String {
-    let mut response = client
-        .post(url)
-        .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .body(body)
-        .send()
-        .await
-        .expect("the server answers");
+async fn stream(client: &Client, url: &str, body: Vec<u8>) -> String {
     let mut text = Vec::new();
-    while let Some(chunk) = response.chunk().await.expect("the stream reads") {
-        text.extend_from_slice(&chunk);
+    match client {
+        Client::Reqwest(client) => {
+            let mut response = client
+                .post(url)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body)
+                .send()
+                .await
+                .expect("the server answers");
+            while let Some(chunk) = response.chunk().await.expect("the stream reads") {
+                text.extend_from_slice(&chunk);
+            }
+        }
+        Client::Hyper(client) => {
+            let request = hyper::Request::post(url)
+                .header(hyper::header::CONTENT_TYPE, "application/json")
+                .body(String::from_utf8(body).expect("the body is JSON"))
+                .expect("the request is well formed");
+            let mut body = client
+                .request(request)
+                .await
+                .expect("the server answers")
+                .into_body();
+            while let Some(frame) = poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
+                if let Ok(chunk) = frame.expect("the stream reads").into_data() {
+                    text.extend_from_slice(&chunk);
+                }
+            }
+        }
     }
     String::from_utf8_lossy(&text).into_owned()
 }
@@ -78,7 +114,15 @@ async fn main() {
         .expect("the table is created");
         db
     });
-    let client = reqwest::Client::new();
+    let client = if std::env::var("BENCH_FLOOR_CLIENT").is_ok_and(|c| c == "hyper") {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true); // as `reqwest` does
+        Client::Hyper(Box::new(
+            HyperClient::builder(TokioExecutor::new()).build(connector),
+        ))
+    } else {
+        Client::Reqwest(reqwest::Client::new())
+    };
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     let mut n = 0_u64;
     while let Ok(Some(line)) = lines.next_line().await {
@@ -103,16 +147,19 @@ async fn main() {
         }
         if let Some(db) = &db {
             for _ in 0..2 {
-                db.execute_batch("BEGIN IMMEDIATE").expect("begin");
+                let run = |sql: &str| {
+                    db.prepare_cached(sql)
+                        .and_then(|mut statement| statement.execute([]))
+                        .expect("the statement runs")
+                };
+                run("BEGIN IMMEDIATE");
                 for _ in 0..4 {
                     n += 1;
-                    db.execute(
-                        "INSERT INTO rows (a, b) VALUES (?1, ?2)",
-                        (format!("a{n}"), format!("b{n}")),
-                    )
-                    .expect("insert");
+                    db.prepare_cached("INSERT INTO rows (a, b) VALUES (?1, ?2)")
+                        .and_then(|mut insert| insert.execute((format!("a{n}"), format!("b{n}"))))
+                        .expect("insert");
                 }
-                db.execute_batch("COMMIT").expect("commit");
+                run("COMMIT");
             }
         }
         // The text of the reply's first content delta.
