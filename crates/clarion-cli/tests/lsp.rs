@@ -151,6 +151,33 @@ fn diagnostics_are_published_on_open_updated_on_change_and_cleared_when_fixed() 
 }
 
 #[test]
+fn a_file_that_stops_declaring_itself_a_flow_is_checked_no_more_until_it_does_again() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let path = write(dir.path(), "flow.toml", BROKEN);
+    let uri = uri(&path);
+    let (mut client, _) = Client::start(&[], &[]);
+    open(&mut client, &uri, BROKEN);
+    assert!(!client.diagnostics(&uri, 1).is_empty());
+    // Neither a `[flow]` table nor the flow schema's `#:schema` line: a TOML file like
+    // any other, as `validate DIR` sees it, so its diagnostics are cleared.
+    let other = BROKEN
+        .replace("[flow]", "# [flow]")
+        .replace("flow.schema.json", "other.json");
+    assert!(!clarion_flow::discover::declares_flow(&other));
+    let replace = |text: &str, version: i64| {
+        json!({
+            "textDocument": { "uri": uri, "version": version },
+            "contentChanges": [{ "text": text }],
+        })
+    };
+    client.notify("textDocument/didChange", replace(&other, 2));
+    assert_eq!(client.diagnostics(&uri, 2), Vec::<Value>::new());
+    client.notify("textDocument/didChange", replace(BROKEN, 3));
+    assert!(!client.diagnostics(&uri, 3).is_empty());
+    assert!(client.stop().success());
+}
+
+#[test]
 fn a_diagnostic_with_several_spans_carries_the_others_as_related_information() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     // Two executors: `client` and an HTTP table (E009 points at both).
@@ -901,7 +928,14 @@ mod edits {
             let last = i64::try_from(edits.len() + 1).unwrap_or(i64::MAX);
             let published = client.diagnostics(&uri, last);
             std::fs::write(&path, &text).unwrap_or_else(|e| panic!("{e}"));
-            let expected = from_validate(&path);
+            // An edit can take away both of what makes a file a flow (its `[flow]` table
+            // and its `#:schema` line); the server then checks it no more than
+            // `validate DIR` would, where `validate FILE` checks any file it is given.
+            let expected = if clarion_flow::discover::declares_flow(&text) {
+                from_validate(&path)
+            } else {
+                Vec::new()
+            };
             let got = from_server(&text, &published);
             client.notify("textDocument/didClose", json!({ "textDocument": { "uri": uri } }));
             prop_assert_eq!(got, expected, "text:\n{}", text);
