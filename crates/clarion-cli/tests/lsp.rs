@@ -59,6 +59,14 @@ fn open(client: &mut Client, uri: &str, text: &str) {
     );
 }
 
+/// Sends the whole new `text` of an open document as its `version`.
+fn replace(client: &mut Client, uri: &str, version: i64, text: &str) {
+    client.notify(
+        "textDocument/didChange",
+        json!({ "textDocument": { "uri": uri, "version": version }, "contentChanges": [{ "text": text }] }),
+    );
+}
+
 fn at(uri: &str, text: &str, needle: &str, past: usize) -> Value {
     let found = text.find(needle).unwrap_or_else(|| panic!("no {needle:?}")) + past;
     json!({ "textDocument": { "uri": uri }, "position": position(text, found, false) })
@@ -137,10 +145,7 @@ fn diagnostics_are_published_on_open_updated_on_change_and_cleared_when_fixed() 
     let text = fixed_one
         .replacen("objectf", "objectif", 1)
         .replacen("montnt", "montant", 1);
-    client.notify(
-        "textDocument/didChange",
-        json!({ "textDocument": { "uri": uri, "version": 3 }, "contentChanges": [{ "text": text }] }),
-    );
+    replace(&mut client, &uri, 3, &text);
     assert_eq!(client.diagnostics(&uri, 3), Vec::<Value>::new());
     // Closing clears them too.
     client.notify(
@@ -164,15 +169,9 @@ fn a_file_that_stops_declaring_itself_a_flow_is_checked_no_more_until_it_does_ag
         .replace("[flow]", "# [flow]")
         .replace("flow.schema.json", "other.json");
     assert!(!clarion_flow::discover::declares_flow(&other));
-    let replace = |text: &str, version: i64| {
-        json!({
-            "textDocument": { "uri": uri, "version": version },
-            "contentChanges": [{ "text": text }],
-        })
-    };
-    client.notify("textDocument/didChange", replace(&other, 2));
+    replace(&mut client, &uri, 2, &other);
     assert_eq!(client.diagnostics(&uri, 2), Vec::<Value>::new());
-    client.notify("textDocument/didChange", replace(BROKEN, 3));
+    replace(&mut client, &uri, 3, BROKEN);
     assert!(!client.diagnostics(&uri, 3).is_empty());
     assert!(client.stop().success());
 }
@@ -338,10 +337,7 @@ fn completion_hover_definition_references_rename_and_outline_on_an_example_flow(
         !renamed.contains("slot = \"monthly_savings\"")
             && !renamed.contains("set = { monthly_savings")
     );
-    client.notify(
-        "textDocument/didChange",
-        json!({ "textDocument": { "uri": uri, "version": 2 }, "contentChanges": [{ "text": renamed }] }),
-    );
+    replace(&mut client, &uri, 2, &renamed);
     assert_eq!(summary(&client.diagnostics(&uri, 2)), Vec::<String>::new());
 
     let symbols = client.request(
@@ -425,17 +421,11 @@ fn a_scenario_is_checked_against_its_flows_unsaved_text() {
     assert_eq!(client.diagnostics(&scenario_uri, 1), Vec::<Value>::new());
     // Break the flow in the editor (not on disk): the scenario's flow no longer loads.
     let broken = flow_text.replacen("[flow]\n", "[flow]\noops = 1\n", 1);
-    client.notify(
-        "textDocument/didChange",
-        json!({ "textDocument": { "uri": flow_uri, "version": 2 }, "contentChanges": [{ "text": broken }] }),
-    );
+    replace(&mut client, &flow_uri, 2, &broken);
     let after = summary(&client.diagnostics(&scenario_uri, 1));
     assert!(after.iter().any(|d| d.contains("error(s)")), "{after:#?}");
     // Fixing it clears the scenario's diagnostics again.
-    client.notify(
-        "textDocument/didChange",
-        json!({ "textDocument": { "uri": flow_uri, "version": 3 }, "contentChanges": [{ "text": flow_text }] }),
-    );
+    replace(&mut client, &flow_uri, 3, &flow_text);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
         if client.diagnostics(&scenario_uri, 1).is_empty() {
@@ -460,10 +450,7 @@ fn a_scenario_is_checked_against_its_flows_unsaved_text() {
     );
     // A mistake in the scenario itself is located in it.
     let bad = scenario_text.replacen("[scenario]", "[scenario]\nnot_a_key = 1", 1);
-    client.notify(
-        "textDocument/didChange",
-        json!({ "textDocument": { "uri": scenario_uri, "version": 2 }, "contentChanges": [{ "text": bad }] }),
-    );
+    replace(&mut client, &scenario_uri, 2, &bad);
     let found = summary(&client.diagnostics(&scenario_uri, 2));
     assert!(found.iter().any(|d| d.contains("not_a_key")), "{found:#?}");
     assert!(client.stop().success());
